@@ -1,0 +1,235 @@
+//! Wire types of the coreauth HTTP API: the JSON bodies of SPEC.md, shared by the server and its
+//! clients. Field names are the seeds' own (camelCase); nothing here has behaviour beyond serde.
+#![deny(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::todo)]
+
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+/// A secret as it travels on the wire (a password, a token). Its `Debug` prints `[REDACTED]`, so
+/// a stray `{:?}` of a request body cannot leak it. The server wraps it in `secrecy` at the edge.
+#[derive(Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct SecretText(String);
+
+impl SecretText {
+    pub fn new(text: impl Into<String>) -> Self {
+        Self(text.into())
+    }
+
+    /// The secret itself: call only where it is used (hashing, sending).
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+
+    pub fn into_inner(self) -> String {
+        self.0
+    }
+}
+
+impl fmt::Debug for SecretText {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("[REDACTED]")
+    }
+}
+
+/// Every error answer: `{"error": "<code>", "message": "<text for a person>"}`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ErrorBody {
+    pub error: String,
+    pub message: String,
+}
+
+/// `POST /user/authenticate`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AuthenticateRequest {
+    pub email: String,
+    pub password: SecretText,
+    /// 0 or absent: the user's first active membership.
+    #[serde(default)]
+    pub selected_org: Option<i64>,
+    #[serde(default)]
+    pub client: Option<String>,
+    #[serde(default)]
+    pub mfa_token_code: Option<SecretText>,
+}
+
+/// The answer of a login or a renewal.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AuthenticateResponse {
+    pub token: String,
+    /// Unix epoch milliseconds.
+    pub expires_at: i64,
+    pub user: SessionUser,
+}
+
+/// The user as seen through one session: `isAdmin` and `role` are of the session's org.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SessionUser {
+    pub id: i64,
+    pub uuid: String,
+    pub first: String,
+    pub last: String,
+    pub email: String,
+    pub is_active: bool,
+    pub is_admin: bool,
+    pub org_id: i64,
+    pub role: String,
+}
+
+/// `GET /user/me`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Me {
+    pub id: i64,
+    pub uuid: String,
+    pub email: String,
+    pub first: String,
+    pub last: String,
+    pub is_active: bool,
+    pub is_admin: bool,
+    pub is_platform_admin: bool,
+    pub org_id: i64,
+    pub org_name: String,
+    pub role: String,
+    /// How this request was authenticated: `session` (a token from a login) or `api_key`.
+    pub auth_method: String,
+    /// The session behind the token, when there is one.
+    pub session_id: Option<String>,
+    /// When the session ends at the latest, whatever renewals happen (ISO 8601).
+    pub session_expires_at: Option<String>,
+}
+
+/// One entry of `GET /user/orgs`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct UserOrg {
+    pub id: i64,
+    pub name: String,
+    pub role: String,
+    pub is_admin: bool,
+    pub is_active: bool,
+}
+
+/// One entry of `GET /user/sessions`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SessionInfo {
+    pub id: String,
+    pub org_id: i64,
+    pub client: Option<String>,
+    pub address: Option<String>,
+    pub user_agent: Option<String>,
+    pub created_at: String,
+    pub last_renewed_at: Option<String>,
+    pub renew_count: i64,
+    /// The absolute end of the session (login + the session cap).
+    pub expires_at: String,
+    /// True for the session of the token making this call.
+    pub current: bool,
+}
+
+/// `POST /admin/orgs`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct CreateOrgRequest {
+    pub name: String,
+    #[serde(default)]
+    pub email_domains: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Org {
+    pub id: i64,
+    pub name: String,
+    pub email_domains: Vec<String>,
+}
+
+/// `POST /admin/users`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct CreateUserRequest {
+    pub email: String,
+    pub password: SecretText,
+    pub first: String,
+    pub last: String,
+    pub org_id: i64,
+    pub role: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct User {
+    pub id: i64,
+    pub uuid: String,
+    pub email: String,
+    pub first: String,
+    pub last: String,
+    pub is_active: bool,
+}
+
+/// `PATCH /admin/users/{id}`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct PatchUserRequest {
+    pub first: Option<String>,
+    pub last: Option<String>,
+    pub is_active: Option<bool>,
+}
+
+/// `POST /admin/orgs/{orgId}/members`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct AddMemberRequest {
+    pub user_id: i64,
+    pub role: String,
+}
+
+/// `PATCH /admin/orgs/{orgId}/members/{userId}`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct PatchMemberRequest {
+    pub role: Option<String>,
+    pub is_active: Option<bool>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Membership {
+    pub user_id: i64,
+    pub org_id: i64,
+    pub role: String,
+    pub is_active: bool,
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn secret_text_never_prints_its_value() {
+        let req = AuthenticateRequest {
+            email: "a@example.com".into(),
+            password: SecretText::new("hunter2-canary"),
+            ..Default::default()
+        };
+        let printed = format!("{req:?}");
+        assert!(!printed.contains("hunter2-canary"), "{printed}");
+        assert!(printed.contains("[REDACTED]"));
+    }
+
+    #[test]
+    fn authenticate_request_reads_the_seed_example() {
+        let body = r#"{"email":"string","password":"string","selectedOrg":0,"client":"core-client","mfaTokenCode":null}"#;
+        let req: AuthenticateRequest = serde_json::from_str(body).expect("seed body parses");
+        assert_eq!(req.email, "string");
+        assert_eq!(req.selected_org, Some(0));
+        assert_eq!(req.client.as_deref(), Some("core-client"));
+        assert!(req.mfa_token_code.is_none());
+    }
+}

@@ -1,0 +1,148 @@
+//! One `Settings` struct, layered: command-line flags, then `COREAUTH_*` environment variables,
+//! then an optional `coreauth.toml`, then the defaults below. With nothing set, coreauth listens
+//! on 127.0.0.1:8080 with an SQLite file `coreauth.db` in the working directory.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use figment::Figment;
+use figment::providers::{Env, Format, Serialized, Toml};
+use secrecy::SecretString;
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    #[default]
+    Text,
+    Json,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default)]
+pub struct Settings {
+    /// `COREAUTH_LISTEN`: address and port to listen on.
+    pub listen: String,
+    /// `COREAUTH_DATABASE_URL`: `sqlite://…` (default `sqlite://coreauth.db`).
+    pub database_url: String,
+    /// `COREAUTH_TOKEN_TTL`: lifetime of one session token.
+    #[serde(with = "humantime_serde")]
+    pub token_ttl: Duration,
+    /// `COREAUTH_SESSION_MAX`: absolute lifetime of a session from its login.
+    #[serde(with = "humantime_serde")]
+    pub session_max: Duration,
+    /// `COREAUTH_LOG`: a tracing filter such as `info` or `coreauth=debug,tower_http=info`.
+    pub log: String,
+    /// `COREAUTH_LOG_FORMAT`: `text` or `json`.
+    pub log_format: LogFormat,
+    /// `COREAUTH_ISSUER`: the `iss` of issued tokens.
+    pub issuer: String,
+    /// `COREAUTH_BOOTSTRAP_ADMIN_EMAIL` / `_PASSWORD`: the first admin, created on an empty
+    /// database only. The password may also come from `COREAUTH_BOOTSTRAP_ADMIN_PASSWORD_FILE`.
+    pub bootstrap_admin_email: Option<String>,
+    #[serde(deserialize_with = "secret_text")]
+    pub bootstrap_admin_password: Option<SecretString>,
+    pub bootstrap_admin_password_file: Option<PathBuf>,
+    /// Apply migrations at start (`serve --no-migrate` turns it off).
+    pub migrate: bool,
+    pub database_max_connections: u32,
+    #[serde(with = "humantime_serde")]
+    pub database_acquire_timeout: Duration,
+    /// argon2id cost; the defaults are OWASP's (19 MiB, 2 passes, 1 lane).
+    pub argon2_memory_kib: u32,
+    pub argon2_iterations: u32,
+    pub argon2_parallelism: u32,
+    /// Hashes running at once (0: one per core) and hashes allowed to wait.
+    pub hash_concurrency: usize,
+    pub hash_queue: usize,
+    /// How long SIGTERM waits for in-flight requests.
+    #[serde(with = "humantime_serde")]
+    pub shutdown_grace: Duration,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            listen: "127.0.0.1:8080".into(),
+            database_url: "sqlite://coreauth.db".into(),
+            token_ttl: Duration::from_secs(15 * 60),
+            session_max: Duration::from_secs(12 * 3600),
+            log: "info".into(),
+            log_format: LogFormat::Text,
+            issuer: "coreauth".into(),
+            bootstrap_admin_email: None,
+            bootstrap_admin_password: None,
+            bootstrap_admin_password_file: None,
+            migrate: true,
+            database_max_connections: 8,
+            database_acquire_timeout: Duration::from_secs(5),
+            argon2_memory_kib: 19_456,
+            argon2_iterations: 2,
+            argon2_parallelism: 1,
+            hash_concurrency: 0,
+            hash_queue: 256,
+            shutdown_grace: Duration::from_secs(20),
+        }
+    }
+}
+
+/// Values given on the command line; `None` leaves the lower layers in charge.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Overrides {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub listen: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub database_url: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub migrate: Option<bool>,
+}
+
+/// figment reads an all-digit environment value as a number; a password is text whatever it
+/// looks like.
+fn secret_text<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<SecretString>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Scalar {
+        Text(String),
+        Unsigned(u64),
+        Signed(i64),
+        Float(f64),
+    }
+    let text = Option::<Scalar>::deserialize(d)?.map(|scalar| match scalar {
+        Scalar::Text(s) => s,
+        Scalar::Unsigned(n) => n.to_string(),
+        Scalar::Signed(n) => n.to_string(),
+        Scalar::Float(n) => n.to_string(),
+    });
+    Ok(text.map(SecretString::from))
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("configuration: {0}")]
+pub struct ConfigError(String);
+
+impl Settings {
+    /// Reads the layers. `file` is the TOML file to read; without one, `coreauth.toml` in the
+    /// working directory is read if it exists.
+    pub fn load(file: Option<&Path>, overrides: &Overrides) -> Result<Self, ConfigError> {
+        let file = file.map_or_else(|| PathBuf::from("coreauth.toml"), Path::to_path_buf);
+        let env = Env::prefixed("COREAUTH_").map(|k| k.as_str().to_ascii_lowercase().into());
+        let mut settings: Settings = Figment::new()
+            .merge(Toml::file(file))
+            .merge(env)
+            .merge(Serialized::defaults(overrides))
+            .extract()
+            .map_err(|e| ConfigError(e.to_string()))?;
+        if let (None, Some(path)) = (
+            &settings.bootstrap_admin_password,
+            &settings.bootstrap_admin_password_file,
+        ) {
+            let text = std::fs::read_to_string(path)
+                .map_err(|e| ConfigError(format!("{}: {e}", path.display())))?;
+            settings.bootstrap_admin_password = Some(SecretString::from(
+                text.trim_end_matches(['\r', '\n']).to_owned(),
+            ));
+        }
+        Ok(settings)
+    }
+}

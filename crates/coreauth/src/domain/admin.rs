@@ -1,0 +1,221 @@
+//! Administration of orgs, users and memberships, and who may do it: a platform admin anywhere,
+//! an org admin within the org of their token.
+
+use std::sync::Arc;
+
+use time::OffsetDateTime;
+
+use super::clock::to_millis;
+use super::email::{Email, EmailDomain};
+use super::error::{DomainError, DomainResult};
+use super::org::{MembershipPatch, MembershipRecord, Name, OrgRecord, Role};
+use super::password::{Password, PasswordHashing};
+use super::policy::PasswordPolicy;
+use super::session::Principal;
+use super::user::{NewUser, UserPatch, UserRecord};
+use crate::store::{Revoked, Store};
+
+/// A user as an admin asked for it, before validation.
+#[derive(Debug)]
+pub struct UserRequest {
+    pub email: String,
+    pub password: Password,
+    pub first: String,
+    pub last: String,
+    pub org_id: i64,
+    pub role: String,
+}
+
+pub struct Admin {
+    store: Arc<dyn Store>,
+    hashing: Arc<PasswordHashing>,
+}
+
+const MAX_EMAIL_DOMAINS: usize = 100;
+
+impl Admin {
+    pub fn new(store: Arc<dyn Store>, hashing: Arc<PasswordHashing>) -> Self {
+        Self { store, hashing }
+    }
+
+    /// The first admin of an empty database: org 1 ("Default"), and this user as its admin and a
+    /// platform admin. `None` when the database already has users (nothing changes then).
+    pub async fn bootstrap(
+        &self,
+        email: &str,
+        password: Password,
+        now: OffsetDateTime,
+    ) -> DomainResult<Option<UserRecord>> {
+        let email = Email::parse(email)?;
+        PasswordPolicy::default().check(&password)?;
+        let hash = self.hashing.hash(&password).await?;
+        let admin = NewUser {
+            uuid: uuid::Uuid::new_v4().to_string(),
+            email,
+            first: Name::parse("first", "Admin", false)?,
+            last: Name::parse("last", "", true)?,
+            password_hash: Some(hash),
+            is_platform_admin: true,
+            created_at: to_millis(now),
+            membership: None,
+        };
+        self.store.bootstrap(admin, to_millis(now)).await
+    }
+
+    pub async fn create_org(
+        &self,
+        caller: &Principal,
+        name: &str,
+        email_domains: &[String],
+        now: OffsetDateTime,
+    ) -> DomainResult<OrgRecord> {
+        if !caller.is_platform_admin {
+            return Err(DomainError::Forbidden);
+        }
+        let name = Name::parse("name", name, false)?;
+        if email_domains.len() > MAX_EMAIL_DOMAINS {
+            return Err(DomainError::invalid(format!(
+                "at most {MAX_EMAIL_DOMAINS} email domains"
+            )));
+        }
+        let domains = email_domains
+            .iter()
+            .map(|d| EmailDomain::parse(d).map(|d| d.as_str().to_owned()))
+            .collect::<DomainResult<Vec<_>>>()?;
+        self.store
+            .create_org(name.as_str(), &domains, to_millis(now))
+            .await
+    }
+
+    pub async fn create_user(
+        &self,
+        caller: &Principal,
+        request: UserRequest,
+        now: OffsetDateTime,
+    ) -> DomainResult<UserRecord> {
+        if !caller.administers_org(request.org_id) {
+            return Err(DomainError::Forbidden);
+        }
+        let email = Email::parse(&request.email)?;
+        let first = Name::parse("first", &request.first, false)?;
+        let last = Name::parse("last", &request.last, true)?;
+        let role = Role::parse(&request.role)?;
+        if self.store.org(request.org_id).await?.is_none() {
+            return Err(DomainError::NotFound("org"));
+        }
+        PasswordPolicy::default().check(&request.password)?;
+        let hash = self.hashing.hash(&request.password).await?;
+        self.store
+            .create_user(NewUser {
+                uuid: uuid::Uuid::new_v4().to_string(),
+                email,
+                first,
+                last,
+                password_hash: Some(hash),
+                is_platform_admin: false,
+                created_at: to_millis(now),
+                membership: Some((request.org_id, role)),
+            })
+            .await
+    }
+
+    pub async fn add_member(
+        &self,
+        caller: &Principal,
+        org_id: i64,
+        user_id: i64,
+        role: &str,
+        now: OffsetDateTime,
+    ) -> DomainResult<MembershipRecord> {
+        if !caller.administers_org(org_id) {
+            return Err(DomainError::Forbidden);
+        }
+        let role = Role::parse(role)?;
+        self.store
+            .add_membership(org_id, user_id, role, to_millis(now))
+            .await
+    }
+
+    /// Changes a role or (de)activates a membership; deactivation ends the member's sessions in
+    /// that org at once.
+    pub async fn update_member(
+        &self,
+        caller: &Principal,
+        org_id: i64,
+        user_id: i64,
+        patch: MembershipPatch,
+        now: OffsetDateTime,
+    ) -> DomainResult<MembershipRecord> {
+        if !caller.administers_org(org_id) {
+            return Err(DomainError::Forbidden);
+        }
+        self.store
+            .update_membership(org_id, user_id, &patch, to_millis(now))
+            .await?
+            .map(|(membership, _)| membership)
+            .ok_or(DomainError::NotFound("membership"))
+    }
+
+    /// Changes a user's names or deactivates them (ending all their sessions at once).
+    pub async fn update_user(
+        &self,
+        caller: &Principal,
+        user_id: i64,
+        patch: UserPatch,
+        now: OffsetDateTime,
+    ) -> DomainResult<UserRecord> {
+        self.check_administers_user(caller, user_id).await?;
+        if patch.is_active == Some(false) && user_id == caller.user_id {
+            return Err(DomainError::Conflict(
+                "you cannot deactivate yourself".into(),
+            ));
+        }
+        self.store
+            .update_user(user_id, &patch, to_millis(now))
+            .await?
+            .map(|(user, _)| user)
+            .ok_or(DomainError::NotFound("user"))
+    }
+
+    pub async fn revoke_sessions_of(
+        &self,
+        caller: &Principal,
+        user_id: i64,
+        now: OffsetDateTime,
+    ) -> DomainResult<Revoked> {
+        self.check_administers_user(caller, user_id).await?;
+        self.store.revoke_sessions_of(user_id, to_millis(now)).await
+    }
+
+    /// A platform admin administers every user. An org admin administers a user of their
+    /// token's org only if every org that user belongs to is one they are an active admin of
+    /// (deactivating a user or ending their sessions reaches into all of those orgs), and never
+    /// a platform admin. Users outside the caller's org are "not found", not "forbidden".
+    async fn check_administers_user(&self, caller: &Principal, user_id: i64) -> DomainResult<()> {
+        let target = self
+            .store
+            .user_by_id(user_id)
+            .await?
+            .ok_or(DomainError::NotFound("user"))?;
+        if caller.is_platform_admin {
+            return Ok(());
+        }
+        let theirs = self.store.memberships_of(user_id).await?;
+        if !theirs.iter().any(|m| m.org_id == caller.org_id) {
+            return Err(DomainError::NotFound("user"));
+        }
+        if !caller.role.is_admin() || target.is_platform_admin {
+            return Err(DomainError::Forbidden);
+        }
+        let mine = self.store.memberships_of(caller.user_id).await?;
+        let administers = |org_id: i64| {
+            mine.iter()
+                .any(|m| m.org_id == org_id && m.is_active && m.role.is_admin())
+        };
+        if theirs.iter().all(|m| administers(m.org_id)) {
+            Ok(())
+        } else {
+            Err(DomainError::Forbidden)
+        }
+    }
+}

@@ -1,0 +1,372 @@
+//! Logging in, checking a caller on every request, renewing and ending sessions.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use time::OffsetDateTime;
+
+use super::clock::to_millis;
+use super::email::Email;
+use super::error::{DomainError, DomainResult};
+use super::org::{MembershipRecord, OrgRecord, Role};
+use super::password::{Password, PasswordHashing};
+use super::session::{AuthMethod, Principal, SessionRecord};
+use super::tokens::{SESSION_AUDIENCE, SessionClaims, TokenSigner};
+use super::user::UserRecord;
+use crate::store::Store;
+
+/// How long tokens and sessions live.
+#[derive(Debug, Clone, Copy)]
+pub struct SessionPolicy {
+    /// Lifetime of one token (`COREAUTH_TOKEN_TTL`, 15 minutes).
+    pub token_ttl: Duration,
+    /// Absolute lifetime of a session from its login (`COREAUTH_SESSION_MAX`, 12 hours).
+    pub session_max: Duration,
+}
+
+/// Where a request came from, recorded with the session.
+#[derive(Debug, Clone, Default)]
+pub struct RequestOrigin {
+    pub address: Option<String>,
+    pub user_agent: Option<String>,
+}
+
+/// A password login as the user sent it.
+#[derive(Debug)]
+pub struct LoginAttempt {
+    pub email: String,
+    pub password: Password,
+    /// 0 or `None`: the first active membership.
+    pub selected_org: Option<i64>,
+    pub client: Option<String>,
+    pub origin: RequestOrigin,
+}
+
+/// A token and who it is for.
+#[derive(Debug, Clone)]
+pub struct IssuedToken {
+    pub token: String,
+    /// Unix epoch milliseconds.
+    pub expires_at: i64,
+    pub user: UserRecord,
+    pub org_id: i64,
+    pub role: Role,
+}
+
+pub struct Auth {
+    store: Arc<dyn Store>,
+    hashing: Arc<PasswordHashing>,
+    signer: Arc<TokenSigner>,
+    policy: SessionPolicy,
+}
+
+const MAX_CLIENT_CHARS: usize = 100;
+const MAX_USER_AGENT_CHARS: usize = 300;
+
+impl Auth {
+    pub fn new(
+        store: Arc<dyn Store>,
+        hashing: Arc<PasswordHashing>,
+        signer: Arc<TokenSigner>,
+        policy: SessionPolicy,
+    ) -> Self {
+        Self {
+            store,
+            hashing,
+            signer,
+            policy,
+        }
+    }
+
+    /// Checks the password, picks the org, and opens a session. Every way of failing before the
+    /// password is verified answers `InvalidCredentials` after one argon2 verification, so
+    /// neither the answer nor its timing tells whether the account exists.
+    pub async fn login(
+        &self,
+        attempt: LoginAttempt,
+        now: OffsetDateTime,
+    ) -> DomainResult<IssuedToken> {
+        let email = Email::parse(&attempt.email)?;
+        let client = bounded_text(attempt.client, MAX_CLIENT_CHARS);
+        let user = self.store.user_by_email(&email.key()).await?;
+        let hash = user
+            .as_ref()
+            .filter(|u| u.is_active)
+            .and_then(|u| u.password_hash.as_deref());
+        let verified = self.hashing.verify(&attempt.password, hash).await?;
+        let Some(user) = user.filter(|_| verified) else {
+            return Err(DomainError::InvalidCredentials);
+        };
+        let memberships = self.store.memberships_of(user.id).await?;
+        let membership = choose_membership(&memberships, attempt.selected_org)?;
+        if user.must_change_password {
+            return Err(DomainError::PasswordExpired);
+        }
+        let (org_id, role) = (membership.org_id, membership.role);
+        self.open_session(user, org_id, role, "password", client, attempt.origin, now)
+            .await
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn open_session(
+        &self,
+        user: UserRecord,
+        org_id: i64,
+        role: Role,
+        method: &str,
+        client: Option<String>,
+        origin: RequestOrigin,
+        now: OffsetDateTime,
+    ) -> DomainResult<IssuedToken> {
+        let created_at = to_millis(now);
+        let max = i64::try_from(self.policy.session_max.as_millis()).unwrap_or(i64::MAX);
+        let mut session = SessionRecord {
+            id: uuid::Uuid::new_v4().to_string(),
+            user_id: user.id,
+            org_id,
+            method: method.to_owned(),
+            client,
+            address: origin.address,
+            user_agent: bounded_text(origin.user_agent, MAX_USER_AGENT_CHARS),
+            created_at,
+            expires_at: created_at.saturating_add(max),
+            token_expires_at: created_at,
+            last_renewed_at: None,
+            renew_count: 0,
+            revoked_at: None,
+        };
+        let expiry = session.token_expiry(now, self.policy.token_ttl);
+        session.token_expires_at = to_millis(expiry);
+        self.store.create_session(&session).await?;
+        self.issue(user, &session, role, now, expiry)
+    }
+
+    fn issue(
+        &self,
+        user: UserRecord,
+        session: &SessionRecord,
+        role: Role,
+        now: OffsetDateTime,
+        expiry: OffsetDateTime,
+    ) -> DomainResult<IssuedToken> {
+        let claims = SessionClaims {
+            iss: self.signer.issuer().to_owned(),
+            aud: SESSION_AUDIENCE.to_owned(),
+            sub: user.uuid.clone(),
+            uid: user.id,
+            org: session.org_id,
+            role: role.as_str().to_owned(),
+            sid: session.id.clone(),
+            iat: now.unix_timestamp(),
+            exp: expiry.unix_timestamp(),
+            jti: uuid::Uuid::new_v4().to_string(),
+        };
+        Ok(IssuedToken {
+            token: self.signer.sign(&claims)?,
+            expires_at: to_millis(expiry),
+            user,
+            org_id: session.org_id,
+            role,
+        })
+    }
+
+    /// Who is calling: the token's signature, then the session, user and membership behind it
+    /// as they are now. Anything wrong is `Unauthenticated`.
+    pub async fn authenticate(
+        &self,
+        credential: &str,
+        now: OffsetDateTime,
+    ) -> DomainResult<Principal> {
+        let claims = self.signer.verify(credential, now)?;
+        let ctx = self
+            .store
+            .session_context(&claims.sid)
+            .await?
+            .ok_or(DomainError::Unauthenticated)?;
+        let session = &ctx.session;
+        if session.user_id != claims.uid
+            || session.org_id != claims.org
+            || !session.is_live(now)
+            || !ctx.user_active
+            || !ctx.membership_active
+        {
+            return Err(DomainError::Unauthenticated);
+        }
+        Ok(Principal {
+            user_id: session.user_id,
+            user_uuid: ctx.user_uuid,
+            org_id: session.org_id,
+            role: ctx.role,
+            is_platform_admin: ctx.is_platform_admin,
+            method: AuthMethod::Session,
+            session: Some(ctx.session),
+        })
+    }
+
+    /// A new token for the caller's session, `token_ttl` long but never past the session's cap.
+    /// Earlier tokens stay valid until their own expiry.
+    pub async fn renew(
+        &self,
+        caller: &Principal,
+        now: OffsetDateTime,
+    ) -> DomainResult<IssuedToken> {
+        let session = caller
+            .session
+            .as_ref()
+            .ok_or_else(|| DomainError::invalid("API keys do not expire and cannot be renewed"))?;
+        let expiry = session.token_expiry(now, self.policy.token_ttl);
+        if expiry <= now {
+            return Err(DomainError::Unauthenticated);
+        }
+        let renewed = self
+            .store
+            .record_renewal(&session.id, to_millis(expiry), to_millis(now))
+            .await?;
+        if !renewed {
+            return Err(DomainError::Unauthenticated);
+        }
+        let user = self
+            .store
+            .user_by_id(caller.user_id)
+            .await?
+            .ok_or(DomainError::Unauthenticated)?;
+        self.issue(user, session, caller.role, now, expiry)
+    }
+
+    /// Ends the caller's session: every token issued for it fails from now on.
+    pub async fn logout(&self, caller: &Principal, now: OffsetDateTime) -> DomainResult<()> {
+        let session = caller.session.as_ref().ok_or_else(|| {
+            DomainError::invalid("an API key has no session to log out of; delete the key instead")
+        })?;
+        self.store
+            .revoke_session(&session.id, Some(caller.user_id), to_millis(now))
+            .await?;
+        Ok(())
+    }
+
+    /// The caller's user record and the org of this token.
+    pub async fn whoami(&self, caller: &Principal) -> DomainResult<(UserRecord, OrgRecord)> {
+        let user = self.store.user_by_id(caller.user_id).await?;
+        let org = self.store.org(caller.org_id).await?;
+        match (user, org) {
+            (Some(user), Some(org)) => Ok((user, org)),
+            _ => Err(DomainError::Unauthenticated),
+        }
+    }
+
+    pub async fn orgs_of(&self, caller: &Principal) -> DomainResult<Vec<MembershipRecord>> {
+        self.store.memberships_of(caller.user_id).await
+    }
+
+    pub async fn sessions_of(
+        &self,
+        caller: &Principal,
+        now: OffsetDateTime,
+    ) -> DomainResult<Vec<SessionRecord>> {
+        self.store
+            .live_sessions_of(caller.user_id, to_millis(now))
+            .await
+    }
+
+    /// Ends one of the caller's own sessions; someone else's is "not found".
+    pub async fn end_session(
+        &self,
+        caller: &Principal,
+        id: &str,
+        now: OffsetDateTime,
+    ) -> DomainResult<()> {
+        let revoked = self
+            .store
+            .revoke_session(id, Some(caller.user_id), to_millis(now))
+            .await?;
+        if revoked {
+            Ok(())
+        } else {
+            Err(DomainError::NotFound("session"))
+        }
+    }
+}
+
+/// The membership a login opens: the one asked for, or the first active one.
+fn choose_membership(
+    memberships: &[MembershipRecord],
+    selected_org: Option<i64>,
+) -> DomainResult<&MembershipRecord> {
+    let mut active = memberships.iter().filter(|m| m.is_active);
+    match selected_org {
+        None | Some(0) => active.next(),
+        Some(org_id) => active.find(|m| m.org_id == org_id),
+    }
+    .ok_or(DomainError::NoActiveOrg)
+}
+
+/// Free text from a client, trimmed and cut to `max` characters; empty becomes `None`.
+fn bounded_text(text: Option<String>, max: usize) -> Option<String> {
+    let text = text?;
+    let trimmed: String = text
+        .trim()
+        .chars()
+        .filter(|c| !c.is_control())
+        .take(max)
+        .collect();
+    (!trimmed.is_empty()).then_some(trimmed)
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    fn membership(org_id: i64, is_active: bool) -> MembershipRecord {
+        MembershipRecord {
+            user_id: 1,
+            org_id,
+            org_name: format!("org {org_id}"),
+            role: Role::Member,
+            is_active,
+        }
+    }
+
+    #[test]
+    fn no_selected_org_means_the_first_active_membership() {
+        let ms = [
+            membership(1, false),
+            membership(2, true),
+            membership(3, true),
+        ];
+        assert_eq!(choose_membership(&ms, None).unwrap().org_id, 2);
+        assert_eq!(choose_membership(&ms, Some(0)).unwrap().org_id, 2);
+    }
+
+    #[test]
+    fn a_selected_org_must_be_an_active_membership() {
+        let ms = [membership(1, false), membership(2, true)];
+        assert_eq!(choose_membership(&ms, Some(2)).unwrap().org_id, 2);
+        assert!(matches!(
+            choose_membership(&ms, Some(1)),
+            Err(DomainError::NoActiveOrg)
+        ));
+        assert!(matches!(
+            choose_membership(&ms, Some(9)),
+            Err(DomainError::NoActiveOrg)
+        ));
+        assert!(matches!(
+            choose_membership(&[], None),
+            Err(DomainError::NoActiveOrg)
+        ));
+    }
+
+    #[test]
+    fn client_text_is_trimmed_bounded_and_cleaned() {
+        assert_eq!(
+            bounded_text(Some("  core-client ".into()), 100).as_deref(),
+            Some("core-client")
+        );
+        assert_eq!(bounded_text(Some("   ".into()), 100), None);
+        assert_eq!(
+            bounded_text(Some("a\nb".into()), 100).as_deref(),
+            Some("ab")
+        );
+        assert_eq!(bounded_text(Some("x".repeat(500)), 100).unwrap().len(), 100);
+    }
+}

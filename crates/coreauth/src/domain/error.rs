@@ -1,0 +1,69 @@
+//! The domain's one error type: its variants are the spec's error codes, so the HTTP layer maps
+//! each to a status and `{"error", "message"}` in one place (`http::error`).
+
+use std::time::Duration;
+
+#[derive(Debug, thiserror::Error)]
+pub enum DomainError {
+    #[error("the email or password is incorrect")]
+    InvalidCredentials,
+    #[error("this account needs a one-time code from its authenticator app")]
+    MfaRequired,
+    #[error("the one-time code is wrong or was already used")]
+    MfaInvalid,
+    #[error("the user is not an active member of the selected org")]
+    NoActiveOrg,
+    #[error("the password has expired and must be changed")]
+    PasswordExpired,
+    #[error("a valid session token or API key is required")]
+    Unauthenticated,
+    #[error("you are not allowed to do this")]
+    Forbidden,
+    #[error("{0} not found")]
+    NotFound(&'static str),
+    #[error("{0}")]
+    Conflict(String),
+    #[error("{0}")]
+    Invalid(String),
+    #[error("too many attempts, try again later")]
+    RateLimited { retry_after: Duration },
+    #[error("the service is busy, try again shortly")]
+    Overloaded { retry_after: Duration },
+    #[error("the database is unavailable")]
+    Unavailable,
+    /// Unexpected failures: logged with the request id, never shown to the caller.
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+impl DomainError {
+    /// The spec's machine-readable code.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Self::InvalidCredentials => "invalid_credentials",
+            Self::MfaRequired => "mfa_required",
+            Self::MfaInvalid => "mfa_invalid",
+            Self::NoActiveOrg => "no_active_org",
+            Self::PasswordExpired => "password_expired",
+            Self::Unauthenticated => "unauthenticated",
+            Self::Forbidden => "forbidden",
+            Self::NotFound(_) => "not_found",
+            Self::Conflict(_) => "conflict",
+            Self::Invalid(_) => "invalid_request",
+            Self::RateLimited { .. } => "rate_limited",
+            Self::Overloaded { .. } => "overloaded",
+            Self::Unavailable => "unavailable",
+            Self::Internal(_) => "internal_error",
+        }
+    }
+
+    pub fn invalid(message: impl Into<String>) -> Self {
+        Self::Invalid(message.into())
+    }
+
+    pub fn internal(error: impl std::fmt::Display) -> Self {
+        Self::Internal(error.to_string())
+    }
+}
+
+pub type DomainResult<T> = Result<T, DomainError>;

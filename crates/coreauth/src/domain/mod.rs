@@ -1,0 +1,14 @@
+//! The rules of coreauth: users, orgs, memberships, sessions, tokens, passwords. No HTTP and no
+//! SQL here: `http` calls in, and storage is reached through the `store::Store` trait.
+
+pub mod admin;
+pub mod auth;
+pub mod clock;
+pub mod email;
+pub mod error;
+pub mod org;
+pub mod password;
+pub mod policy;
+pub mod session;
+pub mod tokens;
+pub mod user;

@@ -1,0 +1,139 @@
+//! Sessions and the authenticated caller. A session starts at login, is bound to one org, can be
+//! renewed up to an absolute cap, and ends at logout or revocation.
+
+use time::OffsetDateTime;
+
+use super::clock::{from_millis, to_millis};
+use super::org::Role;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SessionRecord {
+    pub id: String,
+    pub user_id: i64,
+    pub org_id: i64,
+    /// How the session was opened: `password` or `sso`.
+    pub method: String,
+    pub client: Option<String>,
+    pub address: Option<String>,
+    pub user_agent: Option<String>,
+    pub created_at: i64,
+    /// The absolute end: login + the session cap. No renewal goes past it.
+    pub expires_at: i64,
+    /// The expiry of the newest token issued for it; past this the session is dead in practice.
+    pub token_expires_at: i64,
+    pub last_renewed_at: Option<i64>,
+    pub renew_count: i64,
+    pub revoked_at: Option<i64>,
+}
+
+impl SessionRecord {
+    /// Whether a token of this session may still be honoured at `now`.
+    pub fn is_live(&self, now: OffsetDateTime) -> bool {
+        self.revoked_at.is_none() && to_millis(now) < self.expires_at
+    }
+
+    /// The expiry of a token issued at `now`: `ttl` later, never past the session's end,
+    /// in whole seconds (a JWT `exp` has no milliseconds).
+    pub fn token_expiry(&self, now: OffsetDateTime, ttl: std::time::Duration) -> OffsetDateTime {
+        let wanted =
+            to_millis(now).saturating_add(i64::try_from(ttl.as_millis()).unwrap_or(i64::MAX));
+        let capped = wanted.min(self.expires_at);
+        from_millis(capped - capped.rem_euclid(1000))
+    }
+}
+
+/// A session with what every request needs to know about its user and membership, read in one
+/// query.
+#[derive(Debug, Clone)]
+pub struct SessionContext {
+    pub session: SessionRecord,
+    pub user_uuid: String,
+    pub user_active: bool,
+    pub is_platform_admin: bool,
+    pub role: Role,
+    pub membership_active: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AuthMethod {
+    Session,
+    ApiKey,
+}
+
+impl AuthMethod {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Session => "session",
+            Self::ApiKey => "api_key",
+        }
+    }
+}
+
+/// Who is calling, checked against the database for this request.
+#[derive(Debug, Clone)]
+pub struct Principal {
+    pub user_id: i64,
+    pub user_uuid: String,
+    pub org_id: i64,
+    /// The current role in `org_id` (read now, not copied from the token).
+    pub role: Role,
+    pub is_platform_admin: bool,
+    pub method: AuthMethod,
+    /// The session behind a session token; `None` for an API key.
+    pub session: Option<SessionRecord>,
+}
+
+impl Principal {
+    /// Admin of `org_id`, through this token's org, or a platform admin.
+    pub fn administers_org(&self, org_id: i64) -> bool {
+        self.is_platform_admin || (self.org_id == org_id && self.role.is_admin())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    fn session(created: i64, cap: i64) -> SessionRecord {
+        SessionRecord {
+            id: "s".into(),
+            user_id: 1,
+            org_id: 1,
+            method: "password".into(),
+            client: None,
+            address: None,
+            user_agent: None,
+            created_at: created,
+            expires_at: cap,
+            token_expires_at: created,
+            last_renewed_at: None,
+            renew_count: 0,
+            revoked_at: None,
+        }
+    }
+
+    #[test]
+    fn token_expiry_is_ttl_later_in_whole_seconds() {
+        let s = session(0, 12 * 3600 * 1000);
+        let exp = s.token_expiry(from_millis(1_234), Duration::from_secs(900));
+        assert_eq!(to_millis(exp), 901_000);
+    }
+
+    #[test]
+    fn token_expiry_never_passes_the_session_cap() {
+        let cap = 3_600_000;
+        let s = session(0, cap);
+        let exp = s.token_expiry(from_millis(cap - 60_000), Duration::from_secs(900));
+        assert_eq!(to_millis(exp), cap);
+    }
+
+    #[test]
+    fn revoked_or_capped_sessions_are_not_live() {
+        let mut s = session(0, 10_000);
+        assert!(s.is_live(from_millis(9_999)));
+        assert!(!s.is_live(from_millis(10_000)));
+        s.revoked_at = Some(5);
+        assert!(!s.is_live(from_millis(1)));
+    }
+}

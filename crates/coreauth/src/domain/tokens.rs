@@ -1,0 +1,311 @@
+//! Session tokens: EdDSA-signed JWTs. The signature proves who issued a token; it is never enough
+//! on its own: `Auth::authenticate` still checks the session behind `sid` on every call.
+//!
+//! Verification pins everything an attacker could choose (RFC 8725): the algorithm (EdDSA only,
+//! so `none` and HS256-with-the-public-key fail), the key (`kid` must name one of ours; embedded
+//! `jwk`/`jku`/`x5u`/`x5c` headers are refused), `typ`, `iss` and `aud`. Expiry is checked against
+//! the injected clock rather than jsonwebtoken's system time, so tests can move it.
+
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
+use serde::{Deserialize, Serialize};
+use time::OffsetDateTime;
+use zeroize::Zeroizing;
+
+use super::clock::to_millis;
+use super::error::{DomainError, DomainResult};
+
+/// `typ` of a session token (RFC 9068's access-token type); other token kinds use other types,
+/// so one can never stand in for another.
+pub const SESSION_TOKEN_TYPE: &str = "at+jwt";
+pub const SESSION_AUDIENCE: &str = "coreauth";
+const MAX_TOKEN_LEN: usize = 4096;
+/// Tolerated clock skew for `iat` in the future (several instances, several clocks).
+const IAT_LEEWAY_SECS: i64 = 60;
+
+/// An Ed25519 signing key as stored: the 32-byte seed and its key id.
+pub struct StoredSigningKey {
+    pub kid: String,
+    pub algorithm: String,
+    pub seed: Zeroizing<Vec<u8>>,
+    pub created_at: i64,
+}
+
+impl StoredSigningKey {
+    /// A fresh key from the operating system's randomness.
+    pub fn generate(now: OffsetDateTime) -> DomainResult<Self> {
+        let mut seed = Zeroizing::new(vec![0u8; 32]);
+        getrandom::fill(&mut seed).map_err(DomainError::internal)?;
+        let mut kid_bytes = [0u8; 12];
+        getrandom::fill(&mut kid_bytes).map_err(DomainError::internal)?;
+        Ok(Self {
+            kid: URL_SAFE_NO_PAD.encode(kid_bytes),
+            algorithm: "EdDSA".into(),
+            seed,
+            created_at: to_millis(now),
+        })
+    }
+}
+
+struct SigningKey {
+    kid: String,
+    encoding: EncodingKey,
+    decoding: DecodingKey,
+    public_x: String,
+}
+
+impl SigningKey {
+    fn from_stored(stored: &StoredSigningKey) -> DomainResult<Self> {
+        use ed25519_dalek::pkcs8::EncodePrivateKey;
+        let seed: [u8; 32] = stored
+            .seed
+            .as_slice()
+            .try_into()
+            .map_err(|_| DomainError::internal("signing key seed is not 32 bytes"))?;
+        let key = ed25519_dalek::SigningKey::from_bytes(&seed);
+        let der = key
+            .to_pkcs8_der()
+            .map_err(|e| DomainError::internal(format!("signing key: {e}")))?;
+        let public = key.verifying_key().to_bytes();
+        let public_x = URL_SAFE_NO_PAD.encode(public);
+        Ok(Self {
+            kid: stored.kid.clone(),
+            encoding: EncodingKey::from_ed_der(der.as_bytes()),
+            decoding: DecodingKey::from_ed_components(&public_x)
+                .map_err(|e| DomainError::internal(format!("verifying key: {e}")))?,
+            public_x,
+        })
+    }
+}
+
+/// The claims of a session token.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SessionClaims {
+    pub iss: String,
+    pub aud: String,
+    /// The user's uuid.
+    pub sub: String,
+    /// The user's integer id, so a check needs no lookup by uuid.
+    pub uid: i64,
+    pub org: i64,
+    pub role: String,
+    pub sid: String,
+    pub iat: i64,
+    pub exp: i64,
+    pub jti: String,
+}
+
+/// Signs and checks session tokens with the keys in the database; the oldest key signs, every
+/// key verifies, so keys made by other instances are honoured.
+pub struct TokenSigner {
+    issuer: String,
+    keys: Vec<SigningKey>,
+    validation: Validation,
+}
+
+impl TokenSigner {
+    /// `stored` must hold at least one key; the oldest one signs.
+    pub fn new(issuer: String, mut stored: Vec<StoredSigningKey>) -> DomainResult<Self> {
+        stored.sort_by(|a, b| (a.created_at, &a.kid).cmp(&(b.created_at, &b.kid)));
+        let keys = stored
+            .iter()
+            .map(SigningKey::from_stored)
+            .collect::<DomainResult<Vec<_>>>()?;
+        if keys.is_empty() {
+            return Err(DomainError::internal("no signing key"));
+        }
+        let mut validation = Validation::new(Algorithm::EdDSA);
+        validation.validate_exp = false; // checked against our clock below
+        validation.validate_nbf = false;
+        validation.required_spec_claims = ["exp", "iat", "iss", "aud", "sub"]
+            .into_iter()
+            .map(String::from)
+            .collect();
+        validation.set_issuer(&[issuer.as_str()]);
+        validation.set_audience(&[SESSION_AUDIENCE]);
+        Ok(Self {
+            issuer,
+            keys,
+            validation,
+        })
+    }
+
+    pub fn issuer(&self) -> &str {
+        &self.issuer
+    }
+
+    /// Signs `claims` with the current key.
+    pub fn sign(&self, claims: &SessionClaims) -> DomainResult<String> {
+        let key = self
+            .keys
+            .first()
+            .ok_or_else(|| DomainError::internal("no signing key"))?;
+        let mut header = Header::new(Algorithm::EdDSA);
+        header.kid = Some(key.kid.clone());
+        header.typ = Some(SESSION_TOKEN_TYPE.into());
+        jsonwebtoken::encode(&header, claims, &key.encoding).map_err(DomainError::internal)
+    }
+
+    /// Checks signature, header, issuer, audience and expiry; any failure is `Unauthenticated`.
+    pub fn verify(&self, token: &str, now: OffsetDateTime) -> DomainResult<SessionClaims> {
+        let unauthenticated = |_| DomainError::Unauthenticated;
+        if token.len() > MAX_TOKEN_LEN {
+            return Err(DomainError::Unauthenticated);
+        }
+        let header = jsonwebtoken::decode_header(token).map_err(unauthenticated)?;
+        if header.alg != Algorithm::EdDSA
+            || header.typ.as_deref() != Some(SESSION_TOKEN_TYPE)
+            || header.jku.is_some()
+            || header.jwk.is_some()
+            || header.x5u.is_some()
+            || header.x5c.is_some()
+        {
+            return Err(DomainError::Unauthenticated);
+        }
+        let kid = header.kid.ok_or(DomainError::Unauthenticated)?;
+        let key = self
+            .keys
+            .iter()
+            .find(|k| k.kid == kid)
+            .ok_or(DomainError::Unauthenticated)?;
+        let data = jsonwebtoken::decode::<SessionClaims>(token, &key.decoding, &self.validation)
+            .map_err(unauthenticated)?;
+        let claims = data.claims;
+        let now_secs = now.unix_timestamp();
+        if claims.exp <= now_secs || claims.iat > now_secs + IAT_LEEWAY_SECS {
+            return Err(DomainError::Unauthenticated);
+        }
+        Ok(claims)
+    }
+
+    /// The public keys as a JWK Set, for `/.well-known/jwks.json`.
+    pub fn jwks(&self) -> serde_json::Value {
+        let keys: Vec<_> = self
+            .keys
+            .iter()
+            .map(|k| {
+                serde_json::json!({
+                    "kty": "OKP",
+                    "crv": "Ed25519",
+                    "x": k.public_x,
+                    "kid": k.kid,
+                    "alg": "EdDSA",
+                    "use": "sig",
+                })
+            })
+            .collect();
+        serde_json::json!({ "keys": keys })
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use crate::domain::clock::from_millis;
+
+    fn signer() -> TokenSigner {
+        let key = StoredSigningKey::generate(from_millis(0)).unwrap();
+        TokenSigner::new("https://auth.example".into(), vec![key]).unwrap()
+    }
+
+    fn claims(now: OffsetDateTime) -> SessionClaims {
+        SessionClaims {
+            iss: "https://auth.example".into(),
+            aud: SESSION_AUDIENCE.into(),
+            sub: "u-1".into(),
+            uid: 1,
+            org: 1,
+            role: "member".into(),
+            sid: "s-1".into(),
+            iat: now.unix_timestamp(),
+            exp: now.unix_timestamp() + 900,
+            jti: "j-1".into(),
+        }
+    }
+
+    fn b64(v: &serde_json::Value) -> String {
+        URL_SAFE_NO_PAD.encode(v.to_string())
+    }
+
+    #[test]
+    fn a_signed_token_verifies_until_it_expires() {
+        let signer = signer();
+        let now = from_millis(1_700_000_000_000);
+        let token = signer.sign(&claims(now)).unwrap();
+        assert_eq!(signer.verify(&token, now).unwrap(), claims(now));
+        let later = now + time::Duration::seconds(899);
+        assert!(signer.verify(&token, later).is_ok());
+        let expired = now + time::Duration::seconds(900);
+        assert!(signer.verify(&token, expired).is_err());
+    }
+
+    #[test]
+    fn tampered_and_foreign_tokens_fail() {
+        let signer = signer();
+        let now = from_millis(1_700_000_000_000);
+        let token = signer.sign(&claims(now)).unwrap();
+        let parts: Vec<&str> = token.split('.').collect();
+
+        let mut admin = claims(now);
+        admin.role = "admin".into();
+        let forged_payload = URL_SAFE_NO_PAD.encode(serde_json::to_vec(&admin).unwrap());
+        let tampered = format!("{}.{}.{}", parts[0], forged_payload, parts[2]);
+        assert!(signer.verify(&tampered, now).is_err());
+
+        let none_header = b64(&serde_json::json!({"alg": "none", "typ": "at+jwt"}));
+        let alg_none = format!("{none_header}.{}.", parts[1]);
+        assert!(signer.verify(&alg_none, now).is_err());
+
+        let other = signer.sign(&claims(now)).unwrap();
+        let other_signer = self::signer();
+        assert!(other_signer.verify(&other, now).is_err(), "unknown kid");
+
+        for garbage in ["", "abc", "a.b.c", "....", &"x".repeat(5000)] {
+            assert!(signer.verify(garbage, now).is_err());
+        }
+    }
+
+    #[test]
+    fn hs256_signed_with_the_public_key_fails() {
+        let signer = signer();
+        let now = from_millis(1_700_000_000_000);
+        let kid = signer.keys[0].kid.clone();
+        let mut header = Header::new(Algorithm::HS256);
+        header.kid = Some(kid);
+        header.typ = Some(SESSION_TOKEN_TYPE.into());
+        let public = signer.keys[0].public_x.as_bytes();
+        let token =
+            jsonwebtoken::encode(&header, &claims(now), &EncodingKey::from_secret(public)).unwrap();
+        assert!(signer.verify(&token, now).is_err());
+    }
+
+    #[test]
+    fn wrong_issuer_audience_or_type_fails() {
+        let signer = signer();
+        let now = from_millis(1_700_000_000_000);
+        let mut c = claims(now);
+        c.iss = "https://evil.example".into();
+        assert!(signer.verify(&signer.sign(&c).unwrap(), now).is_err());
+        let mut c = claims(now);
+        c.aud = "productboard".into();
+        assert!(signer.verify(&signer.sign(&c).unwrap(), now).is_err());
+
+        let key = &signer.keys[0];
+        let mut header = Header::new(Algorithm::EdDSA);
+        header.kid = Some(key.kid.clone());
+        header.typ = Some("JWT".into());
+        let token = jsonwebtoken::encode(&header, &claims(now), &key.encoding).unwrap();
+        assert!(signer.verify(&token, now).is_err());
+    }
+
+    #[test]
+    fn jwks_publishes_every_key_with_its_kid() {
+        let signer = signer();
+        let jwks = signer.jwks();
+        assert_eq!(jwks["keys"][0]["kid"], signer.keys[0].kid.as_str());
+        assert_eq!(jwks["keys"][0]["kty"], "OKP");
+        assert_eq!(jwks["keys"][0]["alg"], "EdDSA");
+    }
+}

@@ -1,0 +1,42 @@
+//! Users: the record the store keeps, and what it takes to create or change one.
+
+use super::email::Email;
+use super::org::{Name, Role};
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UserRecord {
+    pub id: i64,
+    pub uuid: String,
+    pub email: String,
+    pub first: String,
+    pub last: String,
+    pub is_active: bool,
+    pub is_platform_admin: bool,
+    /// Absent for users who only sign in through SSO.
+    pub password_hash: Option<String>,
+    pub password_set_at: Option<i64>,
+    pub must_change_password: bool,
+    pub created_at: i64,
+}
+
+/// A user to create, already validated.
+#[derive(Debug, Clone)]
+pub struct NewUser {
+    pub uuid: String,
+    pub email: Email,
+    pub first: Name,
+    pub last: Name,
+    pub password_hash: Option<String>,
+    pub is_platform_admin: bool,
+    pub created_at: i64,
+    /// The org the user joins on creation, and as what.
+    pub membership: Option<(i64, Role)>,
+}
+
+/// A change to a user; `None` leaves a field as it is.
+#[derive(Debug, Clone, Default)]
+pub struct UserPatch {
+    pub first: Option<Name>,
+    pub last: Option<Name>,
+    pub is_active: Option<bool>,
+}

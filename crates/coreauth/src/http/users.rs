@@ -1,0 +1,96 @@
+//! `/user/...`: who am I, my orgs, my sessions.
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::routing::{delete, get};
+use axum::{Json, Router};
+use coreauth_proto::{Me, SessionInfo, UserOrg};
+
+use super::AppState;
+use super::error::{ApiPath, ApiResult};
+use super::extract::Caller;
+use crate::domain::clock::{from_millis, iso8601};
+
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/user/me", get(me))
+        .route("/user/orgs", get(orgs))
+        .route("/user/sessions", get(sessions))
+        .route("/user/sessions/{id}", delete(end_session))
+}
+
+async fn me(State(state): State<AppState>, Caller(caller): Caller) -> ApiResult<Json<Me>> {
+    let (user, org) = state.auth.whoami(&caller).await?;
+    Ok(Json(Me {
+        id: user.id,
+        uuid: user.uuid,
+        email: user.email,
+        first: user.first,
+        last: user.last,
+        is_active: user.is_active,
+        is_admin: caller.role.is_admin(),
+        is_platform_admin: caller.is_platform_admin,
+        org_id: org.id,
+        org_name: org.name,
+        role: caller.role.as_str().to_owned(),
+        auth_method: caller.method.as_str().to_owned(),
+        session_id: caller.session.as_ref().map(|s| s.id.clone()),
+        session_expires_at: caller
+            .session
+            .as_ref()
+            .map(|s| iso8601(from_millis(s.expires_at))),
+    }))
+}
+
+async fn orgs(
+    State(state): State<AppState>,
+    Caller(caller): Caller,
+) -> ApiResult<Json<Vec<UserOrg>>> {
+    let memberships = state.auth.orgs_of(&caller).await?;
+    Ok(Json(
+        memberships
+            .into_iter()
+            .map(|m| UserOrg {
+                id: m.org_id,
+                name: m.org_name,
+                role: m.role.as_str().to_owned(),
+                is_admin: m.role.is_admin(),
+                is_active: m.is_active,
+            })
+            .collect(),
+    ))
+}
+
+async fn sessions(
+    State(state): State<AppState>,
+    Caller(caller): Caller,
+) -> ApiResult<Json<Vec<SessionInfo>>> {
+    let current = caller.session.as_ref().map(|s| s.id.as_str());
+    let sessions = state.auth.sessions_of(&caller, state.now()).await?;
+    Ok(Json(
+        sessions
+            .into_iter()
+            .map(|s| SessionInfo {
+                current: current == Some(s.id.as_str()),
+                id: s.id,
+                org_id: s.org_id,
+                client: s.client,
+                address: s.address,
+                user_agent: s.user_agent,
+                created_at: iso8601(from_millis(s.created_at)),
+                last_renewed_at: s.last_renewed_at.map(|t| iso8601(from_millis(t))),
+                renew_count: s.renew_count,
+                expires_at: iso8601(from_millis(s.expires_at)),
+            })
+            .collect(),
+    ))
+}
+
+async fn end_session(
+    State(state): State<AppState>,
+    Caller(caller): Caller,
+    ApiPath(id): ApiPath<String>,
+) -> ApiResult<StatusCode> {
+    state.auth.end_session(&caller, &id, state.now()).await?;
+    Ok(StatusCode::NO_CONTENT)
+}

@@ -1,0 +1,186 @@
+//! `Application::build`: the one way in, for `main` and for tests alike. It opens and migrates
+//! the store, loads or creates the signing key, bootstraps the first admin if asked to, and
+//! binds the listener (port 0 picks a free port, read back with `port()`).
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use secrecy::ExposeSecret;
+use tokio::net::TcpListener;
+
+use crate::config::Settings;
+use crate::domain::admin::Admin;
+use crate::domain::auth::{Auth, SessionPolicy};
+use crate::domain::clock::Clock;
+use crate::domain::password::{HashCost, HashLimits, Password, PasswordHashing};
+use crate::domain::tokens::{StoredSigningKey, TokenSigner};
+use crate::http::{self, AppState, Metrics};
+use crate::store::Store;
+use crate::store::sqlite::{SqliteSettings, SqliteStore};
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartupError {
+    #[error("database: {0}")]
+    Database(String),
+    #[error("{0}")]
+    Setup(String),
+    #[error("cannot listen on {0}: {1}")]
+    Bind(String, std::io::Error),
+}
+
+/// Opens the database named by `settings`, applying migrations when `migrate` is set.
+pub async fn open_store(
+    settings: &Settings,
+    migrate: bool,
+) -> Result<Arc<dyn Store>, StartupError> {
+    let url = settings.database_url.as_str();
+    if url.starts_with("sqlite:") {
+        let store = SqliteStore::connect(&SqliteSettings {
+            url: url.to_owned(),
+            max_connections: settings.database_max_connections,
+            acquire_timeout: settings.database_acquire_timeout,
+        })
+        .await
+        .map_err(|e| StartupError::Database(e.to_string()))?;
+        if migrate {
+            store
+                .migrate()
+                .await
+                .map_err(|e| StartupError::Database(format!("migrations: {e}")))?;
+        }
+        Ok(Arc::new(store))
+    } else {
+        Err(StartupError::Database(
+            "COREAUTH_DATABASE_URL must start with sqlite:".into(),
+        ))
+    }
+}
+
+pub struct Application {
+    listener: TcpListener,
+    router: axum::Router,
+    state: AppState,
+}
+
+impl Application {
+    pub async fn build(settings: Settings, clock: Arc<dyn Clock>) -> Result<Self, StartupError> {
+        let store = open_store(&settings, settings.migrate).await?;
+        let signer = Arc::new(load_signer(store.as_ref(), &settings, clock.as_ref()).await?);
+        let concurrent = match settings.hash_concurrency {
+            0 => std::thread::available_parallelism().map_or(1, usize::from),
+            n => n,
+        };
+        let hashing = Arc::new(
+            PasswordHashing::new(
+                HashCost {
+                    memory_kib: settings.argon2_memory_kib,
+                    iterations: settings.argon2_iterations,
+                    parallelism: settings.argon2_parallelism,
+                },
+                HashLimits {
+                    concurrent,
+                    queued: settings.hash_queue,
+                },
+            )
+            .await
+            .map_err(|e| StartupError::Setup(e.to_string()))?,
+        );
+        let auth = Arc::new(Auth::new(
+            store.clone(),
+            hashing.clone(),
+            signer.clone(),
+            SessionPolicy {
+                token_ttl: settings.token_ttl,
+                session_max: settings.session_max,
+            },
+        ));
+        let admin = Arc::new(Admin::new(store.clone(), hashing));
+        bootstrap_from_settings(&admin, &settings, clock.as_ref()).await?;
+
+        let state = AppState {
+            auth,
+            admin,
+            store,
+            signer,
+            clock,
+            metrics: Arc::new(Metrics::default()),
+        };
+        let listener = TcpListener::bind(&settings.listen)
+            .await
+            .map_err(|e| StartupError::Bind(settings.listen.clone(), e))?;
+        Ok(Self {
+            listener,
+            router: http::router(state.clone()),
+            state,
+        })
+    }
+
+    pub fn port(&self) -> u16 {
+        self.listener.local_addr().map_or(0, |a| a.port())
+    }
+
+    pub fn local_addr(&self) -> Option<SocketAddr> {
+        self.listener.local_addr().ok()
+    }
+
+    pub fn state(&self) -> &AppState {
+        &self.state
+    }
+
+    /// Serves until `shutdown` completes, then stops accepting and lets in-flight requests
+    /// finish.
+    pub async fn run_until(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> std::io::Result<()> {
+        axum::serve(
+            self.listener,
+            self.router
+                .into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .with_graceful_shutdown(shutdown)
+        .await
+    }
+}
+
+/// The oldest signing key in the database, creating one on first start. Two instances racing
+/// on an empty database both insert, then both use the oldest, so they agree.
+async fn load_signer(
+    store: &dyn Store,
+    settings: &Settings,
+    clock: &dyn Clock,
+) -> Result<TokenSigner, StartupError> {
+    let setup = |e: crate::domain::error::DomainError| StartupError::Setup(e.to_string());
+    let mut keys = store.signing_keys().await.map_err(setup)?;
+    if keys.is_empty() {
+        let key = StoredSigningKey::generate(clock.now()).map_err(setup)?;
+        store.insert_signing_key(&key).await.map_err(setup)?;
+        keys = store.signing_keys().await.map_err(setup)?;
+        tracing::info!("generated a new signing key");
+    }
+    TokenSigner::new(settings.issuer.clone(), keys).map_err(setup)
+}
+
+async fn bootstrap_from_settings(
+    admin: &Admin,
+    settings: &Settings,
+    clock: &dyn Clock,
+) -> Result<(), StartupError> {
+    let (Some(email), Some(password)) = (
+        settings.bootstrap_admin_email.as_deref(),
+        settings.bootstrap_admin_password.as_ref(),
+    ) else {
+        return Ok(());
+    };
+    let password = Password::parse(password.expose_secret().to_owned())
+        .map_err(|e| StartupError::Setup(format!("bootstrap admin password: {e}")))?;
+    match admin.bootstrap(email, password, clock.now()).await {
+        Ok(Some(user)) => {
+            tracing::info!(user_id = user.id, "created the bootstrap admin and org 1");
+            Ok(())
+        }
+        Ok(None) => Ok(()),
+        Err(e) => Err(StartupError::Setup(format!("bootstrap admin: {e}"))),
+    }
+}
