@@ -120,7 +120,8 @@ async fn main() -> anyhow::Result<()> {
 async fn serve(settings: Settings) -> anyhow::Result<()> {
     let grace = settings.shutdown_grace;
     let app = Application::build(settings, Arc::new(SystemClock)).await?;
-    tracing::info!(address = ?app.local_addr(), "coreauth listening");
+    let address = app.local_addr().map(|a| a.to_string()).unwrap_or_default();
+    tracing::info!(%address, "coreauth listening");
     let (stopping_tx, mut stopping_rx) = watch::channel(false);
     let shutdown = async move {
         termination().await;
@@ -198,6 +199,7 @@ fn init_logging(settings: &Settings) -> anyhow::Result<()> {
         .with_context(|| format!("COREAUTH_LOG={:?} is not a valid filter", settings.log))?;
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_writer(std::io::stderr);
     let installed = match settings.log_format {
         LogFormat::Text => builder.try_init(),

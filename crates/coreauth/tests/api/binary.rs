@@ -1,0 +1,238 @@
+//! The real `coreauth` binary, as a newcomer runs it: no configuration, logs on stderr,
+//! SIGTERM to stop; and the `admin bootstrap` and `migrate` commands.
+
+use std::path::Path;
+use std::process::Stdio;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use reqwest::StatusCode;
+use serde_json::json;
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::process::{Child, Command};
+
+const BIN: &str = env!("CARGO_BIN_EXE_coreauth");
+const CANARY_PASSWORD: &str = "canary-Password-7f3a9c";
+
+fn coreauth(dir: &Path) -> Command {
+    let mut command = Command::new(BIN);
+    command.current_dir(dir).kill_on_drop(true);
+    for (key, _) in std::env::vars() {
+        if key.starts_with("COREAUTH_") {
+            command.env_remove(key);
+        }
+    }
+    command
+}
+
+/// `coreauth serve` in `dir`, with no COREAUTH_* variable from the test's environment.
+fn serve(dir: &Path) -> Command {
+    let mut command = coreauth(dir);
+    command.arg("serve");
+    command
+}
+
+/// A running server: its address and everything it has logged so far.
+struct Server {
+    child: Child,
+    address: String,
+    log: Arc<Mutex<String>>,
+}
+
+async fn start(mut command: Command) -> Server {
+    command.stderr(Stdio::piped()).stdout(Stdio::piped());
+    let mut child = command.spawn().expect("coreauth starts");
+    let stderr = child.stderr.take().expect("stderr");
+    let log = Arc::new(Mutex::new(String::new()));
+    let (address_tx, address_rx) = tokio::sync::oneshot::channel();
+    let collected = log.clone();
+    tokio::spawn(async move {
+        let mut lines = BufReader::new(stderr).lines();
+        let mut address_tx = Some(address_tx);
+        while let Ok(Some(line)) = lines.next_line().await {
+            if line.contains("coreauth listening") {
+                let line_json: serde_json::Value = serde_json::from_str(&line).unwrap_or_default();
+                if let (Some(tx), Some(address)) =
+                    (address_tx.take(), line_json["address"].as_str())
+                {
+                    let _ = tx.send(address.to_owned());
+                }
+            }
+            let mut log = collected.lock().unwrap();
+            log.push_str(&line);
+            log.push('\n');
+        }
+    });
+    let address = tokio::time::timeout(Duration::from_secs(60), address_rx)
+        .await
+        .expect("the server says where it listens")
+        .expect("listening line");
+    Server {
+        child,
+        address: format!("http://{address}"),
+        log,
+    }
+}
+
+impl Server {
+    async fn sigterm_and_wait(mut self) -> (std::process::ExitStatus, String) {
+        let pid = self.child.id().expect("pid").to_string();
+        let sent = Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .await
+            .unwrap();
+        assert!(sent.success());
+        let status = tokio::time::timeout(Duration::from_secs(30), self.child.wait())
+            .await
+            .expect("exits after SIGTERM")
+            .unwrap();
+        tokio::time::sleep(Duration::from_millis(50)).await; // let the reader drain
+        let log = self.log.lock().unwrap().clone();
+        (status, log)
+    }
+}
+
+#[tokio::test]
+async fn serve_needs_no_configuration_keeps_secrets_out_of_the_log_and_stops_on_sigterm() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut command = serve(dir.path());
+    command
+        .env("COREAUTH_LISTEN", "127.0.0.1:0") // the default 8080 may be taken on a shared machine
+        .env("COREAUTH_LOG", "debug")
+        .env("COREAUTH_LOG_FORMAT", "json")
+        .env("COREAUTH_BOOTSTRAP_ADMIN_EMAIL", "root@example.com")
+        .env("COREAUTH_BOOTSTRAP_ADMIN_PASSWORD", CANARY_PASSWORD)
+        .env("COREAUTH_ARGON2_MEMORY_KIB", "1024");
+    let server = start(command).await;
+    assert!(
+        dir.path().join("coreauth.db").exists(),
+        "SQLite file created in the working directory"
+    );
+
+    let client = reqwest::Client::new();
+    let login = client
+        .post(format!("{}/user/authenticate", server.address))
+        .json(&json!({"email": "root@example.com", "password": CANARY_PASSWORD, "selectedOrg": 0}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(login.status(), StatusCode::OK);
+    let token = login.json::<serde_json::Value>().await.unwrap()["token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let wrong = client
+        .post(format!("{}/user/authenticate", server.address))
+        .json(&json!({"email": "root@example.com", "password": format!("{CANARY_PASSWORD}-wrong")}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(wrong.status(), StatusCode::UNAUTHORIZED);
+    let me = client
+        .get(format!("{}/user/me?token={token}", server.address))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(me.status(), StatusCode::OK);
+
+    let (status, log) = server.sigterm_and_wait().await;
+    assert!(status.success(), "exit status {status:?}");
+    assert!(
+        log.contains("\"login\""),
+        "the log has the login events:\n{log}"
+    );
+    for line in log.lines() {
+        serde_json::from_str::<serde_json::Value>(line)
+            .unwrap_or_else(|_| panic!("not a JSON log line: {line}"));
+    }
+    assert!(!log.contains(CANARY_PASSWORD), "a password reached the log");
+    let signature = token.rsplit('.').next().unwrap();
+    assert!(!log.contains(signature), "a token reached the log");
+}
+
+#[tokio::test]
+async fn admin_bootstrap_reads_the_password_from_stdin_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let database = format!("sqlite://{}", dir.path().join("boot.db").display());
+    let bootstrap = || {
+        let mut command = coreauth(dir.path());
+        command
+            .args([
+                "admin",
+                "bootstrap",
+                "--email",
+                "first@example.com",
+                "--password-stdin",
+            ])
+            .args(["--database", &database])
+            .env("COREAUTH_ARGON2_MEMORY_KIB", "1024")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        command
+    };
+    for expect_success in [true, false] {
+        let mut child = bootstrap().spawn().unwrap();
+        let mut stdin = child.stdin.take().unwrap();
+        stdin
+            .write_all(format!("{CANARY_PASSWORD}\n").as_bytes())
+            .await
+            .unwrap();
+        drop(stdin);
+        let output = child.wait_with_output().await.unwrap();
+        assert_eq!(output.status.success(), expect_success, "{output:?}");
+        let printed = format!(
+            "{}{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
+        assert!(!printed.contains(CANARY_PASSWORD));
+    }
+
+    let mut command = serve(dir.path());
+    command
+        .env("COREAUTH_LISTEN", "127.0.0.1:0")
+        .env("COREAUTH_LOG_FORMAT", "json")
+        .env("COREAUTH_DATABASE_URL", &database);
+    let server = start(command).await;
+    let login = reqwest::Client::new()
+        .post(format!("{}/user/authenticate", server.address))
+        .json(&json!({"email": "first@example.com", "password": CANARY_PASSWORD}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(login.status(), StatusCode::OK);
+    let user = &login.json::<serde_json::Value>().await.unwrap()["user"];
+    assert_eq!(user["orgId"], 1);
+    assert_eq!(user["isAdmin"], true);
+    let (status, _) = server.sigterm_and_wait().await;
+    assert!(status.success());
+}
+
+#[tokio::test]
+async fn migrate_creates_the_schema_and_serve_can_skip_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let database = format!("sqlite://{}", dir.path().join("m.db").display());
+    let status = coreauth(dir.path())
+        .args(["migrate", "--database", &database])
+        .stderr(Stdio::null())
+        .status()
+        .await
+        .unwrap();
+    assert!(status.success());
+
+    let mut command = serve(dir.path());
+    command
+        .args(["--database", &database, "--no-migrate"])
+        .env("COREAUTH_LISTEN", "127.0.0.1:0")
+        .env("COREAUTH_LOG_FORMAT", "json");
+    let server = start(command).await;
+    let ready = reqwest::get(format!("{}/readyz", server.address))
+        .await
+        .unwrap();
+    assert_eq!(ready.status(), StatusCode::OK);
+    let (status, _) = server.sigterm_and_wait().await;
+    assert!(status.success());
+}

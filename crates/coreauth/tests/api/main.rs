@@ -1,0 +1,11 @@
+//! Integration tests: the real service on an ephemeral port, spoken to over HTTP.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod admin;
+mod bad_input;
+mod binary;
+mod helpers;
+mod login;
+mod ops;
+mod sessions;
+mod tokens;

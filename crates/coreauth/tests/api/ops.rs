@@ -1,0 +1,52 @@
+//! Health, readiness, metrics and the JWKS, which answer without a token.
+
+use reqwest::StatusCode;
+
+use crate::helpers::*;
+
+#[tokio::test]
+async fn health_and_readiness_answer_without_a_token() {
+    let app = TestApp::spawn().await;
+    let response = app.get("/healthz", None).await;
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(body(response).await["status"], "ok");
+    let response = app.get("/readyz", None).await;
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(body(response).await["status"], "ready");
+}
+
+#[tokio::test]
+async fn metrics_count_requests_by_route_and_logins_by_outcome() {
+    let app = TestApp::spawn().await; // one successful login already
+    app.login(ADMIN_EMAIL, "wrong password", 0).await;
+    app.get("/admin/users/7", None).await;
+    let response = app.get("/metrics", None).await;
+    assert_eq!(response.status(), StatusCode::OK);
+    let text = response.text().await.unwrap();
+    assert!(
+        text.contains(r#"coreauth_logins_total{outcome="success"} 1"#),
+        "{text}"
+    );
+    assert!(
+        text.contains(r#"coreauth_logins_total{outcome="invalid_credentials"} 1"#),
+        "{text}"
+    );
+    assert!(
+        text.contains(r#"coreauth_http_requests_total{method="POST",route="/user/authenticate",status="401"} 1"#),
+        "{text}"
+    );
+    assert!(
+        text.contains(r#"route="/admin/users/{id}""#),
+        "route templates, not raw paths"
+    );
+    assert!(text.contains("coreauth_http_request_duration_seconds_bucket"));
+}
+
+#[tokio::test]
+async fn every_answer_has_a_request_id_and_safe_headers() {
+    let app = TestApp::spawn().await;
+    let response = app.me(&app.admin_token).await;
+    assert!(response.headers().contains_key("x-request-id"));
+    assert_eq!(response.headers()["x-content-type-options"], "nosniff");
+    assert_eq!(response.headers()["cache-control"], "no-store");
+}
