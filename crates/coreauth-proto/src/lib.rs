@@ -206,6 +206,61 @@ pub struct Membership {
     pub is_active: bool,
 }
 
+/// `POST /authheader/add`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct AddAuthHeaderRequest {
+    pub name: String,
+    /// Unix epoch milliseconds; absent: the key does not expire.
+    #[serde(default)]
+    pub expires_at: Option<i64>,
+    /// A read-only key is refused on anything but reading calls.
+    #[serde(default)]
+    pub read_only: bool,
+}
+
+/// The answer of `POST /authheader/add`: the only time the full key is shown.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AuthHeaderCreated {
+    pub id: String,
+    pub name: String,
+    pub token: String,
+    pub created: String,
+    pub expires_at: Option<i64>,
+    pub read_only: bool,
+}
+
+/// One entry of `GET /authheader/list`: `token` is only the key's first characters.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AuthHeader {
+    pub id: String,
+    pub name: String,
+    pub token: String,
+    pub created: String,
+    pub last_used: Option<String>,
+    pub expires_at: Option<i64>,
+    pub read_only: bool,
+    pub user_id: i64,
+}
+
+/// `POST /authheader/delete`: the full key as `text` (as the seed says), or the key's `id`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DeleteAuthHeaderRequest {
+    #[serde(default)]
+    pub text: Option<SecretText>,
+    #[serde(default)]
+    pub id: Option<String>,
+}
+
+/// `{"message": "Success"}`, the seed's answer to a delete.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MessageBody {
+    pub message: String,
+}
+
 #[cfg(test)]
 #[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {

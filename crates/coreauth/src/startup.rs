@@ -11,6 +11,7 @@ use tokio::net::TcpListener;
 
 use crate::config::Settings;
 use crate::domain::admin::Admin;
+use crate::domain::apikey::ApiKeys;
 use crate::domain::auth::{Auth, SessionPolicy};
 use crate::domain::clock::Clock;
 use crate::domain::password::{HashCost, HashLimits, Password, PasswordHashing};
@@ -18,6 +19,10 @@ use crate::domain::tokens::{StoredSigningKey, TokenSigner};
 use crate::http::{self, AppState, Metrics};
 use crate::store::Store;
 use crate::store::sqlite::{SqliteSettings, SqliteStore};
+
+/// How often API-key usage (`lastUsed`) is written: often enough to be useful, rarely enough that
+/// validating a key never waits on a write.
+const USAGE_FLUSH_EVERY: std::time::Duration = std::time::Duration::from_secs(5);
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartupError {
@@ -86,8 +91,10 @@ impl Application {
             .await
             .map_err(|e| StartupError::Setup(e.to_string()))?,
         );
+        let keys = Arc::new(ApiKeys::new(store.clone()));
         let auth = Arc::new(Auth::new(
             store.clone(),
+            keys.clone(),
             hashing.clone(),
             signer.clone(),
             SessionPolicy {
@@ -101,6 +108,7 @@ impl Application {
         let state = AppState {
             auth,
             admin,
+            keys,
             store,
             signer,
             clock,
@@ -129,18 +137,33 @@ impl Application {
     }
 
     /// Serves until `shutdown` completes, then stops accepting and lets in-flight requests
-    /// finish.
+    /// finish. Background work (writing API-key usage) runs alongside and is flushed at the end.
     pub async fn run_until(
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
-        axum::serve(
+        let keys = self.state.keys.clone();
+        let flusher = tokio::spawn(async move {
+            let mut every = tokio::time::interval(USAGE_FLUSH_EVERY);
+            loop {
+                every.tick().await;
+                if let Err(e) = keys.flush_usage().await {
+                    tracing::warn!("writing API key usage: {e}");
+                }
+            }
+        });
+        let served = axum::serve(
             self.listener,
             self.router
                 .into_make_service_with_connect_info::<SocketAddr>(),
         )
         .with_graceful_shutdown(shutdown)
-        .await
+        .await;
+        flusher.abort();
+        if let Err(e) = self.state.keys.flush_usage().await {
+            tracing::warn!("writing API key usage at shutdown: {e}");
+        }
+        served
     }
 }
 

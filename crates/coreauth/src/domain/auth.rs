@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use time::OffsetDateTime;
 
+use super::apikey::{ApiKeys, looks_like_key};
 use super::clock::to_millis;
 use super::email::Email;
 use super::error::{DomainError, DomainResult};
@@ -55,6 +56,7 @@ pub struct IssuedToken {
 
 pub struct Auth {
     store: Arc<dyn Store>,
+    keys: Arc<ApiKeys>,
     hashing: Arc<PasswordHashing>,
     signer: Arc<TokenSigner>,
     policy: SessionPolicy,
@@ -66,12 +68,14 @@ const MAX_USER_AGENT_CHARS: usize = 300;
 impl Auth {
     pub fn new(
         store: Arc<dyn Store>,
+        keys: Arc<ApiKeys>,
         hashing: Arc<PasswordHashing>,
         signer: Arc<TokenSigner>,
         policy: SessionPolicy,
     ) -> Self {
         Self {
             store,
+            keys,
             hashing,
             signer,
             policy,
@@ -175,8 +179,12 @@ impl Auth {
     pub async fn authenticate(
         &self,
         credential: &str,
+        address: Option<&str>,
         now: OffsetDateTime,
     ) -> DomainResult<Principal> {
+        if looks_like_key(credential) {
+            return self.keys.authenticate(credential, address, now).await;
+        }
         let claims = self.signer.verify(credential, now)?;
         let ctx = self
             .store
@@ -200,6 +208,7 @@ impl Auth {
             is_platform_admin: ctx.is_platform_admin,
             method: AuthMethod::Session,
             session: Some(ctx.session),
+            read_only: false,
         })
     }
 

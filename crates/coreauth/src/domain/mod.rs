@@ -2,6 +2,7 @@
 //! SQL here: `http` calls in, and storage is reached through the `store::Store` trait.
 
 pub mod admin;
+pub mod apikey;
 pub mod auth;
 pub mod clock;
 pub mod email;

@@ -81,6 +81,8 @@ pub struct Principal {
     pub method: AuthMethod,
     /// The session behind a session token; `None` for an API key.
     pub session: Option<SessionRecord>,
+    /// A read-only API key: only reading calls are allowed.
+    pub read_only: bool,
 }
 
 impl Principal {

@@ -27,7 +27,18 @@ impl FromRequestParts<AppState> for Caller {
             .and_then(|v| v.to_str().ok())
             .and_then(credential_from_header)
             .ok_or(DomainError::Unauthenticated)?;
-        let principal = state.auth.authenticate(credential, state.now()).await?;
+        let address = parts
+            .extensions
+            .get::<ConnectInfo<SocketAddr>>()
+            .map(|ConnectInfo(addr)| addr.ip().to_string());
+        let principal = state
+            .auth
+            .authenticate(credential, address.as_deref(), state.now())
+            .await?;
+        // A read-only API key may only read.
+        if principal.read_only && !parts.method.is_safe() {
+            return Err(DomainError::Forbidden.into());
+        }
         Ok(Caller(principal))
     }
 }

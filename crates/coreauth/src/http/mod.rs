@@ -17,12 +17,14 @@ use tower_http::trace::TraceLayer;
 use tracing::Span;
 
 use crate::domain::admin::Admin;
+use crate::domain::apikey::ApiKeys;
 use crate::domain::auth::Auth;
 use crate::domain::clock::Clock;
 use crate::domain::tokens::TokenSigner;
 use crate::store::Store;
 
 mod admin;
+mod apikeys;
 mod auth;
 pub mod error;
 pub mod extract;
@@ -39,6 +41,7 @@ pub const MAX_BODY_BYTES: usize = 64 * 1024;
 pub struct AppState {
     pub auth: Arc<Auth>,
     pub admin: Arc<Admin>,
+    pub keys: Arc<ApiKeys>,
     pub store: Arc<dyn Store>,
     pub signer: Arc<TokenSigner>,
     pub clock: Arc<dyn Clock>,
@@ -58,6 +61,7 @@ pub fn router(state: AppState) -> Router {
         .merge(auth::routes())
         .merge(users::routes())
         .merge(admin::routes())
+        .merge(apikeys::routes())
         .merge(ops::routes())
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)

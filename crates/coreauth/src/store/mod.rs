@@ -4,6 +4,7 @@
 
 use async_trait::async_trait;
 
+use crate::domain::apikey::{ApiKeyContext, ApiKeyRecord, NewApiKey};
 use crate::domain::error::DomainResult;
 use crate::domain::org::{MembershipPatch, MembershipRecord, OrgRecord, Role};
 use crate::domain::session::{SessionContext, SessionRecord};
@@ -83,4 +84,27 @@ pub trait Store: Send + Sync + 'static {
     async fn revoke_sessions_of(&self, user_id: i64, now: i64) -> DomainResult<Revoked>;
     /// Sessions of a user that are neither revoked nor past their last token's expiry.
     async fn live_sessions_of(&self, user_id: i64, now: i64) -> DomainResult<Vec<SessionRecord>>;
+
+    /// Creates a key unless its owner already has `max_per_user` keys (`Conflict`), atomically.
+    async fn create_api_key(&self, key: NewApiKey, max_per_user: i64)
+    -> DomainResult<ApiKeyRecord>;
+    /// The key with this SHA-256, with its owner's state, through the unique index on the hash.
+    async fn api_key_context(&self, key_hash: &[u8]) -> DomainResult<Option<ApiKeyContext>>;
+    async fn api_keys_of(&self, user_id: i64, org_id: i64) -> DomainResult<Vec<ApiKeyRecord>>;
+    async fn api_keys_in_org(&self, org_id: i64) -> DomainResult<Vec<ApiKeyRecord>>;
+    /// Deletes the key with this public id in `org_id`, only if owned by `owner` when given.
+    async fn delete_api_key(
+        &self,
+        public_id: &str,
+        owner: Option<i64>,
+        org_id: i64,
+    ) -> DomainResult<Option<ApiKeyRecord>>;
+    async fn delete_api_key_by_hash(
+        &self,
+        key_hash: &[u8],
+        owner: i64,
+        org_id: i64,
+    ) -> DomainResult<Option<ApiKeyRecord>>;
+    /// Records when (and from where) keys were last used: `(key id, time, address)`.
+    async fn record_api_key_usage(&self, usage: &[(i64, i64, Option<String>)]) -> DomainResult<()>;
 }

@@ -13,6 +13,7 @@ use sqlx::{FromRow, Sqlite, Transaction};
 use zeroize::Zeroizing;
 
 use super::{Revoked, Store};
+use crate::domain::apikey::{ApiKeyContext, ApiKeyRecord, NewApiKey};
 use crate::domain::error::{DomainError, DomainResult};
 use crate::domain::org::{MembershipPatch, MembershipRecord, OrgRecord, Role};
 use crate::domain::session::{SessionContext, SessionRecord};
@@ -191,6 +192,62 @@ struct SessionContextRow {
     is_platform_admin: bool,
     role: String,
     membership_active: bool,
+}
+
+#[derive(FromRow)]
+struct ApiKeyRow {
+    id: i64,
+    public_id: String,
+    user_id: i64,
+    org_id: i64,
+    name: String,
+    prefix: String,
+    read_only: bool,
+    created_at: i64,
+    expires_at: Option<i64>,
+    last_used_at: Option<i64>,
+    last_used_address: Option<String>,
+}
+
+impl From<ApiKeyRow> for ApiKeyRecord {
+    fn from(r: ApiKeyRow) -> Self {
+        Self {
+            id: r.id,
+            public_id: r.public_id,
+            user_id: r.user_id,
+            org_id: r.org_id,
+            name: r.name,
+            prefix: r.prefix,
+            read_only: r.read_only,
+            created_at: r.created_at,
+            expires_at: r.expires_at,
+            last_used_at: r.last_used_at,
+            last_used_address: r.last_used_address,
+        }
+    }
+}
+
+#[derive(FromRow)]
+struct ApiKeyContextRow {
+    #[sqlx(flatten)]
+    key: ApiKeyRow,
+    user_uuid: String,
+    user_active: bool,
+    is_platform_admin: bool,
+    role: String,
+    membership_active: bool,
+}
+
+/// `<rest>` with every api_keys column, as one static string.
+macro_rules! api_key_columns {
+    ($before:literal, $after:literal) => {
+        concat!(
+            $before,
+            " k.id, k.public_id, k.user_id, k.org_id, k.name, k.prefix, k.read_only, ",
+            "k.created_at, k.expires_at, k.last_used_at, k.last_used_address ",
+            $after
+        )
+    };
 }
 
 async fn user_in(
@@ -700,5 +757,154 @@ impl Store for SqliteStore {
         .await
         .map_err(db_error)?;
         Ok(rows.into_iter().map(SessionRecord::from).collect())
+    }
+
+    async fn create_api_key(
+        &self,
+        key: NewApiKey,
+        max_per_user: i64,
+    ) -> DomainResult<ApiKeyRecord> {
+        let mut tx = self.write_tx().await?;
+        let owned: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM api_keys WHERE user_id = ?")
+            .bind(key.user_id)
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(db_error)?;
+        if owned >= max_per_user {
+            return Err(DomainError::Conflict(format!(
+                "a user may have at most {max_per_user} API keys; delete one first"
+            )));
+        }
+        let row: ApiKeyRow = sqlx::query_as(
+            "INSERT INTO api_keys (public_id, user_id, org_id, name, prefix, key_hash, read_only, \
+             created_at, expires_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) \
+             RETURNING id, public_id, user_id, org_id, name, prefix, read_only, created_at, \
+             expires_at, last_used_at, last_used_address",
+        )
+        .bind(&key.public_id)
+        .bind(key.user_id)
+        .bind(key.org_id)
+        .bind(&key.name)
+        .bind(&key.prefix)
+        .bind(&key.key_hash)
+        .bind(key.read_only)
+        .bind(key.created_at)
+        .bind(key.expires_at)
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(db_error)?;
+        tx.commit().await.map_err(db_error)?;
+        Ok(row.into())
+    }
+
+    async fn api_key_context(&self, key_hash: &[u8]) -> DomainResult<Option<ApiKeyContext>> {
+        let row: Option<ApiKeyContextRow> = sqlx::query_as(api_key_columns!(
+            "SELECT",
+            ", u.uuid AS user_uuid, u.is_active AS user_active, u.is_platform_admin, m.role, \
+             m.is_active AS membership_active FROM api_keys k \
+             JOIN users u ON u.id = k.user_id \
+             JOIN memberships m ON m.user_id = k.user_id AND m.org_id = k.org_id \
+             WHERE k.key_hash = ?"
+        ))
+        .bind(key_hash)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(db_error)?;
+        row.map(|r| {
+            Ok(ApiKeyContext {
+                role: parse_role(&r.role)?,
+                key: r.key.into(),
+                user_uuid: r.user_uuid,
+                user_active: r.user_active,
+                is_platform_admin: r.is_platform_admin,
+                membership_active: r.membership_active,
+            })
+        })
+        .transpose()
+    }
+
+    async fn api_keys_of(&self, user_id: i64, org_id: i64) -> DomainResult<Vec<ApiKeyRecord>> {
+        let rows: Vec<ApiKeyRow> = sqlx::query_as(api_key_columns!(
+            "SELECT",
+            "FROM api_keys k WHERE k.user_id = ? AND k.org_id = ? ORDER BY k.id"
+        ))
+        .bind(user_id)
+        .bind(org_id)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db_error)?;
+        Ok(rows.into_iter().map(ApiKeyRecord::from).collect())
+    }
+
+    async fn api_keys_in_org(&self, org_id: i64) -> DomainResult<Vec<ApiKeyRecord>> {
+        let rows: Vec<ApiKeyRow> = sqlx::query_as(api_key_columns!(
+            "SELECT",
+            "FROM api_keys k WHERE k.org_id = ? ORDER BY k.id"
+        ))
+        .bind(org_id)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db_error)?;
+        Ok(rows.into_iter().map(ApiKeyRecord::from).collect())
+    }
+
+    async fn delete_api_key(
+        &self,
+        public_id: &str,
+        owner: Option<i64>,
+        org_id: i64,
+    ) -> DomainResult<Option<ApiKeyRecord>> {
+        let row: Option<ApiKeyRow> = sqlx::query_as(
+            "DELETE FROM api_keys WHERE public_id = ? AND org_id = ? \
+             AND (? IS NULL OR user_id = ?) \
+             RETURNING id, public_id, user_id, org_id, name, prefix, read_only, created_at, \
+             expires_at, last_used_at, last_used_address",
+        )
+        .bind(public_id)
+        .bind(org_id)
+        .bind(owner)
+        .bind(owner)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(db_error)?;
+        Ok(row.map(ApiKeyRecord::from))
+    }
+
+    async fn delete_api_key_by_hash(
+        &self,
+        key_hash: &[u8],
+        owner: i64,
+        org_id: i64,
+    ) -> DomainResult<Option<ApiKeyRecord>> {
+        let row: Option<ApiKeyRow> = sqlx::query_as(
+            "DELETE FROM api_keys WHERE key_hash = ? AND org_id = ? AND user_id = ? \
+             RETURNING id, public_id, user_id, org_id, name, prefix, read_only, created_at, \
+             expires_at, last_used_at, last_used_address",
+        )
+        .bind(key_hash)
+        .bind(org_id)
+        .bind(owner)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(db_error)?;
+        Ok(row.map(ApiKeyRecord::from))
+    }
+
+    async fn record_api_key_usage(&self, usage: &[(i64, i64, Option<String>)]) -> DomainResult<()> {
+        let mut tx = self.write_tx().await?;
+        for (id, at, address) in usage {
+            sqlx::query(
+                "UPDATE api_keys SET last_used_at = ?, last_used_address = ? \
+                 WHERE id = ? AND (last_used_at IS NULL OR last_used_at < ?)",
+            )
+            .bind(at)
+            .bind(address.as_deref())
+            .bind(id)
+            .bind(at)
+            .execute(&mut *tx)
+            .await
+            .map_err(db_error)?;
+        }
+        tx.commit().await.map_err(db_error)
     }
 }

@@ -22,6 +22,8 @@ pub struct TestApp {
     pub clock: ManualClock,
     /// A session token of the bootstrap admin (platform admin, admin of org 1).
     pub admin_token: String,
+    /// The app's state, for the few tests that drive background work (flushing usage) directly.
+    pub state: coreauth::http::AppState,
     _dir: TempDir,
 }
 
@@ -49,12 +51,14 @@ impl TestApp {
             .await
             .expect("application builds");
         let address = format!("http://127.0.0.1:{}", app.port());
+        let state = app.state().clone();
         tokio::spawn(app.run_until(std::future::pending()));
         let mut test = Self {
             address,
             client: reqwest::Client::new(),
             clock,
             admin_token: String::new(),
+            state,
             _dir: dir,
         };
         test.admin_token = test.login_ok(ADMIN_EMAIL, ADMIN_PASSWORD).await.token;
@@ -67,6 +71,10 @@ impl TestApp {
 
     pub fn now_millis(&self) -> i64 {
         to_millis(self.clock.now())
+    }
+
+    pub fn clock_now(&self) -> time::OffsetDateTime {
+        self.clock.now()
     }
 
     pub fn advance(&self, by: Duration) {
@@ -184,6 +192,29 @@ impl TestApp {
             )
             .await;
         assert_eq!(response.status(), StatusCode::CREATED);
+    }
+}
+
+impl TestApp {
+    /// `POST /authheader/add`; returns `(id, full key)`.
+    pub async fn add_key(&self, token: &str, name: &str) -> (String, String) {
+        let response = self
+            .post("/authheader/add", Some(token), &json!({ "name": name }))
+            .await;
+        assert_eq!(response.status(), StatusCode::OK, "add key {name}");
+        let created = body(response).await;
+        (
+            created["id"].as_str().expect("id").to_owned(),
+            created["token"].as_str().expect("token").to_owned(),
+        )
+    }
+
+    /// A logged-in member of a new org: `(org id, user id, token)`.
+    pub async fn member_of_new_org(&self, org: &str, email: &str) -> (i64, i64, String) {
+        let org_id = self.create_org(org).await;
+        let user_id = self.create_user(email, org_id, "member").await;
+        let token = self.login_ok(email, PASSWORD).await.token;
+        (org_id, user_id, token)
     }
 }
 

@@ -2,6 +2,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod admin;
+mod apikeys;
 mod bad_input;
 mod binary;
 mod helpers;
