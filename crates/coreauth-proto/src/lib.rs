@@ -261,6 +261,51 @@ pub struct MessageBody {
     pub message: String,
 }
 
+/// One entry of the audit trail (`GET /admin/audit`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AuditEvent {
+    pub id: String,
+    /// ISO 8601.
+    pub time: String,
+    pub event: String,
+    /// `success` or `failure`.
+    pub outcome: String,
+    pub reason: Option<String>,
+    pub org_id: Option<i64>,
+    pub actor_user_id: Option<i64>,
+    pub subject_user_id: Option<i64>,
+    pub subject: Option<String>,
+    pub address: Option<String>,
+    pub user_agent: Option<String>,
+    pub client: Option<String>,
+    pub request_id: Option<String>,
+    pub details: serde_json::Value,
+}
+
+/// `GET /admin/audit`: a page of events, newest first; pass `nextCursor` as `cursor` for more.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AuditPage {
+    pub events: Vec<AuditEvent>,
+    pub next_cursor: Option<String>,
+}
+
+/// The filters of `GET /admin/audit`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct AuditQuery {
+    pub org_id: Option<i64>,
+    pub user_id: Option<i64>,
+    pub event: Option<String>,
+    /// ISO 8601, inclusive.
+    pub since: Option<String>,
+    /// ISO 8601, exclusive.
+    pub until: Option<String>,
+    pub cursor: Option<String>,
+    pub limit: Option<u32>,
+}
+
 #[cfg(test)]
 #[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {

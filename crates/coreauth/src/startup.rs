@@ -12,6 +12,7 @@ use tokio::net::TcpListener;
 use crate::config::Settings;
 use crate::domain::admin::Admin;
 use crate::domain::apikey::ApiKeys;
+use crate::domain::audit::Audit;
 use crate::domain::auth::{Auth, SessionPolicy};
 use crate::domain::clock::Clock;
 use crate::domain::password::{HashCost, HashLimits, Password, PasswordHashing};
@@ -109,6 +110,7 @@ impl Application {
             auth,
             admin,
             keys,
+            audit: Arc::new(Audit::new(store.clone())),
             store,
             signer,
             clock,

@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use time::OffsetDateTime;
 
+use super::audit::NewAuditEvent;
 use super::clock::to_millis;
 use super::email::{Email, EmailDomain};
 use super::error::{DomainError, DomainResult};
@@ -59,7 +60,9 @@ impl Admin {
             created_at: to_millis(now),
             membership: None,
         };
-        self.store.bootstrap(admin, to_millis(now)).await
+        let audit = NewAuditEvent::new("admin.bootstrapped", now)
+            .details(serde_json::json!({ "email": admin.email.as_str() }));
+        self.store.bootstrap(admin, to_millis(now), &audit).await
     }
 
     pub async fn create_org(
@@ -82,8 +85,11 @@ impl Admin {
             .iter()
             .map(|d| EmailDomain::parse(d).map(|d| d.as_str().to_owned()))
             .collect::<DomainResult<Vec<_>>>()?;
+        let audit = NewAuditEvent::new("org.created", now)
+            .by(caller)
+            .details(serde_json::json!({ "name": name.as_str(), "emailDomains": domains }));
         self.store
-            .create_org(name.as_str(), &domains, to_millis(now))
+            .create_org(name.as_str(), &domains, to_millis(now), &audit)
             .await
     }
 
@@ -105,17 +111,24 @@ impl Admin {
         }
         PasswordPolicy::default().check(&request.password)?;
         let hash = self.hashing.hash(&request.password).await?;
+        let audit = NewAuditEvent::new("user.created", now)
+            .by(caller)
+            .org(request.org_id)
+            .details(serde_json::json!({ "email": email.as_str(), "role": role.as_str() }));
         self.store
-            .create_user(NewUser {
-                uuid: uuid::Uuid::new_v4().to_string(),
-                email,
-                first,
-                last,
-                password_hash: Some(hash),
-                is_platform_admin: false,
-                created_at: to_millis(now),
-                membership: Some((request.org_id, role)),
-            })
+            .create_user(
+                NewUser {
+                    uuid: uuid::Uuid::new_v4().to_string(),
+                    email,
+                    first,
+                    last,
+                    password_hash: Some(hash),
+                    is_platform_admin: false,
+                    created_at: to_millis(now),
+                    membership: Some((request.org_id, role)),
+                },
+                &audit,
+            )
             .await
     }
 
@@ -131,8 +144,13 @@ impl Admin {
             return Err(DomainError::Forbidden);
         }
         let role = Role::parse(role)?;
+        let audit = NewAuditEvent::new("member.added", now)
+            .by(caller)
+            .org(org_id)
+            .subject_user(user_id)
+            .details(serde_json::json!({ "role": role.as_str() }));
         self.store
-            .add_membership(org_id, user_id, role, to_millis(now))
+            .add_membership(org_id, user_id, role, to_millis(now), &audit)
             .await
     }
 
@@ -149,8 +167,16 @@ impl Admin {
         if !caller.administers_org(org_id) {
             return Err(DomainError::Forbidden);
         }
+        let audit = NewAuditEvent::new("member.updated", now)
+            .by(caller)
+            .org(org_id)
+            .subject_user(user_id)
+            .details(serde_json::json!({
+                "role": patch.role.map(Role::as_str),
+                "isActive": patch.is_active,
+            }));
         self.store
-            .update_membership(org_id, user_id, &patch, to_millis(now))
+            .update_membership(org_id, user_id, &patch, to_millis(now), &audit)
             .await?
             .map(|(membership, _)| membership)
             .ok_or(DomainError::NotFound("membership"))
@@ -170,8 +196,16 @@ impl Admin {
                 "you cannot deactivate yourself".into(),
             ));
         }
+        let audit = NewAuditEvent::new("user.updated", now)
+            .by(caller)
+            .subject_user(user_id)
+            .details(serde_json::json!({
+                "first": patch.first.as_ref().map(Name::as_str),
+                "last": patch.last.as_ref().map(Name::as_str),
+                "isActive": patch.is_active,
+            }));
         self.store
-            .update_user(user_id, &patch, to_millis(now))
+            .update_user(user_id, &patch, to_millis(now), &audit)
             .await?
             .map(|(user, _)| user)
             .ok_or(DomainError::NotFound("user"))
@@ -184,7 +218,12 @@ impl Admin {
         now: OffsetDateTime,
     ) -> DomainResult<Revoked> {
         self.check_administers_user(caller, user_id).await?;
-        self.store.revoke_sessions_of(user_id, to_millis(now)).await
+        let audit = NewAuditEvent::new("sessions.revoked", now)
+            .by(caller)
+            .subject_user(user_id);
+        self.store
+            .revoke_sessions_of(user_id, to_millis(now), &audit)
+            .await
     }
 
     /// A platform admin administers every user. An org admin administers a user of their

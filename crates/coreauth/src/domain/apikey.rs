@@ -6,7 +6,7 @@
 //! hash is right for high-entropy secrets: there is nothing to brute-force). Lookups go through
 //! a unique index on the hash, so checking a key costs one indexed read, like a session.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 
 use base64::Engine;
@@ -14,6 +14,8 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use sha2::{Digest, Sha256};
 use time::OffsetDateTime;
 
+use super::audit::NewAuditEvent;
+use super::auth::RequestOrigin;
 use super::clock::to_millis;
 use super::error::{DomainError, DomainResult};
 use super::org::{Name, Role};
@@ -131,13 +133,19 @@ impl KeyUsage {
 pub struct ApiKeys {
     store: Arc<dyn Store>,
     usage: KeyUsage,
+    /// (key, address) pairs already known to be recorded, so only a first sighting costs a write.
+    seen_addresses: Mutex<HashSet<(i64, String)>>,
 }
+
+/// Past this many remembered (key, address) pairs the memory is cleared and rebuilt from use.
+const MAX_SEEN_ADDRESSES: usize = 100_000;
 
 impl ApiKeys {
     pub fn new(store: Arc<dyn Store>) -> Self {
         Self {
             store,
             usage: KeyUsage::default(),
+            seen_addresses: Mutex::new(HashSet::new()),
         }
     }
 
@@ -145,7 +153,7 @@ impl ApiKeys {
     pub async fn authenticate(
         &self,
         full_key: &str,
-        address: Option<&str>,
+        origin: RequestOrigin,
         now: OffsetDateTime,
     ) -> DomainResult<Principal> {
         let ctx = self
@@ -158,7 +166,11 @@ impl ApiKeys {
         if expired || !ctx.user_active || !ctx.membership_active {
             return Err(DomainError::Unauthenticated);
         }
-        self.usage.record(ctx.key.id, now_ms, address);
+        self.usage
+            .record(ctx.key.id, now_ms, origin.address.as_deref());
+        if let Some(address) = origin.address.as_deref() {
+            self.note_address(&ctx.key, address, &origin, now).await?;
+        }
         Ok(Principal {
             user_id: ctx.key.user_id,
             user_uuid: ctx.user_uuid,
@@ -168,7 +180,44 @@ impl ApiKeys {
             method: AuthMethod::ApiKey,
             session: None,
             read_only: ctx.key.read_only,
+            origin,
         })
+    }
+
+    /// The first use of a key from an address is an audit event.
+    async fn note_address(
+        &self,
+        key: &ApiKeyRecord,
+        address: &str,
+        origin: &RequestOrigin,
+        now: OffsetDateTime,
+    ) -> DomainResult<()> {
+        let pair = (key.id, address.to_owned());
+        let known = self
+            .seen_addresses
+            .lock()
+            .map(|seen| seen.contains(&pair))
+            .unwrap_or(false);
+        if known {
+            return Ok(());
+        }
+        let audit = NewAuditEvent::new("apikey.new_address", now)
+            .from(origin)
+            .org(key.org_id)
+            .actor(key.user_id)
+            .subject_user(key.user_id)
+            .subject(key.public_id.clone())
+            .details(serde_json::json!({ "name": key.name }));
+        self.store
+            .note_api_key_address(key.id, address, to_millis(now), &audit)
+            .await?;
+        if let Ok(mut seen) = self.seen_addresses.lock() {
+            if seen.len() >= MAX_SEEN_ADDRESSES {
+                seen.clear();
+            }
+            seen.insert(pair);
+        }
+        Ok(())
     }
 
     /// A new key for the caller in the caller's org; the full key is returned this once.
@@ -189,11 +238,21 @@ impl ApiKeys {
             return Err(DomainError::invalid("expiresAt must be in the future"));
         }
         let full_key = generate_key()?;
+        let public_id = uuid::Uuid::new_v4().to_string();
+        let audit = NewAuditEvent::new("apikey.added", now)
+            .by(caller)
+            .subject_user(caller.user_id)
+            .subject(public_id.clone())
+            .details(serde_json::json!({
+                "name": name.as_str(),
+                "readOnly": request.read_only,
+                "expiresAt": request.expires_at,
+            }));
         let record = self
             .store
             .create_api_key(
                 NewApiKey {
-                    public_id: uuid::Uuid::new_v4().to_string(),
+                    public_id,
                     user_id: caller.user_id,
                     org_id: caller.org_id,
                     name: name.into_string(),
@@ -204,6 +263,7 @@ impl ApiKeys {
                     expires_at: request.expires_at,
                 },
                 MAX_KEYS_PER_USER,
+                &audit,
             )
             .await?;
         Ok((record, full_key))
@@ -224,16 +284,19 @@ impl ApiKeys {
         &self,
         caller: &Principal,
         which: KeySelector,
+        now: OffsetDateTime,
     ) -> DomainResult<ApiKeyRecord> {
+        let audit = NewAuditEvent::new("apikey.deleted", now).by(caller);
+        let (user, org) = (caller.user_id, caller.org_id);
         let deleted = match which {
             KeySelector::FullKey(key) => {
                 self.store
-                    .delete_api_key_by_hash(&hash_key(&key), caller.user_id, caller.org_id)
+                    .delete_api_key_by_hash(&hash_key(&key), user, org, &audit)
                     .await?
             }
             KeySelector::Id(id) => {
                 self.store
-                    .delete_api_key(&id, Some(caller.user_id), caller.org_id)
+                    .delete_api_key(&id, Some(user), org, &audit)
                     .await?
             }
         };
@@ -258,12 +321,16 @@ impl ApiKeys {
         caller: &Principal,
         org_id: i64,
         id: &str,
+        now: OffsetDateTime,
     ) -> DomainResult<ApiKeyRecord> {
         if !caller.administers_org(org_id) {
             return Err(DomainError::Forbidden);
         }
+        let audit = NewAuditEvent::new("apikey.deleted", now)
+            .by(caller)
+            .org(org_id);
         self.store
-            .delete_api_key(id, None, org_id)
+            .delete_api_key(id, None, org_id, &audit)
             .await?
             .ok_or(DomainError::NotFound("API key"))
     }

@@ -6,6 +6,7 @@ use std::time::Duration;
 use time::OffsetDateTime;
 
 use super::apikey::{ApiKeys, looks_like_key};
+use super::audit::NewAuditEvent;
 use super::clock::to_millis;
 use super::email::Email;
 use super::error::{DomainError, DomainResult};
@@ -30,10 +31,12 @@ pub struct SessionPolicy {
 pub struct RequestOrigin {
     pub address: Option<String>,
     pub user_agent: Option<String>,
+    /// The `x-request-id` of the request, to tie audit events to log lines.
+    pub request_id: Option<String>,
 }
 
 /// A password login as the user sent it.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct LoginAttempt {
     pub email: String,
     pub password: Password,
@@ -90,9 +93,43 @@ impl Auth {
         attempt: LoginAttempt,
         now: OffsetDateTime,
     ) -> DomainResult<IssuedToken> {
+        let client = bounded_text(attempt.client.clone(), MAX_CLIENT_CHARS);
+        let mut known_user = None;
+        let result = self
+            .try_login(attempt.clone(), client.clone(), &mut known_user, now)
+            .await;
+        if let Err(error) = &result {
+            if matches!(
+                error,
+                DomainError::Overloaded { .. }
+                    | DomainError::Unavailable
+                    | DomainError::Internal(_)
+            ) {
+                return result;
+            }
+            let mut event = NewAuditEvent::new("login.failed", now)
+                .from(&attempt.origin)
+                .failed(error.code())
+                .client(client.as_deref())
+                .details(serde_json::json!({ "email": attempt.email.trim() }));
+            if let Some(user_id) = known_user {
+                event = event.subject_user(user_id);
+            }
+            self.store.record_audit(&event).await?;
+        }
+        result
+    }
+
+    async fn try_login(
+        &self,
+        attempt: LoginAttempt,
+        client: Option<String>,
+        known_user: &mut Option<i64>,
+        now: OffsetDateTime,
+    ) -> DomainResult<IssuedToken> {
         let email = Email::parse(&attempt.email)?;
-        let client = bounded_text(attempt.client, MAX_CLIENT_CHARS);
         let user = self.store.user_by_email(&email.key()).await?;
+        *known_user = user.as_ref().map(|u| u.id);
         let hash = user
             .as_ref()
             .filter(|u| u.is_active)
@@ -130,8 +167,8 @@ impl Auth {
             org_id,
             method: method.to_owned(),
             client,
-            address: origin.address,
-            user_agent: bounded_text(origin.user_agent, MAX_USER_AGENT_CHARS),
+            address: origin.address.clone(),
+            user_agent: bounded_text(origin.user_agent.clone(), MAX_USER_AGENT_CHARS),
             created_at,
             expires_at: created_at.saturating_add(max),
             token_expires_at: created_at,
@@ -141,7 +178,14 @@ impl Auth {
         };
         let expiry = session.token_expiry(now, self.policy.token_ttl);
         session.token_expires_at = to_millis(expiry);
-        self.store.create_session(&session).await?;
+        let audit = NewAuditEvent::new("login.succeeded", now)
+            .from(&origin)
+            .org(org_id)
+            .subject_user(user.id)
+            .subject(format!("session:{}", session.id))
+            .client(session.client.as_deref())
+            .details(serde_json::json!({ "method": method }));
+        self.store.create_session(&session, &audit).await?;
         self.issue(user, &session, role, now, expiry)
     }
 
@@ -179,11 +223,11 @@ impl Auth {
     pub async fn authenticate(
         &self,
         credential: &str,
-        address: Option<&str>,
+        origin: RequestOrigin,
         now: OffsetDateTime,
     ) -> DomainResult<Principal> {
         if looks_like_key(credential) {
-            return self.keys.authenticate(credential, address, now).await;
+            return self.keys.authenticate(credential, origin, now).await;
         }
         let claims = self.signer.verify(credential, now)?;
         let ctx = self
@@ -209,6 +253,7 @@ impl Auth {
             method: AuthMethod::Session,
             session: Some(ctx.session),
             read_only: false,
+            origin,
         })
     }
 
@@ -247,8 +292,12 @@ impl Auth {
         let session = caller.session.as_ref().ok_or_else(|| {
             DomainError::invalid("an API key has no session to log out of; delete the key instead")
         })?;
+        let audit = NewAuditEvent::new("logout", now)
+            .by(caller)
+            .subject_user(caller.user_id)
+            .subject(format!("session:{}", session.id));
         self.store
-            .revoke_session(&session.id, Some(caller.user_id), to_millis(now))
+            .revoke_session(&session.id, Some(caller.user_id), to_millis(now), &audit)
             .await?;
         Ok(())
     }
@@ -284,9 +333,13 @@ impl Auth {
         id: &str,
         now: OffsetDateTime,
     ) -> DomainResult<()> {
+        let audit = NewAuditEvent::new("session.revoked", now)
+            .by(caller)
+            .subject_user(caller.user_id)
+            .subject(format!("session:{id}"));
         let revoked = self
             .store
-            .revoke_session(id, Some(caller.user_id), to_millis(now))
+            .revoke_session(id, Some(caller.user_id), to_millis(now), &audit)
             .await?;
         if revoked {
             Ok(())

@@ -3,6 +3,7 @@
 
 pub mod admin;
 pub mod apikey;
+pub mod audit;
 pub mod auth;
 pub mod clock;
 pub mod email;

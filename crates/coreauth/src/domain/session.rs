@@ -3,6 +3,7 @@
 
 use time::OffsetDateTime;
 
+use super::auth::RequestOrigin;
 use super::clock::{from_millis, to_millis};
 use super::org::Role;
 
@@ -83,6 +84,8 @@ pub struct Principal {
     pub session: Option<SessionRecord>,
     /// A read-only API key: only reading calls are allowed.
     pub read_only: bool,
+    /// Where this request came from, for the audit trail.
+    pub origin: RequestOrigin,
 }
 
 impl Principal {

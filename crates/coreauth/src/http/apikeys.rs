@@ -69,7 +69,7 @@ async fn delete_key(
             .into());
         }
     };
-    state.keys.delete(&caller, which).await?;
+    state.keys.delete(&caller, which, state.now()).await?;
     Ok(Json(proto::MessageBody {
         message: "Success".into(),
     }))
@@ -89,7 +89,10 @@ async fn delete_in_org(
     Caller(caller): Caller,
     ApiPath((org_id, id)): ApiPath<(i64, String)>,
 ) -> ApiResult<StatusCode> {
-    state.keys.delete_in_org(&caller, org_id, &id).await?;
+    state
+        .keys
+        .delete_in_org(&caller, org_id, &id, state.now())
+        .await?;
     Ok(StatusCode::NO_CONTENT)
 }
 

@@ -27,13 +27,9 @@ impl FromRequestParts<AppState> for Caller {
             .and_then(|v| v.to_str().ok())
             .and_then(credential_from_header)
             .ok_or(DomainError::Unauthenticated)?;
-        let address = parts
-            .extensions
-            .get::<ConnectInfo<SocketAddr>>()
-            .map(|ConnectInfo(addr)| addr.ip().to_string());
         let principal = state
             .auth
-            .authenticate(credential, address.as_deref(), state.now())
+            .authenticate(credential, origin_of(parts), state.now())
             .await?;
         // A read-only API key may only read.
         if principal.read_only && !parts.method.is_safe() {
@@ -63,19 +59,26 @@ impl<S: Send + Sync> FromRequestParts<S> for Origin {
     type Rejection = std::convert::Infallible;
 
     async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
-        let address = parts
+        Ok(Origin(origin_of(parts)))
+    }
+}
+
+/// The peer address, `User-Agent` and request id of a request.
+fn origin_of(parts: &Parts) -> RequestOrigin {
+    let header_text = |name: &str| {
+        parts
+            .headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned)
+    };
+    RequestOrigin {
+        address: parts
             .extensions
             .get::<ConnectInfo<SocketAddr>>()
-            .map(|ConnectInfo(addr)| addr.ip().to_string());
-        let user_agent = parts
-            .headers
-            .get(header::USER_AGENT)
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_owned);
-        Ok(Origin(RequestOrigin {
-            address,
-            user_agent,
-        }))
+            .map(|ConnectInfo(addr)| addr.ip().to_string()),
+        user_agent: header_text(header::USER_AGENT.as_str()),
+        request_id: header_text("x-request-id"),
     }
 }
 

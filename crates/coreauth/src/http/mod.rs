@@ -18,6 +18,7 @@ use tracing::Span;
 
 use crate::domain::admin::Admin;
 use crate::domain::apikey::ApiKeys;
+use crate::domain::audit::Audit;
 use crate::domain::auth::Auth;
 use crate::domain::clock::Clock;
 use crate::domain::tokens::TokenSigner;
@@ -25,6 +26,7 @@ use crate::store::Store;
 
 mod admin;
 mod apikeys;
+mod audit;
 mod auth;
 pub mod error;
 pub mod extract;
@@ -42,6 +44,7 @@ pub struct AppState {
     pub auth: Arc<Auth>,
     pub admin: Arc<Admin>,
     pub keys: Arc<ApiKeys>,
+    pub audit: Arc<Audit>,
     pub store: Arc<dyn Store>,
     pub signer: Arc<TokenSigner>,
     pub clock: Arc<dyn Clock>,
@@ -62,6 +65,7 @@ pub fn router(state: AppState) -> Router {
         .merge(users::routes())
         .merge(admin::routes())
         .merge(apikeys::routes())
+        .merge(audit::routes())
         .merge(ops::routes())
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)

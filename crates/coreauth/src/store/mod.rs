@@ -1,10 +1,15 @@
 //! Storage behind one trait, one implementation per backend. The domain calls these methods and
 //! never sees SQL; the store keeps data consistent (one transaction per call) but decides no
 //! policy beyond the integrity of what it holds.
+//!
+//! Every change that is a security event takes the `NewAuditEvent` describing it and writes it
+//! in the same transaction; where the change creates the thing the event is about (a user, an
+//! org), the store fills in its id.
 
 use async_trait::async_trait;
 
 use crate::domain::apikey::{ApiKeyContext, ApiKeyRecord, NewApiKey};
+use crate::domain::audit::{AuditQuery, AuditRecord, NewAuditEvent};
 use crate::domain::error::DomainResult;
 use crate::domain::org::{MembershipPatch, MembershipRecord, OrgRecord, Role};
 use crate::domain::session::{SessionContext, SessionRecord};
@@ -29,18 +34,24 @@ pub trait Store: Send + Sync + 'static {
 
     /// Creates org 1 ("Default") and `admin` as its admin and a platform admin, only when the
     /// database has no user yet (checked in the same transaction). `None` when it had users.
-    async fn bootstrap(&self, admin: NewUser, now: i64) -> DomainResult<Option<UserRecord>>;
+    async fn bootstrap(
+        &self,
+        admin: NewUser,
+        now: i64,
+        audit: &NewAuditEvent,
+    ) -> DomainResult<Option<UserRecord>>;
 
     async fn user_by_email(&self, email_key: &str) -> DomainResult<Option<UserRecord>>;
     async fn user_by_id(&self, id: i64) -> DomainResult<Option<UserRecord>>;
     /// `Conflict` when the email is taken; `NotFound("org")` for an unknown membership org.
-    async fn create_user(&self, user: NewUser) -> DomainResult<UserRecord>;
+    async fn create_user(&self, user: NewUser, audit: &NewAuditEvent) -> DomainResult<UserRecord>;
     /// Deactivating a user revokes all their sessions in the same transaction.
     async fn update_user(
         &self,
         id: i64,
         patch: &UserPatch,
         now: i64,
+        audit: &NewAuditEvent,
     ) -> DomainResult<Option<(UserRecord, Revoked)>>;
 
     async fn create_org(
@@ -48,6 +59,7 @@ pub trait Store: Send + Sync + 'static {
         name: &str,
         email_domains: &[String],
         now: i64,
+        audit: &NewAuditEvent,
     ) -> DomainResult<OrgRecord>;
     async fn org(&self, id: i64) -> DomainResult<Option<OrgRecord>>;
 
@@ -62,6 +74,7 @@ pub trait Store: Send + Sync + 'static {
         user_id: i64,
         role: Role,
         now: i64,
+        audit: &NewAuditEvent,
     ) -> DomainResult<MembershipRecord>;
     /// Applies `patch` atomically; deactivation revokes the member's sessions in that org. Refuses
     /// (`Conflict`) a change that would leave the org without an active admin.
@@ -71,23 +84,43 @@ pub trait Store: Send + Sync + 'static {
         user_id: i64,
         patch: &MembershipPatch,
         now: i64,
+        audit: &NewAuditEvent,
     ) -> DomainResult<Option<(MembershipRecord, Revoked)>>;
 
-    async fn create_session(&self, session: &SessionRecord) -> DomainResult<()>;
+    async fn create_session(
+        &self,
+        session: &SessionRecord,
+        audit: &NewAuditEvent,
+    ) -> DomainResult<()>;
     async fn session_context(&self, id: &str) -> DomainResult<Option<SessionContext>>;
     /// Counts a renewal and records the new token expiry; false when the session was revoked
     /// meanwhile.
     async fn record_renewal(&self, id: &str, token_expires_at: i64, now: i64)
     -> DomainResult<bool>;
     /// Revokes one session, only if it belongs to `user_id` when one is given.
-    async fn revoke_session(&self, id: &str, user_id: Option<i64>, now: i64) -> DomainResult<bool>;
-    async fn revoke_sessions_of(&self, user_id: i64, now: i64) -> DomainResult<Revoked>;
+    async fn revoke_session(
+        &self,
+        id: &str,
+        user_id: Option<i64>,
+        now: i64,
+        audit: &NewAuditEvent,
+    ) -> DomainResult<bool>;
+    async fn revoke_sessions_of(
+        &self,
+        user_id: i64,
+        now: i64,
+        audit: &NewAuditEvent,
+    ) -> DomainResult<Revoked>;
     /// Sessions of a user that are neither revoked nor past their last token's expiry.
     async fn live_sessions_of(&self, user_id: i64, now: i64) -> DomainResult<Vec<SessionRecord>>;
 
     /// Creates a key unless its owner already has `max_per_user` keys (`Conflict`), atomically.
-    async fn create_api_key(&self, key: NewApiKey, max_per_user: i64)
-    -> DomainResult<ApiKeyRecord>;
+    async fn create_api_key(
+        &self,
+        key: NewApiKey,
+        max_per_user: i64,
+        audit: &NewAuditEvent,
+    ) -> DomainResult<ApiKeyRecord>;
     /// The key with this SHA-256, with its owner's state, through the unique index on the hash.
     async fn api_key_context(&self, key_hash: &[u8]) -> DomainResult<Option<ApiKeyContext>>;
     async fn api_keys_of(&self, user_id: i64, org_id: i64) -> DomainResult<Vec<ApiKeyRecord>>;
@@ -98,13 +131,29 @@ pub trait Store: Send + Sync + 'static {
         public_id: &str,
         owner: Option<i64>,
         org_id: i64,
+        audit: &NewAuditEvent,
     ) -> DomainResult<Option<ApiKeyRecord>>;
     async fn delete_api_key_by_hash(
         &self,
         key_hash: &[u8],
         owner: i64,
         org_id: i64,
+        audit: &NewAuditEvent,
     ) -> DomainResult<Option<ApiKeyRecord>>;
     /// Records when (and from where) keys were last used: `(key id, time, address)`.
     async fn record_api_key_usage(&self, usage: &[(i64, i64, Option<String>)]) -> DomainResult<()>;
+
+    /// Remembers that a key was used from `address`; true (and `audit` written) the first time.
+    async fn note_api_key_address(
+        &self,
+        key_id: i64,
+        address: &str,
+        now: i64,
+        audit: &NewAuditEvent,
+    ) -> DomainResult<bool>;
+
+    /// Records an event that goes with no change (a refused login, …).
+    async fn record_audit(&self, event: &NewAuditEvent) -> DomainResult<()>;
+    /// Events matching `query`, newest first, at most `query.limit`.
+    async fn audit_events(&self, query: &AuditQuery) -> DomainResult<Vec<AuditRecord>>;
 }

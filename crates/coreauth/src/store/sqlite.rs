@@ -9,11 +9,12 @@ use async_trait::async_trait;
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
-use sqlx::{FromRow, Sqlite, Transaction};
+use sqlx::{FromRow, Sqlite, SqliteConnection, Transaction};
 use zeroize::Zeroizing;
 
 use super::{Revoked, Store};
 use crate::domain::apikey::{ApiKeyContext, ApiKeyRecord, NewApiKey};
+use crate::domain::audit::{AuditQuery, AuditRecord, NewAuditEvent};
 use crate::domain::error::{DomainError, DomainResult};
 use crate::domain::org::{MembershipPatch, MembershipRecord, OrgRecord, Role};
 use crate::domain::session::{SessionContext, SessionRecord};
@@ -250,6 +251,91 @@ macro_rules! api_key_columns {
     };
 }
 
+/// Writes an audit event on the connection of the change it describes.
+async fn insert_audit(conn: &mut SqliteConnection, e: &NewAuditEvent) -> DomainResult<()> {
+    sqlx::query(
+        "INSERT INTO audit_events (occurred_at, event, outcome, reason, org_id, actor_user_id, \
+         subject_user_id, subject, address, user_agent, client, request_id, details) \
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+    )
+    .bind(e.occurred_at)
+    .bind(&e.event)
+    .bind(if e.success { "success" } else { "failure" })
+    .bind(e.reason.as_deref())
+    .bind(e.org_id)
+    .bind(e.actor_user_id)
+    .bind(e.subject_user_id)
+    .bind(e.subject.as_deref())
+    .bind(e.address.as_deref())
+    .bind(e.user_agent.as_deref())
+    .bind(e.client.as_deref())
+    .bind(e.request_id.as_deref())
+    .bind(e.details.to_string())
+    .execute(conn)
+    .await
+    .map(|_| ())
+    .map_err(db_error)
+}
+
+#[derive(FromRow)]
+struct AuditRow {
+    id: i64,
+    occurred_at: i64,
+    event: String,
+    outcome: String,
+    reason: Option<String>,
+    org_id: Option<i64>,
+    actor_user_id: Option<i64>,
+    subject_user_id: Option<i64>,
+    subject: Option<String>,
+    address: Option<String>,
+    user_agent: Option<String>,
+    client: Option<String>,
+    request_id: Option<String>,
+    details: String,
+}
+
+impl From<AuditRow> for AuditRecord {
+    fn from(r: AuditRow) -> Self {
+        Self {
+            id: r.id,
+            event: NewAuditEvent {
+                occurred_at: r.occurred_at,
+                event: r.event,
+                success: r.outcome == "success",
+                reason: r.reason,
+                org_id: r.org_id,
+                actor_user_id: r.actor_user_id,
+                subject_user_id: r.subject_user_id,
+                subject: r.subject,
+                address: r.address,
+                user_agent: r.user_agent,
+                client: r.client,
+                request_id: r.request_id,
+                details: serde_json::from_str(&r.details).unwrap_or_default(),
+            },
+        }
+    }
+}
+
+/// Records the deletion of `row` (if one was deleted) and commits.
+async fn finish_key_deletion(
+    mut tx: Transaction<'static, Sqlite>,
+    row: Option<ApiKeyRow>,
+    audit: &NewAuditEvent,
+) -> DomainResult<Option<ApiKeyRecord>> {
+    let Some(row) = row else {
+        return Ok(None);
+    };
+    let mut audit = audit.clone();
+    audit.subject = Some(row.public_id.clone());
+    audit.subject_user_id = Some(row.user_id);
+    audit.details["name"] = row.name.clone().into();
+    insert_audit(&mut tx, &audit).await?;
+    tx.commit().await.map_err(db_error)?;
+    Ok(Some(row.into()))
+}
+
 async fn user_in(
     tx: &mut Transaction<'static, Sqlite>,
     id: i64,
@@ -380,7 +466,12 @@ impl Store for SqliteStore {
         .map_err(db_error)
     }
 
-    async fn bootstrap(&self, admin: NewUser, now: i64) -> DomainResult<Option<UserRecord>> {
+    async fn bootstrap(
+        &self,
+        admin: NewUser,
+        now: i64,
+        audit: &NewAuditEvent,
+    ) -> DomainResult<Option<UserRecord>> {
         let mut tx = self.write_tx().await?;
         let users: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM users")
             .fetch_one(&mut *tx)
@@ -402,6 +493,10 @@ impl Store for SqliteStore {
         }
         let user_id = insert_user(&mut tx, &admin).await?;
         insert_membership(&mut tx, 1, user_id, Role::Admin, now).await?;
+        let mut audit = audit.clone();
+        audit.subject_user_id = Some(user_id);
+        audit.org_id = Some(1);
+        insert_audit(&mut tx, &audit).await?;
         let user = user_in(&mut tx, user_id).await?;
         tx.commit().await.map_err(db_error)?;
         Ok(user)
@@ -425,12 +520,15 @@ impl Store for SqliteStore {
         Ok(row.map(UserRecord::from))
     }
 
-    async fn create_user(&self, user: NewUser) -> DomainResult<UserRecord> {
+    async fn create_user(&self, user: NewUser, audit: &NewAuditEvent) -> DomainResult<UserRecord> {
         let mut tx = self.write_tx().await?;
         let user_id = insert_user(&mut tx, &user).await?;
         if let Some((org_id, role)) = user.membership {
             insert_membership(&mut tx, org_id, user_id, role, user.created_at).await?;
         }
+        let mut audit = audit.clone();
+        audit.subject_user_id = Some(user_id);
+        insert_audit(&mut tx, &audit).await?;
         let created = user_in(&mut tx, user_id)
             .await?
             .ok_or_else(|| DomainError::internal("inserted user vanished"))?;
@@ -443,6 +541,7 @@ impl Store for SqliteStore {
         id: i64,
         patch: &UserPatch,
         now: i64,
+        audit: &NewAuditEvent,
     ) -> DomainResult<Option<(UserRecord, Revoked)>> {
         let mut tx = self.write_tx().await?;
         if user_in(&mut tx, id).await?.is_none() {
@@ -471,6 +570,9 @@ impl Store for SqliteStore {
             .map_err(db_error)?
             .rows_affected();
         }
+        let mut audit = audit.clone();
+        audit.details["sessionsRevoked"] = revoked.sessions.into();
+        insert_audit(&mut tx, &audit).await?;
         let user = user_in(&mut tx, id).await?;
         tx.commit().await.map_err(db_error)?;
         Ok(user.map(|u| (u, revoked)))
@@ -481,6 +583,7 @@ impl Store for SqliteStore {
         name: &str,
         email_domains: &[String],
         now: i64,
+        audit: &NewAuditEvent,
     ) -> DomainResult<OrgRecord> {
         let mut tx = self.write_tx().await?;
         let id = sqlx::query("INSERT INTO orgs (name, created_at) VALUES (?, ?)")
@@ -498,6 +601,10 @@ impl Store for SqliteStore {
                 .await
                 .map_err(db_error)?;
         }
+        let mut audit = audit.clone();
+        audit.org_id = Some(id);
+        audit.subject = Some(format!("org:{id}"));
+        insert_audit(&mut tx, &audit).await?;
         tx.commit().await.map_err(db_error)?;
         let mut domains = email_domains.to_vec();
         domains.sort();
@@ -569,12 +676,14 @@ impl Store for SqliteStore {
         user_id: i64,
         role: Role,
         now: i64,
+        audit: &NewAuditEvent,
     ) -> DomainResult<MembershipRecord> {
         let mut tx = self.write_tx().await?;
         if user_in(&mut tx, user_id).await?.is_none() {
             return Err(DomainError::NotFound("user"));
         }
         insert_membership(&mut tx, org_id, user_id, role, now).await?;
+        insert_audit(&mut tx, audit).await?;
         let membership = membership_in(&mut tx, user_id, org_id)
             .await?
             .ok_or_else(|| DomainError::internal("inserted membership vanished"))?;
@@ -588,6 +697,7 @@ impl Store for SqliteStore {
         user_id: i64,
         patch: &MembershipPatch,
         now: i64,
+        audit: &NewAuditEvent,
     ) -> DomainResult<Option<(MembershipRecord, Revoked)>> {
         let mut tx = self.write_tx().await?;
         let Some(current) = membership_in(&mut tx, user_id, org_id).await? else {
@@ -637,12 +747,16 @@ impl Store for SqliteStore {
             .map_err(db_error)?
             .rows_affected();
         }
+        let mut audit = audit.clone();
+        audit.details["sessionsRevoked"] = revoked.sessions.into();
+        insert_audit(&mut tx, &audit).await?;
         let updated = membership_in(&mut tx, user_id, org_id).await?;
         tx.commit().await.map_err(db_error)?;
         Ok(updated.map(|m| (m, revoked)))
     }
 
-    async fn create_session(&self, s: &SessionRecord) -> DomainResult<()> {
+    async fn create_session(&self, s: &SessionRecord, audit: &NewAuditEvent) -> DomainResult<()> {
+        let mut tx = self.write_tx().await?;
         sqlx::query(
             "INSERT INTO sessions (id, user_id, org_id, method, client, address, user_agent, \
              created_at, expires_at, token_expires_at, last_renewed_at, renew_count, revoked_at) \
@@ -661,10 +775,11 @@ impl Store for SqliteStore {
         .bind(s.last_renewed_at)
         .bind(s.renew_count)
         .bind(s.revoked_at)
-        .execute(&self.pool)
+        .execute(&mut *tx)
         .await
-        .map(|_| ())
-        .map_err(db_error)
+        .map_err(db_error)?;
+        insert_audit(&mut tx, audit).await?;
+        tx.commit().await.map_err(db_error)
     }
 
     async fn session_context(&self, id: &str) -> DomainResult<Option<SessionContext>> {
@@ -714,33 +829,59 @@ impl Store for SqliteStore {
         Ok(done.rows_affected() == 1)
     }
 
-    async fn revoke_session(&self, id: &str, user_id: Option<i64>, now: i64) -> DomainResult<bool> {
-        let done = sqlx::query(
+    async fn revoke_session(
+        &self,
+        id: &str,
+        user_id: Option<i64>,
+        now: i64,
+        audit: &NewAuditEvent,
+    ) -> DomainResult<bool> {
+        let mut tx = self.write_tx().await?;
+        let renew_count: Option<i64> = sqlx::query_scalar(
             "UPDATE sessions SET revoked_at = ? \
-             WHERE id = ? AND revoked_at IS NULL AND (? IS NULL OR user_id = ?)",
+             WHERE id = ? AND revoked_at IS NULL AND (? IS NULL OR user_id = ?) \
+             RETURNING renew_count",
         )
         .bind(now)
         .bind(id)
         .bind(user_id)
         .bind(user_id)
-        .execute(&self.pool)
+        .fetch_optional(&mut *tx)
         .await
         .map_err(db_error)?;
-        Ok(done.rows_affected() == 1)
+        let Some(renew_count) = renew_count else {
+            return Ok(false);
+        };
+        let mut audit = audit.clone();
+        audit.details["renewCount"] = renew_count.into();
+        insert_audit(&mut tx, &audit).await?;
+        tx.commit().await.map_err(db_error)?;
+        Ok(true)
     }
 
-    async fn revoke_sessions_of(&self, user_id: i64, now: i64) -> DomainResult<Revoked> {
+    async fn revoke_sessions_of(
+        &self,
+        user_id: i64,
+        now: i64,
+        audit: &NewAuditEvent,
+    ) -> DomainResult<Revoked> {
+        let mut tx = self.write_tx().await?;
         let done = sqlx::query(
             "UPDATE sessions SET revoked_at = ? WHERE user_id = ? AND revoked_at IS NULL",
         )
         .bind(now)
         .bind(user_id)
-        .execute(&self.pool)
+        .execute(&mut *tx)
         .await
         .map_err(db_error)?;
-        Ok(Revoked {
+        let revoked = Revoked {
             sessions: done.rows_affected(),
-        })
+        };
+        let mut audit = audit.clone();
+        audit.details["sessionsRevoked"] = revoked.sessions.into();
+        insert_audit(&mut tx, &audit).await?;
+        tx.commit().await.map_err(db_error)?;
+        Ok(revoked)
     }
 
     async fn live_sessions_of(&self, user_id: i64, now: i64) -> DomainResult<Vec<SessionRecord>> {
@@ -763,6 +904,7 @@ impl Store for SqliteStore {
         &self,
         key: NewApiKey,
         max_per_user: i64,
+        audit: &NewAuditEvent,
     ) -> DomainResult<ApiKeyRecord> {
         let mut tx = self.write_tx().await?;
         let owned: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM api_keys WHERE user_id = ?")
@@ -793,6 +935,7 @@ impl Store for SqliteStore {
         .fetch_one(&mut *tx)
         .await
         .map_err(db_error)?;
+        insert_audit(&mut tx, audit).await?;
         tx.commit().await.map_err(db_error)?;
         Ok(row.into())
     }
@@ -853,7 +996,9 @@ impl Store for SqliteStore {
         public_id: &str,
         owner: Option<i64>,
         org_id: i64,
+        audit: &NewAuditEvent,
     ) -> DomainResult<Option<ApiKeyRecord>> {
+        let mut tx = self.write_tx().await?;
         let row: Option<ApiKeyRow> = sqlx::query_as(
             "DELETE FROM api_keys WHERE public_id = ? AND org_id = ? \
              AND (? IS NULL OR user_id = ?) \
@@ -864,10 +1009,10 @@ impl Store for SqliteStore {
         .bind(org_id)
         .bind(owner)
         .bind(owner)
-        .fetch_optional(&self.pool)
+        .fetch_optional(&mut *tx)
         .await
         .map_err(db_error)?;
-        Ok(row.map(ApiKeyRecord::from))
+        finish_key_deletion(tx, row, audit).await
     }
 
     async fn delete_api_key_by_hash(
@@ -875,7 +1020,9 @@ impl Store for SqliteStore {
         key_hash: &[u8],
         owner: i64,
         org_id: i64,
+        audit: &NewAuditEvent,
     ) -> DomainResult<Option<ApiKeyRecord>> {
+        let mut tx = self.write_tx().await?;
         let row: Option<ApiKeyRow> = sqlx::query_as(
             "DELETE FROM api_keys WHERE key_hash = ? AND org_id = ? AND user_id = ? \
              RETURNING id, public_id, user_id, org_id, name, prefix, read_only, created_at, \
@@ -884,10 +1031,10 @@ impl Store for SqliteStore {
         .bind(key_hash)
         .bind(org_id)
         .bind(owner)
-        .fetch_optional(&self.pool)
+        .fetch_optional(&mut *tx)
         .await
         .map_err(db_error)?;
-        Ok(row.map(ApiKeyRecord::from))
+        finish_key_deletion(tx, row, audit).await
     }
 
     async fn record_api_key_usage(&self, usage: &[(i64, i64, Option<String>)]) -> DomainResult<()> {
@@ -906,5 +1053,62 @@ impl Store for SqliteStore {
             .map_err(db_error)?;
         }
         tx.commit().await.map_err(db_error)
+    }
+
+    async fn note_api_key_address(
+        &self,
+        key_id: i64,
+        address: &str,
+        now: i64,
+        audit: &NewAuditEvent,
+    ) -> DomainResult<bool> {
+        let mut tx = self.write_tx().await?;
+        let done = sqlx::query(
+            "INSERT INTO api_key_addresses (key_id, address, first_seen_at) VALUES (?, ?, ?) \
+             ON CONFLICT DO NOTHING",
+        )
+        .bind(key_id)
+        .bind(address)
+        .bind(now)
+        .execute(&mut *tx)
+        .await
+        .map_err(db_error)?;
+        let first = done.rows_affected() == 1;
+        if first {
+            insert_audit(&mut tx, audit).await?;
+        }
+        tx.commit().await.map_err(db_error)?;
+        Ok(first)
+    }
+
+    async fn record_audit(&self, event: &NewAuditEvent) -> DomainResult<()> {
+        let mut conn = self.pool.acquire().await.map_err(db_error)?;
+        insert_audit(&mut conn, event).await
+    }
+
+    async fn audit_events(&self, q: &AuditQuery) -> DomainResult<Vec<AuditRecord>> {
+        let rows: Vec<AuditRow> = sqlx::query_as(
+            "SELECT id, occurred_at, event, outcome, reason, org_id, actor_user_id, \
+             subject_user_id, subject, address, user_agent, client, request_id, details \
+             FROM audit_events \
+             WHERE (?1 IS NULL OR org_id = ?1) \
+             AND (?2 IS NULL OR actor_user_id = ?2 OR subject_user_id = ?2) \
+             AND (?3 IS NULL OR event = ?3) \
+             AND (?4 IS NULL OR occurred_at >= ?4) \
+             AND (?5 IS NULL OR occurred_at < ?5) \
+             AND (?6 IS NULL OR id < ?6) \
+             ORDER BY id DESC LIMIT ?7",
+        )
+        .bind(q.org_id)
+        .bind(q.user_id)
+        .bind(q.event.as_deref())
+        .bind(q.since)
+        .bind(q.until)
+        .bind(q.before)
+        .bind(i64::from(q.limit))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db_error)?;
+        Ok(rows.into_iter().map(AuditRecord::from).collect())
     }
 }

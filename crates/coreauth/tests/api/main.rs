@@ -3,6 +3,7 @@
 
 mod admin;
 mod apikeys;
+mod audit;
 mod bad_input;
 mod binary;
 mod helpers;
