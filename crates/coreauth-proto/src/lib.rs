@@ -101,6 +101,8 @@ pub struct Me {
     pub session_id: Option<String>,
     /// When the session ends at the latest, whatever renewals happen (ISO 8601).
     pub session_expires_at: Option<String>,
+    /// When the password expires under this org's policy (ISO 8601); null: never.
+    pub password_expires_at: Option<String>,
 }
 
 /// One entry of `GET /user/orgs`.
@@ -304,6 +306,70 @@ pub struct AuditQuery {
     pub until: Option<String>,
     pub cursor: Option<String>,
     pub limit: Option<u32>,
+}
+
+/// `POST /user/login` (seed 004): `username` is the email.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct JwtLoginRequest {
+    pub username: String,
+    pub password: SecretText,
+}
+
+/// The answer of `POST /user/login`, in the seed's PascalCase.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct JwtLoginResponse {
+    /// The user's uuid.
+    pub id: String,
+    /// When the user was created (ISO 8601).
+    pub created: String,
+    pub username: String,
+    pub email: String,
+    pub firstname: String,
+    pub lastname: String,
+    pub token: String,
+    /// ISO 8601; null when the org's policy never expires passwords.
+    pub password_expiration: Option<String>,
+}
+
+/// `POST /user/password`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ChangePasswordRequest {
+    pub current_password: SecretText,
+    pub new_password: SecretText,
+}
+
+/// `POST /user/password/expired` (no token).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ExpiredPasswordRequest {
+    pub email: String,
+    pub password: SecretText,
+    pub new_password: SecretText,
+    #[serde(default)]
+    pub selected_org: Option<i64>,
+}
+
+/// `POST /admin/users/{id}/password`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ResetPasswordRequest {
+    pub new_password: SecretText,
+    #[serde(default)]
+    pub must_change: bool,
+}
+
+/// An org's password policy (`PUT`/`GET /admin/orgs/{orgId}/password-policy`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct PasswordPolicy {
+    pub min_length: u32,
+    /// 0: passwords never expire.
+    pub max_age_days: u32,
+    pub history_count: u32,
+    pub reject_common: bool,
 }
 
 #[cfg(test)]

@@ -143,6 +143,7 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
 
 async fn bootstrap(settings: Settings, email: &str, password: Password) -> anyhow::Result<()> {
     use coreauth::domain::admin::Admin;
+    use coreauth::domain::credentials::Credentials;
     use coreauth::domain::password::{HashCost, HashLimits, PasswordHashing};
 
     let store = open_store(&settings, settings.migrate).await?;
@@ -158,7 +159,9 @@ async fn bootstrap(settings: Settings, email: &str, password: Password) -> anyho
         },
     )
     .await?;
-    let admin = Admin::new(store, Arc::new(hashing));
+    let hashing = Arc::new(hashing);
+    let credentials = Arc::new(Credentials::new(store.clone(), hashing.clone()));
+    let admin = Admin::new(store, hashing, credentials);
     match admin.bootstrap(email, password, SystemClock.now()).await? {
         Some(user) => {
             println!(

@@ -15,6 +15,7 @@ use crate::domain::apikey::ApiKeys;
 use crate::domain::audit::Audit;
 use crate::domain::auth::{Auth, SessionPolicy};
 use crate::domain::clock::Clock;
+use crate::domain::credentials::Credentials;
 use crate::domain::password::{HashCost, HashLimits, Password, PasswordHashing};
 use crate::domain::tokens::{StoredSigningKey, TokenSigner};
 use crate::http::{self, AppState, Metrics};
@@ -103,7 +104,8 @@ impl Application {
                 session_max: settings.session_max,
             },
         ));
-        let admin = Arc::new(Admin::new(store.clone(), hashing));
+        let credentials = Arc::new(Credentials::new(store.clone(), hashing.clone()));
+        let admin = Arc::new(Admin::new(store.clone(), hashing, credentials.clone()));
         bootstrap_from_settings(&admin, &settings, clock.as_ref()).await?;
 
         let state = AppState {
@@ -111,6 +113,7 @@ impl Application {
             admin,
             keys,
             audit: Arc::new(Audit::new(store.clone())),
+            credentials,
             store,
             signer,
             clock,

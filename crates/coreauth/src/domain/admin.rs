@@ -7,6 +7,7 @@ use time::OffsetDateTime;
 
 use super::audit::NewAuditEvent;
 use super::clock::to_millis;
+use super::credentials::{Credentials, policy_of};
 use super::email::{Email, EmailDomain};
 use super::error::{DomainError, DomainResult};
 use super::org::{MembershipPatch, MembershipRecord, Name, OrgRecord, Role};
@@ -14,7 +15,7 @@ use super::password::{Password, PasswordHashing};
 use super::policy::PasswordPolicy;
 use super::session::Principal;
 use super::user::{NewUser, UserPatch, UserRecord};
-use crate::store::{Revoked, Store};
+use crate::store::{PasswordChange, Revoked, Store};
 
 /// A user as an admin asked for it, before validation.
 #[derive(Debug)]
@@ -30,13 +31,22 @@ pub struct UserRequest {
 pub struct Admin {
     store: Arc<dyn Store>,
     hashing: Arc<PasswordHashing>,
+    credentials: Arc<Credentials>,
 }
 
 const MAX_EMAIL_DOMAINS: usize = 100;
 
 impl Admin {
-    pub fn new(store: Arc<dyn Store>, hashing: Arc<PasswordHashing>) -> Self {
-        Self { store, hashing }
+    pub fn new(
+        store: Arc<dyn Store>,
+        hashing: Arc<PasswordHashing>,
+        credentials: Arc<Credentials>,
+    ) -> Self {
+        Self {
+            store,
+            hashing,
+            credentials,
+        }
     }
 
     /// The first admin of an empty database: org 1 ("Default"), and this user as its admin and a
@@ -109,7 +119,9 @@ impl Admin {
         if self.store.org(request.org_id).await?.is_none() {
             return Err(DomainError::NotFound("org"));
         }
-        PasswordPolicy::default().check(&request.password)?;
+        policy_of(self.store.as_ref(), request.org_id)
+            .await?
+            .check(&request.password)?;
         let hash = self.hashing.hash(&request.password).await?;
         let audit = NewAuditEvent::new("user.created", now)
             .by(caller)
@@ -211,6 +223,40 @@ impl Admin {
             .ok_or(DomainError::NotFound("user"))
     }
 
+    /// Sets a user's password (checked against the policy of the caller's org and the user's
+    /// history) and ends all their sessions; with `must_change` their next login answers
+    /// `password_expired` until they choose a new one.
+    pub async fn reset_password(
+        &self,
+        caller: &Principal,
+        user_id: i64,
+        new: Password,
+        must_change: bool,
+        now: OffsetDateTime,
+    ) -> DomainResult<()> {
+        let target = self.check_administers_user(caller, user_id).await?;
+        let policy = policy_of(self.store.as_ref(), caller.org_id).await?;
+        let new_hash = self.credentials.vet(&target, &policy, &new).await?;
+        let audit = NewAuditEvent::new("password.reset", now)
+            .by(caller)
+            .subject_user(user_id)
+            .details(serde_json::json!({ "mustChange": must_change }));
+        self.store
+            .set_password(
+                &PasswordChange {
+                    user_id,
+                    new_hash,
+                    expected_hash: None,
+                    must_change,
+                    now: to_millis(now),
+                    keep_session: None,
+                },
+                &audit,
+            )
+            .await?;
+        Ok(())
+    }
+
     pub async fn revoke_sessions_of(
         &self,
         caller: &Principal,
@@ -230,14 +276,18 @@ impl Admin {
     /// token's org only if every org that user belongs to is one they are an active admin of
     /// (deactivating a user or ending their sessions reaches into all of those orgs), and never
     /// a platform admin. Users outside the caller's org are "not found", not "forbidden".
-    async fn check_administers_user(&self, caller: &Principal, user_id: i64) -> DomainResult<()> {
+    async fn check_administers_user(
+        &self,
+        caller: &Principal,
+        user_id: i64,
+    ) -> DomainResult<UserRecord> {
         let target = self
             .store
             .user_by_id(user_id)
             .await?
             .ok_or(DomainError::NotFound("user"))?;
         if caller.is_platform_admin {
-            return Ok(());
+            return Ok(target);
         }
         let theirs = self.store.memberships_of(user_id).await?;
         if !theirs.iter().any(|m| m.org_id == caller.org_id) {
@@ -252,7 +302,7 @@ impl Admin {
                 .any(|m| m.org_id == org_id && m.is_active && m.role.is_admin())
         };
         if theirs.iter().all(|m| administers(m.org_id)) {
-            Ok(())
+            Ok(target)
         } else {
             Err(DomainError::Forbidden)
         }

@@ -8,6 +8,7 @@ use time::OffsetDateTime;
 use super::apikey::{ApiKeys, looks_like_key};
 use super::audit::NewAuditEvent;
 use super::clock::to_millis;
+use super::credentials::policy_of;
 use super::email::Email;
 use super::error::{DomainError, DomainResult};
 use super::org::{MembershipRecord, OrgRecord, Role};
@@ -55,6 +56,8 @@ pub struct IssuedToken {
     pub user: UserRecord,
     pub org_id: i64,
     pub role: Role,
+    /// When the user's password expires under this org's policy (epoch ms); `None`: never.
+    pub password_expires_at: Option<i64>,
 }
 
 pub struct Auth {
@@ -140,12 +143,37 @@ impl Auth {
         };
         let memberships = self.store.memberships_of(user.id).await?;
         let membership = choose_membership(&memberships, attempt.selected_org)?;
-        if user.must_change_password {
+        // Only now, with the password verified, may the answer say more than "invalid".
+        let policy = policy_of(self.store.as_ref(), membership.org_id).await?;
+        if user.must_change_password || policy.is_expired(user.password_set_at, to_millis(now)) {
             return Err(DomainError::PasswordExpired);
         }
+        self.upgrade_hash(&user, &attempt.password).await;
         let (org_id, role) = (membership.org_id, membership.role);
-        self.open_session(user, org_id, role, "password", client, attempt.origin, now)
-            .await
+        let mut issued = self
+            .open_session(user, org_id, role, "password", client, attempt.origin, now)
+            .await?;
+        issued.password_expires_at = policy.expires_at(issued.user.password_set_at);
+        Ok(issued)
+    }
+
+    /// Re-hashes a password verified against a hash made with weaker parameters than today's.
+    /// A failure here must not fail the login: it is logged and retried at the next one.
+    async fn upgrade_hash(&self, user: &UserRecord, password: &Password) {
+        let Some(old) = user.password_hash.as_deref() else {
+            return;
+        };
+        if !self.hashing.needs_rehash(old) {
+            return;
+        }
+        let upgraded = match self.hashing.hash(password).await {
+            Ok(new) => self.store.upgrade_password_hash(user.id, old, &new).await,
+            Err(e) => Err(e),
+        };
+        match upgraded {
+            Ok(_) => tracing::info!(user_id = user.id, "upgraded a password hash"),
+            Err(e) => tracing::warn!(user_id = user.id, "could not upgrade a password hash: {e}"),
+        }
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -215,6 +243,7 @@ impl Auth {
             user,
             org_id: session.org_id,
             role,
+            password_expires_at: None,
         })
     }
 
@@ -284,7 +313,10 @@ impl Auth {
             .user_by_id(caller.user_id)
             .await?
             .ok_or(DomainError::Unauthenticated)?;
-        self.issue(user, session, caller.role, now, expiry)
+        let policy = policy_of(self.store.as_ref(), session.org_id).await?;
+        let mut issued = self.issue(user, session, caller.role, now, expiry)?;
+        issued.password_expires_at = policy.expires_at(issued.user.password_set_at);
+        Ok(issued)
     }
 
     /// Ends the caller's session: every token issued for it fails from now on.
@@ -302,12 +334,19 @@ impl Auth {
         Ok(())
     }
 
-    /// The caller's user record and the org of this token.
-    pub async fn whoami(&self, caller: &Principal) -> DomainResult<(UserRecord, OrgRecord)> {
+    /// The caller's user record, the org of this token, and when the password expires there.
+    pub async fn whoami(
+        &self,
+        caller: &Principal,
+    ) -> DomainResult<(UserRecord, OrgRecord, Option<i64>)> {
         let user = self.store.user_by_id(caller.user_id).await?;
         let org = self.store.org(caller.org_id).await?;
         match (user, org) {
-            (Some(user), Some(org)) => Ok((user, org)),
+            (Some(user), Some(org)) => {
+                let policy = policy_of(self.store.as_ref(), org.id).await?;
+                let expires = policy.expires_at(user.password_set_at);
+                Ok((user, org, expires))
+            }
             _ => Err(DomainError::Unauthenticated),
         }
     }
@@ -350,7 +389,7 @@ impl Auth {
 }
 
 /// The membership a login opens: the one asked for, or the first active one.
-fn choose_membership(
+pub(crate) fn choose_membership(
     memberships: &[MembershipRecord],
     selected_org: Option<i64>,
 ) -> DomainResult<&MembershipRecord> {

@@ -6,6 +6,7 @@ pub mod apikey;
 pub mod audit;
 pub mod auth;
 pub mod clock;
+pub mod credentials;
 pub mod email;
 pub mod error;
 pub mod org;

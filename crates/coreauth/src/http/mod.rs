@@ -21,6 +21,7 @@ use crate::domain::apikey::ApiKeys;
 use crate::domain::audit::Audit;
 use crate::domain::auth::Auth;
 use crate::domain::clock::Clock;
+use crate::domain::credentials::Credentials;
 use crate::domain::tokens::TokenSigner;
 use crate::store::Store;
 
@@ -32,6 +33,7 @@ pub mod error;
 pub mod extract;
 pub mod metrics;
 mod ops;
+mod passwords;
 mod users;
 
 pub use metrics::Metrics;
@@ -45,6 +47,7 @@ pub struct AppState {
     pub admin: Arc<Admin>,
     pub keys: Arc<ApiKeys>,
     pub audit: Arc<Audit>,
+    pub credentials: Arc<Credentials>,
     pub store: Arc<dyn Store>,
     pub signer: Arc<TokenSigner>,
     pub clock: Arc<dyn Clock>,
@@ -66,6 +69,7 @@ pub fn router(state: AppState) -> Router {
         .merge(admin::routes())
         .merge(apikeys::routes())
         .merge(audit::routes())
+        .merge(passwords::routes())
         .merge(ops::routes())
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)

@@ -20,7 +20,7 @@ pub fn routes() -> Router<AppState> {
 }
 
 async fn me(State(state): State<AppState>, Caller(caller): Caller) -> ApiResult<Json<Me>> {
-    let (user, org) = state.auth.whoami(&caller).await?;
+    let (user, org, password_expires_at) = state.auth.whoami(&caller).await?;
     Ok(Json(Me {
         id: user.id,
         uuid: user.uuid,
@@ -39,6 +39,7 @@ async fn me(State(state): State<AppState>, Caller(caller): Caller) -> ApiResult<
             .session
             .as_ref()
             .map(|s| iso8601(from_millis(s.expires_at))),
+        password_expires_at: password_expires_at.map(|t| iso8601(from_millis(t))),
     }))
 }
 

@@ -12,11 +12,29 @@ use crate::domain::apikey::{ApiKeyContext, ApiKeyRecord, NewApiKey};
 use crate::domain::audit::{AuditQuery, AuditRecord, NewAuditEvent};
 use crate::domain::error::DomainResult;
 use crate::domain::org::{MembershipPatch, MembershipRecord, OrgRecord, Role};
+use crate::domain::policy::PasswordPolicy;
 use crate::domain::session::{SessionContext, SessionRecord};
 use crate::domain::tokens::StoredSigningKey;
 use crate::domain::user::{NewUser, UserPatch, UserRecord};
 
 pub mod sqlite;
+
+/// A new password hash for a user, with what else changes with it.
+#[derive(Debug, Clone)]
+pub struct PasswordChange {
+    pub user_id: i64,
+    pub new_hash: String,
+    /// The hash the change was decided against; if it changed meanwhile the store refuses
+    /// (`Conflict`), so two concurrent changes cannot both win. `None`: no check (admin reset).
+    pub expected_hash: Option<String>,
+    pub must_change: bool,
+    pub now: i64,
+    /// Sessions of the user are revoked, except this one (the caller's own).
+    pub keep_session: Option<String>,
+}
+
+/// Previous hashes kept per user, enough for the strictest `historyCount`.
+pub const PASSWORD_HISTORY_KEPT: i64 = 24;
 
 /// What an admin change revoked along with it, for the caller's information.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -156,4 +174,31 @@ pub trait Store: Send + Sync + 'static {
     async fn record_audit(&self, event: &NewAuditEvent) -> DomainResult<()>;
     /// Events matching `query`, newest first, at most `query.limit`.
     async fn audit_events(&self, query: &AuditQuery) -> DomainResult<Vec<AuditRecord>>;
+
+    /// The org's policy; `None` when the org uses the defaults.
+    async fn password_policy(&self, org_id: i64) -> DomainResult<Option<PasswordPolicy>>;
+    async fn set_password_policy(
+        &self,
+        org_id: i64,
+        policy: &PasswordPolicy,
+        now: i64,
+        audit: &NewAuditEvent,
+    ) -> DomainResult<()>;
+    /// The user's previous password hashes, newest first.
+    async fn password_history(&self, user_id: i64, limit: i64) -> DomainResult<Vec<String>>;
+    /// Sets a new password: the old hash goes to the history (kept to
+    /// `PASSWORD_HISTORY_KEPT`), sessions are revoked but `keep_session`, atomically.
+    async fn set_password(
+        &self,
+        change: &PasswordChange,
+        audit: &NewAuditEvent,
+    ) -> DomainResult<Revoked>;
+    /// Replaces `old_hash` by `new_hash` (same password, stronger parameters) if it is still the
+    /// current one; the password's age does not change.
+    async fn upgrade_password_hash(
+        &self,
+        user_id: i64,
+        old_hash: &str,
+        new_hash: &str,
+    ) -> DomainResult<bool>;
 }

@@ -12,11 +12,12 @@ use sqlx::sqlite::{
 use sqlx::{FromRow, Sqlite, SqliteConnection, Transaction};
 use zeroize::Zeroizing;
 
-use super::{Revoked, Store};
+use super::{PASSWORD_HISTORY_KEPT, PasswordChange, Revoked, Store};
 use crate::domain::apikey::{ApiKeyContext, ApiKeyRecord, NewApiKey};
 use crate::domain::audit::{AuditQuery, AuditRecord, NewAuditEvent};
 use crate::domain::error::{DomainError, DomainResult};
 use crate::domain::org::{MembershipPatch, MembershipRecord, OrgRecord, Role};
+use crate::domain::policy::PasswordPolicy;
 use crate::domain::session::{SessionContext, SessionRecord};
 use crate::domain::tokens::StoredSigningKey;
 use crate::domain::user::{NewUser, UserPatch, UserRecord};
@@ -1110,5 +1111,167 @@ impl Store for SqliteStore {
         .await
         .map_err(db_error)?;
         Ok(rows.into_iter().map(AuditRecord::from).collect())
+    }
+
+    async fn password_policy(&self, org_id: i64) -> DomainResult<Option<PasswordPolicy>> {
+        let row: Option<(i64, i64, i64, bool)> = sqlx::query_as(
+            "SELECT min_length, max_age_days, history_count, reject_common \
+             FROM password_policies WHERE org_id = ?",
+        )
+        .bind(org_id)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(db_error)?;
+        Ok(
+            row.map(|(min_length, max_age_days, history_count, reject_common)| {
+                let clamp = |v: i64| u32::try_from(v.max(0)).unwrap_or(u32::MAX);
+                PasswordPolicy {
+                    min_length: clamp(min_length),
+                    max_age_days: clamp(max_age_days),
+                    history_count: clamp(history_count),
+                    reject_common,
+                }
+            }),
+        )
+    }
+
+    async fn set_password_policy(
+        &self,
+        org_id: i64,
+        policy: &PasswordPolicy,
+        now: i64,
+        audit: &NewAuditEvent,
+    ) -> DomainResult<()> {
+        let mut tx = self.write_tx().await?;
+        let org_exists: Option<i64> = sqlx::query_scalar("SELECT id FROM orgs WHERE id = ?")
+            .bind(org_id)
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(db_error)?;
+        if org_exists.is_none() {
+            return Err(DomainError::NotFound("org"));
+        }
+        sqlx::query(
+            "INSERT INTO password_policies \
+             (org_id, min_length, max_age_days, history_count, reject_common, updated_at) \
+             VALUES (?, ?, ?, ?, ?, ?) \
+             ON CONFLICT (org_id) DO UPDATE SET min_length = excluded.min_length, \
+             max_age_days = excluded.max_age_days, history_count = excluded.history_count, \
+             reject_common = excluded.reject_common, updated_at = excluded.updated_at",
+        )
+        .bind(org_id)
+        .bind(i64::from(policy.min_length))
+        .bind(i64::from(policy.max_age_days))
+        .bind(i64::from(policy.history_count))
+        .bind(policy.reject_common)
+        .bind(now)
+        .execute(&mut *tx)
+        .await
+        .map_err(db_error)?;
+        insert_audit(&mut tx, audit).await?;
+        tx.commit().await.map_err(db_error)
+    }
+
+    async fn password_history(&self, user_id: i64, limit: i64) -> DomainResult<Vec<String>> {
+        sqlx::query_scalar(
+            "SELECT password_hash FROM password_history WHERE user_id = ? \
+             ORDER BY id DESC LIMIT ?",
+        )
+        .bind(user_id)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db_error)
+    }
+
+    async fn set_password(
+        &self,
+        change: &PasswordChange,
+        audit: &NewAuditEvent,
+    ) -> DomainResult<Revoked> {
+        let mut tx = self.write_tx().await?;
+        let current: Option<Option<String>> =
+            sqlx::query_scalar("SELECT password_hash FROM users WHERE id = ?")
+                .bind(change.user_id)
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(db_error)?;
+        let Some(current) = current else {
+            return Err(DomainError::NotFound("user"));
+        };
+        if let Some(expected) = &change.expected_hash
+            && current.as_ref() != Some(expected)
+        {
+            return Err(DomainError::Conflict(
+                "the password was changed meanwhile; try again".into(),
+            ));
+        }
+        if let Some(old) = &current {
+            sqlx::query(
+                "INSERT INTO password_history (user_id, password_hash, set_at) VALUES (?, ?, ?)",
+            )
+            .bind(change.user_id)
+            .bind(old)
+            .bind(change.now)
+            .execute(&mut *tx)
+            .await
+            .map_err(db_error)?;
+            sqlx::query(
+                "DELETE FROM password_history WHERE user_id = ?1 AND id NOT IN \
+                 (SELECT id FROM password_history WHERE user_id = ?1 ORDER BY id DESC LIMIT ?2)",
+            )
+            .bind(change.user_id)
+            .bind(PASSWORD_HISTORY_KEPT)
+            .execute(&mut *tx)
+            .await
+            .map_err(db_error)?;
+        }
+        sqlx::query(
+            "UPDATE users SET password_hash = ?, password_set_at = ?, must_change_password = ? \
+             WHERE id = ?",
+        )
+        .bind(&change.new_hash)
+        .bind(change.now)
+        .bind(change.must_change)
+        .bind(change.user_id)
+        .execute(&mut *tx)
+        .await
+        .map_err(db_error)?;
+        let done = sqlx::query(
+            "UPDATE sessions SET revoked_at = ? \
+             WHERE user_id = ? AND revoked_at IS NULL AND (? IS NULL OR id <> ?)",
+        )
+        .bind(change.now)
+        .bind(change.user_id)
+        .bind(change.keep_session.as_deref())
+        .bind(change.keep_session.as_deref())
+        .execute(&mut *tx)
+        .await
+        .map_err(db_error)?;
+        let revoked = Revoked {
+            sessions: done.rows_affected(),
+        };
+        let mut audit = audit.clone();
+        audit.details["sessionsRevoked"] = revoked.sessions.into();
+        insert_audit(&mut tx, &audit).await?;
+        tx.commit().await.map_err(db_error)?;
+        Ok(revoked)
+    }
+
+    async fn upgrade_password_hash(
+        &self,
+        user_id: i64,
+        old_hash: &str,
+        new_hash: &str,
+    ) -> DomainResult<bool> {
+        let done =
+            sqlx::query("UPDATE users SET password_hash = ? WHERE id = ? AND password_hash = ?")
+                .bind(new_hash)
+                .bind(user_id)
+                .bind(old_hash)
+                .execute(&self.pool)
+                .await
+                .map_err(db_error)?;
+        Ok(done.rows_affected() == 1)
     }
 }

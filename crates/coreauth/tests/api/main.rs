@@ -9,5 +9,6 @@ mod binary;
 mod helpers;
 mod login;
 mod ops;
+mod passwords;
 mod sessions;
 mod tokens;
