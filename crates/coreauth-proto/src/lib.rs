@@ -8,6 +8,8 @@ use serde::{Deserialize, Serialize};
 
 /// A secret as it travels on the wire (a password, a token). Its `Debug` prints `[REDACTED]`, so
 /// a stray `{:?}` of a request body cannot leak it. The server wraps it in `secrecy` at the edge.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[cfg_attr(feature = "openapi", schema(value_type = String, format = Password))]
 #[derive(Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(transparent)]
 pub struct SecretText(String);
@@ -34,6 +36,7 @@ impl fmt::Debug for SecretText {
 }
 
 /// Every error answer: `{"error": "<code>", "message": "<text for a person>"}`.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ErrorBody {
     pub error: String,
@@ -41,6 +44,7 @@ pub struct ErrorBody {
 }
 
 /// `POST /user/authenticate`.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct AuthenticateRequest {
@@ -56,6 +60,7 @@ pub struct AuthenticateRequest {
 }
 
 /// The answer of a login or a renewal.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct AuthenticateResponse {
@@ -66,6 +71,7 @@ pub struct AuthenticateResponse {
 }
 
 /// The user as seen through one session: `isAdmin` and `role` are of the session's org.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct SessionUser {
@@ -81,6 +87,7 @@ pub struct SessionUser {
 }
 
 /// `GET /user/me`.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Me {
@@ -106,6 +113,7 @@ pub struct Me {
 }
 
 /// One entry of `GET /user/orgs`.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct UserOrg {
@@ -117,6 +125,7 @@ pub struct UserOrg {
 }
 
 /// One entry of `GET /user/sessions`.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct SessionInfo {
@@ -135,6 +144,7 @@ pub struct SessionInfo {
 }
 
 /// `POST /admin/orgs`.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct CreateOrgRequest {
@@ -143,6 +153,7 @@ pub struct CreateOrgRequest {
     pub email_domains: Vec<String>,
 }
 
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Org {
@@ -152,6 +163,7 @@ pub struct Org {
 }
 
 /// `POST /admin/users`.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct CreateUserRequest {
@@ -163,6 +175,7 @@ pub struct CreateUserRequest {
     pub role: String,
 }
 
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct User {
@@ -175,6 +188,7 @@ pub struct User {
 }
 
 /// `PATCH /admin/users/{id}`.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct PatchUserRequest {
@@ -184,6 +198,7 @@ pub struct PatchUserRequest {
 }
 
 /// `POST /admin/orgs/{orgId}/members`.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct AddMemberRequest {
@@ -192,6 +207,7 @@ pub struct AddMemberRequest {
 }
 
 /// `PATCH /admin/orgs/{orgId}/members/{userId}`.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct PatchMemberRequest {
@@ -199,6 +215,7 @@ pub struct PatchMemberRequest {
     pub is_active: Option<bool>,
 }
 
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Membership {
@@ -209,6 +226,7 @@ pub struct Membership {
 }
 
 /// `POST /authheader/add`.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct AddAuthHeaderRequest {
@@ -222,6 +240,7 @@ pub struct AddAuthHeaderRequest {
 }
 
 /// The answer of `POST /authheader/add`: the only time the full key is shown.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct AuthHeaderCreated {
@@ -234,6 +253,7 @@ pub struct AuthHeaderCreated {
 }
 
 /// One entry of `GET /authheader/list`: `token` is only the key's first characters.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct AuthHeader {
@@ -248,6 +268,7 @@ pub struct AuthHeader {
 }
 
 /// `POST /authheader/delete`: the full key as `text` (as the seed says), or the key's `id`.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct DeleteAuthHeaderRequest {
@@ -258,12 +279,14 @@ pub struct DeleteAuthHeaderRequest {
 }
 
 /// `{"message": "Success"}`, the seed's answer to a delete.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct MessageBody {
     pub message: String,
 }
 
 /// One entry of the audit trail (`GET /admin/audit`).
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct AuditEvent {
@@ -286,6 +309,7 @@ pub struct AuditEvent {
 }
 
 /// `GET /admin/audit`: a page of events, newest first; pass `nextCursor` as `cursor` for more.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct AuditPage {
@@ -294,6 +318,8 @@ pub struct AuditPage {
 }
 
 /// The filters of `GET /admin/audit`.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema, utoipa::IntoParams))]
+#[cfg_attr(feature = "openapi", into_params(parameter_in = Query))]
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct AuditQuery {
@@ -309,6 +335,7 @@ pub struct AuditQuery {
 }
 
 /// `POST /user/login` (seed 004): `username` is the email.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct JwtLoginRequest {
@@ -317,6 +344,7 @@ pub struct JwtLoginRequest {
 }
 
 /// The answer of `POST /user/login`, in the seed's PascalCase.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "PascalCase")]
 pub struct JwtLoginResponse {
@@ -334,6 +362,7 @@ pub struct JwtLoginResponse {
 }
 
 /// `POST /user/password`.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ChangePasswordRequest {
@@ -342,6 +371,7 @@ pub struct ChangePasswordRequest {
 }
 
 /// `POST /user/password/expired` (no token).
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ExpiredPasswordRequest {
@@ -353,6 +383,7 @@ pub struct ExpiredPasswordRequest {
 }
 
 /// `POST /admin/users/{id}/password`.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ResetPasswordRequest {
@@ -362,6 +393,7 @@ pub struct ResetPasswordRequest {
 }
 
 /// An org's password policy (`PUT`/`GET /admin/orgs/{orgId}/password-policy`).
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct PasswordPolicy {

@@ -1,12 +1,14 @@
 //! `GET /admin/audit`: the audit trail, filtered and paged (newest first, cursor-based, so pages
 //! stay stable while new events arrive).
 
+use axum::Json;
 use axum::extract::State;
-use axum::routing::get;
-use axum::{Json, Router};
 use coreauth_proto as proto;
+use coreauth_proto::ErrorBody;
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use super::AppState;
 use super::error::{ApiQuery, ApiResult};
@@ -15,10 +17,19 @@ use crate::domain::audit::{AuditQuery, AuditRecord, DEFAULT_PAGE};
 use crate::domain::clock::{from_millis, iso8601, to_millis};
 use crate::domain::error::DomainError;
 
-pub fn routes() -> Router<AppState> {
-    Router::new().route("/admin/audit", get(search))
+pub fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new().routes(routes!(search))
 }
 
+/// The audit trail, newest first; pass `nextCursor` back as `cursor` for the next page.
+#[utoipa::path(get, path = "/admin/audit", tag = "admin",
+    params(proto::AuditQuery),
+    security(("bearer" = []), ("api_key" = [])),
+    responses(
+        (status = 200, description = "A page of events", body = proto::AuditPage),
+        (status = 400, description = "Bad filter, cursor or limit", body = ErrorBody),
+        (status = 403, description = "unauthenticated, or forbidden: not an admin of that org", body = ErrorBody),
+    ))]
 async fn search(
     State(state): State<AppState>,
     Caller(caller): Caller,

@@ -64,7 +64,7 @@ impl<S: Send + Sync> FromRequestParts<S> for Origin {
 }
 
 /// The peer address, `User-Agent` and request id of a request.
-fn origin_of(parts: &Parts) -> RequestOrigin {
+pub fn origin_of(parts: &Parts) -> RequestOrigin {
     let header_text = |name: &str| {
         parts
             .headers

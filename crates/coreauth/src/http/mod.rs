@@ -15,6 +15,8 @@ use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetReques
 use tower_http::set_header::SetResponseHeaderLayer;
 use tower_http::trace::TraceLayer;
 use tracing::Span;
+use utoipa::OpenApi;
+use utoipa_axum::router::OpenApiRouter;
 
 use crate::domain::admin::Admin;
 use crate::domain::apikey::ApiKeys;
@@ -29,6 +31,7 @@ mod admin;
 mod apikeys;
 mod audit;
 mod auth;
+mod docs;
 pub mod error;
 pub mod extract;
 pub mod metrics;
@@ -61,9 +64,10 @@ impl AppState {
     }
 }
 
-pub fn router(state: AppState) -> Router {
-    let x_request_id = HeaderName::from_static("x-request-id");
-    Router::new()
+/// Every API route, each with its OpenAPI description: routes are only ever added through
+/// utoipa's `routes!`, so the document cannot miss one.
+fn api_routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::with_openapi(docs::ApiDoc::openapi())
         .merge(auth::routes())
         .merge(users::routes())
         .merge(admin::routes())
@@ -71,6 +75,21 @@ pub fn router(state: AppState) -> Router {
         .merge(audit::routes())
         .merge(passwords::routes())
         .merge(ops::routes())
+        .merge(docs::routes())
+}
+
+/// The OpenAPI 3.1 document of the API.
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    api_routes().into_openapi()
+}
+
+pub fn router(state: AppState) -> Router {
+    let x_request_id = HeaderName::from_static("x-request-id");
+    let (routes, document) = api_routes().split_for_parts();
+    let json = document.to_json().unwrap_or_default();
+    routes
+        .merge(docs::ui(state.clone()))
+        .layer(axum::Extension(docs::OpenApiJson(Arc::new(json))))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(axum::middleware::from_fn_with_state(

@@ -1,11 +1,13 @@
 //! Passwords: the seed's JWT login (`POST /user/login`), changing one's password with or
 //! without a token, org password policies, and admin resets.
 
+use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
-use axum::routing::{post, put};
-use axum::{Json, Router};
 use coreauth_proto as proto;
+use coreauth_proto::ErrorBody;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use super::AppState;
 use super::error::{ApiJson, ApiPath, ApiResult};
@@ -16,19 +18,27 @@ use crate::domain::credentials::ExpiredChange;
 use crate::domain::password::Password;
 use crate::domain::policy::PasswordPolicy;
 
-pub fn routes() -> Router<AppState> {
-    Router::new()
-        .route("/user/login", post(jwt_login))
-        .route("/user/password", post(change_own))
-        .route("/user/password/expired", post(change_expired))
-        .route(
-            "/admin/orgs/{org_id}/password-policy",
-            put(set_policy).get(get_policy),
-        )
-        .route("/admin/users/{id}/password", post(reset))
+pub fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(jwt_login))
+        .routes(routes!(change_own))
+        .routes(routes!(change_expired))
+        .routes(routes!(set_policy, get_policy))
+        .routes(routes!(reset))
 }
 
-/// `POST /user/login` (seed 004): a session token of the user's default org.
+/// JWT login (seed 004): a session token of the user's default org.
+#[utoipa::path(post, path = "/user/login", tag = "authenticate",
+    request_body = proto::JwtLoginRequest,
+    responses(
+        (status = 200, description = "Successful authentication", body = proto::JwtLoginResponse),
+        (status = 400, description = "Malformed request", body = ErrorBody),
+        (status = 401, description = "Incorrect credentials", body = ErrorBody),
+        (status = 403, description = "Password expired", body = ErrorBody),
+        (status = 404, description = "no_active_org", body = ErrorBody),
+        (status = 429, description = "rate_limited", body = ErrorBody),
+        (status = 503, description = "overloaded", body = ErrorBody),
+    ))]
 async fn jwt_login(
     State(state): State<AppState>,
     Origin(origin): Origin,
@@ -59,6 +69,16 @@ async fn jwt_login(
     }))
 }
 
+/// Change the caller's password; the caller's other sessions end.
+#[utoipa::path(post, path = "/user/password", tag = "user",
+    request_body = proto::ChangePasswordRequest,
+    security(("bearer" = []), ("api_key" = [])),
+    responses(
+        (status = 204, description = "Changed"),
+        (status = 400, description = "The policy or history refuses the new password", body = ErrorBody),
+        (status = 401, description = "The current password is wrong", body = ErrorBody),
+        (status = 403, description = "unauthenticated", body = ErrorBody),
+    ))]
 async fn change_own(
     State(state): State<AppState>,
     Caller(caller): Caller,
@@ -73,6 +93,15 @@ async fn change_own(
     Ok(StatusCode::NO_CONTENT)
 }
 
+/// Replace an expired password without a token.
+#[utoipa::path(post, path = "/user/password/expired", tag = "user",
+    request_body = proto::ExpiredPasswordRequest,
+    responses(
+        (status = 204, description = "Changed; log in with the new password"),
+        (status = 400, description = "Not expired, or the policy refuses the new password", body = ErrorBody),
+        (status = 401, description = "invalid_credentials", body = ErrorBody),
+        (status = 404, description = "no_active_org", body = ErrorBody),
+    ))]
 async fn change_expired(
     State(state): State<AppState>,
     Origin(origin): Origin,
@@ -92,6 +121,16 @@ async fn change_expired(
     Ok(StatusCode::NO_CONTENT)
 }
 
+/// An org's password policy.
+#[utoipa::path(get, path = "/admin/orgs/{org_id}/password-policy", tag = "admin",
+    params(("org_id" = i64, Path, description = "Org id")),
+    security(("bearer" = []), ("api_key" = [])),
+    responses(
+        (status = 200, description = "The policy", body = proto::PasswordPolicy),
+        (status = 400, description = "Bad id", body = ErrorBody),
+        (status = 403, description = "unauthenticated, or forbidden: not an admin of this org", body = ErrorBody),
+        (status = 404, description = "No such org", body = ErrorBody),
+    ))]
 async fn get_policy(
     State(state): State<AppState>,
     Caller(caller): Caller,
@@ -101,6 +140,17 @@ async fn get_policy(
     Ok(Json(policy_answer(policy)))
 }
 
+/// Set an org's password policy.
+#[utoipa::path(put, path = "/admin/orgs/{org_id}/password-policy", tag = "admin",
+    params(("org_id" = i64, Path, description = "Org id")),
+    request_body = proto::PasswordPolicy,
+    security(("bearer" = []), ("api_key" = [])),
+    responses(
+        (status = 200, description = "The new policy", body = proto::PasswordPolicy),
+        (status = 400, description = "Out of bounds", body = ErrorBody),
+        (status = 403, description = "unauthenticated, or forbidden: not an admin of this org", body = ErrorBody),
+        (status = 404, description = "No such org", body = ErrorBody),
+    ))]
 async fn set_policy(
     State(state): State<AppState>,
     Caller(caller): Caller,
@@ -120,6 +170,17 @@ async fn set_policy(
     Ok(Json(policy_answer(policy)))
 }
 
+/// Set a user's password; with `mustChange` the next login answers `password_expired`.
+#[utoipa::path(post, path = "/admin/users/{id}/password", tag = "admin",
+    params(("id" = i64, Path, description = "User id")),
+    request_body = proto::ResetPasswordRequest,
+    security(("bearer" = []), ("api_key" = [])),
+    responses(
+        (status = 204, description = "Set; the user's sessions ended"),
+        (status = 400, description = "The policy or history refuses the password", body = ErrorBody),
+        (status = 403, description = "unauthenticated, or forbidden: not an admin of this org", body = ErrorBody),
+        (status = 404, description = "No such user in your orgs", body = ErrorBody),
+    ))]
 async fn reset(
     State(state): State<AppState>,
     Caller(caller): Caller,

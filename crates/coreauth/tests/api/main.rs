@@ -6,6 +6,7 @@ mod apikeys;
 mod audit;
 mod bad_input;
 mod binary;
+mod docs;
 mod helpers;
 mod login;
 mod ops;
