@@ -68,6 +68,10 @@ pub struct AuthenticateResponse {
     /// Unix epoch milliseconds.
     pub expires_at: i64,
     pub user: SessionUser,
+    /// The org requires a second factor this user has not enrolled: the token can only reach
+    /// the enrolment calls (and `/user/me`, renewal, logout) until `POST /user/mfa/totp/confirm`.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub mfa_enrollment_required: bool,
 }
 
 /// The user as seen through one session: `isAdmin` and `role` are of the session's org.
@@ -110,6 +114,8 @@ pub struct Me {
     pub session_expires_at: Option<String>,
     /// When the password expires under this org's policy (ISO 8601); null: never.
     pub password_expires_at: Option<String>,
+    /// Whether the user has a second factor (TOTP) turned on.
+    pub mfa_enabled: bool,
 }
 
 /// One entry of `GET /user/orgs`.
@@ -380,6 +386,9 @@ pub struct ExpiredPasswordRequest {
     pub new_password: SecretText,
     #[serde(default)]
     pub selected_org: Option<i64>,
+    /// Required when the user has a second factor, as at login.
+    #[serde(default)]
+    pub mfa_token_code: Option<SecretText>,
 }
 
 /// `POST /admin/users/{id}/password`.
@@ -402,6 +411,48 @@ pub struct PasswordPolicy {
     pub max_age_days: u32,
     pub history_count: u32,
     pub reject_common: bool,
+    /// Every member must use a second factor; false when absent.
+    #[serde(default)]
+    pub require_mfa: bool,
+}
+
+/// `POST /user/mfa/totp/enroll`: what an authenticator app needs.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TotpEnrollment {
+    /// The shared secret, base32 (for typing in by hand).
+    pub secret: String,
+    pub otpauth_url: String,
+    /// The otpauth URL as a QR code: `data:image/svg+xml;base64,…`.
+    pub qr_code: String,
+}
+
+/// `POST /user/mfa/totp/confirm`.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TotpCode {
+    pub code: SecretText,
+}
+
+/// The answer of a confirmation: single-use recovery codes, shown this once.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RecoveryCodes {
+    pub recovery_codes: Vec<String>,
+}
+
+/// `DELETE /user/mfa/totp`: a current code or the password.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DisableTotpRequest {
+    #[serde(default)]
+    pub code: Option<SecretText>,
+    #[serde(default)]
+    pub password: Option<SecretText>,
 }
 
 #[cfg(test)]

@@ -43,6 +43,16 @@ pub struct Settings {
     #[serde(deserialize_with = "secret_text")]
     pub bootstrap_admin_password: Option<SecretString>,
     pub bootstrap_admin_password_file: Option<PathBuf>,
+    /// `COREAUTH_SECRET_KEY`: the key (32 bytes, base64) that seals secrets at rest, such as
+    /// TOTP seeds. Without it the key is read from `COREAUTH_SECRET_KEY_FILE` (default
+    /// `coreauth-secret.key`), which is created with mode 0600 on first start. Several instances
+    /// must share it.
+    #[serde(deserialize_with = "secret_text")]
+    pub secret_key: Option<SecretString>,
+    pub secret_key_file: PathBuf,
+    /// `COREAUTH_PREVIOUS_SECRET_KEYS`: comma-separated keys that still open values sealed
+    /// before a rotation (they are re-sealed with the current key when next used).
+    pub previous_secret_keys: Option<String>,
     /// Apply migrations at start (`serve --no-migrate` turns it off).
     pub migrate: bool,
     pub database_max_connections: u32,
@@ -73,6 +83,9 @@ impl Default for Settings {
             bootstrap_admin_email: None,
             bootstrap_admin_password: None,
             bootstrap_admin_password_file: None,
+            secret_key: None,
+            secret_key_file: PathBuf::from("coreauth-secret.key"),
+            previous_secret_keys: None,
             migrate: true,
             database_max_connections: 8,
             database_acquire_timeout: Duration::from_secs(5),

@@ -144,6 +144,7 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
 async fn bootstrap(settings: Settings, email: &str, password: Password) -> anyhow::Result<()> {
     use coreauth::domain::admin::Admin;
     use coreauth::domain::credentials::Credentials;
+    use coreauth::domain::mfa::Mfa;
     use coreauth::domain::password::{HashCost, HashLimits, PasswordHashing};
 
     let store = open_store(&settings, settings.migrate).await?;
@@ -160,8 +161,14 @@ async fn bootstrap(settings: Settings, email: &str, password: Password) -> anyho
     )
     .await?;
     let hashing = Arc::new(hashing);
-    let credentials = Arc::new(Credentials::new(store.clone(), hashing.clone()));
-    let admin = Admin::new(store, hashing, credentials);
+    let secrets = Arc::new(coreauth::startup::load_secret_box(&settings)?);
+    let mfa = Arc::new(Mfa::new(store.clone(), secrets, hashing.clone()));
+    let credentials = Arc::new(Credentials::new(
+        store.clone(),
+        hashing.clone(),
+        mfa.clone(),
+    ));
+    let admin = Admin::new(store, hashing, credentials, mfa);
     match admin.bootstrap(email, password, SystemClock.now()).await? {
         Some(user) => {
             println!(

@@ -16,7 +16,9 @@ use crate::domain::audit::Audit;
 use crate::domain::auth::{Auth, SessionPolicy};
 use crate::domain::clock::Clock;
 use crate::domain::credentials::Credentials;
+use crate::domain::mfa::Mfa;
 use crate::domain::password::{HashCost, HashLimits, Password, PasswordHashing};
+use crate::domain::secrets::SecretBox;
 use crate::domain::tokens::{StoredSigningKey, TokenSigner};
 use crate::http::{self, AppState, Metrics};
 use crate::store::Store;
@@ -93,10 +95,13 @@ impl Application {
             .await
             .map_err(|e| StartupError::Setup(e.to_string()))?,
         );
+        let secrets = Arc::new(load_secret_box(&settings)?);
+        let mfa = Arc::new(Mfa::new(store.clone(), secrets, hashing.clone()));
         let keys = Arc::new(ApiKeys::new(store.clone()));
         let auth = Arc::new(Auth::new(
             store.clone(),
             keys.clone(),
+            mfa.clone(),
             hashing.clone(),
             signer.clone(),
             SessionPolicy {
@@ -104,8 +109,17 @@ impl Application {
                 session_max: settings.session_max,
             },
         ));
-        let credentials = Arc::new(Credentials::new(store.clone(), hashing.clone()));
-        let admin = Arc::new(Admin::new(store.clone(), hashing, credentials.clone()));
+        let credentials = Arc::new(Credentials::new(
+            store.clone(),
+            hashing.clone(),
+            mfa.clone(),
+        ));
+        let admin = Arc::new(Admin::new(
+            store.clone(),
+            hashing,
+            credentials.clone(),
+            mfa.clone(),
+        ));
         bootstrap_from_settings(&admin, &settings, clock.as_ref()).await?;
 
         let state = AppState {
@@ -114,6 +128,7 @@ impl Application {
             keys,
             audit: Arc::new(Audit::new(store.clone())),
             credentials,
+            mfa,
             store,
             signer,
             clock,
@@ -211,4 +226,54 @@ async fn bootstrap_from_settings(
         Ok(None) => Ok(()),
         Err(e) => Err(StartupError::Setup(format!("bootstrap admin: {e}"))),
     }
+}
+
+/// The key that seals secrets at rest: from the settings, or from its file (created on first
+/// start, readable by the owner only).
+pub fn load_secret_box(settings: &Settings) -> Result<SecretBox, StartupError> {
+    let setup =
+        |e: crate::domain::error::DomainError| StartupError::Setup(format!("secret key: {e}"));
+    let primary = match &settings.secret_key {
+        Some(key) => key.expose_secret().to_owned(),
+        None => read_or_create_key_file(&settings.secret_key_file)?,
+    };
+    let previous: Vec<String> = settings
+        .previous_secret_keys
+        .as_deref()
+        .unwrap_or("")
+        .split(',')
+        .map(str::trim)
+        .filter(|k| !k.is_empty())
+        .map(str::to_owned)
+        .collect();
+    SecretBox::from_base64(&primary, &previous).map_err(setup)
+}
+
+fn read_or_create_key_file(path: &std::path::Path) -> Result<String, StartupError> {
+    use std::io::Write;
+    let failed = |e: std::io::Error| StartupError::Setup(format!("{}: {e}", path.display()));
+    match std::fs::read_to_string(path) {
+        Ok(text) => return Ok(text.trim().to_owned()),
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(failed(e)),
+        Err(_) => {}
+    }
+    let key = SecretBox::generate_key().map_err(|e| StartupError::Setup(e.to_string()))?;
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    let mut file = match options.open(path) {
+        Ok(file) => file,
+        // Another instance created it a moment ago: use theirs.
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+            return std::fs::read_to_string(path)
+                .map(|text| text.trim().to_owned())
+                .map_err(failed);
+        }
+        Err(e) => return Err(failed(e)),
+    };
+    file.write_all(key.as_bytes()).map_err(failed)?;
+    file.sync_all().map_err(failed)?;
+    tracing::info!(path = %path.display(), "created a new secret key; back it up with the database");
+    Ok(key)
 }

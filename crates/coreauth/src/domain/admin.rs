@@ -10,6 +10,7 @@ use super::clock::to_millis;
 use super::credentials::{Credentials, policy_of};
 use super::email::{Email, EmailDomain};
 use super::error::{DomainError, DomainResult};
+use super::mfa::Mfa;
 use super::org::{MembershipPatch, MembershipRecord, Name, OrgRecord, Role};
 use super::password::{Password, PasswordHashing};
 use super::policy::PasswordPolicy;
@@ -32,6 +33,7 @@ pub struct Admin {
     store: Arc<dyn Store>,
     hashing: Arc<PasswordHashing>,
     credentials: Arc<Credentials>,
+    mfa: Arc<Mfa>,
 }
 
 const MAX_EMAIL_DOMAINS: usize = 100;
@@ -41,11 +43,13 @@ impl Admin {
         store: Arc<dyn Store>,
         hashing: Arc<PasswordHashing>,
         credentials: Arc<Credentials>,
+        mfa: Arc<Mfa>,
     ) -> Self {
         Self {
             store,
             hashing,
             credentials,
+            mfa,
         }
     }
 
@@ -255,6 +259,22 @@ impl Admin {
             )
             .await?;
         Ok(())
+    }
+
+    /// Removes a user's second factor (a lost phone); they log in with the password alone and
+    /// can enrol again.
+    pub async fn reset_mfa(
+        &self,
+        caller: &Principal,
+        user_id: i64,
+        now: OffsetDateTime,
+    ) -> DomainResult<()> {
+        self.check_administers_user(caller, user_id).await?;
+        if self.mfa.reset(caller, user_id, now).await? {
+            Ok(())
+        } else {
+            Err(DomainError::NotFound("TOTP enrolment"))
+        }
     }
 
     pub async fn revoke_sessions_of(

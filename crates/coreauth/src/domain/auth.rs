@@ -11,9 +11,10 @@ use super::clock::to_millis;
 use super::credentials::policy_of;
 use super::email::Email;
 use super::error::{DomainError, DomainResult};
+use super::mfa::Mfa;
 use super::org::{MembershipRecord, OrgRecord, Role};
 use super::password::{Password, PasswordHashing};
-use super::session::{AuthMethod, Principal, SessionRecord};
+use super::session::{AuthMethod, MFA_ENROLLMENT, Principal, SessionRecord};
 use super::tokens::{SESSION_AUDIENCE, SessionClaims, TokenSigner};
 use super::user::UserRecord;
 use crate::store::Store;
@@ -44,7 +45,17 @@ pub struct LoginAttempt {
     /// 0 or `None`: the first active membership.
     pub selected_org: Option<i64>,
     pub client: Option<String>,
+    /// A TOTP code or a recovery code, for users with a second factor.
+    pub mfa_code: Option<String>,
     pub origin: RequestOrigin,
+}
+
+/// How a session is being opened.
+struct Opening {
+    method: &'static str,
+    client: Option<String>,
+    origin: RequestOrigin,
+    restriction: Option<String>,
 }
 
 /// A token and who it is for.
@@ -58,11 +69,14 @@ pub struct IssuedToken {
     pub role: Role,
     /// When the user's password expires under this org's policy (epoch ms); `None`: never.
     pub password_expires_at: Option<i64>,
+    /// The org requires a second factor the user has not enrolled: this token can only enrol.
+    pub mfa_enrollment_required: bool,
 }
 
 pub struct Auth {
     store: Arc<dyn Store>,
     keys: Arc<ApiKeys>,
+    mfa: Arc<Mfa>,
     hashing: Arc<PasswordHashing>,
     signer: Arc<TokenSigner>,
     policy: SessionPolicy,
@@ -75,6 +89,7 @@ impl Auth {
     pub fn new(
         store: Arc<dyn Store>,
         keys: Arc<ApiKeys>,
+        mfa: Arc<Mfa>,
         hashing: Arc<PasswordHashing>,
         signer: Arc<TokenSigner>,
         policy: SessionPolicy,
@@ -82,6 +97,7 @@ impl Auth {
         Self {
             store,
             keys,
+            mfa,
             hashing,
             signer,
             policy,
@@ -144,15 +160,24 @@ impl Auth {
         let memberships = self.store.memberships_of(user.id).await?;
         let membership = choose_membership(&memberships, attempt.selected_org)?;
         // Only now, with the password verified, may the answer say more than "invalid".
+        self.mfa
+            .check_login(user.id, attempt.mfa_code.as_deref(), &attempt.origin, now)
+            .await?;
         let policy = policy_of(self.store.as_ref(), membership.org_id).await?;
         if user.must_change_password || policy.is_expired(user.password_set_at, to_millis(now)) {
             return Err(DomainError::PasswordExpired);
         }
         self.upgrade_hash(&user, &attempt.password).await;
+        let restriction = (policy.require_mfa && !self.mfa.is_enabled(user.id).await?)
+            .then(|| MFA_ENROLLMENT.to_owned());
         let (org_id, role) = (membership.org_id, membership.role);
-        let mut issued = self
-            .open_session(user, org_id, role, "password", client, attempt.origin, now)
-            .await?;
+        let opening = Opening {
+            method: "password",
+            client,
+            origin: attempt.origin,
+            restriction,
+        };
+        let mut issued = self.open_session(user, org_id, role, opening, now).await?;
         issued.password_expires_at = policy.expires_at(issued.user.password_set_at);
         Ok(issued)
     }
@@ -176,17 +201,20 @@ impl Auth {
         }
     }
 
-    #[allow(clippy::too_many_arguments)]
     async fn open_session(
         &self,
         user: UserRecord,
         org_id: i64,
         role: Role,
-        method: &str,
-        client: Option<String>,
-        origin: RequestOrigin,
+        opening: Opening,
         now: OffsetDateTime,
     ) -> DomainResult<IssuedToken> {
+        let Opening {
+            method,
+            client,
+            origin,
+            restriction,
+        } = opening;
         let created_at = to_millis(now);
         let max = i64::try_from(self.policy.session_max.as_millis()).unwrap_or(i64::MAX);
         let mut session = SessionRecord {
@@ -203,6 +231,7 @@ impl Auth {
             last_renewed_at: None,
             renew_count: 0,
             revoked_at: None,
+            restriction,
         };
         let expiry = session.token_expiry(now, self.policy.token_ttl);
         session.token_expires_at = to_millis(expiry);
@@ -244,6 +273,7 @@ impl Auth {
             org_id: session.org_id,
             role,
             password_expires_at: None,
+            mfa_enrollment_required: session.restriction.as_deref() == Some(MFA_ENROLLMENT),
         })
     }
 

@@ -11,6 +11,7 @@ use super::auth::{RequestOrigin, choose_membership};
 use super::clock::to_millis;
 use super::email::Email;
 use super::error::{DomainError, DomainResult};
+use super::mfa::Mfa;
 use super::password::{Password, PasswordHashing};
 use super::policy::PasswordPolicy;
 use super::session::Principal;
@@ -20,6 +21,7 @@ use crate::store::{PasswordChange, Store};
 pub struct Credentials {
     store: Arc<dyn Store>,
     hashing: Arc<PasswordHashing>,
+    mfa: Arc<Mfa>,
 }
 
 /// An expired-password change as the user sent it (no token).
@@ -29,12 +31,17 @@ pub struct ExpiredChange {
     pub password: Password,
     pub new_password: Password,
     pub selected_org: Option<i64>,
+    pub mfa_code: Option<String>,
     pub origin: RequestOrigin,
 }
 
 impl Credentials {
-    pub fn new(store: Arc<dyn Store>, hashing: Arc<PasswordHashing>) -> Self {
-        Self { store, hashing }
+    pub fn new(store: Arc<dyn Store>, hashing: Arc<PasswordHashing>, mfa: Arc<Mfa>) -> Self {
+        Self {
+            store,
+            hashing,
+            mfa,
+        }
     }
 
     /// The policy of an org (its admins and platform admins).
@@ -152,6 +159,9 @@ impl Credentials {
         };
         let memberships = self.store.memberships_of(user.id).await?;
         let membership = choose_membership(&memberships, change.selected_org)?;
+        self.mfa
+            .check_login(user.id, change.mfa_code.as_deref(), &change.origin, now)
+            .await?;
         let policy = policy_of(self.store.as_ref(), membership.org_id).await?;
         let expired =
             user.must_change_password || policy.is_expired(user.password_set_at, to_millis(now));

@@ -29,6 +29,8 @@ pub struct PasswordPolicy {
     /// How many previous passwords may not be reused (0: no check).
     pub history_count: u32,
     pub reject_common: bool,
+    /// Every member must use a second factor (TOTP); members without one can only enrol.
+    pub require_mfa: bool,
 }
 
 impl Default for PasswordPolicy {
@@ -38,6 +40,7 @@ impl Default for PasswordPolicy {
             max_age_days: 0,
             history_count: 0,
             reject_common: false,
+            require_mfa: false,
         }
     }
 }
@@ -77,6 +80,7 @@ impl PasswordPolicy {
             max_age_days,
             history_count,
             reject_common,
+            require_mfa: false,
         })
     }
 

@@ -25,7 +25,12 @@ pub struct SessionRecord {
     pub last_renewed_at: Option<i64>,
     pub renew_count: i64,
     pub revoked_at: Option<i64>,
+    /// Set while the session may only enrol a second factor the org requires.
+    pub restriction: Option<String>,
 }
+
+/// The one restriction there is: enrol in TOTP before anything else.
+pub const MFA_ENROLLMENT: &str = "mfa_enrollment";
 
 impl SessionRecord {
     /// Whether a token of this session may still be honoured at `now`.
@@ -89,6 +94,15 @@ pub struct Principal {
 }
 
 impl Principal {
+    /// A session that may only enrol the second factor its org requires.
+    pub fn must_enroll_mfa(&self) -> bool {
+        self.session
+            .as_ref()
+            .is_some_and(|s| s.restriction.as_deref() == Some(MFA_ENROLLMENT))
+    }
+}
+
+impl Principal {
     /// Admin of `org_id`, through this token's org, or a platform admin.
     pub fn administers_org(&self, org_id: i64) -> bool {
         self.is_platform_admin || (self.org_id == org_id && self.role.is_admin())
@@ -115,6 +129,7 @@ mod tests {
             last_renewed_at: None,
             renew_count: 0,
             revoked_at: None,
+            restriction: None,
         }
     }
 

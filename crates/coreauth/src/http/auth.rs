@@ -8,7 +8,7 @@ use utoipa_axum::routes;
 
 use super::AppState;
 use super::error::{ApiJson, ApiResult};
-use super::extract::{Caller, Origin};
+use super::extract::{EnrollingCaller, Origin};
 use crate::domain::auth::{IssuedToken, LoginAttempt};
 use crate::domain::password::Password;
 
@@ -43,6 +43,7 @@ async fn login(
         password,
         selected_org: body.selected_org,
         client: body.client,
+        mfa_code: body.mfa_token_code.map(|c| c.into_inner()),
         origin,
     };
     let result = state.auth.login(attempt, state.now()).await;
@@ -65,7 +66,7 @@ async fn login(
     ))]
 async fn renew(
     State(state): State<AppState>,
-    Caller(caller): Caller,
+    EnrollingCaller(caller): EnrollingCaller,
 ) -> ApiResult<Json<AuthenticateResponse>> {
     let issued = state.auth.renew(&caller, state.now()).await?;
     Ok(Json(session_answer(issued)))
@@ -81,7 +82,7 @@ async fn renew(
     ))]
 async fn logout(
     State(state): State<AppState>,
-    Caller(caller): Caller,
+    EnrollingCaller(caller): EnrollingCaller,
 ) -> ApiResult<axum::http::StatusCode> {
     state.auth.logout(&caller, state.now()).await?;
     Ok(axum::http::StatusCode::NO_CONTENT)
@@ -103,5 +104,6 @@ fn session_answer(issued: IssuedToken) -> AuthenticateResponse {
             org_id: issued.org_id,
             role: issued.role.as_str().to_owned(),
         },
+        mfa_enrollment_required: issued.mfa_enrollment_required,
     }
 }

@@ -186,6 +186,8 @@ struct DocsLoginForm {
     password: String,
     #[serde(default, rename = "selectedOrg")]
     selected_org: Option<String>,
+    #[serde(default, rename = "mfaTokenCode")]
+    mfa_token_code: Option<String>,
 }
 
 /// The documentation's sign-in form: sets an HttpOnly cookie for an administrator.
@@ -221,6 +223,7 @@ async fn docs_login(
         password,
         selected_org,
         client: Some("swagger-docs".into()),
+        mfa_code: form.mfa_token_code.filter(|c| !c.trim().is_empty()),
         origin,
     };
     let result = state.auth.login(attempt, state.now()).await;
@@ -291,6 +294,7 @@ fn login_page(status: StatusCode, message: &str) -> Response {
 <p><label>Email<br><input name="email" type="email" autocomplete="username" required></label></p>
 <p><label>Password<br><input name="password" type="password" autocomplete="current-password" required></label></p>
 <p><label>Org id (optional)<br><input name="selectedOrg" inputmode="numeric"></label></p>
+<p><label>One-time code (if you use one)<br><input name="mfaTokenCode" autocomplete="one-time-code" inputmode="numeric"></label></p>
 <p><button type="submit">Sign in</button></p>
 </form></body></html>"#
     );

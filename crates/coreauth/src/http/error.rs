@@ -31,9 +31,10 @@ pub fn status_of(e: &DomainError) -> StatusCode {
         }
         DomainError::NoActiveOrg | DomainError::NotFound(_) => StatusCode::NOT_FOUND,
         // The seeds answer 403 for a missing or bad token, not RFC 6750's 401.
-        DomainError::PasswordExpired | DomainError::Unauthenticated | DomainError::Forbidden => {
-            StatusCode::FORBIDDEN
-        }
+        DomainError::PasswordExpired
+        | DomainError::Unauthenticated
+        | DomainError::Forbidden
+        | DomainError::MfaEnrollmentRequired => StatusCode::FORBIDDEN,
         DomainError::Conflict(_) => StatusCode::CONFLICT,
         DomainError::Invalid(_) => StatusCode::BAD_REQUEST,
         DomainError::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,

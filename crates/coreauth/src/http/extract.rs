@@ -15,9 +15,11 @@ use crate::domain::session::Principal;
 
 /// The caller, authenticated by `Authorization: Bearer <token>` or a bare `Authorization:
 /// <token>`. A missing, malformed, expired or revoked credential answers `403 unauthenticated`.
-pub struct Caller(pub Principal);
+/// This one also admits a session that may only enrol a second factor: use it for the calls
+/// such a session needs (enrolment, `/user/me`, renewal, logout) and `Caller` everywhere else.
+pub struct EnrollingCaller(pub Principal);
 
-impl FromRequestParts<AppState> for Caller {
+impl FromRequestParts<AppState> for EnrollingCaller {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
@@ -34,6 +36,22 @@ impl FromRequestParts<AppState> for Caller {
         // A read-only API key may only read.
         if principal.read_only && !parts.method.is_safe() {
             return Err(DomainError::Forbidden.into());
+        }
+        Ok(EnrollingCaller(principal))
+    }
+}
+
+/// The caller of a call that needs a session with full rights: a session that must first enrol
+/// the second factor its org requires is refused with `mfa_enrollment_required`.
+pub struct Caller(pub Principal);
+
+impl FromRequestParts<AppState> for Caller {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        let EnrollingCaller(principal) = EnrollingCaller::from_request_parts(parts, state).await?;
+        if principal.must_enroll_mfa() {
+            return Err(DomainError::MfaEnrollmentRequired.into());
         }
         Ok(Caller(principal))
     }

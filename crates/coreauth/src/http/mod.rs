@@ -24,6 +24,7 @@ use crate::domain::audit::Audit;
 use crate::domain::auth::Auth;
 use crate::domain::clock::Clock;
 use crate::domain::credentials::Credentials;
+use crate::domain::mfa::Mfa;
 use crate::domain::tokens::TokenSigner;
 use crate::store::Store;
 
@@ -35,6 +36,7 @@ mod docs;
 pub mod error;
 pub mod extract;
 pub mod metrics;
+mod mfa;
 mod ops;
 mod passwords;
 mod users;
@@ -51,6 +53,7 @@ pub struct AppState {
     pub keys: Arc<ApiKeys>,
     pub audit: Arc<Audit>,
     pub credentials: Arc<Credentials>,
+    pub mfa: Arc<Mfa>,
     pub store: Arc<dyn Store>,
     pub signer: Arc<TokenSigner>,
     pub clock: Arc<dyn Clock>,
@@ -74,6 +77,7 @@ fn api_routes() -> OpenApiRouter<AppState> {
         .merge(apikeys::routes())
         .merge(audit::routes())
         .merge(passwords::routes())
+        .merge(mfa::routes())
         .merge(ops::routes())
         .merge(docs::routes())
 }

@@ -49,6 +49,7 @@ async fn jwt_login(
         password: Password::parse(body.password.into_inner())?,
         selected_org: None,
         client: Some("jwt-login".into()),
+        mfa_code: None,
         origin,
     };
     let result = state.auth.login(attempt, state.now()).await;
@@ -112,6 +113,7 @@ async fn change_expired(
         password: Password::parse(body.password.into_inner())?,
         new_password: Password::parse(body.new_password.into_inner())?,
         selected_org: body.selected_org,
+        mfa_code: body.mfa_token_code.map(|c| c.into_inner()),
         origin,
     };
     state
@@ -157,12 +159,15 @@ async fn set_policy(
     ApiPath(org_id): ApiPath<i64>,
     ApiJson(body): ApiJson<proto::PasswordPolicy>,
 ) -> ApiResult<Json<proto::PasswordPolicy>> {
-    let policy = PasswordPolicy::new(
-        body.min_length,
-        body.max_age_days,
-        body.history_count,
-        body.reject_common,
-    )?;
+    let policy = PasswordPolicy {
+        require_mfa: body.require_mfa,
+        ..PasswordPolicy::new(
+            body.min_length,
+            body.max_age_days,
+            body.history_count,
+            body.reject_common,
+        )?
+    };
     let policy = state
         .credentials
         .set_policy(&caller, org_id, policy, state.now())
@@ -201,5 +206,6 @@ fn policy_answer(p: PasswordPolicy) -> proto::PasswordPolicy {
         max_age_days: p.max_age_days,
         history_count: p.history_count,
         reject_common: p.reject_common,
+        require_mfa: p.require_mfa,
     }
 }

@@ -9,7 +9,7 @@ use utoipa_axum::routes;
 
 use super::AppState;
 use super::error::{ApiPath, ApiResult};
-use super::extract::Caller;
+use super::extract::{Caller, EnrollingCaller};
 use crate::domain::clock::{from_millis, iso8601};
 
 pub fn routes() -> OpenApiRouter<AppState> {
@@ -27,8 +27,12 @@ pub fn routes() -> OpenApiRouter<AppState> {
         (status = 200, description = "The caller", body = Me),
         (status = 403, description = "unauthenticated", body = ErrorBody),
     ))]
-async fn me(State(state): State<AppState>, Caller(caller): Caller) -> ApiResult<Json<Me>> {
+async fn me(
+    State(state): State<AppState>,
+    EnrollingCaller(caller): EnrollingCaller,
+) -> ApiResult<Json<Me>> {
     let (user, org, password_expires_at) = state.auth.whoami(&caller).await?;
+    let mfa_enabled = state.mfa.is_enabled(user.id).await?;
     Ok(Json(Me {
         id: user.id,
         uuid: user.uuid,
@@ -48,6 +52,7 @@ async fn me(State(state): State<AppState>, Caller(caller): Caller) -> ApiResult<
             .as_ref()
             .map(|s| iso8601(from_millis(s.expires_at))),
         password_expires_at: password_expires_at.map(|t| iso8601(from_millis(t))),
+        mfa_enabled,
     }))
 }
 

@@ -33,6 +33,14 @@ pub struct PasswordChange {
     pub keep_session: Option<String>,
 }
 
+/// A user's TOTP enrolment as stored.
+#[derive(Debug, Clone)]
+pub struct TotpRecord {
+    pub sealed_secret: String,
+    pub confirmed_at: Option<i64>,
+    pub last_used_step: Option<i64>,
+}
+
 /// Previous hashes kept per user, enough for the strictest `historyCount`.
 pub const PASSWORD_HISTORY_KEPT: i64 = 24;
 
@@ -201,4 +209,39 @@ pub trait Store: Send + Sync + 'static {
         old_hash: &str,
         new_hash: &str,
     ) -> DomainResult<bool>;
+
+    async fn totp_of(&self, user_id: i64) -> DomainResult<Option<TotpRecord>>;
+    /// Stores a new, unconfirmed enrolment (replacing an unconfirmed one); `Conflict` when the
+    /// user already has a confirmed one.
+    async fn save_totp_enrollment(
+        &self,
+        user_id: i64,
+        sealed_secret: &str,
+        now: i64,
+        audit: &NewAuditEvent,
+    ) -> DomainResult<()>;
+    /// Confirms the enrolment with the step of the code that proved it, replaces the recovery
+    /// codes, and lifts the enrolment restriction of the user's sessions, atomically.
+    async fn confirm_totp(
+        &self,
+        user_id: i64,
+        step: i64,
+        recovery_code_hashes: &[Vec<u8>],
+        now: i64,
+        audit: &NewAuditEvent,
+    ) -> DomainResult<bool>;
+    /// Accepts `step` only if it is newer than every step accepted before (atomic, so a code
+    /// replayed in parallel is accepted once).
+    async fn consume_totp_step(&self, user_id: i64, step: i64) -> DomainResult<bool>;
+    /// Marks an unused recovery code used; false when there is none with this hash.
+    async fn use_recovery_code(
+        &self,
+        user_id: i64,
+        code_hash: &[u8],
+        now: i64,
+        audit: &NewAuditEvent,
+    ) -> DomainResult<bool>;
+    async fn reseal_totp(&self, user_id: i64, sealed_secret: &str) -> DomainResult<()>;
+    /// Removes the user's TOTP and recovery codes; false when there was none.
+    async fn delete_totp(&self, user_id: i64, audit: &NewAuditEvent) -> DomainResult<bool>;
 }

@@ -12,7 +12,7 @@ use sqlx::sqlite::{
 use sqlx::{FromRow, Sqlite, SqliteConnection, Transaction};
 use zeroize::Zeroizing;
 
-use super::{PASSWORD_HISTORY_KEPT, PasswordChange, Revoked, Store};
+use super::{PASSWORD_HISTORY_KEPT, PasswordChange, Revoked, Store, TotpRecord};
 use crate::domain::apikey::{ApiKeyContext, ApiKeyRecord, NewApiKey};
 use crate::domain::audit::{AuditQuery, AuditRecord, NewAuditEvent};
 use crate::domain::error::{DomainError, DomainResult};
@@ -163,6 +163,7 @@ struct SessionRow {
     last_renewed_at: Option<i64>,
     renew_count: i64,
     revoked_at: Option<i64>,
+    restriction: Option<String>,
 }
 
 impl From<SessionRow> for SessionRecord {
@@ -181,6 +182,7 @@ impl From<SessionRow> for SessionRecord {
             last_renewed_at: r.last_renewed_at,
             renew_count: r.renew_count,
             revoked_at: r.revoked_at,
+            restriction: r.restriction,
         }
     }
 }
@@ -760,8 +762,8 @@ impl Store for SqliteStore {
         let mut tx = self.write_tx().await?;
         sqlx::query(
             "INSERT INTO sessions (id, user_id, org_id, method, client, address, user_agent, \
-             created_at, expires_at, token_expires_at, last_renewed_at, renew_count, revoked_at) \
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+             created_at, expires_at, token_expires_at, last_renewed_at, renew_count, revoked_at, \
+             restriction) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         )
         .bind(&s.id)
         .bind(s.user_id)
@@ -776,6 +778,7 @@ impl Store for SqliteStore {
         .bind(s.last_renewed_at)
         .bind(s.renew_count)
         .bind(s.revoked_at)
+        .bind(s.restriction.as_deref())
         .execute(&mut *tx)
         .await
         .map_err(db_error)?;
@@ -787,7 +790,8 @@ impl Store for SqliteStore {
         let row: Option<SessionContextRow> = sqlx::query_as(
             "SELECT s.id, s.user_id, s.org_id, s.method, s.client, s.address, s.user_agent, \
              s.created_at, s.expires_at, s.token_expires_at, s.last_renewed_at, s.renew_count, \
-             s.revoked_at, u.uuid AS user_uuid, u.is_active AS user_active, u.is_platform_admin, \
+             s.revoked_at, s.restriction, u.uuid AS user_uuid, u.is_active AS user_active, \
+             u.is_platform_admin, \
              m.role, m.is_active AS membership_active \
              FROM sessions s \
              JOIN users u ON u.id = s.user_id \
@@ -888,7 +892,7 @@ impl Store for SqliteStore {
     async fn live_sessions_of(&self, user_id: i64, now: i64) -> DomainResult<Vec<SessionRecord>> {
         let rows: Vec<SessionRow> = sqlx::query_as(
             "SELECT id, user_id, org_id, method, client, address, user_agent, created_at, \
-             expires_at, token_expires_at, last_renewed_at, renew_count, revoked_at \
+             expires_at, token_expires_at, last_renewed_at, renew_count, revoked_at, restriction \
              FROM sessions WHERE user_id = ? AND revoked_at IS NULL AND token_expires_at > ? \
              AND expires_at > ? ORDER BY created_at DESC",
         )
@@ -1114,25 +1118,26 @@ impl Store for SqliteStore {
     }
 
     async fn password_policy(&self, org_id: i64) -> DomainResult<Option<PasswordPolicy>> {
-        let row: Option<(i64, i64, i64, bool)> = sqlx::query_as(
-            "SELECT min_length, max_age_days, history_count, reject_common \
+        let row: Option<(i64, i64, i64, bool, bool)> = sqlx::query_as(
+            "SELECT min_length, max_age_days, history_count, reject_common, require_mfa \
              FROM password_policies WHERE org_id = ?",
         )
         .bind(org_id)
         .fetch_optional(&self.pool)
         .await
         .map_err(db_error)?;
-        Ok(
-            row.map(|(min_length, max_age_days, history_count, reject_common)| {
+        Ok(row.map(
+            |(min_length, max_age_days, history_count, reject_common, require_mfa)| {
                 let clamp = |v: i64| u32::try_from(v.max(0)).unwrap_or(u32::MAX);
                 PasswordPolicy {
                     min_length: clamp(min_length),
                     max_age_days: clamp(max_age_days),
                     history_count: clamp(history_count),
                     reject_common,
+                    require_mfa,
                 }
-            }),
-        )
+            },
+        ))
     }
 
     async fn set_password_policy(
@@ -1153,17 +1158,19 @@ impl Store for SqliteStore {
         }
         sqlx::query(
             "INSERT INTO password_policies \
-             (org_id, min_length, max_age_days, history_count, reject_common, updated_at) \
-             VALUES (?, ?, ?, ?, ?, ?) \
+             (org_id, min_length, max_age_days, history_count, reject_common, require_mfa, \
+             updated_at) VALUES (?, ?, ?, ?, ?, ?, ?) \
              ON CONFLICT (org_id) DO UPDATE SET min_length = excluded.min_length, \
              max_age_days = excluded.max_age_days, history_count = excluded.history_count, \
-             reject_common = excluded.reject_common, updated_at = excluded.updated_at",
+             reject_common = excluded.reject_common, require_mfa = excluded.require_mfa, \
+             updated_at = excluded.updated_at",
         )
         .bind(org_id)
         .bind(i64::from(policy.min_length))
         .bind(i64::from(policy.max_age_days))
         .bind(i64::from(policy.history_count))
         .bind(policy.reject_common)
+        .bind(policy.require_mfa)
         .bind(now)
         .execute(&mut *tx)
         .await
@@ -1273,5 +1280,174 @@ impl Store for SqliteStore {
                 .await
                 .map_err(db_error)?;
         Ok(done.rows_affected() == 1)
+    }
+
+    async fn totp_of(&self, user_id: i64) -> DomainResult<Option<TotpRecord>> {
+        let row: Option<(String, Option<i64>, Option<i64>)> = sqlx::query_as(
+            "SELECT secret, confirmed_at, last_used_step FROM mfa_totp WHERE user_id = ?",
+        )
+        .bind(user_id)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(db_error)?;
+        Ok(
+            row.map(|(sealed_secret, confirmed_at, last_used_step)| TotpRecord {
+                sealed_secret,
+                confirmed_at,
+                last_used_step,
+            }),
+        )
+    }
+
+    async fn save_totp_enrollment(
+        &self,
+        user_id: i64,
+        sealed_secret: &str,
+        now: i64,
+        audit: &NewAuditEvent,
+    ) -> DomainResult<()> {
+        let mut tx = self.write_tx().await?;
+        let confirmed: Option<Option<i64>> =
+            sqlx::query_scalar("SELECT confirmed_at FROM mfa_totp WHERE user_id = ?")
+                .bind(user_id)
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(db_error)?;
+        if matches!(confirmed, Some(Some(_))) {
+            return Err(DomainError::Conflict(
+                "TOTP is already enabled; disable it first to enrol again".into(),
+            ));
+        }
+        sqlx::query(
+            "INSERT INTO mfa_totp (user_id, secret, created_at) VALUES (?, ?, ?) \
+             ON CONFLICT (user_id) DO UPDATE SET secret = excluded.secret, \
+             created_at = excluded.created_at, confirmed_at = NULL, last_used_step = NULL",
+        )
+        .bind(user_id)
+        .bind(sealed_secret)
+        .bind(now)
+        .execute(&mut *tx)
+        .await
+        .map_err(db_error)?;
+        insert_audit(&mut tx, audit).await?;
+        tx.commit().await.map_err(db_error)
+    }
+
+    async fn confirm_totp(
+        &self,
+        user_id: i64,
+        step: i64,
+        recovery_code_hashes: &[Vec<u8>],
+        now: i64,
+        audit: &NewAuditEvent,
+    ) -> DomainResult<bool> {
+        let mut tx = self.write_tx().await?;
+        let done = sqlx::query(
+            "UPDATE mfa_totp SET confirmed_at = ?, last_used_step = ? \
+             WHERE user_id = ? AND confirmed_at IS NULL",
+        )
+        .bind(now)
+        .bind(step)
+        .bind(user_id)
+        .execute(&mut *tx)
+        .await
+        .map_err(db_error)?;
+        if done.rows_affected() != 1 {
+            return Ok(false);
+        }
+        sqlx::query("DELETE FROM mfa_recovery_codes WHERE user_id = ?")
+            .bind(user_id)
+            .execute(&mut *tx)
+            .await
+            .map_err(db_error)?;
+        for hash in recovery_code_hashes {
+            sqlx::query("INSERT INTO mfa_recovery_codes (user_id, code_hash) VALUES (?, ?)")
+                .bind(user_id)
+                .bind(hash)
+                .execute(&mut *tx)
+                .await
+                .map_err(db_error)?;
+        }
+        sqlx::query(
+            "UPDATE sessions SET restriction = NULL WHERE user_id = ? AND restriction IS NOT NULL",
+        )
+        .bind(user_id)
+        .execute(&mut *tx)
+        .await
+        .map_err(db_error)?;
+        insert_audit(&mut tx, audit).await?;
+        tx.commit().await.map_err(db_error)?;
+        Ok(true)
+    }
+
+    async fn consume_totp_step(&self, user_id: i64, step: i64) -> DomainResult<bool> {
+        let done = sqlx::query(
+            "UPDATE mfa_totp SET last_used_step = ? WHERE user_id = ? \
+             AND confirmed_at IS NOT NULL AND (last_used_step IS NULL OR last_used_step < ?)",
+        )
+        .bind(step)
+        .bind(user_id)
+        .bind(step)
+        .execute(&self.pool)
+        .await
+        .map_err(db_error)?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn use_recovery_code(
+        &self,
+        user_id: i64,
+        code_hash: &[u8],
+        now: i64,
+        audit: &NewAuditEvent,
+    ) -> DomainResult<bool> {
+        let mut tx = self.write_tx().await?;
+        let done = sqlx::query(
+            "UPDATE mfa_recovery_codes SET used_at = ? \
+             WHERE id = (SELECT id FROM mfa_recovery_codes \
+                         WHERE user_id = ? AND code_hash = ? AND used_at IS NULL LIMIT 1)",
+        )
+        .bind(now)
+        .bind(user_id)
+        .bind(code_hash)
+        .execute(&mut *tx)
+        .await
+        .map_err(db_error)?;
+        if done.rows_affected() != 1 {
+            return Ok(false);
+        }
+        insert_audit(&mut tx, audit).await?;
+        tx.commit().await.map_err(db_error)?;
+        Ok(true)
+    }
+
+    async fn reseal_totp(&self, user_id: i64, sealed_secret: &str) -> DomainResult<()> {
+        sqlx::query("UPDATE mfa_totp SET secret = ? WHERE user_id = ?")
+            .bind(sealed_secret)
+            .bind(user_id)
+            .execute(&self.pool)
+            .await
+            .map(|_| ())
+            .map_err(db_error)
+    }
+
+    async fn delete_totp(&self, user_id: i64, audit: &NewAuditEvent) -> DomainResult<bool> {
+        let mut tx = self.write_tx().await?;
+        let done = sqlx::query("DELETE FROM mfa_totp WHERE user_id = ?")
+            .bind(user_id)
+            .execute(&mut *tx)
+            .await
+            .map_err(db_error)?;
+        sqlx::query("DELETE FROM mfa_recovery_codes WHERE user_id = ?")
+            .bind(user_id)
+            .execute(&mut *tx)
+            .await
+            .map_err(db_error)?;
+        if done.rows_affected() == 0 {
+            return Ok(false);
+        }
+        insert_audit(&mut tx, audit).await?;
+        tx.commit().await.map_err(db_error)?;
+        Ok(true)
     }
 }

@@ -38,6 +38,7 @@ impl TestApp {
         let mut settings = Settings {
             listen: "127.0.0.1:0".into(),
             database_url: format!("sqlite://{}", dir.path().join("coreauth.db").display()),
+            secret_key_file: dir.path().join("coreauth-secret.key"),
             bootstrap_admin_email: Some(ADMIN_EMAIL.into()),
             bootstrap_admin_password: Some(ADMIN_PASSWORD.to_owned().into()),
             // Cheap hashes: these tests are about behaviour, not hash strength.

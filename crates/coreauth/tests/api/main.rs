@@ -9,6 +9,7 @@ mod binary;
 mod docs;
 mod helpers;
 mod login;
+mod mfa;
 mod ops;
 mod passwords;
 mod sessions;
