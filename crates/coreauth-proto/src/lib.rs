@@ -455,6 +455,58 @@ pub struct DisableTotpRequest {
     pub password: Option<SecretText>,
 }
 
+/// `PUT /admin/orgs/{orgId}/integrations/{name}`.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct IntegrationConfig {
+    /// `HS256` (with `secret`, shared with the portal) or `EdDSA` (coreauth's own key).
+    pub algorithm: String,
+    #[serde(default)]
+    pub secret: Option<SecretText>,
+    pub audience: String,
+    /// `iss` of the tokens; coreauth's issuer when absent.
+    #[serde(default)]
+    pub issuer: Option<String>,
+    /// At most 3600.
+    pub lifetime_seconds: u32,
+    /// User fields to include: email, name, firstName, lastName, userId, orgId, role.
+    #[serde(default)]
+    pub claims: Vec<String>,
+    /// Static claims added to every token.
+    #[serde(default)]
+    pub custom_claims: serde_json::Map<String, serde_json::Value>,
+    /// Whether a caller authenticated by an API key may mint tokens.
+    #[serde(default)]
+    pub allow_api_keys: bool,
+}
+
+/// An integration as configured; the secret is never shown.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Integration {
+    pub name: String,
+    pub algorithm: String,
+    pub audience: String,
+    pub issuer: Option<String>,
+    pub lifetime_seconds: u32,
+    pub claims: Vec<String>,
+    pub custom_claims: serde_json::Map<String, serde_json::Value>,
+    pub allow_api_keys: bool,
+    pub has_secret: bool,
+}
+
+/// `POST /user/authenticate/{name}`: a token for a third-party portal.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct IntegrationToken {
+    pub token: String,
+    /// Unix epoch milliseconds.
+    pub expires_at: i64,
+}
+
 #[cfg(test)]
 #[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {

@@ -16,6 +16,7 @@ use crate::domain::audit::Audit;
 use crate::domain::auth::{Auth, SessionPolicy};
 use crate::domain::clock::Clock;
 use crate::domain::credentials::Credentials;
+use crate::domain::integrations::Integrations;
 use crate::domain::mfa::Mfa;
 use crate::domain::password::{HashCost, HashLimits, Password, PasswordHashing};
 use crate::domain::secrets::SecretBox;
@@ -96,7 +97,8 @@ impl Application {
             .map_err(|e| StartupError::Setup(e.to_string()))?,
         );
         let secrets = Arc::new(load_secret_box(&settings)?);
-        let mfa = Arc::new(Mfa::new(store.clone(), secrets, hashing.clone()));
+        let mfa = Arc::new(Mfa::new(store.clone(), secrets.clone(), hashing.clone()));
+        let integrations = Arc::new(Integrations::new(store.clone(), secrets, signer.clone()));
         let keys = Arc::new(ApiKeys::new(store.clone()));
         let auth = Arc::new(Auth::new(
             store.clone(),
@@ -129,6 +131,7 @@ impl Application {
             audit: Arc::new(Audit::new(store.clone())),
             credentials,
             mfa,
+            integrations,
             store,
             signer,
             clock,

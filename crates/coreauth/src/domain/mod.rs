@@ -9,6 +9,7 @@ pub mod clock;
 pub mod credentials;
 pub mod email;
 pub mod error;
+pub mod integrations;
 pub mod mfa;
 pub mod org;
 pub mod password;

@@ -147,6 +147,19 @@ impl TokenSigner {
         jsonwebtoken::encode(&header, claims, &key.encoding).map_err(DomainError::internal)
     }
 
+    /// Signs claims that are not a session token's (integration tokens) with the current key,
+    /// as `typ: JWT`, which `verify` refuses.
+    pub fn sign_other(&self, claims: &serde_json::Value) -> DomainResult<String> {
+        let key = self
+            .keys
+            .first()
+            .ok_or_else(|| DomainError::internal("no signing key"))?;
+        let mut header = Header::new(Algorithm::EdDSA);
+        header.kid = Some(key.kid.clone());
+        header.typ = Some("JWT".into());
+        jsonwebtoken::encode(&header, claims, &key.encoding).map_err(DomainError::internal)
+    }
+
     /// Checks signature, header, issuer, audience and expiry; any failure is `Unauthenticated`.
     pub fn verify(&self, token: &str, now: OffsetDateTime) -> DomainResult<SessionClaims> {
         let unauthenticated = |_| DomainError::Unauthenticated;

@@ -24,6 +24,7 @@ use crate::domain::audit::Audit;
 use crate::domain::auth::Auth;
 use crate::domain::clock::Clock;
 use crate::domain::credentials::Credentials;
+use crate::domain::integrations::Integrations;
 use crate::domain::mfa::Mfa;
 use crate::domain::tokens::TokenSigner;
 use crate::store::Store;
@@ -35,6 +36,7 @@ mod auth;
 mod docs;
 pub mod error;
 pub mod extract;
+mod integrations;
 pub mod metrics;
 mod mfa;
 mod ops;
@@ -54,6 +56,7 @@ pub struct AppState {
     pub audit: Arc<Audit>,
     pub credentials: Arc<Credentials>,
     pub mfa: Arc<Mfa>,
+    pub integrations: Arc<Integrations>,
     pub store: Arc<dyn Store>,
     pub signer: Arc<TokenSigner>,
     pub clock: Arc<dyn Clock>,
@@ -78,6 +81,7 @@ fn api_routes() -> OpenApiRouter<AppState> {
         .merge(audit::routes())
         .merge(passwords::routes())
         .merge(mfa::routes())
+        .merge(integrations::routes())
         .merge(ops::routes())
         .merge(docs::routes())
 }

@@ -11,6 +11,7 @@ use async_trait::async_trait;
 use crate::domain::apikey::{ApiKeyContext, ApiKeyRecord, NewApiKey};
 use crate::domain::audit::{AuditQuery, AuditRecord, NewAuditEvent};
 use crate::domain::error::DomainResult;
+use crate::domain::integrations::IntegrationRecord;
 use crate::domain::org::{MembershipPatch, MembershipRecord, OrgRecord, Role};
 use crate::domain::policy::PasswordPolicy;
 use crate::domain::session::{SessionContext, SessionRecord};
@@ -244,4 +245,21 @@ pub trait Store: Send + Sync + 'static {
     async fn reseal_totp(&self, user_id: i64, sealed_secret: &str) -> DomainResult<()>;
     /// Removes the user's TOTP and recovery codes; false when there was none.
     async fn delete_totp(&self, user_id: i64, audit: &NewAuditEvent) -> DomainResult<bool>;
+
+    /// Creates or replaces an org's integration.
+    async fn save_integration(
+        &self,
+        integration: &IntegrationRecord,
+        now: i64,
+        audit: &NewAuditEvent,
+    ) -> DomainResult<()>;
+    async fn integration(&self, org_id: i64, name: &str)
+    -> DomainResult<Option<IntegrationRecord>>;
+    async fn integrations_of(&self, org_id: i64) -> DomainResult<Vec<IntegrationRecord>>;
+    async fn delete_integration(
+        &self,
+        org_id: i64,
+        name: &str,
+        audit: &NewAuditEvent,
+    ) -> DomainResult<bool>;
 }

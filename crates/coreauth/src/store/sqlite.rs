@@ -16,6 +16,7 @@ use super::{PASSWORD_HISTORY_KEPT, PasswordChange, Revoked, Store, TotpRecord};
 use crate::domain::apikey::{ApiKeyContext, ApiKeyRecord, NewApiKey};
 use crate::domain::audit::{AuditQuery, AuditRecord, NewAuditEvent};
 use crate::domain::error::{DomainError, DomainResult};
+use crate::domain::integrations::{IntegrationAlgorithm, IntegrationRecord};
 use crate::domain::org::{MembershipPatch, MembershipRecord, OrgRecord, Role};
 use crate::domain::policy::PasswordPolicy;
 use crate::domain::session::{SessionContext, SessionRecord};
@@ -337,6 +338,41 @@ async fn finish_key_deletion(
     insert_audit(&mut tx, &audit).await?;
     tx.commit().await.map_err(db_error)?;
     Ok(Some(row.into()))
+}
+
+#[derive(FromRow)]
+struct IntegrationRow {
+    org_id: i64,
+    name: String,
+    algorithm: String,
+    secret: Option<String>,
+    audience: String,
+    issuer: Option<String>,
+    lifetime_secs: i64,
+    claims: String,
+    custom_claims: String,
+    allow_api_keys: bool,
+}
+
+impl TryFrom<IntegrationRow> for IntegrationRecord {
+    type Error = DomainError;
+    fn try_from(r: IntegrationRow) -> DomainResult<Self> {
+        let corrupt = |what: &str| DomainError::internal(format!("stored integration {what}"));
+        Ok(Self {
+            org_id: r.org_id,
+            algorithm: IntegrationAlgorithm::parse(&r.algorithm)
+                .map_err(|_| corrupt("algorithm"))?,
+            name: r.name,
+            sealed_secret: r.secret,
+            audience: r.audience,
+            issuer: r.issuer,
+            lifetime_secs: u32::try_from(r.lifetime_secs).map_err(|_| corrupt("lifetime"))?,
+            claims: serde_json::from_str(&r.claims).map_err(|_| corrupt("claims"))?,
+            custom_claims: serde_json::from_str(&r.custom_claims)
+                .map_err(|_| corrupt("custom claims"))?,
+            allow_api_keys: r.allow_api_keys,
+        })
+    }
 }
 
 async fn user_in(
@@ -1440,6 +1476,99 @@ impl Store for SqliteStore {
             .map_err(db_error)?;
         sqlx::query("DELETE FROM mfa_recovery_codes WHERE user_id = ?")
             .bind(user_id)
+            .execute(&mut *tx)
+            .await
+            .map_err(db_error)?;
+        if done.rows_affected() == 0 {
+            return Ok(false);
+        }
+        insert_audit(&mut tx, audit).await?;
+        tx.commit().await.map_err(db_error)?;
+        Ok(true)
+    }
+
+    async fn save_integration(
+        &self,
+        i: &IntegrationRecord,
+        now: i64,
+        audit: &NewAuditEvent,
+    ) -> DomainResult<()> {
+        let mut tx = self.write_tx().await?;
+        let org_exists: Option<i64> = sqlx::query_scalar("SELECT id FROM orgs WHERE id = ?")
+            .bind(i.org_id)
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(db_error)?;
+        if org_exists.is_none() {
+            return Err(DomainError::NotFound("org"));
+        }
+        sqlx::query(
+            "INSERT INTO integrations (org_id, name, algorithm, secret, audience, issuer, \
+             lifetime_secs, claims, custom_claims, allow_api_keys, updated_at) \
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) \
+             ON CONFLICT (org_id, name) DO UPDATE SET algorithm = excluded.algorithm, \
+             secret = excluded.secret, audience = excluded.audience, issuer = excluded.issuer, \
+             lifetime_secs = excluded.lifetime_secs, claims = excluded.claims, \
+             custom_claims = excluded.custom_claims, allow_api_keys = excluded.allow_api_keys, \
+             updated_at = excluded.updated_at",
+        )
+        .bind(i.org_id)
+        .bind(&i.name)
+        .bind(i.algorithm.as_str())
+        .bind(i.sealed_secret.as_deref())
+        .bind(&i.audience)
+        .bind(i.issuer.as_deref())
+        .bind(i64::from(i.lifetime_secs))
+        .bind(serde_json::to_string(&i.claims).map_err(DomainError::internal)?)
+        .bind(serde_json::Value::Object(i.custom_claims.clone()).to_string())
+        .bind(i.allow_api_keys)
+        .bind(now)
+        .execute(&mut *tx)
+        .await
+        .map_err(db_error)?;
+        insert_audit(&mut tx, audit).await?;
+        tx.commit().await.map_err(db_error)
+    }
+
+    async fn integration(
+        &self,
+        org_id: i64,
+        name: &str,
+    ) -> DomainResult<Option<IntegrationRecord>> {
+        let row: Option<IntegrationRow> = sqlx::query_as(
+            "SELECT org_id, name, algorithm, secret, audience, issuer, lifetime_secs, claims, \
+             custom_claims, allow_api_keys FROM integrations WHERE org_id = ? AND name = ?",
+        )
+        .bind(org_id)
+        .bind(name)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(db_error)?;
+        row.map(IntegrationRecord::try_from).transpose()
+    }
+
+    async fn integrations_of(&self, org_id: i64) -> DomainResult<Vec<IntegrationRecord>> {
+        let rows: Vec<IntegrationRow> = sqlx::query_as(
+            "SELECT org_id, name, algorithm, secret, audience, issuer, lifetime_secs, claims, \
+             custom_claims, allow_api_keys FROM integrations WHERE org_id = ? ORDER BY name",
+        )
+        .bind(org_id)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db_error)?;
+        rows.into_iter().map(IntegrationRecord::try_from).collect()
+    }
+
+    async fn delete_integration(
+        &self,
+        org_id: i64,
+        name: &str,
+        audit: &NewAuditEvent,
+    ) -> DomainResult<bool> {
+        let mut tx = self.write_tx().await?;
+        let done = sqlx::query("DELETE FROM integrations WHERE org_id = ? AND name = ?")
+            .bind(org_id)
+            .bind(name)
             .execute(&mut *tx)
             .await
             .map_err(db_error)?;

@@ -75,7 +75,8 @@ async fn every_documented_operation_is_a_real_route() {
         let concrete = path
             .replace("{org_id}", "1")
             .replace("{user_id}", "1")
-            .replace("{id}", "1");
+            .replace("{id}", "1")
+            .replace("{name}", "probe");
         for method in operations.as_object().unwrap().keys() {
             let method = reqwest::Method::from_bytes(method.to_uppercase().as_bytes()).unwrap();
             let response = app

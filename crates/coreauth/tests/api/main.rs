@@ -8,6 +8,7 @@ mod bad_input;
 mod binary;
 mod docs;
 mod helpers;
+mod integrations;
 mod login;
 mod mfa;
 mod ops;
