@@ -65,6 +65,12 @@ pub struct Settings {
     /// Hashes running at once (0: one per core) and hashes allowed to wait.
     pub hash_concurrency: usize,
     pub hash_queue: usize,
+    /// Throttling of guesses (logins, codes, password changes): attempts allowed per account
+    /// and per address within each window, after which callers get 429 until it ends.
+    pub login_attempts_per_account: u32,
+    pub login_attempts_per_address: u32,
+    #[serde(with = "humantime_serde")]
+    pub throttle_window: Duration,
     /// How long SIGTERM waits for in-flight requests.
     #[serde(with = "humantime_serde")]
     pub shutdown_grace: Duration,
@@ -94,6 +100,9 @@ impl Default for Settings {
             argon2_parallelism: 1,
             hash_concurrency: 0,
             hash_queue: 256,
+            login_attempts_per_account: 10,
+            login_attempts_per_address: 100,
+            throttle_window: Duration::from_secs(15 * 60),
             shutdown_grace: Duration::from_secs(20),
         }
     }

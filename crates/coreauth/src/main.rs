@@ -146,6 +146,7 @@ async fn bootstrap(settings: Settings, email: &str, password: Password) -> anyho
     use coreauth::domain::credentials::Credentials;
     use coreauth::domain::mfa::Mfa;
     use coreauth::domain::password::{HashCost, HashLimits, PasswordHashing};
+    use coreauth::domain::throttle::Throttle;
 
     let store = open_store(&settings, settings.migrate).await?;
     let hashing = PasswordHashing::new(
@@ -162,11 +163,21 @@ async fn bootstrap(settings: Settings, email: &str, password: Password) -> anyho
     .await?;
     let hashing = Arc::new(hashing);
     let secrets = Arc::new(coreauth::startup::load_secret_box(&settings)?);
-    let mfa = Arc::new(Mfa::new(store.clone(), secrets, hashing.clone()));
+    let throttle = Arc::new(Throttle::new(
+        store.clone(),
+        coreauth::startup::throttle_limits(&settings),
+    ));
+    let mfa = Arc::new(Mfa::new(
+        store.clone(),
+        secrets,
+        hashing.clone(),
+        throttle.clone(),
+    ));
     let credentials = Arc::new(Credentials::new(
         store.clone(),
         hashing.clone(),
         mfa.clone(),
+        throttle,
     ));
     let admin = Admin::new(store, hashing, credentials, mfa);
     match admin.bootstrap(email, password, SystemClock.now()).await? {

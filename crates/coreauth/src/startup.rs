@@ -20,6 +20,7 @@ use crate::domain::integrations::Integrations;
 use crate::domain::mfa::Mfa;
 use crate::domain::password::{HashCost, HashLimits, Password, PasswordHashing};
 use crate::domain::secrets::SecretBox;
+use crate::domain::throttle::{Throttle, ThrottleLimits};
 use crate::domain::tokens::{StoredSigningKey, TokenSigner};
 use crate::http::{self, AppState, Metrics};
 use crate::store::Store;
@@ -97,13 +98,20 @@ impl Application {
             .map_err(|e| StartupError::Setup(e.to_string()))?,
         );
         let secrets = Arc::new(load_secret_box(&settings)?);
-        let mfa = Arc::new(Mfa::new(store.clone(), secrets.clone(), hashing.clone()));
+        let throttle = Arc::new(Throttle::new(store.clone(), throttle_limits(&settings)));
+        let mfa = Arc::new(Mfa::new(
+            store.clone(),
+            secrets.clone(),
+            hashing.clone(),
+            throttle.clone(),
+        ));
         let integrations = Arc::new(Integrations::new(store.clone(), secrets, signer.clone()));
         let keys = Arc::new(ApiKeys::new(store.clone()));
         let auth = Arc::new(Auth::new(
             store.clone(),
             keys.clone(),
             mfa.clone(),
+            throttle.clone(),
             hashing.clone(),
             signer.clone(),
             SessionPolicy {
@@ -115,6 +123,7 @@ impl Application {
             store.clone(),
             hashing.clone(),
             mfa.clone(),
+            throttle.clone(),
         ));
         let admin = Arc::new(Admin::new(
             store.clone(),
@@ -132,6 +141,7 @@ impl Application {
             credentials,
             mfa,
             integrations,
+            throttle,
             store,
             signer,
             clock,
@@ -165,13 +175,18 @@ impl Application {
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
-        let keys = self.state.keys.clone();
+        let state = self.state.clone();
         let flusher = tokio::spawn(async move {
             let mut every = tokio::time::interval(USAGE_FLUSH_EVERY);
-            loop {
+            for tick in 0_u64.. {
                 every.tick().await;
-                if let Err(e) = keys.flush_usage().await {
+                if let Err(e) = state.keys.flush_usage().await {
                     tracing::warn!("writing API key usage: {e}");
+                }
+                if tick % 60 == 0
+                    && let Err(e) = state.throttle.prune(state.now()).await
+                {
+                    tracing::warn!("pruning throttle counters: {e}");
                 }
             }
         });
@@ -228,6 +243,14 @@ async fn bootstrap_from_settings(
         }
         Ok(None) => Ok(()),
         Err(e) => Err(StartupError::Setup(format!("bootstrap admin: {e}"))),
+    }
+}
+
+pub fn throttle_limits(settings: &Settings) -> ThrottleLimits {
+    ThrottleLimits {
+        per_account: settings.login_attempts_per_account,
+        per_address: settings.login_attempts_per_address,
+        window: settings.throttle_window,
     }
 }
 

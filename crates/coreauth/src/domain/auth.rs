@@ -15,6 +15,7 @@ use super::mfa::Mfa;
 use super::org::{MembershipRecord, OrgRecord, Role};
 use super::password::{Password, PasswordHashing};
 use super::session::{AuthMethod, MFA_ENROLLMENT, Principal, SessionRecord};
+use super::throttle::{Subject, Throttle};
 use super::tokens::{SESSION_AUDIENCE, SessionClaims, TokenSigner};
 use super::user::UserRecord;
 use crate::store::Store;
@@ -35,6 +36,17 @@ pub struct RequestOrigin {
     pub user_agent: Option<String>,
     /// The `x-request-id` of the request, to tie audit events to log lines.
     pub request_id: Option<String>,
+}
+
+impl RequestOrigin {
+    /// What an attempt from here counts against: `subject`, and this address when known.
+    pub fn subjects<'a>(&'a self, subject: Subject<'a>) -> Vec<Subject<'a>> {
+        let mut subjects = vec![subject];
+        if let Some(address) = self.address.as_deref() {
+            subjects.push(Subject::Address(address));
+        }
+        subjects
+    }
 }
 
 /// A password login as the user sent it.
@@ -77,6 +89,7 @@ pub struct Auth {
     store: Arc<dyn Store>,
     keys: Arc<ApiKeys>,
     mfa: Arc<Mfa>,
+    throttle: Arc<Throttle>,
     hashing: Arc<PasswordHashing>,
     signer: Arc<TokenSigner>,
     policy: SessionPolicy,
@@ -90,6 +103,7 @@ impl Auth {
         store: Arc<dyn Store>,
         keys: Arc<ApiKeys>,
         mfa: Arc<Mfa>,
+        throttle: Arc<Throttle>,
         hashing: Arc<PasswordHashing>,
         signer: Arc<TokenSigner>,
         policy: SessionPolicy,
@@ -98,6 +112,7 @@ impl Auth {
             store,
             keys,
             mfa,
+            throttle,
             hashing,
             signer,
             policy,
@@ -147,7 +162,13 @@ impl Auth {
         now: OffsetDateTime,
     ) -> DomainResult<IssuedToken> {
         let email = Email::parse(&attempt.email)?;
-        let user = self.store.user_by_email(&email.key()).await?;
+        let email_key = email.key();
+        let account = Subject::Account(&email_key);
+        // Counted before any hashing, for known and unknown emails alike.
+        self.throttle
+            .attempt(&attempt.origin.subjects(account.clone()), now)
+            .await?;
+        let user = self.store.user_by_email(&email_key).await?;
         *known_user = user.as_ref().map(|u| u.id);
         let hash = user
             .as_ref()
@@ -167,6 +188,7 @@ impl Auth {
         if user.must_change_password || policy.is_expired(user.password_set_at, to_millis(now)) {
             return Err(DomainError::PasswordExpired);
         }
+        self.throttle.clear(&account).await?;
         self.upgrade_hash(&user, &attempt.password).await;
         let restriction = (policy.require_mfa && !self.mfa.is_enabled(user.id).await?)
             .then(|| MFA_ENROLLMENT.to_owned());

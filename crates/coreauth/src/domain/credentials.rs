@@ -15,6 +15,7 @@ use super::mfa::Mfa;
 use super::password::{Password, PasswordHashing};
 use super::policy::PasswordPolicy;
 use super::session::Principal;
+use super::throttle::{Subject, Throttle};
 use super::user::UserRecord;
 use crate::store::{PasswordChange, Store};
 
@@ -22,6 +23,7 @@ pub struct Credentials {
     store: Arc<dyn Store>,
     hashing: Arc<PasswordHashing>,
     mfa: Arc<Mfa>,
+    throttle: Arc<Throttle>,
 }
 
 /// An expired-password change as the user sent it (no token).
@@ -36,11 +38,17 @@ pub struct ExpiredChange {
 }
 
 impl Credentials {
-    pub fn new(store: Arc<dyn Store>, hashing: Arc<PasswordHashing>, mfa: Arc<Mfa>) -> Self {
+    pub fn new(
+        store: Arc<dyn Store>,
+        hashing: Arc<PasswordHashing>,
+        mfa: Arc<Mfa>,
+        throttle: Arc<Throttle>,
+    ) -> Self {
         Self {
             store,
             hashing,
             mfa,
+            throttle,
         }
     }
 
@@ -95,6 +103,11 @@ impl Credentials {
             .await?
             .ok_or(DomainError::Unauthenticated)?;
         let hash = user.password_hash.clone();
+        let email_key = user.email.to_lowercase();
+        let account = Subject::Account(&email_key);
+        self.throttle
+            .attempt(&caller.origin.subjects(account.clone()), now)
+            .await?;
         if !self.hashing.verify(&current, hash.as_deref()).await? {
             let audit = NewAuditEvent::new("password.changed", now)
                 .by(caller)
@@ -121,7 +134,7 @@ impl Credentials {
                 &audit,
             )
             .await?;
-        Ok(())
+        self.throttle.clear(&account).await
     }
 
     /// A user whose password expired sets a new one without a token. The same checks as a
@@ -133,7 +146,11 @@ impl Credentials {
         now: OffsetDateTime,
     ) -> DomainResult<()> {
         let email = Email::parse(&change.email)?;
-        let user = self.store.user_by_email(&email.key()).await?;
+        let email_key = email.key();
+        self.throttle
+            .attempt(&change.origin.subjects(Subject::Account(&email_key)), now)
+            .await?;
+        let user = self.store.user_by_email(&email_key).await?;
         let hash = user
             .as_ref()
             .filter(|u| u.is_active)

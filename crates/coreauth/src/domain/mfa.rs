@@ -18,6 +18,7 @@ use super::error::{DomainError, DomainResult};
 use super::password::{Password, PasswordHashing};
 use super::secrets::SecretBox;
 use super::session::Principal;
+use super::throttle::{Subject, Throttle};
 use crate::store::Store;
 
 pub const RECOVERY_CODES: usize = 10;
@@ -44,6 +45,7 @@ pub struct Mfa {
     store: Arc<dyn Store>,
     secrets: Arc<SecretBox>,
     hashing: Arc<PasswordHashing>,
+    throttle: Arc<Throttle>,
 }
 
 fn binding(user_id: i64) -> String {
@@ -92,11 +94,13 @@ impl Mfa {
         store: Arc<dyn Store>,
         secrets: Arc<SecretBox>,
         hashing: Arc<PasswordHashing>,
+        throttle: Arc<Throttle>,
     ) -> Self {
         Self {
             store,
             secrets,
             hashing,
+            throttle,
         }
     }
 
@@ -251,6 +255,10 @@ impl Mfa {
             .await?
             .filter(|r| r.confirmed_at.is_some())
             .ok_or(DomainError::NotFound("TOTP enrolment"))?;
+        let account = format!("user:{}", caller.user_id);
+        self.throttle
+            .attempt(&caller.origin.subjects(Subject::Account(&account)), now)
+            .await?;
         let proven = match proof {
             Proof::Code(code) => {
                 self.verify(

@@ -16,5 +16,6 @@ pub mod password;
 pub mod policy;
 pub mod secrets;
 pub mod session;
+pub mod throttle;
 pub mod tokens;
 pub mod user;

@@ -26,6 +26,7 @@ use crate::domain::clock::Clock;
 use crate::domain::credentials::Credentials;
 use crate::domain::integrations::Integrations;
 use crate::domain::mfa::Mfa;
+use crate::domain::throttle::Throttle;
 use crate::domain::tokens::TokenSigner;
 use crate::store::Store;
 
@@ -57,6 +58,7 @@ pub struct AppState {
     pub credentials: Arc<Credentials>,
     pub mfa: Arc<Mfa>,
     pub integrations: Arc<Integrations>,
+    pub throttle: Arc<Throttle>,
     pub store: Arc<dyn Store>,
     pub signer: Arc<TokenSigner>,
     pub clock: Arc<dyn Clock>,

@@ -262,4 +262,12 @@ pub trait Store: Send + Sync + 'static {
         name: &str,
         audit: &NewAuditEvent,
     ) -> DomainResult<bool>;
+
+    /// Counts an attempt for `key`, starting a new window when the current one (`window_ms`
+    /// long) has ended; answers the attempts in the window and when it started. One atomic
+    /// statement, so parallel attempts are all counted.
+    async fn hit_throttle(&self, key: &str, now: i64, window_ms: i64) -> DomainResult<(i64, i64)>;
+    async fn clear_throttle(&self, key: &str) -> DomainResult<()>;
+    /// Deletes counters whose window started before `before`.
+    async fn prune_throttle(&self, before: i64) -> DomainResult<u64>;
 }

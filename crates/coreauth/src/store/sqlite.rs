@@ -1579,4 +1579,40 @@ impl Store for SqliteStore {
         tx.commit().await.map_err(db_error)?;
         Ok(true)
     }
+
+    async fn hit_throttle(&self, key: &str, now: i64, window_ms: i64) -> DomainResult<(i64, i64)> {
+        sqlx::query_as(
+            "INSERT INTO throttle (key, attempts, window_start) VALUES (?1, 1, ?2) \
+             ON CONFLICT (key) DO UPDATE SET \
+             attempts = CASE WHEN throttle.window_start + ?3 <= ?2 THEN 1 \
+                             ELSE throttle.attempts + 1 END, \
+             window_start = CASE WHEN throttle.window_start + ?3 <= ?2 THEN ?2 \
+                                 ELSE throttle.window_start END \
+             RETURNING attempts, window_start",
+        )
+        .bind(key)
+        .bind(now)
+        .bind(window_ms)
+        .fetch_one(&self.pool)
+        .await
+        .map_err(db_error)
+    }
+
+    async fn clear_throttle(&self, key: &str) -> DomainResult<()> {
+        sqlx::query("DELETE FROM throttle WHERE key = ?")
+            .bind(key)
+            .execute(&self.pool)
+            .await
+            .map(|_| ())
+            .map_err(db_error)
+    }
+
+    async fn prune_throttle(&self, before: i64) -> DomainResult<u64> {
+        sqlx::query("DELETE FROM throttle WHERE window_start < ?")
+            .bind(before)
+            .execute(&self.pool)
+            .await
+            .map(|done| done.rows_affected())
+            .map_err(db_error)
+    }
 }

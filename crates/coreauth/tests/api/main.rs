@@ -14,4 +14,5 @@ mod mfa;
 mod ops;
 mod passwords;
 mod sessions;
+mod throttle;
 mod tokens;
