@@ -306,6 +306,61 @@ pub struct AuditQuery {
     pub limit: Option<u32>,
 }
 
+/// `POST /token/introspect` (RFC 7662): is this token or API key good now, and whose is it?
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IntrospectRequest {
+    pub token: SecretText,
+    /// RFC 7662's hint (`access_token`, `api_key`); the prefix of the token decides anyway.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token_type_hint: Option<String>,
+}
+
+/// The answer of `POST /token/introspect`, in RFC 7662's names. An invalid, expired or revoked
+/// token is just `{"active": false}`; every other field is then absent.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IntrospectResponse {
+    pub active: bool,
+    /// The user's uuid.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sub: Option<String>,
+    /// The user's integer id.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub uid: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub org: Option<i64>,
+    /// The role the credential acts with now (which may differ from the one in the token).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub role: Option<String>,
+    /// The session behind a session token.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sid: Option<String>,
+    /// Unix epoch seconds: the token's `exp`, or an expiring API key's end.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exp: Option<i64>,
+    /// Unix epoch seconds: the token's `iat`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub iat: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub iss: Option<String>,
+    /// `session` or `api_key` (the `authMethod` of `GET /user/me`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token_type: Option<String>,
+}
+
+/// The credential in an `Authorization` value: after `Bearer ` (any case), or the whole value
+/// when it has no scheme (the seeds send a bare token). Other schemes (`Basic …`) are not ours.
+pub fn credential_from_header(value: &str) -> Option<&str> {
+    let value = value.trim();
+    let credential = match value.split_once(' ') {
+        Some((scheme, rest)) if scheme.eq_ignore_ascii_case("bearer") => rest.trim(),
+        Some(_) => return None,
+        None if value.eq_ignore_ascii_case("bearer") => return None,
+        None => value,
+    };
+    (!credential.is_empty()).then_some(credential)
+}
+
 #[cfg(test)]
 #[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
@@ -331,5 +386,30 @@ mod tests {
         assert_eq!(req.selected_org, Some(0));
         assert_eq!(req.client.as_deref(), Some("core-client"));
         assert!(req.mfa_token_code.is_none());
+    }
+
+    #[test]
+    fn bearer_and_bare_values_are_accepted() {
+        assert_eq!(credential_from_header("Bearer abc"), Some("abc"));
+        assert_eq!(credential_from_header("bearer   abc "), Some("abc"));
+        assert_eq!(credential_from_header("BEARER abc"), Some("abc"));
+        assert_eq!(credential_from_header("abc"), Some("abc"));
+        assert_eq!(credential_from_header(" cak_123 "), Some("cak_123"));
+    }
+
+    #[test]
+    fn other_schemes_and_empty_values_are_not() {
+        assert_eq!(credential_from_header("Basic dXNlcjpwdw=="), None);
+        assert_eq!(credential_from_header("Bearer "), None);
+        assert_eq!(credential_from_header(""), None);
+        assert_eq!(credential_from_header("Bearer a b"), Some("a b"));
+    }
+
+    #[test]
+    fn an_inactive_introspection_answer_is_only_active_false() {
+        let body = serde_json::to_string(&IntrospectResponse::default()).unwrap();
+        assert_eq!(body, r#"{"active":false}"#);
+        let req: IntrospectRequest = serde_json::from_str(r#"{"token":"t-canary"}"#).unwrap();
+        assert!(!format!("{req:?}").contains("t-canary"));
     }
 }

@@ -30,6 +30,7 @@ mod audit;
 mod auth;
 pub mod error;
 pub mod extract;
+mod introspect;
 pub mod metrics;
 mod ops;
 mod users;
@@ -66,6 +67,7 @@ pub fn router(state: AppState) -> Router {
         .merge(admin::routes())
         .merge(apikeys::routes())
         .merge(audit::routes())
+        .merge(introspect::routes())
         .merge(ops::routes())
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
