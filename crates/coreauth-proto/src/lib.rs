@@ -1,5 +1,7 @@
 //! Wire types of the coreauth HTTP API: the JSON bodies of SPEC.md, shared by the server and its
-//! clients. Field names are the seeds' own (camelCase); nothing here has behaviour beyond serde.
+//! clients. Field names are the seeds' own (camelCase); nothing here has behaviour beyond serde,
+//! but for the one rule both sides must read alike: how an `Authorization` header carries a
+//! credential (`credential_from_header`).
 #![deny(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::todo)]
 
 use std::fmt;

@@ -11,11 +11,9 @@ use reqwest::StatusCode;
 use serde_json::Value;
 use tempfile::TempDir;
 use tokio::io::AsyncWriteExt;
-use tokio::process::Command;
 
+use crate::binary::coreauth;
 use crate::helpers::*;
-
-const BIN: &str = env!("CARGO_BIN_EXE_coreauth");
 
 /// The binary as one user runs it: its own config directory, pointed at `server`.
 struct Cli {
@@ -40,12 +38,7 @@ impl Cli {
     }
 
     async fn run(&self, args: &[&str], stdin: Option<&str>) -> Output {
-        let mut command = Command::new(BIN);
-        for (key, _) in std::env::vars() {
-            if key.starts_with("COREAUTH_") || key.starts_with("XDG_") {
-                command.env_remove(key);
-            }
-        }
+        let mut command = coreauth(self.home.path());
         command
             .args(args)
             .env("XDG_CONFIG_HOME", self.home.path())
@@ -53,8 +46,7 @@ impl Cli {
             .env("COREAUTH_SERVER", &self.server)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .kill_on_drop(true);
+            .stderr(Stdio::piped());
         let mut child = command.spawn().unwrap();
         let mut input = child.stdin.take().unwrap();
         if let Some(text) = stdin {
