@@ -92,8 +92,11 @@ pub async fn run(command: ClientCommand) -> anyhow::Result<()> {
                 "org {} \"{}\", role {}{admin}",
                 me.org_id, me.org_name, me.role
             );
-            if let Some(ends) = me.session_expires_at {
-                println!("session {}, ends at {ends} at the latest", me.auth_method);
+            match me.session_expires_at {
+                Some(ends) => {
+                    println!("authenticated by a session that ends at {ends} at the latest")
+                }
+                None => println!("authenticated by {}", me.auth_method),
             }
             Ok(())
         }
@@ -119,13 +122,13 @@ pub async fn run(command: ClientCommand) -> anyhow::Result<()> {
                 KeysAction::List => {
                     let keys = client.api_keys().await.map_err(explain)?;
                     println!(
-                        "{:<36}  {:<12}  {:<20}  {:<20}  NAME",
+                        "{:<36}  {:<12}  {:<24}  {:<24}  NAME",
                         "ID", "KEY", "CREATED", "LAST USED"
                     );
                     for key in keys {
                         let last_used = key.last_used.as_deref().unwrap_or("never");
                         println!(
-                            "{:<36}  {:<12}  {:<20}  {:<20}  {}",
+                            "{:<36}  {:<12}  {:<24}  {:<24}  {}",
                             key.id, key.token, key.created, last_used, key.name
                         );
                     }
