@@ -21,8 +21,7 @@ pub use client::{API_KEY_PREFIX, Client, ClientBuilder, Login};
 pub use error::{EndReason, Error, Result};
 pub use renewal::{RenewalPolicy, SessionStatus};
 pub use verify::{
-    Claims, SESSION_AUDIENCE, SESSION_TOKEN_TYPE, Verifier, VerifierBuilder, VerifierStats,
-    VerifyError, VerifyLayer, VerifyService,
+    Claims, Verifier, VerifierBuilder, VerifierStats, VerifyError, VerifyLayer, VerifyService,
 };
 
 pub use coreauth_proto as proto;

@@ -82,6 +82,34 @@ pub struct SessionUser {
     pub role: String,
 }
 
+/// `typ` of a session token (RFC 9068's access-token type); other token kinds use other types,
+/// so one can never stand in for another.
+pub const SESSION_TOKEN_TYPE: &str = "at+jwt";
+/// `aud` of a session token.
+pub const SESSION_AUDIENCE: &str = "coreauth";
+
+/// The claims of a session token (an EdDSA JWT of type `at+jwt`), as coreauth signs them and
+/// the services behind it read them.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SessionClaims {
+    pub iss: String,
+    pub aud: String,
+    /// The user's uuid.
+    pub sub: String,
+    /// The user's integer id, so a check needs no lookup by uuid.
+    pub uid: i64,
+    pub org: i64,
+    /// The role when the token was issued (introspection reports the current one).
+    pub role: String,
+    /// The session.
+    pub sid: String,
+    /// Unix epoch seconds.
+    pub iat: i64,
+    /// Unix epoch seconds.
+    pub exp: i64,
+    pub jti: String,
+}
+
 /// `GET /user/me`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]

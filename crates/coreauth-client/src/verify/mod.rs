@@ -13,13 +13,12 @@ use axum::extract::FromRequestParts;
 use axum::http::StatusCode;
 use axum::http::request::Parts;
 use axum::response::{IntoResponse, Response};
-use coreauth_proto::ErrorBody;
+use coreauth_proto::{ErrorBody, SESSION_AUDIENCE, SESSION_TOKEN_TYPE, SessionClaims};
 use jsonwebtoken::{Algorithm, Validation};
 use secrecy::SecretString;
-use serde::{Deserialize, Serialize};
 
 use crate::clock::{self, Clock};
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::wire;
 
 mod introspect;
@@ -28,32 +27,21 @@ mod layer;
 
 pub use layer::{VerifyLayer, VerifyService};
 
-/// `typ` of a coreauth session token.
-pub const SESSION_TOKEN_TYPE: &str = "at+jwt";
-/// `aud` of a coreauth session token.
-pub const SESSION_AUDIENCE: &str = "coreauth";
 const MAX_TOKEN_LEN: usize = 4096;
 /// Tolerated skew for an `iat` in the future.
 const IAT_LEEWAY_SECS: i64 = 60;
 
-/// The claims of a verified session token; the layer puts them in the request's extensions,
-/// and a handler takes them as an argument (`claims: Claims`).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Claims {
-    pub iss: String,
-    pub aud: String,
-    /// The user's uuid.
-    pub sub: String,
-    /// The user's integer id.
-    pub uid: i64,
-    pub org: i64,
-    /// The role when the token was issued (introspection reports the current one).
-    pub role: String,
-    /// The session.
-    pub sid: String,
-    pub iat: i64,
-    pub exp: i64,
-    pub jti: String,
+/// The claims of a verified session token. The layer puts them in the request's extensions,
+/// and a handler takes them as an argument (`claims: Claims`, then `claims.sub`, `claims.org`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Claims(pub SessionClaims);
+
+impl std::ops::Deref for Claims {
+    type Target = SessionClaims;
+
+    fn deref(&self) -> &SessionClaims {
+        &self.0
+    }
 }
 
 /// Why a request was refused. The detail goes to the log, never to the caller.
@@ -165,10 +153,7 @@ impl VerifierBuilder {
         let server = wire::server_url(&self.server)?;
         let http = match self.http {
             Some(http) => http,
-            None => reqwest::Client::builder()
-                .timeout(Duration::from_secs(10))
-                .build()
-                .map_err(|e| Error::Config(format!("HTTP client: {e}")))?,
+            None => wire::http_client(Duration::from_secs(10))?,
         };
         let mut validation = Validation::new(Algorithm::EdDSA);
         validation.validate_exp = false; // checked against the injected clock
@@ -275,7 +260,7 @@ impl Verifier {
         }
         let kid = header.kid.ok_or(Unauthenticated("no kid"))?;
         let key = self.inner.jwks.key(&kid).await?;
-        let claims = jsonwebtoken::decode::<Claims>(token, &key, &self.inner.validation)
+        let claims = jsonwebtoken::decode::<SessionClaims>(token, &key, &self.inner.validation)
             .map_err(|_| Unauthenticated("bad signature, issuer or audience"))?
             .claims;
         let now = self.inner.clock.now_millis() / 1000;
@@ -285,6 +270,6 @@ impl Verifier {
         if claims.iat > now + IAT_LEEWAY_SECS {
             return Err(Unauthenticated("issued in the future"));
         }
-        Ok(claims)
+        Ok(Claims(claims))
     }
 }
