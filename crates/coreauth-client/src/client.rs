@@ -117,11 +117,7 @@ impl ClientBuilder {
         let server = wire::server_url(&self.server)?;
         let http = match &self.http {
             Some(http) => http.clone(),
-            None => reqwest::Client::builder()
-                .timeout(self.timeout)
-                .user_agent(concat!("coreauth-client/", env!("CARGO_PKG_VERSION")))
-                .build()
-                .map_err(|e| Error::Config(format!("HTTP client: {e}")))?,
+            None => wire::http_client(self.timeout)?,
         };
         Ok((http, server))
     }

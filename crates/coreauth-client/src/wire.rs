@@ -41,6 +41,15 @@ pub(crate) fn api_error(status: StatusCode, body: &[u8]) -> Error {
     }
 }
 
+/// The HTTP client a builder makes when it is given none.
+pub(crate) fn http_client(timeout: std::time::Duration) -> Result<reqwest::Client> {
+    reqwest::Client::builder()
+        .timeout(timeout)
+        .user_agent(concat!("coreauth-client/", env!("CARGO_PKG_VERSION")))
+        .build()
+        .map_err(|e| Error::Config(format!("HTTP client: {e}")))
+}
+
 /// `base` without a trailing slash, checked to be an http(s) URL this build can reach.
 pub(crate) fn server_url(base: &str) -> Result<String> {
     let url = reqwest::Url::parse(base.trim())

@@ -106,6 +106,20 @@ async fn until(mut done: impl FnMut() -> bool) {
     .expect("condition reached");
 }
 
+/// Once the `calls`-th renewal has failed: how long the client waits before the next attempt.
+async fn back_off_after(stub: &Stub, client: &Client, calls: usize) -> i64 {
+    until(|| stub.renewals.lock().unwrap().len() == calls).await;
+    let failed_at = stub.clock.now_millis();
+    let retry_at = || match client.status() {
+        SessionStatus::Active {
+            renew_at: Some(at), ..
+        } if at > failed_at => Some(at),
+        _ => None,
+    };
+    until(|| retry_at().is_some()).await;
+    retry_at().unwrap() - failed_at
+}
+
 fn no_jitter() -> RenewalPolicy {
     RenewalPolicy {
         jitter: 0.0,
@@ -120,31 +134,10 @@ async fn server_errors_are_retried_with_back_off_until_a_renewal_succeeds() {
     let calls = || stub.renewals.lock().unwrap().len();
 
     stub.clock.advance(Duration::from_secs(10 * 60));
-    until(|| calls() == 1).await;
-    let first_failure = stub.clock.now_millis();
-    until(|| matches!(client.status(), SessionStatus::Active { renew_at: Some(at), .. } if at > first_failure)).await;
-    let SessionStatus::Active {
-        renew_at: Some(retry_at),
-        ..
-    } = client.status()
-    else {
-        panic!("still active")
-    };
-    let wait = retry_at - first_failure;
+    let wait = back_off_after(&stub, &client, 1).await;
     assert!((500..=1_000).contains(&wait), "first back-off {wait} ms");
-
     stub.clock.advance(Duration::from_secs(1));
-    until(|| calls() == 2).await;
-    let second_failure = stub.clock.now_millis();
-    until(|| matches!(client.status(), SessionStatus::Active { renew_at: Some(at), .. } if at > second_failure)).await;
-    let SessionStatus::Active {
-        renew_at: Some(retry_at),
-        ..
-    } = client.status()
-    else {
-        panic!("still active")
-    };
-    let wait = retry_at - second_failure;
+    let wait = back_off_after(&stub, &client, 2).await;
     assert!((1_000..=2_000).contains(&wait), "second back-off {wait} ms");
 
     stub.clock.advance(Duration::from_secs(2));
