@@ -1,5 +1,7 @@
 //! Wire types of the coreauth HTTP API: the JSON bodies of SPEC.md, shared by the server and its
-//! clients. Field names are the seeds' own (camelCase); nothing here has behaviour beyond serde.
+//! clients. Field names are the seeds' own (camelCase); nothing here has behaviour beyond serde,
+//! but for the one rule both sides must read alike: how an `Authorization` header carries a
+//! credential (`credential_from_header`).
 #![deny(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::todo)]
 
 use std::fmt;
@@ -88,6 +90,35 @@ pub struct SessionUser {
     pub is_admin: bool,
     pub org_id: i64,
     pub role: String,
+}
+
+/// `typ` of a session token (RFC 9068's access-token type); other token kinds use other types,
+/// so one can never stand in for another.
+pub const SESSION_TOKEN_TYPE: &str = "at+jwt";
+/// `aud` of a session token.
+pub const SESSION_AUDIENCE: &str = "coreauth";
+
+/// The claims of a session token (an EdDSA JWT of type `at+jwt`), as coreauth signs them and
+/// the services behind it read them.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SessionClaims {
+    pub iss: String,
+    pub aud: String,
+    /// The user's uuid.
+    pub sub: String,
+    /// The user's integer id, so a check needs no lookup by uuid.
+    pub uid: i64,
+    pub org: i64,
+    /// The role when the token was issued (introspection reports the current one).
+    pub role: String,
+    /// The session.
+    pub sid: String,
+    /// Unix epoch seconds.
+    pub iat: i64,
+    /// Unix epoch seconds.
+    pub exp: i64,
+    pub jti: String,
 }
 
 /// `GET /user/me`.
@@ -507,6 +538,63 @@ pub struct IntegrationToken {
     pub expires_at: i64,
 }
 
+/// `POST /token/introspect` (RFC 7662): is this token or API key good now, and whose is it?
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IntrospectRequest {
+    pub token: SecretText,
+    /// RFC 7662's hint (`access_token`, `api_key`); the prefix of the token decides anyway.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token_type_hint: Option<String>,
+}
+
+/// The answer of `POST /token/introspect`, in RFC 7662's names. An invalid, expired or revoked
+/// token is just `{"active": false}`; every other field is then absent.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IntrospectResponse {
+    pub active: bool,
+    /// The user's uuid.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sub: Option<String>,
+    /// The user's integer id.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub uid: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub org: Option<i64>,
+    /// The role the credential acts with now (which may differ from the one in the token).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub role: Option<String>,
+    /// The session behind a session token.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sid: Option<String>,
+    /// Unix epoch seconds: the token's `exp`, or an expiring API key's end.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exp: Option<i64>,
+    /// Unix epoch seconds: the token's `iat`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub iat: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub iss: Option<String>,
+    /// `session` or `api_key` (the `authMethod` of `GET /user/me`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token_type: Option<String>,
+}
+
+/// The credential in an `Authorization` value: after `Bearer ` (any case), or the whole value
+/// when it has no scheme (the seeds send a bare token). Other schemes (`Basic …`) are not ours.
+pub fn credential_from_header(value: &str) -> Option<&str> {
+    let value = value.trim();
+    let credential = match value.split_once(' ') {
+        Some((scheme, rest)) if scheme.eq_ignore_ascii_case("bearer") => rest.trim(),
+        Some(_) => return None,
+        None if value.eq_ignore_ascii_case("bearer") => return None,
+        None => value,
+    };
+    (!credential.is_empty()).then_some(credential)
+}
+
 #[cfg(test)]
 #[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
@@ -532,5 +620,30 @@ mod tests {
         assert_eq!(req.selected_org, Some(0));
         assert_eq!(req.client.as_deref(), Some("core-client"));
         assert!(req.mfa_token_code.is_none());
+    }
+
+    #[test]
+    fn bearer_and_bare_values_are_accepted() {
+        assert_eq!(credential_from_header("Bearer abc"), Some("abc"));
+        assert_eq!(credential_from_header("bearer   abc "), Some("abc"));
+        assert_eq!(credential_from_header("BEARER abc"), Some("abc"));
+        assert_eq!(credential_from_header("abc"), Some("abc"));
+        assert_eq!(credential_from_header(" cak_123 "), Some("cak_123"));
+    }
+
+    #[test]
+    fn other_schemes_and_empty_values_are_not() {
+        assert_eq!(credential_from_header("Basic dXNlcjpwdw=="), None);
+        assert_eq!(credential_from_header("Bearer "), None);
+        assert_eq!(credential_from_header(""), None);
+        assert_eq!(credential_from_header("Bearer a b"), Some("a b"));
+    }
+
+    #[test]
+    fn an_inactive_introspection_answer_is_only_active_false() {
+        let body = serde_json::to_string(&IntrospectResponse::default()).unwrap();
+        assert_eq!(body, r#"{"active":false}"#);
+        let req: IntrospectRequest = serde_json::from_str(r#"{"token":"t-canary"}"#).unwrap();
+        assert!(!format!("{req:?}").contains("t-canary"));
     }
 }

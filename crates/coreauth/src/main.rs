@@ -1,4 +1,5 @@
-//! The `coreauth` binary: `serve`, `migrate`, `admin bootstrap`.
+//! The `coreauth` binary: `serve`, `migrate`, `admin bootstrap`, and the client commands
+//! (`login`, `whoami`, `token`, `keys`, `logout`) of the `cli` module.
 
 use std::io::Read;
 use std::path::PathBuf;
@@ -11,6 +12,8 @@ use coreauth::domain::clock::{Clock, SystemClock};
 use coreauth::domain::password::Password;
 use coreauth::startup::{Application, open_store};
 use tokio::sync::watch;
+
+mod cli;
 
 #[derive(Parser)]
 #[command(
@@ -35,6 +38,8 @@ enum Command {
     /// Administrative commands.
     #[command(subcommand)]
     Admin(AdminCommand),
+    #[command(flatten)]
+    Client(cli::ClientCommand),
 }
 
 #[derive(Args)]
@@ -114,6 +119,7 @@ async fn main() -> anyhow::Result<()> {
             settings.bootstrap_admin_email = None;
             bootstrap(settings, &email, password).await
         }
+        Command::Client(command) => cli::run(command).await,
     }
 }
 

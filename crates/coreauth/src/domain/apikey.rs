@@ -180,6 +180,7 @@ impl ApiKeys {
             method: AuthMethod::ApiKey,
             session: None,
             read_only: ctx.key.read_only,
+            key_expires_at: ctx.key.expires_at,
             origin,
         })
     }

@@ -307,8 +307,38 @@ impl Auth {
         origin: RequestOrigin,
         now: OffsetDateTime,
     ) -> DomainResult<Principal> {
+        Ok(self
+            .authenticate_credential(credential, origin, now)
+            .await?
+            .0)
+    }
+
+    /// What a credential is worth now, for token introspection: the principal and, for a
+    /// session token, its claims; `None` for anything `authenticate` refuses. Other failures
+    /// (the database) are errors: they say nothing about the credential.
+    pub async fn introspect(
+        &self,
+        credential: &str,
+        origin: RequestOrigin,
+        now: OffsetDateTime,
+    ) -> DomainResult<Option<(Principal, Option<SessionClaims>)>> {
+        match self.authenticate_credential(credential, origin, now).await {
+            Ok(found) => Ok(Some(found)),
+            Err(DomainError::Unauthenticated) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// `authenticate`, keeping the claims of a session token.
+    async fn authenticate_credential(
+        &self,
+        credential: &str,
+        origin: RequestOrigin,
+        now: OffsetDateTime,
+    ) -> DomainResult<(Principal, Option<SessionClaims>)> {
         if looks_like_key(credential) {
-            return self.keys.authenticate(credential, origin, now).await;
+            let principal = self.keys.authenticate(credential, origin, now).await?;
+            return Ok((principal, None));
         }
         let claims = self.signer.verify(credential, now)?;
         let ctx = self
@@ -325,7 +355,7 @@ impl Auth {
         {
             return Err(DomainError::Unauthenticated);
         }
-        Ok(Principal {
+        let principal = Principal {
             user_id: session.user_id,
             user_uuid: ctx.user_uuid,
             org_id: session.org_id,
@@ -334,8 +364,10 @@ impl Auth {
             method: AuthMethod::Session,
             session: Some(ctx.session),
             read_only: false,
+            key_expires_at: None,
             origin,
-        })
+        };
+        Ok((principal, Some(claims)))
     }
 
     /// A new token for the caller's session, `token_ttl` long but never past the session's cap.

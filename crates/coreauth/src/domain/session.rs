@@ -89,6 +89,8 @@ pub struct Principal {
     pub session: Option<SessionRecord>,
     /// A read-only API key: only reading calls are allowed.
     pub read_only: bool,
+    /// When the API key used ends (Unix epoch ms), if it was made to expire.
+    pub key_expires_at: Option<i64>,
     /// Where this request came from, for the audit trail.
     pub origin: RequestOrigin,
 }

@@ -26,10 +26,11 @@ use utoipa_swagger_ui::{Config, SwaggerUi};
 
 use super::AppState;
 use super::error::{ApiError, error_response};
-use super::extract::{Origin, credential_from_header, origin_of};
+use super::extract::{Origin, origin_of};
 use crate::domain::auth::LoginAttempt;
 use crate::domain::error::DomainError;
 use crate::domain::password::Password;
+use coreauth_proto::credential_from_header;
 
 const DOCS_COOKIE: &str = "coreauth_docs";
 const UI_PATH: &str = "/docs/ui";

@@ -38,6 +38,7 @@ mod docs;
 pub mod error;
 pub mod extract;
 mod integrations;
+mod introspect;
 pub mod metrics;
 mod mfa;
 mod ops;
@@ -84,6 +85,7 @@ fn api_routes() -> OpenApiRouter<AppState> {
         .merge(passwords::routes())
         .merge(mfa::routes())
         .merge(integrations::routes())
+        .merge(introspect::routes())
         .merge(ops::routes())
         .merge(docs::routes())
 }

@@ -14,7 +14,8 @@ use tokio::process::{Child, Command};
 const BIN: &str = env!("CARGO_BIN_EXE_coreauth");
 const CANARY_PASSWORD: &str = "canary-Password-7f3a9c";
 
-fn coreauth(dir: &Path) -> Command {
+/// The binary in `dir`, with no COREAUTH_* variable from the test's environment.
+pub(crate) fn coreauth(dir: &Path) -> Command {
     let mut command = Command::new(BIN);
     command.current_dir(dir).kill_on_drop(true);
     for (key, _) in std::env::vars() {
