@@ -35,6 +35,9 @@ pub struct Settings {
     pub log: String,
     /// `COREAUTH_LOG_FORMAT`: `text` or `json`.
     pub log_format: LogFormat,
+    /// `COREAUTH_PUBLIC_URL`: the address browsers and identity providers reach coreauth at
+    /// (SSO redirect URI, strategy answers). Default: `http://` + the listening address.
+    pub public_url: Option<String>,
     /// `COREAUTH_ISSUER`: the `iss` of issued tokens.
     pub issuer: String,
     /// `COREAUTH_BOOTSTRAP_ADMIN_EMAIL` / `_PASSWORD`: the first admin, created on an empty
@@ -85,6 +88,7 @@ impl Default for Settings {
             session_max: Duration::from_secs(12 * 3600),
             log: "info".into(),
             log_format: LogFormat::Text,
+            public_url: None,
             issuer: "coreauth".into(),
             bootstrap_admin_email: None,
             bootstrap_admin_password: None,

@@ -26,6 +26,7 @@ use crate::domain::clock::Clock;
 use crate::domain::credentials::Credentials;
 use crate::domain::integrations::Integrations;
 use crate::domain::mfa::Mfa;
+use crate::domain::sso::Sso;
 use crate::domain::throttle::Throttle;
 use crate::domain::tokens::TokenSigner;
 use crate::store::Store;
@@ -43,6 +44,7 @@ pub mod metrics;
 mod mfa;
 mod ops;
 mod passwords;
+mod sso;
 mod users;
 
 pub use metrics::Metrics;
@@ -60,6 +62,7 @@ pub struct AppState {
     pub mfa: Arc<Mfa>,
     pub integrations: Arc<Integrations>,
     pub throttle: Arc<Throttle>,
+    pub sso: Arc<Sso>,
     pub store: Arc<dyn Store>,
     pub signer: Arc<TokenSigner>,
     pub clock: Arc<dyn Clock>,
@@ -85,6 +88,7 @@ fn api_routes() -> OpenApiRouter<AppState> {
         .merge(passwords::routes())
         .merge(mfa::routes())
         .merge(integrations::routes())
+        .merge(sso::routes())
         .merge(introspect::routes())
         .merge(ops::routes())
         .merge(docs::routes())

@@ -16,5 +16,6 @@ mod mfa;
 mod ops;
 mod passwords;
 mod sessions;
+mod sso;
 mod throttle;
 mod tokens;
