@@ -24,6 +24,9 @@ pub struct TestApp {
     pub admin_token: String,
     /// The app's state, for the few tests that drive background work (flushing usage) directly.
     pub state: coreauth::http::AppState,
+    /// The database this app runs on (for tests that tamper with it, as `tests/sso.rs` does).
+    #[allow(dead_code)]
+    pub database_url: String,
     _dir: TempDir,
 }
 
@@ -47,6 +50,7 @@ impl TestApp {
             ..Settings::default()
         };
         configure(&mut settings);
+        let database_url = settings.database_url.clone();
         let clock = ManualClock::starting_now();
         let app = Application::build(settings, Arc::new(clock.clone()))
             .await
@@ -60,6 +64,7 @@ impl TestApp {
             clock,
             admin_token: String::new(),
             state,
+            database_url,
             _dir: dir,
         };
         test.admin_token = test.login_ok(ADMIN_EMAIL, ADMIN_PASSWORD).await.token;
