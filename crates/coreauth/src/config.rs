@@ -74,6 +74,14 @@ pub struct Settings {
     pub login_attempts_per_address: u32,
     #[serde(with = "humantime_serde")]
     pub throttle_window: Duration,
+    /// Requests in flight at once; past it callers get 503 with `Retry-After`.
+    pub max_concurrent_requests: usize,
+    /// The longest a request may take (slow clients included); then 408.
+    #[serde(with = "humantime_serde")]
+    pub request_timeout: Duration,
+    /// `COREAUTH_CORS_ALLOWED_ORIGINS`: comma-separated origins that browsers may call from
+    /// (e.g. `https://app.example.com`). CORS is off without it.
+    pub cors_allowed_origins: Option<String>,
     /// How long SIGTERM waits for in-flight requests.
     #[serde(with = "humantime_serde")]
     pub shutdown_grace: Duration,
@@ -107,6 +115,9 @@ impl Default for Settings {
             login_attempts_per_account: 10,
             login_attempts_per_address: 100,
             throttle_window: Duration::from_secs(15 * 60),
+            max_concurrent_requests: 1024,
+            request_timeout: Duration::from_secs(30),
+            cors_allowed_origins: None,
             shutdown_grace: Duration::from_secs(20),
         }
     }

@@ -23,7 +23,7 @@ use crate::domain::secrets::SecretBox;
 use crate::domain::sso::Sso;
 use crate::domain::throttle::{Throttle, ThrottleLimits};
 use crate::domain::tokens::{StoredSigningKey, TokenSigner};
-use crate::http::{self, AppState, Metrics};
+use crate::http::{self, AppState, HttpLimits, Metrics};
 use crate::store::Store;
 use crate::store::sqlite::{SqliteSettings, SqliteStore};
 
@@ -177,7 +177,7 @@ impl Application {
         };
         Ok(Self {
             listener,
-            router: http::router(state.clone()),
+            router: http::router(state.clone(), &http_limits(&settings)),
             state,
         })
     }
@@ -268,6 +268,22 @@ async fn bootstrap_from_settings(
         }
         Ok(None) => Ok(()),
         Err(e) => Err(StartupError::Setup(format!("bootstrap admin: {e}"))),
+    }
+}
+
+pub fn http_limits(settings: &Settings) -> HttpLimits {
+    HttpLimits {
+        max_concurrent_requests: settings.max_concurrent_requests,
+        request_timeout: settings.request_timeout,
+        cors_allowed_origins: settings
+            .cors_allowed_origins
+            .as_deref()
+            .unwrap_or("")
+            .split(',')
+            .map(str::trim)
+            .filter(|o| !o.is_empty())
+            .map(str::to_owned)
+            .collect(),
     }
 }
 

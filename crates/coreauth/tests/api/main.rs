@@ -11,6 +11,7 @@ mod docs;
 mod helpers;
 mod integrations;
 mod introspect;
+mod limits;
 mod login;
 mod mfa;
 mod ops;
