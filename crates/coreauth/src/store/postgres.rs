@@ -36,7 +36,11 @@ impl PostgresStore {
     /// Opens the pool and checks that the server answers (so a wrong URL fails at start, not at
     /// the first request).
     pub async fn connect(settings: &PostgresSettings) -> Result<Self, sqlx::Error> {
-        let options = PgConnectOptions::from_str(&settings.url)?.application_name("coreauth");
+        let mut options = PgConnectOptions::from_str(&settings.url)?;
+        // Names the connections in pg_stat_activity, unless the URL names them already.
+        if options.get_application_name().is_none() {
+            options = options.application_name("coreauth");
+        }
         let pool = PgPoolOptions::new()
             .max_connections(settings.max_connections.max(1))
             .acquire_timeout(settings.acquire_timeout)
@@ -66,6 +70,11 @@ fn db_error(e: sqlx::Error) -> DomainError {
         sqlx::Error::Database(d) if d.code().as_deref().is_some_and(is_transient) => {
             DomainError::Unavailable
         }
+        // character_not_in_repertoire: a NUL in text, which SQLite stores and PostgreSQL
+        // refuses. The domain's parsers keep control characters out; this is the backstop.
+        sqlx::Error::Database(d) if d.code().as_deref() == Some("22021") => {
+            DomainError::invalid("text contains a character that cannot be stored")
+        }
         other => DomainError::internal(format!("database: {other}")),
     }
 }
@@ -74,6 +83,12 @@ fn db_error(e: sqlx::Error) -> DomainError {
 /// server shutting down or starting up (57P01–57P03).
 fn is_transient(code: &str) -> bool {
     code.starts_with("08") || matches!(code, "53300" | "57P01" | "57P02" | "57P03")
+}
+
+/// Whether PostgreSQL text can hold `key`. A lookup by a key it cannot hold (one with a NUL)
+/// finds nothing, as it would in SQLite, instead of failing the query.
+fn storable(key: &str) -> bool {
+    !key.contains('\0')
 }
 
 fn is_unique_violation(e: &sqlx::Error) -> bool {
@@ -394,6 +409,9 @@ impl Store for PostgresStore {
     }
 
     async fn user_by_email(&self, email_key: &str) -> DomainResult<Option<UserRecord>> {
+        if !storable(email_key) {
+            return Ok(None);
+        }
         let row: Option<UserRow> = sqlx::query_as(select_user!("WHERE email_key = $1"))
             .bind(email_key)
             .fetch_optional(&self.pool)
@@ -509,8 +527,10 @@ impl Store for PostgresStore {
         let Some(name) = name else {
             return Ok(None);
         };
+        // COLLATE "C": byte order, as SQLite sorts, whatever locale the database was made with.
         let email_domains: Vec<String> = sqlx::query_scalar(
-            "SELECT domain FROM org_email_domains WHERE org_id = $1 ORDER BY domain",
+            "SELECT domain FROM org_email_domains WHERE org_id = $1 \
+             ORDER BY domain COLLATE \"C\"",
         )
         .bind(id)
         .fetch_all(&self.pool)
@@ -669,6 +689,9 @@ impl Store for PostgresStore {
     }
 
     async fn session_context(&self, id: &str) -> DomainResult<Option<SessionContext>> {
+        if !storable(id) {
+            return Ok(None);
+        }
         let row: Option<SessionContextRow> = sqlx::query_as(
             "SELECT s.id, s.user_id, s.org_id, s.method, s.client, s.address, s.user_agent, \
              s.created_at, s.expires_at, s.token_expires_at, s.last_renewed_at, s.renew_count, \
@@ -719,6 +742,9 @@ impl Store for PostgresStore {
     }
 
     async fn revoke_session(&self, id: &str, user_id: Option<i64>, now: i64) -> DomainResult<bool> {
+        if !storable(id) {
+            return Ok(false);
+        }
         let done = sqlx::query(
             "UPDATE sessions SET revoked_at = $1 \
              WHERE id = $2 AND revoked_at IS NULL AND ($3::BIGINT IS NULL OR user_id = $3)",
@@ -774,5 +800,12 @@ mod tests {
         for code in ["23505", "42P01", "40001"] {
             assert!(!is_transient(code), "{code}");
         }
+    }
+
+    #[test]
+    fn keys_with_nul_are_not_storable() {
+        assert!(storable("6f1c0f5e-7d8b-4b8e-9a53-0c7a1d2e3f40"));
+        assert!(storable("é🔑"));
+        assert!(!storable("a\0b"));
     }
 }

@@ -465,7 +465,7 @@ async fn admins_demoting_each_other_at_once_leave_one_admin() {
     // that checks "another admin remains" without serialising the two would let both through.
     let app = std::sync::Arc::new(TestApp::spawn().await);
     let mut orgs = Vec::new();
-    for n in 0..8 {
+    for n in 0..16 {
         let org = org_with_people(&app, &format!("Race{n}")).await;
         let path = format!("/admin/orgs/{}/members/{}", org.id, org.member_id);
         let promoted = app

@@ -238,3 +238,16 @@ async fn a_malformed_email_at_login_is_a_400() {
         assert_error(response, StatusCode::BAD_REQUEST, "invalid_request").await;
     }
 }
+
+#[tokio::test]
+async fn a_session_id_no_database_can_hold_is_simply_not_found() {
+    // PostgreSQL text cannot hold NUL: such an id must match nothing, not fail the query.
+    let app = TestApp::spawn().await;
+    for id in ["%00", "a%00b", "%C3%A9%F0%9F%94%91", &"x".repeat(2000)] {
+        let response = app
+            .delete(&format!("/user/sessions/{id}"), Some(&app.admin_token))
+            .await;
+        assert_error(response, StatusCode::NOT_FOUND, "not_found").await;
+    }
+    assert_eq!(app.me(&app.admin_token).await.status(), StatusCode::OK);
+}
