@@ -1,5 +1,7 @@
 //! Wire types of the coreauth HTTP API: the JSON bodies of SPEC.md, shared by the server and its
-//! clients. Field names are the seeds' own (camelCase); nothing here has behaviour beyond serde.
+//! clients. Field names are the seeds' own (camelCase); nothing here has behaviour beyond serde,
+//! but for the one rule both sides must read alike: how an `Authorization` header carries a
+//! credential (`credential_from_header`).
 #![deny(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::todo)]
 
 use std::fmt;
@@ -8,6 +10,8 @@ use serde::{Deserialize, Serialize};
 
 /// A secret as it travels on the wire (a password, a token). Its `Debug` prints `[REDACTED]`, so
 /// a stray `{:?}` of a request body cannot leak it. The server wraps it in `secrecy` at the edge.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[cfg_attr(feature = "openapi", schema(value_type = String, format = Password))]
 #[derive(Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(transparent)]
 pub struct SecretText(String);
@@ -34,6 +38,7 @@ impl fmt::Debug for SecretText {
 }
 
 /// Every error answer: `{"error": "<code>", "message": "<text for a person>"}`.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ErrorBody {
     pub error: String,
@@ -41,6 +46,7 @@ pub struct ErrorBody {
 }
 
 /// `POST /user/authenticate`.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct AuthenticateRequest {
@@ -56,6 +62,7 @@ pub struct AuthenticateRequest {
 }
 
 /// The answer of a login or a renewal.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct AuthenticateResponse {
@@ -63,9 +70,14 @@ pub struct AuthenticateResponse {
     /// Unix epoch milliseconds.
     pub expires_at: i64,
     pub user: SessionUser,
+    /// The org requires a second factor this user has not enrolled: the token can only reach
+    /// the enrolment calls (and `/user/me`, renewal, logout) until `POST /user/mfa/totp/confirm`.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub mfa_enrollment_required: bool,
 }
 
 /// The user as seen through one session: `isAdmin` and `role` are of the session's org.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct SessionUser {
@@ -80,7 +92,37 @@ pub struct SessionUser {
     pub role: String,
 }
 
+/// `typ` of a session token (RFC 9068's access-token type); other token kinds use other types,
+/// so one can never stand in for another.
+pub const SESSION_TOKEN_TYPE: &str = "at+jwt";
+/// `aud` of a session token.
+pub const SESSION_AUDIENCE: &str = "coreauth";
+
+/// The claims of a session token (an EdDSA JWT of type `at+jwt`), as coreauth signs them and
+/// the services behind it read them.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SessionClaims {
+    pub iss: String,
+    pub aud: String,
+    /// The user's uuid.
+    pub sub: String,
+    /// The user's integer id, so a check needs no lookup by uuid.
+    pub uid: i64,
+    pub org: i64,
+    /// The role when the token was issued (introspection reports the current one).
+    pub role: String,
+    /// The session.
+    pub sid: String,
+    /// Unix epoch seconds.
+    pub iat: i64,
+    /// Unix epoch seconds.
+    pub exp: i64,
+    pub jti: String,
+}
+
 /// `GET /user/me`.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Me {
@@ -101,9 +143,14 @@ pub struct Me {
     pub session_id: Option<String>,
     /// When the session ends at the latest, whatever renewals happen (ISO 8601).
     pub session_expires_at: Option<String>,
+    /// When the password expires under this org's policy (ISO 8601); null: never.
+    pub password_expires_at: Option<String>,
+    /// Whether the user has a second factor (TOTP) turned on.
+    pub mfa_enabled: bool,
 }
 
 /// One entry of `GET /user/orgs`.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct UserOrg {
@@ -115,6 +162,7 @@ pub struct UserOrg {
 }
 
 /// One entry of `GET /user/sessions`.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct SessionInfo {
@@ -133,6 +181,7 @@ pub struct SessionInfo {
 }
 
 /// `POST /admin/orgs`.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct CreateOrgRequest {
@@ -141,6 +190,7 @@ pub struct CreateOrgRequest {
     pub email_domains: Vec<String>,
 }
 
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Org {
@@ -150,6 +200,7 @@ pub struct Org {
 }
 
 /// `POST /admin/users`.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct CreateUserRequest {
@@ -161,6 +212,7 @@ pub struct CreateUserRequest {
     pub role: String,
 }
 
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct User {
@@ -173,6 +225,7 @@ pub struct User {
 }
 
 /// `PATCH /admin/users/{id}`.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct PatchUserRequest {
@@ -182,6 +235,7 @@ pub struct PatchUserRequest {
 }
 
 /// `POST /admin/orgs/{orgId}/members`.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct AddMemberRequest {
@@ -190,6 +244,7 @@ pub struct AddMemberRequest {
 }
 
 /// `PATCH /admin/orgs/{orgId}/members/{userId}`.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct PatchMemberRequest {
@@ -197,6 +252,7 @@ pub struct PatchMemberRequest {
     pub is_active: Option<bool>,
 }
 
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Membership {
@@ -204,6 +260,339 @@ pub struct Membership {
     pub org_id: i64,
     pub role: String,
     pub is_active: bool,
+}
+
+/// `POST /authheader/add`.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct AddAuthHeaderRequest {
+    pub name: String,
+    /// Unix epoch milliseconds; absent: the key does not expire.
+    #[serde(default)]
+    pub expires_at: Option<i64>,
+    /// A read-only key is refused on anything but reading calls.
+    #[serde(default)]
+    pub read_only: bool,
+}
+
+/// The answer of `POST /authheader/add`: the only time the full key is shown.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AuthHeaderCreated {
+    pub id: String,
+    pub name: String,
+    pub token: String,
+    pub created: String,
+    pub expires_at: Option<i64>,
+    pub read_only: bool,
+}
+
+/// One entry of `GET /authheader/list`: `token` is only the key's first characters.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AuthHeader {
+    pub id: String,
+    pub name: String,
+    pub token: String,
+    pub created: String,
+    pub last_used: Option<String>,
+    pub expires_at: Option<i64>,
+    pub read_only: bool,
+    pub user_id: i64,
+}
+
+/// `POST /authheader/delete`: the full key as `text` (as the seed says), or the key's `id`.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DeleteAuthHeaderRequest {
+    #[serde(default)]
+    pub text: Option<SecretText>,
+    #[serde(default)]
+    pub id: Option<String>,
+}
+
+/// `{"message": "Success"}`, the seed's answer to a delete.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MessageBody {
+    pub message: String,
+}
+
+/// One entry of the audit trail (`GET /admin/audit`).
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AuditEvent {
+    pub id: String,
+    /// ISO 8601.
+    pub time: String,
+    pub event: String,
+    /// `success` or `failure`.
+    pub outcome: String,
+    pub reason: Option<String>,
+    pub org_id: Option<i64>,
+    pub actor_user_id: Option<i64>,
+    pub subject_user_id: Option<i64>,
+    pub subject: Option<String>,
+    pub address: Option<String>,
+    pub user_agent: Option<String>,
+    pub client: Option<String>,
+    pub request_id: Option<String>,
+    pub details: serde_json::Value,
+}
+
+/// `GET /admin/audit`: a page of events, newest first; pass `nextCursor` as `cursor` for more.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AuditPage {
+    pub events: Vec<AuditEvent>,
+    pub next_cursor: Option<String>,
+}
+
+/// The filters of `GET /admin/audit`.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema, utoipa::IntoParams))]
+#[cfg_attr(feature = "openapi", into_params(parameter_in = Query))]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct AuditQuery {
+    pub org_id: Option<i64>,
+    pub user_id: Option<i64>,
+    pub event: Option<String>,
+    /// ISO 8601, inclusive.
+    pub since: Option<String>,
+    /// ISO 8601, exclusive.
+    pub until: Option<String>,
+    pub cursor: Option<String>,
+    pub limit: Option<u32>,
+}
+
+/// `POST /user/login` (seed 004): `username` is the email.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct JwtLoginRequest {
+    pub username: String,
+    pub password: SecretText,
+}
+
+/// The answer of `POST /user/login`, in the seed's PascalCase.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct JwtLoginResponse {
+    /// The user's uuid.
+    pub id: String,
+    /// When the user was created (ISO 8601).
+    pub created: String,
+    pub username: String,
+    pub email: String,
+    pub firstname: String,
+    pub lastname: String,
+    pub token: String,
+    /// ISO 8601; null when the org's policy never expires passwords.
+    pub password_expiration: Option<String>,
+}
+
+/// `POST /user/password`.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ChangePasswordRequest {
+    pub current_password: SecretText,
+    pub new_password: SecretText,
+}
+
+/// `POST /user/password/expired` (no token).
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ExpiredPasswordRequest {
+    pub email: String,
+    pub password: SecretText,
+    pub new_password: SecretText,
+    #[serde(default)]
+    pub selected_org: Option<i64>,
+    /// Required when the user has a second factor, as at login.
+    #[serde(default)]
+    pub mfa_token_code: Option<SecretText>,
+}
+
+/// `POST /admin/users/{id}/password`.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ResetPasswordRequest {
+    pub new_password: SecretText,
+    #[serde(default)]
+    pub must_change: bool,
+}
+
+/// An org's password policy (`PUT`/`GET /admin/orgs/{orgId}/password-policy`).
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct PasswordPolicy {
+    pub min_length: u32,
+    /// 0: passwords never expire.
+    pub max_age_days: u32,
+    pub history_count: u32,
+    pub reject_common: bool,
+    /// Every member must use a second factor; false when absent.
+    #[serde(default)]
+    pub require_mfa: bool,
+}
+
+/// `POST /user/mfa/totp/enroll`: what an authenticator app needs.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TotpEnrollment {
+    /// The shared secret, base32 (for typing in by hand).
+    pub secret: String,
+    pub otpauth_url: String,
+    /// The otpauth URL as a QR code: `data:image/svg+xml;base64,…`.
+    pub qr_code: String,
+}
+
+/// `POST /user/mfa/totp/confirm`.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TotpCode {
+    pub code: SecretText,
+}
+
+/// The answer of a confirmation: single-use recovery codes, shown this once.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RecoveryCodes {
+    pub recovery_codes: Vec<String>,
+}
+
+/// `DELETE /user/mfa/totp`: a current code or the password.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DisableTotpRequest {
+    #[serde(default)]
+    pub code: Option<SecretText>,
+    #[serde(default)]
+    pub password: Option<SecretText>,
+}
+
+/// `PUT /admin/orgs/{orgId}/integrations/{name}`.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct IntegrationConfig {
+    /// `HS256` (with `secret`, shared with the portal) or `EdDSA` (coreauth's own key).
+    pub algorithm: String,
+    #[serde(default)]
+    pub secret: Option<SecretText>,
+    pub audience: String,
+    /// `iss` of the tokens; coreauth's issuer when absent.
+    #[serde(default)]
+    pub issuer: Option<String>,
+    /// At most 3600.
+    pub lifetime_seconds: u32,
+    /// User fields to include: email, name, firstName, lastName, userId, orgId, role.
+    #[serde(default)]
+    pub claims: Vec<String>,
+    /// Static claims added to every token.
+    #[serde(default)]
+    pub custom_claims: serde_json::Map<String, serde_json::Value>,
+    /// Whether a caller authenticated by an API key may mint tokens.
+    #[serde(default)]
+    pub allow_api_keys: bool,
+}
+
+/// An integration as configured; the secret is never shown.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Integration {
+    pub name: String,
+    pub algorithm: String,
+    pub audience: String,
+    pub issuer: Option<String>,
+    pub lifetime_seconds: u32,
+    pub claims: Vec<String>,
+    pub custom_claims: serde_json::Map<String, serde_json::Value>,
+    pub allow_api_keys: bool,
+    pub has_secret: bool,
+}
+
+/// `POST /user/authenticate/{name}`: a token for a third-party portal.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct IntegrationToken {
+    pub token: String,
+    /// Unix epoch milliseconds.
+    pub expires_at: i64,
+}
+
+/// `POST /token/introspect` (RFC 7662): is this token or API key good now, and whose is it?
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IntrospectRequest {
+    pub token: SecretText,
+    /// RFC 7662's hint (`access_token`, `api_key`); the prefix of the token decides anyway.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token_type_hint: Option<String>,
+}
+
+/// The answer of `POST /token/introspect`, in RFC 7662's names. An invalid, expired or revoked
+/// token is just `{"active": false}`; every other field is then absent.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IntrospectResponse {
+    pub active: bool,
+    /// The user's uuid.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sub: Option<String>,
+    /// The user's integer id.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub uid: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub org: Option<i64>,
+    /// The role the credential acts with now (which may differ from the one in the token).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub role: Option<String>,
+    /// The session behind a session token.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sid: Option<String>,
+    /// Unix epoch seconds: the token's `exp`, or an expiring API key's end.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exp: Option<i64>,
+    /// Unix epoch seconds: the token's `iat`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub iat: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub iss: Option<String>,
+    /// `session` or `api_key` (the `authMethod` of `GET /user/me`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token_type: Option<String>,
+}
+
+/// The credential in an `Authorization` value: after `Bearer ` (any case), or the whole value
+/// when it has no scheme (the seeds send a bare token). Other schemes (`Basic …`) are not ours.
+pub fn credential_from_header(value: &str) -> Option<&str> {
+    let value = value.trim();
+    let credential = match value.split_once(' ') {
+        Some((scheme, rest)) if scheme.eq_ignore_ascii_case("bearer") => rest.trim(),
+        Some(_) => return None,
+        None if value.eq_ignore_ascii_case("bearer") => return None,
+        None => value,
+    };
+    (!credential.is_empty()).then_some(credential)
 }
 
 #[cfg(test)]
@@ -231,5 +620,30 @@ mod tests {
         assert_eq!(req.selected_org, Some(0));
         assert_eq!(req.client.as_deref(), Some("core-client"));
         assert!(req.mfa_token_code.is_none());
+    }
+
+    #[test]
+    fn bearer_and_bare_values_are_accepted() {
+        assert_eq!(credential_from_header("Bearer abc"), Some("abc"));
+        assert_eq!(credential_from_header("bearer   abc "), Some("abc"));
+        assert_eq!(credential_from_header("BEARER abc"), Some("abc"));
+        assert_eq!(credential_from_header("abc"), Some("abc"));
+        assert_eq!(credential_from_header(" cak_123 "), Some("cak_123"));
+    }
+
+    #[test]
+    fn other_schemes_and_empty_values_are_not() {
+        assert_eq!(credential_from_header("Basic dXNlcjpwdw=="), None);
+        assert_eq!(credential_from_header("Bearer "), None);
+        assert_eq!(credential_from_header(""), None);
+        assert_eq!(credential_from_header("Bearer a b"), Some("a b"));
+    }
+
+    #[test]
+    fn an_inactive_introspection_answer_is_only_active_false() {
+        let body = serde_json::to_string(&IntrospectResponse::default()).unwrap();
+        assert_eq!(body, r#"{"active":false}"#);
+        let req: IntrospectRequest = serde_json::from_str(r#"{"token":"t-canary"}"#).unwrap();
+        assert!(!format!("{req:?}").contains("t-canary"));
     }
 }

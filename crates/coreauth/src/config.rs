@@ -44,6 +44,16 @@ pub struct Settings {
     #[serde(deserialize_with = "secret_text")]
     pub bootstrap_admin_password: Option<SecretString>,
     pub bootstrap_admin_password_file: Option<PathBuf>,
+    /// `COREAUTH_SECRET_KEY`: the key (32 bytes, base64) that seals secrets at rest, such as
+    /// TOTP seeds. Without it the key is read from `COREAUTH_SECRET_KEY_FILE` (default
+    /// `coreauth-secret.key`), which is created with mode 0600 on first start. Several instances
+    /// must share it.
+    #[serde(deserialize_with = "secret_text")]
+    pub secret_key: Option<SecretString>,
+    pub secret_key_file: PathBuf,
+    /// `COREAUTH_PREVIOUS_SECRET_KEYS`: comma-separated keys that still open values sealed
+    /// before a rotation (they are re-sealed with the current key when next used).
+    pub previous_secret_keys: Option<String>,
     /// Apply migrations at start (`serve --no-migrate` turns it off).
     pub migrate: bool,
     pub database_max_connections: u32,
@@ -56,6 +66,12 @@ pub struct Settings {
     /// Hashes running at once (0: one per core) and hashes allowed to wait.
     pub hash_concurrency: usize,
     pub hash_queue: usize,
+    /// Throttling of guesses (logins, codes, password changes): attempts allowed per account
+    /// and per address within each window, after which callers get 429 until it ends.
+    pub login_attempts_per_account: u32,
+    pub login_attempts_per_address: u32,
+    #[serde(with = "humantime_serde")]
+    pub throttle_window: Duration,
     /// How long SIGTERM waits for in-flight requests.
     #[serde(with = "humantime_serde")]
     pub shutdown_grace: Duration,
@@ -74,6 +90,9 @@ impl Default for Settings {
             bootstrap_admin_email: None,
             bootstrap_admin_password: None,
             bootstrap_admin_password_file: None,
+            secret_key: None,
+            secret_key_file: PathBuf::from("coreauth-secret.key"),
+            previous_secret_keys: None,
             migrate: true,
             database_max_connections: 8,
             database_acquire_timeout: Duration::from_secs(5),
@@ -82,6 +101,9 @@ impl Default for Settings {
             argon2_parallelism: 1,
             hash_concurrency: 0,
             hash_queue: 256,
+            login_attempts_per_account: 10,
+            login_attempts_per_address: 100,
+            throttle_window: Duration::from_secs(15 * 60),
             shutdown_grace: Duration::from_secs(20),
         }
     }

@@ -1,4 +1,5 @@
-//! The `coreauth` binary: `serve`, `migrate`, `admin bootstrap`.
+//! The `coreauth` binary: `serve`, `migrate`, `admin bootstrap`, and the client commands
+//! (`login`, `whoami`, `token`, `keys`, `logout`) of the `cli` module.
 
 use std::io::Read;
 use std::path::PathBuf;
@@ -11,6 +12,8 @@ use coreauth::domain::clock::{Clock, SystemClock};
 use coreauth::domain::password::Password;
 use coreauth::startup::{Application, open_store};
 use tokio::sync::watch;
+
+mod cli;
 
 #[derive(Parser)]
 #[command(
@@ -35,6 +38,8 @@ enum Command {
     /// Administrative commands.
     #[command(subcommand)]
     Admin(AdminCommand),
+    #[command(flatten)]
+    Client(cli::ClientCommand),
 }
 
 #[derive(Args)]
@@ -114,6 +119,7 @@ async fn main() -> anyhow::Result<()> {
             settings.bootstrap_admin_email = None;
             bootstrap(settings, &email, password).await
         }
+        Command::Client(command) => cli::run(command).await,
     }
 }
 
@@ -143,7 +149,10 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
 
 async fn bootstrap(settings: Settings, email: &str, password: Password) -> anyhow::Result<()> {
     use coreauth::domain::admin::Admin;
+    use coreauth::domain::credentials::Credentials;
+    use coreauth::domain::mfa::Mfa;
     use coreauth::domain::password::{HashCost, HashLimits, PasswordHashing};
+    use coreauth::domain::throttle::Throttle;
 
     let store = open_store(&settings, settings.migrate).await?;
     let hashing = PasswordHashing::new(
@@ -158,7 +167,25 @@ async fn bootstrap(settings: Settings, email: &str, password: Password) -> anyho
         },
     )
     .await?;
-    let admin = Admin::new(store, Arc::new(hashing));
+    let hashing = Arc::new(hashing);
+    let secrets = Arc::new(coreauth::startup::load_secret_box(&settings)?);
+    let throttle = Arc::new(Throttle::new(
+        store.clone(),
+        coreauth::startup::throttle_limits(&settings),
+    ));
+    let mfa = Arc::new(Mfa::new(
+        store.clone(),
+        secrets,
+        hashing.clone(),
+        throttle.clone(),
+    ));
+    let credentials = Arc::new(Credentials::new(
+        store.clone(),
+        hashing.clone(),
+        mfa.clone(),
+        throttle,
+    ));
+    let admin = Admin::new(store, hashing, credentials, mfa);
     match admin.bootstrap(email, password, SystemClock.now()).await? {
         Some(user) => {
             println!(

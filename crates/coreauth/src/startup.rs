@@ -11,14 +11,25 @@ use tokio::net::TcpListener;
 
 use crate::config::Settings;
 use crate::domain::admin::Admin;
+use crate::domain::apikey::ApiKeys;
+use crate::domain::audit::Audit;
 use crate::domain::auth::{Auth, SessionPolicy};
 use crate::domain::clock::Clock;
+use crate::domain::credentials::Credentials;
+use crate::domain::integrations::Integrations;
+use crate::domain::mfa::Mfa;
 use crate::domain::password::{HashCost, HashLimits, Password, PasswordHashing};
+use crate::domain::secrets::SecretBox;
+use crate::domain::throttle::{Throttle, ThrottleLimits};
 use crate::domain::tokens::{StoredSigningKey, TokenSigner};
 use crate::http::{self, AppState, Metrics};
 use crate::store::Store;
 use crate::store::postgres::{PostgresSettings, PostgresStore};
 use crate::store::sqlite::{SqliteSettings, SqliteStore};
+
+/// How often API-key usage (`lastUsed`) is written: often enough to be useful, rarely enough that
+/// validating a key never waits on a write.
+const USAGE_FLUSH_EVERY: std::time::Duration = std::time::Duration::from_secs(5);
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartupError {
@@ -120,8 +131,21 @@ impl Application {
             .await
             .map_err(|e| StartupError::Setup(e.to_string()))?,
         );
+        let secrets = Arc::new(load_secret_box(&settings)?);
+        let throttle = Arc::new(Throttle::new(store.clone(), throttle_limits(&settings)));
+        let mfa = Arc::new(Mfa::new(
+            store.clone(),
+            secrets.clone(),
+            hashing.clone(),
+            throttle.clone(),
+        ));
+        let integrations = Arc::new(Integrations::new(store.clone(), secrets, signer.clone()));
+        let keys = Arc::new(ApiKeys::new(store.clone()));
         let auth = Arc::new(Auth::new(
             store.clone(),
+            keys.clone(),
+            mfa.clone(),
+            throttle.clone(),
             hashing.clone(),
             signer.clone(),
             SessionPolicy {
@@ -129,12 +153,29 @@ impl Application {
                 session_max: settings.session_max,
             },
         ));
-        let admin = Arc::new(Admin::new(store.clone(), hashing));
+        let credentials = Arc::new(Credentials::new(
+            store.clone(),
+            hashing.clone(),
+            mfa.clone(),
+            throttle.clone(),
+        ));
+        let admin = Arc::new(Admin::new(
+            store.clone(),
+            hashing,
+            credentials.clone(),
+            mfa.clone(),
+        ));
         bootstrap_from_settings(&admin, &settings, clock.as_ref()).await?;
 
         let state = AppState {
             auth,
             admin,
+            keys,
+            audit: Arc::new(Audit::new(store.clone())),
+            credentials,
+            mfa,
+            integrations,
+            throttle,
             store,
             signer,
             clock,
@@ -163,18 +204,38 @@ impl Application {
     }
 
     /// Serves until `shutdown` completes, then stops accepting and lets in-flight requests
-    /// finish.
+    /// finish. Background work (writing API-key usage) runs alongside and is flushed at the end.
     pub async fn run_until(
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
-        axum::serve(
+        let state = self.state.clone();
+        let flusher = tokio::spawn(async move {
+            let mut every = tokio::time::interval(USAGE_FLUSH_EVERY);
+            for tick in 0_u64.. {
+                every.tick().await;
+                if let Err(e) = state.keys.flush_usage().await {
+                    tracing::warn!("writing API key usage: {e}");
+                }
+                if tick % 60 == 0
+                    && let Err(e) = state.throttle.prune(state.now()).await
+                {
+                    tracing::warn!("pruning throttle counters: {e}");
+                }
+            }
+        });
+        let served = axum::serve(
             self.listener,
             self.router
                 .into_make_service_with_connect_info::<SocketAddr>(),
         )
         .with_graceful_shutdown(shutdown)
-        .await
+        .await;
+        flusher.abort();
+        if let Err(e) = self.state.keys.flush_usage().await {
+            tracing::warn!("writing API key usage at shutdown: {e}");
+        }
+        served
     }
 }
 
@@ -219,6 +280,64 @@ async fn bootstrap_from_settings(
         Ok(None) => Ok(()),
         Err(e) => Err(StartupError::Setup(format!("bootstrap admin: {e}"))),
     }
+}
+
+pub fn throttle_limits(settings: &Settings) -> ThrottleLimits {
+    ThrottleLimits {
+        per_account: settings.login_attempts_per_account,
+        per_address: settings.login_attempts_per_address,
+        window: settings.throttle_window,
+    }
+}
+
+/// The key that seals secrets at rest: from the settings, or from its file (created on first
+/// start, readable by the owner only).
+pub fn load_secret_box(settings: &Settings) -> Result<SecretBox, StartupError> {
+    let setup =
+        |e: crate::domain::error::DomainError| StartupError::Setup(format!("secret key: {e}"));
+    let primary = match &settings.secret_key {
+        Some(key) => key.expose_secret().to_owned(),
+        None => read_or_create_key_file(&settings.secret_key_file)?,
+    };
+    let previous: Vec<String> = settings
+        .previous_secret_keys
+        .as_deref()
+        .unwrap_or("")
+        .split(',')
+        .map(str::trim)
+        .filter(|k| !k.is_empty())
+        .map(str::to_owned)
+        .collect();
+    SecretBox::from_base64(&primary, &previous).map_err(setup)
+}
+
+fn read_or_create_key_file(path: &std::path::Path) -> Result<String, StartupError> {
+    use std::io::Write;
+    let failed = |e: std::io::Error| StartupError::Setup(format!("{}: {e}", path.display()));
+    match std::fs::read_to_string(path) {
+        Ok(text) => return Ok(text.trim().to_owned()),
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(failed(e)),
+        Err(_) => {}
+    }
+    let key = SecretBox::generate_key().map_err(|e| StartupError::Setup(e.to_string()))?;
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    let mut file = match options.open(path) {
+        Ok(file) => file,
+        // Another instance created it a moment ago: use theirs.
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+            return std::fs::read_to_string(path)
+                .map(|text| text.trim().to_owned())
+                .map_err(failed);
+        }
+        Err(e) => return Err(failed(e)),
+    };
+    file.write_all(key.as_bytes()).map_err(failed)?;
+    file.sync_all().map_err(failed)?;
+    tracing::info!(path = %path.display(), "created a new secret key; back it up with the database");
+    Ok(key)
 }
 
 #[cfg(test)]

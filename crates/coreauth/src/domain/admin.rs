@@ -5,15 +5,18 @@ use std::sync::Arc;
 
 use time::OffsetDateTime;
 
+use super::audit::NewAuditEvent;
 use super::clock::to_millis;
+use super::credentials::{Credentials, policy_of};
 use super::email::{Email, EmailDomain};
 use super::error::{DomainError, DomainResult};
+use super::mfa::Mfa;
 use super::org::{MembershipPatch, MembershipRecord, Name, OrgRecord, Role};
 use super::password::{Password, PasswordHashing};
 use super::policy::PasswordPolicy;
 use super::session::Principal;
 use super::user::{NewUser, UserPatch, UserRecord};
-use crate::store::{Revoked, Store};
+use crate::store::{PasswordChange, Revoked, Store};
 
 /// A user as an admin asked for it, before validation.
 #[derive(Debug)]
@@ -29,13 +32,25 @@ pub struct UserRequest {
 pub struct Admin {
     store: Arc<dyn Store>,
     hashing: Arc<PasswordHashing>,
+    credentials: Arc<Credentials>,
+    mfa: Arc<Mfa>,
 }
 
 const MAX_EMAIL_DOMAINS: usize = 100;
 
 impl Admin {
-    pub fn new(store: Arc<dyn Store>, hashing: Arc<PasswordHashing>) -> Self {
-        Self { store, hashing }
+    pub fn new(
+        store: Arc<dyn Store>,
+        hashing: Arc<PasswordHashing>,
+        credentials: Arc<Credentials>,
+        mfa: Arc<Mfa>,
+    ) -> Self {
+        Self {
+            store,
+            hashing,
+            credentials,
+            mfa,
+        }
     }
 
     /// The first admin of an empty database: org 1 ("Default"), and this user as its admin and a
@@ -59,7 +74,9 @@ impl Admin {
             created_at: to_millis(now),
             membership: None,
         };
-        self.store.bootstrap(admin, to_millis(now)).await
+        let audit = NewAuditEvent::new("admin.bootstrapped", now)
+            .details(serde_json::json!({ "email": admin.email.as_str() }));
+        self.store.bootstrap(admin, to_millis(now), &audit).await
     }
 
     pub async fn create_org(
@@ -82,8 +99,11 @@ impl Admin {
             .iter()
             .map(|d| EmailDomain::parse(d).map(|d| d.as_str().to_owned()))
             .collect::<DomainResult<Vec<_>>>()?;
+        let audit = NewAuditEvent::new("org.created", now)
+            .by(caller)
+            .details(serde_json::json!({ "name": name.as_str(), "emailDomains": domains }));
         self.store
-            .create_org(name.as_str(), &domains, to_millis(now))
+            .create_org(name.as_str(), &domains, to_millis(now), &audit)
             .await
     }
 
@@ -103,19 +123,28 @@ impl Admin {
         if self.store.org(request.org_id).await?.is_none() {
             return Err(DomainError::NotFound("org"));
         }
-        PasswordPolicy::default().check(&request.password)?;
+        policy_of(self.store.as_ref(), request.org_id)
+            .await?
+            .check(&request.password)?;
         let hash = self.hashing.hash(&request.password).await?;
+        let audit = NewAuditEvent::new("user.created", now)
+            .by(caller)
+            .org(request.org_id)
+            .details(serde_json::json!({ "email": email.as_str(), "role": role.as_str() }));
         self.store
-            .create_user(NewUser {
-                uuid: uuid::Uuid::new_v4().to_string(),
-                email,
-                first,
-                last,
-                password_hash: Some(hash),
-                is_platform_admin: false,
-                created_at: to_millis(now),
-                membership: Some((request.org_id, role)),
-            })
+            .create_user(
+                NewUser {
+                    uuid: uuid::Uuid::new_v4().to_string(),
+                    email,
+                    first,
+                    last,
+                    password_hash: Some(hash),
+                    is_platform_admin: false,
+                    created_at: to_millis(now),
+                    membership: Some((request.org_id, role)),
+                },
+                &audit,
+            )
             .await
     }
 
@@ -131,8 +160,13 @@ impl Admin {
             return Err(DomainError::Forbidden);
         }
         let role = Role::parse(role)?;
+        let audit = NewAuditEvent::new("member.added", now)
+            .by(caller)
+            .org(org_id)
+            .subject_user(user_id)
+            .details(serde_json::json!({ "role": role.as_str() }));
         self.store
-            .add_membership(org_id, user_id, role, to_millis(now))
+            .add_membership(org_id, user_id, role, to_millis(now), &audit)
             .await
     }
 
@@ -149,8 +183,16 @@ impl Admin {
         if !caller.administers_org(org_id) {
             return Err(DomainError::Forbidden);
         }
+        let audit = NewAuditEvent::new("member.updated", now)
+            .by(caller)
+            .org(org_id)
+            .subject_user(user_id)
+            .details(serde_json::json!({
+                "role": patch.role.map(Role::as_str),
+                "isActive": patch.is_active,
+            }));
         self.store
-            .update_membership(org_id, user_id, &patch, to_millis(now))
+            .update_membership(org_id, user_id, &patch, to_millis(now), &audit)
             .await?
             .map(|(membership, _)| membership)
             .ok_or(DomainError::NotFound("membership"))
@@ -170,11 +212,69 @@ impl Admin {
                 "you cannot deactivate yourself".into(),
             ));
         }
+        let audit = NewAuditEvent::new("user.updated", now)
+            .by(caller)
+            .subject_user(user_id)
+            .details(serde_json::json!({
+                "first": patch.first.as_ref().map(Name::as_str),
+                "last": patch.last.as_ref().map(Name::as_str),
+                "isActive": patch.is_active,
+            }));
         self.store
-            .update_user(user_id, &patch, to_millis(now))
+            .update_user(user_id, &patch, to_millis(now), &audit)
             .await?
             .map(|(user, _)| user)
             .ok_or(DomainError::NotFound("user"))
+    }
+
+    /// Sets a user's password (checked against the policy of the caller's org and the user's
+    /// history) and ends all their sessions; with `must_change` their next login answers
+    /// `password_expired` until they choose a new one.
+    pub async fn reset_password(
+        &self,
+        caller: &Principal,
+        user_id: i64,
+        new: Password,
+        must_change: bool,
+        now: OffsetDateTime,
+    ) -> DomainResult<()> {
+        let target = self.check_administers_user(caller, user_id).await?;
+        let policy = policy_of(self.store.as_ref(), caller.org_id).await?;
+        let new_hash = self.credentials.vet(&target, &policy, &new).await?;
+        let audit = NewAuditEvent::new("password.reset", now)
+            .by(caller)
+            .subject_user(user_id)
+            .details(serde_json::json!({ "mustChange": must_change }));
+        self.store
+            .set_password(
+                &PasswordChange {
+                    user_id,
+                    new_hash,
+                    expected_hash: None,
+                    must_change,
+                    now: to_millis(now),
+                    keep_session: None,
+                },
+                &audit,
+            )
+            .await?;
+        Ok(())
+    }
+
+    /// Removes a user's second factor (a lost phone); they log in with the password alone and
+    /// can enrol again.
+    pub async fn reset_mfa(
+        &self,
+        caller: &Principal,
+        user_id: i64,
+        now: OffsetDateTime,
+    ) -> DomainResult<()> {
+        self.check_administers_user(caller, user_id).await?;
+        if self.mfa.reset(caller, user_id, now).await? {
+            Ok(())
+        } else {
+            Err(DomainError::NotFound("TOTP enrolment"))
+        }
     }
 
     pub async fn revoke_sessions_of(
@@ -184,21 +284,30 @@ impl Admin {
         now: OffsetDateTime,
     ) -> DomainResult<Revoked> {
         self.check_administers_user(caller, user_id).await?;
-        self.store.revoke_sessions_of(user_id, to_millis(now)).await
+        let audit = NewAuditEvent::new("sessions.revoked", now)
+            .by(caller)
+            .subject_user(user_id);
+        self.store
+            .revoke_sessions_of(user_id, to_millis(now), &audit)
+            .await
     }
 
     /// A platform admin administers every user. An org admin administers a user of their
     /// token's org only if every org that user belongs to is one they are an active admin of
     /// (deactivating a user or ending their sessions reaches into all of those orgs), and never
     /// a platform admin. Users outside the caller's org are "not found", not "forbidden".
-    async fn check_administers_user(&self, caller: &Principal, user_id: i64) -> DomainResult<()> {
+    async fn check_administers_user(
+        &self,
+        caller: &Principal,
+        user_id: i64,
+    ) -> DomainResult<UserRecord> {
         let target = self
             .store
             .user_by_id(user_id)
             .await?
             .ok_or(DomainError::NotFound("user"))?;
         if caller.is_platform_admin {
-            return Ok(());
+            return Ok(target);
         }
         let theirs = self.store.memberships_of(user_id).await?;
         if !theirs.iter().any(|m| m.org_id == caller.org_id) {
@@ -213,7 +322,7 @@ impl Admin {
                 .any(|m| m.org_id == org_id && m.is_active && m.role.is_admin())
         };
         if theirs.iter().all(|m| administers(m.org_id)) {
-            Ok(())
+            Ok(target)
         } else {
             Err(DomainError::Forbidden)
         }

@@ -5,12 +5,17 @@ use std::time::Duration;
 
 use time::OffsetDateTime;
 
+use super::apikey::{ApiKeys, looks_like_key};
+use super::audit::NewAuditEvent;
 use super::clock::to_millis;
+use super::credentials::policy_of;
 use super::email::Email;
 use super::error::{DomainError, DomainResult};
+use super::mfa::Mfa;
 use super::org::{MembershipRecord, OrgRecord, Role};
 use super::password::{Password, PasswordHashing};
-use super::session::{AuthMethod, Principal, SessionRecord};
+use super::session::{AuthMethod, MFA_ENROLLMENT, Principal, SessionRecord};
+use super::throttle::{Subject, Throttle};
 use super::tokens::{SESSION_AUDIENCE, SessionClaims, TokenSigner};
 use super::user::UserRecord;
 use crate::store::Store;
@@ -29,17 +34,40 @@ pub struct SessionPolicy {
 pub struct RequestOrigin {
     pub address: Option<String>,
     pub user_agent: Option<String>,
+    /// The `x-request-id` of the request, to tie audit events to log lines.
+    pub request_id: Option<String>,
+}
+
+impl RequestOrigin {
+    /// What an attempt from here counts against: `subject`, and this address when known.
+    pub fn subjects<'a>(&'a self, subject: Subject<'a>) -> Vec<Subject<'a>> {
+        let mut subjects = vec![subject];
+        if let Some(address) = self.address.as_deref() {
+            subjects.push(Subject::Address(address));
+        }
+        subjects
+    }
 }
 
 /// A password login as the user sent it.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct LoginAttempt {
     pub email: String,
     pub password: Password,
     /// 0 or `None`: the first active membership.
     pub selected_org: Option<i64>,
     pub client: Option<String>,
+    /// A TOTP code or a recovery code, for users with a second factor.
+    pub mfa_code: Option<String>,
     pub origin: RequestOrigin,
+}
+
+/// How a session is being opened.
+struct Opening {
+    method: &'static str,
+    client: Option<String>,
+    origin: RequestOrigin,
+    restriction: Option<String>,
 }
 
 /// A token and who it is for.
@@ -51,10 +79,17 @@ pub struct IssuedToken {
     pub user: UserRecord,
     pub org_id: i64,
     pub role: Role,
+    /// When the user's password expires under this org's policy (epoch ms); `None`: never.
+    pub password_expires_at: Option<i64>,
+    /// The org requires a second factor the user has not enrolled: this token can only enrol.
+    pub mfa_enrollment_required: bool,
 }
 
 pub struct Auth {
     store: Arc<dyn Store>,
+    keys: Arc<ApiKeys>,
+    mfa: Arc<Mfa>,
+    throttle: Arc<Throttle>,
     hashing: Arc<PasswordHashing>,
     signer: Arc<TokenSigner>,
     policy: SessionPolicy,
@@ -66,12 +101,18 @@ const MAX_USER_AGENT_CHARS: usize = 300;
 impl Auth {
     pub fn new(
         store: Arc<dyn Store>,
+        keys: Arc<ApiKeys>,
+        mfa: Arc<Mfa>,
+        throttle: Arc<Throttle>,
         hashing: Arc<PasswordHashing>,
         signer: Arc<TokenSigner>,
         policy: SessionPolicy,
     ) -> Self {
         Self {
             store,
+            keys,
+            mfa,
+            throttle,
             hashing,
             signer,
             policy,
@@ -86,9 +127,49 @@ impl Auth {
         attempt: LoginAttempt,
         now: OffsetDateTime,
     ) -> DomainResult<IssuedToken> {
+        let client = bounded_text(attempt.client.clone(), MAX_CLIENT_CHARS);
+        let mut known_user = None;
+        let result = self
+            .try_login(attempt.clone(), client.clone(), &mut known_user, now)
+            .await;
+        if let Err(error) = &result {
+            if matches!(
+                error,
+                DomainError::Overloaded { .. }
+                    | DomainError::Unavailable
+                    | DomainError::Internal(_)
+            ) {
+                return result;
+            }
+            let mut event = NewAuditEvent::new("login.failed", now)
+                .from(&attempt.origin)
+                .failed(error.code())
+                .client(client.as_deref())
+                .details(serde_json::json!({ "email": attempt.email.trim() }));
+            if let Some(user_id) = known_user {
+                event = event.subject_user(user_id);
+            }
+            self.store.record_audit(&event).await?;
+        }
+        result
+    }
+
+    async fn try_login(
+        &self,
+        attempt: LoginAttempt,
+        client: Option<String>,
+        known_user: &mut Option<i64>,
+        now: OffsetDateTime,
+    ) -> DomainResult<IssuedToken> {
         let email = Email::parse(&attempt.email)?;
-        let client = bounded_text(attempt.client, MAX_CLIENT_CHARS);
-        let user = self.store.user_by_email(&email.key()).await?;
+        let email_key = email.key();
+        let account = Subject::Account(&email_key);
+        // Counted before any hashing, for known and unknown emails alike.
+        self.throttle
+            .attempt(&attempt.origin.subjects(account.clone()), now)
+            .await?;
+        let user = self.store.user_by_email(&email_key).await?;
+        *known_user = user.as_ref().map(|u| u.id);
         let hash = user
             .as_ref()
             .filter(|u| u.is_active)
@@ -99,25 +180,63 @@ impl Auth {
         };
         let memberships = self.store.memberships_of(user.id).await?;
         let membership = choose_membership(&memberships, attempt.selected_org)?;
-        if user.must_change_password {
+        // Only now, with the password verified, may the answer say more than "invalid".
+        self.mfa
+            .check_login(user.id, attempt.mfa_code.as_deref(), &attempt.origin, now)
+            .await?;
+        let policy = policy_of(self.store.as_ref(), membership.org_id).await?;
+        if user.must_change_password || policy.is_expired(user.password_set_at, to_millis(now)) {
             return Err(DomainError::PasswordExpired);
         }
+        self.throttle.clear(&account).await?;
+        self.upgrade_hash(&user, &attempt.password).await;
+        let restriction = (policy.require_mfa && !self.mfa.is_enabled(user.id).await?)
+            .then(|| MFA_ENROLLMENT.to_owned());
         let (org_id, role) = (membership.org_id, membership.role);
-        self.open_session(user, org_id, role, "password", client, attempt.origin, now)
-            .await
+        let opening = Opening {
+            method: "password",
+            client,
+            origin: attempt.origin,
+            restriction,
+        };
+        let mut issued = self.open_session(user, org_id, role, opening, now).await?;
+        issued.password_expires_at = policy.expires_at(issued.user.password_set_at);
+        Ok(issued)
     }
 
-    #[allow(clippy::too_many_arguments)]
+    /// Re-hashes a password verified against a hash made with weaker parameters than today's.
+    /// A failure here must not fail the login: it is logged and retried at the next one.
+    async fn upgrade_hash(&self, user: &UserRecord, password: &Password) {
+        let Some(old) = user.password_hash.as_deref() else {
+            return;
+        };
+        if !self.hashing.needs_rehash(old) {
+            return;
+        }
+        let upgraded = match self.hashing.hash(password).await {
+            Ok(new) => self.store.upgrade_password_hash(user.id, old, &new).await,
+            Err(e) => Err(e),
+        };
+        match upgraded {
+            Ok(_) => tracing::info!(user_id = user.id, "upgraded a password hash"),
+            Err(e) => tracing::warn!(user_id = user.id, "could not upgrade a password hash: {e}"),
+        }
+    }
+
     async fn open_session(
         &self,
         user: UserRecord,
         org_id: i64,
         role: Role,
-        method: &str,
-        client: Option<String>,
-        origin: RequestOrigin,
+        opening: Opening,
         now: OffsetDateTime,
     ) -> DomainResult<IssuedToken> {
+        let Opening {
+            method,
+            client,
+            origin,
+            restriction,
+        } = opening;
         let created_at = to_millis(now);
         let max = i64::try_from(self.policy.session_max.as_millis()).unwrap_or(i64::MAX);
         let mut session = SessionRecord {
@@ -126,18 +245,26 @@ impl Auth {
             org_id,
             method: method.to_owned(),
             client,
-            address: origin.address,
-            user_agent: bounded_text(origin.user_agent, MAX_USER_AGENT_CHARS),
+            address: origin.address.clone(),
+            user_agent: bounded_text(origin.user_agent.clone(), MAX_USER_AGENT_CHARS),
             created_at,
             expires_at: created_at.saturating_add(max),
             token_expires_at: created_at,
             last_renewed_at: None,
             renew_count: 0,
             revoked_at: None,
+            restriction,
         };
         let expiry = session.token_expiry(now, self.policy.token_ttl);
         session.token_expires_at = to_millis(expiry);
-        self.store.create_session(&session).await?;
+        let audit = NewAuditEvent::new("login.succeeded", now)
+            .from(&origin)
+            .org(org_id)
+            .subject_user(user.id)
+            .subject(format!("session:{}", session.id))
+            .client(session.client.as_deref())
+            .details(serde_json::json!({ "method": method }));
+        self.store.create_session(&session, &audit).await?;
         self.issue(user, &session, role, now, expiry)
     }
 
@@ -167,6 +294,8 @@ impl Auth {
             user,
             org_id: session.org_id,
             role,
+            password_expires_at: None,
+            mfa_enrollment_required: session.restriction.as_deref() == Some(MFA_ENROLLMENT),
         })
     }
 
@@ -175,8 +304,42 @@ impl Auth {
     pub async fn authenticate(
         &self,
         credential: &str,
+        origin: RequestOrigin,
         now: OffsetDateTime,
     ) -> DomainResult<Principal> {
+        Ok(self
+            .authenticate_credential(credential, origin, now)
+            .await?
+            .0)
+    }
+
+    /// What a credential is worth now, for token introspection: the principal and, for a
+    /// session token, its claims; `None` for anything `authenticate` refuses. Other failures
+    /// (the database) are errors: they say nothing about the credential.
+    pub async fn introspect(
+        &self,
+        credential: &str,
+        origin: RequestOrigin,
+        now: OffsetDateTime,
+    ) -> DomainResult<Option<(Principal, Option<SessionClaims>)>> {
+        match self.authenticate_credential(credential, origin, now).await {
+            Ok(found) => Ok(Some(found)),
+            Err(DomainError::Unauthenticated) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// `authenticate`, keeping the claims of a session token.
+    async fn authenticate_credential(
+        &self,
+        credential: &str,
+        origin: RequestOrigin,
+        now: OffsetDateTime,
+    ) -> DomainResult<(Principal, Option<SessionClaims>)> {
+        if looks_like_key(credential) {
+            let principal = self.keys.authenticate(credential, origin, now).await?;
+            return Ok((principal, None));
+        }
         let claims = self.signer.verify(credential, now)?;
         let ctx = self
             .store
@@ -192,7 +355,7 @@ impl Auth {
         {
             return Err(DomainError::Unauthenticated);
         }
-        Ok(Principal {
+        let principal = Principal {
             user_id: session.user_id,
             user_uuid: ctx.user_uuid,
             org_id: session.org_id,
@@ -200,7 +363,11 @@ impl Auth {
             is_platform_admin: ctx.is_platform_admin,
             method: AuthMethod::Session,
             session: Some(ctx.session),
-        })
+            read_only: false,
+            key_expires_at: None,
+            origin,
+        };
+        Ok((principal, Some(claims)))
     }
 
     /// A new token for the caller's session, `token_ttl` long but never past the session's cap.
@@ -230,7 +397,10 @@ impl Auth {
             .user_by_id(caller.user_id)
             .await?
             .ok_or(DomainError::Unauthenticated)?;
-        self.issue(user, session, caller.role, now, expiry)
+        let policy = policy_of(self.store.as_ref(), session.org_id).await?;
+        let mut issued = self.issue(user, session, caller.role, now, expiry)?;
+        issued.password_expires_at = policy.expires_at(issued.user.password_set_at);
+        Ok(issued)
     }
 
     /// Ends the caller's session: every token issued for it fails from now on.
@@ -238,18 +408,29 @@ impl Auth {
         let session = caller.session.as_ref().ok_or_else(|| {
             DomainError::invalid("an API key has no session to log out of; delete the key instead")
         })?;
+        let audit = NewAuditEvent::new("logout", now)
+            .by(caller)
+            .subject_user(caller.user_id)
+            .subject(format!("session:{}", session.id));
         self.store
-            .revoke_session(&session.id, Some(caller.user_id), to_millis(now))
+            .revoke_session(&session.id, Some(caller.user_id), to_millis(now), &audit)
             .await?;
         Ok(())
     }
 
-    /// The caller's user record and the org of this token.
-    pub async fn whoami(&self, caller: &Principal) -> DomainResult<(UserRecord, OrgRecord)> {
+    /// The caller's user record, the org of this token, and when the password expires there.
+    pub async fn whoami(
+        &self,
+        caller: &Principal,
+    ) -> DomainResult<(UserRecord, OrgRecord, Option<i64>)> {
         let user = self.store.user_by_id(caller.user_id).await?;
         let org = self.store.org(caller.org_id).await?;
         match (user, org) {
-            (Some(user), Some(org)) => Ok((user, org)),
+            (Some(user), Some(org)) => {
+                let policy = policy_of(self.store.as_ref(), org.id).await?;
+                let expires = policy.expires_at(user.password_set_at);
+                Ok((user, org, expires))
+            }
             _ => Err(DomainError::Unauthenticated),
         }
     }
@@ -275,9 +456,13 @@ impl Auth {
         id: &str,
         now: OffsetDateTime,
     ) -> DomainResult<()> {
+        let audit = NewAuditEvent::new("session.revoked", now)
+            .by(caller)
+            .subject_user(caller.user_id)
+            .subject(format!("session:{id}"));
         let revoked = self
             .store
-            .revoke_session(id, Some(caller.user_id), to_millis(now))
+            .revoke_session(id, Some(caller.user_id), to_millis(now), &audit)
             .await?;
         if revoked {
             Ok(())
@@ -288,7 +473,7 @@ impl Auth {
 }
 
 /// The membership a login opens: the one asked for, or the first active one.
-fn choose_membership(
+pub(crate) fn choose_membership(
     memberships: &[MembershipRecord],
     selected_org: Option<i64>,
 ) -> DomainResult<&MembershipRecord> {

@@ -11,6 +11,8 @@ pub enum DomainError {
     MfaRequired,
     #[error("the one-time code is wrong or was already used")]
     MfaInvalid,
+    #[error("your org requires a second factor: enrol with POST /user/mfa/totp/enroll first")]
+    MfaEnrollmentRequired,
     #[error("the user is not an active member of the selected org")]
     NoActiveOrg,
     #[error("the password has expired and must be changed")]
@@ -43,6 +45,7 @@ impl DomainError {
             Self::InvalidCredentials => "invalid_credentials",
             Self::MfaRequired => "mfa_required",
             Self::MfaInvalid => "mfa_invalid",
+            Self::MfaEnrollmentRequired => "mfa_enrollment_required",
             Self::NoActiveOrg => "no_active_org",
             Self::PasswordExpired => "password_expired",
             Self::Unauthenticated => "unauthenticated",

@@ -2,13 +2,20 @@
 //! SQL here: `http` calls in, and storage is reached through the `store::Store` trait.
 
 pub mod admin;
+pub mod apikey;
+pub mod audit;
 pub mod auth;
 pub mod clock;
+pub mod credentials;
 pub mod email;
 pub mod error;
+pub mod integrations;
+pub mod mfa;
 pub mod org;
 pub mod password;
 pub mod policy;
+pub mod secrets;
 pub mod session;
+pub mod throttle;
 pub mod tokens;
 pub mod user;

@@ -3,6 +3,7 @@
 
 use time::OffsetDateTime;
 
+use super::auth::RequestOrigin;
 use super::clock::{from_millis, to_millis};
 use super::org::Role;
 
@@ -24,7 +25,12 @@ pub struct SessionRecord {
     pub last_renewed_at: Option<i64>,
     pub renew_count: i64,
     pub revoked_at: Option<i64>,
+    /// Set while the session may only enrol a second factor the org requires.
+    pub restriction: Option<String>,
 }
+
+/// The one restriction there is: enrol in TOTP before anything else.
+pub const MFA_ENROLLMENT: &str = "mfa_enrollment";
 
 impl SessionRecord {
     /// Whether a token of this session may still be honoured at `now`.
@@ -81,6 +87,21 @@ pub struct Principal {
     pub method: AuthMethod,
     /// The session behind a session token; `None` for an API key.
     pub session: Option<SessionRecord>,
+    /// A read-only API key: only reading calls are allowed.
+    pub read_only: bool,
+    /// When the API key used ends (Unix epoch ms), if it was made to expire.
+    pub key_expires_at: Option<i64>,
+    /// Where this request came from, for the audit trail.
+    pub origin: RequestOrigin,
+}
+
+impl Principal {
+    /// A session that may only enrol the second factor its org requires.
+    pub fn must_enroll_mfa(&self) -> bool {
+        self.session
+            .as_ref()
+            .is_some_and(|s| s.restriction.as_deref() == Some(MFA_ENROLLMENT))
+    }
 }
 
 impl Principal {
@@ -110,6 +131,7 @@ mod tests {
             last_renewed_at: None,
             renew_count: 0,
             revoked_at: None,
+            restriction: None,
         }
     }
 

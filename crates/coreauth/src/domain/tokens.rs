@@ -9,17 +9,13 @@
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
-use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 use zeroize::Zeroizing;
 
 use super::clock::to_millis;
 use super::error::{DomainError, DomainResult};
 
-/// `typ` of a session token (RFC 9068's access-token type); other token kinds use other types,
-/// so one can never stand in for another.
-pub const SESSION_TOKEN_TYPE: &str = "at+jwt";
-pub const SESSION_AUDIENCE: &str = "coreauth";
+pub use coreauth_proto::{SESSION_AUDIENCE, SESSION_TOKEN_TYPE, SessionClaims};
 const MAX_TOKEN_LEN: usize = 4096;
 /// Tolerated clock skew for `iat` in the future (several instances, several clocks).
 const IAT_LEEWAY_SECS: i64 = 60;
@@ -79,23 +75,6 @@ impl SigningKey {
     }
 }
 
-/// The claims of a session token.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct SessionClaims {
-    pub iss: String,
-    pub aud: String,
-    /// The user's uuid.
-    pub sub: String,
-    /// The user's integer id, so a check needs no lookup by uuid.
-    pub uid: i64,
-    pub org: i64,
-    pub role: String,
-    pub sid: String,
-    pub iat: i64,
-    pub exp: i64,
-    pub jti: String,
-}
-
 /// Signs and checks session tokens with the keys in the database; the oldest key signs, every
 /// key verifies, so keys made by other instances are honoured.
 pub struct TokenSigner {
@@ -144,6 +123,19 @@ impl TokenSigner {
         let mut header = Header::new(Algorithm::EdDSA);
         header.kid = Some(key.kid.clone());
         header.typ = Some(SESSION_TOKEN_TYPE.into());
+        jsonwebtoken::encode(&header, claims, &key.encoding).map_err(DomainError::internal)
+    }
+
+    /// Signs claims that are not a session token's (integration tokens) with the current key,
+    /// as `typ: JWT`, which `verify` refuses.
+    pub fn sign_other(&self, claims: &serde_json::Value) -> DomainResult<String> {
+        let key = self
+            .keys
+            .first()
+            .ok_or_else(|| DomainError::internal("no signing key"))?;
+        let mut header = Header::new(Algorithm::EdDSA);
+        header.kid = Some(key.kid.clone());
+        header.typ = Some("JWT".into());
         jsonwebtoken::encode(&header, claims, &key.encoding).map_err(DomainError::internal)
     }
 

@@ -1,11 +1,13 @@
 //! `/admin/...`: orgs, users and memberships (SPEC §7). Who may call what is decided in
 //! `domain::admin`; these handlers only translate.
 
+use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
-use axum::routing::{patch, post};
-use axum::{Json, Router};
 use coreauth_proto as proto;
+use coreauth_proto::ErrorBody;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use super::AppState;
 use super::error::{ApiJson, ApiPath, ApiResult};
@@ -15,19 +17,25 @@ use crate::domain::org::{MembershipPatch, MembershipRecord, Name, Role};
 use crate::domain::password::Password;
 use crate::domain::user::{UserPatch, UserRecord};
 
-pub fn routes() -> Router<AppState> {
-    Router::new()
-        .route("/admin/orgs", post(create_org))
-        .route("/admin/orgs/{org_id}/members", post(add_member))
-        .route(
-            "/admin/orgs/{org_id}/members/{user_id}",
-            patch(update_member),
-        )
-        .route("/admin/users", post(create_user))
-        .route("/admin/users/{id}", patch(update_user))
-        .route("/admin/users/{id}/sessions/revoke", post(revoke_sessions))
+pub fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(create_org))
+        .routes(routes!(add_member))
+        .routes(routes!(update_member))
+        .routes(routes!(create_user))
+        .routes(routes!(update_user))
+        .routes(routes!(revoke_sessions))
 }
 
+/// Create an org (platform admins).
+#[utoipa::path(post, path = "/admin/orgs", tag = "admin",
+    request_body = proto::CreateOrgRequest,
+    security(("bearer" = []), ("api_key" = [])),
+    responses(
+        (status = 201, description = "Created", body = proto::Org),
+        (status = 400, description = "Bad name or domain", body = ErrorBody),
+        (status = 403, description = "unauthenticated, or forbidden: not a platform admin", body = ErrorBody),
+    ))]
 async fn create_org(
     State(state): State<AppState>,
     Caller(caller): Caller,
@@ -47,6 +55,17 @@ async fn create_org(
     ))
 }
 
+/// Create a user as a member of an org.
+#[utoipa::path(post, path = "/admin/users", tag = "admin",
+    request_body = proto::CreateUserRequest,
+    security(("bearer" = []), ("api_key" = [])),
+    responses(
+        (status = 201, description = "Created", body = proto::User),
+        (status = 400, description = "Bad email, name, role, or a password the policy refuses", body = ErrorBody),
+        (status = 403, description = "unauthenticated, or forbidden: not an admin of this org", body = ErrorBody),
+        (status = 404, description = "No such org", body = ErrorBody),
+        (status = 409, description = "The email is taken", body = ErrorBody),
+    ))]
 async fn create_user(
     State(state): State<AppState>,
     Caller(caller): Caller,
@@ -67,6 +86,18 @@ async fn create_user(
     Ok((StatusCode::CREATED, Json(user_answer(user))))
 }
 
+/// Change a user's names or (de)activate them; deactivation ends all their sessions.
+#[utoipa::path(patch, path = "/admin/users/{id}", tag = "admin",
+    params(("id" = i64, Path, description = "User id")),
+    request_body = proto::PatchUserRequest,
+    security(("bearer" = []), ("api_key" = [])),
+    responses(
+        (status = 200, description = "Updated", body = proto::User),
+        (status = 400, description = "Bad input", body = ErrorBody),
+        (status = 403, description = "unauthenticated, or forbidden: not an admin of this org", body = ErrorBody),
+        (status = 404, description = "No such user in your orgs", body = ErrorBody),
+        (status = 409, description = "You cannot deactivate yourself", body = ErrorBody),
+    ))]
 async fn update_user(
     State(state): State<AppState>,
     Caller(caller): Caller,
@@ -91,6 +122,16 @@ async fn update_user(
     Ok(Json(user_answer(user)))
 }
 
+/// End every session of a user.
+#[utoipa::path(post, path = "/admin/users/{id}/sessions/revoke", tag = "admin",
+    params(("id" = i64, Path, description = "User id")),
+    security(("bearer" = []), ("api_key" = [])),
+    responses(
+        (status = 204, description = "Revoked"),
+        (status = 400, description = "Bad id", body = ErrorBody),
+        (status = 403, description = "unauthenticated, or forbidden: not an admin of this org", body = ErrorBody),
+        (status = 404, description = "No such user in your orgs", body = ErrorBody),
+    ))]
 async fn revoke_sessions(
     State(state): State<AppState>,
     Caller(caller): Caller,
@@ -103,6 +144,18 @@ async fn revoke_sessions(
     Ok(StatusCode::NO_CONTENT)
 }
 
+/// Add an existing user to an org.
+#[utoipa::path(post, path = "/admin/orgs/{org_id}/members", tag = "admin",
+    params(("org_id" = i64, Path, description = "Org id")),
+    request_body = proto::AddMemberRequest,
+    security(("bearer" = []), ("api_key" = [])),
+    responses(
+        (status = 201, description = "Added", body = proto::Membership),
+        (status = 400, description = "Bad role", body = ErrorBody),
+        (status = 403, description = "unauthenticated, or forbidden: not an admin of this org", body = ErrorBody),
+        (status = 404, description = "No such user or org", body = ErrorBody),
+        (status = 409, description = "Already a member", body = ErrorBody),
+    ))]
 async fn add_member(
     State(state): State<AppState>,
     Caller(caller): Caller,
@@ -116,6 +169,19 @@ async fn add_member(
     Ok((StatusCode::CREATED, Json(membership_answer(membership))))
 }
 
+/// Change a member's role or (de)activate the membership; deactivation ends that member's
+/// sessions in the org.
+#[utoipa::path(patch, path = "/admin/orgs/{org_id}/members/{user_id}", tag = "admin",
+    params(("org_id" = i64, Path, description = "Org id"), ("user_id" = i64, Path, description = "User id")),
+    request_body = proto::PatchMemberRequest,
+    security(("bearer" = []), ("api_key" = [])),
+    responses(
+        (status = 200, description = "Updated", body = proto::Membership),
+        (status = 400, description = "Bad role", body = ErrorBody),
+        (status = 403, description = "unauthenticated, or forbidden: not an admin of this org", body = ErrorBody),
+        (status = 404, description = "No such membership", body = ErrorBody),
+        (status = 409, description = "The org would have no active admin left", body = ErrorBody),
+    ))]
 async fn update_member(
     State(state): State<AppState>,
     Caller(caller): Caller,

@@ -1,23 +1,37 @@
 //! `/user/authenticate`: log in, renew, log out (seeds 000–003).
 
+use axum::Json;
 use axum::extract::State;
-use axum::routing::{get, post};
-use axum::{Json, Router};
-use coreauth_proto::{AuthenticateRequest, AuthenticateResponse, SessionUser};
+use coreauth_proto::{AuthenticateRequest, AuthenticateResponse, ErrorBody, SessionUser};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use super::AppState;
 use super::error::{ApiJson, ApiResult};
-use super::extract::{Caller, Origin};
+use super::extract::{EnrollingCaller, Origin};
 use crate::domain::auth::{IssuedToken, LoginAttempt};
 use crate::domain::password::Password;
 
-pub fn routes() -> Router<AppState> {
-    Router::new()
-        .route("/user/authenticate", get(renew).post(login))
-        .route("/user/authenticate/logout", post(logout))
+pub fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(renew, login))
+        .routes(routes!(logout))
 }
 
-/// `POST /user/authenticate`: a new session and its first token.
+/// Log in with credentials: a new session and its first token (valid 15 minutes).
+#[utoipa::path(post, path = "/user/authenticate", tag = "authenticate",
+    request_body = AuthenticateRequest,
+    responses(
+        (status = 200, description = "Authenticated", body = AuthenticateResponse),
+        (status = 400, description = "Malformed request", body = ErrorBody),
+        (status = 401, description = "invalid_credentials, mfa_required or mfa_invalid", body = ErrorBody),
+        (status = 403, description = "password_expired", body = ErrorBody),
+        (status = 404, description = "no_active_org: not an active member of the selected org", body = ErrorBody),
+        (status = 413, description = "Body over 64 KiB", body = ErrorBody),
+        (status = 415, description = "Not JSON", body = ErrorBody),
+        (status = 429, description = "rate_limited", body = ErrorBody),
+        (status = 503, description = "overloaded: too many logins queued", body = ErrorBody),
+    ))]
 async fn login(
     State(state): State<AppState>,
     Origin(origin): Origin,
@@ -29,6 +43,7 @@ async fn login(
         password,
         selected_org: body.selected_org,
         client: body.client,
+        mfa_code: body.mfa_token_code.map(|c| c.into_inner()),
         origin,
     };
     let result = state.auth.login(attempt, state.now()).await;
@@ -41,19 +56,33 @@ async fn login(
     Ok(Json(session_answer(result?)))
 }
 
-/// `GET /user/authenticate`: a fresh token for the caller's session.
+/// Renew: a fresh token for the caller's session; the old one stays valid until its expiry.
+#[utoipa::path(get, path = "/user/authenticate", tag = "authenticate",
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "Renewed", body = AuthenticateResponse),
+        (status = 400, description = "An API key cannot be renewed", body = ErrorBody),
+        (status = 403, description = "unauthenticated: missing, expired or revoked token", body = ErrorBody),
+    ))]
 async fn renew(
     State(state): State<AppState>,
-    Caller(caller): Caller,
+    EnrollingCaller(caller): EnrollingCaller,
 ) -> ApiResult<Json<AuthenticateResponse>> {
     let issued = state.auth.renew(&caller, state.now()).await?;
     Ok(Json(session_answer(issued)))
 }
 
-/// `POST /user/authenticate/logout`: ends the session behind the token.
+/// Log out: ends the session behind the token; all its tokens fail at once.
+#[utoipa::path(post, path = "/user/authenticate/logout", tag = "authenticate",
+    security(("bearer" = [])),
+    responses(
+        (status = 204, description = "Logged out"),
+        (status = 400, description = "An API key has no session", body = ErrorBody),
+        (status = 403, description = "unauthenticated", body = ErrorBody),
+    ))]
 async fn logout(
     State(state): State<AppState>,
-    Caller(caller): Caller,
+    EnrollingCaller(caller): EnrollingCaller,
 ) -> ApiResult<axum::http::StatusCode> {
     state.auth.logout(&caller, state.now()).await?;
     Ok(axum::http::StatusCode::NO_CONTENT)
@@ -75,5 +104,6 @@ fn session_answer(issued: IssuedToken) -> AuthenticateResponse {
             org_id: issued.org_id,
             role: issued.role.as_str().to_owned(),
         },
+        mfa_enrollment_required: issued.mfa_enrollment_required,
     }
 }

@@ -31,9 +31,10 @@ pub fn status_of(e: &DomainError) -> StatusCode {
         }
         DomainError::NoActiveOrg | DomainError::NotFound(_) => StatusCode::NOT_FOUND,
         // The seeds answer 403 for a missing or bad token, not RFC 6750's 401.
-        DomainError::PasswordExpired | DomainError::Unauthenticated | DomainError::Forbidden => {
-            StatusCode::FORBIDDEN
-        }
+        DomainError::PasswordExpired
+        | DomainError::Unauthenticated
+        | DomainError::Forbidden
+        | DomainError::MfaEnrollmentRequired => StatusCode::FORBIDDEN,
         DomainError::Conflict(_) => StatusCode::CONFLICT,
         DomainError::Invalid(_) => StatusCode::BAD_REQUEST,
         DomainError::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
@@ -196,6 +197,34 @@ where
                     StatusCode::BAD_REQUEST,
                     "invalid_request",
                     "a path parameter is malformed (ids are integers)".into(),
+                    None,
+                )
+            })
+    }
+}
+
+/// Query parameters; malformed ones answer 400 with the error body.
+pub struct ApiQuery<T>(pub T);
+
+impl<S, T> axum::extract::FromRequestParts<S> for ApiQuery<T>
+where
+    S: Send + Sync,
+    T: DeserializeOwned + Send,
+{
+    type Rejection = Response;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        state: &S,
+    ) -> Result<Self, Self::Rejection> {
+        axum::extract::Query::<T>::from_request_parts(parts, state)
+            .await
+            .map(|axum::extract::Query(value)| ApiQuery(value))
+            .map_err(|rejection| {
+                error_response(
+                    StatusCode::BAD_REQUEST,
+                    "invalid_request",
+                    format!("bad query parameters: {}", rejection.body_text()),
                     None,
                 )
             })

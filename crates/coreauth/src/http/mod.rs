@@ -15,19 +15,34 @@ use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetReques
 use tower_http::set_header::SetResponseHeaderLayer;
 use tower_http::trace::TraceLayer;
 use tracing::Span;
+use utoipa::OpenApi;
+use utoipa_axum::router::OpenApiRouter;
 
 use crate::domain::admin::Admin;
+use crate::domain::apikey::ApiKeys;
+use crate::domain::audit::Audit;
 use crate::domain::auth::Auth;
 use crate::domain::clock::Clock;
+use crate::domain::credentials::Credentials;
+use crate::domain::integrations::Integrations;
+use crate::domain::mfa::Mfa;
+use crate::domain::throttle::Throttle;
 use crate::domain::tokens::TokenSigner;
 use crate::store::Store;
 
 mod admin;
+mod apikeys;
+mod audit;
 mod auth;
+mod docs;
 pub mod error;
 pub mod extract;
+mod integrations;
+mod introspect;
 pub mod metrics;
+mod mfa;
 mod ops;
+mod passwords;
 mod users;
 
 pub use metrics::Metrics;
@@ -39,6 +54,12 @@ pub const MAX_BODY_BYTES: usize = 64 * 1024;
 pub struct AppState {
     pub auth: Arc<Auth>,
     pub admin: Arc<Admin>,
+    pub keys: Arc<ApiKeys>,
+    pub audit: Arc<Audit>,
+    pub credentials: Arc<Credentials>,
+    pub mfa: Arc<Mfa>,
+    pub integrations: Arc<Integrations>,
+    pub throttle: Arc<Throttle>,
     pub store: Arc<dyn Store>,
     pub signer: Arc<TokenSigner>,
     pub clock: Arc<dyn Clock>,
@@ -52,13 +73,35 @@ impl AppState {
     }
 }
 
-pub fn router(state: AppState) -> Router {
-    let x_request_id = HeaderName::from_static("x-request-id");
-    Router::new()
+/// Every API route, each with its OpenAPI description: routes are only ever added through
+/// utoipa's `routes!`, so the document cannot miss one.
+fn api_routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::with_openapi(docs::ApiDoc::openapi())
         .merge(auth::routes())
         .merge(users::routes())
         .merge(admin::routes())
+        .merge(apikeys::routes())
+        .merge(audit::routes())
+        .merge(passwords::routes())
+        .merge(mfa::routes())
+        .merge(integrations::routes())
+        .merge(introspect::routes())
         .merge(ops::routes())
+        .merge(docs::routes())
+}
+
+/// The OpenAPI 3.1 document of the API.
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    api_routes().into_openapi()
+}
+
+pub fn router(state: AppState) -> Router {
+    let x_request_id = HeaderName::from_static("x-request-id");
+    let (routes, document) = api_routes().split_for_parts();
+    let json = document.to_json().unwrap_or_default();
+    routes
+        .merge(docs::ui(state.clone()))
+        .layer(axum::Extension(docs::OpenApiJson(Arc::new(json))))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(axum::middleware::from_fn_with_state(

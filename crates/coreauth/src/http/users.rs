@@ -1,26 +1,38 @@
 //! `/user/...`: who am I, my orgs, my sessions.
 
+use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
-use axum::routing::{delete, get};
-use axum::{Json, Router};
-use coreauth_proto::{Me, SessionInfo, UserOrg};
+use coreauth_proto::{ErrorBody, Me, SessionInfo, UserOrg};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use super::AppState;
 use super::error::{ApiPath, ApiResult};
-use super::extract::Caller;
+use super::extract::{Caller, EnrollingCaller};
 use crate::domain::clock::{from_millis, iso8601};
 
-pub fn routes() -> Router<AppState> {
-    Router::new()
-        .route("/user/me", get(me))
-        .route("/user/orgs", get(orgs))
-        .route("/user/sessions", get(sessions))
-        .route("/user/sessions/{id}", delete(end_session))
+pub fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(me))
+        .routes(routes!(orgs))
+        .routes(routes!(sessions))
+        .routes(routes!(end_session))
 }
 
-async fn me(State(state): State<AppState>, Caller(caller): Caller) -> ApiResult<Json<Me>> {
-    let (user, org) = state.auth.whoami(&caller).await?;
+/// Who am I: user, org of this token, role, and how the call was authenticated.
+#[utoipa::path(get, path = "/user/me", tag = "user",
+    security(("bearer" = []), ("api_key" = [])),
+    responses(
+        (status = 200, description = "The caller", body = Me),
+        (status = 403, description = "unauthenticated", body = ErrorBody),
+    ))]
+async fn me(
+    State(state): State<AppState>,
+    EnrollingCaller(caller): EnrollingCaller,
+) -> ApiResult<Json<Me>> {
+    let (user, org, password_expires_at) = state.auth.whoami(&caller).await?;
+    let mfa_enabled = state.mfa.is_enabled(user.id).await?;
     Ok(Json(Me {
         id: user.id,
         uuid: user.uuid,
@@ -39,9 +51,18 @@ async fn me(State(state): State<AppState>, Caller(caller): Caller) -> ApiResult<
             .session
             .as_ref()
             .map(|s| iso8601(from_millis(s.expires_at))),
+        password_expires_at: password_expires_at.map(|t| iso8601(from_millis(t))),
+        mfa_enabled,
     }))
 }
 
+/// The caller's orgs with their ids (for `selectedOrg`).
+#[utoipa::path(get, path = "/user/orgs", tag = "user",
+    security(("bearer" = []), ("api_key" = [])),
+    responses(
+        (status = 200, description = "The caller's memberships", body = Vec<UserOrg>),
+        (status = 403, description = "unauthenticated", body = ErrorBody),
+    ))]
 async fn orgs(
     State(state): State<AppState>,
     Caller(caller): Caller,
@@ -61,6 +82,13 @@ async fn orgs(
     ))
 }
 
+/// The caller's live sessions.
+#[utoipa::path(get, path = "/user/sessions", tag = "user",
+    security(("bearer" = []), ("api_key" = [])),
+    responses(
+        (status = 200, description = "Live sessions, newest first", body = Vec<SessionInfo>),
+        (status = 403, description = "unauthenticated", body = ErrorBody),
+    ))]
 async fn sessions(
     State(state): State<AppState>,
     Caller(caller): Caller,
@@ -86,6 +114,15 @@ async fn sessions(
     ))
 }
 
+/// End one of the caller's own sessions.
+#[utoipa::path(delete, path = "/user/sessions/{id}", tag = "user",
+    params(("id" = String, Path, description = "Session id")),
+    security(("bearer" = []), ("api_key" = [])),
+    responses(
+        (status = 204, description = "Ended"),
+        (status = 403, description = "unauthenticated", body = ErrorBody),
+        (status = 404, description = "No such session of yours", body = ErrorBody),
+    ))]
 async fn end_session(
     State(state): State<AppState>,
     Caller(caller): Caller,

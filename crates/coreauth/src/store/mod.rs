@@ -1,17 +1,50 @@
 //! Storage behind one trait, one implementation per backend. The domain calls these methods and
 //! never sees SQL; the store keeps data consistent (one transaction per call) but decides no
 //! policy beyond the integrity of what it holds.
+//!
+//! Every change that is a security event takes the `NewAuditEvent` describing it and writes it
+//! in the same transaction; where the change creates the thing the event is about (a user, an
+//! org), the store fills in its id.
 
 use async_trait::async_trait;
 
+use crate::domain::apikey::{ApiKeyContext, ApiKeyRecord, NewApiKey};
+use crate::domain::audit::{AuditQuery, AuditRecord, NewAuditEvent};
 use crate::domain::error::DomainResult;
+use crate::domain::integrations::IntegrationRecord;
 use crate::domain::org::{MembershipPatch, MembershipRecord, OrgRecord, Role};
+use crate::domain::policy::PasswordPolicy;
 use crate::domain::session::{SessionContext, SessionRecord};
 use crate::domain::tokens::StoredSigningKey;
 use crate::domain::user::{NewUser, UserPatch, UserRecord};
 
 pub mod postgres;
 pub mod sqlite;
+
+/// A new password hash for a user, with what else changes with it.
+#[derive(Debug, Clone)]
+pub struct PasswordChange {
+    pub user_id: i64,
+    pub new_hash: String,
+    /// The hash the change was decided against; if it changed meanwhile the store refuses
+    /// (`Conflict`), so two concurrent changes cannot both win. `None`: no check (admin reset).
+    pub expected_hash: Option<String>,
+    pub must_change: bool,
+    pub now: i64,
+    /// Sessions of the user are revoked, except this one (the caller's own).
+    pub keep_session: Option<String>,
+}
+
+/// A user's TOTP enrolment as stored.
+#[derive(Debug, Clone)]
+pub struct TotpRecord {
+    pub sealed_secret: String,
+    pub confirmed_at: Option<i64>,
+    pub last_used_step: Option<i64>,
+}
+
+/// Previous hashes kept per user, enough for the strictest `historyCount`.
+pub const PASSWORD_HISTORY_KEPT: i64 = 24;
 
 /// What an admin change revoked along with it, for the caller's information.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -33,18 +66,24 @@ pub trait Store: Send + Sync + 'static {
 
     /// Creates org 1 ("Default") and `admin` as its admin and a platform admin, only when the
     /// database has no user yet (checked in the same transaction). `None` when it had users.
-    async fn bootstrap(&self, admin: NewUser, now: i64) -> DomainResult<Option<UserRecord>>;
+    async fn bootstrap(
+        &self,
+        admin: NewUser,
+        now: i64,
+        audit: &NewAuditEvent,
+    ) -> DomainResult<Option<UserRecord>>;
 
     async fn user_by_email(&self, email_key: &str) -> DomainResult<Option<UserRecord>>;
     async fn user_by_id(&self, id: i64) -> DomainResult<Option<UserRecord>>;
     /// `Conflict` when the email is taken; `NotFound("org")` for an unknown membership org.
-    async fn create_user(&self, user: NewUser) -> DomainResult<UserRecord>;
+    async fn create_user(&self, user: NewUser, audit: &NewAuditEvent) -> DomainResult<UserRecord>;
     /// Deactivating a user revokes all their sessions in the same transaction.
     async fn update_user(
         &self,
         id: i64,
         patch: &UserPatch,
         now: i64,
+        audit: &NewAuditEvent,
     ) -> DomainResult<Option<(UserRecord, Revoked)>>;
 
     async fn create_org(
@@ -52,6 +91,7 @@ pub trait Store: Send + Sync + 'static {
         name: &str,
         email_domains: &[String],
         now: i64,
+        audit: &NewAuditEvent,
     ) -> DomainResult<OrgRecord>;
     async fn org(&self, id: i64) -> DomainResult<Option<OrgRecord>>;
 
@@ -66,6 +106,7 @@ pub trait Store: Send + Sync + 'static {
         user_id: i64,
         role: Role,
         now: i64,
+        audit: &NewAuditEvent,
     ) -> DomainResult<MembershipRecord>;
     /// Applies `patch` atomically; deactivation revokes the member's sessions in that org. Refuses
     /// (`Conflict`) a change that would leave the org without an active admin.
@@ -75,17 +116,163 @@ pub trait Store: Send + Sync + 'static {
         user_id: i64,
         patch: &MembershipPatch,
         now: i64,
+        audit: &NewAuditEvent,
     ) -> DomainResult<Option<(MembershipRecord, Revoked)>>;
 
-    async fn create_session(&self, session: &SessionRecord) -> DomainResult<()>;
+    async fn create_session(
+        &self,
+        session: &SessionRecord,
+        audit: &NewAuditEvent,
+    ) -> DomainResult<()>;
     async fn session_context(&self, id: &str) -> DomainResult<Option<SessionContext>>;
     /// Counts a renewal and records the new token expiry; false when the session was revoked
     /// meanwhile.
     async fn record_renewal(&self, id: &str, token_expires_at: i64, now: i64)
     -> DomainResult<bool>;
     /// Revokes one session, only if it belongs to `user_id` when one is given.
-    async fn revoke_session(&self, id: &str, user_id: Option<i64>, now: i64) -> DomainResult<bool>;
-    async fn revoke_sessions_of(&self, user_id: i64, now: i64) -> DomainResult<Revoked>;
+    async fn revoke_session(
+        &self,
+        id: &str,
+        user_id: Option<i64>,
+        now: i64,
+        audit: &NewAuditEvent,
+    ) -> DomainResult<bool>;
+    async fn revoke_sessions_of(
+        &self,
+        user_id: i64,
+        now: i64,
+        audit: &NewAuditEvent,
+    ) -> DomainResult<Revoked>;
     /// Sessions of a user that are neither revoked nor past their last token's expiry.
     async fn live_sessions_of(&self, user_id: i64, now: i64) -> DomainResult<Vec<SessionRecord>>;
+
+    /// Creates a key unless its owner already has `max_per_user` keys (`Conflict`), atomically.
+    async fn create_api_key(
+        &self,
+        key: NewApiKey,
+        max_per_user: i64,
+        audit: &NewAuditEvent,
+    ) -> DomainResult<ApiKeyRecord>;
+    /// The key with this SHA-256, with its owner's state, through the unique index on the hash.
+    async fn api_key_context(&self, key_hash: &[u8]) -> DomainResult<Option<ApiKeyContext>>;
+    async fn api_keys_of(&self, user_id: i64, org_id: i64) -> DomainResult<Vec<ApiKeyRecord>>;
+    async fn api_keys_in_org(&self, org_id: i64) -> DomainResult<Vec<ApiKeyRecord>>;
+    /// Deletes the key with this public id in `org_id`, only if owned by `owner` when given.
+    async fn delete_api_key(
+        &self,
+        public_id: &str,
+        owner: Option<i64>,
+        org_id: i64,
+        audit: &NewAuditEvent,
+    ) -> DomainResult<Option<ApiKeyRecord>>;
+    async fn delete_api_key_by_hash(
+        &self,
+        key_hash: &[u8],
+        owner: i64,
+        org_id: i64,
+        audit: &NewAuditEvent,
+    ) -> DomainResult<Option<ApiKeyRecord>>;
+    /// Records when (and from where) keys were last used: `(key id, time, address)`.
+    async fn record_api_key_usage(&self, usage: &[(i64, i64, Option<String>)]) -> DomainResult<()>;
+
+    /// Remembers that a key was used from `address`; true (and `audit` written) the first time.
+    async fn note_api_key_address(
+        &self,
+        key_id: i64,
+        address: &str,
+        now: i64,
+        audit: &NewAuditEvent,
+    ) -> DomainResult<bool>;
+
+    /// Records an event that goes with no change (a refused login, …).
+    async fn record_audit(&self, event: &NewAuditEvent) -> DomainResult<()>;
+    /// Events matching `query`, newest first, at most `query.limit`.
+    async fn audit_events(&self, query: &AuditQuery) -> DomainResult<Vec<AuditRecord>>;
+
+    /// The org's policy; `None` when the org uses the defaults.
+    async fn password_policy(&self, org_id: i64) -> DomainResult<Option<PasswordPolicy>>;
+    async fn set_password_policy(
+        &self,
+        org_id: i64,
+        policy: &PasswordPolicy,
+        now: i64,
+        audit: &NewAuditEvent,
+    ) -> DomainResult<()>;
+    /// The user's previous password hashes, newest first.
+    async fn password_history(&self, user_id: i64, limit: i64) -> DomainResult<Vec<String>>;
+    /// Sets a new password: the old hash goes to the history (kept to
+    /// `PASSWORD_HISTORY_KEPT`), sessions are revoked but `keep_session`, atomically.
+    async fn set_password(
+        &self,
+        change: &PasswordChange,
+        audit: &NewAuditEvent,
+    ) -> DomainResult<Revoked>;
+    /// Replaces `old_hash` by `new_hash` (same password, stronger parameters) if it is still the
+    /// current one; the password's age does not change.
+    async fn upgrade_password_hash(
+        &self,
+        user_id: i64,
+        old_hash: &str,
+        new_hash: &str,
+    ) -> DomainResult<bool>;
+
+    async fn totp_of(&self, user_id: i64) -> DomainResult<Option<TotpRecord>>;
+    /// Stores a new, unconfirmed enrolment (replacing an unconfirmed one); `Conflict` when the
+    /// user already has a confirmed one.
+    async fn save_totp_enrollment(
+        &self,
+        user_id: i64,
+        sealed_secret: &str,
+        now: i64,
+        audit: &NewAuditEvent,
+    ) -> DomainResult<()>;
+    /// Confirms the enrolment with the step of the code that proved it, replaces the recovery
+    /// codes, and lifts the enrolment restriction of the user's sessions, atomically.
+    async fn confirm_totp(
+        &self,
+        user_id: i64,
+        step: i64,
+        recovery_code_hashes: &[Vec<u8>],
+        now: i64,
+        audit: &NewAuditEvent,
+    ) -> DomainResult<bool>;
+    /// Accepts `step` only if it is newer than every step accepted before (atomic, so a code
+    /// replayed in parallel is accepted once).
+    async fn consume_totp_step(&self, user_id: i64, step: i64) -> DomainResult<bool>;
+    /// Marks an unused recovery code used; false when there is none with this hash.
+    async fn use_recovery_code(
+        &self,
+        user_id: i64,
+        code_hash: &[u8],
+        now: i64,
+        audit: &NewAuditEvent,
+    ) -> DomainResult<bool>;
+    async fn reseal_totp(&self, user_id: i64, sealed_secret: &str) -> DomainResult<()>;
+    /// Removes the user's TOTP and recovery codes; false when there was none.
+    async fn delete_totp(&self, user_id: i64, audit: &NewAuditEvent) -> DomainResult<bool>;
+
+    /// Creates or replaces an org's integration.
+    async fn save_integration(
+        &self,
+        integration: &IntegrationRecord,
+        now: i64,
+        audit: &NewAuditEvent,
+    ) -> DomainResult<()>;
+    async fn integration(&self, org_id: i64, name: &str)
+    -> DomainResult<Option<IntegrationRecord>>;
+    async fn integrations_of(&self, org_id: i64) -> DomainResult<Vec<IntegrationRecord>>;
+    async fn delete_integration(
+        &self,
+        org_id: i64,
+        name: &str,
+        audit: &NewAuditEvent,
+    ) -> DomainResult<bool>;
+
+    /// Counts an attempt for `key`, starting a new window when the current one (`window_ms`
+    /// long) has ended; answers the attempts in the window and when it started. One atomic
+    /// statement, so parallel attempts are all counted.
+    async fn hit_throttle(&self, key: &str, now: i64, window_ms: i64) -> DomainResult<(i64, i64)>;
+    async fn clear_throttle(&self, key: &str) -> DomainResult<()>;
+    /// Deletes counters whose window started before `before`.
+    async fn prune_throttle(&self, before: i64) -> DomainResult<u64>;
 }

@@ -8,12 +8,16 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
-use sqlx::{FromRow, Postgres, Transaction};
+use sqlx::{FromRow, PgConnection, Postgres, Transaction};
 use zeroize::Zeroizing;
 
-use super::{Revoked, Store};
+use super::{PASSWORD_HISTORY_KEPT, PasswordChange, Revoked, Store, TotpRecord};
+use crate::domain::apikey::{ApiKeyContext, ApiKeyRecord, NewApiKey};
+use crate::domain::audit::{AuditQuery, AuditRecord, NewAuditEvent};
 use crate::domain::error::{DomainError, DomainResult};
+use crate::domain::integrations::{IntegrationAlgorithm, IntegrationRecord};
 use crate::domain::org::{MembershipPatch, MembershipRecord, OrgRecord, Role};
+use crate::domain::policy::PasswordPolicy;
 use crate::domain::session::{SessionContext, SessionRecord};
 use crate::domain::tokens::StoredSigningKey;
 use crate::domain::user::{NewUser, UserPatch, UserRecord};
@@ -180,6 +184,7 @@ struct SessionRow {
     last_renewed_at: Option<i64>,
     renew_count: i64,
     revoked_at: Option<i64>,
+    restriction: Option<String>,
 }
 
 impl From<SessionRow> for SessionRecord {
@@ -198,6 +203,7 @@ impl From<SessionRow> for SessionRecord {
             last_renewed_at: r.last_renewed_at,
             renew_count: r.renew_count,
             revoked_at: r.revoked_at,
+            restriction: r.restriction,
         }
     }
 }
@@ -211,6 +217,214 @@ struct SessionContextRow {
     is_platform_admin: bool,
     role: String,
     membership_active: bool,
+}
+
+#[derive(FromRow)]
+struct ApiKeyRow {
+    id: i64,
+    public_id: String,
+    user_id: i64,
+    org_id: i64,
+    name: String,
+    prefix: String,
+    read_only: bool,
+    created_at: i64,
+    expires_at: Option<i64>,
+    last_used_at: Option<i64>,
+    last_used_address: Option<String>,
+}
+
+impl From<ApiKeyRow> for ApiKeyRecord {
+    fn from(r: ApiKeyRow) -> Self {
+        Self {
+            id: r.id,
+            public_id: r.public_id,
+            user_id: r.user_id,
+            org_id: r.org_id,
+            name: r.name,
+            prefix: r.prefix,
+            read_only: r.read_only,
+            created_at: r.created_at,
+            expires_at: r.expires_at,
+            last_used_at: r.last_used_at,
+            last_used_address: r.last_used_address,
+        }
+    }
+}
+
+#[derive(FromRow)]
+struct ApiKeyContextRow {
+    #[sqlx(flatten)]
+    key: ApiKeyRow,
+    user_uuid: String,
+    user_active: bool,
+    is_platform_admin: bool,
+    role: String,
+    membership_active: bool,
+}
+
+/// `<before>` every api_keys column (as `k.…`) `<after>`, as one static string.
+macro_rules! api_key_columns {
+    ($before:literal, $after:literal) => {
+        concat!(
+            $before,
+            " k.id, k.public_id, k.user_id, k.org_id, k.name, k.prefix, k.read_only, ",
+            "k.created_at, k.expires_at, k.last_used_at, k.last_used_address ",
+            $after
+        )
+    };
+}
+
+/// `<statement> RETURNING <every api_keys column>`, as one static string.
+macro_rules! returning_api_key {
+    ($statement:literal) => {
+        concat!(
+            $statement,
+            " RETURNING id, public_id, user_id, org_id, name, prefix, read_only, created_at, ",
+            "expires_at, last_used_at, last_used_address"
+        )
+    };
+}
+
+/// Writes an audit event on the connection (the transaction) of the change it describes.
+async fn insert_audit(conn: &mut PgConnection, e: &NewAuditEvent) -> DomainResult<()> {
+    sqlx::query(
+        "INSERT INTO audit_events (occurred_at, event, outcome, reason, org_id, actor_user_id, \
+         subject_user_id, subject, address, user_agent, client, request_id, details) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
+    )
+    .bind(e.occurred_at)
+    .bind(&e.event)
+    .bind(if e.success { "success" } else { "failure" })
+    .bind(e.reason.as_deref())
+    .bind(e.org_id)
+    .bind(e.actor_user_id)
+    .bind(e.subject_user_id)
+    .bind(e.subject.as_deref())
+    .bind(e.address.as_deref())
+    .bind(e.user_agent.as_deref())
+    .bind(e.client.as_deref())
+    .bind(e.request_id.as_deref())
+    .bind(e.details.to_string())
+    .execute(conn)
+    .await
+    .map(|_| ())
+    .map_err(db_error)
+}
+
+#[derive(FromRow)]
+struct AuditRow {
+    id: i64,
+    occurred_at: i64,
+    event: String,
+    outcome: String,
+    reason: Option<String>,
+    org_id: Option<i64>,
+    actor_user_id: Option<i64>,
+    subject_user_id: Option<i64>,
+    subject: Option<String>,
+    address: Option<String>,
+    user_agent: Option<String>,
+    client: Option<String>,
+    request_id: Option<String>,
+    details: String,
+}
+
+impl From<AuditRow> for AuditRecord {
+    fn from(r: AuditRow) -> Self {
+        Self {
+            id: r.id,
+            event: NewAuditEvent {
+                occurred_at: r.occurred_at,
+                event: r.event,
+                success: r.outcome == "success",
+                reason: r.reason,
+                org_id: r.org_id,
+                actor_user_id: r.actor_user_id,
+                subject_user_id: r.subject_user_id,
+                subject: r.subject,
+                address: r.address,
+                user_agent: r.user_agent,
+                client: r.client,
+                request_id: r.request_id,
+                details: serde_json::from_str(&r.details).unwrap_or_default(),
+            },
+        }
+    }
+}
+
+/// Records the deletion of `row` (if one was deleted) and commits.
+async fn finish_key_deletion(
+    mut tx: Transaction<'static, Postgres>,
+    row: Option<ApiKeyRow>,
+    audit: &NewAuditEvent,
+) -> DomainResult<Option<ApiKeyRecord>> {
+    let Some(row) = row else {
+        return Ok(None);
+    };
+    let mut audit = audit.clone();
+    audit.subject = Some(row.public_id.clone());
+    audit.subject_user_id = Some(row.user_id);
+    audit.details["name"] = row.name.clone().into();
+    insert_audit(&mut tx, &audit).await?;
+    tx.commit().await.map_err(db_error)?;
+    Ok(Some(row.into()))
+}
+
+#[derive(FromRow)]
+struct IntegrationRow {
+    org_id: i64,
+    name: String,
+    algorithm: String,
+    secret: Option<String>,
+    audience: String,
+    issuer: Option<String>,
+    lifetime_secs: i64,
+    claims: String,
+    custom_claims: String,
+    allow_api_keys: bool,
+}
+
+impl TryFrom<IntegrationRow> for IntegrationRecord {
+    type Error = DomainError;
+    fn try_from(r: IntegrationRow) -> DomainResult<Self> {
+        let corrupt = |what: &str| DomainError::internal(format!("stored integration {what}"));
+        Ok(Self {
+            org_id: r.org_id,
+            algorithm: IntegrationAlgorithm::parse(&r.algorithm)
+                .map_err(|_| corrupt("algorithm"))?,
+            name: r.name,
+            sealed_secret: r.secret,
+            audience: r.audience,
+            issuer: r.issuer,
+            lifetime_secs: u32::try_from(r.lifetime_secs).map_err(|_| corrupt("lifetime"))?,
+            claims: serde_json::from_str(&r.claims).map_err(|_| corrupt("claims"))?,
+            custom_claims: serde_json::from_str(&r.custom_claims)
+                .map_err(|_| corrupt("custom claims"))?,
+            allow_api_keys: r.allow_api_keys,
+        })
+    }
+}
+
+/// `SELECT <every integrations column> FROM integrations <rest>` as one static string.
+macro_rules! select_integration {
+    ($rest:literal) => {
+        concat!(
+            "SELECT org_id, name, algorithm, secret, audience, issuer, lifetime_secs, claims, ",
+            "custom_claims, allow_api_keys FROM integrations ",
+            $rest
+        )
+    };
+}
+
+/// Whether org `id` exists, read in `tx`.
+async fn org_exists(tx: &mut Transaction<'static, Postgres>, id: i64) -> DomainResult<bool> {
+    let found: Option<i64> = sqlx::query_scalar("SELECT id FROM orgs WHERE id = $1")
+        .bind(id)
+        .fetch_optional(&mut **tx)
+        .await
+        .map_err(db_error)?;
+    Ok(found.is_some())
 }
 
 const SELECT_MEMBERSHIP: &str = "SELECT m.user_id, m.org_id, o.name AS org_name, m.role, \
@@ -262,12 +476,7 @@ async fn insert_membership(
     role: Role,
     now: i64,
 ) -> DomainResult<()> {
-    let org_exists: Option<i64> = sqlx::query_scalar("SELECT id FROM orgs WHERE id = $1")
-        .bind(org_id)
-        .fetch_optional(&mut **tx)
-        .await
-        .map_err(db_error)?;
-    if org_exists.is_none() {
+    if !org_exists(tx, org_id).await? {
         return Err(DomainError::NotFound("org"));
     }
     let result = sqlx::query(
@@ -368,7 +577,12 @@ impl Store for PostgresStore {
         tx.commit().await.map_err(db_error)
     }
 
-    async fn bootstrap(&self, admin: NewUser, now: i64) -> DomainResult<Option<UserRecord>> {
+    async fn bootstrap(
+        &self,
+        admin: NewUser,
+        now: i64,
+        audit: &NewAuditEvent,
+    ) -> DomainResult<Option<UserRecord>> {
         let mut tx = self.begin().await?;
         // Under READ COMMITTED two instances starting together would both see no user. This
         // lock mode conflicts with itself and with every insert into users, so the second
@@ -403,6 +617,10 @@ impl Store for PostgresStore {
         .map_err(db_error)?;
         let user_id = insert_user(&mut tx, &admin).await?;
         insert_membership(&mut tx, 1, user_id, Role::Admin, now).await?;
+        let mut audit = audit.clone();
+        audit.subject_user_id = Some(user_id);
+        audit.org_id = Some(1);
+        insert_audit(&mut tx, &audit).await?;
         let user = user_in(&mut tx, user_id).await?;
         tx.commit().await.map_err(db_error)?;
         Ok(user)
@@ -429,12 +647,15 @@ impl Store for PostgresStore {
         Ok(row.map(UserRecord::from))
     }
 
-    async fn create_user(&self, user: NewUser) -> DomainResult<UserRecord> {
+    async fn create_user(&self, user: NewUser, audit: &NewAuditEvent) -> DomainResult<UserRecord> {
         let mut tx = self.begin().await?;
         let user_id = insert_user(&mut tx, &user).await?;
         if let Some((org_id, role)) = user.membership {
             insert_membership(&mut tx, org_id, user_id, role, user.created_at).await?;
         }
+        let mut audit = audit.clone();
+        audit.subject_user_id = Some(user_id);
+        insert_audit(&mut tx, &audit).await?;
         let created = user_in(&mut tx, user_id)
             .await?
             .ok_or_else(|| DomainError::internal("inserted user vanished"))?;
@@ -447,6 +668,7 @@ impl Store for PostgresStore {
         id: i64,
         patch: &UserPatch,
         now: i64,
+        audit: &NewAuditEvent,
     ) -> DomainResult<Option<(UserRecord, Revoked)>> {
         let mut tx = self.begin().await?;
         // One statement: the row lock it takes makes concurrent patches apply one after the
@@ -477,6 +699,9 @@ impl Store for PostgresStore {
             .map_err(db_error)?
             .rows_affected();
         }
+        let mut audit = audit.clone();
+        audit.details["sessionsRevoked"] = revoked.sessions.into();
+        insert_audit(&mut tx, &audit).await?;
         let user = user_in(&mut tx, id).await?;
         tx.commit().await.map_err(db_error)?;
         Ok(user.map(|u| (u, revoked)))
@@ -487,6 +712,7 @@ impl Store for PostgresStore {
         name: &str,
         email_domains: &[String],
         now: i64,
+        audit: &NewAuditEvent,
     ) -> DomainResult<OrgRecord> {
         let mut tx = self.begin().await?;
         let id: i64 =
@@ -507,6 +733,10 @@ impl Store for PostgresStore {
             .await
             .map_err(db_error)?;
         }
+        let mut audit = audit.clone();
+        audit.org_id = Some(id);
+        audit.subject = Some(format!("org:{id}"));
+        insert_audit(&mut tx, &audit).await?;
         tx.commit().await.map_err(db_error)?;
         let mut domains = email_domains.to_vec();
         domains.sort();
@@ -576,12 +806,14 @@ impl Store for PostgresStore {
         user_id: i64,
         role: Role,
         now: i64,
+        audit: &NewAuditEvent,
     ) -> DomainResult<MembershipRecord> {
         let mut tx = self.begin().await?;
         if user_in(&mut tx, user_id).await?.is_none() {
             return Err(DomainError::NotFound("user"));
         }
         insert_membership(&mut tx, org_id, user_id, role, now).await?;
+        insert_audit(&mut tx, audit).await?;
         let membership = membership_in(&mut tx, user_id, org_id)
             .await?
             .ok_or_else(|| DomainError::internal("inserted membership vanished"))?;
@@ -595,6 +827,7 @@ impl Store for PostgresStore {
         user_id: i64,
         patch: &MembershipPatch,
         now: i64,
+        audit: &NewAuditEvent,
     ) -> DomainResult<Option<(MembershipRecord, Revoked)>> {
         let mut tx = self.begin().await?;
         // Membership changes within one org go one at a time: without this, two admins demoting
@@ -658,16 +891,20 @@ impl Store for PostgresStore {
             .map_err(db_error)?
             .rows_affected();
         }
+        let mut audit = audit.clone();
+        audit.details["sessionsRevoked"] = revoked.sessions.into();
+        insert_audit(&mut tx, &audit).await?;
         let updated = membership_in(&mut tx, user_id, org_id).await?;
         tx.commit().await.map_err(db_error)?;
         Ok(updated.map(|m| (m, revoked)))
     }
 
-    async fn create_session(&self, s: &SessionRecord) -> DomainResult<()> {
+    async fn create_session(&self, s: &SessionRecord, audit: &NewAuditEvent) -> DomainResult<()> {
+        let mut tx = self.begin().await?;
         sqlx::query(
             "INSERT INTO sessions (id, user_id, org_id, method, client, address, user_agent, \
-             created_at, expires_at, token_expires_at, last_renewed_at, renew_count, revoked_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
+             created_at, expires_at, token_expires_at, last_renewed_at, renew_count, revoked_at, \
+             restriction) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)",
         )
         .bind(&s.id)
         .bind(s.user_id)
@@ -682,10 +919,12 @@ impl Store for PostgresStore {
         .bind(s.last_renewed_at)
         .bind(s.renew_count)
         .bind(s.revoked_at)
-        .execute(&self.pool)
+        .bind(s.restriction.as_deref())
+        .execute(&mut *tx)
         .await
-        .map(|_| ())
-        .map_err(db_error)
+        .map_err(db_error)?;
+        insert_audit(&mut tx, audit).await?;
+        tx.commit().await.map_err(db_error)
     }
 
     async fn session_context(&self, id: &str) -> DomainResult<Option<SessionContext>> {
@@ -695,8 +934,8 @@ impl Store for PostgresStore {
         let row: Option<SessionContextRow> = sqlx::query_as(
             "SELECT s.id, s.user_id, s.org_id, s.method, s.client, s.address, s.user_agent, \
              s.created_at, s.expires_at, s.token_expires_at, s.last_renewed_at, s.renew_count, \
-             s.revoked_at, u.uuid AS user_uuid, u.is_active AS user_active, u.is_platform_admin, \
-             m.role, m.is_active AS membership_active \
+             s.revoked_at, s.restriction, u.uuid AS user_uuid, u.is_active AS user_active, \
+             u.is_platform_admin, m.role, m.is_active AS membership_active \
              FROM sessions s \
              JOIN users u ON u.id = s.user_id \
              JOIN memberships m ON m.user_id = s.user_id AND m.org_id = s.org_id \
@@ -741,41 +980,69 @@ impl Store for PostgresStore {
         Ok(done.rows_affected() == 1)
     }
 
-    async fn revoke_session(&self, id: &str, user_id: Option<i64>, now: i64) -> DomainResult<bool> {
+    async fn revoke_session(
+        &self,
+        id: &str,
+        user_id: Option<i64>,
+        now: i64,
+        audit: &NewAuditEvent,
+    ) -> DomainResult<bool> {
         if !storable(id) {
             return Ok(false);
         }
-        let done = sqlx::query(
+        let mut tx = self.begin().await?;
+        // The row lock makes a second, concurrent revocation wait, re-read the row and find it
+        // revoked already: one revocation, one event.
+        let renew_count: Option<i64> = sqlx::query_scalar(
             "UPDATE sessions SET revoked_at = $1 \
-             WHERE id = $2 AND revoked_at IS NULL AND ($3::BIGINT IS NULL OR user_id = $3)",
+             WHERE id = $2 AND revoked_at IS NULL AND ($3::BIGINT IS NULL OR user_id = $3) \
+             RETURNING renew_count",
         )
         .bind(now)
         .bind(id)
         .bind(user_id)
-        .execute(&self.pool)
+        .fetch_optional(&mut *tx)
         .await
         .map_err(db_error)?;
-        Ok(done.rows_affected() == 1)
+        let Some(renew_count) = renew_count else {
+            return Ok(false);
+        };
+        let mut audit = audit.clone();
+        audit.details["renewCount"] = renew_count.into();
+        insert_audit(&mut tx, &audit).await?;
+        tx.commit().await.map_err(db_error)?;
+        Ok(true)
     }
 
-    async fn revoke_sessions_of(&self, user_id: i64, now: i64) -> DomainResult<Revoked> {
+    async fn revoke_sessions_of(
+        &self,
+        user_id: i64,
+        now: i64,
+        audit: &NewAuditEvent,
+    ) -> DomainResult<Revoked> {
+        let mut tx = self.begin().await?;
         let done = sqlx::query(
             "UPDATE sessions SET revoked_at = $1 WHERE user_id = $2 AND revoked_at IS NULL",
         )
         .bind(now)
         .bind(user_id)
-        .execute(&self.pool)
+        .execute(&mut *tx)
         .await
         .map_err(db_error)?;
-        Ok(Revoked {
+        let revoked = Revoked {
             sessions: done.rows_affected(),
-        })
+        };
+        let mut audit = audit.clone();
+        audit.details["sessionsRevoked"] = revoked.sessions.into();
+        insert_audit(&mut tx, &audit).await?;
+        tx.commit().await.map_err(db_error)?;
+        Ok(revoked)
     }
 
     async fn live_sessions_of(&self, user_id: i64, now: i64) -> DomainResult<Vec<SessionRecord>> {
         let rows: Vec<SessionRow> = sqlx::query_as(
             "SELECT id, user_id, org_id, method, client, address, user_agent, created_at, \
-             expires_at, token_expires_at, last_renewed_at, renew_count, revoked_at \
+             expires_at, token_expires_at, last_renewed_at, renew_count, revoked_at, restriction \
              FROM sessions WHERE user_id = $1 AND revoked_at IS NULL AND token_expires_at > $2 \
              AND expires_at > $2 ORDER BY created_at DESC",
         )
@@ -785,6 +1052,700 @@ impl Store for PostgresStore {
         .await
         .map_err(db_error)?;
         Ok(rows.into_iter().map(SessionRecord::from).collect())
+    }
+    async fn create_api_key(
+        &self,
+        key: NewApiKey,
+        max_per_user: i64,
+        audit: &NewAuditEvent,
+    ) -> DomainResult<ApiKeyRecord> {
+        let mut tx = self.begin().await?;
+        // Creations for one user go one at a time, so two at once cannot both count the same
+        // number of keys and both pass the cap. NO KEY UPDATE leaves the key-share locks that
+        // other inserts take on the user row (through foreign keys) alone.
+        sqlx::query("SELECT id FROM users WHERE id = $1 FOR NO KEY UPDATE")
+            .bind(key.user_id)
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(db_error)?;
+        let owned: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM api_keys WHERE user_id = $1")
+            .bind(key.user_id)
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(db_error)?;
+        if owned >= max_per_user {
+            return Err(DomainError::Conflict(format!(
+                "a user may have at most {max_per_user} API keys; delete one first"
+            )));
+        }
+        let row: ApiKeyRow = sqlx::query_as(returning_api_key!(
+            "INSERT INTO api_keys (public_id, user_id, org_id, name, prefix, key_hash, read_only, \
+             created_at, expires_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)"
+        ))
+        .bind(&key.public_id)
+        .bind(key.user_id)
+        .bind(key.org_id)
+        .bind(&key.name)
+        .bind(&key.prefix)
+        .bind(&key.key_hash)
+        .bind(key.read_only)
+        .bind(key.created_at)
+        .bind(key.expires_at)
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(db_error)?;
+        insert_audit(&mut tx, audit).await?;
+        tx.commit().await.map_err(db_error)?;
+        Ok(row.into())
+    }
+
+    async fn api_key_context(&self, key_hash: &[u8]) -> DomainResult<Option<ApiKeyContext>> {
+        let row: Option<ApiKeyContextRow> = sqlx::query_as(api_key_columns!(
+            "SELECT",
+            ", u.uuid AS user_uuid, u.is_active AS user_active, u.is_platform_admin, m.role, \
+             m.is_active AS membership_active FROM api_keys k \
+             JOIN users u ON u.id = k.user_id \
+             JOIN memberships m ON m.user_id = k.user_id AND m.org_id = k.org_id \
+             WHERE k.key_hash = $1"
+        ))
+        .bind(key_hash)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(db_error)?;
+        row.map(|r| {
+            Ok(ApiKeyContext {
+                role: parse_role(&r.role)?,
+                key: r.key.into(),
+                user_uuid: r.user_uuid,
+                user_active: r.user_active,
+                is_platform_admin: r.is_platform_admin,
+                membership_active: r.membership_active,
+            })
+        })
+        .transpose()
+    }
+
+    async fn api_keys_of(&self, user_id: i64, org_id: i64) -> DomainResult<Vec<ApiKeyRecord>> {
+        let rows: Vec<ApiKeyRow> = sqlx::query_as(api_key_columns!(
+            "SELECT",
+            "FROM api_keys k WHERE k.user_id = $1 AND k.org_id = $2 ORDER BY k.id"
+        ))
+        .bind(user_id)
+        .bind(org_id)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db_error)?;
+        Ok(rows.into_iter().map(ApiKeyRecord::from).collect())
+    }
+
+    async fn api_keys_in_org(&self, org_id: i64) -> DomainResult<Vec<ApiKeyRecord>> {
+        let rows: Vec<ApiKeyRow> = sqlx::query_as(api_key_columns!(
+            "SELECT",
+            "FROM api_keys k WHERE k.org_id = $1 ORDER BY k.id"
+        ))
+        .bind(org_id)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db_error)?;
+        Ok(rows.into_iter().map(ApiKeyRecord::from).collect())
+    }
+
+    async fn delete_api_key(
+        &self,
+        public_id: &str,
+        owner: Option<i64>,
+        org_id: i64,
+        audit: &NewAuditEvent,
+    ) -> DomainResult<Option<ApiKeyRecord>> {
+        if !storable(public_id) {
+            return Ok(None);
+        }
+        let mut tx = self.begin().await?;
+        let row: Option<ApiKeyRow> = sqlx::query_as(returning_api_key!(
+            "DELETE FROM api_keys WHERE public_id = $1 AND org_id = $2 \
+             AND ($3::BIGINT IS NULL OR user_id = $3)"
+        ))
+        .bind(public_id)
+        .bind(org_id)
+        .bind(owner)
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(db_error)?;
+        finish_key_deletion(tx, row, audit).await
+    }
+
+    async fn delete_api_key_by_hash(
+        &self,
+        key_hash: &[u8],
+        owner: i64,
+        org_id: i64,
+        audit: &NewAuditEvent,
+    ) -> DomainResult<Option<ApiKeyRecord>> {
+        let mut tx = self.begin().await?;
+        let row: Option<ApiKeyRow> = sqlx::query_as(returning_api_key!(
+            "DELETE FROM api_keys WHERE key_hash = $1 AND org_id = $2 AND user_id = $3"
+        ))
+        .bind(key_hash)
+        .bind(org_id)
+        .bind(owner)
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(db_error)?;
+        finish_key_deletion(tx, row, audit).await
+    }
+
+    async fn record_api_key_usage(&self, usage: &[(i64, i64, Option<String>)]) -> DomainResult<()> {
+        // Every instance flushes its own batch: taking the row locks in key order means two
+        // flushes over the same keys wait for each other instead of deadlocking.
+        let mut ordered: Vec<&(i64, i64, Option<String>)> = usage.iter().collect();
+        ordered.sort_by_key(|(id, at, _)| (*id, *at));
+        let mut tx = self.begin().await?;
+        for (id, at, address) in ordered {
+            sqlx::query(
+                "UPDATE api_keys SET last_used_at = $1, last_used_address = $2 \
+                 WHERE id = $3 AND (last_used_at IS NULL OR last_used_at < $1)",
+            )
+            .bind(at)
+            .bind(address.as_deref())
+            .bind(id)
+            .execute(&mut *tx)
+            .await
+            .map_err(db_error)?;
+        }
+        tx.commit().await.map_err(db_error)
+    }
+
+    async fn note_api_key_address(
+        &self,
+        key_id: i64,
+        address: &str,
+        now: i64,
+        audit: &NewAuditEvent,
+    ) -> DomainResult<bool> {
+        let mut tx = self.begin().await?;
+        // A concurrent insert of the same pair waits for the first to commit, then does nothing:
+        // the first use from an address is recorded, and audited, once.
+        let done = sqlx::query(
+            "INSERT INTO api_key_addresses (key_id, address, first_seen_at) VALUES ($1, $2, $3) \
+             ON CONFLICT DO NOTHING",
+        )
+        .bind(key_id)
+        .bind(address)
+        .bind(now)
+        .execute(&mut *tx)
+        .await
+        .map_err(db_error)?;
+        let first = done.rows_affected() == 1;
+        if first {
+            insert_audit(&mut tx, audit).await?;
+        }
+        tx.commit().await.map_err(db_error)?;
+        Ok(first)
+    }
+
+    async fn record_audit(&self, event: &NewAuditEvent) -> DomainResult<()> {
+        let mut conn = self.pool.acquire().await.map_err(db_error)?;
+        insert_audit(&mut conn, event).await
+    }
+
+    async fn audit_events(&self, q: &AuditQuery) -> DomainResult<Vec<AuditRecord>> {
+        if q.event.as_deref().is_some_and(|event| !storable(event)) {
+            return Ok(Vec::new());
+        }
+        let rows: Vec<AuditRow> = sqlx::query_as(
+            "SELECT id, occurred_at, event, outcome, reason, org_id, actor_user_id, \
+             subject_user_id, subject, address, user_agent, client, request_id, details \
+             FROM audit_events \
+             WHERE ($1::BIGINT IS NULL OR org_id = $1) \
+             AND ($2::BIGINT IS NULL OR actor_user_id = $2 OR subject_user_id = $2) \
+             AND ($3::TEXT IS NULL OR event = $3) \
+             AND ($4::BIGINT IS NULL OR occurred_at >= $4) \
+             AND ($5::BIGINT IS NULL OR occurred_at < $5) \
+             AND ($6::BIGINT IS NULL OR id < $6) \
+             ORDER BY id DESC LIMIT $7",
+        )
+        .bind(q.org_id)
+        .bind(q.user_id)
+        .bind(q.event.as_deref())
+        .bind(q.since)
+        .bind(q.until)
+        .bind(q.before)
+        .bind(i64::from(q.limit))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db_error)?;
+        Ok(rows.into_iter().map(AuditRecord::from).collect())
+    }
+
+    async fn password_policy(&self, org_id: i64) -> DomainResult<Option<PasswordPolicy>> {
+        let row: Option<(i64, i64, i64, bool, bool)> = sqlx::query_as(
+            "SELECT min_length, max_age_days, history_count, reject_common, require_mfa \
+             FROM password_policies WHERE org_id = $1",
+        )
+        .bind(org_id)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(db_error)?;
+        Ok(row.map(
+            |(min_length, max_age_days, history_count, reject_common, require_mfa)| {
+                let clamp = |v: i64| u32::try_from(v.max(0)).unwrap_or(u32::MAX);
+                PasswordPolicy {
+                    min_length: clamp(min_length),
+                    max_age_days: clamp(max_age_days),
+                    history_count: clamp(history_count),
+                    reject_common,
+                    require_mfa,
+                }
+            },
+        ))
+    }
+
+    async fn set_password_policy(
+        &self,
+        org_id: i64,
+        policy: &PasswordPolicy,
+        now: i64,
+        audit: &NewAuditEvent,
+    ) -> DomainResult<()> {
+        let mut tx = self.begin().await?;
+        if !org_exists(&mut tx, org_id).await? {
+            return Err(DomainError::NotFound("org"));
+        }
+        sqlx::query(
+            "INSERT INTO password_policies \
+             (org_id, min_length, max_age_days, history_count, reject_common, require_mfa, \
+             updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7) \
+             ON CONFLICT (org_id) DO UPDATE SET min_length = excluded.min_length, \
+             max_age_days = excluded.max_age_days, history_count = excluded.history_count, \
+             reject_common = excluded.reject_common, require_mfa = excluded.require_mfa, \
+             updated_at = excluded.updated_at",
+        )
+        .bind(org_id)
+        .bind(i64::from(policy.min_length))
+        .bind(i64::from(policy.max_age_days))
+        .bind(i64::from(policy.history_count))
+        .bind(policy.reject_common)
+        .bind(policy.require_mfa)
+        .bind(now)
+        .execute(&mut *tx)
+        .await
+        .map_err(db_error)?;
+        insert_audit(&mut tx, audit).await?;
+        tx.commit().await.map_err(db_error)
+    }
+
+    async fn password_history(&self, user_id: i64, limit: i64) -> DomainResult<Vec<String>> {
+        sqlx::query_scalar(
+            "SELECT password_hash FROM password_history WHERE user_id = $1 \
+             ORDER BY id DESC LIMIT $2",
+        )
+        .bind(user_id)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db_error)
+    }
+
+    async fn set_password(
+        &self,
+        change: &PasswordChange,
+        audit: &NewAuditEvent,
+    ) -> DomainResult<Revoked> {
+        let mut tx = self.begin().await?;
+        // The row stays locked until commit: a concurrent change waits here, then reads the hash
+        // this one wrote, and is refused if it had decided against the old one.
+        let current: Option<Option<String>> =
+            sqlx::query_scalar("SELECT password_hash FROM users WHERE id = $1 FOR NO KEY UPDATE")
+                .bind(change.user_id)
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(db_error)?;
+        let Some(current) = current else {
+            return Err(DomainError::NotFound("user"));
+        };
+        if let Some(expected) = &change.expected_hash
+            && current.as_ref() != Some(expected)
+        {
+            return Err(DomainError::Conflict(
+                "the password was changed meanwhile; try again".into(),
+            ));
+        }
+        if let Some(old) = &current {
+            sqlx::query(
+                "INSERT INTO password_history (user_id, password_hash, set_at) \
+                 VALUES ($1, $2, $3)",
+            )
+            .bind(change.user_id)
+            .bind(old)
+            .bind(change.now)
+            .execute(&mut *tx)
+            .await
+            .map_err(db_error)?;
+            sqlx::query(
+                "DELETE FROM password_history WHERE user_id = $1 AND id NOT IN \
+                 (SELECT id FROM password_history WHERE user_id = $1 ORDER BY id DESC LIMIT $2)",
+            )
+            .bind(change.user_id)
+            .bind(PASSWORD_HISTORY_KEPT)
+            .execute(&mut *tx)
+            .await
+            .map_err(db_error)?;
+        }
+        sqlx::query(
+            "UPDATE users SET password_hash = $1, password_set_at = $2, \
+             must_change_password = $3 WHERE id = $4",
+        )
+        .bind(&change.new_hash)
+        .bind(change.now)
+        .bind(change.must_change)
+        .bind(change.user_id)
+        .execute(&mut *tx)
+        .await
+        .map_err(db_error)?;
+        let done = sqlx::query(
+            "UPDATE sessions SET revoked_at = $1 \
+             WHERE user_id = $2 AND revoked_at IS NULL AND ($3::TEXT IS NULL OR id <> $3)",
+        )
+        .bind(change.now)
+        .bind(change.user_id)
+        .bind(change.keep_session.as_deref())
+        .execute(&mut *tx)
+        .await
+        .map_err(db_error)?;
+        let revoked = Revoked {
+            sessions: done.rows_affected(),
+        };
+        let mut audit = audit.clone();
+        audit.details["sessionsRevoked"] = revoked.sessions.into();
+        insert_audit(&mut tx, &audit).await?;
+        tx.commit().await.map_err(db_error)?;
+        Ok(revoked)
+    }
+
+    async fn upgrade_password_hash(
+        &self,
+        user_id: i64,
+        old_hash: &str,
+        new_hash: &str,
+    ) -> DomainResult<bool> {
+        // Conditional on the old hash, re-checked after any concurrent change's row lock: a
+        // password changed meanwhile is never overwritten by the upgrade.
+        let done =
+            sqlx::query("UPDATE users SET password_hash = $1 WHERE id = $2 AND password_hash = $3")
+                .bind(new_hash)
+                .bind(user_id)
+                .bind(old_hash)
+                .execute(&self.pool)
+                .await
+                .map_err(db_error)?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn totp_of(&self, user_id: i64) -> DomainResult<Option<TotpRecord>> {
+        let row: Option<(String, Option<i64>, Option<i64>)> = sqlx::query_as(
+            "SELECT secret, confirmed_at, last_used_step FROM mfa_totp WHERE user_id = $1",
+        )
+        .bind(user_id)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(db_error)?;
+        Ok(
+            row.map(|(sealed_secret, confirmed_at, last_used_step)| TotpRecord {
+                sealed_secret,
+                confirmed_at,
+                last_used_step,
+            }),
+        )
+    }
+
+    async fn save_totp_enrollment(
+        &self,
+        user_id: i64,
+        sealed_secret: &str,
+        now: i64,
+        audit: &NewAuditEvent,
+    ) -> DomainResult<()> {
+        let mut tx = self.begin().await?;
+        // One statement: replaces an unconfirmed enrolment, and leaves a confirmed one alone
+        // even if it was confirmed a moment ago by another request (the upsert re-reads the
+        // row under its lock), which it then reports as the conflict.
+        let done = sqlx::query(
+            "INSERT INTO mfa_totp (user_id, secret, created_at) VALUES ($1, $2, $3) \
+             ON CONFLICT (user_id) DO UPDATE SET secret = excluded.secret, \
+             created_at = excluded.created_at, confirmed_at = NULL, last_used_step = NULL \
+             WHERE mfa_totp.confirmed_at IS NULL",
+        )
+        .bind(user_id)
+        .bind(sealed_secret)
+        .bind(now)
+        .execute(&mut *tx)
+        .await
+        .map_err(db_error)?;
+        if done.rows_affected() != 1 {
+            return Err(DomainError::Conflict(
+                "TOTP is already enabled; disable it first to enrol again".into(),
+            ));
+        }
+        insert_audit(&mut tx, audit).await?;
+        tx.commit().await.map_err(db_error)
+    }
+
+    async fn confirm_totp(
+        &self,
+        user_id: i64,
+        step: i64,
+        recovery_code_hashes: &[Vec<u8>],
+        now: i64,
+        audit: &NewAuditEvent,
+    ) -> DomainResult<bool> {
+        let mut tx = self.begin().await?;
+        // Two confirmations at once: the second waits for the first's row lock, re-reads the
+        // row, finds it confirmed and changes nothing.
+        let done = sqlx::query(
+            "UPDATE mfa_totp SET confirmed_at = $1, last_used_step = $2 \
+             WHERE user_id = $3 AND confirmed_at IS NULL",
+        )
+        .bind(now)
+        .bind(step)
+        .bind(user_id)
+        .execute(&mut *tx)
+        .await
+        .map_err(db_error)?;
+        if done.rows_affected() != 1 {
+            return Ok(false);
+        }
+        sqlx::query("DELETE FROM mfa_recovery_codes WHERE user_id = $1")
+            .bind(user_id)
+            .execute(&mut *tx)
+            .await
+            .map_err(db_error)?;
+        for hash in recovery_code_hashes {
+            sqlx::query("INSERT INTO mfa_recovery_codes (user_id, code_hash) VALUES ($1, $2)")
+                .bind(user_id)
+                .bind(hash)
+                .execute(&mut *tx)
+                .await
+                .map_err(db_error)?;
+        }
+        sqlx::query(
+            "UPDATE sessions SET restriction = NULL \
+             WHERE user_id = $1 AND restriction IS NOT NULL",
+        )
+        .bind(user_id)
+        .execute(&mut *tx)
+        .await
+        .map_err(db_error)?;
+        insert_audit(&mut tx, audit).await?;
+        tx.commit().await.map_err(db_error)?;
+        Ok(true)
+    }
+
+    async fn consume_totp_step(&self, user_id: i64, step: i64) -> DomainResult<bool> {
+        // One conditional UPDATE: parallel replays of a code queue on the row lock, and each
+        // after the first re-evaluates the condition against the step the first stored.
+        let done = sqlx::query(
+            "UPDATE mfa_totp SET last_used_step = $1 WHERE user_id = $2 \
+             AND confirmed_at IS NOT NULL AND (last_used_step IS NULL OR last_used_step < $1)",
+        )
+        .bind(step)
+        .bind(user_id)
+        .execute(&self.pool)
+        .await
+        .map_err(db_error)?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn use_recovery_code(
+        &self,
+        user_id: i64,
+        code_hash: &[u8],
+        now: i64,
+        audit: &NewAuditEvent,
+    ) -> DomainResult<bool> {
+        let mut tx = self.begin().await?;
+        // The sub-select runs once, before any lock; the outer `used_at IS NULL` is what a
+        // concurrent use of the same code re-checks after waiting for the row lock, so the
+        // second use changes nothing.
+        let done = sqlx::query(
+            "UPDATE mfa_recovery_codes SET used_at = $1 \
+             WHERE used_at IS NULL AND id = (SELECT id FROM mfa_recovery_codes \
+                 WHERE user_id = $2 AND code_hash = $3 AND used_at IS NULL LIMIT 1)",
+        )
+        .bind(now)
+        .bind(user_id)
+        .bind(code_hash)
+        .execute(&mut *tx)
+        .await
+        .map_err(db_error)?;
+        if done.rows_affected() != 1 {
+            return Ok(false);
+        }
+        insert_audit(&mut tx, audit).await?;
+        tx.commit().await.map_err(db_error)?;
+        Ok(true)
+    }
+
+    async fn reseal_totp(&self, user_id: i64, sealed_secret: &str) -> DomainResult<()> {
+        sqlx::query("UPDATE mfa_totp SET secret = $1 WHERE user_id = $2")
+            .bind(sealed_secret)
+            .bind(user_id)
+            .execute(&self.pool)
+            .await
+            .map(|_| ())
+            .map_err(db_error)
+    }
+
+    async fn delete_totp(&self, user_id: i64, audit: &NewAuditEvent) -> DomainResult<bool> {
+        let mut tx = self.begin().await?;
+        let done = sqlx::query("DELETE FROM mfa_totp WHERE user_id = $1")
+            .bind(user_id)
+            .execute(&mut *tx)
+            .await
+            .map_err(db_error)?;
+        sqlx::query("DELETE FROM mfa_recovery_codes WHERE user_id = $1")
+            .bind(user_id)
+            .execute(&mut *tx)
+            .await
+            .map_err(db_error)?;
+        if done.rows_affected() == 0 {
+            return Ok(false);
+        }
+        insert_audit(&mut tx, audit).await?;
+        tx.commit().await.map_err(db_error)?;
+        Ok(true)
+    }
+
+    async fn save_integration(
+        &self,
+        i: &IntegrationRecord,
+        now: i64,
+        audit: &NewAuditEvent,
+    ) -> DomainResult<()> {
+        let mut tx = self.begin().await?;
+        if !org_exists(&mut tx, i.org_id).await? {
+            return Err(DomainError::NotFound("org"));
+        }
+        sqlx::query(
+            "INSERT INTO integrations (org_id, name, algorithm, secret, audience, issuer, \
+             lifetime_secs, claims, custom_claims, allow_api_keys, updated_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) \
+             ON CONFLICT (org_id, name) DO UPDATE SET algorithm = excluded.algorithm, \
+             secret = excluded.secret, audience = excluded.audience, issuer = excluded.issuer, \
+             lifetime_secs = excluded.lifetime_secs, claims = excluded.claims, \
+             custom_claims = excluded.custom_claims, allow_api_keys = excluded.allow_api_keys, \
+             updated_at = excluded.updated_at",
+        )
+        .bind(i.org_id)
+        .bind(&i.name)
+        .bind(i.algorithm.as_str())
+        .bind(i.sealed_secret.as_deref())
+        .bind(&i.audience)
+        .bind(i.issuer.as_deref())
+        .bind(i64::from(i.lifetime_secs))
+        .bind(serde_json::to_string(&i.claims).map_err(DomainError::internal)?)
+        .bind(serde_json::Value::Object(i.custom_claims.clone()).to_string())
+        .bind(i.allow_api_keys)
+        .bind(now)
+        .execute(&mut *tx)
+        .await
+        .map_err(db_error)?;
+        insert_audit(&mut tx, audit).await?;
+        tx.commit().await.map_err(db_error)
+    }
+
+    async fn integration(
+        &self,
+        org_id: i64,
+        name: &str,
+    ) -> DomainResult<Option<IntegrationRecord>> {
+        if !storable(name) {
+            return Ok(None);
+        }
+        let row: Option<IntegrationRow> =
+            sqlx::query_as(select_integration!("WHERE org_id = $1 AND name = $2"))
+                .bind(org_id)
+                .bind(name)
+                .fetch_optional(&self.pool)
+                .await
+                .map_err(db_error)?;
+        row.map(IntegrationRecord::try_from).transpose()
+    }
+
+    async fn integrations_of(&self, org_id: i64) -> DomainResult<Vec<IntegrationRecord>> {
+        // COLLATE "C": byte order, as SQLite sorts, whatever locale the database was made with.
+        let rows: Vec<IntegrationRow> = sqlx::query_as(select_integration!(
+            "WHERE org_id = $1 ORDER BY name COLLATE \"C\""
+        ))
+        .bind(org_id)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db_error)?;
+        rows.into_iter().map(IntegrationRecord::try_from).collect()
+    }
+
+    async fn delete_integration(
+        &self,
+        org_id: i64,
+        name: &str,
+        audit: &NewAuditEvent,
+    ) -> DomainResult<bool> {
+        if !storable(name) {
+            return Ok(false);
+        }
+        let mut tx = self.begin().await?;
+        let done = sqlx::query("DELETE FROM integrations WHERE org_id = $1 AND name = $2")
+            .bind(org_id)
+            .bind(name)
+            .execute(&mut *tx)
+            .await
+            .map_err(db_error)?;
+        if done.rows_affected() == 0 {
+            return Ok(false);
+        }
+        insert_audit(&mut tx, audit).await?;
+        tx.commit().await.map_err(db_error)?;
+        Ok(true)
+    }
+
+    async fn hit_throttle(&self, key: &str, now: i64, window_ms: i64) -> DomainResult<(i64, i64)> {
+        // One statement: the first attempt inserts, every other one (on any instance) takes the
+        // row lock and counts on top of the previous count, so none is lost.
+        sqlx::query_as(
+            "INSERT INTO throttle (key, attempts, window_start) VALUES ($1, 1, $2) \
+             ON CONFLICT (key) DO UPDATE SET \
+             attempts = CASE WHEN throttle.window_start + $3 <= $2 THEN 1 \
+                             ELSE throttle.attempts + 1 END, \
+             window_start = CASE WHEN throttle.window_start + $3 <= $2 THEN $2 \
+                                 ELSE throttle.window_start END \
+             RETURNING attempts, window_start",
+        )
+        .bind(key)
+        .bind(now)
+        .bind(window_ms)
+        .fetch_one(&self.pool)
+        .await
+        .map_err(db_error)
+    }
+
+    async fn clear_throttle(&self, key: &str) -> DomainResult<()> {
+        if !storable(key) {
+            return Ok(());
+        }
+        sqlx::query("DELETE FROM throttle WHERE key = $1")
+            .bind(key)
+            .execute(&self.pool)
+            .await
+            .map(|_| ())
+            .map_err(db_error)
+    }
+
+    async fn prune_throttle(&self, before: i64) -> DomainResult<u64> {
+        sqlx::query("DELETE FROM throttle WHERE window_start < $1")
+            .bind(before)
+            .execute(&self.pool)
+            .await
+            .map(|done| done.rows_affected())
+            .map_err(db_error)
     }
 }
 

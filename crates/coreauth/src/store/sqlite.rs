@@ -9,12 +9,16 @@ use async_trait::async_trait;
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
-use sqlx::{FromRow, Sqlite, Transaction};
+use sqlx::{FromRow, Sqlite, SqliteConnection, Transaction};
 use zeroize::Zeroizing;
 
-use super::{Revoked, Store};
+use super::{PASSWORD_HISTORY_KEPT, PasswordChange, Revoked, Store, TotpRecord};
+use crate::domain::apikey::{ApiKeyContext, ApiKeyRecord, NewApiKey};
+use crate::domain::audit::{AuditQuery, AuditRecord, NewAuditEvent};
 use crate::domain::error::{DomainError, DomainResult};
+use crate::domain::integrations::{IntegrationAlgorithm, IntegrationRecord};
 use crate::domain::org::{MembershipPatch, MembershipRecord, OrgRecord, Role};
+use crate::domain::policy::PasswordPolicy;
 use crate::domain::session::{SessionContext, SessionRecord};
 use crate::domain::tokens::StoredSigningKey;
 use crate::domain::user::{NewUser, UserPatch, UserRecord};
@@ -160,6 +164,7 @@ struct SessionRow {
     last_renewed_at: Option<i64>,
     renew_count: i64,
     revoked_at: Option<i64>,
+    restriction: Option<String>,
 }
 
 impl From<SessionRow> for SessionRecord {
@@ -178,6 +183,7 @@ impl From<SessionRow> for SessionRecord {
             last_renewed_at: r.last_renewed_at,
             renew_count: r.renew_count,
             revoked_at: r.revoked_at,
+            restriction: r.restriction,
         }
     }
 }
@@ -191,6 +197,182 @@ struct SessionContextRow {
     is_platform_admin: bool,
     role: String,
     membership_active: bool,
+}
+
+#[derive(FromRow)]
+struct ApiKeyRow {
+    id: i64,
+    public_id: String,
+    user_id: i64,
+    org_id: i64,
+    name: String,
+    prefix: String,
+    read_only: bool,
+    created_at: i64,
+    expires_at: Option<i64>,
+    last_used_at: Option<i64>,
+    last_used_address: Option<String>,
+}
+
+impl From<ApiKeyRow> for ApiKeyRecord {
+    fn from(r: ApiKeyRow) -> Self {
+        Self {
+            id: r.id,
+            public_id: r.public_id,
+            user_id: r.user_id,
+            org_id: r.org_id,
+            name: r.name,
+            prefix: r.prefix,
+            read_only: r.read_only,
+            created_at: r.created_at,
+            expires_at: r.expires_at,
+            last_used_at: r.last_used_at,
+            last_used_address: r.last_used_address,
+        }
+    }
+}
+
+#[derive(FromRow)]
+struct ApiKeyContextRow {
+    #[sqlx(flatten)]
+    key: ApiKeyRow,
+    user_uuid: String,
+    user_active: bool,
+    is_platform_admin: bool,
+    role: String,
+    membership_active: bool,
+}
+
+/// `<rest>` with every api_keys column, as one static string.
+macro_rules! api_key_columns {
+    ($before:literal, $after:literal) => {
+        concat!(
+            $before,
+            " k.id, k.public_id, k.user_id, k.org_id, k.name, k.prefix, k.read_only, ",
+            "k.created_at, k.expires_at, k.last_used_at, k.last_used_address ",
+            $after
+        )
+    };
+}
+
+/// Writes an audit event on the connection of the change it describes.
+async fn insert_audit(conn: &mut SqliteConnection, e: &NewAuditEvent) -> DomainResult<()> {
+    sqlx::query(
+        "INSERT INTO audit_events (occurred_at, event, outcome, reason, org_id, actor_user_id, \
+         subject_user_id, subject, address, user_agent, client, request_id, details) \
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+    )
+    .bind(e.occurred_at)
+    .bind(&e.event)
+    .bind(if e.success { "success" } else { "failure" })
+    .bind(e.reason.as_deref())
+    .bind(e.org_id)
+    .bind(e.actor_user_id)
+    .bind(e.subject_user_id)
+    .bind(e.subject.as_deref())
+    .bind(e.address.as_deref())
+    .bind(e.user_agent.as_deref())
+    .bind(e.client.as_deref())
+    .bind(e.request_id.as_deref())
+    .bind(e.details.to_string())
+    .execute(conn)
+    .await
+    .map(|_| ())
+    .map_err(db_error)
+}
+
+#[derive(FromRow)]
+struct AuditRow {
+    id: i64,
+    occurred_at: i64,
+    event: String,
+    outcome: String,
+    reason: Option<String>,
+    org_id: Option<i64>,
+    actor_user_id: Option<i64>,
+    subject_user_id: Option<i64>,
+    subject: Option<String>,
+    address: Option<String>,
+    user_agent: Option<String>,
+    client: Option<String>,
+    request_id: Option<String>,
+    details: String,
+}
+
+impl From<AuditRow> for AuditRecord {
+    fn from(r: AuditRow) -> Self {
+        Self {
+            id: r.id,
+            event: NewAuditEvent {
+                occurred_at: r.occurred_at,
+                event: r.event,
+                success: r.outcome == "success",
+                reason: r.reason,
+                org_id: r.org_id,
+                actor_user_id: r.actor_user_id,
+                subject_user_id: r.subject_user_id,
+                subject: r.subject,
+                address: r.address,
+                user_agent: r.user_agent,
+                client: r.client,
+                request_id: r.request_id,
+                details: serde_json::from_str(&r.details).unwrap_or_default(),
+            },
+        }
+    }
+}
+
+/// Records the deletion of `row` (if one was deleted) and commits.
+async fn finish_key_deletion(
+    mut tx: Transaction<'static, Sqlite>,
+    row: Option<ApiKeyRow>,
+    audit: &NewAuditEvent,
+) -> DomainResult<Option<ApiKeyRecord>> {
+    let Some(row) = row else {
+        return Ok(None);
+    };
+    let mut audit = audit.clone();
+    audit.subject = Some(row.public_id.clone());
+    audit.subject_user_id = Some(row.user_id);
+    audit.details["name"] = row.name.clone().into();
+    insert_audit(&mut tx, &audit).await?;
+    tx.commit().await.map_err(db_error)?;
+    Ok(Some(row.into()))
+}
+
+#[derive(FromRow)]
+struct IntegrationRow {
+    org_id: i64,
+    name: String,
+    algorithm: String,
+    secret: Option<String>,
+    audience: String,
+    issuer: Option<String>,
+    lifetime_secs: i64,
+    claims: String,
+    custom_claims: String,
+    allow_api_keys: bool,
+}
+
+impl TryFrom<IntegrationRow> for IntegrationRecord {
+    type Error = DomainError;
+    fn try_from(r: IntegrationRow) -> DomainResult<Self> {
+        let corrupt = |what: &str| DomainError::internal(format!("stored integration {what}"));
+        Ok(Self {
+            org_id: r.org_id,
+            algorithm: IntegrationAlgorithm::parse(&r.algorithm)
+                .map_err(|_| corrupt("algorithm"))?,
+            name: r.name,
+            sealed_secret: r.secret,
+            audience: r.audience,
+            issuer: r.issuer,
+            lifetime_secs: u32::try_from(r.lifetime_secs).map_err(|_| corrupt("lifetime"))?,
+            claims: serde_json::from_str(&r.claims).map_err(|_| corrupt("claims"))?,
+            custom_claims: serde_json::from_str(&r.custom_claims)
+                .map_err(|_| corrupt("custom claims"))?,
+            allow_api_keys: r.allow_api_keys,
+        })
+    }
 }
 
 async fn user_in(
@@ -340,7 +522,12 @@ impl Store for SqliteStore {
         .map_err(db_error)
     }
 
-    async fn bootstrap(&self, admin: NewUser, now: i64) -> DomainResult<Option<UserRecord>> {
+    async fn bootstrap(
+        &self,
+        admin: NewUser,
+        now: i64,
+        audit: &NewAuditEvent,
+    ) -> DomainResult<Option<UserRecord>> {
         let mut tx = self.write_tx().await?;
         let users: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM users")
             .fetch_one(&mut *tx)
@@ -362,6 +549,10 @@ impl Store for SqliteStore {
         }
         let user_id = insert_user(&mut tx, &admin).await?;
         insert_membership(&mut tx, 1, user_id, Role::Admin, now).await?;
+        let mut audit = audit.clone();
+        audit.subject_user_id = Some(user_id);
+        audit.org_id = Some(1);
+        insert_audit(&mut tx, &audit).await?;
         let user = user_in(&mut tx, user_id).await?;
         tx.commit().await.map_err(db_error)?;
         Ok(user)
@@ -385,12 +576,15 @@ impl Store for SqliteStore {
         Ok(row.map(UserRecord::from))
     }
 
-    async fn create_user(&self, user: NewUser) -> DomainResult<UserRecord> {
+    async fn create_user(&self, user: NewUser, audit: &NewAuditEvent) -> DomainResult<UserRecord> {
         let mut tx = self.write_tx().await?;
         let user_id = insert_user(&mut tx, &user).await?;
         if let Some((org_id, role)) = user.membership {
             insert_membership(&mut tx, org_id, user_id, role, user.created_at).await?;
         }
+        let mut audit = audit.clone();
+        audit.subject_user_id = Some(user_id);
+        insert_audit(&mut tx, &audit).await?;
         let created = user_in(&mut tx, user_id)
             .await?
             .ok_or_else(|| DomainError::internal("inserted user vanished"))?;
@@ -403,6 +597,7 @@ impl Store for SqliteStore {
         id: i64,
         patch: &UserPatch,
         now: i64,
+        audit: &NewAuditEvent,
     ) -> DomainResult<Option<(UserRecord, Revoked)>> {
         let mut tx = self.write_tx().await?;
         if user_in(&mut tx, id).await?.is_none() {
@@ -431,6 +626,9 @@ impl Store for SqliteStore {
             .map_err(db_error)?
             .rows_affected();
         }
+        let mut audit = audit.clone();
+        audit.details["sessionsRevoked"] = revoked.sessions.into();
+        insert_audit(&mut tx, &audit).await?;
         let user = user_in(&mut tx, id).await?;
         tx.commit().await.map_err(db_error)?;
         Ok(user.map(|u| (u, revoked)))
@@ -441,6 +639,7 @@ impl Store for SqliteStore {
         name: &str,
         email_domains: &[String],
         now: i64,
+        audit: &NewAuditEvent,
     ) -> DomainResult<OrgRecord> {
         let mut tx = self.write_tx().await?;
         let id = sqlx::query("INSERT INTO orgs (name, created_at) VALUES (?, ?)")
@@ -458,6 +657,10 @@ impl Store for SqliteStore {
                 .await
                 .map_err(db_error)?;
         }
+        let mut audit = audit.clone();
+        audit.org_id = Some(id);
+        audit.subject = Some(format!("org:{id}"));
+        insert_audit(&mut tx, &audit).await?;
         tx.commit().await.map_err(db_error)?;
         let mut domains = email_domains.to_vec();
         domains.sort();
@@ -529,12 +732,14 @@ impl Store for SqliteStore {
         user_id: i64,
         role: Role,
         now: i64,
+        audit: &NewAuditEvent,
     ) -> DomainResult<MembershipRecord> {
         let mut tx = self.write_tx().await?;
         if user_in(&mut tx, user_id).await?.is_none() {
             return Err(DomainError::NotFound("user"));
         }
         insert_membership(&mut tx, org_id, user_id, role, now).await?;
+        insert_audit(&mut tx, audit).await?;
         let membership = membership_in(&mut tx, user_id, org_id)
             .await?
             .ok_or_else(|| DomainError::internal("inserted membership vanished"))?;
@@ -548,6 +753,7 @@ impl Store for SqliteStore {
         user_id: i64,
         patch: &MembershipPatch,
         now: i64,
+        audit: &NewAuditEvent,
     ) -> DomainResult<Option<(MembershipRecord, Revoked)>> {
         let mut tx = self.write_tx().await?;
         let Some(current) = membership_in(&mut tx, user_id, org_id).await? else {
@@ -597,16 +803,20 @@ impl Store for SqliteStore {
             .map_err(db_error)?
             .rows_affected();
         }
+        let mut audit = audit.clone();
+        audit.details["sessionsRevoked"] = revoked.sessions.into();
+        insert_audit(&mut tx, &audit).await?;
         let updated = membership_in(&mut tx, user_id, org_id).await?;
         tx.commit().await.map_err(db_error)?;
         Ok(updated.map(|m| (m, revoked)))
     }
 
-    async fn create_session(&self, s: &SessionRecord) -> DomainResult<()> {
+    async fn create_session(&self, s: &SessionRecord, audit: &NewAuditEvent) -> DomainResult<()> {
+        let mut tx = self.write_tx().await?;
         sqlx::query(
             "INSERT INTO sessions (id, user_id, org_id, method, client, address, user_agent, \
-             created_at, expires_at, token_expires_at, last_renewed_at, renew_count, revoked_at) \
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+             created_at, expires_at, token_expires_at, last_renewed_at, renew_count, revoked_at, \
+             restriction) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         )
         .bind(&s.id)
         .bind(s.user_id)
@@ -621,17 +831,20 @@ impl Store for SqliteStore {
         .bind(s.last_renewed_at)
         .bind(s.renew_count)
         .bind(s.revoked_at)
-        .execute(&self.pool)
+        .bind(s.restriction.as_deref())
+        .execute(&mut *tx)
         .await
-        .map(|_| ())
-        .map_err(db_error)
+        .map_err(db_error)?;
+        insert_audit(&mut tx, audit).await?;
+        tx.commit().await.map_err(db_error)
     }
 
     async fn session_context(&self, id: &str) -> DomainResult<Option<SessionContext>> {
         let row: Option<SessionContextRow> = sqlx::query_as(
             "SELECT s.id, s.user_id, s.org_id, s.method, s.client, s.address, s.user_agent, \
              s.created_at, s.expires_at, s.token_expires_at, s.last_renewed_at, s.renew_count, \
-             s.revoked_at, u.uuid AS user_uuid, u.is_active AS user_active, u.is_platform_admin, \
+             s.revoked_at, s.restriction, u.uuid AS user_uuid, u.is_active AS user_active, \
+             u.is_platform_admin, \
              m.role, m.is_active AS membership_active \
              FROM sessions s \
              JOIN users u ON u.id = s.user_id \
@@ -674,39 +887,65 @@ impl Store for SqliteStore {
         Ok(done.rows_affected() == 1)
     }
 
-    async fn revoke_session(&self, id: &str, user_id: Option<i64>, now: i64) -> DomainResult<bool> {
-        let done = sqlx::query(
+    async fn revoke_session(
+        &self,
+        id: &str,
+        user_id: Option<i64>,
+        now: i64,
+        audit: &NewAuditEvent,
+    ) -> DomainResult<bool> {
+        let mut tx = self.write_tx().await?;
+        let renew_count: Option<i64> = sqlx::query_scalar(
             "UPDATE sessions SET revoked_at = ? \
-             WHERE id = ? AND revoked_at IS NULL AND (? IS NULL OR user_id = ?)",
+             WHERE id = ? AND revoked_at IS NULL AND (? IS NULL OR user_id = ?) \
+             RETURNING renew_count",
         )
         .bind(now)
         .bind(id)
         .bind(user_id)
         .bind(user_id)
-        .execute(&self.pool)
+        .fetch_optional(&mut *tx)
         .await
         .map_err(db_error)?;
-        Ok(done.rows_affected() == 1)
+        let Some(renew_count) = renew_count else {
+            return Ok(false);
+        };
+        let mut audit = audit.clone();
+        audit.details["renewCount"] = renew_count.into();
+        insert_audit(&mut tx, &audit).await?;
+        tx.commit().await.map_err(db_error)?;
+        Ok(true)
     }
 
-    async fn revoke_sessions_of(&self, user_id: i64, now: i64) -> DomainResult<Revoked> {
+    async fn revoke_sessions_of(
+        &self,
+        user_id: i64,
+        now: i64,
+        audit: &NewAuditEvent,
+    ) -> DomainResult<Revoked> {
+        let mut tx = self.write_tx().await?;
         let done = sqlx::query(
             "UPDATE sessions SET revoked_at = ? WHERE user_id = ? AND revoked_at IS NULL",
         )
         .bind(now)
         .bind(user_id)
-        .execute(&self.pool)
+        .execute(&mut *tx)
         .await
         .map_err(db_error)?;
-        Ok(Revoked {
+        let revoked = Revoked {
             sessions: done.rows_affected(),
-        })
+        };
+        let mut audit = audit.clone();
+        audit.details["sessionsRevoked"] = revoked.sessions.into();
+        insert_audit(&mut tx, &audit).await?;
+        tx.commit().await.map_err(db_error)?;
+        Ok(revoked)
     }
 
     async fn live_sessions_of(&self, user_id: i64, now: i64) -> DomainResult<Vec<SessionRecord>> {
         let rows: Vec<SessionRow> = sqlx::query_as(
             "SELECT id, user_id, org_id, method, client, address, user_agent, created_at, \
-             expires_at, token_expires_at, last_renewed_at, renew_count, revoked_at \
+             expires_at, token_expires_at, last_renewed_at, renew_count, revoked_at, restriction \
              FROM sessions WHERE user_id = ? AND revoked_at IS NULL AND token_expires_at > ? \
              AND expires_at > ? ORDER BY created_at DESC",
         )
@@ -717,5 +956,680 @@ impl Store for SqliteStore {
         .await
         .map_err(db_error)?;
         Ok(rows.into_iter().map(SessionRecord::from).collect())
+    }
+
+    async fn create_api_key(
+        &self,
+        key: NewApiKey,
+        max_per_user: i64,
+        audit: &NewAuditEvent,
+    ) -> DomainResult<ApiKeyRecord> {
+        let mut tx = self.write_tx().await?;
+        let owned: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM api_keys WHERE user_id = ?")
+            .bind(key.user_id)
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(db_error)?;
+        if owned >= max_per_user {
+            return Err(DomainError::Conflict(format!(
+                "a user may have at most {max_per_user} API keys; delete one first"
+            )));
+        }
+        let row: ApiKeyRow = sqlx::query_as(
+            "INSERT INTO api_keys (public_id, user_id, org_id, name, prefix, key_hash, read_only, \
+             created_at, expires_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) \
+             RETURNING id, public_id, user_id, org_id, name, prefix, read_only, created_at, \
+             expires_at, last_used_at, last_used_address",
+        )
+        .bind(&key.public_id)
+        .bind(key.user_id)
+        .bind(key.org_id)
+        .bind(&key.name)
+        .bind(&key.prefix)
+        .bind(&key.key_hash)
+        .bind(key.read_only)
+        .bind(key.created_at)
+        .bind(key.expires_at)
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(db_error)?;
+        insert_audit(&mut tx, audit).await?;
+        tx.commit().await.map_err(db_error)?;
+        Ok(row.into())
+    }
+
+    async fn api_key_context(&self, key_hash: &[u8]) -> DomainResult<Option<ApiKeyContext>> {
+        let row: Option<ApiKeyContextRow> = sqlx::query_as(api_key_columns!(
+            "SELECT",
+            ", u.uuid AS user_uuid, u.is_active AS user_active, u.is_platform_admin, m.role, \
+             m.is_active AS membership_active FROM api_keys k \
+             JOIN users u ON u.id = k.user_id \
+             JOIN memberships m ON m.user_id = k.user_id AND m.org_id = k.org_id \
+             WHERE k.key_hash = ?"
+        ))
+        .bind(key_hash)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(db_error)?;
+        row.map(|r| {
+            Ok(ApiKeyContext {
+                role: parse_role(&r.role)?,
+                key: r.key.into(),
+                user_uuid: r.user_uuid,
+                user_active: r.user_active,
+                is_platform_admin: r.is_platform_admin,
+                membership_active: r.membership_active,
+            })
+        })
+        .transpose()
+    }
+
+    async fn api_keys_of(&self, user_id: i64, org_id: i64) -> DomainResult<Vec<ApiKeyRecord>> {
+        let rows: Vec<ApiKeyRow> = sqlx::query_as(api_key_columns!(
+            "SELECT",
+            "FROM api_keys k WHERE k.user_id = ? AND k.org_id = ? ORDER BY k.id"
+        ))
+        .bind(user_id)
+        .bind(org_id)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db_error)?;
+        Ok(rows.into_iter().map(ApiKeyRecord::from).collect())
+    }
+
+    async fn api_keys_in_org(&self, org_id: i64) -> DomainResult<Vec<ApiKeyRecord>> {
+        let rows: Vec<ApiKeyRow> = sqlx::query_as(api_key_columns!(
+            "SELECT",
+            "FROM api_keys k WHERE k.org_id = ? ORDER BY k.id"
+        ))
+        .bind(org_id)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db_error)?;
+        Ok(rows.into_iter().map(ApiKeyRecord::from).collect())
+    }
+
+    async fn delete_api_key(
+        &self,
+        public_id: &str,
+        owner: Option<i64>,
+        org_id: i64,
+        audit: &NewAuditEvent,
+    ) -> DomainResult<Option<ApiKeyRecord>> {
+        let mut tx = self.write_tx().await?;
+        let row: Option<ApiKeyRow> = sqlx::query_as(
+            "DELETE FROM api_keys WHERE public_id = ? AND org_id = ? \
+             AND (? IS NULL OR user_id = ?) \
+             RETURNING id, public_id, user_id, org_id, name, prefix, read_only, created_at, \
+             expires_at, last_used_at, last_used_address",
+        )
+        .bind(public_id)
+        .bind(org_id)
+        .bind(owner)
+        .bind(owner)
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(db_error)?;
+        finish_key_deletion(tx, row, audit).await
+    }
+
+    async fn delete_api_key_by_hash(
+        &self,
+        key_hash: &[u8],
+        owner: i64,
+        org_id: i64,
+        audit: &NewAuditEvent,
+    ) -> DomainResult<Option<ApiKeyRecord>> {
+        let mut tx = self.write_tx().await?;
+        let row: Option<ApiKeyRow> = sqlx::query_as(
+            "DELETE FROM api_keys WHERE key_hash = ? AND org_id = ? AND user_id = ? \
+             RETURNING id, public_id, user_id, org_id, name, prefix, read_only, created_at, \
+             expires_at, last_used_at, last_used_address",
+        )
+        .bind(key_hash)
+        .bind(org_id)
+        .bind(owner)
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(db_error)?;
+        finish_key_deletion(tx, row, audit).await
+    }
+
+    async fn record_api_key_usage(&self, usage: &[(i64, i64, Option<String>)]) -> DomainResult<()> {
+        let mut tx = self.write_tx().await?;
+        for (id, at, address) in usage {
+            sqlx::query(
+                "UPDATE api_keys SET last_used_at = ?, last_used_address = ? \
+                 WHERE id = ? AND (last_used_at IS NULL OR last_used_at < ?)",
+            )
+            .bind(at)
+            .bind(address.as_deref())
+            .bind(id)
+            .bind(at)
+            .execute(&mut *tx)
+            .await
+            .map_err(db_error)?;
+        }
+        tx.commit().await.map_err(db_error)
+    }
+
+    async fn note_api_key_address(
+        &self,
+        key_id: i64,
+        address: &str,
+        now: i64,
+        audit: &NewAuditEvent,
+    ) -> DomainResult<bool> {
+        let mut tx = self.write_tx().await?;
+        let done = sqlx::query(
+            "INSERT INTO api_key_addresses (key_id, address, first_seen_at) VALUES (?, ?, ?) \
+             ON CONFLICT DO NOTHING",
+        )
+        .bind(key_id)
+        .bind(address)
+        .bind(now)
+        .execute(&mut *tx)
+        .await
+        .map_err(db_error)?;
+        let first = done.rows_affected() == 1;
+        if first {
+            insert_audit(&mut tx, audit).await?;
+        }
+        tx.commit().await.map_err(db_error)?;
+        Ok(first)
+    }
+
+    async fn record_audit(&self, event: &NewAuditEvent) -> DomainResult<()> {
+        let mut conn = self.pool.acquire().await.map_err(db_error)?;
+        insert_audit(&mut conn, event).await
+    }
+
+    async fn audit_events(&self, q: &AuditQuery) -> DomainResult<Vec<AuditRecord>> {
+        let rows: Vec<AuditRow> = sqlx::query_as(
+            "SELECT id, occurred_at, event, outcome, reason, org_id, actor_user_id, \
+             subject_user_id, subject, address, user_agent, client, request_id, details \
+             FROM audit_events \
+             WHERE (?1 IS NULL OR org_id = ?1) \
+             AND (?2 IS NULL OR actor_user_id = ?2 OR subject_user_id = ?2) \
+             AND (?3 IS NULL OR event = ?3) \
+             AND (?4 IS NULL OR occurred_at >= ?4) \
+             AND (?5 IS NULL OR occurred_at < ?5) \
+             AND (?6 IS NULL OR id < ?6) \
+             ORDER BY id DESC LIMIT ?7",
+        )
+        .bind(q.org_id)
+        .bind(q.user_id)
+        .bind(q.event.as_deref())
+        .bind(q.since)
+        .bind(q.until)
+        .bind(q.before)
+        .bind(i64::from(q.limit))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db_error)?;
+        Ok(rows.into_iter().map(AuditRecord::from).collect())
+    }
+
+    async fn password_policy(&self, org_id: i64) -> DomainResult<Option<PasswordPolicy>> {
+        let row: Option<(i64, i64, i64, bool, bool)> = sqlx::query_as(
+            "SELECT min_length, max_age_days, history_count, reject_common, require_mfa \
+             FROM password_policies WHERE org_id = ?",
+        )
+        .bind(org_id)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(db_error)?;
+        Ok(row.map(
+            |(min_length, max_age_days, history_count, reject_common, require_mfa)| {
+                let clamp = |v: i64| u32::try_from(v.max(0)).unwrap_or(u32::MAX);
+                PasswordPolicy {
+                    min_length: clamp(min_length),
+                    max_age_days: clamp(max_age_days),
+                    history_count: clamp(history_count),
+                    reject_common,
+                    require_mfa,
+                }
+            },
+        ))
+    }
+
+    async fn set_password_policy(
+        &self,
+        org_id: i64,
+        policy: &PasswordPolicy,
+        now: i64,
+        audit: &NewAuditEvent,
+    ) -> DomainResult<()> {
+        let mut tx = self.write_tx().await?;
+        let org_exists: Option<i64> = sqlx::query_scalar("SELECT id FROM orgs WHERE id = ?")
+            .bind(org_id)
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(db_error)?;
+        if org_exists.is_none() {
+            return Err(DomainError::NotFound("org"));
+        }
+        sqlx::query(
+            "INSERT INTO password_policies \
+             (org_id, min_length, max_age_days, history_count, reject_common, require_mfa, \
+             updated_at) VALUES (?, ?, ?, ?, ?, ?, ?) \
+             ON CONFLICT (org_id) DO UPDATE SET min_length = excluded.min_length, \
+             max_age_days = excluded.max_age_days, history_count = excluded.history_count, \
+             reject_common = excluded.reject_common, require_mfa = excluded.require_mfa, \
+             updated_at = excluded.updated_at",
+        )
+        .bind(org_id)
+        .bind(i64::from(policy.min_length))
+        .bind(i64::from(policy.max_age_days))
+        .bind(i64::from(policy.history_count))
+        .bind(policy.reject_common)
+        .bind(policy.require_mfa)
+        .bind(now)
+        .execute(&mut *tx)
+        .await
+        .map_err(db_error)?;
+        insert_audit(&mut tx, audit).await?;
+        tx.commit().await.map_err(db_error)
+    }
+
+    async fn password_history(&self, user_id: i64, limit: i64) -> DomainResult<Vec<String>> {
+        sqlx::query_scalar(
+            "SELECT password_hash FROM password_history WHERE user_id = ? \
+             ORDER BY id DESC LIMIT ?",
+        )
+        .bind(user_id)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db_error)
+    }
+
+    async fn set_password(
+        &self,
+        change: &PasswordChange,
+        audit: &NewAuditEvent,
+    ) -> DomainResult<Revoked> {
+        let mut tx = self.write_tx().await?;
+        let current: Option<Option<String>> =
+            sqlx::query_scalar("SELECT password_hash FROM users WHERE id = ?")
+                .bind(change.user_id)
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(db_error)?;
+        let Some(current) = current else {
+            return Err(DomainError::NotFound("user"));
+        };
+        if let Some(expected) = &change.expected_hash
+            && current.as_ref() != Some(expected)
+        {
+            return Err(DomainError::Conflict(
+                "the password was changed meanwhile; try again".into(),
+            ));
+        }
+        if let Some(old) = &current {
+            sqlx::query(
+                "INSERT INTO password_history (user_id, password_hash, set_at) VALUES (?, ?, ?)",
+            )
+            .bind(change.user_id)
+            .bind(old)
+            .bind(change.now)
+            .execute(&mut *tx)
+            .await
+            .map_err(db_error)?;
+            sqlx::query(
+                "DELETE FROM password_history WHERE user_id = ?1 AND id NOT IN \
+                 (SELECT id FROM password_history WHERE user_id = ?1 ORDER BY id DESC LIMIT ?2)",
+            )
+            .bind(change.user_id)
+            .bind(PASSWORD_HISTORY_KEPT)
+            .execute(&mut *tx)
+            .await
+            .map_err(db_error)?;
+        }
+        sqlx::query(
+            "UPDATE users SET password_hash = ?, password_set_at = ?, must_change_password = ? \
+             WHERE id = ?",
+        )
+        .bind(&change.new_hash)
+        .bind(change.now)
+        .bind(change.must_change)
+        .bind(change.user_id)
+        .execute(&mut *tx)
+        .await
+        .map_err(db_error)?;
+        let done = sqlx::query(
+            "UPDATE sessions SET revoked_at = ? \
+             WHERE user_id = ? AND revoked_at IS NULL AND (? IS NULL OR id <> ?)",
+        )
+        .bind(change.now)
+        .bind(change.user_id)
+        .bind(change.keep_session.as_deref())
+        .bind(change.keep_session.as_deref())
+        .execute(&mut *tx)
+        .await
+        .map_err(db_error)?;
+        let revoked = Revoked {
+            sessions: done.rows_affected(),
+        };
+        let mut audit = audit.clone();
+        audit.details["sessionsRevoked"] = revoked.sessions.into();
+        insert_audit(&mut tx, &audit).await?;
+        tx.commit().await.map_err(db_error)?;
+        Ok(revoked)
+    }
+
+    async fn upgrade_password_hash(
+        &self,
+        user_id: i64,
+        old_hash: &str,
+        new_hash: &str,
+    ) -> DomainResult<bool> {
+        let done =
+            sqlx::query("UPDATE users SET password_hash = ? WHERE id = ? AND password_hash = ?")
+                .bind(new_hash)
+                .bind(user_id)
+                .bind(old_hash)
+                .execute(&self.pool)
+                .await
+                .map_err(db_error)?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn totp_of(&self, user_id: i64) -> DomainResult<Option<TotpRecord>> {
+        let row: Option<(String, Option<i64>, Option<i64>)> = sqlx::query_as(
+            "SELECT secret, confirmed_at, last_used_step FROM mfa_totp WHERE user_id = ?",
+        )
+        .bind(user_id)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(db_error)?;
+        Ok(
+            row.map(|(sealed_secret, confirmed_at, last_used_step)| TotpRecord {
+                sealed_secret,
+                confirmed_at,
+                last_used_step,
+            }),
+        )
+    }
+
+    async fn save_totp_enrollment(
+        &self,
+        user_id: i64,
+        sealed_secret: &str,
+        now: i64,
+        audit: &NewAuditEvent,
+    ) -> DomainResult<()> {
+        let mut tx = self.write_tx().await?;
+        let confirmed: Option<Option<i64>> =
+            sqlx::query_scalar("SELECT confirmed_at FROM mfa_totp WHERE user_id = ?")
+                .bind(user_id)
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(db_error)?;
+        if matches!(confirmed, Some(Some(_))) {
+            return Err(DomainError::Conflict(
+                "TOTP is already enabled; disable it first to enrol again".into(),
+            ));
+        }
+        sqlx::query(
+            "INSERT INTO mfa_totp (user_id, secret, created_at) VALUES (?, ?, ?) \
+             ON CONFLICT (user_id) DO UPDATE SET secret = excluded.secret, \
+             created_at = excluded.created_at, confirmed_at = NULL, last_used_step = NULL",
+        )
+        .bind(user_id)
+        .bind(sealed_secret)
+        .bind(now)
+        .execute(&mut *tx)
+        .await
+        .map_err(db_error)?;
+        insert_audit(&mut tx, audit).await?;
+        tx.commit().await.map_err(db_error)
+    }
+
+    async fn confirm_totp(
+        &self,
+        user_id: i64,
+        step: i64,
+        recovery_code_hashes: &[Vec<u8>],
+        now: i64,
+        audit: &NewAuditEvent,
+    ) -> DomainResult<bool> {
+        let mut tx = self.write_tx().await?;
+        let done = sqlx::query(
+            "UPDATE mfa_totp SET confirmed_at = ?, last_used_step = ? \
+             WHERE user_id = ? AND confirmed_at IS NULL",
+        )
+        .bind(now)
+        .bind(step)
+        .bind(user_id)
+        .execute(&mut *tx)
+        .await
+        .map_err(db_error)?;
+        if done.rows_affected() != 1 {
+            return Ok(false);
+        }
+        sqlx::query("DELETE FROM mfa_recovery_codes WHERE user_id = ?")
+            .bind(user_id)
+            .execute(&mut *tx)
+            .await
+            .map_err(db_error)?;
+        for hash in recovery_code_hashes {
+            sqlx::query("INSERT INTO mfa_recovery_codes (user_id, code_hash) VALUES (?, ?)")
+                .bind(user_id)
+                .bind(hash)
+                .execute(&mut *tx)
+                .await
+                .map_err(db_error)?;
+        }
+        sqlx::query(
+            "UPDATE sessions SET restriction = NULL WHERE user_id = ? AND restriction IS NOT NULL",
+        )
+        .bind(user_id)
+        .execute(&mut *tx)
+        .await
+        .map_err(db_error)?;
+        insert_audit(&mut tx, audit).await?;
+        tx.commit().await.map_err(db_error)?;
+        Ok(true)
+    }
+
+    async fn consume_totp_step(&self, user_id: i64, step: i64) -> DomainResult<bool> {
+        let done = sqlx::query(
+            "UPDATE mfa_totp SET last_used_step = ? WHERE user_id = ? \
+             AND confirmed_at IS NOT NULL AND (last_used_step IS NULL OR last_used_step < ?)",
+        )
+        .bind(step)
+        .bind(user_id)
+        .bind(step)
+        .execute(&self.pool)
+        .await
+        .map_err(db_error)?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn use_recovery_code(
+        &self,
+        user_id: i64,
+        code_hash: &[u8],
+        now: i64,
+        audit: &NewAuditEvent,
+    ) -> DomainResult<bool> {
+        let mut tx = self.write_tx().await?;
+        let done = sqlx::query(
+            "UPDATE mfa_recovery_codes SET used_at = ? \
+             WHERE id = (SELECT id FROM mfa_recovery_codes \
+                         WHERE user_id = ? AND code_hash = ? AND used_at IS NULL LIMIT 1)",
+        )
+        .bind(now)
+        .bind(user_id)
+        .bind(code_hash)
+        .execute(&mut *tx)
+        .await
+        .map_err(db_error)?;
+        if done.rows_affected() != 1 {
+            return Ok(false);
+        }
+        insert_audit(&mut tx, audit).await?;
+        tx.commit().await.map_err(db_error)?;
+        Ok(true)
+    }
+
+    async fn reseal_totp(&self, user_id: i64, sealed_secret: &str) -> DomainResult<()> {
+        sqlx::query("UPDATE mfa_totp SET secret = ? WHERE user_id = ?")
+            .bind(sealed_secret)
+            .bind(user_id)
+            .execute(&self.pool)
+            .await
+            .map(|_| ())
+            .map_err(db_error)
+    }
+
+    async fn delete_totp(&self, user_id: i64, audit: &NewAuditEvent) -> DomainResult<bool> {
+        let mut tx = self.write_tx().await?;
+        let done = sqlx::query("DELETE FROM mfa_totp WHERE user_id = ?")
+            .bind(user_id)
+            .execute(&mut *tx)
+            .await
+            .map_err(db_error)?;
+        sqlx::query("DELETE FROM mfa_recovery_codes WHERE user_id = ?")
+            .bind(user_id)
+            .execute(&mut *tx)
+            .await
+            .map_err(db_error)?;
+        if done.rows_affected() == 0 {
+            return Ok(false);
+        }
+        insert_audit(&mut tx, audit).await?;
+        tx.commit().await.map_err(db_error)?;
+        Ok(true)
+    }
+
+    async fn save_integration(
+        &self,
+        i: &IntegrationRecord,
+        now: i64,
+        audit: &NewAuditEvent,
+    ) -> DomainResult<()> {
+        let mut tx = self.write_tx().await?;
+        let org_exists: Option<i64> = sqlx::query_scalar("SELECT id FROM orgs WHERE id = ?")
+            .bind(i.org_id)
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(db_error)?;
+        if org_exists.is_none() {
+            return Err(DomainError::NotFound("org"));
+        }
+        sqlx::query(
+            "INSERT INTO integrations (org_id, name, algorithm, secret, audience, issuer, \
+             lifetime_secs, claims, custom_claims, allow_api_keys, updated_at) \
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) \
+             ON CONFLICT (org_id, name) DO UPDATE SET algorithm = excluded.algorithm, \
+             secret = excluded.secret, audience = excluded.audience, issuer = excluded.issuer, \
+             lifetime_secs = excluded.lifetime_secs, claims = excluded.claims, \
+             custom_claims = excluded.custom_claims, allow_api_keys = excluded.allow_api_keys, \
+             updated_at = excluded.updated_at",
+        )
+        .bind(i.org_id)
+        .bind(&i.name)
+        .bind(i.algorithm.as_str())
+        .bind(i.sealed_secret.as_deref())
+        .bind(&i.audience)
+        .bind(i.issuer.as_deref())
+        .bind(i64::from(i.lifetime_secs))
+        .bind(serde_json::to_string(&i.claims).map_err(DomainError::internal)?)
+        .bind(serde_json::Value::Object(i.custom_claims.clone()).to_string())
+        .bind(i.allow_api_keys)
+        .bind(now)
+        .execute(&mut *tx)
+        .await
+        .map_err(db_error)?;
+        insert_audit(&mut tx, audit).await?;
+        tx.commit().await.map_err(db_error)
+    }
+
+    async fn integration(
+        &self,
+        org_id: i64,
+        name: &str,
+    ) -> DomainResult<Option<IntegrationRecord>> {
+        let row: Option<IntegrationRow> = sqlx::query_as(
+            "SELECT org_id, name, algorithm, secret, audience, issuer, lifetime_secs, claims, \
+             custom_claims, allow_api_keys FROM integrations WHERE org_id = ? AND name = ?",
+        )
+        .bind(org_id)
+        .bind(name)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(db_error)?;
+        row.map(IntegrationRecord::try_from).transpose()
+    }
+
+    async fn integrations_of(&self, org_id: i64) -> DomainResult<Vec<IntegrationRecord>> {
+        let rows: Vec<IntegrationRow> = sqlx::query_as(
+            "SELECT org_id, name, algorithm, secret, audience, issuer, lifetime_secs, claims, \
+             custom_claims, allow_api_keys FROM integrations WHERE org_id = ? ORDER BY name",
+        )
+        .bind(org_id)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db_error)?;
+        rows.into_iter().map(IntegrationRecord::try_from).collect()
+    }
+
+    async fn delete_integration(
+        &self,
+        org_id: i64,
+        name: &str,
+        audit: &NewAuditEvent,
+    ) -> DomainResult<bool> {
+        let mut tx = self.write_tx().await?;
+        let done = sqlx::query("DELETE FROM integrations WHERE org_id = ? AND name = ?")
+            .bind(org_id)
+            .bind(name)
+            .execute(&mut *tx)
+            .await
+            .map_err(db_error)?;
+        if done.rows_affected() == 0 {
+            return Ok(false);
+        }
+        insert_audit(&mut tx, audit).await?;
+        tx.commit().await.map_err(db_error)?;
+        Ok(true)
+    }
+
+    async fn hit_throttle(&self, key: &str, now: i64, window_ms: i64) -> DomainResult<(i64, i64)> {
+        sqlx::query_as(
+            "INSERT INTO throttle (key, attempts, window_start) VALUES (?1, 1, ?2) \
+             ON CONFLICT (key) DO UPDATE SET \
+             attempts = CASE WHEN throttle.window_start + ?3 <= ?2 THEN 1 \
+                             ELSE throttle.attempts + 1 END, \
+             window_start = CASE WHEN throttle.window_start + ?3 <= ?2 THEN ?2 \
+                                 ELSE throttle.window_start END \
+             RETURNING attempts, window_start",
+        )
+        .bind(key)
+        .bind(now)
+        .bind(window_ms)
+        .fetch_one(&self.pool)
+        .await
+        .map_err(db_error)
+    }
+
+    async fn clear_throttle(&self, key: &str) -> DomainResult<()> {
+        sqlx::query("DELETE FROM throttle WHERE key = ?")
+            .bind(key)
+            .execute(&self.pool)
+            .await
+            .map(|_| ())
+            .map_err(db_error)
+    }
+
+    async fn prune_throttle(&self, before: i64) -> DomainResult<u64> {
+        sqlx::query("DELETE FROM throttle WHERE window_start < ?")
+            .bind(before)
+            .execute(&self.pool)
+            .await
+            .map(|done| done.rows_affected())
+            .map_err(db_error)
     }
 }

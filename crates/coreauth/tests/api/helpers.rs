@@ -24,15 +24,13 @@ pub const PASSWORD: &str = "correct horse battery staple";
 /// The PostgreSQL server the tests use instead of SQLite when set.
 pub const POSTGRES_URL_VAR: &str = "COREAUTH_TEST_POSTGRES_URL";
 
-/// An empty database for one test, removed when the test drops it.
+/// An empty database for one test, removed when the test drops it, and a temporary directory
+/// for the files that go with it (the SQLite file, the secret key file).
 pub struct TestDatabase {
     pub url: String,
-    cleanup: Cleanup,
-}
-
-enum Cleanup {
-    Sqlite { _dir: TempDir },
-    Postgres { server: String, name: String },
+    dir: TempDir,
+    /// The server and the database's name there, when it is on PostgreSQL.
+    postgres: Option<(String, String)>,
 }
 
 impl TestDatabase {
@@ -45,10 +43,11 @@ impl TestDatabase {
     }
 
     pub fn sqlite() -> Self {
-        let dir = tempfile::tempdir().expect("temp dir");
+        let dir = key_dir();
         Self {
             url: format!("sqlite://{}", dir.path().join("coreauth.db").display()),
-            cleanup: Cleanup::Sqlite { _dir: dir },
+            dir,
+            postgres: None,
         }
     }
 
@@ -80,23 +79,37 @@ impl TestDatabase {
         url.set_path(&format!("/{name}"));
         Self {
             url: url.to_string(),
-            cleanup: Cleanup::Postgres {
-                server: server.to_owned(),
-                name,
-            },
+            dir: key_dir(),
+            postgres: Some((server.to_owned(), name)),
         }
     }
 
     pub fn is_postgres(&self) -> bool {
-        matches!(self.cleanup, Cleanup::Postgres { .. })
+        self.postgres.is_some()
+    }
+
+    /// The key file that seals secrets at rest, shared by every instance on this database.
+    pub fn secret_key_file(&self) -> std::path::PathBuf {
+        self.dir.path().join(SECRET_KEY_FILE)
     }
 }
+
+/// A temporary directory holding the database's secret key file, written before any instance
+/// starts: instances started together then all read it, instead of racing to create it.
+fn key_dir() -> TempDir {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let key = coreauth::domain::secrets::SecretBox::generate_key().expect("a secret key");
+    std::fs::write(dir.path().join(SECRET_KEY_FILE), key).expect("writing the secret key");
+    dir
+}
+
+const SECRET_KEY_FILE: &str = "coreauth-secret.key";
 
 impl Drop for TestDatabase {
     /// Drops a PostgreSQL test database, cutting off the pools of apps still running on it.
     /// Best effort: a leftover database only costs space on a server that tests throw away.
     fn drop(&mut self) {
-        let Cleanup::Postgres { server, name } = &self.cleanup else {
+        let Some((server, name)) = &self.postgres else {
             return;
         };
         let (server, name) = (server.clone(), name.clone());
@@ -128,6 +141,8 @@ pub struct TestApp {
     /// A session token of the bootstrap admin (platform admin, admin of org 1).
     pub admin_token: String,
     pub database: Arc<TestDatabase>,
+    /// The app's state, for the few tests that drive background work (flushing usage) directly.
+    pub state: coreauth::http::AppState,
 }
 
 impl TestApp {
@@ -151,6 +166,8 @@ impl TestApp {
         let mut settings = Settings {
             listen: "127.0.0.1:0".into(),
             database_url: database.url.clone(),
+            // Instances sharing a database share its key, as they must in production.
+            secret_key_file: database.secret_key_file(),
             bootstrap_admin_email: Some(ADMIN_EMAIL.into()),
             bootstrap_admin_password: Some(ADMIN_PASSWORD.to_owned().into()),
             // Cheap hashes: these tests are about behaviour, not hash strength.
@@ -164,6 +181,7 @@ impl TestApp {
             .await
             .expect("application builds");
         let address = format!("http://127.0.0.1:{}", app.port());
+        let state = app.state().clone();
         tokio::spawn(app.run_until(std::future::pending()));
         let mut test = Self {
             address,
@@ -171,6 +189,7 @@ impl TestApp {
             clock,
             admin_token: String::new(),
             database: database.clone(),
+            state,
         };
         test.admin_token = test.login_ok(ADMIN_EMAIL, ADMIN_PASSWORD).await.token;
         test
@@ -182,6 +201,10 @@ impl TestApp {
 
     pub fn now_millis(&self) -> i64 {
         to_millis(self.clock.now())
+    }
+
+    pub fn clock_now(&self) -> time::OffsetDateTime {
+        self.clock.now()
     }
 
     pub fn advance(&self, by: Duration) {
@@ -299,6 +322,29 @@ impl TestApp {
             )
             .await;
         assert_eq!(response.status(), StatusCode::CREATED);
+    }
+}
+
+impl TestApp {
+    /// `POST /authheader/add`; returns `(id, full key)`.
+    pub async fn add_key(&self, token: &str, name: &str) -> (String, String) {
+        let response = self
+            .post("/authheader/add", Some(token), &json!({ "name": name }))
+            .await;
+        assert_eq!(response.status(), StatusCode::OK, "add key {name}");
+        let created = body(response).await;
+        (
+            created["id"].as_str().expect("id").to_owned(),
+            created["token"].as_str().expect("token").to_owned(),
+        )
+    }
+
+    /// A logged-in member of a new org: `(org id, user id, token)`.
+    pub async fn member_of_new_org(&self, org: &str, email: &str) -> (i64, i64, String) {
+        let org_id = self.create_org(org).await;
+        let user_id = self.create_user(email, org_id, "member").await;
+        let token = self.login_ok(email, PASSWORD).await.token;
+        (org_id, user_id, token)
     }
 }
 

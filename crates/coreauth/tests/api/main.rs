@@ -2,10 +2,19 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod admin;
+mod apikeys;
+mod audit;
 mod bad_input;
 mod binary;
+mod cli;
+mod docs;
 mod helpers;
+mod integrations;
+mod introspect;
 mod login;
+mod mfa;
 mod ops;
+mod passwords;
 mod sessions;
+mod throttle;
 mod tokens;

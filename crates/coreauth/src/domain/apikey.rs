@@ -1,0 +1,391 @@
+//! API keys ("auth headers", seed 004): long-lived credentials for static integrations. A key
+//! acts as its owner in the org it was made in, with the owner's current role, and stops working
+//! the moment it is deleted or its owner or membership is deactivated.
+//!
+//! A key is `cak_` + 256 bits from the OS, shown once and stored only as its SHA-256 (a fast
+//! hash is right for high-entropy secrets: there is nothing to brute-force). Lookups go through
+//! a unique index on the hash, so checking a key costs one indexed read, like a session.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex};
+
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use sha2::{Digest, Sha256};
+use time::OffsetDateTime;
+
+use super::audit::NewAuditEvent;
+use super::auth::RequestOrigin;
+use super::clock::to_millis;
+use super::error::{DomainError, DomainResult};
+use super::org::{Name, Role};
+use super::session::{AuthMethod, Principal};
+use crate::store::Store;
+
+/// Every key starts with this, so leaked keys are easy to scan for.
+pub const KEY_PREFIX: &str = "cak_";
+pub const MAX_KEYS_PER_USER: i64 = 50;
+const MAX_NAME_CHARS: usize = 100;
+/// Characters of the key kept for display (`cak_` + 8).
+const SHOWN_CHARS: usize = KEY_PREFIX.len() + 8;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApiKeyRecord {
+    pub id: i64,
+    pub public_id: String,
+    pub user_id: i64,
+    pub org_id: i64,
+    pub name: String,
+    pub prefix: String,
+    pub read_only: bool,
+    pub created_at: i64,
+    pub expires_at: Option<i64>,
+    pub last_used_at: Option<i64>,
+    pub last_used_address: Option<String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct NewApiKey {
+    pub public_id: String,
+    pub user_id: i64,
+    pub org_id: i64,
+    pub name: String,
+    pub prefix: String,
+    pub key_hash: Vec<u8>,
+    pub read_only: bool,
+    pub created_at: i64,
+    pub expires_at: Option<i64>,
+}
+
+/// A key with what authenticating it needs to know about its owner, read in one query.
+#[derive(Debug, Clone)]
+pub struct ApiKeyContext {
+    pub key: ApiKeyRecord,
+    pub user_uuid: String,
+    pub user_active: bool,
+    pub is_platform_admin: bool,
+    pub role: Role,
+    pub membership_active: bool,
+}
+
+/// Which key to delete: the full key (as the seed's `{text}`) or its public id.
+#[derive(Debug)]
+pub enum KeySelector {
+    FullKey(String),
+    Id(String),
+}
+
+/// What a caller asked for when creating a key.
+#[derive(Debug, Default)]
+pub struct KeyRequest {
+    pub name: String,
+    /// Unix epoch milliseconds; must be in the future.
+    pub expires_at: Option<i64>,
+    pub read_only: bool,
+}
+
+pub fn hash_key(full_key: &str) -> Vec<u8> {
+    Sha256::digest(full_key.as_bytes()).to_vec()
+}
+
+pub fn looks_like_key(credential: &str) -> bool {
+    credential.starts_with(KEY_PREFIX)
+}
+
+fn generate_key() -> DomainResult<String> {
+    let mut bytes = zeroize::Zeroizing::new([0u8; 32]);
+    getrandom::fill(bytes.as_mut()).map_err(DomainError::internal)?;
+    Ok(format!(
+        "{KEY_PREFIX}{}",
+        URL_SAFE_NO_PAD.encode(bytes.as_ref())
+    ))
+}
+
+/// When each key was last used, kept in memory and written in batches (`ApiKeys::flush_usage`),
+/// so validating a key never waits on a database write.
+#[derive(Default)]
+pub struct KeyUsage {
+    pending: Mutex<HashMap<i64, (i64, Option<String>)>>,
+}
+
+impl KeyUsage {
+    fn record(&self, key_id: i64, at: i64, address: Option<&str>) {
+        if let Ok(mut pending) = self.pending.lock() {
+            pending.insert(key_id, (at, address.map(str::to_owned)));
+        }
+    }
+
+    fn pending_for(&self, key_id: i64) -> Option<(i64, Option<String>)> {
+        self.pending.lock().ok()?.get(&key_id).cloned()
+    }
+
+    fn take(&self) -> Vec<(i64, i64, Option<String>)> {
+        match self.pending.lock() {
+            Ok(mut pending) => pending
+                .drain()
+                .map(|(id, (at, address))| (id, at, address))
+                .collect(),
+            Err(_) => Vec::new(),
+        }
+    }
+}
+
+pub struct ApiKeys {
+    store: Arc<dyn Store>,
+    usage: KeyUsage,
+    /// (key, address) pairs already known to be recorded, so only a first sighting costs a write.
+    seen_addresses: Mutex<HashSet<(i64, String)>>,
+}
+
+/// Past this many remembered (key, address) pairs the memory is cleared and rebuilt from use.
+const MAX_SEEN_ADDRESSES: usize = 100_000;
+
+impl ApiKeys {
+    pub fn new(store: Arc<dyn Store>) -> Self {
+        Self {
+            store,
+            usage: KeyUsage::default(),
+            seen_addresses: Mutex::new(HashSet::new()),
+        }
+    }
+
+    /// The caller behind a key, as the owner is now.
+    pub async fn authenticate(
+        &self,
+        full_key: &str,
+        origin: RequestOrigin,
+        now: OffsetDateTime,
+    ) -> DomainResult<Principal> {
+        let ctx = self
+            .store
+            .api_key_context(&hash_key(full_key))
+            .await?
+            .ok_or(DomainError::Unauthenticated)?;
+        let now_ms = to_millis(now);
+        let expired = ctx.key.expires_at.is_some_and(|at| at <= now_ms);
+        if expired || !ctx.user_active || !ctx.membership_active {
+            return Err(DomainError::Unauthenticated);
+        }
+        self.usage
+            .record(ctx.key.id, now_ms, origin.address.as_deref());
+        if let Some(address) = origin.address.as_deref() {
+            self.note_address(&ctx.key, address, &origin, now).await?;
+        }
+        Ok(Principal {
+            user_id: ctx.key.user_id,
+            user_uuid: ctx.user_uuid,
+            org_id: ctx.key.org_id,
+            role: ctx.role,
+            is_platform_admin: ctx.is_platform_admin,
+            method: AuthMethod::ApiKey,
+            session: None,
+            read_only: ctx.key.read_only,
+            key_expires_at: ctx.key.expires_at,
+            origin,
+        })
+    }
+
+    /// The first use of a key from an address is an audit event.
+    async fn note_address(
+        &self,
+        key: &ApiKeyRecord,
+        address: &str,
+        origin: &RequestOrigin,
+        now: OffsetDateTime,
+    ) -> DomainResult<()> {
+        let pair = (key.id, address.to_owned());
+        let known = self
+            .seen_addresses
+            .lock()
+            .map(|seen| seen.contains(&pair))
+            .unwrap_or(false);
+        if known {
+            return Ok(());
+        }
+        let audit = NewAuditEvent::new("apikey.new_address", now)
+            .from(origin)
+            .org(key.org_id)
+            .actor(key.user_id)
+            .subject_user(key.user_id)
+            .subject(key.public_id.clone())
+            .details(serde_json::json!({ "name": key.name }));
+        self.store
+            .note_api_key_address(key.id, address, to_millis(now), &audit)
+            .await?;
+        if let Ok(mut seen) = self.seen_addresses.lock() {
+            if seen.len() >= MAX_SEEN_ADDRESSES {
+                seen.clear();
+            }
+            seen.insert(pair);
+        }
+        Ok(())
+    }
+
+    /// A new key for the caller in the caller's org; the full key is returned this once.
+    pub async fn add(
+        &self,
+        caller: &Principal,
+        request: KeyRequest,
+        now: OffsetDateTime,
+    ) -> DomainResult<(ApiKeyRecord, String)> {
+        let name = Name::parse("name", &request.name, false)?;
+        if name.as_str().chars().count() > MAX_NAME_CHARS {
+            return Err(DomainError::invalid(format!(
+                "name must be at most {MAX_NAME_CHARS} characters"
+            )));
+        }
+        let now_ms = to_millis(now);
+        if request.expires_at.is_some_and(|at| at <= now_ms) {
+            return Err(DomainError::invalid("expiresAt must be in the future"));
+        }
+        let full_key = generate_key()?;
+        let public_id = uuid::Uuid::new_v4().to_string();
+        let audit = NewAuditEvent::new("apikey.added", now)
+            .by(caller)
+            .subject_user(caller.user_id)
+            .subject(public_id.clone())
+            .details(serde_json::json!({
+                "name": name.as_str(),
+                "readOnly": request.read_only,
+                "expiresAt": request.expires_at,
+            }));
+        let record = self
+            .store
+            .create_api_key(
+                NewApiKey {
+                    public_id,
+                    user_id: caller.user_id,
+                    org_id: caller.org_id,
+                    name: name.into_string(),
+                    prefix: full_key.chars().take(SHOWN_CHARS).collect(),
+                    key_hash: hash_key(&full_key),
+                    read_only: request.read_only,
+                    created_at: now_ms,
+                    expires_at: request.expires_at,
+                },
+                MAX_KEYS_PER_USER,
+                &audit,
+            )
+            .await?;
+        Ok((record, full_key))
+    }
+
+    /// The caller's keys in the caller's org.
+    pub async fn list(&self, caller: &Principal) -> DomainResult<Vec<ApiKeyRecord>> {
+        let keys = self
+            .store
+            .api_keys_of(caller.user_id, caller.org_id)
+            .await?;
+        Ok(self.with_usage(keys))
+    }
+
+    /// Deletes one of the caller's own keys in the caller's org. Anything else — someone else's
+    /// key, an unknown one — is "not found", so deleting is no way to learn a key exists.
+    pub async fn delete(
+        &self,
+        caller: &Principal,
+        which: KeySelector,
+        now: OffsetDateTime,
+    ) -> DomainResult<ApiKeyRecord> {
+        let audit = NewAuditEvent::new("apikey.deleted", now).by(caller);
+        let (user, org) = (caller.user_id, caller.org_id);
+        let deleted = match which {
+            KeySelector::FullKey(key) => {
+                self.store
+                    .delete_api_key_by_hash(&hash_key(&key), user, org, &audit)
+                    .await?
+            }
+            KeySelector::Id(id) => {
+                self.store
+                    .delete_api_key(&id, Some(user), org, &audit)
+                    .await?
+            }
+        };
+        deleted.ok_or(DomainError::NotFound("API key"))
+    }
+
+    /// Every key of an org's members (org admins and platform admins).
+    pub async fn list_in_org(
+        &self,
+        caller: &Principal,
+        org_id: i64,
+    ) -> DomainResult<Vec<ApiKeyRecord>> {
+        if !caller.administers_org(org_id) {
+            return Err(DomainError::Forbidden);
+        }
+        let keys = self.store.api_keys_in_org(org_id).await?;
+        Ok(self.with_usage(keys))
+    }
+
+    pub async fn delete_in_org(
+        &self,
+        caller: &Principal,
+        org_id: i64,
+        id: &str,
+        now: OffsetDateTime,
+    ) -> DomainResult<ApiKeyRecord> {
+        if !caller.administers_org(org_id) {
+            return Err(DomainError::Forbidden);
+        }
+        let audit = NewAuditEvent::new("apikey.deleted", now)
+            .by(caller)
+            .org(org_id);
+        self.store
+            .delete_api_key(id, None, org_id, &audit)
+            .await?
+            .ok_or(DomainError::NotFound("API key"))
+    }
+
+    /// Writes the usage seen since the last flush.
+    pub async fn flush_usage(&self) -> DomainResult<()> {
+        let batch = self.usage.take();
+        if batch.is_empty() {
+            return Ok(());
+        }
+        self.store.record_api_key_usage(&batch).await
+    }
+
+    fn with_usage(&self, mut keys: Vec<ApiKeyRecord>) -> Vec<ApiKeyRecord> {
+        for key in &mut keys {
+            if let Some((at, address)) = self.usage.pending_for(key.id)
+                && key.last_used_at.is_none_or(|stored| stored < at)
+            {
+                key.last_used_at = Some(at);
+                key.last_used_address = address;
+            }
+        }
+        keys
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_are_prefixed_and_carry_256_random_bits() {
+        let key = generate_key().unwrap();
+        assert!(key.starts_with("cak_"));
+        let body = URL_SAFE_NO_PAD.decode(&key[4..]).unwrap();
+        assert_eq!(body.len(), 32);
+        assert_ne!(key, generate_key().unwrap());
+    }
+
+    #[test]
+    fn the_stored_hash_is_sha256_of_the_whole_key() {
+        let hash = hash_key("cak_abc");
+        assert_eq!(hash.len(), 32);
+        assert_eq!(hash, Sha256::digest(b"cak_abc").to_vec());
+    }
+
+    #[test]
+    fn usage_keeps_the_latest_use_until_taken() {
+        let usage = KeyUsage::default();
+        usage.record(1, 10, Some("10.0.0.1"));
+        usage.record(1, 20, Some("10.0.0.2"));
+        assert_eq!(usage.pending_for(1), Some((20, Some("10.0.0.2".into()))));
+        assert_eq!(usage.take(), vec![(1, 20, Some("10.0.0.2".into()))]);
+        assert!(usage.take().is_empty());
+    }
+}

@@ -1,0 +1,339 @@
+//! Integration tokens (SPEC §10): a signed-in user asks for a short-lived JWT that signs them in
+//! to a third-party portal (productboard, Qrvey, …). Each org configures its integrations by
+//! name; a token's audience and `typ` are the integration's, never coreauth's, so an
+//! integration token can never stand in for a session token.
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+
+use jsonwebtoken::{Algorithm, EncodingKey, Header};
+use serde_json::{Map, Value, json};
+use time::OffsetDateTime;
+
+use super::audit::NewAuditEvent;
+use super::clock::to_millis;
+use super::error::{DomainError, DomainResult};
+use super::secrets::SecretBox;
+use super::session::{AuthMethod, Principal};
+use super::tokens::TokenSigner;
+use crate::store::Store;
+
+pub const MAX_LIFETIME_SECS: u32 = 3600;
+const MIN_SECRET_BYTES: usize = 32;
+/// Names the `/user/authenticate/...` routes already use.
+const RESERVED_NAMES: [&str; 4] = ["logout", "strategy", "sso", "renew"];
+/// Claims coreauth sets itself; custom claims may not override them.
+const RESERVED_CLAIMS: [&str; 7] = ["iss", "sub", "aud", "exp", "iat", "nbf", "jti"];
+/// The user fields an integration may put in its tokens.
+pub const USER_FIELDS: [&str; 7] = [
+    "email",
+    "name",
+    "firstName",
+    "lastName",
+    "userId",
+    "orgId",
+    "role",
+];
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IntegrationAlgorithm {
+    /// HMAC-SHA-256 with a secret shared with the portal.
+    Hs256,
+    /// Ed25519 with coreauth's own key (the portal verifies with `/.well-known/jwks.json`).
+    EdDsa,
+}
+
+impl IntegrationAlgorithm {
+    pub fn parse(text: &str) -> DomainResult<Self> {
+        match text {
+            "HS256" => Ok(Self::Hs256),
+            "EdDSA" => Ok(Self::EdDsa),
+            _ => Err(DomainError::invalid("algorithm must be HS256 or EdDSA")),
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Hs256 => "HS256",
+            Self::EdDsa => "EdDSA",
+        }
+    }
+}
+
+/// An integration as configured (the secret only ever sealed).
+#[derive(Debug, Clone, PartialEq)]
+pub struct IntegrationRecord {
+    pub org_id: i64,
+    pub name: String,
+    pub algorithm: IntegrationAlgorithm,
+    pub sealed_secret: Option<String>,
+    pub audience: String,
+    pub issuer: Option<String>,
+    pub lifetime_secs: u32,
+    pub claims: Vec<String>,
+    pub custom_claims: Map<String, Value>,
+    pub allow_api_keys: bool,
+}
+
+/// What an admin sends to configure an integration.
+#[derive(Debug)]
+pub struct IntegrationRequest {
+    pub algorithm: String,
+    pub secret: Option<String>,
+    pub audience: String,
+    pub issuer: Option<String>,
+    pub lifetime_secs: u32,
+    pub claims: Vec<String>,
+    pub custom_claims: Map<String, Value>,
+    pub allow_api_keys: bool,
+}
+
+/// A minted token.
+pub struct Minted {
+    pub token: String,
+    pub expires_at: i64,
+}
+
+pub struct Integrations {
+    store: Arc<dyn Store>,
+    secrets: Arc<SecretBox>,
+    signer: Arc<TokenSigner>,
+}
+
+fn binding(org_id: i64, name: &str) -> String {
+    format!("integration:{org_id}:{name}")
+}
+
+fn check_name(name: &str) -> DomainResult<()> {
+    let valid = !name.is_empty()
+        && name.len() <= 64
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
+    if !valid {
+        return Err(DomainError::invalid(
+            "an integration name is 1-64 letters, digits, '-' or '_'",
+        ));
+    }
+    if RESERVED_NAMES.contains(&name) {
+        return Err(DomainError::invalid(format!("'{name}' is reserved")));
+    }
+    Ok(())
+}
+
+impl Integrations {
+    pub fn new(store: Arc<dyn Store>, secrets: Arc<SecretBox>, signer: Arc<TokenSigner>) -> Self {
+        Self {
+            store,
+            secrets,
+            signer,
+        }
+    }
+
+    pub async fn configure(
+        &self,
+        caller: &Principal,
+        org_id: i64,
+        name: &str,
+        request: IntegrationRequest,
+        now: OffsetDateTime,
+    ) -> DomainResult<IntegrationRecord> {
+        if !caller.administers_org(org_id) {
+            return Err(DomainError::Forbidden);
+        }
+        check_name(name)?;
+        let algorithm = IntegrationAlgorithm::parse(&request.algorithm)?;
+        let sealed_secret = match (algorithm, request.secret) {
+            (IntegrationAlgorithm::Hs256, Some(secret)) if secret.len() >= MIN_SECRET_BYTES => {
+                Some(
+                    self.secrets
+                        .seal(secret.as_bytes(), &binding(org_id, name))?,
+                )
+            }
+            (IntegrationAlgorithm::Hs256, _) => {
+                return Err(DomainError::invalid(format!(
+                    "HS256 needs a secret of at least {MIN_SECRET_BYTES} bytes"
+                )));
+            }
+            (IntegrationAlgorithm::EdDsa, None) => None,
+            (IntegrationAlgorithm::EdDsa, Some(_)) => {
+                return Err(DomainError::invalid(
+                    "EdDSA tokens are signed with coreauth's own key: give no secret",
+                ));
+            }
+        };
+        let audience = request.audience.trim();
+        if audience.is_empty() || audience.len() > 200 {
+            return Err(DomainError::invalid("audience must be 1-200 characters"));
+        }
+        if request.lifetime_secs == 0 || request.lifetime_secs > MAX_LIFETIME_SECS {
+            return Err(DomainError::invalid(format!(
+                "lifetimeSeconds must be between 1 and {MAX_LIFETIME_SECS}"
+            )));
+        }
+        let claims: BTreeSet<String> = request.claims.into_iter().collect();
+        if let Some(unknown) = claims.iter().find(|c| !USER_FIELDS.contains(&c.as_str())) {
+            return Err(DomainError::invalid(format!(
+                "unknown claim '{unknown}'; choose from {}",
+                USER_FIELDS.join(", ")
+            )));
+        }
+        if let Some(reserved) = request
+            .custom_claims
+            .keys()
+            .find(|k| RESERVED_CLAIMS.contains(&k.as_str()) || claims.contains(k.as_str()))
+        {
+            return Err(DomainError::invalid(format!(
+                "custom claim '{reserved}' would overwrite a claim coreauth sets"
+            )));
+        }
+        if request.custom_claims.len() > 50
+            || Value::Object(request.custom_claims.clone())
+                .to_string()
+                .len()
+                > 8192
+        {
+            return Err(DomainError::invalid(
+                "custom claims are limited to 50 entries and 8 KiB",
+            ));
+        }
+        let record = IntegrationRecord {
+            org_id,
+            name: name.to_owned(),
+            algorithm,
+            sealed_secret,
+            audience: audience.to_owned(),
+            issuer: request
+                .issuer
+                .map(|i| i.trim().to_owned())
+                .filter(|i| !i.is_empty()),
+            lifetime_secs: request.lifetime_secs,
+            claims: claims.into_iter().collect(),
+            custom_claims: request.custom_claims,
+            allow_api_keys: request.allow_api_keys,
+        };
+        let audit = NewAuditEvent::new("integration.configured", now)
+            .by(caller)
+            .org(org_id)
+            .subject(format!("integration:{name}"))
+            .details(json!({
+                "algorithm": algorithm.as_str(),
+                "audience": record.audience,
+                "lifetimeSeconds": record.lifetime_secs,
+                "claims": record.claims,
+            }));
+        self.store
+            .save_integration(&record, to_millis(now), &audit)
+            .await?;
+        Ok(record)
+    }
+
+    pub async fn list(
+        &self,
+        caller: &Principal,
+        org_id: i64,
+    ) -> DomainResult<Vec<IntegrationRecord>> {
+        if !caller.administers_org(org_id) {
+            return Err(DomainError::Forbidden);
+        }
+        self.store.integrations_of(org_id).await
+    }
+
+    pub async fn remove(
+        &self,
+        caller: &Principal,
+        org_id: i64,
+        name: &str,
+        now: OffsetDateTime,
+    ) -> DomainResult<()> {
+        if !caller.administers_org(org_id) {
+            return Err(DomainError::Forbidden);
+        }
+        let audit = NewAuditEvent::new("integration.deleted", now)
+            .by(caller)
+            .org(org_id)
+            .subject(format!("integration:{name}"));
+        if self.store.delete_integration(org_id, name, &audit).await? {
+            Ok(())
+        } else {
+            Err(DomainError::NotFound("integration"))
+        }
+    }
+
+    /// A token for the caller to hand to the integration's portal.
+    pub async fn mint(
+        &self,
+        caller: &Principal,
+        name: &str,
+        now: OffsetDateTime,
+    ) -> DomainResult<Minted> {
+        let integration = self
+            .store
+            .integration(caller.org_id, name)
+            .await?
+            .ok_or(DomainError::NotFound("integration"))?;
+        if caller.method == AuthMethod::ApiKey && !integration.allow_api_keys {
+            return Err(DomainError::Forbidden);
+        }
+        let user = self
+            .store
+            .user_by_id(caller.user_id)
+            .await?
+            .ok_or(DomainError::Unauthenticated)?;
+        let iat = now.unix_timestamp();
+        let exp = iat + i64::from(integration.lifetime_secs);
+        let mut claims = integration.custom_claims.clone();
+        for field in &integration.claims {
+            let value = match field.as_str() {
+                "email" => json!(user.email),
+                "name" => json!(format!("{} {}", user.first, user.last).trim()),
+                "firstName" => json!(user.first),
+                "lastName" => json!(user.last),
+                "userId" => json!(user.id),
+                "orgId" => json!(caller.org_id),
+                "role" => json!(caller.role.as_str()),
+                _ => continue,
+            };
+            claims.insert(field.clone(), value);
+        }
+        let issuer = integration
+            .issuer
+            .clone()
+            .unwrap_or_else(|| self.signer.issuer().to_owned());
+        claims.insert("iss".into(), json!(issuer));
+        claims.insert("sub".into(), json!(user.uuid));
+        claims.insert("aud".into(), json!(integration.audience));
+        claims.insert("iat".into(), json!(iat));
+        claims.insert("exp".into(), json!(exp));
+        claims.insert("jti".into(), json!(uuid::Uuid::new_v4().to_string()));
+        let claims = Value::Object(claims);
+        let token = match integration.algorithm {
+            IntegrationAlgorithm::EdDsa => self.signer.sign_other(&claims)?,
+            IntegrationAlgorithm::Hs256 => {
+                let sealed = integration
+                    .sealed_secret
+                    .as_deref()
+                    .ok_or_else(|| DomainError::internal("HS256 integration without a secret"))?;
+                let secret = self.secrets.open(sealed, &binding(caller.org_id, name))?;
+                let mut header = Header::new(Algorithm::HS256);
+                header.typ = Some("JWT".into());
+                jsonwebtoken::encode(
+                    &header,
+                    &claims,
+                    &EncodingKey::from_secret(&secret.plaintext),
+                )
+                .map_err(DomainError::internal)?
+            }
+        };
+        let audit = NewAuditEvent::new("integration.token_issued", now)
+            .by(caller)
+            .subject_user(caller.user_id)
+            .subject(format!("integration:{name}"))
+            .details(json!({ "audience": integration.audience, "expiresAt": exp * 1000 }));
+        self.store.record_audit(&audit).await?;
+        Ok(Minted {
+            token,
+            expires_at: exp * 1000,
+        })
+    }
+}

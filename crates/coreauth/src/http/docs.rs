@@ -1,0 +1,316 @@
+//! The API's own description: `GET /openapi.json` (OpenAPI 3.1, generated from the handlers'
+//! annotations, so it cannot drift from the routes) and `GET /docs` (Swagger UI, shipped inside
+//! the binary). Both answer to administrators only, as the customer's documentation says.
+//!
+//! A browser cannot send a bearer token when it opens a page, so `/docs` shows a small login
+//! form; a successful admin login sets an HttpOnly, SameSite=Strict cookie holding a session
+//! token. That cookie is honoured only by the read-only documentation routes, never by the API,
+//! so it opens no cross-site-request door. "Try it out" calls use the token pasted into
+//! Swagger's Authorize dialog, like any other client.
+
+use std::sync::Arc;
+
+use axum::extract::{FromRequestParts, Request, State};
+use axum::http::request::Parts;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::middleware::Next;
+use axum::response::{Html, IntoResponse, Redirect, Response};
+use axum::{Extension, Form, Router};
+use coreauth_proto::ErrorBody;
+use serde::Deserialize;
+use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::{Modify, OpenApi, ToSchema};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+use utoipa_swagger_ui::{Config, SwaggerUi};
+
+use super::AppState;
+use super::error::{ApiError, error_response};
+use super::extract::{Origin, origin_of};
+use crate::domain::auth::LoginAttempt;
+use crate::domain::error::DomainError;
+use crate::domain::password::Password;
+use coreauth_proto::credential_from_header;
+
+const DOCS_COOKIE: &str = "coreauth_docs";
+const UI_PATH: &str = "/docs/ui";
+
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "coreauth",
+        description = "Authentication and session tokens for a multi-tenant platform. Log in with \
+            POST /user/authenticate, send the token as `Authorization: Bearer <token>`, renew it \
+            with GET /user/authenticate before it expires. Errors are \
+            `{\"error\": \"<code>\", \"message\": \"<text>\"}`; a missing or bad token answers \
+            403 unauthenticated."
+    ),
+    modifiers(&SecuritySchemes),
+    tags(
+        (name = "authenticate", description = "Log in, renew, log out"),
+        (name = "user", description = "The caller's own account"),
+        (name = "authheader", description = "API keys for static integrations"),
+        (name = "admin", description = "Org, user, policy and audit administration"),
+        (name = "operations", description = "Health, metrics and public keys"),
+    )
+)]
+pub struct ApiDoc;
+
+struct SecuritySchemes;
+
+impl Modify for SecuritySchemes {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .bearer_format("JWT")
+                    .description(Some("A session token from POST /user/authenticate"))
+                    .build(),
+            ),
+        );
+        components.add_security_scheme(
+            "api_key",
+            SecurityScheme::ApiKey(ApiKey::Header(ApiKeyValue::with_description(
+                "Authorization",
+                "An API key (cak_…) from POST /authheader/add, sent as the whole header value",
+            ))),
+        );
+    }
+}
+
+/// The documentation routes; `document` is the generated OpenAPI JSON.
+/// The documented documentation routes: the OpenAPI document, the entry page and its login.
+pub fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(openapi_json))
+        .routes(routes!(docs_entry))
+        .routes(routes!(docs_login))
+}
+
+/// Swagger UI's static assets (HTML, JS, CSS from inside the binary), for admins only.
+pub fn ui(state: AppState) -> Router<AppState> {
+    let ui: Router<AppState> = SwaggerUi::new(UI_PATH)
+        .config(Config::new(["/openapi.json"]).try_it_out_enabled(true))
+        .into();
+    ui.route_layer(axum::middleware::from_fn_with_state(
+        state,
+        require_admin_page,
+    ))
+}
+
+/// The generated document, serialised once when the router is built.
+#[derive(Clone)]
+pub struct OpenApiJson(pub Arc<String>);
+
+/// An administrator, authenticated by a bearer token or API key, or by the docs cookie.
+pub struct DocsAdmin;
+
+impl FromRequestParts<AppState> for DocsAdmin {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        let from_header = parts
+            .headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(credential_from_header)
+            .map(str::to_owned);
+        let credential = from_header
+            .or_else(|| docs_cookie(parts))
+            .ok_or(DomainError::Unauthenticated)?;
+        let principal = state
+            .auth
+            .authenticate(&credential, origin_of(parts), state.now())
+            .await?;
+        if principal.is_platform_admin || principal.role.is_admin() {
+            Ok(DocsAdmin)
+        } else {
+            Err(DomainError::Forbidden.into())
+        }
+    }
+}
+
+fn docs_cookie(parts: &Parts) -> Option<String> {
+    parts
+        .headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|pair| pair.trim().split_once('='))
+        .find(|(name, _)| *name == DOCS_COOKIE)
+        .map(|(_, value)| value.to_owned())
+}
+
+/// This document (administrators only).
+#[utoipa::path(get, path = "/openapi.json", tag = "operations",
+    security(("bearer" = []), ("api_key" = [])),
+    responses(
+        (status = 200, description = "The OpenAPI 3.1 document", body = serde_json::Value),
+        (status = 403, description = "unauthenticated, or forbidden: not an administrator", body = ErrorBody),
+    ))]
+async fn openapi_json(
+    Extension(OpenApiJson(json)): Extension<OpenApiJson>,
+    _: DocsAdmin,
+) -> Response {
+    (
+        [(header::CONTENT_TYPE, "application/json")],
+        json.as_str().to_owned(),
+    )
+        .into_response()
+}
+
+/// Swagger UI: a redirect to it for an authenticated admin, a login form for anyone else.
+#[utoipa::path(get, path = "/docs", tag = "operations",
+    responses(
+        (status = 200, description = "The login form", content_type = "text/html", body = String),
+        (status = 303, description = "To Swagger UI (an admin is signed in)"),
+        (status = 403, description = "Signed in, but not an administrator", content_type = "text/html", body = String),
+    ))]
+async fn docs_entry(admin: Result<DocsAdmin, ApiError>) -> Response {
+    match admin {
+        Ok(_) => Redirect::to(&format!("{UI_PATH}/")).into_response(),
+        Err(ApiError(DomainError::Forbidden)) => login_page(
+            StatusCode::FORBIDDEN,
+            "The API documentation is for administrators only.",
+        ),
+        Err(_) => login_page(StatusCode::OK, ""),
+    }
+}
+
+#[derive(Deserialize, ToSchema)]
+struct DocsLoginForm {
+    email: String,
+    password: String,
+    #[serde(default, rename = "selectedOrg")]
+    selected_org: Option<String>,
+    #[serde(default, rename = "mfaTokenCode")]
+    mfa_token_code: Option<String>,
+}
+
+/// The documentation's sign-in form: sets an HttpOnly cookie for an administrator.
+#[utoipa::path(post, path = "/docs/login", tag = "operations",
+    request_body(content = DocsLoginForm, content_type = "application/x-www-form-urlencoded"),
+    responses(
+        (status = 303, description = "Signed in; to Swagger UI"),
+        (status = 400, description = "Bad form", content_type = "text/html", body = String),
+        (status = 401, description = "Wrong credentials", content_type = "text/html", body = String),
+        (status = 403, description = "Not an administrator", content_type = "text/html", body = String),
+        (status = 404, description = "Not a member of that org", content_type = "text/html", body = String),
+    ))]
+async fn docs_login(
+    State(state): State<AppState>,
+    Origin(origin): Origin,
+    Form(form): Form<DocsLoginForm>,
+) -> Response {
+    let selected_org = form
+        .selected_org
+        .as_deref()
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(str::parse::<i64>);
+    let Ok(selected_org) = selected_org.transpose() else {
+        return login_page(StatusCode::BAD_REQUEST, "The org id must be a number.");
+    };
+    let password = match Password::parse(form.password) {
+        Ok(p) => p,
+        Err(e) => return login_page(StatusCode::BAD_REQUEST, &e.to_string()),
+    };
+    let attempt = LoginAttempt {
+        email: form.email,
+        password,
+        selected_org,
+        client: Some("swagger-docs".into()),
+        mfa_code: form.mfa_token_code.filter(|c| !c.trim().is_empty()),
+        origin,
+    };
+    let result = state.auth.login(attempt, state.now()).await;
+    state
+        .metrics
+        .count_login(result.as_ref().map_or_else(|e| e.code(), |_| "success"));
+    match result {
+        Ok(issued) if issued.role.is_admin() || issued.user.is_platform_admin => {
+            let max_age = (issued.expires_at - crate::domain::clock::to_millis(state.now())) / 1000;
+            let cookie = format!(
+                "{DOCS_COOKIE}={}; HttpOnly; SameSite=Strict; Path=/; Max-Age={}",
+                issued.token,
+                max_age.max(0)
+            );
+            let mut response = Redirect::to(&format!("{UI_PATH}/")).into_response();
+            match HeaderValue::from_str(&cookie) {
+                Ok(value) => {
+                    response.headers_mut().insert(header::SET_COOKIE, value);
+                    response
+                }
+                Err(_) => error_response(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "internal_error",
+                    "could not set the session cookie".into(),
+                    None,
+                ),
+            }
+        }
+        Ok(_) => login_page(
+            StatusCode::FORBIDDEN,
+            "The API documentation is for administrators only.",
+        ),
+        Err(e) => {
+            let status = super::error::status_of(&e);
+            login_page(status, &e.to_string())
+        }
+    }
+}
+
+/// Guards the Swagger UI assets: no admin, no page (back to the login form).
+async fn require_admin_page(
+    State(state): State<AppState>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let (mut parts, body) = request.into_parts();
+    let allowed = DocsAdmin::from_request_parts(&mut parts, &state)
+        .await
+        .is_ok();
+    if allowed {
+        next.run(Request::from_parts(parts, body)).await
+    } else {
+        Redirect::to("/docs").into_response()
+    }
+}
+
+fn login_page(status: StatusCode, message: &str) -> Response {
+    let message = html_escape(message);
+    let page = format!(
+        r#"<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>coreauth API documentation</title>
+<meta name="viewport" content="width=device-width, initial-scale=1"></head>
+<body style="font-family: sans-serif; max-width: 24rem; margin: 4rem auto">
+<h1>coreauth API documentation</h1>
+<p>Administrators only. Sign in to continue.</p>
+<p role="alert" style="color: #b00">{message}</p>
+<form method="post" action="/docs/login">
+<p><label>Email<br><input name="email" type="email" autocomplete="username" required></label></p>
+<p><label>Password<br><input name="password" type="password" autocomplete="current-password" required></label></p>
+<p><label>Org id (optional)<br><input name="selectedOrg" inputmode="numeric"></label></p>
+<p><label>One-time code (if you use one)<br><input name="mfaTokenCode" autocomplete="one-time-code" inputmode="numeric"></label></p>
+<p><button type="submit">Sign in</button></p>
+</form></body></html>"#
+    );
+    (status, Html(page)).into_response()
+}
+
+fn html_escape(text: &str) -> String {
+    text.chars()
+        .map(|c| match c {
+            '<' => "&lt;".to_owned(),
+            '>' => "&gt;".to_owned(),
+            '&' => "&amp;".to_owned(),
+            '"' => "&quot;".to_owned(),
+            '\'' => "&#39;".to_owned(),
+            c => c.to_string(),
+        })
+        .collect()
+}
