@@ -1,6 +1,7 @@
 //! PostgreSQL only: several instances on one database, the real binary on PostgreSQL, and what
 //! only a shared database can get wrong (instances starting together, migrations from a newer
-//! coreauth).
+//! coreauth, throttling, one-time codes, key caps and password changes raced across
+//! instances).
 //!
 //! Needs `COREAUTH_TEST_POSTGRES_URL` (a server URL such as
 //! `postgres://postgres@127.0.0.1:5432/postgres`) and fails without it rather than passing
@@ -203,6 +204,184 @@ async fn a_database_migrated_by_a_newer_coreauth_is_refused() {
     let refused = coreauth::Application::build(settings, clock).await;
     let error = refused.err().expect("start refused").to_string();
     assert!(error.contains("migrations"), "{error}");
+}
+
+/// Two instances on one fresh PostgreSQL database, their clocks moved together by `advance`.
+async fn two_instances() -> (Arc<TestApp>, Arc<TestApp>) {
+    let database = Arc::new(TestDatabase::postgres().await);
+    let a = TestApp::spawn_on(&database, |_| {}).await;
+    let b = TestApp::spawn_on(&database, |_| {}).await;
+    (Arc::new(a), Arc::new(b))
+}
+
+/// Statuses of `count` copies of one request, sent all at once, alternately to each instance.
+async fn burst(
+    instances: &[Arc<TestApp>],
+    count: usize,
+    path: &str,
+    request: &serde_json::Value,
+) -> Vec<StatusCode> {
+    let sent: Vec<_> = (0..count)
+        .map(|n| {
+            let app = &instances[n % instances.len()];
+            let request = app.client.post(app.url(path)).json(request);
+            tokio::spawn(async move { request.send().await.unwrap().status() })
+        })
+        .collect();
+    let mut statuses = Vec::new();
+    for response in sent {
+        statuses.push(response.await.unwrap());
+    }
+    statuses
+}
+
+fn count(statuses: &[StatusCode], wanted: StatusCode) -> usize {
+    statuses.iter().filter(|s| **s == wanted).count()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_login_burst_across_instances_gets_exactly_the_per_account_limit_through() {
+    // The counters are rows in the shared database: 50 guesses spread over two instances get
+    // the per-account limit (10) through to the password check between them, not 10 each.
+    let (a, b) = two_instances().await;
+    a.create_user("target@example.com", 1, "member").await;
+    let guess = json!({"email": "target@example.com", "password": "guess guess guess"});
+    let statuses = burst(&[a.clone(), b.clone()], 50, "/user/authenticate", &guess).await;
+    assert_eq!(
+        count(&statuses, StatusCode::UNAUTHORIZED),
+        10,
+        "exactly the limit reached the password check: {statuses:?}"
+    );
+    assert_eq!(count(&statuses, StatusCode::TOO_MANY_REQUESTS), 40);
+    // Locked on both instances, even for the right password, until the window ends.
+    for instance in [&a, &b] {
+        let response = instance.login("target@example.com", PASSWORD, 0).await;
+        assert_eq!(response.status(), StatusCode::TOO_MANY_REQUESTS);
+    }
+    for instance in [&a, &b] {
+        instance.advance(Duration::from_secs(15 * 60 + 1));
+    }
+    b.login_ok("target@example.com", PASSWORD).await;
+}
+
+/// The TOTP code of `secret` at `app`'s clock.
+fn totp_code(secret: &str, app: &TestApp) -> String {
+    let totp = totp_rs::Builder::new()
+        .with_secret(totp_rs::Secret::try_from_base32(secret).unwrap().to_vec())
+        .build()
+        .unwrap();
+    let t = u64::try_from(app.clock_now().unix_timestamp()).unwrap();
+    totp.generate(t).to_string()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn parallel_replays_of_one_totp_code_across_instances_succeed_once() {
+    let (a, b) = two_instances().await;
+    a.create_user("race@example.com", 1, "member").await;
+    let token = a.login_ok("race@example.com", PASSWORD).await.token;
+    let enrollment = body(
+        a.post("/user/mfa/totp/enroll", Some(&token), &json!({}))
+            .await,
+    )
+    .await;
+    let secret = enrollment["secret"].as_str().unwrap().to_owned();
+    // Confirmed through B: the sealed secret is opened with the key both instances share.
+    let confirm = json!({"code": totp_code(&secret, &b)});
+    let response = b
+        .post("/user/mfa/totp/confirm", Some(&token), &confirm)
+        .await;
+    assert_eq!(response.status(), StatusCode::OK);
+
+    // The next time step, so the code is not the one that confirmed the enrolment.
+    for instance in [&a, &b] {
+        instance.advance(Duration::from_secs(30));
+    }
+    let login = json!({"email": "race@example.com", "password": PASSWORD,
+        "mfaTokenCode": totp_code(&secret, &a)});
+    let statuses = burst(&[a.clone(), b.clone()], 16, "/user/authenticate", &login).await;
+    assert_eq!(count(&statuses, StatusCode::OK), 1, "{statuses:?}");
+    // The rest are refused: a reused code, or throttled (failed codes count as guesses).
+    let refused = [StatusCode::UNAUTHORIZED, StatusCode::TOO_MANY_REQUESTS];
+    assert!(
+        statuses
+            .iter()
+            .all(|s| *s == StatusCode::OK || refused.contains(s)),
+        "{statuses:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn parallel_key_creations_across_instances_stop_at_the_cap() {
+    // 45 keys exist; 20 more are asked for at once through two instances: the per-user cap
+    // (50) is checked in the same transaction as the insert, so exactly 5 get through.
+    let (a, b) = two_instances().await;
+    for n in 0..45 {
+        a.add_key(&a.admin_token, &format!("key {n}")).await;
+    }
+    let sent: Vec<_> = (0..20)
+        .map(|n| {
+            let app = if n % 2 == 0 { a.clone() } else { b.clone() };
+            tokio::spawn(async move {
+                let request = json!({"name": format!("burst {n}")});
+                app.post("/authheader/add", Some(&app.admin_token), &request)
+                    .await
+                    .status()
+            })
+        })
+        .collect();
+    let mut statuses = Vec::new();
+    for response in sent {
+        statuses.push(response.await.unwrap());
+    }
+    assert_eq!(count(&statuses, StatusCode::OK), 5, "{statuses:?}");
+    assert_eq!(count(&statuses, StatusCode::CONFLICT), 15, "{statuses:?}");
+    let list = body(b.get("/authheader/list", Some(&b.admin_token)).await).await;
+    assert_eq!(list.as_array().unwrap().len(), 50);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn password_changes_racing_on_two_instances_let_one_win() {
+    // Both changes are decided against the same current hash; the store compares it with the
+    // row locked, so the second one to commit is refused instead of overwriting the first.
+    let (a, b) = two_instances().await;
+    a.create_user("racer@example.com", 1, "member").await;
+    let mut changes = Vec::new();
+    for (n, app) in [a.clone(), b.clone(), a.clone(), b.clone()]
+        .into_iter()
+        .enumerate()
+    {
+        let token = app.login_ok("racer@example.com", PASSWORD).await.token;
+        let request = json!({"currentPassword": PASSWORD,
+            "newPassword": format!("a brand new passphrase {n}")});
+        changes.push((app, token, request));
+    }
+    let sent: Vec<_> = changes
+        .into_iter()
+        .map(|(app, token, request)| {
+            tokio::spawn(async move {
+                app.post("/user/password", Some(&token), &request)
+                    .await
+                    .status()
+            })
+        })
+        .collect();
+    let mut statuses = Vec::new();
+    for response in sent {
+        statuses.push(response.await.unwrap());
+    }
+    assert_eq!(count(&statuses, StatusCode::NO_CONTENT), 1, "{statuses:?}");
+    // The losers were refused (the hash moved on), or their session was revoked by the winner.
+    let refused = [
+        StatusCode::CONFLICT,
+        StatusCode::FORBIDDEN,
+        StatusCode::UNAUTHORIZED,
+    ];
+    assert!(
+        statuses
+            .iter()
+            .all(|s| *s == StatusCode::NO_CONTENT || refused.contains(s)),
+        "{statuses:?}"
+    );
 }
 
 // ---- the real binary on PostgreSQL ----
