@@ -36,6 +36,9 @@ pub struct Settings {
     pub log: String,
     /// `COREAUTH_LOG_FORMAT`: `text` or `json`.
     pub log_format: LogFormat,
+    /// `COREAUTH_PUBLIC_URL`: the address browsers and identity providers reach coreauth at
+    /// (SSO redirect URI, strategy answers). Default: `http://` + the listening address.
+    pub public_url: Option<String>,
     /// `COREAUTH_ISSUER`: the `iss` of issued tokens.
     pub issuer: String,
     /// `COREAUTH_BOOTSTRAP_ADMIN_EMAIL` / `_PASSWORD`: the first admin, created on an empty
@@ -72,6 +75,14 @@ pub struct Settings {
     pub login_attempts_per_address: u32,
     #[serde(with = "humantime_serde")]
     pub throttle_window: Duration,
+    /// Requests in flight at once; past it callers get 503 with `Retry-After`.
+    pub max_concurrent_requests: usize,
+    /// The longest a request may take (slow clients included); then 408.
+    #[serde(with = "humantime_serde")]
+    pub request_timeout: Duration,
+    /// `COREAUTH_CORS_ALLOWED_ORIGINS`: comma-separated origins that browsers may call from
+    /// (e.g. `https://app.example.com`). CORS is off without it.
+    pub cors_allowed_origins: Option<String>,
     /// How long SIGTERM waits for in-flight requests.
     #[serde(with = "humantime_serde")]
     pub shutdown_grace: Duration,
@@ -86,6 +97,7 @@ impl Default for Settings {
             session_max: Duration::from_secs(12 * 3600),
             log: "info".into(),
             log_format: LogFormat::Text,
+            public_url: None,
             issuer: "coreauth".into(),
             bootstrap_admin_email: None,
             bootstrap_admin_password: None,
@@ -104,6 +116,9 @@ impl Default for Settings {
             login_attempts_per_account: 10,
             login_attempts_per_address: 100,
             throttle_window: Duration::from_secs(15 * 60),
+            max_concurrent_requests: 1024,
+            request_timeout: Duration::from_secs(30),
+            cors_allowed_origins: None,
             shutdown_grace: Duration::from_secs(20),
         }
     }

@@ -20,9 +20,10 @@ use crate::domain::integrations::Integrations;
 use crate::domain::mfa::Mfa;
 use crate::domain::password::{HashCost, HashLimits, Password, PasswordHashing};
 use crate::domain::secrets::SecretBox;
+use crate::domain::sso::Sso;
 use crate::domain::throttle::{Throttle, ThrottleLimits};
 use crate::domain::tokens::{StoredSigningKey, TokenSigner};
-use crate::http::{self, AppState, Metrics};
+use crate::http::{self, AppState, HttpLimits, Metrics};
 use crate::store::Store;
 use crate::store::postgres::{PostgresSettings, PostgresStore};
 use crate::store::sqlite::{SqliteSettings, SqliteStore};
@@ -139,7 +140,11 @@ impl Application {
             hashing.clone(),
             throttle.clone(),
         ));
-        let integrations = Arc::new(Integrations::new(store.clone(), secrets, signer.clone()));
+        let integrations = Arc::new(Integrations::new(
+            store.clone(),
+            secrets.clone(),
+            signer.clone(),
+        ));
         let keys = Arc::new(ApiKeys::new(store.clone()));
         let auth = Arc::new(Auth::new(
             store.clone(),
@@ -167,6 +172,28 @@ impl Application {
         ));
         bootstrap_from_settings(&admin, &settings, clock.as_ref()).await?;
 
+        let listener = TcpListener::bind(&settings.listen)
+            .await
+            .map_err(|e| StartupError::Bind(settings.listen.clone(), e))?;
+        let public_url = match &settings.public_url {
+            Some(url) => url.clone(),
+            None => {
+                let address = listener
+                    .local_addr()
+                    .map_err(|e| StartupError::Bind(settings.listen.clone(), e))?;
+                format!("http://{address}")
+            }
+        };
+        let sso = Arc::new(
+            Sso::new(
+                store.clone(),
+                secrets.clone(),
+                auth.clone(),
+                throttle.clone(),
+                public_url,
+            )
+            .map_err(|e| StartupError::Setup(e.to_string()))?,
+        );
         let state = AppState {
             auth,
             admin,
@@ -176,17 +203,15 @@ impl Application {
             mfa,
             integrations,
             throttle,
+            sso,
             store,
             signer,
             clock,
             metrics: Arc::new(Metrics::default()),
         };
-        let listener = TcpListener::bind(&settings.listen)
-            .await
-            .map_err(|e| StartupError::Bind(settings.listen.clone(), e))?;
         Ok(Self {
             listener,
-            router: http::router(state.clone()),
+            router: http::router(state.clone(), &http_limits(&settings)),
             state,
         })
     }
@@ -279,6 +304,22 @@ async fn bootstrap_from_settings(
         }
         Ok(None) => Ok(()),
         Err(e) => Err(StartupError::Setup(format!("bootstrap admin: {e}"))),
+    }
+}
+
+pub fn http_limits(settings: &Settings) -> HttpLimits {
+    HttpLimits {
+        max_concurrent_requests: settings.max_concurrent_requests,
+        request_timeout: settings.request_timeout,
+        cors_allowed_origins: settings
+            .cors_allowed_origins
+            .as_deref()
+            .unwrap_or("")
+            .split(',')
+            .map(str::trim)
+            .filter(|o| !o.is_empty())
+            .map(str::to_owned)
+            .collect(),
     }
 }
 

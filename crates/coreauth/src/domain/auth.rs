@@ -10,7 +10,7 @@ use super::audit::NewAuditEvent;
 use super::clock::to_millis;
 use super::credentials::policy_of;
 use super::email::Email;
-use super::error::{DomainError, DomainResult};
+use super::error::{DomainError, DomainResult, SsoFailure};
 use super::mfa::Mfa;
 use super::org::{MembershipRecord, OrgRecord, Role};
 use super::password::{Password, PasswordHashing};
@@ -181,6 +181,11 @@ impl Auth {
         let memberships = self.store.memberships_of(user.id).await?;
         let membership = choose_membership(&memberships, attempt.selected_org)?;
         // Only now, with the password verified, may the answer say more than "invalid".
+        if let Some(sso) = self.store.sso_config(membership.org_id).await?
+            && !sso.allow_password
+        {
+            return Err(DomainError::Sso(SsoFailure::SsoRequired));
+        }
         self.mfa
             .check_login(user.id, attempt.mfa_code.as_deref(), &attempt.origin, now)
             .await?;
@@ -202,6 +207,25 @@ impl Auth {
         let mut issued = self.open_session(user, org_id, role, opening, now).await?;
         issued.password_expires_at = policy.expires_at(issued.user.password_set_at);
         Ok(issued)
+    }
+
+    /// A session for a user whose identity provider vouched for them (the SSO callback).
+    pub(crate) async fn open_sso_session(
+        &self,
+        user: UserRecord,
+        org_id: i64,
+        role: Role,
+        client: Option<String>,
+        origin: RequestOrigin,
+        now: OffsetDateTime,
+    ) -> DomainResult<IssuedToken> {
+        let opening = Opening {
+            method: "sso",
+            client,
+            origin,
+            restriction: None,
+        };
+        self.open_session(user, org_id, role, opening, now).await
     }
 
     /// Re-hashes a password verified against a hash made with weaker parameters than today's.

@@ -33,6 +33,8 @@ pub enum DomainError {
     Overloaded { retry_after: Duration },
     #[error("the database is unavailable")]
     Unavailable,
+    #[error("{0}")]
+    Sso(SsoFailure),
     /// Unexpected failures: logged with the request id, never shown to the caller.
     #[error("internal error: {0}")]
     Internal(String),
@@ -56,6 +58,7 @@ impl DomainError {
             Self::RateLimited { .. } => "rate_limited",
             Self::Overloaded { .. } => "overloaded",
             Self::Unavailable => "unavailable",
+            Self::Sso(failure) => failure.code(),
             Self::Internal(_) => "internal_error",
         }
     }
@@ -70,3 +73,47 @@ impl DomainError {
 }
 
 pub type DomainResult<T> = Result<T, DomainError>;
+
+/// Why a single sign-on did not complete, in terms a person can act on.
+#[derive(Debug, thiserror::Error)]
+pub enum SsoFailure {
+    #[error("the org's identity provider could not be reached: {0}")]
+    IdpUnreachable(String),
+    #[error("the identity provider answered with an error: {0}")]
+    ProviderError(String),
+    #[error("the sign-in was cancelled or consent was denied at the identity provider")]
+    Denied,
+    #[error("this sign-in link is unknown or was already used; start again")]
+    StateInvalid,
+    #[error("this sign-in took too long; start again")]
+    StateExpired,
+    #[error("the identity provider's token could not be verified")]
+    InvalidToken,
+    #[error("the identity provider has not verified this email address")]
+    EmailUnverified,
+    #[error("this email address is not in a domain the org signs in with")]
+    DomainMismatch,
+    #[error(
+        "there is no active account for this email in the org, and the org does not create accounts on first sign-in"
+    )]
+    NoAccount,
+    #[error("this org signs in through its identity provider; use single sign-on")]
+    SsoRequired,
+}
+
+impl SsoFailure {
+    pub fn code(&self) -> &'static str {
+        match self {
+            Self::IdpUnreachable(_) => "idp_unreachable",
+            Self::ProviderError(_) => "idp_error",
+            Self::Denied => "sso_denied",
+            Self::StateInvalid => "sso_state_invalid",
+            Self::StateExpired => "sso_state_expired",
+            Self::InvalidToken => "sso_invalid_token",
+            Self::EmailUnverified => "sso_email_unverified",
+            Self::DomainMismatch => "sso_domain_mismatch",
+            Self::NoAccount => "sso_no_account",
+            Self::SsoRequired => "sso_required",
+        }
+    }
+}

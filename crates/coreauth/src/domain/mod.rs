@@ -16,6 +16,7 @@ pub mod password;
 pub mod policy;
 pub mod secrets;
 pub mod session;
+pub mod sso;
 pub mod throttle;
 pub mod tokens;
 pub mod user;

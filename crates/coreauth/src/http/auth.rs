@@ -88,7 +88,7 @@ async fn logout(
     Ok(axum::http::StatusCode::NO_CONTENT)
 }
 
-fn session_answer(issued: IssuedToken) -> AuthenticateResponse {
+pub(super) fn session_answer(issued: IssuedToken) -> AuthenticateResponse {
     let user = issued.user;
     AuthenticateResponse {
         token: issued.token,

@@ -10,7 +10,7 @@ use axum::response::{IntoResponse, Response};
 use coreauth_proto::ErrorBody;
 use serde::de::DeserializeOwned;
 
-use crate::domain::error::DomainError;
+use crate::domain::error::{DomainError, SsoFailure};
 
 /// A domain error on its way out as an HTTP answer.
 #[derive(Debug)]
@@ -42,6 +42,16 @@ pub fn status_of(e: &DomainError) -> StatusCode {
             StatusCode::SERVICE_UNAVAILABLE
         }
         DomainError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        DomainError::Sso(failure) => match failure {
+            SsoFailure::IdpUnreachable(_) | SsoFailure::ProviderError(_) => StatusCode::BAD_GATEWAY,
+            SsoFailure::StateInvalid | SsoFailure::StateExpired => StatusCode::BAD_REQUEST,
+            SsoFailure::InvalidToken => StatusCode::UNAUTHORIZED,
+            SsoFailure::Denied
+            | SsoFailure::EmailUnverified
+            | SsoFailure::DomainMismatch
+            | SsoFailure::NoAccount
+            | SsoFailure::SsoRequired => StatusCode::FORBIDDEN,
+        },
     }
 }
 

@@ -6,13 +6,12 @@ use std::time::Duration;
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
-use axum::http::{HeaderName, HeaderValue, Request, StatusCode, header};
+use axum::http::{HeaderName, Request, StatusCode};
 use axum::response::{IntoResponse, Response};
 use time::OffsetDateTime;
 use tower::ServiceBuilder;
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
-use tower_http::set_header::SetResponseHeaderLayer;
 use tower_http::trace::TraceLayer;
 use tracing::Span;
 use utoipa::OpenApi;
@@ -26,6 +25,7 @@ use crate::domain::clock::Clock;
 use crate::domain::credentials::Credentials;
 use crate::domain::integrations::Integrations;
 use crate::domain::mfa::Mfa;
+use crate::domain::sso::Sso;
 use crate::domain::throttle::Throttle;
 use crate::domain::tokens::TokenSigner;
 use crate::store::Store;
@@ -39,12 +39,15 @@ pub mod error;
 pub mod extract;
 mod integrations;
 mod introspect;
+pub mod limits;
 pub mod metrics;
 mod mfa;
 mod ops;
 mod passwords;
+mod sso;
 mod users;
 
+pub use limits::HttpLimits;
 pub use metrics::Metrics;
 
 /// Requests larger than this are refused with 413 before they are parsed.
@@ -60,6 +63,7 @@ pub struct AppState {
     pub mfa: Arc<Mfa>,
     pub integrations: Arc<Integrations>,
     pub throttle: Arc<Throttle>,
+    pub sso: Arc<Sso>,
     pub store: Arc<dyn Store>,
     pub signer: Arc<TokenSigner>,
     pub clock: Arc<dyn Clock>,
@@ -85,6 +89,7 @@ fn api_routes() -> OpenApiRouter<AppState> {
         .merge(passwords::routes())
         .merge(mfa::routes())
         .merge(integrations::routes())
+        .merge(sso::routes())
         .merge(introspect::routes())
         .merge(ops::routes())
         .merge(docs::routes())
@@ -95,11 +100,11 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
     api_routes().into_openapi()
 }
 
-pub fn router(state: AppState) -> Router {
+pub fn router(state: AppState, limits: &HttpLimits) -> Router {
     let x_request_id = HeaderName::from_static("x-request-id");
     let (routes, document) = api_routes().split_for_parts();
     let json = document.to_json().unwrap_or_default();
-    routes
+    let router = routes
         .merge(docs::ui(state.clone()))
         .layer(axum::Extension(docs::OpenApiJson(Arc::new(json))))
         .fallback(not_found)
@@ -123,17 +128,17 @@ pub fn router(state: AppState) -> Router {
                         .on_response(log_response),
                 )
                 .layer(PropagateRequestIdLayer::new(x_request_id))
-                .layer(CatchPanicLayer::custom(panic_response))
-                // Answers carry tokens and personal data: no cache may keep them.
-                .layer(SetResponseHeaderLayer::if_not_present(
-                    header::CACHE_CONTROL,
-                    HeaderValue::from_static("no-store"),
+                .layer(axum::middleware::from_fn(limits::security_headers))
+                .layer(axum::middleware::from_fn_with_state(
+                    limits::Guard::new(limits),
+                    limits::guard,
                 ))
-                .layer(SetResponseHeaderLayer::overriding(
-                    header::X_CONTENT_TYPE_OPTIONS,
-                    HeaderValue::from_static("nosniff"),
-                )),
-        )
+                .layer(CatchPanicLayer::custom(panic_response)),
+        );
+    match limits::cors(limits) {
+        Some(cors) => router.layer(cors),
+        None => router,
+    }
 }
 
 /// The span of one request: method, path (never the query string, never headers) and id.

@@ -43,6 +43,32 @@ pub struct TotpRecord {
     pub last_used_step: Option<i64>,
 }
 
+/// An org's SSO settings as stored (the client secret sealed).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SsoConfigRecord {
+    pub org_id: i64,
+    pub issuer: String,
+    pub client_id: String,
+    pub sealed_client_secret: String,
+    pub email_domains: Vec<String>,
+    pub allow_jit: bool,
+    pub allow_password: bool,
+    pub redirect_allow_list: Vec<String>,
+}
+
+/// An SSO login between its start and its callback.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SsoLoginRecord {
+    pub state: String,
+    pub org_id: i64,
+    pub nonce: String,
+    pub sealed_pkce_verifier: String,
+    pub return_to: Option<String>,
+    pub client: Option<String>,
+    pub created_at: i64,
+    pub expires_at: i64,
+}
+
 /// Previous hashes kept per user, enough for the strictest `historyCount`.
 pub const PASSWORD_HISTORY_KEPT: i64 = 24;
 
@@ -275,4 +301,21 @@ pub trait Store: Send + Sync + 'static {
     async fn clear_throttle(&self, key: &str) -> DomainResult<()>;
     /// Deletes counters whose window started before `before`.
     async fn prune_throttle(&self, before: i64) -> DomainResult<u64>;
+
+    /// Creates or replaces an org's SSO settings and its email domains; `Conflict` when a domain
+    /// already belongs to another org's SSO.
+    async fn save_sso_config(
+        &self,
+        config: &SsoConfigRecord,
+        now: i64,
+        audit: &NewAuditEvent,
+    ) -> DomainResult<()>;
+    async fn sso_config(&self, org_id: i64) -> DomainResult<Option<SsoConfigRecord>>;
+    async fn delete_sso_config(&self, org_id: i64, audit: &NewAuditEvent) -> DomainResult<bool>;
+    /// The org whose SSO claims this email domain.
+    async fn sso_org_for_domain(&self, domain: &str) -> DomainResult<Option<i64>>;
+    async fn create_sso_login(&self, login: &SsoLoginRecord) -> DomainResult<()>;
+    /// Takes a login in flight by its state, once: a second call with the same state finds
+    /// nothing. Expired ones are returned too (the caller tells the user it expired).
+    async fn take_sso_login(&self, state: &str, now: i64) -> DomainResult<Option<SsoLoginRecord>>;
 }

@@ -11,7 +11,10 @@ use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 use sqlx::{FromRow, PgConnection, Postgres, Transaction};
 use zeroize::Zeroizing;
 
-use super::{PASSWORD_HISTORY_KEPT, PasswordChange, Revoked, Store, TotpRecord};
+use super::{
+    PASSWORD_HISTORY_KEPT, PasswordChange, Revoked, SsoConfigRecord, SsoLoginRecord, Store,
+    TotpRecord,
+};
 use crate::domain::apikey::{ApiKeyContext, ApiKeyRecord, NewApiKey};
 use crate::domain::audit::{AuditQuery, AuditRecord, NewAuditEvent};
 use crate::domain::error::{DomainError, DomainResult};
@@ -415,6 +418,33 @@ macro_rules! select_integration {
             $rest
         )
     };
+}
+
+#[derive(FromRow)]
+struct SsoLoginRow {
+    state: String,
+    org_id: i64,
+    nonce: String,
+    pkce_verifier: String,
+    return_to: Option<String>,
+    client: Option<String>,
+    created_at: i64,
+    expires_at: i64,
+}
+
+impl From<SsoLoginRow> for SsoLoginRecord {
+    fn from(r: SsoLoginRow) -> Self {
+        Self {
+            state: r.state,
+            org_id: r.org_id,
+            nonce: r.nonce,
+            sealed_pkce_verifier: r.pkce_verifier,
+            return_to: r.return_to,
+            client: r.client,
+            created_at: r.created_at,
+            expires_at: r.expires_at,
+        }
+    }
 }
 
 /// Whether org `id` exists, read in `tx`.
@@ -1746,6 +1776,184 @@ impl Store for PostgresStore {
             .await
             .map(|done| done.rows_affected())
             .map_err(db_error)
+    }
+    async fn save_sso_config(
+        &self,
+        c: &SsoConfigRecord,
+        now: i64,
+        audit: &NewAuditEvent,
+    ) -> DomainResult<()> {
+        let taken = |domain: &str| {
+            DomainError::Conflict(format!(
+                "the domain {domain} already signs in through another org's SSO"
+            ))
+        };
+        let mut tx = self.begin().await?;
+        if !org_exists(&mut tx, c.org_id).await? {
+            return Err(DomainError::NotFound("org"));
+        }
+        for domain in &c.email_domains {
+            let owner: Option<i64> =
+                sqlx::query_scalar("SELECT org_id FROM sso_domains WHERE domain = $1")
+                    .bind(domain)
+                    .fetch_optional(&mut *tx)
+                    .await
+                    .map_err(db_error)?;
+            if owner.is_some_and(|o| o != c.org_id) {
+                return Err(taken(domain));
+            }
+        }
+        // Saves of one org's settings queue on this row (the upsert locks it), so the delete and
+        // re-insert of its domains below never interleave with another save's.
+        sqlx::query(
+            "INSERT INTO sso_configs (org_id, issuer, client_id, client_secret, allow_jit, \
+             allow_password, redirect_allow_list, updated_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8) \
+             ON CONFLICT (org_id) DO UPDATE SET issuer = excluded.issuer, \
+             client_id = excluded.client_id, client_secret = excluded.client_secret, \
+             allow_jit = excluded.allow_jit, allow_password = excluded.allow_password, \
+             redirect_allow_list = excluded.redirect_allow_list, updated_at = excluded.updated_at",
+        )
+        .bind(c.org_id)
+        .bind(&c.issuer)
+        .bind(&c.client_id)
+        .bind(&c.sealed_client_secret)
+        .bind(c.allow_jit)
+        .bind(c.allow_password)
+        .bind(serde_json::to_string(&c.redirect_allow_list).map_err(DomainError::internal)?)
+        .bind(now)
+        .execute(&mut *tx)
+        .await
+        .map_err(db_error)?;
+        sqlx::query("DELETE FROM sso_domains WHERE org_id = $1")
+            .bind(c.org_id)
+            .execute(&mut *tx)
+            .await
+            .map_err(db_error)?;
+        for domain in &c.email_domains {
+            // Another org claiming the domain at the same moment passed the check above too;
+            // the primary key lets one of them have it and refuses the other the same way.
+            sqlx::query("INSERT INTO sso_domains (domain, org_id) VALUES ($1, $2)")
+                .bind(domain)
+                .bind(c.org_id)
+                .execute(&mut *tx)
+                .await
+                .map_err(|e| {
+                    if is_unique_violation(&e) {
+                        taken(domain)
+                    } else {
+                        db_error(e)
+                    }
+                })?;
+        }
+        insert_audit(&mut tx, audit).await?;
+        tx.commit().await.map_err(db_error)
+    }
+
+    async fn sso_config(&self, org_id: i64) -> DomainResult<Option<SsoConfigRecord>> {
+        let row: Option<(String, String, String, bool, bool, String)> = sqlx::query_as(
+            "SELECT issuer, client_id, client_secret, allow_jit, allow_password, \
+             redirect_allow_list FROM sso_configs WHERE org_id = $1",
+        )
+        .bind(org_id)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(db_error)?;
+        let Some((issuer, client_id, sealed_client_secret, allow_jit, allow_password, list)) = row
+        else {
+            return Ok(None);
+        };
+        // COLLATE "C": byte order, as SQLite sorts, whatever locale the database was made with.
+        let email_domains: Vec<String> = sqlx::query_scalar(
+            "SELECT domain FROM sso_domains WHERE org_id = $1 ORDER BY domain COLLATE \"C\"",
+        )
+        .bind(org_id)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db_error)?;
+        Ok(Some(SsoConfigRecord {
+            org_id,
+            issuer,
+            client_id,
+            sealed_client_secret,
+            email_domains,
+            allow_jit,
+            allow_password,
+            redirect_allow_list: serde_json::from_str(&list)
+                .map_err(|_| DomainError::internal("stored SSO allow-list"))?,
+        }))
+    }
+
+    async fn delete_sso_config(&self, org_id: i64, audit: &NewAuditEvent) -> DomainResult<bool> {
+        let mut tx = self.begin().await?;
+        let done = sqlx::query("DELETE FROM sso_configs WHERE org_id = $1")
+            .bind(org_id)
+            .execute(&mut *tx)
+            .await
+            .map_err(db_error)?;
+        if done.rows_affected() == 0 {
+            return Ok(false);
+        }
+        sqlx::query("DELETE FROM sso_domains WHERE org_id = $1")
+            .bind(org_id)
+            .execute(&mut *tx)
+            .await
+            .map_err(db_error)?;
+        insert_audit(&mut tx, audit).await?;
+        tx.commit().await.map_err(db_error)?;
+        Ok(true)
+    }
+
+    async fn sso_org_for_domain(&self, domain: &str) -> DomainResult<Option<i64>> {
+        if !storable(domain) {
+            return Ok(None);
+        }
+        sqlx::query_scalar(
+            "SELECT d.org_id FROM sso_domains d JOIN sso_configs c ON c.org_id = d.org_id \
+             WHERE d.domain = $1",
+        )
+        .bind(domain)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(db_error)
+    }
+
+    async fn create_sso_login(&self, l: &SsoLoginRecord) -> DomainResult<()> {
+        sqlx::query(
+            "INSERT INTO sso_logins (state, org_id, nonce, pkce_verifier, return_to, client, \
+             created_at, expires_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+        )
+        .bind(&l.state)
+        .bind(l.org_id)
+        .bind(&l.nonce)
+        .bind(&l.sealed_pkce_verifier)
+        .bind(l.return_to.as_deref())
+        .bind(l.client.as_deref())
+        .bind(l.created_at)
+        .bind(l.expires_at)
+        .execute(&self.pool)
+        .await
+        .map(|_| ())
+        .map_err(db_error)
+    }
+
+    async fn take_sso_login(&self, state: &str, now: i64) -> DomainResult<Option<SsoLoginRecord>> {
+        if !storable(state) {
+            return Ok(None);
+        }
+        // One conditional UPDATE: two callbacks with the same state (on any instances) queue on
+        // the row lock, and the second re-reads `used_at` and takes nothing.
+        let row: Option<SsoLoginRow> = sqlx::query_as(
+            "UPDATE sso_logins SET used_at = $1 WHERE state = $2 AND used_at IS NULL \
+             RETURNING state, org_id, nonce, pkce_verifier, return_to, client, created_at, \
+             expires_at",
+        )
+        .bind(now)
+        .bind(state)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(db_error)?;
+        Ok(row.map(SsoLoginRecord::from))
     }
 }
 

@@ -268,7 +268,11 @@ async fn key_ids_integration_names_and_event_filters_no_database_can_hold_find_n
             .await;
         assert_error(response, StatusCode::NOT_FOUND, "not_found").await;
         let response = app
-            .post(&format!("/user/authenticate/{id}"), Some(&token), &json!({}))
+            .post(
+                &format!("/user/authenticate/{id}"),
+                Some(&token),
+                &json!({}),
+            )
             .await;
         assert_error(response, StatusCode::NOT_FOUND, "not_found").await;
         let page = app
@@ -278,7 +282,11 @@ async fn key_ids_integration_names_and_event_filters_no_database_can_hold_find_n
         assert_eq!(body(page).await["events"], json!([]));
     }
     let response = app
-        .post("/authheader/delete", Some(&token), &json!({"id": "a\u{0}b"}))
+        .post(
+            "/authheader/delete",
+            Some(&token),
+            &json!({"id": "a\u{0}b"}),
+        )
         .await;
     assert_error(response, StatusCode::NOT_FOUND, "not_found").await;
     assert_eq!(app.me(&token).await.status(), StatusCode::OK);

@@ -143,6 +143,9 @@ pub struct TestApp {
     pub database: Arc<TestDatabase>,
     /// The app's state, for the few tests that drive background work (flushing usage) directly.
     pub state: coreauth::http::AppState,
+    /// The database this app runs on (for tests that tamper with it, as `tests/sso.rs` does).
+    #[allow(dead_code)]
+    pub database_url: String,
 }
 
 impl TestApp {
@@ -176,6 +179,7 @@ impl TestApp {
             ..Settings::default()
         };
         configure(&mut settings);
+        let database_url = settings.database_url.clone();
         let clock = ManualClock::starting_now();
         let app = Application::build(settings, Arc::new(clock.clone()))
             .await
@@ -190,9 +194,28 @@ impl TestApp {
             admin_token: String::new(),
             database: database.clone(),
             state,
+            database_url,
         };
         test.admin_token = test.login_ok(ADMIN_EMAIL, ADMIN_PASSWORD).await.token;
         test
+    }
+
+    /// Runs `sql` on the app's database behind its back (for tests that tamper with it).
+    #[allow(dead_code)]
+    pub async fn execute_sql(&self, sql: &'static str) {
+        if self.database.is_postgres() {
+            let mut db = PgConnection::connect(&self.database_url)
+                .await
+                .expect("connecting to the test database");
+            sqlx::query(sql).execute(&mut db).await.expect("tampering");
+            let _ = db.close().await;
+        } else {
+            let db = sqlx::SqlitePool::connect(&self.database_url)
+                .await
+                .expect("opening the test database");
+            sqlx::query(sql).execute(&db).await.expect("tampering");
+            db.close().await;
+        }
     }
 
     pub fn url(&self, path: &str) -> String {

@@ -1,0 +1,219 @@
+//! Login strategy discovery and SSO (SPEC §4): `POST /user/authenticate/strategy`, the browser
+//! legs `GET /user/authenticate/sso/start` and `/callback`, and `/admin/orgs/{orgId}/sso`.
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Redirect, Response};
+use coreauth_proto as proto;
+use coreauth_proto::ErrorBody;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+use super::AppState;
+use super::auth::session_answer;
+use super::error::{ApiJson, ApiPath, ApiQuery, ApiResult};
+use super::extract::{Caller, Origin};
+use crate::domain::sso::{Callback, SsoRequest, Strategy};
+use crate::store::SsoConfigRecord;
+
+pub fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(strategy))
+        .routes(routes!(start))
+        .routes(routes!(callback))
+        .routes(routes!(configure, get_config, remove))
+}
+
+/// Password or SSO for an email, decided by its domain only (the same answer for unknown
+/// users).
+#[utoipa::path(post, path = "/user/authenticate/strategy", tag = "authenticate",
+    request_body = proto::StrategyRequest,
+    responses(
+        (status = 200, description = "How this email signs in", body = proto::StrategyResponse),
+        (status = 400, description = "Not an email address", body = ErrorBody),
+        (status = 429, description = "rate_limited", body = ErrorBody),
+    ))]
+async fn strategy(
+    State(state): State<AppState>,
+    Origin(origin): Origin,
+    ApiJson(body): ApiJson<proto::StrategyRequest>,
+) -> ApiResult<Json<proto::StrategyResponse>> {
+    let answer = match state
+        .sso
+        .strategy(&body.email, &origin, state.now())
+        .await?
+    {
+        Strategy::Password => proto::StrategyResponse {
+            strategy: "password".into(),
+            provider: None,
+            org_id: None,
+            redirect_url: None,
+        },
+        Strategy::Sso {
+            org_id,
+            redirect_url,
+        } => proto::StrategyResponse {
+            strategy: "sso".into(),
+            provider: Some("oidc".into()),
+            org_id: Some(org_id),
+            redirect_url: Some(redirect_url),
+        },
+    };
+    Ok(Json(answer))
+}
+
+/// Start an SSO sign-in: redirects the browser to the org's identity provider.
+#[utoipa::path(get, path = "/user/authenticate/sso/start", tag = "authenticate",
+    params(proto::SsoStartQuery),
+    responses(
+        (status = 303, description = "To the identity provider"),
+        (status = 400, description = "returnTo is not on the allow-list", body = ErrorBody),
+        (status = 404, description = "The org has no SSO", body = ErrorBody),
+        (status = 502, description = "The identity provider cannot be reached", body = ErrorBody),
+    ))]
+async fn start(
+    State(state): State<AppState>,
+    ApiQuery(query): ApiQuery<proto::SsoStartQuery>,
+) -> ApiResult<Redirect> {
+    let url = state
+        .sso
+        .start(query.org, query.return_to, query.client, state.now())
+        .await?;
+    Ok(Redirect::to(&url))
+}
+
+/// Where the identity provider sends the browser back: answers the session token as JSON, or
+/// redirects to `returnTo` with `#token=…&expiresAt=…` in the fragment.
+#[utoipa::path(get, path = "/user/authenticate/sso/callback", tag = "authenticate",
+    params(proto::SsoCallbackQuery),
+    responses(
+        (status = 200, description = "Signed in", body = proto::AuthenticateResponse),
+        (status = 303, description = "Signed in; to returnTo with the token in the fragment"),
+        (status = 400, description = "Unknown, used or expired sign-in (state)", body = ErrorBody),
+        (status = 401, description = "The ID token did not verify", body = ErrorBody),
+        (status = 403, description = "Consent denied, email unverified, domain mismatch, or no account", body = ErrorBody),
+        (status = 502, description = "The identity provider failed", body = ErrorBody),
+    ))]
+async fn callback(
+    State(state): State<AppState>,
+    Origin(origin): Origin,
+    ApiQuery(query): ApiQuery<proto::SsoCallbackQuery>,
+) -> ApiResult<Response> {
+    let outcome = state
+        .sso
+        .callback(
+            Callback {
+                code: query.code,
+                state: query.state,
+                error: query.error,
+            },
+            origin,
+            state.now(),
+        )
+        .await?;
+    state.metrics.count_login("success");
+    let answer = session_answer(outcome.issued);
+    let Some(return_to) = outcome.return_to else {
+        return Ok(Json(answer).into_response());
+    };
+    let target = format!(
+        "{return_to}#token={}&expiresAt={}",
+        answer.token, answer.expires_at
+    );
+    let mut response = StatusCode::SEE_OTHER.into_response();
+    if let Ok(location) = HeaderValue::from_str(&target) {
+        response.headers_mut().insert(header::LOCATION, location);
+    }
+    // The token is in the fragment: never sent to servers, and the page must not leak it on.
+    response.headers_mut().insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("no-referrer"),
+    );
+    Ok(response)
+}
+
+/// Configure an org's OpenID Connect provider.
+#[utoipa::path(put, path = "/admin/orgs/{org_id}/sso", tag = "admin",
+    params(("org_id" = i64, Path, description = "Org id")),
+    request_body = proto::SsoConfigRequest,
+    security(("bearer" = []), ("api_key" = [])),
+    responses(
+        (status = 200, description = "Configured (the secret is not echoed)", body = proto::SsoConfig),
+        (status = 400, description = "Bad issuer, client, domains or allow-list", body = ErrorBody),
+        (status = 403, description = "unauthenticated, or forbidden: not an admin of this org", body = ErrorBody),
+        (status = 404, description = "No such org", body = ErrorBody),
+        (status = 409, description = "A domain already signs in through another org", body = ErrorBody),
+    ))]
+async fn configure(
+    State(state): State<AppState>,
+    Caller(caller): Caller,
+    ApiPath(org_id): ApiPath<i64>,
+    ApiJson(body): ApiJson<proto::SsoConfigRequest>,
+) -> ApiResult<Json<proto::SsoConfig>> {
+    let request = SsoRequest {
+        issuer: body.issuer,
+        client_id: body.client_id,
+        client_secret: body.client_secret.into_inner(),
+        email_domains: body.email_domains,
+        allow_jit: body.allow_jit,
+        allow_password: body.allow_password,
+        redirect_allow_list: body.redirect_allow_list,
+    };
+    let record = state
+        .sso
+        .configure(&caller, org_id, request, state.now())
+        .await?;
+    Ok(Json(view(&state, record)))
+}
+
+/// An org's SSO settings.
+#[utoipa::path(get, path = "/admin/orgs/{org_id}/sso", tag = "admin",
+    params(("org_id" = i64, Path, description = "Org id")),
+    security(("bearer" = []), ("api_key" = [])),
+    responses(
+        (status = 200, description = "The settings", body = proto::SsoConfig),
+        (status = 400, description = "Bad id", body = ErrorBody),
+        (status = 403, description = "unauthenticated, or forbidden: not an admin of this org", body = ErrorBody),
+        (status = 404, description = "No SSO configured", body = ErrorBody),
+    ))]
+async fn get_config(
+    State(state): State<AppState>,
+    Caller(caller): Caller,
+    ApiPath(org_id): ApiPath<i64>,
+) -> ApiResult<Json<proto::SsoConfig>> {
+    let record = state.sso.config(&caller, org_id).await?;
+    Ok(Json(view(&state, record)))
+}
+
+/// Remove an org's SSO: its users log in with passwords again.
+#[utoipa::path(delete, path = "/admin/orgs/{org_id}/sso", tag = "admin",
+    params(("org_id" = i64, Path, description = "Org id")),
+    security(("bearer" = []), ("api_key" = [])),
+    responses(
+        (status = 204, description = "Removed"),
+        (status = 400, description = "Bad id", body = ErrorBody),
+        (status = 403, description = "unauthenticated, or forbidden: not an admin of this org", body = ErrorBody),
+        (status = 404, description = "No SSO configured", body = ErrorBody),
+    ))]
+async fn remove(
+    State(state): State<AppState>,
+    Caller(caller): Caller,
+    ApiPath(org_id): ApiPath<i64>,
+) -> ApiResult<StatusCode> {
+    state.sso.remove(&caller, org_id, state.now()).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+fn view(state: &AppState, record: SsoConfigRecord) -> proto::SsoConfig {
+    proto::SsoConfig {
+        org_id: record.org_id,
+        issuer: record.issuer,
+        client_id: record.client_id,
+        email_domains: record.email_domains,
+        allow_jit: record.allow_jit,
+        allow_password: record.allow_password,
+        redirect_allow_list: record.redirect_allow_list,
+        redirect_uri: state.sso.callback_url(),
+    }
+}

@@ -1,0 +1,272 @@
+//! Strategy discovery and SSO settings (SPEC §4) without an identity provider; the full
+//! sign-in against a real OpenID provider is in `tests/sso.rs`, run by `scripts/test`.
+
+use reqwest::StatusCode;
+use reqwest::redirect::Policy;
+use serde_json::{Value, json};
+
+use crate::helpers::*;
+
+fn sso_config(issuer: &str, domains: &[&str]) -> Value {
+    json!({"issuer": issuer, "clientId": "coreauth", "clientSecret": "client-secret-value",
+           "emailDomains": domains, "allowJit": false,
+           "redirectAllowList": ["https://app.acme.example/"]})
+}
+
+async fn put_sso(app: &TestApp, token: &str, org: i64, config: &Value) -> reqwest::Response {
+    app.send(
+        reqwest::Method::PUT,
+        &format!("/admin/orgs/{org}/sso"),
+        Some(token),
+        Some(config),
+    )
+    .await
+}
+
+async fn strategy(app: &TestApp, email: &str) -> Value {
+    let response = app
+        .post(
+            "/user/authenticate/strategy",
+            None,
+            &json!({"email": email}),
+        )
+        .await;
+    assert_eq!(response.status(), StatusCode::OK);
+    body(response).await
+}
+
+#[tokio::test]
+async fn the_strategy_depends_on_the_domain_only() {
+    let app = TestApp::spawn().await;
+    let org = app.create_org("Acme").await;
+    app.create_user("known@acme.example", org, "member").await;
+    assert_eq!(
+        strategy(&app, "known@acme.example").await,
+        json!({"strategy": "password"})
+    );
+
+    let response = put_sso(
+        &app,
+        &app.admin_token,
+        org,
+        &sso_config("http://127.0.0.1:9/", &["acme.example"]),
+    )
+    .await;
+    assert_eq!(response.status(), StatusCode::OK);
+    let known = strategy(&app, "known@acme.example").await;
+    let unknown = strategy(&app, "Nobody@ACME.example").await;
+    assert_eq!(known, unknown, "no user enumeration");
+    assert_eq!(known["strategy"], "sso");
+    assert_eq!(known["provider"], "oidc");
+    assert_eq!(known["orgId"], org);
+    assert_eq!(
+        known["redirectUrl"],
+        format!("{}/user/authenticate/sso/start?org={org}", app.address)
+    );
+    assert_eq!(
+        strategy(&app, "someone@other.example").await,
+        json!({"strategy": "password"})
+    );
+
+    let response = app
+        .post(
+            "/user/authenticate/strategy",
+            None,
+            &json!({"email": "not-an-email"}),
+        )
+        .await;
+    assert_error(response, StatusCode::BAD_REQUEST, "invalid_request").await;
+}
+
+#[tokio::test]
+async fn strategy_lookups_are_rate_limited_per_address() {
+    let app = TestApp::spawn_with(|s| s.login_attempts_per_address = 5).await;
+    for i in 0..4 {
+        strategy(&app, &format!("probe{i}@example.com")).await;
+    }
+    let response = app
+        .post(
+            "/user/authenticate/strategy",
+            None,
+            &json!({"email": "x@example.com"}),
+        )
+        .await;
+    assert_eq!(response.status(), StatusCode::TOO_MANY_REQUESTS);
+    assert!(response.headers().contains_key("retry-after"));
+}
+
+#[tokio::test]
+async fn sso_settings_are_admin_only_checked_and_keep_the_secret() {
+    let app = TestApp::spawn().await;
+    let acme = app.create_org("Acme").await;
+    let globex = app.create_org("Globex").await;
+    app.create_user("dev@acme.example", acme, "member").await;
+    let dev = app.login_ok("dev@acme.example", PASSWORD).await.token;
+    let config = sso_config(
+        "https://login.acme.example/tenant/v2.0",
+        &["acme.example", "Corp.Acme.Example"],
+    );
+
+    assert_error(
+        put_sso(&app, &dev, acme, &config).await,
+        StatusCode::FORBIDDEN,
+        "forbidden",
+    )
+    .await;
+    let response = put_sso(&app, &app.admin_token, acme, &config).await;
+    assert_eq!(response.status(), StatusCode::OK);
+    let view = body(response).await;
+    assert!(
+        !view.to_string().contains("client-secret-value"),
+        "the secret is not echoed"
+    );
+    assert_eq!(
+        view["emailDomains"],
+        json!(["acme.example", "corp.acme.example"])
+    );
+    assert_eq!(
+        view["redirectUri"],
+        format!("{}/user/authenticate/sso/callback", app.address)
+    );
+    let read = body(
+        app.get(&format!("/admin/orgs/{acme}/sso"), Some(&app.admin_token))
+            .await,
+    )
+    .await;
+    assert_eq!(read, view);
+
+    let taken = put_sso(
+        &app,
+        &app.admin_token,
+        globex,
+        &sso_config("https://idp.globex.example", &["acme.example"]),
+    )
+    .await;
+    assert_error(taken, StatusCode::CONFLICT, "conflict").await;
+    for bad in [
+        sso_config("not a url", &["acme.example"]),
+        sso_config("ftp://idp.example", &["acme.example"]),
+        sso_config("https://idp.example", &[]),
+        sso_config("https://idp.example", &["not a domain"]),
+        json!({"issuer": "https://idp.example", "clientId": "", "clientSecret": "s", "emailDomains": ["x.example"]}),
+        json!({"issuer": "https://idp.example", "clientId": "c", "clientSecret": "s", "emailDomains": ["x.example"], "redirectAllowList": ["javascript:alert(1)"]}),
+    ] {
+        assert_error(
+            put_sso(&app, &app.admin_token, globex, &bad).await,
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+        )
+        .await;
+    }
+
+    let path = format!("/admin/orgs/{acme}/sso");
+    assert_eq!(
+        app.delete(&path, Some(&app.admin_token)).await.status(),
+        StatusCode::NO_CONTENT
+    );
+    assert_error(
+        app.delete(&path, Some(&app.admin_token)).await,
+        StatusCode::NOT_FOUND,
+        "not_found",
+    )
+    .await;
+    assert_eq!(
+        strategy(&app, "dev@acme.example").await["strategy"],
+        "password"
+    );
+}
+
+#[tokio::test]
+async fn an_sso_org_cannot_be_entered_with_a_password_unless_it_allows_both() {
+    let app = TestApp::spawn().await;
+    let org = app.create_org("Acme").await;
+    app.create_user("dev@acme.example", org, "member").await;
+    let mut config = sso_config("https://idp.acme.example", &["acme.example"]);
+    put_sso(&app, &app.admin_token, org, &config).await;
+    let response = app.login("dev@acme.example", PASSWORD, 0).await;
+    assert_error(response, StatusCode::FORBIDDEN, "sso_required").await;
+    let response = app.login("dev@acme.example", "wrong password", 0).await;
+    assert_error(response, StatusCode::UNAUTHORIZED, "invalid_credentials").await;
+
+    config["allowPassword"] = json!(true);
+    put_sso(&app, &app.admin_token, org, &config).await;
+    app.login_ok("dev@acme.example", PASSWORD).await;
+}
+
+#[tokio::test]
+async fn starting_checks_the_org_the_return_target_and_the_provider() {
+    let app = TestApp::spawn().await;
+    let org = app.create_org("Acme").await;
+    let browser = reqwest::Client::builder()
+        .redirect(Policy::none())
+        .build()
+        .unwrap();
+    let start = |query: String| {
+        browser
+            .get(app.url(&format!("/user/authenticate/sso/start?{query}")))
+            .send()
+    };
+
+    assert_error(
+        start(format!("org={org}")).await.unwrap(),
+        StatusCode::NOT_FOUND,
+        "not_found",
+    )
+    .await;
+    // A provider that is not there (nothing listens on port 9).
+    put_sso(
+        &app,
+        &app.admin_token,
+        org,
+        &sso_config("http://127.0.0.1:9", &["acme.example"]),
+    )
+    .await;
+    let evil = format!("org={org}&returnTo=https%3A%2F%2Fevil.example%2Fsteal");
+    assert_error(
+        start(evil).await.unwrap(),
+        StatusCode::BAD_REQUEST,
+        "invalid_request",
+    )
+    .await;
+    let down = start(format!(
+        "org={org}&returnTo=https%3A%2F%2Fapp.acme.example%2Fdone"
+    ))
+    .await
+    .unwrap();
+    let message = assert_error(down, StatusCode::BAD_GATEWAY, "idp_unreachable").await;
+    assert!(message.contains("could not be reached"), "{message}");
+    assert_error(
+        start("org=abc".into()).await.unwrap(),
+        StatusCode::BAD_REQUEST,
+        "invalid_request",
+    )
+    .await;
+
+    let audit = body(
+        app.get("/admin/audit?event=sso.login", Some(&app.admin_token))
+            .await,
+    )
+    .await;
+    assert_eq!(audit["events"][0]["reason"], "idp_unreachable");
+}
+
+#[tokio::test]
+async fn a_callback_with_an_unknown_state_is_refused_and_audited() {
+    let app = TestApp::spawn().await;
+    let response = app
+        .get(
+            "/user/authenticate/sso/callback?code=abc&state=forged",
+            None,
+        )
+        .await;
+    assert_error(response, StatusCode::BAD_REQUEST, "sso_state_invalid").await;
+    let response = app.get("/user/authenticate/sso/callback", None).await;
+    assert_error(response, StatusCode::BAD_REQUEST, "sso_state_invalid").await;
+    let audit = body(
+        app.get("/admin/audit?event=sso.login", Some(&app.admin_token))
+            .await,
+    )
+    .await;
+    assert_eq!(audit["events"].as_array().unwrap().len(), 2);
+    assert_eq!(audit["events"][0]["reason"], "sso_state_invalid");
+}

@@ -1,0 +1,419 @@
+//! Single sign-on against a real OpenID provider: the npm package `oidc-provider`, started per
+//! test on a loopback port (`tests/sso-provider/provider.mjs`), its login and consent pages
+//! driven over HTTP with a cookie jar, as a browser would.
+//!
+//! Run by `scripts/test`, which installs Node's packages and sets `COREAUTH_TEST_OIDC_DIR`;
+//! without it these tests fail rather than pass silently. `scripts/test` runs them on SQLite,
+//! then again on PostgreSQL (with `COREAUTH_TEST_POSTGRES_URL`, as for `tests/api`).
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+#[path = "api/helpers.rs"]
+#[allow(dead_code)]
+mod helpers;
+
+use std::process::Stdio;
+use std::time::Duration;
+
+use helpers::*;
+use reqwest::StatusCode;
+use reqwest::redirect::Policy;
+use serde_json::{Value, json};
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::{Child, Command};
+
+const CLIENT_ID: &str = "coreauth-test";
+const CLIENT_SECRET: &str = "coreauth-test-client-secret";
+const RETURN_TO: &str = "https://app.acme.example/after-login";
+
+/// A running oidc-provider.
+struct Provider {
+    child: Child,
+    issuer: String,
+    port: u16,
+}
+
+fn provider_dir() -> String {
+    std::env::var("COREAUTH_TEST_OIDC_DIR").expect(
+        "COREAUTH_TEST_OIDC_DIR must name the directory with provider.mjs and its node_modules \
+         (scripts/test sets it up)",
+    )
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+async fn start_provider(app: &TestApp, port: u16, key_id: &str) -> Provider {
+    let dir = provider_dir();
+    let mut child = Command::new("node")
+        .arg("provider.mjs")
+        .current_dir(&dir)
+        .env("PORT", port.to_string())
+        .env("CLIENT_ID", CLIENT_ID)
+        .env("CLIENT_SECRET", CLIENT_SECRET)
+        .env(
+            "REDIRECT_URI",
+            format!("{}/user/authenticate/sso/callback", app.address),
+        )
+        .env("KEY_ID", key_id)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("node runs provider.mjs");
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let issuer = tokio::time::timeout(Duration::from_secs(30), async {
+        while let Some(line) = lines.next_line().await.unwrap() {
+            if let Some(issuer) = line.strip_prefix("ready ") {
+                return issuer.to_owned();
+            }
+        }
+        panic!("the provider exited before it was ready");
+    })
+    .await
+    .expect("the provider starts");
+    // Keep reading what it prints: a closed pipe would make node fail on its next notice.
+    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+    Provider {
+        child,
+        issuer,
+        port,
+    }
+}
+
+impl Provider {
+    async fn stop(mut self) {
+        let _ = self.child.kill().await;
+        let _ = self.child.wait().await;
+    }
+}
+
+async fn configure(app: &TestApp, org: i64, issuer: &str, allow_jit: bool) {
+    let config = json!({"issuer": issuer, "clientId": CLIENT_ID, "clientSecret": CLIENT_SECRET,
+        "emailDomains": ["acme.example"], "allowJit": allow_jit, "redirectAllowList": [RETURN_TO]});
+    let response = app
+        .send(
+            reqwest::Method::PUT,
+            &format!("/admin/orgs/{org}/sso"),
+            Some(&app.admin_token),
+            Some(&config),
+        )
+        .await;
+    assert_eq!(response.status(), StatusCode::OK);
+}
+
+fn browser() -> reqwest::Client {
+    reqwest::Client::builder()
+        .cookie_store(true)
+        .redirect(Policy::none())
+        .build()
+        .unwrap()
+}
+
+/// What the browser ends with at coreauth's callback.
+struct Landing {
+    status: StatusCode,
+    location: Option<String>,
+    body: Value,
+    callback_url: String,
+}
+
+/// The `action` of the first form in a page, and the value of its hidden `prompt`.
+fn form_of(page: &str) -> (String, String) {
+    let action = page
+        .split("action=\"")
+        .nth(1)
+        .and_then(|rest| rest.split('"').next())
+        .unwrap();
+    let prompt = page
+        .split("name=\"prompt\" value=\"")
+        .nth(1)
+        .and_then(|rest| rest.split('"').next())
+        .unwrap();
+    (action.replace("&amp;", "&"), prompt.to_owned())
+}
+
+/// Follows redirects from `url`, signing in at the provider as `login` (and consenting, or
+/// cancelling when `deny`), until the browser is sent to coreauth's callback.
+async fn sign_in(
+    app: &TestApp,
+    browser: &reqwest::Client,
+    url: &str,
+    login: &str,
+    deny: bool,
+) -> Landing {
+    let callback_prefix = format!("{}/user/authenticate/sso/callback", app.address);
+    let mut next = url.to_owned();
+    for _ in 0..20 {
+        if next.starts_with(&callback_prefix) {
+            let response = browser.get(&next).send().await.unwrap();
+            let status = response.status();
+            let location = response
+                .headers()
+                .get("location")
+                .map(|l| l.to_str().unwrap().to_owned());
+            let body = response.json().await.unwrap_or(Value::Null);
+            return Landing {
+                status,
+                location,
+                body,
+                callback_url: next,
+            };
+        }
+        let response = browser.get(&next).send().await.unwrap();
+        let base = response.url().clone();
+        if let Some(location) = response.headers().get("location") {
+            next = base.join(location.to_str().unwrap()).unwrap().to_string();
+            continue;
+        }
+        assert_eq!(response.status(), StatusCode::OK, "at {next}");
+        let page = response.text().await.unwrap();
+        let (action, prompt) = form_of(&page);
+        if deny {
+            let abort = page
+                .split("href=\"")
+                .nth(1)
+                .and_then(|r| r.split('"').next())
+                .unwrap();
+            next = base.join(abort).unwrap().to_string();
+            continue;
+        }
+        let form: Vec<(&str, &str)> = match prompt.as_str() {
+            "login" => vec![
+                ("prompt", "login"),
+                ("login", login),
+                ("password", "any password"),
+            ],
+            _ => vec![("prompt", prompt.as_str())],
+        };
+        let posted = browser
+            .post(base.join(&action).unwrap())
+            .form(&form)
+            .send()
+            .await
+            .unwrap();
+        let location = posted.headers()["location"].to_str().unwrap().to_owned();
+        next = base.join(&location).unwrap().to_string();
+    }
+    panic!("the sign-in did not come back to coreauth");
+}
+
+async fn start_url(
+    app: &TestApp,
+    browser: &reqwest::Client,
+    org: i64,
+    return_to: Option<&str>,
+) -> String {
+    let mut url = format!(
+        "{}/user/authenticate/sso/start?org={org}&client=portal",
+        app.address
+    );
+    if let Some(target) = return_to {
+        url.push_str(&format!("&returnTo={}", url_encode(target)));
+    }
+    let response = browser.get(&url).send().await.unwrap();
+    assert_eq!(
+        response.status(),
+        StatusCode::SEE_OTHER,
+        "start redirects to the provider"
+    );
+    let location = response.headers()["location"].to_str().unwrap().to_owned();
+    assert!(
+        location.contains("code_challenge_method=S256"),
+        "PKCE S256: {location}"
+    );
+    assert!(
+        location.contains("state=") && location.contains("nonce="),
+        "{location}"
+    );
+    location
+}
+
+fn url_encode(text: &str) -> String {
+    text.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn a_new_member_signs_in_through_the_provider_and_gets_a_session_token() {
+    let app = TestApp::spawn().await;
+    let org = app.create_org("Acme").await;
+    let provider = start_provider(&app, free_port(), "k1").await;
+    configure(&app, org, &provider.issuer, true).await;
+    let strategy = body(
+        app.post(
+            "/user/authenticate/strategy",
+            None,
+            &json!({"email": "newcomer@acme.example"}),
+        )
+        .await,
+    )
+    .await;
+    assert_eq!(strategy["strategy"], "sso");
+
+    let browser = browser();
+    let url = start_url(&app, &browser, org, None).await;
+    assert!(url.starts_with(&provider.issuer));
+    let landing = sign_in(&app, &browser, &url, "newcomer@acme.example", false).await;
+    assert_eq!(landing.status, StatusCode::OK, "{}", landing.body);
+    let token = landing.body["token"].as_str().unwrap();
+    assert_eq!(landing.body["user"]["email"], "newcomer@acme.example");
+    assert_eq!(landing.body["user"]["orgId"], org);
+    assert_eq!(landing.body["user"]["role"], "member");
+
+    let me = body(app.me(token).await).await;
+    assert_eq!(me["email"], "newcomer@acme.example");
+    assert_eq!(me["orgId"], org);
+    let audit = body(
+        app.get("/admin/audit?event=login.succeeded", Some(&app.admin_token))
+            .await,
+    )
+    .await;
+    assert_eq!(audit["events"][0]["details"]["method"], "sso");
+    assert_eq!(audit["events"][0]["client"], "portal");
+
+    // The state was single use: the same callback again is refused.
+    let replay = browser.get(&landing.callback_url).send().await.unwrap();
+    assert_eq!(replay.status(), StatusCode::BAD_REQUEST);
+    assert_eq!(body(replay).await["error"], "sso_state_invalid");
+    provider.stop().await;
+}
+
+#[tokio::test]
+async fn an_existing_member_lands_on_the_allowed_return_page_with_the_token_in_the_fragment() {
+    let app = TestApp::spawn().await;
+    let org = app.create_org("Acme").await;
+    app.create_user("alice@acme.example", org, "admin").await;
+    let provider = start_provider(&app, free_port(), "k1").await;
+    configure(&app, org, &provider.issuer, false).await;
+
+    let browser = browser();
+    let url = start_url(&app, &browser, org, Some(RETURN_TO)).await;
+    let landing = sign_in(&app, &browser, &url, "alice@acme.example", false).await;
+    assert_eq!(landing.status, StatusCode::SEE_OTHER);
+    let location = landing.location.unwrap();
+    let fragment = location
+        .strip_prefix(&format!("{RETURN_TO}#token="))
+        .expect(&location);
+    let token = fragment.split('&').next().unwrap();
+    let me = body(app.me(token).await).await;
+    assert_eq!(me["email"], "alice@acme.example");
+    assert_eq!(me["role"], "admin");
+
+    // An open-redirect attempt never reaches the provider.
+    let evil = format!(
+        "{}/user/authenticate/sso/start?org={org}&returnTo=https%3A%2F%2Fevil.example%2F",
+        app.address
+    );
+    let response = browser.get(&evil).send().await.unwrap();
+    assert_eq!(response.status(), StatusCode::BAD_REQUEST);
+    provider.stop().await;
+}
+
+#[tokio::test]
+async fn people_the_org_cannot_accept_are_told_why() {
+    let app = TestApp::spawn().await;
+    let org = app.create_org("Acme").await;
+    let provider = start_provider(&app, free_port(), "k1").await;
+    configure(&app, org, &provider.issuer, false).await;
+    for (login, code) in [
+        ("newcomer@acme.example", "sso_no_account"),
+        ("unverified@acme.example", "sso_email_unverified"),
+        ("other@elsewhere.example", "sso_domain_mismatch"),
+    ] {
+        // A new browser each time: the provider's own session would sign the last one in.
+        let browser = browser();
+        let url = start_url(&app, &browser, org, None).await;
+        let landing = sign_in(&app, &browser, &url, login, false).await;
+        assert_eq!(landing.status, StatusCode::FORBIDDEN, "{login}");
+        assert_eq!(landing.body["error"], code, "{login}");
+    }
+    let audit = body(
+        app.get("/admin/audit?event=sso.login", Some(&app.admin_token))
+            .await,
+    )
+    .await;
+    let reasons: Vec<_> = audit["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["reason"].clone())
+        .collect();
+    assert_eq!(
+        reasons,
+        vec![
+            json!("sso_domain_mismatch"),
+            json!("sso_email_unverified"),
+            json!("sso_no_account")
+        ]
+    );
+    provider.stop().await;
+}
+
+#[tokio::test]
+async fn cancelling_at_the_provider_is_a_denied_sign_in() {
+    let app = TestApp::spawn().await;
+    let org = app.create_org("Acme").await;
+    let provider = start_provider(&app, free_port(), "k1").await;
+    configure(&app, org, &provider.issuer, true).await;
+    let browser = browser();
+    let url = start_url(&app, &browser, org, None).await;
+    let landing = sign_in(&app, &browser, &url, "newcomer@acme.example", true).await;
+    assert_eq!(landing.status, StatusCode::FORBIDDEN);
+    assert_eq!(landing.body["error"], "sso_denied");
+    provider.stop().await;
+}
+
+#[tokio::test]
+async fn a_wrong_nonce_fails_verification() {
+    let app = TestApp::spawn().await;
+    let org = app.create_org("Acme").await;
+    let provider = start_provider(&app, free_port(), "k1").await;
+    configure(&app, org, &provider.issuer, true).await;
+    let browser = browser();
+    let url = start_url(&app, &browser, org, None).await;
+    // Tamper with the login in flight, as an attacker replaying another login's token would.
+    app.execute_sql("UPDATE sso_logins SET nonce = 'not-the-nonce-that-was-sent'")
+        .await;
+    let landing = sign_in(&app, &browser, &url, "newcomer@acme.example", false).await;
+    assert_eq!(landing.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(landing.body["error"], "sso_invalid_token");
+    provider.stop().await;
+}
+
+#[tokio::test]
+async fn a_provider_key_rotation_is_followed() {
+    let app = TestApp::spawn().await;
+    let org = app.create_org("Acme").await;
+    let port = free_port();
+    let provider = start_provider(&app, port, "first-key").await;
+    configure(&app, org, &provider.issuer, true).await;
+    let browser = browser();
+    let url = start_url(&app, &browser, org, None).await;
+    assert_eq!(
+        sign_in(&app, &browser, &url, "newcomer@acme.example", false)
+            .await
+            .status,
+        StatusCode::OK
+    );
+    provider.stop().await;
+
+    // The provider comes back signing with a new key coreauth has not seen.
+    let rotated = start_provider(&app, port, "second-key").await;
+    let browser = self::browser();
+    let url = start_url(&app, &browser, org, None).await;
+    let landing = sign_in(&app, &browser, &url, "newcomer@acme.example", false).await;
+    assert_eq!(landing.status, StatusCode::OK, "{}", landing.body);
+    assert_eq!(rotated.port, port);
+    rotated.stop().await;
+}
