@@ -75,6 +75,12 @@ pub struct Settings {
     pub login_attempts_per_address: u32,
     #[serde(with = "humantime_serde")]
     pub throttle_window: Duration,
+    /// How long audit events are kept (pruned hourly); `0s` keeps them forever.
+    #[serde(with = "humantime_serde")]
+    pub audit_retention: Duration,
+    /// `COREAUTH_AUDIT_EXPORT`: also write every audit event as a JSON line to `stdout` or to
+    /// this file (appended), for log shippers.
+    pub audit_export: Option<String>,
     /// Requests in flight at once; past it callers get 503 with `Retry-After`.
     pub max_concurrent_requests: usize,
     /// The longest a request may take (slow clients included); then 408.
@@ -116,6 +122,8 @@ impl Default for Settings {
             login_attempts_per_account: 10,
             login_attempts_per_address: 100,
             throttle_window: Duration::from_secs(15 * 60),
+            audit_retention: Duration::from_secs(365 * 24 * 3600),
+            audit_export: None,
             max_concurrent_requests: 1024,
             request_timeout: Duration::from_secs(30),
             cors_allowed_origins: None,

@@ -4,6 +4,7 @@
 //! `startup::Application` wires them together for `main` and for tests.
 #![deny(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::todo)]
 
+pub mod audit_export;
 pub mod config;
 pub mod domain;
 pub mod http;

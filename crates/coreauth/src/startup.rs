@@ -9,6 +9,7 @@ use std::sync::Arc;
 use secrecy::ExposeSecret;
 use tokio::net::TcpListener;
 
+use crate::audit_export::{AuditExport, ExportTarget};
 use crate::config::Settings;
 use crate::domain::admin::Admin;
 use crate::domain::apikey::ApiKeys;
@@ -107,6 +108,7 @@ pub struct Application {
     listener: TcpListener,
     router: axum::Router,
     state: AppState,
+    audit_export: Option<ExportTarget>,
 }
 
 impl Application {
@@ -198,7 +200,7 @@ impl Application {
             auth,
             admin,
             keys,
-            audit: Arc::new(Audit::new(store.clone())),
+            audit: Arc::new(Audit::new(store.clone(), settings.audit_retention)),
             credentials,
             mfa,
             integrations,
@@ -213,6 +215,7 @@ impl Application {
             listener,
             router: http::router(state.clone(), &http_limits(&settings)),
             state,
+            audit_export: settings.audit_export.as_deref().map(ExportTarget::parse),
         })
     }
 
@@ -235,6 +238,16 @@ impl Application {
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
         let state = self.state.clone();
+        let mut export = match self.audit_export {
+            Some(target) => match AuditExport::start(target, &state.audit).await {
+                Ok(export) => Some(export),
+                Err(e) => {
+                    tracing::error!("the audit export cannot start: {e}");
+                    None
+                }
+            },
+            None => None,
+        };
         let flusher = tokio::spawn(async move {
             let mut every = tokio::time::interval(USAGE_FLUSH_EVERY);
             for tick in 0_u64.. {
@@ -242,10 +255,21 @@ impl Application {
                 if let Err(e) = state.keys.flush_usage().await {
                     tracing::warn!("writing API key usage: {e}");
                 }
+                if let Some(export) = export.as_mut()
+                    && let Err(e) = export.run_once(&state.audit).await
+                {
+                    tracing::warn!("exporting audit events: {e}");
+                }
+                // Every 5 minutes and every hour (ticks are 5 s).
                 if tick % 60 == 0
                     && let Err(e) = state.throttle.prune(state.now()).await
                 {
                     tracing::warn!("pruning throttle counters: {e}");
+                }
+                if tick % 720 == 0
+                    && let Err(e) = state.audit.prune(state.now()).await
+                {
+                    tracing::warn!("pruning the audit trail: {e}");
                 }
             }
         });

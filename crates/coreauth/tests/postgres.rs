@@ -1,7 +1,7 @@
 //! PostgreSQL only: several instances on one database, the real binary on PostgreSQL, and what
 //! only a shared database can get wrong (instances starting together, migrations from a newer
-//! coreauth, throttling, one-time codes, key caps and password changes raced across
-//! instances).
+//! coreauth, throttling, one-time codes, key caps, password changes and the audit export raced
+//! across instances).
 //!
 //! Needs `COREAUTH_TEST_POSTGRES_URL` (a server URL such as
 //! `postgres://postgres@127.0.0.1:5432/postgres`) and fails without it rather than passing
@@ -382,6 +382,81 @@ async fn password_changes_racing_on_two_instances_let_one_win() {
             .all(|s| *s == StatusCode::NO_CONTENT || refused.contains(s)),
         "{statuses:?}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_audit_export_misses_no_event_written_concurrently_through_two_instances() {
+    // The export follows the table by id. With writers committing in parallel on two instances,
+    // an id taken early but committed late must still be exported: ids are handed out in commit
+    // order, so an export that read id N never sees a lower id appear afterwards.
+    use coreauth::audit_export::{AuditExport, ExportTarget};
+    let database = Arc::new(TestDatabase::postgres().await);
+    let unthrottled = |s: &mut coreauth::config::Settings| {
+        s.login_attempts_per_account = 100_000;
+        s.login_attempts_per_address = 100_000;
+    };
+    let a = Arc::new(TestApp::spawn_on(&database, unthrottled).await);
+    let b = Arc::new(TestApp::spawn_on(&database, unthrottled).await);
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("audit.jsonl");
+    let mut export = AuditExport::start(ExportTarget::File(path.clone()), &a.state.audit)
+        .await
+        .unwrap();
+    let mut db = PgConnection::connect(&database.url).await.unwrap();
+    let start: i64 = sqlx::query_scalar("SELECT COALESCE(MAX(id), 0) FROM audit_events")
+        .fetch_one(&mut db)
+        .await
+        .unwrap();
+
+    let done = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let exporter = {
+        let (a, done) = (a.clone(), done.clone());
+        tokio::spawn(async move {
+            while !done.load(std::sync::atomic::Ordering::SeqCst) {
+                export.run_once(&a.state.audit).await.unwrap();
+            }
+            export.run_once(&a.state.audit).await.unwrap();
+        })
+    };
+    let mut writers = tokio::task::JoinSet::new();
+    for n in 0..160 {
+        let app = if n % 2 == 0 { a.clone() } else { b.clone() };
+        writers.spawn(async move {
+            // Refused logins (events with no change) and keys added (events written with
+            // their change; 40, under the cap of 50), through either instance.
+            if n % 4 != 0 {
+                let response = app
+                    .login(&format!("nobody{n}@example.com"), "guess", 0)
+                    .await;
+                assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+            } else {
+                app.add_key(&app.admin_token, &format!("key {n}")).await;
+            }
+        });
+    }
+    while let Some(written) = writers.join_next().await {
+        written.unwrap();
+    }
+    done.store(true, std::sync::atomic::Ordering::SeqCst);
+    exporter.await.unwrap();
+
+    let stored: Vec<String> =
+        sqlx::query_scalar("SELECT id::TEXT AS shown FROM audit_events WHERE id > $1 ORDER BY id")
+            .bind(start)
+            .fetch_all(&mut db)
+            .await
+            .unwrap();
+    db.close().await.unwrap();
+    assert_eq!(stored.len(), 160);
+    let exported: Vec<String> = std::fs::read_to_string(&path)
+        .unwrap()
+        .lines()
+        .map(|line| {
+            let event: serde_json::Value = serde_json::from_str(line).unwrap();
+            event["id"].as_str().unwrap().to_owned()
+        })
+        .collect();
+    assert_eq!(exported, stored, "every event exported once, in id order");
 }
 
 // ---- the real binary on PostgreSQL ----

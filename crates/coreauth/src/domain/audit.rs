@@ -127,11 +127,41 @@ pub const MAX_PAGE: u32 = 500;
 
 pub struct Audit {
     store: Arc<dyn Store>,
+    /// How long events are kept; zero keeps them forever.
+    retention: std::time::Duration,
 }
 
 impl Audit {
-    pub fn new(store: Arc<dyn Store>) -> Self {
-        Self { store }
+    pub fn new(store: Arc<dyn Store>, retention: std::time::Duration) -> Self {
+        Self { store, retention }
+    }
+
+    /// Deletes events older than the retention period.
+    pub async fn prune(&self, now: OffsetDateTime) -> DomainResult<u64> {
+        if self.retention.is_zero() {
+            return Ok(0);
+        }
+        let keep = i64::try_from(self.retention.as_millis()).unwrap_or(i64::MAX);
+        self.store
+            .prune_audit(to_millis(now).saturating_sub(keep))
+            .await
+    }
+
+    /// The newest event's id, where an export starts.
+    pub async fn newest_id(&self) -> DomainResult<i64> {
+        let newest = self
+            .store
+            .audit_events(&AuditQuery {
+                limit: 1,
+                ..AuditQuery::default()
+            })
+            .await?;
+        Ok(newest.first().map_or(0, |r| r.id))
+    }
+
+    /// Events after `after_id`, oldest first.
+    pub async fn after(&self, after_id: i64, limit: i64) -> DomainResult<Vec<AuditRecord>> {
+        self.store.audit_events_after(after_id, limit).await
     }
 
     /// A page of events, newest first, and the cursor of the next page. An org admin sees their

@@ -129,4 +129,21 @@ mod tests {
         );
         assert!(EmailDomain::parse("under_score.com").is_err());
     }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(512))]
+
+        /// Whatever comes in, parsing never panics, and what it accepts is stable: the shown
+        /// form parses to itself and the key is its lower-case form.
+        #[test]
+        fn parsing_is_total_and_idempotent(input in "\\PC{0,80}|[a-zA-Z0-9._%+-]{1,20}@[a-zA-Z0-9-]{1,10}\\.[a-zA-Z]{2,5}") {
+            if let Ok(email) = Email::parse(&input) {
+                let again = Email::parse(email.as_str()).unwrap();
+                proptest::prop_assert_eq!(again.as_str(), email.as_str());
+                proptest::prop_assert_eq!(email.key(), email.as_str().to_lowercase());
+                proptest::prop_assert_eq!(email.as_str().trim(), email.as_str());
+                proptest::prop_assert!(email.as_str().len() <= 254);
+            }
+        }
+    }
 }

@@ -300,4 +300,37 @@ mod tests {
         assert_eq!(jwks["keys"][0]["kty"], "OKP");
         assert_eq!(jwks["keys"][0]["alg"], "EdDSA");
     }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(512))]
+
+        /// No string, however shaped, gets past verification or panics it.
+        #[test]
+        fn arbitrary_tokens_are_refused_without_panicking(
+            header in "[A-Za-z0-9_-]{0,60}",
+            payload in "[A-Za-z0-9_-]{0,120}",
+            signature in "[A-Za-z0-9_-]{0,90}",
+            noise in "\\PC{0,200}",
+        ) {
+            let signer = signer();
+            let now = from_millis(1_700_000_000_000);
+            let shaped = format!("{header}.{payload}.{signature}");
+            proptest::prop_assert!(signer.verify(&shaped, now).is_err());
+            proptest::prop_assert!(signer.verify(&noise, now).is_err());
+        }
+
+        /// Any byte changed in a genuine token makes it fail.
+        #[test]
+        fn any_single_change_breaks_a_genuine_token(position in 0usize..400, replacement in "[A-Za-z0-9_.-]") {
+            let signer = signer();
+            let now = from_millis(1_700_000_000_000);
+            let token = signer.sign(&claims(now)).unwrap();
+            let position = position % token.len();
+            let mut changed = token.clone();
+            changed.replace_range(position..position + 1, &replacement);
+            if changed != token {
+                proptest::prop_assert!(signer.verify(&changed, now).is_err());
+            }
+        }
+    }
 }

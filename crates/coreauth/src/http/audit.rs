@@ -76,7 +76,7 @@ fn parse_time(field: &str, text: &str) -> Result<i64, DomainError> {
         })
 }
 
-fn event_answer(record: AuditRecord) -> proto::AuditEvent {
+pub fn event_answer(record: AuditRecord) -> proto::AuditEvent {
     let e = record.event;
     proto::AuditEvent {
         id: record.id.to_string(),

@@ -276,4 +276,27 @@ mod tests {
             .unwrap();
         assert!(err.contains("JSON"), "{err}");
     }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(512))]
+
+        /// Arbitrary bytes as a body never panic the parser.
+        #[test]
+        fn arbitrary_bodies_are_answered_not_panicked_on(bytes in proptest::collection::vec(proptest::num::u8::ANY, 0..300)) {
+            let _ = parse_json::<AuthenticateRequest>(&bytes);
+        }
+
+        /// A value of the wrong type is never echoed back, whatever it is.
+        #[test]
+        fn rejected_values_are_never_echoed(secret in "[A-Za-z0-9]{6,30}") {
+            for body in [
+                format!(r#"{{"email":"a@b.co","password":["{secret}"]}}"#),
+                format!(r#"{{"email":"a@b.co","password":"x","selectedOrg":"{secret}"}}"#),
+                format!(r#"{{"email":{{"{secret}":1}},"password":"x"}}"#),
+            ] {
+                let message = parse_json::<AuthenticateRequest>(body.as_bytes()).err().unwrap();
+                proptest::prop_assert!(!message.contains(&secret), "{}", message);
+            }
+        }
+    }
 }

@@ -107,3 +107,24 @@ pub fn origin_of(parts: &Parts) -> RequestOrigin {
         request_id: header_text("x-request-id"),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use coreauth_proto::credential_from_header;
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(1024))]
+
+        /// Any header value: no panic, and what comes out is a trimmed, non-empty part of it
+        /// that never keeps a `Bearer` scheme word.
+        #[test]
+        fn header_parsing_is_total(value in "\\PC{0,120}|(?i:bearer)[ ]{0,3}\\PC{0,40}") {
+            if let Some(credential) = credential_from_header(&value) {
+                proptest::prop_assert!(!credential.is_empty());
+                proptest::prop_assert_eq!(credential.trim(), credential);
+                proptest::prop_assert!(value.contains(credential));
+                proptest::prop_assert!(!credential.eq_ignore_ascii_case("bearer"));
+            }
+        }
+    }
+}

@@ -32,7 +32,7 @@ use crate::store::Store;
 
 mod admin;
 mod apikeys;
-mod audit;
+pub mod audit;
 mod auth;
 mod docs;
 pub mod error;

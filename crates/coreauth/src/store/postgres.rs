@@ -289,8 +289,24 @@ macro_rules! returning_api_key {
     };
 }
 
-/// Writes an audit event on the connection (the transaction) of the change it describes.
+/// The advisory lock that orders audit ids by commit (an arbitrary key: "coreaudt" in ASCII).
+const AUDIT_ORDER_LOCK: i64 = 0x636f_7265_6175_6474;
+
+/// Writes an audit event in the transaction of the change it describes.
+///
+/// The audit export follows the table by id (`audit_events_after`), which is only safe if no
+/// event can become visible with an id below one already read. SQLite's single writer gives that
+/// for free; here, two transactions could take ids 10 and 11 and commit in the other order, and
+/// an export reading in between would pass 11 and never see 10. So the id is taken under a
+/// transaction-scoped advisory lock held until commit: ids are handed out in commit order. Only
+/// the tail of each transaction (this insert, a read or two, the commit) runs under the lock, and
+/// nothing after this insert waits for a row lock, so it cannot take part in a deadlock.
 async fn insert_audit(conn: &mut PgConnection, e: &NewAuditEvent) -> DomainResult<()> {
+    sqlx::query("SELECT pg_advisory_xact_lock($1)")
+        .bind(AUDIT_ORDER_LOCK)
+        .execute(&mut *conn)
+        .await
+        .map_err(db_error)?;
     sqlx::query(
         "INSERT INTO audit_events (occurred_at, event, outcome, reason, org_id, actor_user_id, \
          subject_user_id, subject, address, user_agent, client, request_id, details) \
@@ -1274,8 +1290,10 @@ impl Store for PostgresStore {
     }
 
     async fn record_audit(&self, event: &NewAuditEvent) -> DomainResult<()> {
-        let mut conn = self.pool.acquire().await.map_err(db_error)?;
-        insert_audit(&mut conn, event).await
+        // A transaction of its own, for the advisory lock that insert_audit holds to commit.
+        let mut tx = self.begin().await?;
+        insert_audit(&mut tx, event).await?;
+        tx.commit().await.map_err(db_error)
     }
 
     async fn audit_events(&self, q: &AuditQuery) -> DomainResult<Vec<AuditRecord>> {
@@ -1954,6 +1972,35 @@ impl Store for PostgresStore {
         .await
         .map_err(db_error)?;
         Ok(row.map(SsoLoginRecord::from))
+    }
+
+    async fn audit_events_after(
+        &self,
+        after_id: i64,
+        limit: i64,
+    ) -> DomainResult<Vec<AuditRecord>> {
+        // Complete up to the newest id read: see insert_audit for why no lower id can appear
+        // later.
+        let rows: Vec<AuditRow> = sqlx::query_as(
+            "SELECT id, occurred_at, event, outcome, reason, org_id, actor_user_id, \
+             subject_user_id, subject, address, user_agent, client, request_id, details \
+             FROM audit_events WHERE id > $1 ORDER BY id LIMIT $2",
+        )
+        .bind(after_id)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db_error)?;
+        Ok(rows.into_iter().map(AuditRecord::from).collect())
+    }
+
+    async fn prune_audit(&self, before: i64) -> DomainResult<u64> {
+        sqlx::query("DELETE FROM audit_events WHERE occurred_at < $1")
+            .bind(before)
+            .execute(&self.pool)
+            .await
+            .map(|done| done.rows_affected())
+            .map_err(db_error)
     }
 }
 

@@ -1826,4 +1826,31 @@ impl Store for SqliteStore {
             },
         ))
     }
+
+    async fn audit_events_after(
+        &self,
+        after_id: i64,
+        limit: i64,
+    ) -> DomainResult<Vec<AuditRecord>> {
+        let rows: Vec<AuditRow> = sqlx::query_as(
+            "SELECT id, occurred_at, event, outcome, reason, org_id, actor_user_id, \
+             subject_user_id, subject, address, user_agent, client, request_id, details \
+             FROM audit_events WHERE id > ? ORDER BY id LIMIT ?",
+        )
+        .bind(after_id)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db_error)?;
+        Ok(rows.into_iter().map(AuditRecord::from).collect())
+    }
+
+    async fn prune_audit(&self, before: i64) -> DomainResult<u64> {
+        sqlx::query("DELETE FROM audit_events WHERE occurred_at < ?")
+            .bind(before)
+            .execute(&self.pool)
+            .await
+            .map(|done| done.rows_affected())
+            .map_err(db_error)
+    }
 }

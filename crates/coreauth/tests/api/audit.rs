@@ -276,3 +276,67 @@ async fn bad_audit_queries_are_400() {
         assert_error(response, StatusCode::BAD_REQUEST, "invalid_request").await;
     }
 }
+
+#[tokio::test]
+async fn events_older_than_the_retention_are_pruned() {
+    let app =
+        TestApp::spawn_with(|s| s.audit_retention = std::time::Duration::from_secs(30 * 24 * 3600))
+            .await;
+    app.login("nobody@example.com", "guess", 0).await;
+    app.advance(std::time::Duration::from_secs(31 * 24 * 3600));
+    let pruned = app.state.audit.prune(app.clock_now()).await.unwrap();
+    assert!(
+        pruned >= 3,
+        "bootstrap, login and the failed login: {pruned}"
+    );
+    let admin = app.login_ok(ADMIN_EMAIL, ADMIN_PASSWORD).await.token;
+    let page = events(&app, &admin, "").await;
+    let names: Vec<_> = page["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["event"].clone())
+        .collect();
+    assert_eq!(
+        names,
+        vec![json!("login.succeeded")],
+        "only what happened since"
+    );
+}
+
+#[tokio::test]
+async fn events_are_exported_as_json_lines_without_secrets() {
+    use coreauth::audit_export::{AuditExport, ExportTarget};
+    let app = TestApp::spawn().await;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("audit.jsonl");
+    let mut export = AuditExport::start(ExportTarget::File(path.clone()), &app.state.audit)
+        .await
+        .unwrap();
+    assert_eq!(
+        export.run_once(&app.state.audit).await.unwrap(),
+        0,
+        "starts after what exists"
+    );
+
+    app.login("nobody@example.com", "a-secret-guess", 0).await;
+    let token = app.login_ok(ADMIN_EMAIL, ADMIN_PASSWORD).await.token;
+    assert_eq!(export.run_once(&app.state.audit).await.unwrap(), 2);
+    assert_eq!(
+        export.run_once(&app.state.audit).await.unwrap(),
+        0,
+        "each event once"
+    );
+    let text = std::fs::read_to_string(&path).unwrap();
+    let lines: Vec<Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines[0]["event"], "login.failed");
+    assert_eq!(lines[1]["event"], "login.succeeded");
+    assert!(
+        !text.contains("a-secret-guess")
+            && !text.contains(ADMIN_PASSWORD)
+            && !text.contains(&token)
+    );
+}
