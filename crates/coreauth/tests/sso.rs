@@ -417,3 +417,19 @@ async fn a_provider_key_rotation_is_followed() {
     assert_eq!(rotated.port, port);
     rotated.stop().await;
 }
+
+#[tokio::test]
+async fn a_sign_in_that_took_too_long_is_refused_as_expired() {
+    let app = TestApp::spawn().await;
+    let org = app.create_org("Acme").await;
+    let provider = start_provider(&app, free_port(), "k1").await;
+    configure(&app, org, &provider.issuer, true).await;
+    let browser = browser();
+    let url = start_url(&app, &browser, org, None).await;
+    // Ten minutes pass between the start and the callback.
+    app.advance(Duration::from_secs(11 * 60));
+    let landing = sign_in(&app, &browser, &url, "newcomer@acme.example", false).await;
+    assert_eq!(landing.status, StatusCode::BAD_REQUEST);
+    assert_eq!(landing.body["error"], "sso_state_expired");
+    provider.stop().await;
+}

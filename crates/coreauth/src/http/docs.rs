@@ -81,6 +81,60 @@ impl Modify for SecuritySchemes {
     }
 }
 
+/// Answers any operation can give, whatever its handler does: the request limits (408, 503)
+/// for all, and for those with a body the body checks (400, 413, 415). Added here once rather
+/// than repeated on every handler.
+/// Applied after the routes' paths are merged in (`http::api_document`).
+pub struct CommonResponses;
+
+impl Modify for CommonResponses {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::{ContentBuilder, Ref, ResponseBuilder};
+        let error = |description: &str| {
+            ResponseBuilder::new()
+                .description(description)
+                .content(
+                    "application/json",
+                    ContentBuilder::new()
+                        .schema(Some(Ref::from_schema_name("ErrorBody")))
+                        .build(),
+                )
+                .build()
+        };
+        for item in openapi.paths.paths.values_mut() {
+            let operations = [
+                &mut item.get,
+                &mut item.post,
+                &mut item.put,
+                &mut item.patch,
+                &mut item.delete,
+            ];
+            for operation in operations.into_iter().flatten() {
+                let has_body = operation.request_body.is_some();
+                let responses = &mut operation.responses.responses;
+                let mut add = |status: &str, description: &str| {
+                    responses
+                        .entry(status.to_owned())
+                        .or_insert_with(|| error(description).into());
+                };
+                add("408", "request_timeout: the request took too long");
+                add(
+                    "503",
+                    "overloaded or unavailable: try again after Retry-After",
+                );
+                if has_body {
+                    add("400", "invalid_request: malformed or invalid body");
+                    add("413", "payload_too_large: body over 64 KiB");
+                    add(
+                        "415",
+                        "unsupported_media_type: the body is not of the documented type",
+                    );
+                }
+            }
+        }
+    }
+}
+
 /// The documentation routes; `document` is the generated OpenAPI JSON.
 /// The documented documentation routes: the OpenAPI document, the entry page and its login.
 pub fn routes() -> OpenApiRouter<AppState> {
@@ -204,8 +258,11 @@ struct DocsLoginForm {
 async fn docs_login(
     State(state): State<AppState>,
     Origin(origin): Origin,
-    Form(form): Form<DocsLoginForm>,
+    form: Result<Form<DocsLoginForm>, axum::extract::rejection::FormRejection>,
 ) -> Response {
+    let Ok(Form(form)) = form else {
+        return login_page(StatusCode::BAD_REQUEST, "Fill in the email and password.");
+    };
     let selected_org = form
         .selected_org
         .as_deref()

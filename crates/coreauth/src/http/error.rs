@@ -185,61 +185,56 @@ fn describe(e: &serde_path_to_error::Error<serde_json::Error>) -> String {
     }
 }
 
-/// A path parameter; a malformed one (`/admin/users/abc`) answers 400 with the error body.
-pub struct ApiPath<T>(pub T);
+/// Declares an extractor that wraps one of axum's and answers its rejection with 400 and the
+/// spec's error body (axum's own answer is plain text).
+macro_rules! params_extractor {
+    ($(#[$doc:meta])* $name:ident, $inner:ident, $message:expr, $with_detail:expr) => {
+        $(#[$doc])*
+        pub struct $name<T>(pub T);
 
-impl<S, T> axum::extract::FromRequestParts<S> for ApiPath<T>
-where
-    S: Send + Sync,
-    T: DeserializeOwned + Send,
-{
-    type Rejection = Response;
+        impl<S, T> axum::extract::FromRequestParts<S> for $name<T>
+        where
+            S: Send + Sync,
+            T: DeserializeOwned + Send,
+        {
+            type Rejection = Response;
 
-    async fn from_request_parts(
-        parts: &mut axum::http::request::Parts,
-        state: &S,
-    ) -> Result<Self, Self::Rejection> {
-        axum::extract::Path::<T>::from_request_parts(parts, state)
-            .await
-            .map(|axum::extract::Path(value)| ApiPath(value))
-            .map_err(|_| {
-                error_response(
-                    StatusCode::BAD_REQUEST,
-                    "invalid_request",
-                    "a path parameter is malformed (ids are integers)".into(),
-                    None,
-                )
-            })
-    }
+            async fn from_request_parts(
+                parts: &mut axum::http::request::Parts,
+                state: &S,
+            ) -> Result<Self, Self::Rejection> {
+                axum::extract::$inner::<T>::from_request_parts(parts, state)
+                    .await
+                    .map(|axum::extract::$inner(value)| $name(value))
+                    .map_err(|rejection| {
+                        let message = if $with_detail {
+                            format!("{}: {}", $message, rejection.body_text())
+                        } else {
+                            $message.to_owned()
+                        };
+                        error_response(StatusCode::BAD_REQUEST, "invalid_request", message, None)
+                    })
+            }
+        }
+    };
 }
 
-/// Query parameters; malformed ones answer 400 with the error body.
-pub struct ApiQuery<T>(pub T);
+params_extractor!(
+    /// A path parameter; a malformed one (`/admin/users/abc`) answers 400 with the error body.
+    ApiPath,
+    Path,
+    "a path parameter is malformed (ids are integers)",
+    // never echo a path segment back
+    false
+);
 
-impl<S, T> axum::extract::FromRequestParts<S> for ApiQuery<T>
-where
-    S: Send + Sync,
-    T: DeserializeOwned + Send,
-{
-    type Rejection = Response;
-
-    async fn from_request_parts(
-        parts: &mut axum::http::request::Parts,
-        state: &S,
-    ) -> Result<Self, Self::Rejection> {
-        axum::extract::Query::<T>::from_request_parts(parts, state)
-            .await
-            .map(|axum::extract::Query(value)| ApiQuery(value))
-            .map_err(|rejection| {
-                error_response(
-                    StatusCode::BAD_REQUEST,
-                    "invalid_request",
-                    format!("bad query parameters: {}", rejection.body_text()),
-                    None,
-                )
-            })
-    }
-}
+params_extractor!(
+    /// Query parameters; malformed ones answer 400 with the error body.
+    ApiQuery,
+    Query,
+    "bad query parameters",
+    true
+);
 
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]

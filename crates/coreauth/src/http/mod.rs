@@ -97,12 +97,20 @@ fn api_routes() -> OpenApiRouter<AppState> {
 
 /// The OpenAPI 3.1 document of the API.
 pub fn openapi() -> utoipa::openapi::OpenApi {
-    api_routes().into_openapi()
+    api_routes_and_document().1
+}
+
+/// The routes, and their document completed with the answers every operation can give.
+fn api_routes_and_document() -> (Router<AppState>, utoipa::openapi::OpenApi) {
+    use utoipa::Modify;
+    let (routes, mut document) = api_routes().split_for_parts();
+    docs::CommonResponses.modify(&mut document);
+    (routes, document)
 }
 
 pub fn router(state: AppState, limits: &HttpLimits) -> Router {
     let x_request_id = HeaderName::from_static("x-request-id");
-    let (routes, document) = api_routes().split_for_parts();
+    let (routes, document) = api_routes_and_document();
     let json = document.to_json().unwrap_or_default();
     let router = routes
         .merge(docs::ui(state.clone()))

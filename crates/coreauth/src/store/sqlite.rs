@@ -415,6 +415,16 @@ async fn insert_user(tx: &mut Transaction<'static, Sqlite>, user: &NewUser) -> D
     }
 }
 
+/// `NotFound("org")` unless the org exists.
+async fn require_org(tx: &mut Transaction<'static, Sqlite>, org_id: i64) -> DomainResult<()> {
+    let found: Option<i64> = sqlx::query_scalar("SELECT id FROM orgs WHERE id = ?")
+        .bind(org_id)
+        .fetch_optional(&mut **tx)
+        .await
+        .map_err(db_error)?;
+    found.map(|_| ()).ok_or(DomainError::NotFound("org"))
+}
+
 async fn insert_membership(
     tx: &mut Transaction<'static, Sqlite>,
     org_id: i64,
@@ -422,14 +432,7 @@ async fn insert_membership(
     role: Role,
     now: i64,
 ) -> DomainResult<()> {
-    let org_exists: Option<i64> = sqlx::query_scalar("SELECT id FROM orgs WHERE id = ?")
-        .bind(org_id)
-        .fetch_optional(&mut **tx)
-        .await
-        .map_err(db_error)?;
-    if org_exists.is_none() {
-        return Err(DomainError::NotFound("org"));
-    }
+    require_org(tx, org_id).await?;
     let result = sqlx::query(
         "INSERT INTO memberships (user_id, org_id, role, is_active, created_at) \
          VALUES (?, ?, ?, 1, ?)",
@@ -1204,14 +1207,7 @@ impl Store for SqliteStore {
         audit: &NewAuditEvent,
     ) -> DomainResult<()> {
         let mut tx = self.write_tx().await?;
-        let org_exists: Option<i64> = sqlx::query_scalar("SELECT id FROM orgs WHERE id = ?")
-            .bind(org_id)
-            .fetch_optional(&mut *tx)
-            .await
-            .map_err(db_error)?;
-        if org_exists.is_none() {
-            return Err(DomainError::NotFound("org"));
-        }
+        require_org(&mut tx, org_id).await?;
         sqlx::query(
             "INSERT INTO password_policies \
              (org_id, min_length, max_age_days, history_count, reject_common, require_mfa, \
@@ -1514,14 +1510,7 @@ impl Store for SqliteStore {
         audit: &NewAuditEvent,
     ) -> DomainResult<()> {
         let mut tx = self.write_tx().await?;
-        let org_exists: Option<i64> = sqlx::query_scalar("SELECT id FROM orgs WHERE id = ?")
-            .bind(i.org_id)
-            .fetch_optional(&mut *tx)
-            .await
-            .map_err(db_error)?;
-        if org_exists.is_none() {
-            return Err(DomainError::NotFound("org"));
-        }
+        require_org(&mut tx, i.org_id).await?;
         sqlx::query(
             "INSERT INTO integrations (org_id, name, algorithm, secret, audience, issuer, \
              lifetime_secs, claims, custom_claims, allow_api_keys, updated_at) \
@@ -1643,14 +1632,7 @@ impl Store for SqliteStore {
         audit: &NewAuditEvent,
     ) -> DomainResult<()> {
         let mut tx = self.write_tx().await?;
-        let org_exists: Option<i64> = sqlx::query_scalar("SELECT id FROM orgs WHERE id = ?")
-            .bind(c.org_id)
-            .fetch_optional(&mut *tx)
-            .await
-            .map_err(db_error)?;
-        if org_exists.is_none() {
-            return Err(DomainError::NotFound("org"));
-        }
+        require_org(&mut tx, c.org_id).await?;
         for domain in &c.email_domains {
             let owner: Option<i64> =
                 sqlx::query_scalar("SELECT org_id FROM sso_domains WHERE domain = ?")

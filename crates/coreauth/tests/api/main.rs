@@ -13,6 +13,7 @@ mod integrations;
 mod introspect;
 mod limits;
 mod login;
+mod login_paths;
 mod mfa;
 mod ops;
 mod passwords;

@@ -253,3 +253,41 @@ async fn concurrent_renewals_and_a_logout_leave_no_token_of_the_session_alive() 
         .await;
     }
 }
+
+#[tokio::test]
+async fn thirty_two_concurrent_renewals_and_a_logout_leave_no_5xx_and_no_live_token() {
+    let app = TestApp::spawn().await;
+    let token = app.login_ok(ADMIN_EMAIL, ADMIN_PASSWORD).await.token;
+    let renewals: Vec<_> = (0..32)
+        .map(|_| {
+            let request = app
+                .client
+                .get(app.url("/user/authenticate"))
+                .bearer_auth(&token);
+            tokio::spawn(async move {
+                let response = request.send().await.unwrap();
+                let status = response.status();
+                let body: serde_json::Value = response.json().await.unwrap();
+                (status, body["token"].as_str().map(str::to_owned))
+            })
+        })
+        .collect();
+    let logout = app.logout(&token).await;
+    assert_eq!(logout.status(), StatusCode::NO_CONTENT);
+    let mut issued = vec![token];
+    for renewal in renewals {
+        let (status, token) = renewal.await.unwrap();
+        assert!(
+            status == StatusCode::OK || status == StatusCode::FORBIDDEN,
+            "{status}"
+        );
+        issued.extend(token);
+    }
+    for token in issued {
+        assert_eq!(
+            app.me(&token).await.status(),
+            StatusCode::FORBIDDEN,
+            "every token of the session ended"
+        );
+    }
+}
