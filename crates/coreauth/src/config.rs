@@ -23,7 +23,8 @@ pub enum LogFormat {
 pub struct Settings {
     /// `COREAUTH_LISTEN`: address and port to listen on.
     pub listen: String,
-    /// `COREAUTH_DATABASE_URL`: `sqlite://…` (default `sqlite://coreauth.db`).
+    /// `COREAUTH_DATABASE_URL`: `sqlite://…` (default `sqlite://coreauth.db`) or
+    /// `postgres://…` / `postgresql://…`.
     pub database_url: String,
     /// `COREAUTH_TOKEN_TTL`: lifetime of one session token.
     #[serde(with = "humantime_serde")]

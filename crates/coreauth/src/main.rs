@@ -44,7 +44,7 @@ enum Command {
 
 #[derive(Args)]
 struct DatabaseArgs {
-    /// Database URL (COREAUTH_DATABASE_URL), e.g. sqlite://coreauth.db
+    /// Database URL (COREAUTH_DATABASE_URL), e.g. sqlite://coreauth.db or postgres://host/coreauth
     #[arg(long)]
     database: Option<String>,
 }

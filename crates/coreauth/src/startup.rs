@@ -26,6 +26,7 @@ use crate::domain::throttle::{Throttle, ThrottleLimits};
 use crate::domain::tokens::{StoredSigningKey, TokenSigner};
 use crate::http::{self, AppState, HttpLimits, Metrics};
 use crate::store::Store;
+use crate::store::postgres::{PostgresSettings, PostgresStore};
 use crate::store::sqlite::{SqliteSettings, SqliteStore};
 
 /// How often API-key usage (`lastUsed`) is written: often enough to be useful, rarely enough that
@@ -42,31 +43,64 @@ pub enum StartupError {
     Bind(String, std::io::Error),
 }
 
-/// Opens the database named by `settings`, applying migrations when `migrate` is set.
+/// Opens the database named by `settings`, applying migrations when `migrate` is set. The URL's
+/// scheme picks the backend; nothing past this point knows which one it got.
 pub async fn open_store(
     settings: &Settings,
     migrate: bool,
 ) -> Result<Arc<dyn Store>, StartupError> {
     let url = settings.database_url.as_str();
-    if url.starts_with("sqlite:") {
-        let store = SqliteStore::connect(&SqliteSettings {
-            url: url.to_owned(),
-            max_connections: settings.database_max_connections,
-            acquire_timeout: settings.database_acquire_timeout,
-        })
-        .await
-        .map_err(|e| StartupError::Database(e.to_string()))?;
-        if migrate {
-            store
-                .migrate()
-                .await
-                .map_err(|e| StartupError::Database(format!("migrations: {e}")))?;
+    let database = |e: sqlx::Error| StartupError::Database(e.to_string());
+    let migrations =
+        |e: sqlx::migrate::MigrateError| StartupError::Database(format!("migrations: {e}"));
+    match Backend::of(url) {
+        Some(Backend::Sqlite) => {
+            let store = SqliteStore::connect(&SqliteSettings {
+                url: url.to_owned(),
+                max_connections: settings.database_max_connections,
+                acquire_timeout: settings.database_acquire_timeout,
+            })
+            .await
+            .map_err(database)?;
+            if migrate {
+                store.migrate().await.map_err(migrations)?;
+            }
+            Ok(Arc::new(store))
         }
-        Ok(Arc::new(store))
-    } else {
-        Err(StartupError::Database(
-            "COREAUTH_DATABASE_URL must start with sqlite:".into(),
-        ))
+        Some(Backend::Postgres) => {
+            let store = PostgresStore::connect(&PostgresSettings {
+                url: url.to_owned(),
+                max_connections: settings.database_max_connections,
+                acquire_timeout: settings.database_acquire_timeout,
+            })
+            .await
+            .map_err(database)?;
+            if migrate {
+                store.migrate().await.map_err(migrations)?;
+            }
+            Ok(Arc::new(store))
+        }
+        None => Err(StartupError::Database(
+            "COREAUTH_DATABASE_URL must start with sqlite:, postgres: or postgresql:".into(),
+        )),
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+impl Backend {
+    /// The backend a database URL names, by its scheme (case-insensitive, as URL schemes are).
+    fn of(url: &str) -> Option<Self> {
+        let scheme = url.split_once(':')?.0.to_ascii_lowercase();
+        match scheme.as_str() {
+            "sqlite" => Some(Self::Sqlite),
+            "postgres" | "postgresql" => Some(Self::Postgres),
+            _ => None,
+        }
     }
 }
 
@@ -254,8 +288,8 @@ impl Application {
     }
 }
 
-/// The oldest signing key in the database, creating one on first start. Two instances racing
-/// on an empty database both insert, then both use the oldest, so they agree.
+/// The oldest signing key in the database, creating one on first start. Instances racing on an
+/// empty database each offer a key, but only the first one offered is stored, so they agree.
 async fn load_signer(
     store: &dyn Store,
     settings: &Settings,
@@ -265,9 +299,11 @@ async fn load_signer(
     let mut keys = store.signing_keys().await.map_err(setup)?;
     if keys.is_empty() {
         let key = StoredSigningKey::generate(clock.now()).map_err(setup)?;
-        store.insert_signing_key(&key).await.map_err(setup)?;
+        store.insert_first_signing_key(&key).await.map_err(setup)?;
         keys = store.signing_keys().await.map_err(setup)?;
-        tracing::info!("generated a new signing key");
+        if keys.iter().any(|stored| stored.kid == key.kid) {
+            tracing::info!("generated a new signing key");
+        }
     }
     TokenSigner::new(settings.issuer.clone(), keys).map_err(setup)
 }
@@ -367,4 +403,29 @@ fn read_or_create_key_file(path: &std::path::Path) -> Result<String, StartupErro
     file.sync_all().map_err(failed)?;
     tracing::info!(path = %path.display(), "created a new secret key; back it up with the database");
     Ok(key)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Backend;
+
+    #[test]
+    fn the_url_scheme_picks_the_backend() {
+        assert_eq!(Backend::of("sqlite://coreauth.db"), Some(Backend::Sqlite));
+        assert_eq!(Backend::of("sqlite::memory:"), Some(Backend::Sqlite));
+        assert_eq!(
+            Backend::of("postgres://u@db.example:5432/coreauth"),
+            Some(Backend::Postgres)
+        );
+        assert_eq!(
+            Backend::of("postgresql://u@localhost/coreauth?sslmode=disable"),
+            Some(Backend::Postgres)
+        );
+        assert_eq!(
+            Backend::of("POSTGRES://u@localhost/x"),
+            Some(Backend::Postgres)
+        );
+        assert_eq!(Backend::of("mysql://u@localhost/x"), None);
+        assert_eq!(Backend::of("coreauth.db"), None);
+    }
 }

@@ -3,7 +3,8 @@
 //! driven over HTTP with a cookie jar, as a browser would.
 //!
 //! Run by `scripts/test`, which installs Node's packages and sets `COREAUTH_TEST_OIDC_DIR`;
-//! without it these tests fail rather than pass silently.
+//! without it these tests fail rather than pass silently. `scripts/test` runs them on SQLite,
+//! then again on PostgreSQL (with `COREAUTH_TEST_POSTGRES_URL`, as for `tests/api`).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 #[path = "api/helpers.rs"]
@@ -382,11 +383,8 @@ async fn a_wrong_nonce_fails_verification() {
     let browser = browser();
     let url = start_url(&app, &browser, org, None).await;
     // Tamper with the login in flight, as an attacker replaying another login's token would.
-    let db = sqlx::SqlitePool::connect(&app.database_url).await.unwrap();
-    sqlx::query("UPDATE sso_logins SET nonce = 'not-the-nonce-that-was-sent'")
-        .execute(&db)
-        .await
-        .unwrap();
+    app.execute_sql("UPDATE sso_logins SET nonce = 'not-the-nonce-that-was-sent'")
+        .await;
     let landing = sign_in(&app, &browser, &url, "newcomer@acme.example", false).await;
     assert_eq!(landing.status, StatusCode::UNAUTHORIZED);
     assert_eq!(landing.body["error"], "sso_invalid_token");

@@ -18,6 +18,7 @@ use crate::domain::session::{SessionContext, SessionRecord};
 use crate::domain::tokens::StoredSigningKey;
 use crate::domain::user::{NewUser, UserPatch, UserRecord};
 
+pub mod postgres;
 pub mod sqlite;
 
 /// A new password hash for a user, with what else changes with it.
@@ -84,6 +85,10 @@ pub trait Store: Send + Sync + 'static {
 
     async fn signing_keys(&self) -> DomainResult<Vec<StoredSigningKey>>;
     async fn insert_signing_key(&self, key: &StoredSigningKey) -> DomainResult<()>;
+    /// Stores `key` only when there is no signing key yet, checked atomically: instances that
+    /// start together on an empty database then all read back the same single key, instead of
+    /// each signing with its own key that the others have not loaded.
+    async fn insert_first_signing_key(&self, key: &StoredSigningKey) -> DomainResult<()>;
 
     /// Creates org 1 ("Default") and `admin` as its admin and a platform admin, only when the
     /// database has no user yet (checked in the same transaction). `None` when it had users.

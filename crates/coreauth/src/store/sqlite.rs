@@ -511,6 +511,23 @@ impl Store for SqliteStore {
         .map_err(db_error)
     }
 
+    async fn insert_first_signing_key(&self, key: &StoredSigningKey) -> DomainResult<()> {
+        // One statement is one write transaction: SQLite's single writer makes the check and
+        // the insert atomic, even across processes sharing the file.
+        sqlx::query(
+            "INSERT INTO signing_keys (kid, algorithm, private_key, created_at) \
+             SELECT ?, ?, ?, ? WHERE NOT EXISTS (SELECT 1 FROM signing_keys)",
+        )
+        .bind(&key.kid)
+        .bind(&key.algorithm)
+        .bind(key.seed.as_slice())
+        .bind(key.created_at)
+        .execute(&self.pool)
+        .await
+        .map(|_| ())
+        .map_err(db_error)
+    }
+
     async fn bootstrap(
         &self,
         admin: NewUser,

@@ -446,3 +446,59 @@ async fn unknown_users_and_memberships_are_404() {
         .await;
     assert_error(response, StatusCode::NOT_FOUND, "not_found").await;
 }
+
+#[tokio::test]
+async fn orgs_created_after_bootstrap_get_fresh_ids() {
+    // Bootstrap inserts org 1 with an explicit id; the id sequence must not hand out 1 again.
+    let app = TestApp::spawn().await;
+    let first = app.create_org("First").await;
+    let second = app.create_org("Second").await;
+    assert!(first > 1, "org 1 is the bootstrap org, got {first}");
+    assert!(second > first);
+    let me = body(app.me(&app.admin_token).await).await;
+    assert_eq!(me["orgName"], "Default", "org 1 is untouched");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn admins_demoting_each_other_at_once_leave_one_admin() {
+    // Per org, two admins are demoted at the same moment: exactly one change may win. A store
+    // that checks "another admin remains" without serialising the two would let both through.
+    let app = std::sync::Arc::new(TestApp::spawn().await);
+    let mut orgs = Vec::new();
+    for n in 0..16 {
+        let org = org_with_people(&app, &format!("Race{n}")).await;
+        let path = format!("/admin/orgs/{}/members/{}", org.id, org.member_id);
+        let promoted = app
+            .patch(&path, Some(&app.admin_token), &json!({"role": "admin"}))
+            .await;
+        assert_eq!(promoted.status(), StatusCode::OK);
+        orgs.push(org);
+    }
+    let mut demotions = tokio::task::JoinSet::new();
+    for org in &orgs {
+        for user_id in [org.admin_id, org.member_id] {
+            let app = app.clone();
+            let path = format!("/admin/orgs/{}/members/{user_id}", org.id);
+            let org_id = org.id;
+            demotions.spawn(async move {
+                let response = app
+                    .patch(&path, Some(&app.admin_token), &json!({"role": "member"}))
+                    .await;
+                (org_id, response.status())
+            });
+        }
+    }
+    let mut outcomes: std::collections::BTreeMap<i64, Vec<StatusCode>> = Default::default();
+    while let Some(done) = demotions.join_next().await {
+        let (org_id, status) = done.unwrap();
+        outcomes.entry(org_id).or_default().push(status);
+    }
+    for (org_id, mut statuses) in outcomes {
+        statuses.sort();
+        assert_eq!(
+            statuses,
+            [StatusCode::OK, StatusCode::CONFLICT],
+            "org {org_id}: one demotion wins, the other is refused"
+        );
+    }
+}

@@ -75,14 +75,13 @@ async fn a_key_lists_when_it_was_last_used() {
 
 #[tokio::test]
 async fn key_usage_is_written_in_batches_and_survives_a_restart() {
-    let dir = tempfile::tempdir().unwrap();
-    let url = format!("sqlite://{}", dir.path().join("usage.db").display());
-    let first = TestApp::spawn_with(|s| s.database_url = url.clone()).await;
+    let database = std::sync::Arc::new(TestDatabase::fresh().await);
+    let first = TestApp::spawn_on(&database, |_| {}).await;
     let (_, key) = first.add_key(&first.admin_token, "batch").await;
     assert_eq!(first.me(&key).await.status(), StatusCode::OK);
     first.state.keys.flush_usage().await.unwrap();
 
-    let second = TestApp::spawn_with(|s| s.database_url = url.clone()).await;
+    let second = TestApp::spawn_on(&database, |_| {}).await;
     let list = body(second.get("/authheader/list", Some(&key)).await).await;
     // the second instance's own use of the key is pending; the first one's was written
     assert!(list[0]["lastUsed"].is_string());

@@ -238,3 +238,56 @@ async fn a_malformed_email_at_login_is_a_400() {
         assert_error(response, StatusCode::BAD_REQUEST, "invalid_request").await;
     }
 }
+
+#[tokio::test]
+async fn a_session_id_no_database_can_hold_is_simply_not_found() {
+    // PostgreSQL text cannot hold NUL: such an id must match nothing, not fail the query.
+    let app = TestApp::spawn().await;
+    for id in ["%00", "a%00b", "%C3%A9%F0%9F%94%91", &"x".repeat(2000)] {
+        let response = app
+            .delete(&format!("/user/sessions/{id}"), Some(&app.admin_token))
+            .await;
+        assert_error(response, StatusCode::NOT_FOUND, "not_found").await;
+    }
+    assert_eq!(app.me(&app.admin_token).await.status(), StatusCode::OK);
+}
+
+#[tokio::test]
+async fn key_ids_integration_names_and_event_filters_no_database_can_hold_find_nothing() {
+    // The same NUL rule for what arrived with API keys, integrations and the audit trail: a
+    // value PostgreSQL text cannot hold matches nothing on either backend.
+    let app = TestApp::spawn().await;
+    let token = app.admin_token.clone();
+    for id in ["%00", "a%00b"] {
+        let response = app
+            .delete(&format!("/admin/orgs/1/authheaders/{id}"), Some(&token))
+            .await;
+        assert_error(response, StatusCode::NOT_FOUND, "not_found").await;
+        let response = app
+            .delete(&format!("/admin/orgs/1/integrations/{id}"), Some(&token))
+            .await;
+        assert_error(response, StatusCode::NOT_FOUND, "not_found").await;
+        let response = app
+            .post(
+                &format!("/user/authenticate/{id}"),
+                Some(&token),
+                &json!({}),
+            )
+            .await;
+        assert_error(response, StatusCode::NOT_FOUND, "not_found").await;
+        let page = app
+            .get(&format!("/admin/audit?event={id}"), Some(&token))
+            .await;
+        assert_eq!(page.status(), StatusCode::OK);
+        assert_eq!(body(page).await["events"], json!([]));
+    }
+    let response = app
+        .post(
+            "/authheader/delete",
+            Some(&token),
+            &json!({"id": "a\u{0}b"}),
+        )
+        .await;
+    assert_error(response, StatusCode::NOT_FOUND, "not_found").await;
+    assert_eq!(app.me(&token).await.status(), StatusCode::OK);
+}

@@ -1,5 +1,6 @@
 //! The real `coreauth` binary, as a newcomer runs it: no configuration, logs on stderr,
-//! SIGTERM to stop; and the `admin bootstrap` and `migrate` commands.
+//! SIGTERM to stop; and the `admin bootstrap` and `migrate` commands (on SQLite, or on
+//! PostgreSQL when the tests are given a server).
 
 use std::path::Path;
 use std::process::Stdio;
@@ -10,6 +11,8 @@ use reqwest::StatusCode;
 use serde_json::json;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::process::{Child, Command};
+
+use crate::helpers::TestDatabase;
 
 const BIN: &str = env!("CARGO_BIN_EXE_coreauth");
 const CANARY_PASSWORD: &str = "canary-Password-7f3a9c";
@@ -156,7 +159,9 @@ async fn serve_needs_no_configuration_keeps_secrets_out_of_the_log_and_stops_on_
 #[tokio::test]
 async fn admin_bootstrap_reads_the_password_from_stdin_once() {
     let dir = tempfile::tempdir().unwrap();
-    let database = format!("sqlite://{}", dir.path().join("boot.db").display());
+    // SQLite, or PostgreSQL when the tests are given a server.
+    let fresh = TestDatabase::fresh().await;
+    let database = fresh.url.clone();
     let bootstrap = || {
         let mut command = coreauth(dir.path());
         command
@@ -215,7 +220,9 @@ async fn admin_bootstrap_reads_the_password_from_stdin_once() {
 #[tokio::test]
 async fn migrate_creates_the_schema_and_serve_can_skip_it() {
     let dir = tempfile::tempdir().unwrap();
-    let database = format!("sqlite://{}", dir.path().join("m.db").display());
+    // SQLite, or PostgreSQL when the tests are given a server.
+    let fresh = TestDatabase::fresh().await;
+    let database = fresh.url.clone();
     let status = coreauth(dir.path())
         .args(["migrate", "--database", &database])
         .stderr(Stdio::null())

@@ -1,5 +1,9 @@
-//! `TestApp`: the real router on 127.0.0.1:0 with a fresh SQLite file and a clock the test moves,
+//! `TestApp`: the real router on 127.0.0.1:0 with a fresh database and a clock the test moves,
 //! plus one method per user action, so a test reads as a story of HTTP calls.
+//!
+//! The database is an SQLite file in a temporary directory, or, when `COREAUTH_TEST_POSTGRES_URL`
+//! names a PostgreSQL server (`postgres://postgres@127.0.0.1:5432/postgres`), a database of its
+//! own created on that server, so the same tests run against both backends, still in parallel.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -10,11 +14,125 @@ use coreauth::domain::clock::{Clock, ManualClock, to_millis};
 use coreauth_proto::AuthenticateResponse;
 use reqwest::{Response, StatusCode};
 use serde_json::{Value, json};
+use sqlx::{Connection, PgConnection};
 use tempfile::TempDir;
 
 pub const ADMIN_EMAIL: &str = "admin@example.com";
 pub const ADMIN_PASSWORD: &str = "bootstrap-admin-password";
 pub const PASSWORD: &str = "correct horse battery staple";
+
+/// The PostgreSQL server the tests use instead of SQLite when set.
+pub const POSTGRES_URL_VAR: &str = "COREAUTH_TEST_POSTGRES_URL";
+
+/// An empty database for one test, removed when the test drops it, and a temporary directory
+/// for the files that go with it (the SQLite file, the secret key file).
+pub struct TestDatabase {
+    pub url: String,
+    dir: TempDir,
+    /// The server and the database's name there, when it is on PostgreSQL.
+    postgres: Option<(String, String)>,
+}
+
+impl TestDatabase {
+    /// PostgreSQL when `COREAUTH_TEST_POSTGRES_URL` is set, SQLite otherwise.
+    pub async fn fresh() -> Self {
+        match std::env::var(POSTGRES_URL_VAR) {
+            Ok(server) if !server.is_empty() => Self::postgres_on(&server).await,
+            _ => Self::sqlite(),
+        }
+    }
+
+    pub fn sqlite() -> Self {
+        let dir = key_dir();
+        Self {
+            url: format!("sqlite://{}", dir.path().join("coreauth.db").display()),
+            dir,
+            postgres: None,
+        }
+    }
+
+    /// A new database on the server named by `COREAUTH_TEST_POSTGRES_URL`; panics without it,
+    /// for tests that mean PostgreSQL and must not quietly test something else.
+    #[allow(dead_code)] // used by tests/postgres.rs, which includes this file
+    pub async fn postgres() -> Self {
+        let server = std::env::var(POSTGRES_URL_VAR).unwrap_or_default();
+        assert!(
+            !server.is_empty(),
+            "{POSTGRES_URL_VAR} is not set: these tests need a PostgreSQL server \
+             (./scripts/test starts one)"
+        );
+        Self::postgres_on(&server).await
+    }
+
+    async fn postgres_on(server: &str) -> Self {
+        let name = format!("coreauth_test_{}", uuid::Uuid::new_v4().simple());
+        let mut admin = PgConnection::connect(server)
+            .await
+            .unwrap_or_else(|e| panic!("connecting to {POSTGRES_URL_VAR}: {e}"));
+        // The name is ours (a prefix and hex digits), so formatting it into SQL is safe.
+        sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+            .execute(&mut admin)
+            .await
+            .expect("CREATE DATABASE");
+        let _ = admin.close().await;
+        let mut url = reqwest::Url::parse(server).expect("a postgres:// URL");
+        url.set_path(&format!("/{name}"));
+        Self {
+            url: url.to_string(),
+            dir: key_dir(),
+            postgres: Some((server.to_owned(), name)),
+        }
+    }
+
+    pub fn is_postgres(&self) -> bool {
+        self.postgres.is_some()
+    }
+
+    /// The key file that seals secrets at rest, shared by every instance on this database.
+    pub fn secret_key_file(&self) -> std::path::PathBuf {
+        self.dir.path().join(SECRET_KEY_FILE)
+    }
+}
+
+/// A temporary directory holding the database's secret key file, written before any instance
+/// starts: instances started together then all read it, instead of racing to create it.
+fn key_dir() -> TempDir {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let key = coreauth::domain::secrets::SecretBox::generate_key().expect("a secret key");
+    std::fs::write(dir.path().join(SECRET_KEY_FILE), key).expect("writing the secret key");
+    dir
+}
+
+const SECRET_KEY_FILE: &str = "coreauth-secret.key";
+
+impl Drop for TestDatabase {
+    /// Drops a PostgreSQL test database, cutting off the pools of apps still running on it.
+    /// Best effort: a leftover database only costs space on a server that tests throw away.
+    fn drop(&mut self) {
+        let Some((server, name)) = &self.postgres else {
+            return;
+        };
+        let (server, name) = (server.clone(), name.clone());
+        // Drop cannot await, and the test's runtime may be the current-thread kind: do it on a
+        // thread with a runtime of its own.
+        let dropped = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .ok()?;
+            runtime.block_on(async {
+                let mut admin = PgConnection::connect(&server).await.ok()?;
+                let sql = format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)");
+                sqlx::query(sqlx::AssertSqlSafe(sql))
+                    .execute(&mut admin)
+                    .await
+                    .ok()?;
+                admin.close().await.ok()
+            })
+        });
+        let _ = dropped.join();
+    }
+}
 
 pub struct TestApp {
     pub address: String,
@@ -22,12 +140,12 @@ pub struct TestApp {
     pub clock: ManualClock,
     /// A session token of the bootstrap admin (platform admin, admin of org 1).
     pub admin_token: String,
+    pub database: Arc<TestDatabase>,
     /// The app's state, for the few tests that drive background work (flushing usage) directly.
     pub state: coreauth::http::AppState,
     /// The database this app runs on (for tests that tamper with it, as `tests/sso.rs` does).
     #[allow(dead_code)]
     pub database_url: String,
-    _dir: TempDir,
 }
 
 impl TestApp {
@@ -35,13 +153,24 @@ impl TestApp {
         Self::spawn_with(|_| {}).await
     }
 
-    /// Spawns with settings changed by `configure` (after the test defaults).
+    /// Spawns on a fresh database with settings changed by `configure` (after the test
+    /// defaults).
     pub async fn spawn_with(configure: impl FnOnce(&mut Settings)) -> Self {
-        let dir = tempfile::tempdir().expect("temp dir");
+        let database = Arc::new(TestDatabase::fresh().await);
+        Self::spawn_on(&database, configure).await
+    }
+
+    /// Spawns another instance on `database`, which other apps may share: each instance
+    /// migrates (a no-op after the first), bootstraps (the same) and loads the signing keys.
+    pub async fn spawn_on(
+        database: &Arc<TestDatabase>,
+        configure: impl FnOnce(&mut Settings),
+    ) -> Self {
         let mut settings = Settings {
             listen: "127.0.0.1:0".into(),
-            database_url: format!("sqlite://{}", dir.path().join("coreauth.db").display()),
-            secret_key_file: dir.path().join("coreauth-secret.key"),
+            database_url: database.url.clone(),
+            // Instances sharing a database share its key, as they must in production.
+            secret_key_file: database.secret_key_file(),
             bootstrap_admin_email: Some(ADMIN_EMAIL.into()),
             bootstrap_admin_password: Some(ADMIN_PASSWORD.to_owned().into()),
             // Cheap hashes: these tests are about behaviour, not hash strength.
@@ -63,12 +192,30 @@ impl TestApp {
             client: reqwest::Client::new(),
             clock,
             admin_token: String::new(),
+            database: database.clone(),
             state,
             database_url,
-            _dir: dir,
         };
         test.admin_token = test.login_ok(ADMIN_EMAIL, ADMIN_PASSWORD).await.token;
         test
+    }
+
+    /// Runs `sql` on the app's database behind its back (for tests that tamper with it).
+    #[allow(dead_code)]
+    pub async fn execute_sql(&self, sql: &'static str) {
+        if self.database.is_postgres() {
+            let mut db = PgConnection::connect(&self.database_url)
+                .await
+                .expect("connecting to the test database");
+            sqlx::query(sql).execute(&mut db).await.expect("tampering");
+            let _ = db.close().await;
+        } else {
+            let db = sqlx::SqlitePool::connect(&self.database_url)
+                .await
+                .expect("opening the test database");
+            sqlx::query(sql).execute(&db).await.expect("tampering");
+            db.close().await;
+        }
     }
 
     pub fn url(&self, path: &str) -> String {

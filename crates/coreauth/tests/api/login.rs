@@ -159,15 +159,27 @@ async fn every_login_opens_a_new_session() {
 
 #[tokio::test]
 async fn the_signing_key_survives_a_restart() {
-    let dir = tempfile::tempdir().unwrap();
-    let url = format!("sqlite://{}", dir.path().join("keep.db").display());
-    let first = TestApp::spawn_with(|s| s.database_url = url.clone()).await;
+    let database = std::sync::Arc::new(TestDatabase::fresh().await);
+    let first = TestApp::spawn_on(&database, |_| {}).await;
     let token = first.admin_token.clone();
-    let second = TestApp::spawn_with(|s| s.database_url = url.clone()).await;
+    drop(first);
+    let second = TestApp::spawn_on(&database, |_| {}).await;
     let response = second.me(&token).await;
     assert_eq!(
         response.status(),
         StatusCode::OK,
         "a token from the first instance"
     );
+}
+
+#[tokio::test]
+async fn the_tests_use_postgres_when_a_server_is_given() {
+    // Guards the test setup itself: with COREAUTH_TEST_POSTGRES_URL set, TestApp must really be
+    // on PostgreSQL (and log in there), or a green PostgreSQL run would prove nothing.
+    let wanted = std::env::var(POSTGRES_URL_VAR).is_ok_and(|url| !url.is_empty());
+    let app = TestApp::spawn().await;
+    assert_eq!(app.database.is_postgres(), wanted);
+    let scheme = if wanted { "postgres://" } else { "sqlite://" };
+    assert!(app.database.url.starts_with(scheme), "{}", scheme);
+    assert_eq!(app.me(&app.admin_token).await.status(), StatusCode::OK);
 }

@@ -406,12 +406,10 @@ async fn the_expired_password_path_asks_for_the_second_factor_too() {
 
 #[tokio::test]
 async fn the_secret_is_sealed_at_rest_and_survives_a_key_rotation() {
-    let dir = tempfile::tempdir().unwrap();
-    let url = format!("sqlite://{}", dir.path().join("mfa.db").display());
+    let database = std::sync::Arc::new(TestDatabase::fresh().await);
     let old_key = coreauth::domain::secrets::SecretBox::generate_key().unwrap();
     let new_key = coreauth::domain::secrets::SecretBox::generate_key().unwrap();
-    let first = TestApp::spawn_with(|s| {
-        s.database_url = url.clone();
+    let first = TestApp::spawn_on(&database, |s| {
         s.secret_key = Some(old_key.clone().into());
     })
     .await;
@@ -419,8 +417,7 @@ async fn the_secret_is_sealed_at_rest_and_survives_a_key_rotation() {
     let stored = first.state.store.totp_of(user).await.unwrap().unwrap();
     assert!(!stored.sealed_secret.contains(&secret), "not in clear");
 
-    let rotated = TestApp::spawn_with(|s| {
-        s.database_url = url.clone();
+    let rotated = TestApp::spawn_on(&database, |s| {
         s.secret_key = Some(new_key.clone().into());
         s.previous_secret_keys = Some(old_key.clone());
     })
@@ -440,8 +437,7 @@ async fn the_secret_is_sealed_at_rest_and_survives_a_key_rotation() {
         "re-sealed with the new key"
     );
 
-    let new_only = TestApp::spawn_with(|s| {
-        s.database_url = url.clone();
+    let new_only = TestApp::spawn_on(&database, |s| {
         s.secret_key = Some(new_key.clone().into());
     })
     .await;

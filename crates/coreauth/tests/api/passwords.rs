@@ -413,10 +413,8 @@ async fn an_admin_reset_with_must_change_forces_a_new_password() {
 
 #[tokio::test]
 async fn a_weaker_hash_is_upgraded_at_the_next_login() {
-    let dir = tempfile::tempdir().unwrap();
-    let url = format!("sqlite://{}", dir.path().join("upgrade.db").display());
-    let old = TestApp::spawn_with(|s| {
-        s.database_url = url.clone();
+    let database = std::sync::Arc::new(TestDatabase::fresh().await);
+    let old = TestApp::spawn_on(&database, |s| {
         s.argon2_memory_kib = 512;
     })
     .await;
@@ -424,8 +422,7 @@ async fn a_weaker_hash_is_upgraded_at_the_next_login() {
     let before = old.state.store.user_by_id(id).await.unwrap().unwrap();
     assert!(before.password_hash.as_deref().unwrap().contains("m=512,"));
 
-    let new = TestApp::spawn_with(|s| {
-        s.database_url = url.clone();
+    let new = TestApp::spawn_on(&database, |s| {
         s.argon2_memory_kib = 2048;
     })
     .await;

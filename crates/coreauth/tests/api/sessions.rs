@@ -203,6 +203,57 @@ async fn expired_sessions_drop_out_of_the_list() {
     assert_eq!(sessions.as_array().unwrap().len(), 1);
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_renewals_and_a_logout_leave_no_token_of_the_session_alive() {
+    let app = std::sync::Arc::new(TestApp::spawn().await);
+    app.create_user("racer@example.com", 1, "member").await;
+    let login = app.login_ok("racer@example.com", PASSWORD).await.token;
+
+    let mut renewals = tokio::task::JoinSet::new();
+    for _ in 0..32 {
+        let (app, token) = (app.clone(), login.clone());
+        renewals.spawn(async move {
+            let response = app.renew(&token).await;
+            let status = response.status();
+            let renewed = if status == StatusCode::OK {
+                let answer: coreauth_proto::AuthenticateResponse = response.json().await.unwrap();
+                Some(answer.token)
+            } else {
+                None
+            };
+            (status, renewed)
+        });
+    }
+    let logout = {
+        let (app, token) = (app.clone(), login.clone());
+        tokio::spawn(async move { app.logout(&token).await.status() })
+    };
+    let mut tokens = vec![login];
+    while let Some(done) = renewals.join_next().await {
+        let (status, renewed) = done.unwrap();
+        assert!(
+            status == StatusCode::OK || status == StatusCode::FORBIDDEN,
+            "a renewal racing a logout answers 200 or 403, got {status}"
+        );
+        tokens.extend(renewed);
+    }
+    assert_eq!(logout.await.unwrap(), StatusCode::NO_CONTENT);
+    for token in &tokens {
+        assert_error(
+            app.me(token).await,
+            StatusCode::FORBIDDEN,
+            "unauthenticated",
+        )
+        .await;
+        assert_error(
+            app.renew(token).await,
+            StatusCode::FORBIDDEN,
+            "unauthenticated",
+        )
+        .await;
+    }
+}
+
 #[tokio::test]
 async fn thirty_two_concurrent_renewals_and_a_logout_leave_no_5xx_and_no_live_token() {
     let app = TestApp::spawn().await;
