@@ -379,35 +379,63 @@ pub fn load_secret_box(settings: &Settings) -> Result<SecretBox, StartupError> {
 fn read_or_create_key_file(path: &std::path::Path) -> Result<String, StartupError> {
     use std::io::Write;
     let failed = |e: std::io::Error| StartupError::Setup(format!("{}: {e}", path.display()));
-    match std::fs::read_to_string(path) {
-        Ok(text) => return Ok(text.trim().to_owned()),
-        Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(failed(e)),
-        Err(_) => {}
+    let read = || {
+        std::fs::read_to_string(path)
+            .map(|text| text.trim().to_owned())
+            .map_err(failed)
+    };
+    if path.exists() {
+        return read();
     }
+    // Written whole under a private name, then linked into place: the link either creates
+    // the file complete or fails because another instance got there first, so nobody ever
+    // reads a half-written key.
     let key = SecretBox::generate_key().map_err(|e| StartupError::Setup(e.to_string()))?;
+    let staging = path.with_extension(format!("tmp-{}", uuid::Uuid::new_v4()));
     let mut options = std::fs::OpenOptions::new();
     options.write(true).create_new(true);
     #[cfg(unix)]
     std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-    let mut file = match options.open(path) {
-        Ok(file) => file,
-        // Another instance created it a moment ago: use theirs.
-        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
-            return std::fs::read_to_string(path)
-                .map(|text| text.trim().to_owned())
-                .map_err(failed);
+    let written = options.open(&staging).and_then(|mut file| {
+        file.write_all(key.as_bytes())?;
+        file.sync_all()
+    });
+    let linked = written.and_then(|()| std::fs::hard_link(&staging, path));
+    let _ = std::fs::remove_file(&staging);
+    match linked {
+        Ok(()) => {
+            tracing::info!(path = %path.display(), "created a new secret key; back it up with the database");
+            Ok(key)
         }
-        Err(e) => return Err(failed(e)),
-    };
-    file.write_all(key.as_bytes()).map_err(failed)?;
-    file.sync_all().map_err(failed)?;
-    tracing::info!(path = %path.display(), "created a new secret key; back it up with the database");
-    Ok(key)
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => read(),
+        Err(e) => Err(failed(e)),
+    }
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::Backend;
+
+    /// Instances starting together on one working directory all end up with the same, whole key.
+    #[test]
+    fn racing_instances_share_one_complete_key_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("coreauth-secret.key");
+        let keys: Vec<String> = std::thread::scope(|scope| {
+            let handles: Vec<_> = (0..8)
+                .map(|_| scope.spawn(|| super::read_or_create_key_file(&path).unwrap()))
+                .collect();
+            handles.into_iter().map(|h| h.join().unwrap()).collect()
+        });
+        assert!(
+            keys.iter().all(|k| k == &keys[0] && k.len() == 44),
+            "{keys:?}"
+        );
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), keys[0]);
+        let leftovers = std::fs::read_dir(dir.path()).unwrap().count();
+        assert_eq!(leftovers, 1, "no staging file is left behind");
+    }
 
     #[test]
     fn the_url_scheme_picks_the_backend() {
