@@ -80,6 +80,9 @@ pub struct Run {
     pub machine: String,
     pub notes: Vec<String>,
     pub argon2_limit: f64,
+    /// Cores of the machine: the argon2 limit uses them all, so fewer login connections
+    /// cannot reach it.
+    pub cores: usize,
     pub rows: Vec<Row>,
     pub peak_rss_small_mib: Option<f64>,
     pub peak_rss_scale_mib: Option<f64>,
@@ -129,10 +132,17 @@ impl Run {
             Scenario::Renew => against(Scenario::Ceiling, "≥ 0.5", 0.5, "ceiling"),
             Scenario::Login => {
                 let r = throughput / self.argon2_limit.max(1e-9);
+                // One connection keeps one core hashing (p=1): the all-core limit needs as
+                // many logins in flight as there are cores.
+                let reachable = row.connections >= self.cores;
                 Verdict {
                     ratio: format!("{r:.2} × argon2 limit"),
-                    goal: "≥ 0.85",
-                    met: Some(r >= 0.85),
+                    goal: if reachable {
+                        "≥ 0.85"
+                    } else {
+                        "— (fewer conns than cores)"
+                    },
+                    met: reachable.then_some(r >= 0.85),
                 }
             }
             Scenario::Isolation => {
