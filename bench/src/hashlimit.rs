@@ -48,3 +48,32 @@ pub fn verifications_per_second(
     }
     Ok(count as f64 / seconds)
 }
+
+/// Microseconds one core takes to sign a session token with coreauth's own signer (what every
+/// login and renewal pays once), measured over `rounds` tokens.
+pub fn signing_micros(rounds: u32) -> anyhow::Result<f64> {
+    use coreauth::domain::tokens::{
+        SESSION_AUDIENCE, SessionClaims, StoredSigningKey, TokenSigner,
+    };
+    let now = time::OffsetDateTime::now_utc();
+    let key = StoredSigningKey::generate(now).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let signer =
+        TokenSigner::new("coreauth".into(), vec![key]).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let claims = SessionClaims {
+        iss: "coreauth".into(),
+        aud: SESSION_AUDIENCE.into(),
+        sub: "00000000-0000-4000-8000-000000000001".into(),
+        uid: 1,
+        org: 1,
+        role: "member".into(),
+        sid: "00000000-0000-4000-8000-000000000002".into(),
+        iat: now.unix_timestamp(),
+        exp: now.unix_timestamp() + 900,
+        jti: "00000000-0000-4000-8000-000000000003".into(),
+    };
+    let started = Instant::now();
+    for _ in 0..rounds.max(1) {
+        signer.sign(&claims).map_err(|e| anyhow::anyhow!("{e}"))?;
+    }
+    Ok(started.elapsed().as_secs_f64() * 1e6 / f64::from(rounds.max(1)))
+}

@@ -64,6 +64,9 @@ impl Scenario {
     }
 }
 
+/// A scenario's points: (connections, throughput, p99 ms).
+type Series = (Scenario, Vec<(usize, f64, f64)>);
+
 pub struct Row {
     pub scenario: Scenario,
     pub connections: usize,
@@ -250,7 +253,7 @@ impl Run {
         let mut conns: Vec<usize> = self.rows.iter().map(|r| r.connections).collect();
         conns.sort_unstable();
         conns.dedup();
-        let series: Vec<(Scenario, Vec<(usize, f64, f64)>)> = scenarios
+        let series: Vec<Series> = scenarios
             .iter()
             .map(|&s| {
                 let points = self
@@ -267,7 +270,7 @@ impl Run {
                     .collect();
                 (s, points)
             })
-            .filter(|(_, p): &(Scenario, Vec<_>)| !p.is_empty())
+            .filter(|(_, p): &Series| !p.is_empty())
             .collect();
         let (width, height) = (960.0, 470.0);
         let mut svg = String::new();
