@@ -66,9 +66,18 @@ pub struct Settings {
     pub argon2_memory_kib: u32,
     pub argon2_iterations: u32,
     pub argon2_parallelism: u32,
+    /// `COREAUTH_SESSION_CACHE_TTL`: how long a session's or API key's state read from the
+    /// database is reused for later requests (0 turns the cache off). Changes made through this
+    /// instance apply at once; changes made through another instance sharing the database are
+    /// seen within this time, so keep it at 1 s or less.
+    #[serde(with = "humantime_serde")]
+    pub session_cache_ttl: Duration,
     /// Hashes running at once (0: one per core) and hashes allowed to wait.
     pub hash_concurrency: usize,
     pub hash_queue: usize,
+    /// `COREAUTH_HASH_NICENESS`: how much lower than request handling the hashing threads run
+    /// (Linux `nice`, 0–19), so that a flood of logins takes only the CPU token checks leave.
+    pub hash_niceness: i32,
     /// Throttling of guesses (logins, codes, password changes): attempts allowed per account
     /// and per address within each window, after which callers get 429 until it ends.
     pub login_attempts_per_account: u32,
@@ -117,8 +126,10 @@ impl Default for Settings {
             argon2_memory_kib: 19_456,
             argon2_iterations: 2,
             argon2_parallelism: 1,
+            session_cache_ttl: Duration::from_secs(1),
             hash_concurrency: 0,
             hash_queue: 256,
+            hash_niceness: 10,
             login_attempts_per_account: 10,
             login_attempts_per_address: 100,
             throttle_window: Duration::from_secs(15 * 60),

@@ -164,6 +164,7 @@ async fn bootstrap(settings: Settings, email: &str, password: Password) -> anyho
         HashLimits {
             concurrent: 1,
             queued: 1,
+            niceness: 0,
         },
     )
     .await?;

@@ -21,11 +21,13 @@ use crate::domain::integrations::Integrations;
 use crate::domain::mfa::Mfa;
 use crate::domain::password::{HashCost, HashLimits, Password, PasswordHashing};
 use crate::domain::secrets::SecretBox;
+use crate::domain::session_cache::{self, SessionCache};
 use crate::domain::sso::Sso;
 use crate::domain::throttle::{Throttle, ThrottleLimits};
 use crate::domain::tokens::{StoredSigningKey, TokenSigner};
-use crate::http::{self, AppState, HttpLimits, Metrics};
+use crate::http::{self, AppParts, AppState, HttpLimits, Metrics};
 use crate::store::Store;
+use crate::store::cached::CachingStore;
 use crate::store::postgres::{PostgresSettings, PostgresStore};
 use crate::store::sqlite::{SqliteSettings, SqliteStore};
 
@@ -114,6 +116,12 @@ pub struct Application {
 impl Application {
     pub async fn build(settings: Settings, clock: Arc<dyn Clock>) -> Result<Self, StartupError> {
         let store = open_store(&settings, settings.migrate).await?;
+        // Every component gets the caching store, so every write goes through its invalidation.
+        let cache = Arc::new(SessionCache::new(
+            settings.session_cache_ttl,
+            session_cache::DEFAULT_CAPACITY,
+        ));
+        let store: Arc<dyn Store> = Arc::new(CachingStore::new(store, cache));
         let signer = Arc::new(load_signer(store.as_ref(), &settings, clock.as_ref()).await?);
         let concurrent = match settings.hash_concurrency {
             0 => std::thread::available_parallelism().map_or(1, usize::from),
@@ -129,6 +137,7 @@ impl Application {
                 HashLimits {
                     concurrent,
                     queued: settings.hash_queue,
+                    niceness: settings.hash_niceness,
                 },
             )
             .await
@@ -196,7 +205,7 @@ impl Application {
             )
             .map_err(|e| StartupError::Setup(e.to_string()))?,
         );
-        let state = AppState {
+        let state = AppState::new(AppParts {
             auth,
             admin,
             keys,
@@ -210,7 +219,7 @@ impl Application {
             signer,
             clock,
             metrics: Arc::new(Metrics::default()),
-        };
+        });
         Ok(Self {
             listener,
             router: http::router(state.clone(), &http_limits(&settings)),

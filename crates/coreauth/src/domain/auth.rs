@@ -85,6 +85,16 @@ pub struct IssuedToken {
     pub mfa_enrollment_required: bool,
 }
 
+/// What `/user/me` answers besides the principal.
+#[derive(Debug, Clone)]
+pub struct WhoAmI {
+    pub user: UserRecord,
+    pub org: OrgRecord,
+    /// When the user's password expires under this org's policy (epoch ms); `None`: never.
+    pub password_expires_at: Option<i64>,
+    pub mfa_enabled: bool,
+}
+
 pub struct Auth {
     store: Arc<dyn Store>,
     keys: Arc<ApiKeys>,
@@ -416,14 +426,13 @@ impl Auth {
         if !renewed {
             return Err(DomainError::Unauthenticated);
         }
-        let user = self
+        let profile = self
             .store
-            .user_by_id(caller.user_id)
+            .member_profile(caller.user_id, session.org_id)
             .await?
             .ok_or(DomainError::Unauthenticated)?;
-        let policy = policy_of(self.store.as_ref(), session.org_id).await?;
-        let mut issued = self.issue(user, session, caller.role, now, expiry)?;
-        issued.password_expires_at = policy.expires_at(issued.user.password_set_at);
+        let mut issued = self.issue(profile.user, session, caller.role, now, expiry)?;
+        issued.password_expires_at = profile.policy.expires_at(issued.user.password_set_at);
         Ok(issued)
     }
 
@@ -442,21 +451,20 @@ impl Auth {
         Ok(())
     }
 
-    /// The caller's user record, the org of this token, and when the password expires there.
-    pub async fn whoami(
-        &self,
-        caller: &Principal,
-    ) -> DomainResult<(UserRecord, OrgRecord, Option<i64>)> {
-        let user = self.store.user_by_id(caller.user_id).await?;
-        let org = self.store.org(caller.org_id).await?;
-        match (user, org) {
-            (Some(user), Some(org)) => {
-                let policy = policy_of(self.store.as_ref(), org.id).await?;
-                let expires = policy.expires_at(user.password_set_at);
-                Ok((user, org, expires))
-            }
-            _ => Err(DomainError::Unauthenticated),
-        }
+    /// The caller's user record, the org of this token, when the password expires there, and
+    /// whether the user has a second factor.
+    pub async fn whoami(&self, caller: &Principal) -> DomainResult<WhoAmI> {
+        let profile = self
+            .store
+            .member_profile(caller.user_id, caller.org_id)
+            .await?
+            .ok_or(DomainError::Unauthenticated)?;
+        Ok(WhoAmI {
+            password_expires_at: profile.policy.expires_at(profile.user.password_set_at),
+            mfa_enabled: profile.mfa_enabled,
+            user: profile.user,
+            org: profile.org,
+        })
     }
 
     pub async fn orgs_of(&self, caller: &Principal) -> DomainResult<Vec<MembershipRecord>> {

@@ -1,6 +1,6 @@
 //! Passwords: the `Password` type (checked length, redacted `Debug`) and `PasswordHashing`, which
-//! runs argon2id on tokio's blocking pool behind two semaphores: one caps how many hashes run at
-//! once (the cores), one caps how many may wait. A flood of logins therefore queues in bounded
+//! runs argon2id on its own lower-priority threads (`hash_pool`) behind two semaphores: one caps
+//! how many hashes run at once (the cores), one caps how many may wait. A flood of logins therefore queues in bounded
 //! memory and answers 503 when the queue is full, while the async workers stay free to validate
 //! tokens for everyone else.
 
@@ -12,6 +12,7 @@ use secrecy::{ExposeSecret, SecretString};
 use tokio::sync::Semaphore;
 
 use super::error::{DomainError, DomainResult};
+use super::hash_pool::HashPool;
 
 /// A password as received: not empty, at most 1024 bytes (checked before any hashing, so a
 /// megabyte password cannot buy a megabyte of argon2 work).
@@ -77,10 +78,14 @@ pub struct HashLimits {
     pub concurrent: usize,
     /// Hashes allowed to wait for a slot; past that, callers get `Overloaded`.
     pub queued: usize,
+    /// How much lower than request handling hashing runs (Linux `nice`, 0–19; 0: the same).
+    pub niceness: i32,
 }
 
 pub struct PasswordHashing {
     cost: HashCost,
+    /// The threads hashes run on, one per concurrent hash.
+    pool: HashPool,
     running: Arc<Semaphore>,
     waiting: Arc<Semaphore>,
     /// Verified against when the account does not exist or cannot log in, so that such attempts
@@ -100,6 +105,7 @@ impl PasswordHashing {
         .map_err(DomainError::internal)??;
         Ok(Self {
             cost,
+            pool: HashPool::new(limits.concurrent.max(1), limits.niceness)?,
             running: Arc::new(Semaphore::new(limits.concurrent.max(1))),
             waiting: Arc::new(Semaphore::new(limits.queued.max(1))),
             dummy_hash,
@@ -172,9 +178,7 @@ impl PasswordHashing {
             .acquire_owned()
             .await
             .map_err(|_| busy())?;
-        tokio::task::spawn_blocking(job)
-            .await
-            .map_err(DomainError::internal)
+        self.pool.run(job).await
     }
 }
 
@@ -198,6 +202,7 @@ mod tests {
     const LIMITS: HashLimits = HashLimits {
         concurrent: 2,
         queued: 8,
+        niceness: 0,
     };
 
     fn pw(s: &str) -> Password {
@@ -264,6 +269,7 @@ mod tests {
             HashLimits {
                 concurrent: 1,
                 queued: 1,
+                niceness: 0,
             },
         )
         .await

@@ -14,6 +14,7 @@ use zeroize::Zeroizing;
 
 use super::clock::to_millis;
 use super::error::{DomainError, DomainResult};
+use super::token_memo::{self, VerifiedTokens};
 
 pub use coreauth_proto::{SESSION_AUDIENCE, SESSION_TOKEN_TYPE, SessionClaims};
 const MAX_TOKEN_LEN: usize = 4096;
@@ -46,6 +47,9 @@ impl StoredSigningKey {
 
 struct SigningKey {
     kid: String,
+    /// The key itself, kept expanded: jsonwebtoken's `EncodingKey` re-parses its DER and derives
+    /// the public key on every signature, which doubles the cost of issuing a token.
+    signing: ed25519_dalek::SigningKey,
     encoding: EncodingKey,
     decoding: DecodingKey,
     public_x: String,
@@ -67,6 +71,7 @@ impl SigningKey {
         let public_x = URL_SAFE_NO_PAD.encode(public);
         Ok(Self {
             kid: stored.kid.clone(),
+            signing: key.clone(),
             encoding: EncodingKey::from_ed_der(der.as_bytes()),
             decoding: DecodingKey::from_ed_components(&public_x)
                 .map_err(|e| DomainError::internal(format!("verifying key: {e}")))?,
@@ -81,6 +86,8 @@ pub struct TokenSigner {
     issuer: String,
     keys: Vec<SigningKey>,
     validation: Validation,
+    /// Tokens already verified, so a token used again skips the signature check.
+    verified: VerifiedTokens,
 }
 
 impl TokenSigner {
@@ -107,6 +114,7 @@ impl TokenSigner {
             issuer,
             keys,
             validation,
+            verified: VerifiedTokens::new(token_memo::DEFAULT_CAPACITY),
         })
     }
 
@@ -114,8 +122,10 @@ impl TokenSigner {
         &self.issuer
     }
 
-    /// Signs `claims` with the current key.
+    /// Signs `claims` with the current key: a JWS in compact form, exactly what
+    /// `jsonwebtoken::encode` makes, with the key's expanded form kept between calls.
     pub fn sign(&self, claims: &SessionClaims) -> DomainResult<String> {
+        use ed25519_dalek::Signer;
         let key = self
             .keys
             .first()
@@ -123,7 +133,18 @@ impl TokenSigner {
         let mut header = Header::new(Algorithm::EdDSA);
         header.kid = Some(key.kid.clone());
         header.typ = Some(SESSION_TOKEN_TYPE.into());
-        jsonwebtoken::encode(&header, claims, &key.encoding).map_err(DomainError::internal)
+        let header = serde_json::to_vec(&header).map_err(DomainError::internal)?;
+        let claims = serde_json::to_vec(claims).map_err(DomainError::internal)?;
+        let message = format!(
+            "{}.{}",
+            URL_SAFE_NO_PAD.encode(header),
+            URL_SAFE_NO_PAD.encode(claims)
+        );
+        let signature = key.signing.sign(message.as_bytes());
+        Ok(format!(
+            "{message}.{}",
+            URL_SAFE_NO_PAD.encode(signature.to_bytes())
+        ))
     }
 
     /// Signs claims that are not a session token's (integration tokens) with the current key,
@@ -141,10 +162,28 @@ impl TokenSigner {
 
     /// Checks signature, header, issuer, audience and expiry; any failure is `Unauthenticated`.
     pub fn verify(&self, token: &str, now: OffsetDateTime) -> DomainResult<SessionClaims> {
-        let unauthenticated = |_| DomainError::Unauthenticated;
         if token.len() > MAX_TOKEN_LEN {
             return Err(DomainError::Unauthenticated);
         }
+        let claims = match self.verified.get(token) {
+            Some(claims) => claims,
+            None => {
+                let claims = self.verify_signed(token)?;
+                self.verified.insert(token, &claims);
+                claims
+            }
+        };
+        let now_secs = now.unix_timestamp();
+        if claims.exp <= now_secs || claims.iat > now_secs + IAT_LEEWAY_SECS {
+            return Err(DomainError::Unauthenticated);
+        }
+        Ok(claims)
+    }
+
+    /// Everything about a token that cannot change with time: header, key, signature, issuer
+    /// and audience.
+    fn verify_signed(&self, token: &str) -> DomainResult<SessionClaims> {
+        let unauthenticated = |_| DomainError::Unauthenticated;
         let header = jsonwebtoken::decode_header(token).map_err(unauthenticated)?;
         if header.alg != Algorithm::EdDSA
             || header.typ.as_deref() != Some(SESSION_TOKEN_TYPE)
@@ -163,12 +202,7 @@ impl TokenSigner {
             .ok_or(DomainError::Unauthenticated)?;
         let data = jsonwebtoken::decode::<SessionClaims>(token, &key.decoding, &self.validation)
             .map_err(unauthenticated)?;
-        let claims = data.claims;
-        let now_secs = now.unix_timestamp();
-        if claims.exp <= now_secs || claims.iat > now_secs + IAT_LEEWAY_SECS {
-            return Err(DomainError::Unauthenticated);
-        }
-        Ok(claims)
+        Ok(data.claims)
     }
 
     /// The public keys as a JWK Set, for `/.well-known/jwks.json`.
@@ -231,6 +265,37 @@ mod tests {
         assert!(signer.verify(&token, later).is_ok());
         let expired = now + time::Duration::seconds(900);
         assert!(signer.verify(&token, expired).is_err());
+    }
+
+    #[test]
+    fn a_remembered_token_still_expires_and_tampering_is_still_caught() {
+        let signer = signer();
+        let now = from_millis(1_700_000_000_000);
+        let token = signer.sign(&claims(now)).unwrap();
+        assert!(signer.verify(&token, now).is_ok());
+        assert_eq!(signer.verified.len(), 1);
+        assert!(signer.verify(&token, now).is_ok(), "from memory");
+        let expired = now + time::Duration::seconds(900);
+        assert!(signer.verify(&token, expired).is_err());
+        // One character in the middle of the signature changed.
+        let at = token.len() - 10;
+        let swapped = if &token[at..=at] == "A" { "B" } else { "A" };
+        let tampered = format!("{}{swapped}{}", &token[..at], &token[at + 1..]);
+        assert!(signer.verify(&tampered, now).is_err());
+        assert_eq!(signer.verified.len(), 1, "failures are not remembered");
+    }
+
+    #[test]
+    fn tokens_are_what_jsonwebtoken_would_sign() {
+        let signer = signer();
+        let now = from_millis(1_700_000_000_000);
+        let key = &signer.keys[0];
+        let mut header = Header::new(Algorithm::EdDSA);
+        header.kid = Some(key.kid.clone());
+        header.typ = Some(SESSION_TOKEN_TYPE.into());
+        // Ed25519 signatures are deterministic: the same bytes or a bug.
+        let expected = jsonwebtoken::encode(&header, &claims(now), &key.encoding).unwrap();
+        assert_eq!(signer.sign(&claims(now)).unwrap(), expected);
     }
 
     #[test]

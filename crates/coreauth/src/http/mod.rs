@@ -53,8 +53,26 @@ pub use metrics::Metrics;
 /// Requests larger than this are refused with 413 before they are parsed.
 pub const MAX_BODY_BYTES: usize = 64 * 1024;
 
+/// What every handler may reach. Cloned for every request that extracts it, so it is one `Arc`
+/// (one counter to bump) around the parts rather than a dozen.
 #[derive(Clone)]
-pub struct AppState {
+pub struct AppState(Arc<AppParts>);
+
+impl AppState {
+    pub fn new(parts: AppParts) -> Self {
+        Self(Arc::new(parts))
+    }
+}
+
+impl std::ops::Deref for AppState {
+    type Target = AppParts;
+
+    fn deref(&self) -> &AppParts {
+        &self.0
+    }
+}
+
+pub struct AppParts {
     pub auth: Arc<Auth>,
     pub admin: Arc<Admin>,
     pub keys: Arc<ApiKeys>,
@@ -70,7 +88,7 @@ pub struct AppState {
     pub metrics: Arc<Metrics>,
 }
 
-impl AppState {
+impl AppParts {
     /// The time of this request, read once and passed down.
     pub fn now(&self) -> OffsetDateTime {
         self.clock.now()

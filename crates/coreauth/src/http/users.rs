@@ -10,6 +10,7 @@ use utoipa_axum::routes;
 use super::AppState;
 use super::error::{ApiPath, ApiResult};
 use super::extract::{Caller, EnrollingCaller};
+use crate::domain::auth::WhoAmI;
 use crate::domain::clock::{from_millis, iso8601};
 
 pub fn routes() -> OpenApiRouter<AppState> {
@@ -31,8 +32,12 @@ async fn me(
     State(state): State<AppState>,
     EnrollingCaller(caller): EnrollingCaller,
 ) -> ApiResult<Json<Me>> {
-    let (user, org, password_expires_at) = state.auth.whoami(&caller).await?;
-    let mfa_enabled = state.mfa.is_enabled(user.id).await?;
+    let WhoAmI {
+        user,
+        org,
+        password_expires_at,
+        mfa_enabled,
+    } = state.auth.whoami(&caller).await?;
     Ok(Json(Me {
         id: user.id,
         uuid: user.uuid,

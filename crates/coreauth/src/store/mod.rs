@@ -15,9 +15,11 @@ use crate::domain::integrations::IntegrationRecord;
 use crate::domain::org::{MembershipPatch, MembershipRecord, OrgRecord, Role};
 use crate::domain::policy::PasswordPolicy;
 use crate::domain::session::{SessionContext, SessionRecord};
+use crate::domain::session_cache::MemberProfile;
 use crate::domain::tokens::StoredSigningKey;
 use crate::domain::user::{NewUser, UserPatch, UserRecord};
 
+pub mod cached;
 pub mod postgres;
 pub mod sqlite;
 
@@ -151,6 +153,31 @@ pub trait Store: Send + Sync + 'static {
         audit: &NewAuditEvent,
     ) -> DomainResult<()>;
     async fn session_context(&self, id: &str) -> DomainResult<Option<SessionContext>>;
+    /// What `/user/me` and a renewal show about a member: the user, the org, its password policy
+    /// (the defaults when it has none) and whether the user has a confirmed second factor;
+    /// `None` when the user or the org does not exist. Read piece by piece unless a backend
+    /// does better.
+    async fn member_profile(
+        &self,
+        user_id: i64,
+        org_id: i64,
+    ) -> DomainResult<Option<MemberProfile>> {
+        let (Some(user), Some(org)) = (self.user_by_id(user_id).await?, self.org(org_id).await?)
+        else {
+            return Ok(None);
+        };
+        let policy = self.password_policy(org_id).await?.unwrap_or_default();
+        let mfa_enabled = self
+            .totp_of(user_id)
+            .await?
+            .is_some_and(|t| t.confirmed_at.is_some());
+        Ok(Some(MemberProfile {
+            user,
+            org,
+            policy,
+            mfa_enabled,
+        }))
+    }
     /// Counts a renewal and records the new token expiry; false when the session was revoked
     /// meanwhile.
     async fn record_renewal(&self, id: &str, token_expires_at: i64, now: i64)

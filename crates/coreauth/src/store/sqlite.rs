@@ -1,6 +1,11 @@
 //! The embedded SQLite store: one file, WAL journal, migrations embedded in the binary. Writes
 //! that read first take the write lock up front (`BEGIN IMMEDIATE`), so two of them never
 //! deadlock on a lock upgrade.
+//!
+//! Reads share a pool of connections; every write goes through one dedicated writer connection.
+//! SQLite lets one writer in at a time anyway: with several connections trying, the losers sleep
+//! in SQLite's busy handler (milliseconds at a time), while with one writer they wait in the
+//! pool's queue and are woken as soon as it is free.
 
 use std::str::FromStr;
 use std::time::Duration;
@@ -23,13 +28,20 @@ use crate::domain::integrations::{IntegrationAlgorithm, IntegrationRecord};
 use crate::domain::org::{MembershipPatch, MembershipRecord, OrgRecord, Role};
 use crate::domain::policy::PasswordPolicy;
 use crate::domain::session::{SessionContext, SessionRecord};
+use crate::domain::session_cache::MemberProfile;
 use crate::domain::tokens::StoredSigningKey;
 use crate::domain::user::{NewUser, UserPatch, UserRecord};
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
 
 pub struct SqliteStore {
+    /// Reads.
     pool: SqlitePool,
+    /// Writes: a pool of one connection (the read pool itself for in-memory databases, which
+    /// are private to each connection).
+    writer: SqlitePool,
+    /// Renewals, written together by whoever gets the writer first.
+    renewals: RenewalQueue,
 }
 
 #[derive(Debug, Clone)]
@@ -47,12 +59,30 @@ impl SqliteStore {
             .synchronous(SqliteSynchronous::Normal)
             .foreign_keys(true)
             .busy_timeout(Duration::from_secs(5));
+        // A connection to a local file cannot go stale: no ping before every query (each ping
+        // is one more round trip to the connection's thread).
         let pool = SqlitePoolOptions::new()
+            .test_before_acquire(false)
             .max_connections(settings.max_connections.max(1))
             .acquire_timeout(settings.acquire_timeout)
-            .connect_with(options)
+            .connect_with(options.clone())
             .await?;
-        Ok(Self { pool })
+        let in_memory = settings.url.contains(":memory:") || settings.url.contains("mode=memory");
+        let writer = if in_memory {
+            pool.clone()
+        } else {
+            SqlitePoolOptions::new()
+                .test_before_acquire(false)
+                .max_connections(1)
+                .acquire_timeout(settings.acquire_timeout)
+                .connect_with(options)
+                .await?
+        };
+        Ok(Self {
+            pool,
+            writer,
+            renewals: RenewalQueue::default(),
+        })
     }
 
     /// Applies the embedded migrations; fails on a database migrated by a newer coreauth.
@@ -61,10 +91,94 @@ impl SqliteStore {
     }
 
     async fn write_tx(&self) -> DomainResult<Transaction<'static, Sqlite>> {
-        self.pool
+        self.writer
             .begin_with("BEGIN IMMEDIATE")
             .await
             .map_err(db_error)
+    }
+}
+
+/// Group commit for renewals. Every renewal is one small write; one statement per renewal makes
+/// the writer connection the limit (each statement is a round trip to SQLite's thread). Instead
+/// each renewal joins a queue; the first caller to get the writer takes the whole queue and
+/// writes it with one statement, and the others find their answer written when their turn
+/// comes. Each caller still returns only once its renewal is committed, with the same answer
+/// (false for a revoked session) as a write of its own.
+#[derive(Default)]
+struct RenewalQueue {
+    pending: std::sync::Mutex<Vec<PendingRenewal>>,
+    writing: tokio::sync::Mutex<()>,
+}
+
+struct PendingRenewal {
+    id: String,
+    token_expires_at: i64,
+    now: i64,
+    answer: tokio::sync::oneshot::Sender<Result<bool, String>>,
+}
+
+impl RenewalQueue {
+    async fn record(
+        &self,
+        writer: &SqlitePool,
+        id: &str,
+        token_expires_at: i64,
+        now: i64,
+    ) -> DomainResult<bool> {
+        let (answer, mut answered) = tokio::sync::oneshot::channel();
+        self.pending
+            .lock()
+            .map_err(|_| DomainError::internal("renewal queue poisoned"))?
+            .push(PendingRenewal {
+                id: id.to_owned(),
+                token_expires_at,
+                now,
+                answer,
+            });
+        let _turn = self.writing.lock().await;
+        if let Ok(written) = answered.try_recv() {
+            return written.map_err(DomainError::internal);
+        }
+        let batch = std::mem::take(
+            &mut *self
+                .pending
+                .lock()
+                .map_err(|_| DomainError::internal("renewal queue poisoned"))?,
+        );
+        // Written by a task of its own, so that a caller who goes away (a client disconnecting)
+        // cannot leave the others of its batch without an answer.
+        tokio::spawn(write_renewals(writer.clone(), batch));
+        answered
+            .await
+            .map_err(|_| DomainError::internal("a renewal batch was lost"))?
+            .map_err(DomainError::internal)
+    }
+}
+
+async fn write_renewals(writer: SqlitePool, batch: Vec<PendingRenewal>) {
+    let rows: Vec<_> = batch
+        .iter()
+        .map(|r| serde_json::json!([r.id, r.token_expires_at, r.now]))
+        .collect();
+    let renewed: Result<Vec<String>, String> = sqlx::query_scalar(
+        "UPDATE sessions SET renew_count = renew_count + r.n, last_renewed_at = r.at, \
+         token_expires_at = MAX(token_expires_at, r.exp) \
+         FROM (SELECT json_extract(value, '$[0]') AS id, COUNT(*) AS n, \
+         MAX(json_extract(value, '$[1]')) AS exp, MAX(json_extract(value, '$[2]')) AS at \
+         FROM json_each(?) GROUP BY 1) AS r \
+         WHERE sessions.id = r.id AND sessions.revoked_at IS NULL \
+         RETURNING sessions.id",
+    )
+    .bind(serde_json::Value::Array(rows).to_string())
+    .fetch_all(&writer)
+    .await
+    .map_err(|e| format!("database: {e}"));
+    for renewal in batch {
+        let answer = match &renewed {
+            Ok(ids) => Ok(ids.contains(&renewal.id)),
+            Err(e) => Err(e.clone()),
+        };
+        let _ = renewal.answer.send(answer);
     }
 }
 
@@ -200,6 +314,72 @@ struct SessionContextRow {
     is_platform_admin: bool,
     role: String,
     membership_active: bool,
+}
+
+#[derive(FromRow)]
+struct PolicyRow {
+    min_length: i64,
+    max_age_days: i64,
+    history_count: i64,
+    reject_common: bool,
+    require_mfa: bool,
+}
+
+impl From<PolicyRow> for PasswordPolicy {
+    fn from(r: PolicyRow) -> Self {
+        let clamp = |v: i64| u32::try_from(v.max(0)).unwrap_or(u32::MAX);
+        Self {
+            min_length: clamp(r.min_length),
+            max_age_days: clamp(r.max_age_days),
+            history_count: clamp(r.history_count),
+            reject_common: r.reject_common,
+            require_mfa: r.require_mfa,
+        }
+    }
+}
+
+#[derive(FromRow)]
+struct MemberProfileRow {
+    #[sqlx(flatten)]
+    user: UserRow,
+    org_id: i64,
+    org_name: String,
+    /// A JSON array of the org's email domains, sorted.
+    org_domains: String,
+    /// The org's policy row, all null when the org has none (the defaults).
+    min_length: Option<i64>,
+    max_age_days: Option<i64>,
+    history_count: Option<i64>,
+    reject_common: Option<bool>,
+    require_mfa: Option<bool>,
+    mfa_enabled: bool,
+}
+
+impl MemberProfileRow {
+    fn policy(&self) -> PasswordPolicy {
+        match (
+            self.min_length,
+            self.max_age_days,
+            self.history_count,
+            self.reject_common,
+            self.require_mfa,
+        ) {
+            (
+                Some(min_length),
+                Some(max_age_days),
+                Some(history_count),
+                Some(common),
+                Some(mfa),
+            ) => PasswordPolicy::from(PolicyRow {
+                min_length,
+                max_age_days,
+                history_count,
+                reject_common: common,
+                require_mfa: mfa,
+            }),
+            _ => PasswordPolicy::default(),
+        }
+    }
 }
 
 #[derive(FromRow)]
@@ -505,7 +685,7 @@ impl Store for SqliteStore {
         .bind(&key.algorithm)
         .bind(key.seed.as_slice())
         .bind(key.created_at)
-        .execute(&self.pool)
+        .execute(&self.writer)
         .await
         .map(|_| ())
         .map_err(db_error)
@@ -874,23 +1054,57 @@ impl Store for SqliteStore {
         .transpose()
     }
 
+    /// The default reads the profile in five queries; this is one.
+    async fn member_profile(
+        &self,
+        user_id: i64,
+        org_id: i64,
+    ) -> DomainResult<Option<MemberProfile>> {
+        let row: Option<MemberProfileRow> = sqlx::query_as(
+            "SELECT u.id, u.uuid, u.email, u.first, u.last, u.is_active, u.is_platform_admin, \
+             u.password_hash, u.password_set_at, u.must_change_password, u.created_at, \
+             o.id AS org_id, o.name AS org_name, \
+             (SELECT json_group_array(domain) FROM (SELECT domain FROM org_email_domains \
+              WHERE org_id = o.id ORDER BY domain)) AS org_domains, \
+             p.min_length, p.max_age_days, p.history_count, p.reject_common, p.require_mfa, \
+             EXISTS (SELECT 1 FROM mfa_totp t WHERE t.user_id = u.id \
+              AND t.confirmed_at IS NOT NULL) AS mfa_enabled \
+             FROM users u JOIN orgs o ON o.id = ? \
+             LEFT JOIN password_policies p ON p.org_id = o.id \
+             WHERE u.id = ?",
+        )
+        .bind(org_id)
+        .bind(user_id)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(db_error)?;
+        row.map(|r| {
+            let email_domains: Vec<String> = serde_json::from_str(&r.org_domains)
+                .map_err(|e| DomainError::internal(format!("stored org domains: {e}")))?;
+            let policy = r.policy();
+            Ok(MemberProfile {
+                user: r.user.into(),
+                org: OrgRecord {
+                    id: r.org_id,
+                    name: r.org_name,
+                    email_domains,
+                },
+                policy,
+                mfa_enabled: r.mfa_enabled,
+            })
+        })
+        .transpose()
+    }
+
     async fn record_renewal(
         &self,
         id: &str,
         token_expires_at: i64,
         now: i64,
     ) -> DomainResult<bool> {
-        let done = sqlx::query(
-            "UPDATE sessions SET renew_count = renew_count + 1, last_renewed_at = ?, \
-             token_expires_at = MAX(token_expires_at, ?) WHERE id = ? AND revoked_at IS NULL",
-        )
-        .bind(now)
-        .bind(token_expires_at)
-        .bind(id)
-        .execute(&self.pool)
-        .await
-        .map_err(db_error)?;
-        Ok(done.rows_affected() == 1)
+        self.renewals
+            .record(&self.writer, id, token_expires_at, now)
+            .await
     }
 
     async fn revoke_session(
@@ -1146,7 +1360,7 @@ impl Store for SqliteStore {
     }
 
     async fn record_audit(&self, event: &NewAuditEvent) -> DomainResult<()> {
-        let mut conn = self.pool.acquire().await.map_err(db_error)?;
+        let mut conn = self.writer.acquire().await.map_err(db_error)?;
         insert_audit(&mut conn, event).await
     }
 
@@ -1177,7 +1391,7 @@ impl Store for SqliteStore {
     }
 
     async fn password_policy(&self, org_id: i64) -> DomainResult<Option<PasswordPolicy>> {
-        let row: Option<(i64, i64, i64, bool, bool)> = sqlx::query_as(
+        let row: Option<PolicyRow> = sqlx::query_as(
             "SELECT min_length, max_age_days, history_count, reject_common, require_mfa \
              FROM password_policies WHERE org_id = ?",
         )
@@ -1185,18 +1399,7 @@ impl Store for SqliteStore {
         .fetch_optional(&self.pool)
         .await
         .map_err(db_error)?;
-        Ok(row.map(
-            |(min_length, max_age_days, history_count, reject_common, require_mfa)| {
-                let clamp = |v: i64| u32::try_from(v.max(0)).unwrap_or(u32::MAX);
-                PasswordPolicy {
-                    min_length: clamp(min_length),
-                    max_age_days: clamp(max_age_days),
-                    history_count: clamp(history_count),
-                    reject_common,
-                    require_mfa,
-                }
-            },
-        ))
+        Ok(row.map(PasswordPolicy::from))
     }
 
     async fn set_password_policy(
@@ -1328,7 +1531,7 @@ impl Store for SqliteStore {
                 .bind(new_hash)
                 .bind(user_id)
                 .bind(old_hash)
-                .execute(&self.pool)
+                .execute(&self.writer)
                 .await
                 .map_err(db_error)?;
         Ok(done.rows_affected() == 1)
@@ -1440,7 +1643,7 @@ impl Store for SqliteStore {
         .bind(step)
         .bind(user_id)
         .bind(step)
-        .execute(&self.pool)
+        .execute(&self.writer)
         .await
         .map_err(db_error)?;
         Ok(done.rows_affected() == 1)
@@ -1477,7 +1680,7 @@ impl Store for SqliteStore {
         sqlx::query("UPDATE mfa_totp SET secret = ? WHERE user_id = ?")
             .bind(sealed_secret)
             .bind(user_id)
-            .execute(&self.pool)
+            .execute(&self.writer)
             .await
             .map(|_| ())
             .map_err(db_error)
@@ -1602,7 +1805,7 @@ impl Store for SqliteStore {
         .bind(key)
         .bind(now)
         .bind(window_ms)
-        .fetch_one(&self.pool)
+        .fetch_one(&self.writer)
         .await
         .map_err(db_error)
     }
@@ -1610,7 +1813,7 @@ impl Store for SqliteStore {
     async fn clear_throttle(&self, key: &str) -> DomainResult<()> {
         sqlx::query("DELETE FROM throttle WHERE key = ?")
             .bind(key)
-            .execute(&self.pool)
+            .execute(&self.writer)
             .await
             .map(|_| ())
             .map_err(db_error)
@@ -1619,7 +1822,7 @@ impl Store for SqliteStore {
     async fn prune_throttle(&self, before: i64) -> DomainResult<u64> {
         sqlx::query("DELETE FROM throttle WHERE window_start < ?")
             .bind(before)
-            .execute(&self.pool)
+            .execute(&self.writer)
             .await
             .map(|done| done.rows_affected())
             .map_err(db_error)
@@ -1758,7 +1961,7 @@ impl Store for SqliteStore {
         .bind(l.client.as_deref())
         .bind(l.created_at)
         .bind(l.expires_at)
-        .execute(&self.pool)
+        .execute(&self.writer)
         .await
         .map(|_| ())
         .map_err(db_error)
@@ -1781,7 +1984,7 @@ impl Store for SqliteStore {
         )
         .bind(now)
         .bind(state)
-        .fetch_optional(&self.pool)
+        .fetch_optional(&self.writer)
         .await
         .map_err(db_error)?;
         Ok(row.map(

@@ -6,6 +6,7 @@ mod apikeys;
 mod audit;
 mod bad_input;
 mod binary;
+mod cache;
 mod cli;
 mod docs;
 mod helpers;

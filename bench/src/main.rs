@@ -1,0 +1,457 @@
+//! `coreauth-bench`: runs every scenario of the benchmark against the release `coreauth` binary
+//! and appends the figures, with their ratios to limits measured in the same run, to
+//! `bench/RESULTS.md`, and draws `bench/chart.svg`. `scripts/bench` builds and runs it; see
+//! `bench/README.md` for the method.
+
+mod hashlimit;
+mod load;
+mod report;
+mod seed;
+mod server;
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use clap::Parser;
+
+use load::{Load, LoadSettings, Workload};
+use report::{Row, Run, Scenario};
+use server::{CpuMark, Server};
+
+#[derive(Parser)]
+#[command(about = "coreauth benchmark: every scenario, ratios against limits of the same run")]
+struct Args {
+    /// The release coreauth binary.
+    #[arg(long, default_value = "target/release/coreauth")]
+    coreauth: PathBuf,
+    /// Markdown file the results are appended to.
+    #[arg(long, default_value = "bench/RESULTS.md")]
+    results: PathBuf,
+    /// SVG chart written (replaced) by the run.
+    #[arg(long, default_value = "bench/chart.svg")]
+    chart: PathBuf,
+    /// Connection counts each scenario runs at.
+    #[arg(long, value_delimiter = ',', default_value = "1,16,64")]
+    connections: Vec<usize>,
+    /// Seconds of warm-up before each measured window.
+    #[arg(long, default_value_t = 1.0)]
+    warmup: f64,
+    /// Seconds measured per row.
+    #[arg(long, default_value_t = 4.0)]
+    duration: f64,
+    /// Threads of the load generator.
+    #[arg(long, default_value_t = 1)]
+    generator_threads: usize,
+    /// Users (and sessions) of the small database.
+    #[arg(long, default_value_t = 1_000)]
+    small_users: u64,
+    /// Users (and sessions) of the scale scenario.
+    #[arg(long, default_value_t = 1_000_000)]
+    scale_users: u64,
+    /// Skip the scale scenario.
+    #[arg(long)]
+    skip_scale: bool,
+    /// Run only these scenarios (ceiling, validate, apikey, renew, login, isolation, scale);
+    /// for profiling one path. Ratios need their reference scenario in the same run.
+    #[arg(long, value_delimiter = ',')]
+    only: Vec<String>,
+    /// Distinct sessions the validate and renew loads cycle through (and users logging in).
+    #[arg(long, default_value_t = 1_000)]
+    sessions: u64,
+    /// Distinct API keys the api key load cycles through.
+    #[arg(long, default_value_t = 64)]
+    keys: u64,
+    /// Connections of the login flood in the isolation scenario.
+    #[arg(long, default_value_t = 64)]
+    flood: usize,
+    /// Where databases and server logs go (removed at the end unless --keep).
+    #[arg(long)]
+    workdir: Option<PathBuf>,
+    #[arg(long)]
+    keep: bool,
+    /// Words put after the heading of this run's section (e.g. which server build it measured).
+    #[arg(long)]
+    label: Option<String>,
+    /// Print the Markdown instead of appending it to the results file.
+    #[arg(long)]
+    dry_run: bool,
+}
+
+#[tokio::main(flavor = "current_thread")]
+async fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    if !args.coreauth.exists() {
+        bail!(
+            "{} not found: build it with cargo build --release",
+            args.coreauth.display()
+        );
+    }
+    let coreauth = std::fs::canonicalize(&args.coreauth)?;
+    let workdir = args.workdir.clone().unwrap_or_else(|| {
+        std::env::temp_dir().join(format!("coreauth-bench-{}", std::process::id()))
+    });
+    std::fs::create_dir_all(&workdir)?;
+    let result = bench(&args, &coreauth, &workdir).await;
+    if !args.keep {
+        let _ = std::fs::remove_dir_all(&workdir);
+    }
+    let run = result?;
+    let markdown = run.markdown();
+    if args.dry_run {
+        println!("{markdown}");
+    } else {
+        append(&args.results, &markdown)?;
+        std::fs::write(&args.chart, run.svg())?;
+        println!("{markdown}");
+        println!(
+            "appended to {}, chart in {}",
+            args.results.display(),
+            args.chart.display()
+        );
+    }
+    Ok(())
+}
+
+async fn bench(args: &Args, coreauth: &Path, workdir: &Path) -> anyhow::Result<Run> {
+    let wanted = |name: &str| args.only.is_empty() || args.only.iter().any(|o| o == name);
+    let cores = std::thread::available_parallelism().map_or(1, usize::from);
+    let settings = LoadSettings {
+        warmup: Duration::from_secs_f64(args.warmup),
+        duration: Duration::from_secs_f64(args.duration),
+        threads: args.generator_threads,
+    };
+    let load_before = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
+    let hash = seed::password_hash()?;
+    let argon2_limit = if wanted("login") || wanted("scale") {
+        say(&format!("argon2id limit on {cores} threads"));
+        let limit = hashlimit::verifications_per_second(&hash, cores, Duration::from_secs(3))?;
+        say(&format!("  {limit:.1} verifications/s"));
+        limit
+    } else {
+        f64::NAN
+    };
+
+    let mut rows = Vec::new();
+    let mut notes = Vec::new();
+    let sign_us = hashlimit::signing_micros(4000)?;
+    notes.push(format!(
+        "Signing one session token (Ed25519, what each login and renewal pays) takes {sign_us:.1} \
+         µs of one core here: signing alone caps renewals near {} per second on {cores} cores.",
+        report::thousands(cores as f64 * 1e6 / sign_us)
+    ));
+
+    // The small database: every scenario but scale.
+    let small_dir = workdir.join("small");
+    std::fs::create_dir_all(&small_dir)?;
+    let small_url = format!("sqlite://{}", small_dir.join("coreauth.db").display());
+    seed::migrate(coreauth, &small_url, &small_dir)?;
+    let seeded = seed::seed(&small_url, args.small_users, &hash).await?;
+    let small = Server::start(coreauth, &small_url, &small_dir, &[]).await?;
+    let addr = small.addr;
+    let users = seed::spread(args.small_users, args.sessions);
+    let tokens = seed::session_tokens(&small_url, &users).await?;
+    let keys = create_keys(addr, &tokens[..tokens.len().min(args.keys as usize)]).await?;
+    let logins = login_bodies(&users);
+    let ceiling = Workload::new(vec![load::get_request(addr, "/healthz", None)])?;
+    let validate = Workload::get_with(addr, "/user/me", &tokens)?;
+    let apikey = Workload::get_with(addr, "/user/me", &keys)?;
+    let renew = Workload::get_with(addr, "/user/authenticate", &tokens)?;
+    let login = Workload::post_json(addr, "/user/authenticate", &logins)?;
+    for &c in &args.connections {
+        for (name, scenario, workload) in [
+            ("ceiling", Scenario::Ceiling, &ceiling),
+            ("validate", Scenario::Validate, &validate),
+            ("apikey", Scenario::ApiKey, &apikey),
+            ("renew", Scenario::Renew, &renew),
+            ("login", Scenario::Login, &login),
+        ] {
+            if wanted(name) {
+                rows.push(measure(&small, scenario, workload, c, settings)?);
+            }
+        }
+    }
+    for &c in args.connections.iter().filter(|_| wanted("isolation")) {
+        let flood = Load {
+            workload: login.clone(),
+            connections: args.flood,
+        };
+        let checked = Load {
+            workload: validate.clone(),
+            connections: c,
+        };
+        say(&format!(
+            "isolation: validate × {c} during a login flood × {}",
+            args.flood
+        ));
+        let mark = CpuMark::now(&small);
+        let mut measured = load::run(addr, vec![checked, flood], settings)?.into_iter();
+        let cores_used = mark.share(&small);
+        let (Some(v), Some(f)) = (measured.next(), measured.next()) else {
+            bail!("the isolation loads did not report");
+        };
+        report_line(Scenario::Isolation, c, &v);
+        rows.push(Row {
+            scenario: Scenario::Isolation,
+            connections: c,
+            measurement: v,
+            cores: cores_used,
+        });
+        rows.push(Row {
+            scenario: Scenario::Flood,
+            connections: args.flood,
+            measurement: f,
+            cores: cores_used,
+        });
+    }
+    let peak_rss_small_mib = small.peak_rss_mib();
+    small.stop()?;
+    notes.push(format!(
+        "Small database: {} users, each a member of one org with one live session, seeded in \
+         {:.1} s; loads cycle through {} sessions ({} API keys, {} users logging in).",
+        report::thousands(args.small_users as f64),
+        seeded.as_secs_f64(),
+        tokens.len(),
+        keys.len(),
+        logins.len()
+    ));
+
+    let mut peak_rss_scale_mib = None;
+    if !args.skip_scale && wanted("scale") {
+        let scale_dir = workdir.join("scale");
+        std::fs::create_dir_all(&scale_dir)?;
+        let scale_url = format!("sqlite://{}", scale_dir.join("coreauth.db").display());
+        seed::migrate(coreauth, &scale_url, &scale_dir)?;
+        say(&format!("seeding {} users and sessions", args.scale_users));
+        let seeded = seed::seed(&scale_url, args.scale_users, &hash).await?;
+        say(&format!("  seeded in {:.1} s", seeded.as_secs_f64()));
+        let size = std::fs::metadata(scale_dir.join("coreauth.db"))
+            .map(|m| m.len() as f64 / 1_048_576.0)
+            .unwrap_or(0.0);
+        let scale = Server::start(coreauth, &scale_url, &scale_dir, &[]).await?;
+        let addr = scale.addr;
+        let users = seed::spread(args.scale_users, args.sessions);
+        let tokens = seed::session_tokens(&scale_url, &users).await?;
+        let validate = Workload::get_with(addr, "/user/me", &tokens)?;
+        let login = Workload::post_json(addr, "/user/authenticate", &login_bodies(&users))?;
+        for &c in &args.connections {
+            rows.push(measure(
+                &scale,
+                Scenario::ScaleValidate,
+                &validate,
+                c,
+                settings,
+            )?);
+            rows.push(measure(&scale, Scenario::ScaleLogin, &login, c, settings)?);
+        }
+        peak_rss_scale_mib = scale.peak_rss_mib();
+        scale.stop()?;
+        notes.push(format!(
+            "Scale database: {} users + {} live sessions seeded in {:.1} s ({:.0} MiB file); \
+             the loads cycle through {} of them spread over the whole range.",
+            report::thousands(args.scale_users as f64),
+            report::thousands(args.scale_users as f64),
+            seeded.as_secs_f64(),
+            size,
+            tokens.len()
+        ));
+    }
+
+    // Other processes can only make hashing slower: the best of two measurements, one at each
+    // end of the run, is the better estimate of what the cores can do.
+    let mut argon2_limit = argon2_limit;
+    if argon2_limit.is_finite() {
+        say("argon2id limit again, at the end of the run");
+        let again = hashlimit::verifications_per_second(&hash, cores, Duration::from_secs(3))?;
+        say(&format!("  {again:.1} verifications/s"));
+        notes.push(format!(
+            "argon2id limit measured at the start and at the end of the run: {argon2_limit:.1} \
+             and {again:.1} verifications/s; the higher is used."
+        ));
+        argon2_limit = argon2_limit.max(again);
+    }
+    let load_after = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
+    notes.insert(
+        0,
+        format!(
+            "Load average before / after the run: {} / {} (the machine is shared: other \
+             builds may have been running; the `other` cores column shows how much).",
+            first_field(&load_before),
+            first_field(&load_after)
+        ),
+    );
+    notes.insert(
+        1,
+        format!(
+            "Server: release `coreauth serve`, SQLite (WAL), `COREAUTH_LOG=warn`, throttle \
+             limits raised (every request comes from 127.0.0.1), hashing concurrency and queue \
+             at their defaults. Load generator: the bench crate's closed-loop HTTP/1.1 keep-alive \
+             client on {} thread(s), on the same machine; {:.0} s warm-up, then {:.0} s measured \
+             per row. The cores column is CPU time over wall time (2.00 = both cores busy).",
+            args.generator_threads, args.warmup, args.duration
+        ),
+    );
+    Ok(Run {
+        date: time::OffsetDateTime::now_utc()
+            .format(&time::format_description::parse_borrowed::<2>(
+                "[year]-[month]-[day] [hour]:[minute] UTC",
+            )?)
+            .unwrap_or_default(),
+        commit: commit(),
+        label: args.label.clone(),
+        machine: machine(cores),
+        notes,
+        argon2_limit,
+        cores,
+        rows,
+        peak_rss_small_mib,
+        peak_rss_scale_mib,
+        scale_users: if peak_rss_scale_mib.is_none() {
+            0
+        } else {
+            args.scale_users
+        },
+    })
+}
+
+fn measure(
+    server: &Server,
+    scenario: Scenario,
+    workload: &Workload,
+    connections: usize,
+    settings: LoadSettings,
+) -> anyhow::Result<Row> {
+    let mark = CpuMark::now(server);
+    let load = Load {
+        workload: workload.clone(),
+        connections,
+    };
+    let measurement = load::run(server.addr, vec![load], settings)?
+        .pop()
+        .context("no measurement")?;
+    let cores = mark.share(server);
+    report_line(scenario, connections, &measurement);
+    Ok(Row {
+        scenario,
+        connections,
+        measurement,
+        cores,
+    })
+}
+
+fn report_line(scenario: Scenario, connections: usize, m: &load::Measurement) {
+    say(&format!(
+        "{:<48} c={:<3} {:>9} req/s  p50 {:>7.2} ms  p99 {:>7.2} ms  errors {}",
+        scenario.label(),
+        connections,
+        report::thousands(m.throughput()),
+        m.p50_ms(),
+        m.p99_ms(),
+        m.errors_text()
+    ));
+}
+
+fn say(line: &str) {
+    eprintln!("bench: {line}");
+}
+
+fn login_bodies(users: &[u64]) -> Vec<String> {
+    users
+        .iter()
+        .map(|&n| {
+            serde_json::json!({
+                "email": seed::email(n),
+                "password": seed::PASSWORD,
+                "selectedOrg": 0,
+                "client": "bench",
+            })
+            .to_string()
+        })
+        .collect()
+}
+
+/// One API key per session token, made through `POST /authheader/add`.
+async fn create_keys(addr: SocketAddr, tokens: &[String]) -> anyhow::Result<Vec<String>> {
+    let mut keys = Vec::with_capacity(tokens.len());
+    for (i, token) in tokens.iter().enumerate() {
+        let body = serde_json::json!({ "name": format!("bench {i}") }).to_string();
+        let request = load::post_request(addr, "/authheader/add", Some(token), &body);
+        let (status, answer) = load::call(addr, &request).await?;
+        if status != 201 && status != 200 {
+            bail!(
+                "POST /authheader/add answered {status}: {}",
+                String::from_utf8_lossy(&answer)
+            );
+        }
+        let answer: serde_json::Value = serde_json::from_slice(&answer)?;
+        let key = answer["token"]
+            .as_str()
+            .context("no token in the /authheader/add answer")?;
+        keys.push(key.to_owned());
+    }
+    Ok(keys)
+}
+
+fn append(path: &Path, markdown: &str) -> anyhow::Result<()> {
+    use std::io::Write;
+    let fresh = !path.exists();
+    let mut file = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .with_context(|| format!("opening {}", path.display()))?;
+    if fresh {
+        writeln!(
+            file,
+            "# coreauth benchmark results\n\nEach section is one run of `./scripts/bench`, \
+             appended; see `bench/README.md` for how to read it.\n"
+        )?;
+    }
+    file.write_all(markdown.as_bytes())?;
+    Ok(())
+}
+
+fn first_field(text: &str) -> String {
+    text.split_whitespace().next().unwrap_or("?").to_owned()
+}
+
+fn commit() -> String {
+    let git = |args: &[&str]| {
+        std::process::Command::new("git")
+            .args(args)
+            .output()
+            .ok()
+            .filter(|o| o.status.success())
+            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
+    };
+    let head = git(&["rev-parse", "--short=10", "HEAD"]).unwrap_or_else(|| "unknown".into());
+    let dirty =
+        git(&["status", "--porcelain", "--untracked-files=no"]).is_some_and(|s| !s.is_empty());
+    if dirty {
+        format!("{head} + uncommitted changes")
+    } else {
+        head
+    }
+}
+
+fn machine(cores: usize) -> String {
+    let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+    let model = cpuinfo
+        .lines()
+        .find(|l| l.starts_with("model name"))
+        .and_then(|l| l.split_once(':'))
+        .map_or("unknown CPU", |(_, m)| m.trim());
+    let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
+    let meminfo = std::fs::read_to_string("/proc/meminfo").unwrap_or_default();
+    let mem_gib = meminfo
+        .lines()
+        .find(|l| l.starts_with("MemTotal:"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|v| v.parse::<f64>().ok())
+        .map_or(0.0, |kib| kib / 1_048_576.0);
+    format!(
+        "{model}, {cores} cores, {mem_gib:.0} GiB RAM, Linux {}",
+        kernel.trim()
+    )
+}

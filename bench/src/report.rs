@@ -1,0 +1,430 @@
+//! The report: a Markdown section appended to `bench/RESULTS.md` (every figure, every ratio, each
+//! goal met or not) and an SVG chart of throughput and p99 against connections per scenario.
+
+use std::fmt::Write as _;
+
+use crate::load::Measurement;
+use crate::server::CoreShare;
+
+/// Which figure a row is, for ratios and the chart.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scenario {
+    Ceiling,
+    Validate,
+    ApiKey,
+    Renew,
+    Login,
+    Isolation,
+    Flood,
+    ScaleValidate,
+    ScaleLogin,
+}
+
+impl Scenario {
+    pub fn label(self) -> &'static str {
+        match self {
+            Self::Ceiling => "ceiling: `GET /healthz`",
+            Self::Validate => "validate: `GET /user/me`, session token",
+            Self::ApiKey => "api key: `GET /user/me`, API key",
+            Self::Renew => "renew: `GET /user/authenticate`",
+            Self::Login => "login: `POST /user/authenticate`",
+            Self::Isolation => "isolation: validate during a login flood",
+            Self::Flood => "isolation: the login flood itself",
+            Self::ScaleValidate => "scale: validate, 1M users + sessions",
+            Self::ScaleLogin => "scale: login, 1M users + sessions",
+        }
+    }
+
+    fn short(self) -> &'static str {
+        match self {
+            Self::Ceiling => "ceiling",
+            Self::Validate => "validate",
+            Self::ApiKey => "api key",
+            Self::Renew => "renew",
+            Self::Login => "login",
+            Self::Isolation => "validate in flood",
+            Self::Flood => "login flood",
+            Self::ScaleValidate => "validate 1M",
+            Self::ScaleLogin => "login 1M",
+        }
+    }
+
+    fn color(self) -> &'static str {
+        match self {
+            Self::Ceiling => "#222222",
+            Self::Validate => "#1f77b4",
+            Self::ApiKey => "#2ca02c",
+            Self::Renew => "#ff7f0e",
+            Self::Login => "#d62728",
+            Self::Isolation => "#9467bd",
+            Self::Flood => "#e377c2",
+            Self::ScaleValidate => "#17becf",
+            Self::ScaleLogin => "#8c564b",
+        }
+    }
+}
+
+/// A scenario's points: (connections, throughput, p99 ms).
+type Series = (Scenario, Vec<(usize, f64, f64)>);
+
+pub struct Row {
+    pub scenario: Scenario,
+    pub connections: usize,
+    pub measurement: Measurement,
+    pub cores: CoreShare,
+}
+
+/// Everything one run measured.
+pub struct Run {
+    pub date: String,
+    pub commit: String,
+    /// Words after the heading (e.g. which server build was measured).
+    pub label: Option<String>,
+    pub machine: String,
+    pub notes: Vec<String>,
+    pub argon2_limit: f64,
+    /// Cores of the machine: the argon2 limit uses them all, so fewer login connections
+    /// cannot reach it.
+    pub cores: usize,
+    pub rows: Vec<Row>,
+    pub peak_rss_small_mib: Option<f64>,
+    pub peak_rss_scale_mib: Option<f64>,
+    pub scale_users: u64,
+}
+
+struct Verdict {
+    ratio: String,
+    goal: &'static str,
+    met: Option<bool>,
+}
+
+impl Run {
+    fn find(&self, scenario: Scenario, connections: usize) -> Option<&Row> {
+        self.rows
+            .iter()
+            .find(|r| r.scenario == scenario && r.connections == connections)
+    }
+
+    fn verdict(&self, row: &Row) -> Verdict {
+        let throughput = row.measurement.throughput();
+        let against = |base: Scenario, goal: &'static str, min: f64, what: &str| match self
+            .find(base, row.connections)
+        {
+            Some(b) if b.measurement.throughput() > 0.0 => {
+                let r = throughput / b.measurement.throughput();
+                Verdict {
+                    ratio: format!("{r:.2} × {what}"),
+                    goal,
+                    met: Some(r >= min),
+                }
+            }
+            _ => Verdict {
+                ratio: "—".into(),
+                goal,
+                met: None,
+            },
+        };
+        match row.scenario {
+            Scenario::Ceiling | Scenario::Flood => Verdict {
+                ratio: "—".into(),
+                goal: "",
+                met: None,
+            },
+            Scenario::Validate => against(Scenario::Ceiling, "≥ 0.85", 0.85, "ceiling"),
+            Scenario::ApiKey => against(Scenario::Ceiling, "≥ 0.85", 0.85, "ceiling"),
+            Scenario::Renew => against(Scenario::Ceiling, "≥ 0.5", 0.5, "ceiling"),
+            Scenario::Login => {
+                let r = throughput / self.argon2_limit.max(1e-9);
+                // One connection keeps one core hashing (p=1): the all-core limit needs as
+                // many logins in flight as there are cores.
+                let reachable = row.connections >= self.cores;
+                Verdict {
+                    ratio: format!("{r:.2} × argon2 limit"),
+                    goal: if reachable {
+                        "≥ 0.85"
+                    } else {
+                        "— (fewer conns than cores)"
+                    },
+                    met: reachable.then_some(r >= 0.85),
+                }
+            }
+            Scenario::Isolation => {
+                let mut v = against(Scenario::Validate, "≥ 0.5 and p99 ≤ 10 ms", 0.5, "unloaded");
+                let p99 = row.measurement.p99_ms();
+                v.met = v.met.map(|m| m && p99 <= 10.0);
+                v
+            }
+            Scenario::ScaleValidate => against(Scenario::Validate, "≥ 0.9", 0.9, "small database"),
+            Scenario::ScaleLogin => against(Scenario::Login, "≥ 0.9", 0.9, "small database"),
+        }
+    }
+
+    /// The Markdown section for `bench/RESULTS.md`.
+    pub fn markdown(&self) -> String {
+        let mut out = String::new();
+        let label = self
+            .label
+            .as_deref()
+            .map(|l| format!(" — {l}"))
+            .unwrap_or_default();
+        let _ = writeln!(out, "## {} — commit `{}`{label}\n", self.date, self.commit);
+        let _ = writeln!(out, "- Machine: {}", self.machine);
+        for note in &self.notes {
+            let _ = writeln!(out, "- {note}");
+        }
+        let _ = writeln!(
+            out,
+            "- argon2id limit (m=19456 KiB, t=2, p=1, one thread per core, server stopped): \
+             **{:.1} verifications/s**\n",
+            self.argon2_limit
+        );
+        let _ = writeln!(
+            out,
+            "| scenario | conns | req/s | p50 ms | p99 ms | non-2xx / errors | ratio | goal | met | \
+             cores: server / generator / other |"
+        );
+        let _ = writeln!(out, "|---|--:|--:|--:|--:|---|---|---|---|---|");
+        let (mut met, mut missed) = (0, 0);
+        for row in &self.rows {
+            let m = &row.measurement;
+            let v = self.verdict(row);
+            let met_text = match v.met {
+                Some(true) => {
+                    met += 1;
+                    "yes"
+                }
+                Some(false) => {
+                    missed += 1;
+                    "**no**"
+                }
+                None => "",
+            };
+            let _ = writeln!(
+                out,
+                "| {} | {} | {} | {:.2} | {:.2} | {} | {} | {} | {} | {} |",
+                row.scenario.label(),
+                row.connections,
+                thousands(m.throughput()),
+                m.p50_ms(),
+                m.p99_ms(),
+                m.errors_text(),
+                v.ratio,
+                v.goal,
+                met_text,
+                row.cores.text(),
+            );
+        }
+        let rss = |v: Option<f64>| v.map_or("—".to_owned(), |m| format!("{m:.0} MiB"));
+        let scale_met = self.peak_rss_scale_mib.map(|m| m <= 300.0);
+        match scale_met {
+            Some(true) => met += 1,
+            Some(false) => missed += 1,
+            None => {}
+        }
+        let _ = writeln!(
+            out,
+            "\nPeak RSS of the server (VmHWM): {} with the small database, {} with {} users and \
+             sessions; goal ≤ 300 MiB: {}.\n",
+            rss(self.peak_rss_small_mib),
+            rss(self.peak_rss_scale_mib),
+            thousands(self.scale_users as f64),
+            match scale_met {
+                Some(true) => "met",
+                Some(false) => "**not met**",
+                None => "not measured",
+            }
+        );
+        let _ = writeln!(out, "Goals met in this run: {met} of {}.\n", met + missed);
+        out
+    }
+
+    /// Throughput and p99 against connections, one line per scenario, log scales.
+    pub fn svg(&self) -> String {
+        let scenarios = [
+            Scenario::Ceiling,
+            Scenario::Validate,
+            Scenario::ApiKey,
+            Scenario::Renew,
+            Scenario::Login,
+            Scenario::Isolation,
+            Scenario::ScaleValidate,
+            Scenario::ScaleLogin,
+        ];
+        let mut conns: Vec<usize> = self.rows.iter().map(|r| r.connections).collect();
+        conns.sort_unstable();
+        conns.dedup();
+        let series: Vec<Series> = scenarios
+            .iter()
+            .map(|&s| {
+                let points = self
+                    .rows
+                    .iter()
+                    .filter(|r| r.scenario == s)
+                    .map(|r| {
+                        (
+                            r.connections,
+                            r.measurement.throughput(),
+                            r.measurement.p99_ms(),
+                        )
+                    })
+                    .collect();
+                (s, points)
+            })
+            .filter(|(_, p): &Series| !p.is_empty())
+            .collect();
+        let (width, height) = (960.0, 470.0);
+        let mut svg = String::new();
+        let _ = writeln!(
+            svg,
+            r#"<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" viewBox="0 0 {width} {height}" font-family="sans-serif" font-size="12">"#
+        );
+        let _ = writeln!(
+            svg,
+            r#"<rect width="100%" height="100%" fill="white"/><text x="16" y="22" font-size="15" font-weight="bold">coreauth bench — {} — commit {}</text>"#,
+            escape(&self.date),
+            escape(&self.commit)
+        );
+        let panels = [
+            ("throughput (2xx req/s, log scale)", 0_usize),
+            ("p99 latency (ms, log scale)", 1),
+        ];
+        for (i, (title, which)) in panels.iter().enumerate() {
+            let x0 = 70.0 + i as f64 * 470.0;
+            let (y0, w, h) = (50.0, 380.0, 300.0);
+            let values: Vec<f64> = series
+                .iter()
+                .flat_map(|(_, p)| p.iter().map(|&(_, t, l)| if *which == 0 { t } else { l }))
+                .filter(|v| v.is_finite() && *v > 0.0)
+                .collect();
+            let lo = values
+                .iter()
+                .copied()
+                .fold(f64::INFINITY, f64::min)
+                .max(1e-3);
+            let hi = values.iter().copied().fold(0.0, f64::max).max(lo * 10.0);
+            let (lo_exp, hi_exp) = (lo.log10().floor(), hi.log10().ceil());
+            let y_of = |v: f64| y0 + h - (v.log10() - lo_exp) / (hi_exp - lo_exp).max(1.0) * h;
+            let x_of = |c: usize| {
+                let idx = conns.iter().position(|&k| k == c).unwrap_or(0) as f64;
+                x0 + 30.0 + idx * (w - 60.0) / ((conns.len().max(2) - 1) as f64)
+            };
+            let _ = writeln!(
+                svg,
+                r##"<text x="{}" y="{}" font-weight="bold">{}</text><rect x="{x0}" y="{y0}" width="{w}" height="{h}" fill="none" stroke="#999"/>"##,
+                x0,
+                y0 - 8.0,
+                title
+            );
+            let mut e = lo_exp;
+            while e <= hi_exp {
+                let y = y_of(10f64.powf(e));
+                let _ = writeln!(
+                    svg,
+                    r##"<line x1="{x0}" x2="{}" y1="{y:.1}" y2="{y:.1}" stroke="#e5e5e5"/><text x="{}" y="{:.1}" text-anchor="end">{}</text>"##,
+                    x0 + w,
+                    x0 - 6.0,
+                    y + 4.0,
+                    axis_label(10f64.powf(e))
+                );
+                e += 1.0;
+            }
+            for &c in &conns {
+                let x = x_of(c);
+                let _ = writeln!(
+                    svg,
+                    r##"<line x1="{x:.1}" x2="{x:.1}" y1="{y0}" y2="{}" stroke="#f0f0f0"/><text x="{x:.1}" y="{}" text-anchor="middle">{c}</text>"##,
+                    y0 + h,
+                    y0 + h + 16.0
+                );
+            }
+            let _ = writeln!(
+                svg,
+                r#"<text x="{}" y="{}" text-anchor="middle">connections</text>"#,
+                x0 + w / 2.0,
+                y0 + h + 32.0
+            );
+            for (scenario, points) in &series {
+                let coords: Vec<String> = points
+                    .iter()
+                    .filter_map(|&(c, t, l)| {
+                        let v = if *which == 0 { t } else { l };
+                        (v.is_finite() && v > 0.0).then(|| format!("{:.1},{:.1}", x_of(c), y_of(v)))
+                    })
+                    .collect();
+                let color = scenario.color();
+                let _ = writeln!(
+                    svg,
+                    r#"<polyline fill="none" stroke="{color}" stroke-width="2" points="{}"/>"#,
+                    coords.join(" ")
+                );
+                for point in &coords {
+                    if let Some((x, y)) = point.split_once(',') {
+                        let _ =
+                            writeln!(svg, r#"<circle cx="{x}" cy="{y}" r="3" fill="{color}"/>"#);
+                    }
+                }
+            }
+        }
+        for (i, (scenario, _)) in series.iter().enumerate() {
+            let x = 70.0 + (i % 4) as f64 * 220.0;
+            let y = 410.0 + (i / 4) as f64 * 20.0;
+            let _ = writeln!(
+                svg,
+                r#"<line x1="{x}" x2="{}" y1="{}" y2="{}" stroke="{}" stroke-width="3"/><text x="{}" y="{}">{}</text>"#,
+                x + 24.0,
+                y - 4.0,
+                y - 4.0,
+                scenario.color(),
+                x + 30.0,
+                y,
+                scenario.short()
+            );
+        }
+        let _ = writeln!(svg, "</svg>");
+        svg
+    }
+}
+
+fn axis_label(v: f64) -> String {
+    if v >= 1000.0 {
+        format!("{}k", thousands(v / 1000.0))
+    } else if v >= 1.0 {
+        format!("{v:.0}")
+    } else {
+        format!("{v}")
+    }
+}
+
+/// `12345.6` → `12,346`.
+pub fn thousands(v: f64) -> String {
+    if !v.is_finite() {
+        return "—".into();
+    }
+    let digits = format!("{:.0}", v.abs());
+    let mut out = String::new();
+    for (i, ch) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
+            out.push(',');
+        }
+        out.push(ch);
+    }
+    if v < 0.0 { format!("-{out}") } else { out }
+}
+
+fn escape(text: &str) -> String {
+    text.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn numbers_get_separators() {
+        assert_eq!(thousands(1234567.4), "1,234,567");
+        assert_eq!(thousands(999.0), "999");
+        assert_eq!(thousands(0.4), "0");
+    }
+}

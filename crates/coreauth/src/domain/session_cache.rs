@@ -1,0 +1,482 @@
+//! A short-lived memory of what authenticating a request reads: session contexts by session id,
+//! API key contexts by key hash, and member profiles (what `/user/me` and renewals show) by user
+//! and org. Without it every request costs several database reads; with it, a busy session
+//! costs one read per TTL.
+//!
+//! Correctness rests on three rules:
+//! - Entries live at most `ttl` (1 s by default), so a change made by another instance (a logout,
+//!   a deactivation) is seen here within that time, as the spec allows across instances.
+//! - Changes made through this instance invalidate at once: `invalidate_session`,
+//!   `invalidate_user`, `invalidate_org`, `clear` (the caching store calls them after each write).
+//! - A read that raced with an invalidation is not remembered: callers take a `Ticket` before
+//!   reading the database and `insert` refuses it if anything was invalidated since, so a read
+//!   made just before a logout cannot bring the session back after it.
+//!
+//! Time here is the monotonic clock of the process, not the domain clock: the cache only decides
+//! how old a copy may be; every rule (expiry, revocation) is still checked on the copy with the
+//! request's own time.
+
+use std::borrow::Borrow;
+use std::collections::HashMap;
+use std::hash::Hash;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use super::apikey::ApiKeyContext;
+use super::org::OrgRecord;
+use super::policy::PasswordPolicy;
+use super::session::SessionContext;
+use super::user::UserRecord;
+
+/// Entries per map; past it, stale entries are dropped, and if that is not enough, all of them.
+pub const DEFAULT_CAPACITY: usize = 50_000;
+
+/// What `/user/me` and a renewal show about a member: the user, the org, the org's policy and
+/// whether the user has a second factor.
+#[derive(Debug, Clone)]
+pub struct MemberProfile {
+    pub user: UserRecord,
+    pub org: OrgRecord,
+    /// The org's policy, or the defaults when it has none.
+    pub policy: PasswordPolicy,
+    pub mfa_enabled: bool,
+}
+
+/// Proof of the cache's state before a database read; see the module's third rule.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Ticket(u64);
+
+struct Entry<V> {
+    value: V,
+    user_id: i64,
+    org_id: i64,
+    stored_at: Instant,
+}
+
+struct Map<K, V> {
+    entries: HashMap<K, Entry<V>>,
+}
+
+impl<K: Eq + Hash, V: Clone> Map<K, V> {
+    fn new() -> Self {
+        Self {
+            entries: HashMap::new(),
+        }
+    }
+
+    fn get<Q>(&self, key: &Q, ttl: Duration, now: Instant) -> Option<V>
+    where
+        K: Borrow<Q>,
+        Q: Eq + Hash + ?Sized,
+    {
+        let entry = self.entries.get(key)?;
+        (now.saturating_duration_since(entry.stored_at) < ttl).then(|| entry.value.clone())
+    }
+
+    fn insert(&mut self, key: K, entry: Entry<V>, ttl: Duration, capacity: usize) {
+        if self.entries.len() >= capacity && !self.entries.contains_key(&key) {
+            let now = entry.stored_at;
+            self.entries
+                .retain(|_, e| now.saturating_duration_since(e.stored_at) < ttl);
+            if self.entries.len() >= capacity {
+                self.entries.clear();
+            }
+        }
+        self.entries.insert(key, entry);
+    }
+
+    fn retain(&mut self, keep: impl Fn(&Entry<V>) -> bool) {
+        self.entries.retain(|_, e| keep(e));
+    }
+}
+
+struct Inner {
+    generation: u64,
+    sessions: Map<String, SessionContext>,
+    keys: Map<Vec<u8>, ApiKeyContext>,
+    profiles: Map<(i64, i64), MemberProfile>,
+}
+
+pub struct SessionCache {
+    ttl: Duration,
+    capacity: usize,
+    inner: Mutex<Inner>,
+}
+
+impl SessionCache {
+    /// A cache keeping entries for `ttl`; `Duration::ZERO` keeps nothing.
+    pub fn new(ttl: Duration, capacity: usize) -> Self {
+        Self {
+            ttl,
+            capacity: capacity.max(1),
+            inner: Mutex::new(Inner {
+                generation: 0,
+                sessions: Map::new(),
+                keys: Map::new(),
+                profiles: Map::new(),
+            }),
+        }
+    }
+
+    pub fn ttl(&self) -> Duration {
+        self.ttl
+    }
+
+    fn enabled(&self) -> bool {
+        !self.ttl.is_zero()
+    }
+
+    /// Runs `f` on the maps; a poisoned lock (a panic elsewhere while holding it) is treated
+    /// as an empty cache rather than a failure: the database still answers.
+    fn with<T>(&self, f: impl FnOnce(&mut Inner) -> T) -> Option<T> {
+        self.inner.lock().ok().map(|mut inner| f(&mut inner))
+    }
+
+    /// To be taken before reading what will be inserted.
+    pub fn ticket(&self) -> Ticket {
+        Ticket(self.with(|i| i.generation).unwrap_or(u64::MAX))
+    }
+
+    pub fn session(&self, id: &str, now: Instant) -> Option<SessionContext> {
+        if !self.enabled() {
+            return None;
+        }
+        self.with(|i| i.sessions.get(id, self.ttl, now)).flatten()
+    }
+
+    pub fn insert_session(&self, ticket: Ticket, ctx: &SessionContext, now: Instant) {
+        let entry = Entry {
+            value: ctx.clone(),
+            user_id: ctx.session.user_id,
+            org_id: ctx.session.org_id,
+            stored_at: now,
+        };
+        self.insert_with(ticket, |i, ttl, cap| {
+            i.sessions.insert(ctx.session.id.clone(), entry, ttl, cap);
+        });
+    }
+
+    pub fn key(&self, hash: &[u8], now: Instant) -> Option<ApiKeyContext> {
+        if !self.enabled() {
+            return None;
+        }
+        self.with(|i| i.keys.get(hash, self.ttl, now)).flatten()
+    }
+
+    pub fn insert_key(&self, ticket: Ticket, hash: &[u8], ctx: &ApiKeyContext, now: Instant) {
+        let entry = Entry {
+            value: ctx.clone(),
+            user_id: ctx.key.user_id,
+            org_id: ctx.key.org_id,
+            stored_at: now,
+        };
+        self.insert_with(ticket, |i, ttl, cap| {
+            i.keys.insert(hash.to_vec(), entry, ttl, cap);
+        });
+    }
+
+    pub fn profile(&self, user_id: i64, org_id: i64, now: Instant) -> Option<MemberProfile> {
+        if !self.enabled() {
+            return None;
+        }
+        self.with(|i| i.profiles.get(&(user_id, org_id), self.ttl, now))
+            .flatten()
+    }
+
+    pub fn insert_profile(&self, ticket: Ticket, profile: &MemberProfile, now: Instant) {
+        let (user_id, org_id) = (profile.user.id, profile.org.id);
+        let entry = Entry {
+            value: profile.clone(),
+            user_id,
+            org_id,
+            stored_at: now,
+        };
+        self.insert_with(ticket, |i, ttl, cap| {
+            i.profiles.insert((user_id, org_id), entry, ttl, cap);
+        });
+    }
+
+    fn insert_with(&self, ticket: Ticket, f: impl FnOnce(&mut Inner, Duration, usize)) {
+        if !self.enabled() {
+            return;
+        }
+        self.with(|i| {
+            // Something was invalidated since the read began: the read may predate it.
+            if i.generation == ticket.0 {
+                f(i, self.ttl, self.capacity);
+            }
+        });
+    }
+
+    /// Applies a committed renewal to the cached copy of its session, if there is one, so the
+    /// copy keeps its renewal count and token expiry without another read. (A read that began
+    /// before the renewal and lands after it can still store the older count, for at most the
+    /// TTL: these two fields decide nothing.)
+    pub fn note_renewal(&self, id: &str, token_expires_at: i64, now: i64) {
+        self.with(|i| {
+            if let Some(entry) = i.sessions.entries.get_mut(id) {
+                let session = &mut entry.value.session;
+                session.renew_count += 1;
+                session.last_renewed_at = Some(now);
+                session.token_expires_at = session.token_expires_at.max(token_expires_at);
+            }
+        });
+    }
+
+    /// Forgets one session (logout, ending a session).
+    pub fn invalidate_session(&self, id: &str) {
+        self.with(|i| {
+            i.generation = i.generation.wrapping_add(1);
+            i.sessions.entries.remove(id);
+        });
+    }
+
+    /// Forgets everything about a user: sessions, keys, profiles (deactivation, role change,
+    /// password change, second factor, key deletion, revoking their sessions).
+    pub fn invalidate_user(&self, user_id: i64) {
+        self.with(|i| {
+            i.generation = i.generation.wrapping_add(1);
+            i.sessions.retain(|e| e.user_id != user_id);
+            i.keys.retain(|e| e.user_id != user_id);
+            i.profiles.retain(|e| e.user_id != user_id);
+        });
+    }
+
+    /// Forgets the profiles of an org's members (its password policy changed).
+    pub fn invalidate_org(&self, org_id: i64) {
+        self.with(|i| {
+            i.generation = i.generation.wrapping_add(1);
+            i.profiles.retain(|e| e.org_id != org_id);
+        });
+    }
+
+    /// Forgets everything.
+    pub fn clear(&self) {
+        self.with(|i| {
+            i.generation = i.generation.wrapping_add(1);
+            i.sessions.entries.clear();
+            i.keys.entries.clear();
+            i.profiles.entries.clear();
+        });
+    }
+
+    /// Entries held (sessions, keys, profiles), for tests and metrics.
+    pub fn len(&self) -> (usize, usize, usize) {
+        self.with(|i| {
+            (
+                i.sessions.entries.len(),
+                i.keys.entries.len(),
+                i.profiles.entries.len(),
+            )
+        })
+        .unwrap_or_default()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == (0, 0, 0)
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use crate::domain::apikey::ApiKeyRecord;
+    use crate::domain::org::Role;
+    use crate::domain::session::SessionRecord;
+
+    const TTL: Duration = Duration::from_secs(1);
+
+    fn session(id: &str, user_id: i64, org_id: i64) -> SessionContext {
+        SessionContext {
+            session: SessionRecord {
+                id: id.into(),
+                user_id,
+                org_id,
+                method: "password".into(),
+                client: None,
+                address: None,
+                user_agent: None,
+                created_at: 0,
+                expires_at: 1,
+                token_expires_at: 1,
+                last_renewed_at: None,
+                renew_count: 0,
+                revoked_at: None,
+                restriction: None,
+            },
+            user_uuid: format!("u-{user_id}"),
+            user_active: true,
+            is_platform_admin: false,
+            role: Role::Member,
+            membership_active: true,
+        }
+    }
+
+    fn key(user_id: i64, org_id: i64) -> ApiKeyContext {
+        ApiKeyContext {
+            key: ApiKeyRecord {
+                id: 7,
+                public_id: "k".into(),
+                user_id,
+                org_id,
+                name: "ci".into(),
+                prefix: "cak_x".into(),
+                read_only: false,
+                created_at: 0,
+                expires_at: None,
+                last_used_at: None,
+                last_used_address: None,
+            },
+            user_uuid: format!("u-{user_id}"),
+            user_active: true,
+            is_platform_admin: false,
+            role: Role::Member,
+            membership_active: true,
+        }
+    }
+
+    fn profile(user_id: i64, org_id: i64) -> MemberProfile {
+        MemberProfile {
+            user: UserRecord {
+                id: user_id,
+                uuid: format!("u-{user_id}"),
+                email: "a@b.example".into(),
+                first: "A".into(),
+                last: "B".into(),
+                is_active: true,
+                is_platform_admin: false,
+                password_hash: None,
+                password_set_at: None,
+                must_change_password: false,
+                created_at: 0,
+            },
+            org: OrgRecord {
+                id: org_id,
+                name: "Org".into(),
+                email_domains: vec![],
+            },
+            policy: PasswordPolicy::default(),
+            mfa_enabled: false,
+        }
+    }
+
+    #[test]
+    fn entries_are_served_until_their_ttl_ends() {
+        let cache = SessionCache::new(TTL, 10);
+        let t0 = Instant::now();
+        cache.insert_session(cache.ticket(), &session("s1", 1, 1), t0);
+        assert!(cache.session("s1", t0).is_some());
+        assert!(
+            cache
+                .session("s1", t0 + Duration::from_millis(999))
+                .is_some()
+        );
+        assert!(cache.session("s1", t0 + TTL).is_none());
+        assert!(cache.session("s2", t0).is_none());
+    }
+
+    #[test]
+    fn a_zero_ttl_keeps_nothing() {
+        let cache = SessionCache::new(Duration::ZERO, 10);
+        let t0 = Instant::now();
+        cache.insert_session(cache.ticket(), &session("s1", 1, 1), t0);
+        assert!(cache.session("s1", t0).is_none());
+        assert!(cache.is_empty());
+    }
+
+    #[test]
+    fn a_logout_forgets_that_session_only() {
+        let cache = SessionCache::new(TTL, 10);
+        let t0 = Instant::now();
+        cache.insert_session(cache.ticket(), &session("s1", 1, 1), t0);
+        cache.insert_session(cache.ticket(), &session("s2", 1, 1), t0);
+        cache.invalidate_session("s1");
+        assert!(cache.session("s1", t0).is_none());
+        assert!(cache.session("s2", t0).is_some());
+    }
+
+    #[test]
+    fn a_renewal_updates_the_cached_copy() {
+        let cache = SessionCache::new(TTL, 10);
+        let t0 = Instant::now();
+        cache.insert_session(cache.ticket(), &session("s1", 1, 1), t0);
+        cache.note_renewal("s1", 500, 42);
+        cache.note_renewal("nope", 500, 42);
+        let s = cache.session("s1", t0).unwrap().session;
+        assert_eq!(
+            (s.renew_count, s.last_renewed_at, s.token_expires_at),
+            (1, Some(42), 500)
+        );
+        assert_eq!(cache.len().0, 1);
+    }
+
+    #[test]
+    fn a_user_change_forgets_their_sessions_keys_and_profiles() {
+        let cache = SessionCache::new(TTL, 10);
+        let t0 = Instant::now();
+        cache.insert_session(cache.ticket(), &session("s1", 1, 1), t0);
+        cache.insert_session(cache.ticket(), &session("s2", 2, 1), t0);
+        cache.insert_key(cache.ticket(), b"h1", &key(1, 1), t0);
+        cache.insert_key(cache.ticket(), b"h2", &key(2, 1), t0);
+        cache.insert_profile(cache.ticket(), &profile(1, 1), t0);
+        cache.insert_profile(cache.ticket(), &profile(2, 1), t0);
+        cache.invalidate_user(1);
+        assert!(cache.session("s1", t0).is_none());
+        assert!(cache.key(b"h1", t0).is_none());
+        assert!(cache.profile(1, 1, t0).is_none());
+        assert!(cache.session("s2", t0).is_some());
+        assert!(cache.key(b"h2", t0).is_some());
+        assert!(cache.profile(2, 1, t0).is_some());
+    }
+
+    #[test]
+    fn an_org_change_forgets_its_profiles() {
+        let cache = SessionCache::new(TTL, 10);
+        let t0 = Instant::now();
+        cache.insert_profile(cache.ticket(), &profile(1, 1), t0);
+        cache.insert_profile(cache.ticket(), &profile(1, 2), t0);
+        cache.insert_session(cache.ticket(), &session("s1", 1, 1), t0);
+        cache.invalidate_org(1);
+        assert!(cache.profile(1, 1, t0).is_none());
+        assert!(cache.profile(1, 2, t0).is_some());
+        assert!(cache.session("s1", t0).is_some());
+        cache.clear();
+        assert!(cache.is_empty());
+    }
+
+    #[test]
+    fn a_read_that_raced_with_an_invalidation_is_not_kept() {
+        let cache = SessionCache::new(TTL, 10);
+        let t0 = Instant::now();
+        // The read starts, a logout lands, then the (older) read comes back.
+        let ticket = cache.ticket();
+        cache.invalidate_session("s1");
+        cache.insert_session(ticket, &session("s1", 1, 1), t0);
+        assert!(cache.session("s1", t0).is_none());
+        // A read started after it is kept.
+        cache.insert_session(cache.ticket(), &session("s1", 1, 1), t0);
+        assert!(cache.session("s1", t0).is_some());
+    }
+
+    #[test]
+    fn the_cache_stays_within_its_capacity() {
+        let cache = SessionCache::new(TTL, 3);
+        let t0 = Instant::now();
+        for n in 0..3 {
+            cache.insert_session(cache.ticket(), &session(&format!("s{n}"), n, 1), t0);
+        }
+        // Full of fresh entries: making room drops them all.
+        cache.insert_session(cache.ticket(), &session("s9", 9, 1), t0);
+        assert_eq!(cache.len().0, 1);
+        assert!(cache.session("s9", t0).is_some());
+        // Stale ones go first.
+        let later = t0 + TTL + Duration::from_millis(1);
+        for n in 0..2 {
+            cache.insert_session(cache.ticket(), &session(&format!("t{n}"), n, 1), t0);
+        }
+        cache.insert_session(cache.ticket(), &session("fresh", 5, 1), later);
+        assert_eq!(cache.len().0, 1);
+        assert!(cache.session("fresh", later).is_some());
+    }
+}
