@@ -67,9 +67,10 @@ pub struct Settings {
     pub argon2_iterations: u32,
     pub argon2_parallelism: u32,
     /// `COREAUTH_SESSION_CACHE_TTL`: how long a session's or API key's state read from the
-    /// database is reused for later requests (0 turns the cache off). Changes made through this
-    /// instance apply at once; changes made through another instance sharing the database are
-    /// seen within this time, so keep it at 1 s or less.
+    /// database is reused for later requests. Off (0) by default, so a logout or deactivation
+    /// made through any instance applies on every instance at once. A single instance can turn
+    /// it on (e.g. `1s`): changes made through it still apply at once; with several instances,
+    /// changes made through another one are then seen within this time.
     #[serde(with = "humantime_serde")]
     pub session_cache_ttl: Duration,
     /// Hashes running at once (0: one per core) and hashes allowed to wait.
@@ -126,7 +127,7 @@ impl Default for Settings {
             argon2_memory_kib: 19_456,
             argon2_iterations: 2,
             argon2_parallelism: 1,
-            session_cache_ttl: Duration::from_secs(1),
+            session_cache_ttl: Duration::ZERO,
             hash_concurrency: 0,
             hash_queue: 256,
             hash_niceness: 10,
