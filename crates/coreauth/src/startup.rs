@@ -31,9 +31,11 @@ use crate::store::cached::CachingStore;
 use crate::store::postgres::{PostgresSettings, PostgresStore};
 use crate::store::sqlite::{SqliteSettings, SqliteStore};
 
-/// How often API-key usage (`lastUsed`) is written: often enough to be useful, rarely enough that
-/// validating a key never waits on a write.
-const USAGE_FLUSH_EVERY: std::time::Duration = std::time::Duration::from_secs(5);
+/// The beat of the background work: pending renewals are written at every tick.
+const TICK: std::time::Duration = std::time::Duration::from_secs(1);
+/// Ticks between writes of API-key usage (`lastUsed`): often enough to be useful, rarely enough
+/// that validating a key never waits on a write.
+const USAGE_FLUSH_TICKS: u64 = 5;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartupError {
@@ -241,7 +243,8 @@ impl Application {
     }
 
     /// Serves until `shutdown` completes, then stops accepting and lets in-flight requests
-    /// finish. Background work (writing API-key usage) runs alongside and is flushed at the end.
+    /// finish. Background work (writing renewals and API-key usage) runs alongside and is flushed at
+    /// the end.
     pub async fn run_until(
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,
@@ -258,9 +261,15 @@ impl Application {
             None => None,
         };
         let flusher = tokio::spawn(async move {
-            let mut every = tokio::time::interval(USAGE_FLUSH_EVERY);
+            let mut every = tokio::time::interval(TICK);
             for tick in 0_u64.. {
                 every.tick().await;
+                if let Err(e) = state.auth.flush_renewals().await {
+                    tracing::warn!("writing renewals: {e}");
+                }
+                if tick % USAGE_FLUSH_TICKS != 0 {
+                    continue;
+                }
                 if let Err(e) = state.keys.flush_usage().await {
                     tracing::warn!("writing API key usage: {e}");
                 }
@@ -269,13 +278,13 @@ impl Application {
                 {
                     tracing::warn!("exporting audit events: {e}");
                 }
-                // Every 5 minutes and every hour (ticks are 5 s).
-                if tick % 60 == 0
+                // Every 5 minutes and every hour (ticks are 1 s).
+                if tick % 300 == 0
                     && let Err(e) = state.throttle.prune(state.now()).await
                 {
                     tracing::warn!("pruning throttle counters: {e}");
                 }
-                if tick % 720 == 0
+                if tick % 3600 == 0
                     && let Err(e) = state.audit.prune(state.now()).await
                 {
                     tracing::warn!("pruning the audit trail: {e}");
@@ -290,6 +299,9 @@ impl Application {
         .with_graceful_shutdown(shutdown)
         .await;
         flusher.abort();
+        if let Err(e) = self.state.auth.flush_renewals().await {
+            tracing::warn!("writing renewals at shutdown: {e}");
+        }
         if let Err(e) = self.state.keys.flush_usage().await {
             tracing::warn!("writing API key usage at shutdown: {e}");
         }

@@ -143,6 +143,58 @@ async fn renewals_on_three_instances_racing_a_logout_leave_no_token_alive() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn renewals_counted_on_three_instances_add_up_when_written() {
+    let (a, b, c) = three_instances().await;
+    a.create_user("counted@example.com", 1, "member").await;
+    let login = a.login_ok("counted@example.com", PASSWORD).await.token;
+    let instances = [Arc::new(a), Arc::new(b), Arc::new(c)];
+    // 30 renewals of one session, ten through each instance, in parallel.
+    let mut renewals = tokio::task::JoinSet::new();
+    for n in 0..30 {
+        let (app, token) = (instances[n % 3].clone(), login.clone());
+        renewals.spawn(async move { app.renew(&token).await.status() });
+    }
+    while let Some(status) = renewals.join_next().await {
+        assert_eq!(status.unwrap(), StatusCode::OK);
+    }
+    // Each instance writes its own batch, all at once: the counts add up, none is lost.
+    let flushes: Vec<_> = instances
+        .iter()
+        .map(|app| {
+            let app = app.clone();
+            tokio::spawn(async move { app.state.auth.flush_renewals().await })
+        })
+        .collect();
+    for flush in flushes {
+        flush.await.unwrap().unwrap();
+    }
+    let sid = claims_of(&login)["sid"].as_str().unwrap().to_owned();
+    let mut db = PgConnection::connect(&instances[0].database_url)
+        .await
+        .unwrap();
+    let (count, last): (i64, Option<i64>) =
+        sqlx::query_as("SELECT renew_count, last_renewed_at FROM sessions WHERE id = $1")
+            .bind(&sid)
+            .fetch_one(&mut db)
+            .await
+            .unwrap();
+    assert_eq!(count, 30);
+    assert!(last.is_some());
+    // Logged out through B, which has nothing pending: the audit event counts all 30.
+    assert_eq!(
+        instances[1].logout(&login).await.status(),
+        StatusCode::NO_CONTENT
+    );
+    let page = body(
+        instances[2]
+            .get("/admin/audit?event=logout", Some(&instances[2].admin_token))
+            .await,
+    )
+    .await;
+    assert_eq!(page["events"][0]["details"]["renewCount"], 30);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn instances_starting_together_on_an_empty_database_agree() {
     // Migrations, bootstrap and the first signing key all race here; each must happen once.
     // A few rounds, each on a fresh database, because a lost race does not show every time.

@@ -116,8 +116,10 @@ impl Server {
         user["id"].as_i64().unwrap()
     }
 
-    /// How often the session has been renewed, as the server recorded it.
+    /// How often the session has been renewed, as the server recorded it (renewals are
+    /// written in batches: the pending ones are written first).
     pub async fn renewals(&self, sid: &str) -> i64 {
+        self.state.auth.flush_renewals().await.unwrap();
         self.state
             .store
             .session_context(sid)

@@ -14,7 +14,7 @@ use super::error::{DomainError, DomainResult, SsoFailure};
 use super::mfa::Mfa;
 use super::org::{MembershipRecord, OrgRecord, Role};
 use super::password::{Password, PasswordHashing};
-use super::session::{AuthMethod, MFA_ENROLLMENT, Principal, SessionRecord};
+use super::session::{AuthMethod, MFA_ENROLLMENT, PendingRenewals, Principal, SessionRecord};
 use super::throttle::{Subject, Throttle};
 use super::tokens::{SESSION_AUDIENCE, SessionClaims, TokenSigner};
 use super::user::UserRecord;
@@ -103,6 +103,7 @@ pub struct Auth {
     hashing: Arc<PasswordHashing>,
     signer: Arc<TokenSigner>,
     policy: SessionPolicy,
+    renewals: PendingRenewals,
 }
 
 const MAX_CLIENT_CHARS: usize = 100;
@@ -126,6 +127,7 @@ impl Auth {
             hashing,
             signer,
             policy,
+            renewals: PendingRenewals::default(),
         }
     }
 
@@ -419,13 +421,10 @@ impl Auth {
         if expiry <= now {
             return Err(DomainError::Unauthenticated);
         }
-        let renewed = self
-            .store
-            .record_renewal(&session.id, to_millis(expiry), to_millis(now))
-            .await?;
-        if !renewed {
-            return Err(DomainError::Unauthenticated);
-        }
+        // `authenticate` found the session live just now; the count and the new expiry are
+        // bookkeeping, written with the next batch (`flush_renewals`).
+        self.renewals
+            .note(&session.id, to_millis(expiry), to_millis(now));
         let profile = self
             .store
             .member_profile(caller.user_id, session.org_id)
@@ -434,6 +433,19 @@ impl Auth {
         let mut issued = self.issue(profile.user, session, caller.role, now, expiry)?;
         issued.password_expires_at = profile.policy.expires_at(issued.user.password_set_at);
         Ok(issued)
+    }
+
+    /// Writes the renewals counted since the last call; a failed write keeps them for the next.
+    pub async fn flush_renewals(&self) -> DomainResult<()> {
+        let batch = self.renewals.take();
+        if batch.is_empty() {
+            return Ok(());
+        }
+        let written = self.store.record_renewals(&batch).await;
+        if written.is_err() {
+            self.renewals.restore(batch);
+        }
+        written
     }
 
     /// Ends the caller's session: every token issued for it fails from now on.
@@ -445,6 +457,8 @@ impl Auth {
             .by(caller)
             .subject_user(caller.user_id)
             .subject(format!("session:{}", session.id));
+        // The audit event counts the session's renewals: the pending ones too.
+        self.flush_renewals().await?;
         self.store
             .revoke_session(&session.id, Some(caller.user_id), to_millis(now), &audit)
             .await?;
@@ -476,6 +490,8 @@ impl Auth {
         caller: &Principal,
         now: OffsetDateTime,
     ) -> DomainResult<Vec<SessionRecord>> {
+        // A session whose newest token is only in the pending renewals would look expired.
+        self.flush_renewals().await?;
         self.store
             .live_sessions_of(caller.user_id, to_millis(now))
             .await
@@ -492,6 +508,7 @@ impl Auth {
             .by(caller)
             .subject_user(caller.user_id)
             .subject(format!("session:{id}"));
+        self.flush_renewals().await?;
         let revoked = self
             .store
             .revoke_session(id, Some(caller.user_id), to_millis(now), &audit)

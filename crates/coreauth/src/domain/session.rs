@@ -1,6 +1,9 @@
 //! Sessions and the authenticated caller. A session starts at login, is bound to one org, can be
 //! renewed up to an absolute cap, and ends at logout or revocation.
 
+use std::collections::HashMap;
+use std::sync::Mutex;
+
 use time::OffsetDateTime;
 
 use super::auth::RequestOrigin;
@@ -27,6 +30,69 @@ pub struct SessionRecord {
     pub revoked_at: Option<i64>,
     /// Set while the session may only enrol a second factor the org requires.
     pub restriction: Option<String>,
+}
+
+/// Renewals of one session not yet written: how many, the newest token's expiry and when the
+/// last one was made (epoch ms).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Renewal {
+    pub session_id: String,
+    pub count: i64,
+    pub token_expires_at: i64,
+    pub renewed_at: i64,
+}
+
+/// Renewals counted in memory and written in batches (`Auth::flush_renewals`, every second and
+/// before anything reads or ends a session through this instance). A renewal is on every
+/// client's path every few minutes; a database write for each made the one SQLite writer the
+/// limit of renewals (a fifth of the `/healthz` rate in the benchmark). Nothing is decided on
+/// what waits here: whether a session may be used is its `revoked_at` and `expires_at`, which
+/// are written at once. A crash loses at most a second of renewal counts.
+#[derive(Debug, Default)]
+pub struct PendingRenewals {
+    pending: Mutex<HashMap<String, Renewal>>,
+}
+
+impl PendingRenewals {
+    pub fn note(&self, session_id: &str, token_expires_at: i64, renewed_at: i64) {
+        self.merge(Renewal {
+            session_id: session_id.to_owned(),
+            count: 1,
+            token_expires_at,
+            renewed_at,
+        });
+    }
+
+    /// Everything noted so far, leaving nothing behind.
+    pub fn take(&self) -> Vec<Renewal> {
+        match self.pending.lock() {
+            Ok(mut pending) => pending.drain().map(|(_, r)| r).collect(),
+            Err(_) => Vec::new(),
+        }
+    }
+
+    /// Puts back a batch whose write failed, so its counts are written with the next one.
+    pub fn restore(&self, batch: Vec<Renewal>) {
+        for renewal in batch {
+            self.merge(renewal);
+        }
+    }
+
+    fn merge(&self, renewal: Renewal) {
+        let Ok(mut pending) = self.pending.lock() else {
+            return;
+        };
+        match pending.get_mut(&renewal.session_id) {
+            Some(known) => {
+                known.count += renewal.count;
+                known.token_expires_at = known.token_expires_at.max(renewal.token_expires_at);
+                known.renewed_at = known.renewed_at.max(renewal.renewed_at);
+            }
+            None => {
+                pending.insert(renewal.session_id.clone(), renewal);
+            }
+        }
+    }
 }
 
 /// The one restriction there is: enrol in TOTP before anything else.
@@ -157,5 +223,51 @@ mod tests {
         assert!(!s.is_live(from_millis(10_000)));
         s.revoked_at = Some(5);
         assert!(!s.is_live(from_millis(1)));
+    }
+
+    #[test]
+    fn pending_renewals_add_up_per_session_and_keep_the_newest_expiry() {
+        let pending = PendingRenewals::default();
+        pending.note("a", 900, 10);
+        pending.note("a", 1800, 20);
+        pending.note("b", 600, 15);
+        let mut batch = pending.take();
+        batch.sort_by(|x, y| x.session_id.cmp(&y.session_id));
+        assert_eq!(
+            batch,
+            [
+                Renewal {
+                    session_id: "a".into(),
+                    count: 2,
+                    token_expires_at: 1800,
+                    renewed_at: 20
+                },
+                Renewal {
+                    session_id: "b".into(),
+                    count: 1,
+                    token_expires_at: 600,
+                    renewed_at: 15
+                },
+            ]
+        );
+        assert!(pending.take().is_empty(), "taken means gone");
+    }
+
+    #[test]
+    fn a_batch_put_back_joins_what_came_since() {
+        let pending = PendingRenewals::default();
+        pending.note("a", 900, 10);
+        let failed = pending.take();
+        pending.note("a", 700, 30);
+        pending.restore(failed);
+        assert_eq!(
+            pending.take(),
+            [Renewal {
+                session_id: "a".into(),
+                count: 2,
+                token_expires_at: 900,
+                renewed_at: 30
+            }]
+        );
     }
 }

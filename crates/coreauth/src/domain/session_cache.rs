@@ -25,7 +25,7 @@ use std::time::{Duration, Instant};
 use super::apikey::ApiKeyContext;
 use super::org::OrgRecord;
 use super::policy::PasswordPolicy;
-use super::session::SessionContext;
+use super::session::{Renewal, SessionContext};
 use super::user::UserRecord;
 
 /// Entries per map; past it, stale entries are dropped, and if that is not enough, all of them.
@@ -208,17 +208,17 @@ impl SessionCache {
         });
     }
 
-    /// Applies a committed renewal to the cached copy of its session, if there is one, so the
+    /// Applies written renewals to the cached copy of their session, if there is one, so the
     /// copy keeps its renewal count and token expiry without another read. (A read that began
-    /// before the renewal and lands after it can still store the older count, for at most the
-    /// TTL: these two fields decide nothing.)
-    pub fn note_renewal(&self, id: &str, token_expires_at: i64, now: i64) {
+    /// before the write and lands after it can still store the older count, for at most the
+    /// TTL: these fields decide nothing.)
+    pub fn note_renewal(&self, renewal: &Renewal) {
         self.with(|i| {
-            if let Some(entry) = i.sessions.entries.get_mut(id) {
+            if let Some(entry) = i.sessions.entries.get_mut(renewal.session_id.as_str()) {
                 let session = &mut entry.value.session;
-                session.renew_count += 1;
-                session.last_renewed_at = Some(now);
-                session.token_expires_at = session.token_expires_at.max(token_expires_at);
+                session.renew_count += renewal.count;
+                session.last_renewed_at = session.last_renewed_at.max(Some(renewal.renewed_at));
+                session.token_expires_at = session.token_expires_at.max(renewal.token_expires_at);
             }
         });
     }
@@ -401,8 +401,14 @@ mod tests {
         let cache = SessionCache::new(TTL, 10);
         let t0 = Instant::now();
         cache.insert_session(cache.ticket(), &session("s1", 1, 1), t0);
-        cache.note_renewal("s1", 500, 42);
-        cache.note_renewal("nope", 500, 42);
+        let renewal = |id: &str| Renewal {
+            session_id: id.into(),
+            count: 1,
+            token_expires_at: 500,
+            renewed_at: 42,
+        };
+        cache.note_renewal(&renewal("s1"));
+        cache.note_renewal(&renewal("nope"));
         let s = cache.session("s1", t0).unwrap().session;
         assert_eq!(
             (s.renew_count, s.last_renewed_at, s.token_expires_at),

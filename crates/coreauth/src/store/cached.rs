@@ -4,8 +4,9 @@
 //! means no write path can forget to invalidate: each one is listed here.
 //!
 //! Writes that change nothing the cache holds (audit events, throttle counters, new sessions,
-//! key usage, SSO logins in flight, TOTP steps) pass straight through. A renewal is applied to
-//! the cached copy of its session rather than forgetting it, so renewing does not cost a read.
+//! key usage, SSO logins in flight, TOTP steps) pass straight through. A written batch of
+//! renewals is applied to the cached copies of its sessions rather than forgetting them, so
+//! renewing does not cost a read.
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -19,7 +20,7 @@ use crate::domain::error::DomainResult;
 use crate::domain::integrations::IntegrationRecord;
 use crate::domain::org::{MembershipPatch, MembershipRecord, OrgRecord, Role};
 use crate::domain::policy::PasswordPolicy;
-use crate::domain::session::{SessionContext, SessionRecord};
+use crate::domain::session::{Renewal, SessionContext, SessionRecord};
 use crate::domain::session_cache::{MemberProfile, SessionCache};
 use crate::domain::tokens::StoredSigningKey;
 use crate::domain::user::{NewUser, UserPatch, UserRecord};
@@ -181,17 +182,13 @@ impl Store for CachingStore {
         Ok(found)
     }
 
-    async fn record_renewal(
-        &self,
-        id: &str,
-        token_expires_at: i64,
-        now: i64,
-    ) -> DomainResult<bool> {
-        let done = self.inner.record_renewal(id, token_expires_at, now).await;
-        match &done {
-            Ok(true) => self.cache.note_renewal(id, token_expires_at, now),
-            // Revoked meanwhile, or unknown: read it afresh next time.
-            Ok(false) | Err(_) => self.cache.invalidate_session(id),
+    async fn record_renewals(&self, renewals: &[Renewal]) -> DomainResult<()> {
+        let done = self.inner.record_renewals(renewals).await;
+        for renewal in renewals {
+            match &done {
+                Ok(()) => self.cache.note_renewal(renewal),
+                Err(_) => self.cache.invalidate_session(&renewal.session_id),
+            }
         }
         done
     }

@@ -14,7 +14,7 @@ use crate::domain::error::DomainResult;
 use crate::domain::integrations::IntegrationRecord;
 use crate::domain::org::{MembershipPatch, MembershipRecord, OrgRecord, Role};
 use crate::domain::policy::PasswordPolicy;
-use crate::domain::session::{SessionContext, SessionRecord};
+use crate::domain::session::{Renewal, SessionContext, SessionRecord};
 use crate::domain::session_cache::MemberProfile;
 use crate::domain::tokens::StoredSigningKey;
 use crate::domain::user::{NewUser, UserPatch, UserRecord};
@@ -178,10 +178,9 @@ pub trait Store: Send + Sync + 'static {
             mfa_enabled,
         }))
     }
-    /// Counts a renewal and records the new token expiry; false when the session was revoked
-    /// meanwhile.
-    async fn record_renewal(&self, id: &str, token_expires_at: i64, now: i64)
-    -> DomainResult<bool>;
+    /// Adds each renewal's count to its session and moves its token expiry and last renewal
+    /// forward (never back). Sessions that are gone are skipped.
+    async fn record_renewals(&self, renewals: &[Renewal]) -> DomainResult<()>;
     /// Revokes one session, only if it belongs to `user_id` when one is given.
     async fn revoke_session(
         &self,

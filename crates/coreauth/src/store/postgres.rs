@@ -21,7 +21,7 @@ use crate::domain::error::{DomainError, DomainResult};
 use crate::domain::integrations::{IntegrationAlgorithm, IntegrationRecord};
 use crate::domain::org::{MembershipPatch, MembershipRecord, OrgRecord, Role};
 use crate::domain::policy::PasswordPolicy;
-use crate::domain::session::{SessionContext, SessionRecord};
+use crate::domain::session::{Renewal, SessionContext, SessionRecord};
 use crate::domain::tokens::StoredSigningKey;
 use crate::domain::user::{NewUser, UserPatch, UserRecord};
 
@@ -1004,26 +1004,32 @@ impl Store for PostgresStore {
         .transpose()
     }
 
-    async fn record_renewal(
-        &self,
-        id: &str,
-        token_expires_at: i64,
-        now: i64,
-    ) -> DomainResult<bool> {
-        // A concurrent logout holds the row lock until it commits; this update then re-reads the
-        // row and, finding it revoked, changes nothing, so no renewal outlives a logout.
-        let done = sqlx::query(
-            "UPDATE sessions SET renew_count = renew_count + 1, last_renewed_at = $1, \
-             token_expires_at = GREATEST(token_expires_at, $2) \
-             WHERE id = $3 AND revoked_at IS NULL",
-        )
-        .bind(now)
-        .bind(token_expires_at)
-        .bind(id)
-        .execute(&self.pool)
-        .await
-        .map_err(db_error)?;
-        Ok(done.rows_affected() == 1)
+    async fn record_renewals(&self, renewals: &[Renewal]) -> DomainResult<()> {
+        // In id order, so that batches written by several instances at once lock their rows in
+        // the same order and cannot deadlock; in chunks, so that no statement holds many locks.
+        let mut sorted: Vec<&Renewal> = renewals.iter().collect();
+        sorted.sort_by(|a, b| a.session_id.cmp(&b.session_id));
+        for chunk in sorted.chunks(1000) {
+            let ids: Vec<&str> = chunk.iter().map(|r| r.session_id.as_str()).collect();
+            let counts: Vec<i64> = chunk.iter().map(|r| r.count).collect();
+            let expiries: Vec<i64> = chunk.iter().map(|r| r.token_expires_at).collect();
+            let times: Vec<i64> = chunk.iter().map(|r| r.renewed_at).collect();
+            sqlx::query(
+                "UPDATE sessions s SET renew_count = s.renew_count + r.n, \
+                 last_renewed_at = GREATEST(s.last_renewed_at, r.at), \
+                 token_expires_at = GREATEST(s.token_expires_at, r.exp) \
+                 FROM UNNEST($1::text[], $2::bigint[], $3::bigint[], $4::bigint[]) \
+                 AS r(id, n, exp, at) WHERE s.id = r.id",
+            )
+            .bind(&ids)
+            .bind(&counts)
+            .bind(&expiries)
+            .bind(&times)
+            .execute(&self.pool)
+            .await
+            .map_err(db_error)?;
+        }
+        Ok(())
     }
 
     async fn revoke_session(

@@ -27,7 +27,7 @@ use crate::domain::error::{DomainError, DomainResult};
 use crate::domain::integrations::{IntegrationAlgorithm, IntegrationRecord};
 use crate::domain::org::{MembershipPatch, MembershipRecord, OrgRecord, Role};
 use crate::domain::policy::PasswordPolicy;
-use crate::domain::session::{SessionContext, SessionRecord};
+use crate::domain::session::{Renewal, SessionContext, SessionRecord};
 use crate::domain::session_cache::MemberProfile;
 use crate::domain::tokens::StoredSigningKey;
 use crate::domain::user::{NewUser, UserPatch, UserRecord};
@@ -40,8 +40,6 @@ pub struct SqliteStore {
     /// Writes: a pool of one connection (the read pool itself for in-memory databases, which
     /// are private to each connection).
     writer: SqlitePool,
-    /// Renewals, written together by whoever gets the writer first.
-    renewals: RenewalQueue,
 }
 
 #[derive(Debug, Clone)]
@@ -78,11 +76,7 @@ impl SqliteStore {
                 .connect_with(options)
                 .await?
         };
-        Ok(Self {
-            pool,
-            writer,
-            renewals: RenewalQueue::default(),
-        })
+        Ok(Self { pool, writer })
     }
 
     /// Applies the embedded migrations; fails on a database migrated by a newer coreauth.
@@ -95,90 +89,6 @@ impl SqliteStore {
             .begin_with("BEGIN IMMEDIATE")
             .await
             .map_err(db_error)
-    }
-}
-
-/// Group commit for renewals. Every renewal is one small write; one statement per renewal makes
-/// the writer connection the limit (each statement is a round trip to SQLite's thread). Instead
-/// each renewal joins a queue; the first caller to get the writer takes the whole queue and
-/// writes it with one statement, and the others find their answer written when their turn
-/// comes. Each caller still returns only once its renewal is committed, with the same answer
-/// (false for a revoked session) as a write of its own.
-#[derive(Default)]
-struct RenewalQueue {
-    pending: std::sync::Mutex<Vec<PendingRenewal>>,
-    writing: tokio::sync::Mutex<()>,
-}
-
-struct PendingRenewal {
-    id: String,
-    token_expires_at: i64,
-    now: i64,
-    answer: tokio::sync::oneshot::Sender<Result<bool, String>>,
-}
-
-impl RenewalQueue {
-    async fn record(
-        &self,
-        writer: &SqlitePool,
-        id: &str,
-        token_expires_at: i64,
-        now: i64,
-    ) -> DomainResult<bool> {
-        let (answer, mut answered) = tokio::sync::oneshot::channel();
-        self.pending
-            .lock()
-            .map_err(|_| DomainError::internal("renewal queue poisoned"))?
-            .push(PendingRenewal {
-                id: id.to_owned(),
-                token_expires_at,
-                now,
-                answer,
-            });
-        let _turn = self.writing.lock().await;
-        if let Ok(written) = answered.try_recv() {
-            return written.map_err(DomainError::internal);
-        }
-        let batch = std::mem::take(
-            &mut *self
-                .pending
-                .lock()
-                .map_err(|_| DomainError::internal("renewal queue poisoned"))?,
-        );
-        // Written by a task of its own, so that a caller who goes away (a client disconnecting)
-        // cannot leave the others of its batch without an answer.
-        tokio::spawn(write_renewals(writer.clone(), batch));
-        answered
-            .await
-            .map_err(|_| DomainError::internal("a renewal batch was lost"))?
-            .map_err(DomainError::internal)
-    }
-}
-
-async fn write_renewals(writer: SqlitePool, batch: Vec<PendingRenewal>) {
-    let rows: Vec<_> = batch
-        .iter()
-        .map(|r| serde_json::json!([r.id, r.token_expires_at, r.now]))
-        .collect();
-    let renewed: Result<Vec<String>, String> = sqlx::query_scalar(
-        "UPDATE sessions SET renew_count = renew_count + r.n, last_renewed_at = r.at, \
-         token_expires_at = MAX(token_expires_at, r.exp) \
-         FROM (SELECT json_extract(value, '$[0]') AS id, COUNT(*) AS n, \
-         MAX(json_extract(value, '$[1]')) AS exp, MAX(json_extract(value, '$[2]')) AS at \
-         FROM json_each(?) GROUP BY 1) AS r \
-         WHERE sessions.id = r.id AND sessions.revoked_at IS NULL \
-         RETURNING sessions.id",
-    )
-    .bind(serde_json::Value::Array(rows).to_string())
-    .fetch_all(&writer)
-    .await
-    .map_err(|e| format!("database: {e}"));
-    for renewal in batch {
-        let answer = match &renewed {
-            Ok(ids) => Ok(ids.contains(&renewal.id)),
-            Err(e) => Err(e.clone()),
-        };
-        let _ = renewal.answer.send(answer);
     }
 }
 
@@ -1096,15 +1006,26 @@ impl Store for SqliteStore {
         .transpose()
     }
 
-    async fn record_renewal(
-        &self,
-        id: &str,
-        token_expires_at: i64,
-        now: i64,
-    ) -> DomainResult<bool> {
-        self.renewals
-            .record(&self.writer, id, token_expires_at, now)
-            .await
+    async fn record_renewals(&self, renewals: &[Renewal]) -> DomainResult<()> {
+        // One statement for the whole batch: the rows travel as one JSON array.
+        let rows: Vec<_> = renewals
+            .iter()
+            .map(|r| serde_json::json!([r.session_id, r.count, r.token_expires_at, r.renewed_at]))
+            .collect();
+        sqlx::query(
+            "UPDATE sessions SET renew_count = renew_count + r.n, \
+             last_renewed_at = MAX(COALESCE(last_renewed_at, r.at), r.at), \
+             token_expires_at = MAX(token_expires_at, r.exp) \
+             FROM (SELECT json_extract(value, '$[0]') AS id, json_extract(value, '$[1]') AS n, \
+             json_extract(value, '$[2]') AS exp, json_extract(value, '$[3]') AS at \
+             FROM json_each(?)) AS r \
+             WHERE sessions.id = r.id",
+        )
+        .bind(serde_json::Value::Array(rows).to_string())
+        .execute(&self.writer)
+        .await
+        .map_err(db_error)?;
+        Ok(())
     }
 
     async fn revoke_session(

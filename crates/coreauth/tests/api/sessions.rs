@@ -203,6 +203,30 @@ async fn expired_sessions_drop_out_of_the_list() {
     assert_eq!(sessions.as_array().unwrap().len(), 1);
 }
 
+#[tokio::test]
+async fn the_list_shows_renewals_at_once_though_they_are_written_in_batches() {
+    let app = TestApp::spawn().await;
+    app.create_user("renewer@example.com", 1, "member").await;
+    let mut token = app.login_ok("renewer@example.com", PASSWORD).await.token;
+    // Renewed three times, each a minute before its token ends: the database's token expiry,
+    // until the batch is written, is the login's, which is over by now.
+    for _ in 0..3 {
+        app.advance(14 * MINUTE);
+        let renewed: coreauth_proto::AuthenticateResponse =
+            app.renew(&token).await.json().await.unwrap();
+        token = renewed.token;
+    }
+    let sessions = body(app.get("/user/sessions", Some(&token)).await).await;
+    let sessions = sessions.as_array().unwrap();
+    assert_eq!(
+        sessions.len(),
+        1,
+        "the renewed session is live: {sessions:?}"
+    );
+    assert_eq!(sessions[0]["renewCount"], 3);
+    assert!(sessions[0]["lastRenewedAt"].is_string());
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn concurrent_renewals_and_a_logout_leave_no_token_of_the_session_alive() {
     let app = std::sync::Arc::new(TestApp::spawn().await);
