@@ -18,6 +18,7 @@ use clap::Parser;
 
 use load::{Load, LoadSettings, Workload};
 use report::{Row, Run, Scenario};
+use seed::Backend;
 use server::{CpuMark, Server};
 
 #[derive(Parser)]
@@ -38,9 +39,15 @@ struct Args {
     /// Seconds of warm-up before each measured window.
     #[arg(long, default_value_t = 1.0)]
     warmup: f64,
-    /// Seconds measured per row.
-    #[arg(long, default_value_t = 4.0)]
+    /// Seconds measured per window.
+    #[arg(long, default_value_t = 2.0)]
     duration: f64,
+    /// Windows per scenario and connection count, taken in turns with the other scenarios at
+    /// that count (ceiling, validate, …, then again): each row is the window of median
+    /// throughput, so a burst of noise from elsewhere on the machine moves one window of one
+    /// scenario rather than a whole ratio.
+    #[arg(long, default_value_t = 3)]
+    rounds: usize,
     /// Threads of the load generator.
     #[arg(long, default_value_t = 1)]
     generator_threads: usize,
@@ -74,6 +81,15 @@ struct Args {
     /// Words put after the heading of this run's section (e.g. which server build it measured).
     #[arg(long)]
     label: Option<String>,
+    /// Run on PostgreSQL instead of SQLite: a server URL such as
+    /// `postgres://postgres@127.0.0.1:5432/postgres`, on which the run creates (and at the end
+    /// drops) the databases `coreauth_bench_small` and `coreauth_bench_scale`.
+    #[arg(long)]
+    postgres: Option<String>,
+    /// Extra settings for the servers, `NAME=VALUE` (e.g. `COREAUTH_SESSION_CACHE_TTL=0s`), to
+    /// measure something other than the defaults; the run's notes list them.
+    #[arg(long = "server-env", value_parser = parse_setting)]
+    server_env: Vec<(String, String)>,
     /// Print the Markdown instead of appending it to the results file.
     #[arg(long)]
     dry_run: bool,
@@ -142,13 +158,21 @@ async fn bench(args: &Args, coreauth: &Path, workdir: &Path) -> anyhow::Result<R
         report::thousands(cores as f64 * 1e6 / sign_us)
     ));
 
+    let backend = match &args.postgres {
+        Some(server) => Backend::Postgres {
+            server: server.clone(),
+        },
+        None => Backend::Sqlite,
+    };
+    let database = backend.describe().await?;
+    say(&format!("database: {database}"));
     // The small database: every scenario but scale.
     let small_dir = workdir.join("small");
     std::fs::create_dir_all(&small_dir)?;
-    let small_url = format!("sqlite://{}", small_dir.join("coreauth.db").display());
+    let small_url = backend.create(&small_dir, "coreauth_bench_small").await?;
     seed::migrate(coreauth, &small_url, &small_dir)?;
     let seeded = seed::seed(&small_url, args.small_users, &hash).await?;
-    let small = Server::start(coreauth, &small_url, &small_dir, &[]).await?;
+    let small = Server::start(coreauth, &small_url, &small_dir, &args.server_env).await?;
     let addr = small.addr;
     let users = seed::spread(args.small_users, args.sessions);
     let tokens = seed::session_tokens(&small_url, &users).await?;
@@ -160,17 +184,24 @@ async fn bench(args: &Args, coreauth: &Path, workdir: &Path) -> anyhow::Result<R
     let renew = Workload::get_with(addr, "/user/authenticate", &tokens)?;
     let login = Workload::post_json(addr, "/user/authenticate", &logins)?;
     for &c in &args.connections {
-        for (name, scenario, workload) in [
+        let scenarios: Vec<_> = [
             ("ceiling", Scenario::Ceiling, &ceiling),
             ("validate", Scenario::Validate, &validate),
             ("apikey", Scenario::ApiKey, &apikey),
             ("renew", Scenario::Renew, &renew),
             ("login", Scenario::Login, &login),
-        ] {
-            if wanted(name) {
-                rows.push(measure(&small, scenario, workload, c, settings)?);
-            }
-        }
+        ]
+        .into_iter()
+        .filter(|(name, _, _)| wanted(name))
+        .map(|(_, scenario, workload)| (scenario, workload))
+        .collect();
+        rows.extend(measure_in_turns(
+            &small,
+            &scenarios,
+            c,
+            settings,
+            args.rounds,
+        )?);
     }
     for &c in args.connections.iter().filter(|_| wanted("isolation")) {
         let flood = Load {
@@ -207,6 +238,7 @@ async fn bench(args: &Args, coreauth: &Path, workdir: &Path) -> anyhow::Result<R
     }
     let peak_rss_small_mib = small.peak_rss_mib();
     small.stop()?;
+    backend.remove("coreauth_bench_small").await?;
     notes.push(format!(
         "Small database: {} users, each a member of one org with one live session, seeded in \
          {:.1} s; loads cycle through {} sessions ({} API keys, {} users logging in).",
@@ -221,34 +253,36 @@ async fn bench(args: &Args, coreauth: &Path, workdir: &Path) -> anyhow::Result<R
     if !args.skip_scale && wanted("scale") {
         let scale_dir = workdir.join("scale");
         std::fs::create_dir_all(&scale_dir)?;
-        let scale_url = format!("sqlite://{}", scale_dir.join("coreauth.db").display());
+        let scale_url = backend.create(&scale_dir, "coreauth_bench_scale").await?;
         seed::migrate(coreauth, &scale_url, &scale_dir)?;
         say(&format!("seeding {} users and sessions", args.scale_users));
         let seeded = seed::seed(&scale_url, args.scale_users, &hash).await?;
         say(&format!("  seeded in {:.1} s", seeded.as_secs_f64()));
-        let size = std::fs::metadata(scale_dir.join("coreauth.db"))
-            .map(|m| m.len() as f64 / 1_048_576.0)
-            .unwrap_or(0.0);
-        let scale = Server::start(coreauth, &scale_url, &scale_dir, &[]).await?;
+        let size = backend.size_mib(&scale_url).await.unwrap_or(0.0);
+        let scale = Server::start(coreauth, &scale_url, &scale_dir, &args.server_env).await?;
         let addr = scale.addr;
         let users = seed::spread(args.scale_users, args.sessions);
         let tokens = seed::session_tokens(&scale_url, &users).await?;
         let validate = Workload::get_with(addr, "/user/me", &tokens)?;
         let login = Workload::post_json(addr, "/user/authenticate", &login_bodies(&users))?;
+        let scenarios = [
+            (Scenario::ScaleValidate, &validate),
+            (Scenario::ScaleLogin, &login),
+        ];
         for &c in &args.connections {
-            rows.push(measure(
+            rows.extend(measure_in_turns(
                 &scale,
-                Scenario::ScaleValidate,
-                &validate,
+                &scenarios,
                 c,
                 settings,
+                args.rounds,
             )?);
-            rows.push(measure(&scale, Scenario::ScaleLogin, &login, c, settings)?);
         }
         peak_rss_scale_mib = scale.peak_rss_mib();
         scale.stop()?;
+        backend.remove("coreauth_bench_scale").await?;
         notes.push(format!(
-            "Scale database: {} users + {} live sessions seeded in {:.1} s ({:.0} MiB file); \
+            "Scale database: {} users + {} live sessions seeded in {:.1} s ({:.0} MiB); \
              the loads cycle through {} of them spread over the whole range.",
             report::thousands(args.scale_users as f64),
             report::thousands(args.scale_users as f64),
@@ -284,12 +318,19 @@ async fn bench(args: &Args, coreauth: &Path, workdir: &Path) -> anyhow::Result<R
     notes.insert(
         1,
         format!(
-            "Server: release `coreauth serve`, SQLite (WAL), `COREAUTH_LOG=warn`, throttle \
-             limits raised (every request comes from 127.0.0.1), hashing concurrency and queue \
-             at their defaults. Load generator: the bench crate's closed-loop HTTP/1.1 keep-alive \
-             client on {} thread(s), on the same machine; {:.0} s warm-up, then {:.0} s measured \
-             per row. The cores column is CPU time over wall time (2.00 = both cores busy).",
-            args.generator_threads, args.warmup, args.duration
+            "Server: release `coreauth serve` on {}, `COREAUTH_LOG=warn`, throttle \
+             limits raised (every request comes from 127.0.0.1), every other setting at its \
+             default{}. Load generator: the bench crate's closed-loop HTTP/1.1 keep-alive \
+             client on {} thread(s), on the same machine. Each scenario and connection count is \
+             measured in {} windows of {:.0} s (after {:.0} s of warm-up each), in turns with the \
+             other scenarios at that count; each row is the window of median throughput. The \
+             cores column is CPU time over wall time (2.00 = both cores busy).",
+            database,
+            server_env_note(&args.server_env),
+            args.generator_threads,
+            args.rounds,
+            args.duration,
+            args.warmup
         ),
     );
     Ok(Run {
@@ -313,6 +354,35 @@ async fn bench(args: &Args, coreauth: &Path, workdir: &Path) -> anyhow::Result<R
             args.scale_users
         },
     })
+}
+
+/// `rounds` windows of each scenario at `connections`, in turns, and for each scenario the
+/// window of median throughput.
+fn measure_in_turns(
+    server: &Server,
+    scenarios: &[(Scenario, &Workload)],
+    connections: usize,
+    settings: LoadSettings,
+    rounds: usize,
+) -> anyhow::Result<Vec<Row>> {
+    let mut windows: Vec<Vec<Row>> = scenarios.iter().map(|_| Vec::new()).collect();
+    for _ in 0..rounds.max(1) {
+        for ((scenario, workload), taken) in scenarios.iter().zip(&mut windows) {
+            taken.push(measure(server, *scenario, workload, connections, settings)?);
+        }
+    }
+    windows
+        .into_iter()
+        .map(|mut taken| {
+            taken.sort_by(|a, b| {
+                a.measurement
+                    .throughput()
+                    .total_cmp(&b.measurement.throughput())
+            });
+            let middle = taken.len() / 2;
+            taken.into_iter().nth(middle).context("no window measured")
+        })
+        .collect()
 }
 
 fn measure(
@@ -410,6 +480,21 @@ fn append(path: &Path, markdown: &str) -> anyhow::Result<()> {
     }
     file.write_all(markdown.as_bytes())?;
     Ok(())
+}
+
+fn server_env_note(settings: &[(String, String)]) -> String {
+    if settings.is_empty() {
+        return String::new();
+    }
+    let listed: Vec<String> = settings.iter().map(|(k, v)| format!("`{k}={v}`")).collect();
+    format!(" except {}", listed.join(", "))
+}
+
+fn parse_setting(text: &str) -> Result<(String, String), String> {
+    match text.split_once('=') {
+        Some((name, value)) if !name.is_empty() => Ok((name.to_owned(), value.to_owned())),
+        _ => Err(format!("`{text}` is not NAME=VALUE")),
+    }
 }
 
 fn first_field(text: &str) -> String {

@@ -26,8 +26,6 @@ pub fn base_env(workdir: &Path) -> Vec<(String, String)> {
             "COREAUTH_SECRET_KEY_FILE",
             workdir.join("secret.key").display().to_string(),
         ),
-        // One instance: the session cache (off by default for several instances) is on.
-        ("COREAUTH_SESSION_CACHE_TTL", "1s".into()),
         // Every bench request comes from 127.0.0.1: the throttle must not count them.
         ("COREAUTH_LOGIN_ATTEMPTS_PER_ACCOUNT", "1000000000".into()),
         ("COREAUTH_LOGIN_ATTEMPTS_PER_ADDRESS", "1000000000".into()),

@@ -67,12 +67,11 @@ pub struct Settings {
     pub argon2_iterations: u32,
     pub argon2_parallelism: u32,
     /// `COREAUTH_SESSION_CACHE_TTL`: how long a session's or API key's state read from the
-    /// database is reused for later requests. Off (0) by default, so a logout or deactivation
-    /// made through any instance applies on every instance at once. A single instance can turn
-    /// it on (e.g. `1s`): changes made through it still apply at once; with several instances,
-    /// changes made through another one are then seen within this time.
-    #[serde(with = "humantime_serde")]
-    pub session_cache_ttl: Duration,
+    /// database is reused for later requests. Changes made through this instance apply at once
+    /// whatever it is; changes made through another instance on the same database are seen
+    /// within this time. Unset, it depends on the database (`Settings::session_cache_ttl`).
+    #[serde(default, with = "humantime_serde")]
+    pub session_cache_ttl: Option<Duration>,
     /// Hashes running at once (0: one per core) and hashes allowed to wait.
     pub hash_concurrency: usize,
     pub hash_queue: usize,
@@ -127,7 +126,7 @@ impl Default for Settings {
             argon2_memory_kib: 19_456,
             argon2_iterations: 2,
             argon2_parallelism: 1,
-            session_cache_ttl: Duration::ZERO,
+            session_cache_ttl: None,
             hash_concurrency: 0,
             hash_queue: 256,
             hash_niceness: 10,

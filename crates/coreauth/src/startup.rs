@@ -5,6 +5,7 @@
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use secrecy::ExposeSecret;
 use tokio::net::TcpListener;
@@ -32,7 +33,7 @@ use crate::store::postgres::{PostgresSettings, PostgresStore};
 use crate::store::sqlite::{SqliteSettings, SqliteStore};
 
 /// The beat of the background work: pending renewals are written at every tick.
-const TICK: std::time::Duration = std::time::Duration::from_secs(1);
+const TICK: Duration = Duration::from_secs(1);
 /// Ticks between writes of API-key usage (`lastUsed`): often enough to be useful, rarely enough
 /// that validating a key never waits on a write.
 const USAGE_FLUSH_TICKS: u64 = 5;
@@ -97,6 +98,19 @@ enum Backend {
 }
 
 impl Backend {
+    /// How long session and API-key states are reused when `COREAUTH_SESSION_CACHE_TTL` is not
+    /// set. SQLite is one instance's database: every change goes through this process, which
+    /// forgets what it changes at once, and a write by another process on the file is noticed
+    /// within a second (`CachingStore::forget_foreign_writes`), so states can be kept for long;
+    /// the minute only bounds what a missed notice could cost. PostgreSQL is shared by instances
+    /// that must each see another's logout at once: no reuse.
+    fn session_cache_ttl(self) -> Duration {
+        match self {
+            Self::Sqlite => Duration::from_secs(60),
+            Self::Postgres => Duration::ZERO,
+        }
+    }
+
     /// The backend a database URL names, by its scheme (case-insensitive, as URL schemes are).
     fn of(url: &str) -> Option<Self> {
         let scheme = url.split_once(':')?.0.to_ascii_lowercase();
@@ -113,17 +127,23 @@ pub struct Application {
     router: axum::Router,
     state: AppState,
     audit_export: Option<ExportTarget>,
+    /// The store's caching layer, told every second to check for writes by other processes.
+    cache: Arc<CachingStore>,
 }
 
 impl Application {
     pub async fn build(settings: Settings, clock: Arc<dyn Clock>) -> Result<Self, StartupError> {
         let store = open_store(&settings, settings.migrate).await?;
         // Every component gets the caching store, so every write goes through its invalidation.
+        let cache_ttl = settings.session_cache_ttl.unwrap_or_else(|| {
+            Backend::of(&settings.database_url).map_or(Duration::ZERO, Backend::session_cache_ttl)
+        });
         let cache = Arc::new(SessionCache::new(
-            settings.session_cache_ttl,
+            cache_ttl,
             session_cache::DEFAULT_CAPACITY,
         ));
-        let store: Arc<dyn Store> = Arc::new(CachingStore::new(store, cache));
+        let caching = Arc::new(CachingStore::new(store, cache));
+        let store: Arc<dyn Store> = caching.clone();
         let signer = Arc::new(load_signer(store.as_ref(), &settings, clock.as_ref()).await?);
         let concurrent = match settings.hash_concurrency {
             0 => std::thread::available_parallelism().map_or(1, usize::from),
@@ -227,6 +247,7 @@ impl Application {
             router: http::router(state.clone(), &http_limits(&settings)),
             state,
             audit_export: settings.audit_export.as_deref().map(ExportTarget::parse),
+            cache: caching,
         })
     }
 
@@ -260,12 +281,16 @@ impl Application {
             },
             None => None,
         };
+        let cache = self.cache.clone();
         let flusher = tokio::spawn(async move {
             let mut every = tokio::time::interval(TICK);
             for tick in 0_u64.. {
                 every.tick().await;
                 if let Err(e) = state.auth.flush_renewals().await {
                     tracing::warn!("writing renewals: {e}");
+                }
+                if let Err(e) = cache.forget_foreign_writes().await {
+                    tracing::warn!("checking for writes by other processes: {e}");
                 }
                 if tick % USAGE_FLUSH_TICKS != 0 {
                     continue;

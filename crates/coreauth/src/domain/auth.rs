@@ -88,8 +88,8 @@ pub struct IssuedToken {
 /// What `/user/me` answers besides the principal.
 #[derive(Debug, Clone)]
 pub struct WhoAmI {
-    pub user: UserRecord,
-    pub org: OrgRecord,
+    pub user: Arc<UserRecord>,
+    pub org: Arc<OrgRecord>,
     /// When the user's password expires under this org's policy (epoch ms); `None`: never.
     pub password_expires_at: Option<i64>,
     pub mfa_enabled: bool,
@@ -357,7 +357,7 @@ impl Auth {
         credential: &str,
         origin: RequestOrigin,
         now: OffsetDateTime,
-    ) -> DomainResult<Option<(Principal, Option<SessionClaims>)>> {
+    ) -> DomainResult<Option<(Principal, Option<Arc<SessionClaims>>)>> {
         match self.authenticate_credential(credential, origin, now).await {
             Ok(found) => Ok(Some(found)),
             Err(DomainError::Unauthenticated) => Ok(None),
@@ -371,7 +371,7 @@ impl Auth {
         credential: &str,
         origin: RequestOrigin,
         now: OffsetDateTime,
-    ) -> DomainResult<(Principal, Option<SessionClaims>)> {
+    ) -> DomainResult<(Principal, Option<Arc<SessionClaims>>)> {
         if looks_like_key(credential) {
             let principal = self.keys.authenticate(credential, origin, now).await?;
             return Ok((principal, None));
@@ -430,7 +430,8 @@ impl Auth {
             .member_profile(caller.user_id, session.org_id)
             .await?
             .ok_or(DomainError::Unauthenticated)?;
-        let mut issued = self.issue(profile.user, session, caller.role, now, expiry)?;
+        let user = UserRecord::clone(&profile.user);
+        let mut issued = self.issue(user, session, caller.role, now, expiry)?;
         issued.password_expires_at = profile.policy.expires_at(issued.user.password_set_at);
         Ok(issued)
     }

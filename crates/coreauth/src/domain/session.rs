@@ -2,7 +2,7 @@
 //! renewed up to an absolute cap, and ends at logout or revocation.
 
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use time::OffsetDateTime;
 
@@ -118,7 +118,8 @@ impl SessionRecord {
 /// query.
 #[derive(Debug, Clone)]
 pub struct SessionContext {
-    pub session: SessionRecord,
+    /// Shared with the session cache and the request's `Principal`: a cache hit copies no text.
+    pub session: Arc<SessionRecord>,
     pub user_uuid: String,
     pub user_active: bool,
     pub is_platform_admin: bool,
@@ -152,7 +153,7 @@ pub struct Principal {
     pub is_platform_admin: bool,
     pub method: AuthMethod,
     /// The session behind a session token; `None` for an API key.
-    pub session: Option<SessionRecord>,
+    pub session: Option<Arc<SessionRecord>>,
     /// A read-only API key: only reading calls are allowed.
     pub read_only: bool,
     /// When the API key used ends (Unix epoch ms), if it was made to expire.

@@ -19,7 +19,7 @@
 use std::borrow::Borrow;
 use std::collections::HashMap;
 use std::hash::Hash;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use super::apikey::ApiKeyContext;
@@ -35,8 +35,9 @@ pub const DEFAULT_CAPACITY: usize = 50_000;
 /// whether the user has a second factor.
 #[derive(Debug, Clone)]
 pub struct MemberProfile {
-    pub user: UserRecord,
-    pub org: OrgRecord,
+    /// Shared, like `org`, with the cached copy: a cache hit copies no text.
+    pub user: Arc<UserRecord>,
+    pub org: Arc<OrgRecord>,
     /// The org's policy, or the defaults when it has none.
     pub policy: PasswordPolicy,
     pub mfa_enabled: bool,
@@ -215,7 +216,7 @@ impl SessionCache {
     pub fn note_renewal(&self, renewal: &Renewal) {
         self.with(|i| {
             if let Some(entry) = i.sessions.entries.get_mut(renewal.session_id.as_str()) {
-                let session = &mut entry.value.session;
+                let session = Arc::make_mut(&mut entry.value.session);
                 session.renew_count += renewal.count;
                 session.last_renewed_at = session.last_renewed_at.max(Some(renewal.renewed_at));
                 session.token_expires_at = session.token_expires_at.max(renewal.token_expires_at);
@@ -289,7 +290,7 @@ mod tests {
 
     fn session(id: &str, user_id: i64, org_id: i64) -> SessionContext {
         SessionContext {
-            session: SessionRecord {
+            session: Arc::new(SessionRecord {
                 id: id.into(),
                 user_id,
                 org_id,
@@ -304,7 +305,7 @@ mod tests {
                 renew_count: 0,
                 revoked_at: None,
                 restriction: None,
-            },
+            }),
             user_uuid: format!("u-{user_id}"),
             user_active: true,
             is_platform_admin: false,
@@ -338,7 +339,7 @@ mod tests {
 
     fn profile(user_id: i64, org_id: i64) -> MemberProfile {
         MemberProfile {
-            user: UserRecord {
+            user: Arc::new(UserRecord {
                 id: user_id,
                 uuid: format!("u-{user_id}"),
                 email: "a@b.example".into(),
@@ -350,12 +351,12 @@ mod tests {
                 password_set_at: None,
                 must_change_password: false,
                 created_at: 0,
-            },
-            org: OrgRecord {
+            }),
+            org: Arc::new(OrgRecord {
                 id: org_id,
                 name: "Org".into(),
                 email_domains: vec![],
-            },
+            }),
             policy: PasswordPolicy::default(),
             mfa_enabled: false,
         }

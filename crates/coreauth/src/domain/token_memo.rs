@@ -10,7 +10,7 @@
 //! in use stay found and forgotten ones age out.
 
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use super::tokens::SessionClaims;
 
@@ -24,8 +24,8 @@ pub struct VerifiedTokens {
 
 #[derive(Default)]
 struct Generations {
-    current: HashMap<Box<str>, SessionClaims>,
-    previous: HashMap<Box<str>, SessionClaims>,
+    current: HashMap<Box<str>, Arc<SessionClaims>>,
+    previous: HashMap<Box<str>, Arc<SessionClaims>>,
 }
 
 impl VerifiedTokens {
@@ -36,8 +36,8 @@ impl VerifiedTokens {
         }
     }
 
-    /// The claims of `token` if it was verified before.
-    pub fn get(&self, token: &str) -> Option<SessionClaims> {
+    /// The claims of `token` if it was verified before (shared: a hit copies no text).
+    pub fn get(&self, token: &str) -> Option<Arc<SessionClaims>> {
         let generations = self.generations.lock().ok()?;
         generations
             .current
@@ -47,7 +47,7 @@ impl VerifiedTokens {
     }
 
     /// Remembers a token that passed every check but expiry.
-    pub fn insert(&self, token: &str, claims: &SessionClaims) {
+    pub fn insert(&self, token: &str, claims: &Arc<SessionClaims>) {
         let Ok(mut generations) = self.generations.lock() else {
             return;
         };
@@ -73,8 +73,8 @@ impl VerifiedTokens {
 mod tests {
     use super::*;
 
-    fn claims(sid: &str) -> SessionClaims {
-        SessionClaims {
+    fn claims(sid: &str) -> Arc<SessionClaims> {
+        Arc::new(SessionClaims {
             iss: "coreauth".into(),
             aud: "coreauth".into(),
             sub: "u".into(),
@@ -85,14 +85,14 @@ mod tests {
             iat: 0,
             exp: 900,
             jti: "j".into(),
-        }
+        })
     }
 
     #[test]
     fn only_the_exact_token_is_found() {
         let memo = VerifiedTokens::new(8);
         memo.insert("a.b.c", &claims("s1"));
-        assert_eq!(memo.get("a.b.c").map(|c| c.sid), Some("s1".into()));
+        assert_eq!(memo.get("a.b.c").map(|c| c.sid.clone()), Some("s1".into()));
         assert!(memo.get("a.b.d").is_none());
         assert!(memo.get("a.b.").is_none());
     }

@@ -6,6 +6,8 @@
 //! `jwk`/`jku`/`x5u`/`x5c` headers are refused), `typ`, `iss` and `aud`. Expiry is checked against
 //! the injected clock rather than jsonwebtoken's system time, so tests can move it.
 
+use std::sync::Arc;
+
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
@@ -161,14 +163,14 @@ impl TokenSigner {
     }
 
     /// Checks signature, header, issuer, audience and expiry; any failure is `Unauthenticated`.
-    pub fn verify(&self, token: &str, now: OffsetDateTime) -> DomainResult<SessionClaims> {
+    pub fn verify(&self, token: &str, now: OffsetDateTime) -> DomainResult<Arc<SessionClaims>> {
         if token.len() > MAX_TOKEN_LEN {
             return Err(DomainError::Unauthenticated);
         }
         let claims = match self.verified.get(token) {
             Some(claims) => claims,
             None => {
-                let claims = self.verify_signed(token)?;
+                let claims = Arc::new(self.verify_signed(token)?);
                 self.verified.insert(token, &claims);
                 claims
             }
@@ -260,7 +262,7 @@ mod tests {
         let signer = signer();
         let now = from_millis(1_700_000_000_000);
         let token = signer.sign(&claims(now)).unwrap();
-        assert_eq!(signer.verify(&token, now).unwrap(), claims(now));
+        assert_eq!(*signer.verify(&token, now).unwrap(), claims(now));
         let later = now + time::Duration::seconds(899);
         assert!(signer.verify(&token, later).is_ok());
         let expired = now + time::Duration::seconds(900);

@@ -50,7 +50,11 @@ async fn introspect(
     )))
 }
 
-fn active(principal: Principal, claims: Option<SessionClaims>, issuer: &str) -> IntrospectResponse {
+fn active(
+    principal: Principal,
+    claims: Option<std::sync::Arc<SessionClaims>>,
+    issuer: &str,
+) -> IntrospectResponse {
     let (sid, exp, iat) = match &claims {
         Some(claims) => (Some(claims.sid.clone()), Some(claims.exp), Some(claims.iat)),
         None => (None, principal.key_expires_at.map(|ms| ms / 1000), None),

@@ -28,11 +28,34 @@ use crate::domain::user::{NewUser, UserPatch, UserRecord};
 pub struct CachingStore {
     inner: Arc<dyn Store>,
     cache: Arc<SessionCache>,
+    /// The inner store's `foreign_write_marker` when last checked.
+    last_marker: std::sync::Mutex<Option<i64>>,
 }
 
 impl CachingStore {
     pub fn new(inner: Arc<dyn Store>, cache: Arc<SessionCache>) -> Self {
-        Self { inner, cache }
+        Self {
+            inner,
+            cache,
+            last_marker: std::sync::Mutex::new(None),
+        }
+    }
+
+    /// Forgets everything when another process wrote to the database since the last call;
+    /// called every second. On a backend that cannot tell, the TTL alone bounds staleness.
+    pub async fn forget_foreign_writes(&self) -> DomainResult<()> {
+        let Some(marker) = self.inner.foreign_write_marker().await? else {
+            return Ok(());
+        };
+        let changed = match self.last_marker.lock() {
+            Ok(mut last) => last.replace(marker).is_some_and(|before| before != marker),
+            Err(_) => true,
+        };
+        if changed {
+            tracing::debug!("another process wrote to the database: the session cache starts over");
+            self.cache.clear();
+        }
+        Ok(())
     }
 }
 
@@ -57,6 +80,10 @@ impl Store for CachingStore {
 
     async fn ping(&self) -> DomainResult<()> {
         self.inner.ping().await
+    }
+
+    async fn foreign_write_marker(&self) -> DomainResult<Option<i64>> {
+        self.inner.foreign_write_marker().await
     }
 
     async fn signing_keys(&self) -> DomainResult<Vec<StoredSigningKey>> {

@@ -85,6 +85,13 @@ pub trait Store: Send + Sync + 'static {
     /// Whether the database answers.
     async fn ping(&self) -> DomainResult<()>;
 
+    /// A number that changes whenever a process other than this one commits to the database,
+    /// so that what this instance remembers can be forgotten then; `None` where the backend
+    /// cannot tell (PostgreSQL, whose other instances write all the time).
+    async fn foreign_write_marker(&self) -> DomainResult<Option<i64>> {
+        Ok(None)
+    }
+
     async fn signing_keys(&self) -> DomainResult<Vec<StoredSigningKey>>;
     async fn insert_signing_key(&self, key: &StoredSigningKey) -> DomainResult<()>;
     /// Stores `key` only when there is no signing key yet, checked atomically: instances that
@@ -172,8 +179,8 @@ pub trait Store: Send + Sync + 'static {
             .await?
             .is_some_and(|t| t.confirmed_at.is_some());
         Ok(Some(MemberProfile {
-            user,
-            org,
+            user: std::sync::Arc::new(user),
+            org: std::sync::Arc::new(org),
             policy,
             mfa_enabled,
         }))

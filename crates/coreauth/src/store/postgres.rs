@@ -994,7 +994,7 @@ impl Store for PostgresStore {
         row.map(|r| {
             Ok(SessionContext {
                 role: parse_role(&r.role)?,
-                session: r.session.into(),
+                session: std::sync::Arc::new(r.session.into()),
                 user_uuid: r.user_uuid,
                 user_active: r.user_active,
                 is_platform_admin: r.is_platform_admin,

@@ -569,6 +569,19 @@ impl Store for SqliteStore {
             .map_err(|_| DomainError::Unavailable)
     }
 
+    /// SQLite's `data_version` as the writer connection sees it: it changes when any other
+    /// connection commits, and no other connection of this process writes (the read pool only
+    /// reads). So a change means another process wrote to the file. A new writer connection
+    /// (the pool replaces idle ones) starts at another number: a false alarm that only costs
+    /// the cache's contents.
+    async fn foreign_write_marker(&self) -> DomainResult<Option<i64>> {
+        let version: i64 = sqlx::query_scalar("PRAGMA data_version")
+            .fetch_one(&self.writer)
+            .await
+            .map_err(db_error)?;
+        Ok(Some(version))
+    }
+
     async fn signing_keys(&self) -> DomainResult<Vec<StoredSigningKey>> {
         let rows: Vec<(String, String, Vec<u8>, i64)> = sqlx::query_as(
             "SELECT kid, algorithm, private_key, created_at FROM signing_keys ORDER BY created_at",
@@ -954,7 +967,7 @@ impl Store for SqliteStore {
         row.map(|r| {
             Ok(SessionContext {
                 role: parse_role(&r.role)?,
-                session: r.session.into(),
+                session: std::sync::Arc::new(r.session.into()),
                 user_uuid: r.user_uuid,
                 user_active: r.user_active,
                 is_platform_admin: r.is_platform_admin,
@@ -993,12 +1006,12 @@ impl Store for SqliteStore {
                 .map_err(|e| DomainError::internal(format!("stored org domains: {e}")))?;
             let policy = r.policy();
             Ok(MemberProfile {
-                user: r.user.into(),
-                org: OrgRecord {
+                user: std::sync::Arc::new(r.user.into()),
+                org: std::sync::Arc::new(OrgRecord {
                     id: r.org_id,
                     name: r.org_name,
                     email_domains,
-                },
+                }),
                 policy,
                 mfa_enabled: r.mfa_enabled,
             })

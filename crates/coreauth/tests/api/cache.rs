@@ -9,9 +9,15 @@ use serde_json::json;
 
 use crate::helpers::{PASSWORD, TestApp, assert_error, body};
 
+/// An app whose cache keeps states for a minute, on either backend: whatever it answers right
+/// after a change, only the change's invalidation can explain.
+async fn cached_app() -> TestApp {
+    TestApp::spawn_with(|s| s.session_cache_ttl = Some(Duration::from_secs(60))).await
+}
+
 #[tokio::test]
 async fn a_logout_is_seen_at_once_though_the_session_was_cached() {
-    let app = TestApp::spawn().await;
+    let app = cached_app().await;
     let (_, _, token) = app.member_of_new_org("Acme", "dev@acme.example").await;
     assert_eq!(app.me(&token).await.status(), StatusCode::OK);
     assert_eq!(app.logout(&token).await.status(), StatusCode::NO_CONTENT);
@@ -31,7 +37,7 @@ async fn a_logout_is_seen_at_once_though_the_session_was_cached() {
 
 #[tokio::test]
 async fn role_name_key_and_user_changes_are_seen_at_once() {
-    let app = TestApp::spawn().await;
+    let app = cached_app().await;
     let (org_id, user_id, token) = app.member_of_new_org("Acme", "dev@acme.example").await;
     let (key_id, key) = app.add_key(&token, "ci").await;
     assert_eq!(body(app.me(&token).await).await["role"], "member");
@@ -80,7 +86,7 @@ async fn role_name_key_and_user_changes_are_seen_at_once() {
 
 #[tokio::test]
 async fn a_password_policy_change_shows_in_me_at_once() {
-    let app = TestApp::spawn().await;
+    let app = cached_app().await;
     let (org_id, _, token) = app.member_of_new_org("Acme", "dev@acme.example").await;
     assert!(body(app.me(&token).await).await["passwordExpiresAt"].is_null());
     let policy = app
@@ -102,12 +108,12 @@ async fn another_instance_sees_a_logout_within_the_cache_ttl() {
     let ttl = Duration::from_millis(200);
     let first = TestApp::spawn_with(|s| {
         s.database_url = url.clone();
-        s.session_cache_ttl = ttl;
+        s.session_cache_ttl = Some(ttl);
     })
     .await;
     let second = TestApp::spawn_with(|s| {
         s.database_url = url.clone();
-        s.session_cache_ttl = ttl;
+        s.session_cache_ttl = Some(ttl);
     })
     .await;
     first.create_user("dev@acme.example", 1, "member").await;
@@ -116,17 +122,46 @@ async fn another_instance_sees_a_logout_within_the_cache_ttl() {
     let logged_out = Instant::now();
     assert_eq!(first.logout(&token).await.status(), StatusCode::NO_CONTENT);
     // The second instance may answer from its cache for up to the TTL, and no longer.
+    refused_within(
+        &second,
+        &token,
+        logged_out,
+        ttl + Duration::from_millis(500),
+    )
+    .await;
+}
+
+/// Polls `app` with `token` until it is refused, failing if it is still honoured `limit` after
+/// `since` (real time: how long another instance's copy may last is what is tested).
+async fn refused_within(app: &TestApp, token: &str, since: Instant, limit: Duration) {
     loop {
-        let status = second.me(&token).await.status();
+        let status = app.me(token).await.status();
         if status == StatusCode::FORBIDDEN {
-            break;
+            return;
         }
         assert_eq!(status, StatusCode::OK);
         assert!(
-            logged_out.elapsed() < ttl + Duration::from_millis(500),
+            since.elapsed() < limit,
             "still honoured {:?} after the logout",
-            logged_out.elapsed()
+            since.elapsed()
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+}
+
+#[tokio::test]
+async fn on_sqlite_a_write_by_another_process_empties_the_cache_within_a_second() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("shared.db").display());
+    // SQLite's default: states kept for a minute, unless another process writes to the file.
+    let first = TestApp::spawn_with(|s| s.database_url = url.clone()).await;
+    let second = TestApp::spawn_with(|s| s.database_url = url.clone()).await;
+    first.create_user("dev@acme.example", 1, "member").await;
+    let token = first.login_ok("dev@acme.example", PASSWORD).await.token;
+    assert_eq!(second.me(&token).await.status(), StatusCode::OK);
+    let logged_out = Instant::now();
+    assert_eq!(first.logout(&token).await.status(), StatusCode::NO_CONTENT);
+    // The second one checks SQLite's data_version every second, and forgets what it holds
+    // when another connection committed.
+    refused_within(&second, &token, logged_out, Duration::from_millis(2500)).await;
 }
