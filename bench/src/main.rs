@@ -195,13 +195,14 @@ async fn bench(args: &Args, coreauth: &Path, workdir: &Path) -> anyhow::Result<R
         .filter(|(name, _, _)| wanted(name))
         .map(|(_, scenario, workload)| (scenario, workload))
         .collect();
-        rows.extend(measure_in_turns(
-            &small,
-            &scenarios,
-            c,
+        let turns = Turns {
+            connections: c,
             settings,
-            args.rounds,
-        )?);
+            rounds: args.rounds,
+            hash: &hash,
+            cores,
+        };
+        rows.extend(measure_in_turns(&small, &scenarios, &turns)?);
     }
     for &c in args.connections.iter().filter(|_| wanted("isolation")) {
         let flood = Load {
@@ -228,12 +229,14 @@ async fn bench(args: &Args, coreauth: &Path, workdir: &Path) -> anyhow::Result<R
             connections: c,
             measurement: v,
             cores: cores_used,
+            limit: None,
         });
         rows.push(Row {
             scenario: Scenario::Flood,
             connections: args.flood,
             measurement: f,
             cores: cores_used,
+            limit: None,
         });
     }
     let peak_rss_small_mib = small.peak_rss_mib();
@@ -270,13 +273,14 @@ async fn bench(args: &Args, coreauth: &Path, workdir: &Path) -> anyhow::Result<R
             (Scenario::ScaleLogin, &login),
         ];
         for &c in &args.connections {
-            rows.extend(measure_in_turns(
-                &scale,
-                &scenarios,
-                c,
+            let turns = Turns {
+                connections: c,
                 settings,
-                args.rounds,
-            )?);
+                rounds: args.rounds,
+                hash: &hash,
+                cores,
+            };
+            rows.extend(measure_in_turns(&scale, &scenarios, &turns)?);
         }
         peak_rss_scale_mib = scale.peak_rss_mib();
         scale.stop()?;
@@ -356,29 +360,52 @@ async fn bench(args: &Args, coreauth: &Path, workdir: &Path) -> anyhow::Result<R
     })
 }
 
-/// `rounds` windows of each scenario at `connections`, in turns, and for each scenario the
-/// window of median throughput.
-fn measure_in_turns(
-    server: &Server,
-    scenarios: &[(Scenario, &Workload)],
+/// How the rounds of one connection count are taken.
+struct Turns<'a> {
     connections: usize,
     settings: LoadSettings,
     rounds: usize,
+    /// The bench password's hash, for the argon2id limit measured before each login window.
+    hash: &'a str,
+    cores: usize,
+}
+
+/// `rounds` windows of each scenario, in turns, and for each scenario the window of median
+/// throughput (for logins: of median fraction of the hashing limit measured just before it,
+/// with the server idle, since on a shared machine what the cores can hash moves from minute
+/// to minute).
+fn measure_in_turns(
+    server: &Server,
+    scenarios: &[(Scenario, &Workload)],
+    turns: &Turns,
 ) -> anyhow::Result<Vec<Row>> {
     let mut windows: Vec<Vec<Row>> = scenarios.iter().map(|_| Vec::new()).collect();
-    for _ in 0..rounds.max(1) {
+    for _ in 0..turns.rounds.max(1) {
         for ((scenario, workload), taken) in scenarios.iter().zip(&mut windows) {
-            taken.push(measure(server, *scenario, workload, connections, settings)?);
+            let limit = matches!(scenario, Scenario::Login | Scenario::ScaleLogin)
+                .then(|| {
+                    hashlimit::verifications_per_second(
+                        turns.hash,
+                        turns.cores,
+                        turns.settings.duration,
+                    )
+                })
+                .transpose()?;
+            let mut row = measure(
+                server,
+                *scenario,
+                workload,
+                turns.connections,
+                turns.settings,
+            )?;
+            row.limit = limit;
+            taken.push(row);
         }
     }
     windows
         .into_iter()
         .map(|mut taken| {
-            taken.sort_by(|a, b| {
-                a.measurement
-                    .throughput()
-                    .total_cmp(&b.measurement.throughput())
-            });
+            taken.sort_by(|a, b| a.of_limit(1.0).total_cmp(&b.of_limit(1.0)));
             let middle = taken.len() / 2;
             taken.into_iter().nth(middle).context("no window measured")
         })
@@ -407,6 +434,7 @@ fn measure(
         connections,
         measurement,
         cores,
+        limit: None,
     })
 }
 

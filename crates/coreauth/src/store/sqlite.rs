@@ -625,7 +625,7 @@ impl Store for SqliteStore {
         .bind(&key.algorithm)
         .bind(key.seed.as_slice())
         .bind(key.created_at)
-        .execute(&self.pool)
+        .execute(&self.writer)
         .await
         .map(|_| ())
         .map_err(db_error)
@@ -1967,7 +1967,7 @@ impl Store for SqliteStore {
     async fn prune_audit(&self, before: i64) -> DomainResult<u64> {
         sqlx::query("DELETE FROM audit_events WHERE occurred_at < ?")
             .bind(before)
-            .execute(&self.pool)
+            .execute(&self.writer)
             .await
             .map(|done| done.rows_affected())
             .map_err(db_error)
