@@ -344,7 +344,13 @@ async fn bench(args: &Args, coreauth: &Path, workdir: &Path) -> anyhow::Result<R
             )?)
             .unwrap_or_default(),
         commit: commit(),
-        label: args.label.clone(),
+        // The heading names the database, so the two sections of one run are told apart.
+        label: Some(match (&backend, &args.label) {
+            (Backend::Sqlite, None) => "SQLite".to_owned(),
+            (Backend::Postgres { .. }, None) => "PostgreSQL".to_owned(),
+            (Backend::Sqlite, Some(label)) => format!("SQLite — {label}"),
+            (Backend::Postgres { .. }, Some(label)) => format!("PostgreSQL — {label}"),
+        }),
         machine: machine(cores),
         notes,
         argon2_limit,
@@ -539,8 +545,17 @@ fn commit() -> String {
             .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
     };
     let head = git(&["rev-parse", "--short=10", "HEAD"]).unwrap_or_else(|| "unknown".into());
-    let dirty =
-        git(&["status", "--porcelain", "--untracked-files=no"]).is_some_and(|s| !s.is_empty());
+    // The results and charts this harness writes do not make the measured code uncommitted.
+    let dirty = git(&[
+        "status",
+        "--porcelain",
+        "--untracked-files=no",
+        "--",
+        ".",
+        ":!bench/RESULTS.md",
+        ":!bench/chart*.svg",
+    ])
+    .is_some_and(|s| !s.is_empty());
     if dirty {
         format!("{head} + uncommitted changes")
     } else {
