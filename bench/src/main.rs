@@ -150,6 +150,13 @@ async fn bench(args: &Args, coreauth: &Path, workdir: &Path) -> anyhow::Result<R
     };
 
     let mut rows = Vec::new();
+    let turns_at = |connections| Turns {
+        connections,
+        settings,
+        rounds: args.rounds,
+        hash: &hash,
+        cores,
+    };
     let mut notes = Vec::new();
     let sign_us = hashlimit::signing_micros(4000)?;
     notes.push(format!(
@@ -195,14 +202,7 @@ async fn bench(args: &Args, coreauth: &Path, workdir: &Path) -> anyhow::Result<R
         .filter(|(name, _, _)| wanted(name))
         .map(|(_, scenario, workload)| (scenario, workload))
         .collect();
-        let turns = Turns {
-            connections: c,
-            settings,
-            rounds: args.rounds,
-            hash: &hash,
-            cores,
-        };
-        rows.extend(measure_in_turns(&small, &scenarios, &turns)?);
+        rows.extend(measure_in_turns(&small, &scenarios, &turns_at(c))?);
     }
     for &c in args.connections.iter().filter(|_| wanted("isolation")) {
         let flood = Load {
@@ -273,14 +273,7 @@ async fn bench(args: &Args, coreauth: &Path, workdir: &Path) -> anyhow::Result<R
             (Scenario::ScaleLogin, &login),
         ];
         for &c in &args.connections {
-            let turns = Turns {
-                connections: c,
-                settings,
-                rounds: args.rounds,
-                hash: &hash,
-                cores,
-            };
-            rows.extend(measure_in_turns(&scale, &scenarios, &turns)?);
+            rows.extend(measure_in_turns(&scale, &scenarios, &turns_at(c))?);
         }
         peak_rss_scale_mib = scale.peak_rss_mib();
         scale.stop()?;

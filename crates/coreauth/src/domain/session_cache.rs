@@ -4,8 +4,9 @@
 //! costs one read per TTL.
 //!
 //! Correctness rests on three rules:
-//! - Entries live at most `ttl` (1 s by default), so a change made by another instance (a logout,
-//!   a deactivation) is seen here within that time, as the spec allows across instances.
+//! - Entries live at most `ttl` (`COREAUTH_SESSION_CACHE_TTL`: 60 s on SQLite, where another
+//!   process's write also empties the cache within a second; off on PostgreSQL), so a change
+//!   made by another instance (a logout, a deactivation) is seen here within that time.
 //! - Changes made through this instance invalidate at once: `invalidate_session`,
 //!   `invalidate_user`, `invalidate_org`, `clear` (the caching store calls them after each write).
 //! - A read that raced with an invalidation is not remembered: callers take a `Ticket` before
