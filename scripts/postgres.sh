@@ -22,7 +22,7 @@ start_postgres() {
             echo "PostgreSQL is not installed and installing it needs root" >&2
             exit 1
         fi
-        echo "installing PostgreSQL (Debian package; it starts no server)"
+        echo "installing PostgreSQL (Debian package; the cluster used here is a new one)"
         export DEBIAN_FRONTEND=noninteractive
         apt-get update -qq
         apt-get install -y -qq postgresql >/dev/null

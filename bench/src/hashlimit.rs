@@ -1,6 +1,7 @@
 //! The login scenario's limit: how many argon2id verifications per second this machine does
 //! with coreauth's parameters when every core does nothing else. Measured here, in the same
-//! run, with the server stopped, so the login figure can be read as a fraction of it. It runs
+//! run, so the login figure can be read as a fraction of it: with the server stopped at the
+//! start and the end of the run, and with it idle before each login window. It runs
 //! the server's own verification (`verify_hash`, which keeps argon2's memory between hashes):
 //! the limit is what the cores can hash at best, not what a slower implementation would.
 

@@ -203,7 +203,8 @@ impl Run {
         }
         let _ = writeln!(
             out,
-            "- argon2id limit (m=19456 KiB, t=2, p=1, one thread per core, server stopped): \
+            "- argon2id limit (m=19456 KiB, t=2, p=1, one thread per core, server stopped; login \
+             rows are read against the one measured beside them, server idle): \
              **{:.1} verifications/s**\n",
             self.argon2_limit
         );
@@ -309,7 +310,8 @@ impl Run {
         );
         let _ = writeln!(
             svg,
-            r#"<rect width="100%" height="100%" fill="white"/><text x="16" y="22" font-size="15" font-weight="bold">coreauth bench — {} — commit {}</text>"#,
+            r#"<rect width="100%" height="100%" fill="white"/><text x="16" y="22" font-size="15" font-weight="bold">coreauth bench — {} — {} — commit {}</text>"#,
+            escape(self.label.as_deref().unwrap_or("")),
             escape(&self.date),
             escape(&self.commit)
         );

@@ -316,7 +316,9 @@ pub async fn session_tokens(database_url: &str, user_ids: &[u64]) -> anyhow::Res
             role: "member".into(),
             sid: session_id(user),
             iat: now,
-            exp: now + 15 * 60,
+            // Longer than the server's own tokens (15 minutes), up to the seeded sessions'
+            // end, so that a long run (more rounds, longer windows) cannot outlive them.
+            exp: now + 11 * 3600,
             jti: uuid::Uuid::new_v4().to_string(),
         };
         tokens.push(

@@ -69,7 +69,8 @@ pub struct Settings {
     /// `COREAUTH_SESSION_CACHE_TTL`: how long a session's or API key's state read from the
     /// database is reused for later requests. Changes made through this instance apply at once
     /// whatever it is; changes made through another instance on the same database are seen
-    /// within this time. Unset, it depends on the database (`Settings::session_cache_ttl`).
+    /// within this time. Unset, it depends on the database (`Backend::session_cache_ttl` in
+    /// `startup.rs`: 60 s on SQLite, off on PostgreSQL).
     #[serde(default, with = "humantime_serde")]
     pub session_cache_ttl: Option<Duration>,
     /// Hashes running at once (0: one per core) and hashes allowed to wait.

@@ -103,7 +103,10 @@ pub struct Auth {
     hashing: Arc<PasswordHashing>,
     signer: Arc<TokenSigner>,
     policy: SessionPolicy,
-    renewals: PendingRenewals,
+    renewals: Arc<PendingRenewals>,
+    /// Held by the flush writing a batch, so that a flush before a logout or a session list
+    /// waits for one already in flight instead of finding the map empty and going on.
+    flushing: Arc<tokio::sync::Mutex<()>>,
 }
 
 const MAX_CLIENT_CHARS: usize = 100;
@@ -127,7 +130,8 @@ impl Auth {
             hashing,
             signer,
             policy,
-            renewals: PendingRenewals::default(),
+            renewals: Arc::default(),
+            flushing: Arc::default(),
         }
     }
 
@@ -436,17 +440,29 @@ impl Auth {
         Ok(issued)
     }
 
-    /// Writes the renewals counted since the last call; a failed write keeps them for the next.
+    /// Writes the renewals counted so far, after any batch already being written; a failed
+    /// write keeps them for the next.
     pub async fn flush_renewals(&self) -> DomainResult<()> {
+        let turn = self.flushing.clone().lock_owned().await;
         let batch = self.renewals.take();
         if batch.is_empty() {
             return Ok(());
         }
-        let written = self.store.record_renewals(&batch).await;
-        if written.is_err() {
-            self.renewals.restore(batch);
-        }
-        written
+        let (store, pending) = (self.store.clone(), self.renewals.clone());
+        // A task of its own, holding the turn until the batch is written or put back: a caller
+        // that goes away mid-write (a client hanging up on its logout, the request deadline,
+        // shutdown stopping the background task) cannot drop the batch.
+        let write = tokio::spawn(async move {
+            let _turn = turn;
+            let written = store.record_renewals(&batch).await;
+            if written.is_err() {
+                pending.restore(batch);
+            }
+            written
+        });
+        write
+            .await
+            .map_err(|e| DomainError::internal(format!("writing renewals: {e}")))?
     }
 
     /// `flush_renewals` before something that reads renewal counts. A failure is logged, not

@@ -47,7 +47,8 @@ pub struct Renewal {
 /// client's path every few minutes; a database write for each made the one SQLite writer the
 /// limit of renewals (a fifth of the `/healthz` rate in the benchmark). Nothing is decided on
 /// what waits here: whether a session may be used is its `revoked_at` and `expires_at`, which
-/// are written at once. A crash loses at most a second of renewal counts.
+/// are written at once. A crash loses what is pending: a second of renewal counts, or more while
+/// the database refuses the writes.
 #[derive(Debug, Default)]
 pub struct PendingRenewals {
     pending: Mutex<HashMap<String, Renewal>>,

@@ -1005,31 +1005,39 @@ impl Store for PostgresStore {
     }
 
     async fn record_renewals(&self, renewals: &[Renewal]) -> DomainResult<()> {
-        // In id order, so that batches written by several instances at once lock their rows in
-        // the same order and cannot deadlock; in chunks, so that no statement holds many locks.
+        // One transaction, so that a failure leaves nothing half-written for the retry to add
+        // again. Its rows are locked first, in id order: instances writing batches over the
+        // same sessions at once then queue on the first row they share instead of deadlocking.
+        // Sessions revoked meanwhile are left as their revocation recorded them.
         let mut sorted: Vec<&Renewal> = renewals.iter().collect();
         sorted.sort_by(|a, b| a.session_id.cmp(&b.session_id));
+        let mut tx = self.pool.begin().await.map_err(db_error)?;
         for chunk in sorted.chunks(1000) {
             let ids: Vec<&str> = chunk.iter().map(|r| r.session_id.as_str()).collect();
             let counts: Vec<i64> = chunk.iter().map(|r| r.count).collect();
             let expiries: Vec<i64> = chunk.iter().map(|r| r.token_expires_at).collect();
             let times: Vec<i64> = chunk.iter().map(|r| r.renewed_at).collect();
+            sqlx::query("SELECT 1 FROM sessions WHERE id = ANY($1) ORDER BY id FOR UPDATE")
+                .bind(&ids)
+                .execute(&mut *tx)
+                .await
+                .map_err(db_error)?;
             sqlx::query(
                 "UPDATE sessions s SET renew_count = s.renew_count + r.n, \
                  last_renewed_at = GREATEST(s.last_renewed_at, r.at), \
                  token_expires_at = GREATEST(s.token_expires_at, r.exp) \
                  FROM UNNEST($1::text[], $2::bigint[], $3::bigint[], $4::bigint[]) \
-                 AS r(id, n, exp, at) WHERE s.id = r.id",
+                 AS r(id, n, exp, at) WHERE s.id = r.id AND s.revoked_at IS NULL",
             )
             .bind(&ids)
             .bind(&counts)
             .bind(&expiries)
             .bind(&times)
-            .execute(&self.pool)
+            .execute(&mut *tx)
             .await
             .map_err(db_error)?;
         }
-        Ok(())
+        tx.commit().await.map_err(db_error)
     }
 
     async fn revoke_session(

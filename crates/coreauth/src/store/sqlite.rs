@@ -8,6 +8,8 @@
 //! pool's queue and are woken as soon as it is free.
 
 use std::str::FromStr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -40,6 +42,9 @@ pub struct SqliteStore {
     /// Writes: a pool of one connection (the read pool itself for in-memory databases, which
     /// are private to each connection).
     writer: SqlitePool,
+    /// Connections the writer pool has opened: `data_version` numbers are only comparable
+    /// within one connection.
+    writer_connects: Arc<AtomicI64>,
 }
 
 #[derive(Debug, Clone)]
@@ -66,17 +71,34 @@ impl SqliteStore {
             .connect_with(options.clone())
             .await?;
         let in_memory = settings.url.contains(":memory:") || settings.url.contains("mode=memory");
+        let writer_connects = Arc::new(AtomicI64::new(0));
+        let counted = writer_connects.clone();
         let writer = if in_memory {
             pool.clone()
         } else {
+            // One connection kept for the life of the process (no idle or age limit), so that
+            // its `data_version` keeps counting other processes' commits.
             SqlitePoolOptions::new()
                 .test_before_acquire(false)
                 .max_connections(1)
+                .max_lifetime(None)
+                .idle_timeout(None)
                 .acquire_timeout(settings.acquire_timeout)
+                .after_connect(move |_, _| {
+                    let counted = counted.clone();
+                    Box::pin(async move {
+                        counted.fetch_add(1, Ordering::Relaxed);
+                        Ok(())
+                    })
+                })
                 .connect_with(options)
                 .await?
         };
-        Ok(Self { pool, writer })
+        Ok(Self {
+            pool,
+            writer,
+            writer_connects,
+        })
     }
 
     /// Applies the embedded migrations; fails on a database migrated by a newer coreauth.
@@ -571,15 +593,16 @@ impl Store for SqliteStore {
 
     /// SQLite's `data_version` as the writer connection sees it: it changes when any other
     /// connection commits, and no other connection of this process writes (the read pool only
-    /// reads). So a change means another process wrote to the file. A new writer connection
-    /// (the pool replaces idle ones) starts at another number: a false alarm that only costs
-    /// the cache's contents.
+    /// reads). So a change means another process wrote to the file. The number is combined
+    /// with how many writer connections were opened: a new connection (after one was lost)
+    /// counts from scratch, and must read as a change, not as a coincidentally equal number.
     async fn foreign_write_marker(&self) -> DomainResult<Option<i64>> {
         let version: i64 = sqlx::query_scalar("PRAGMA data_version")
             .fetch_one(&self.writer)
             .await
             .map_err(db_error)?;
-        Ok(Some(version))
+        let connects = self.writer_connects.load(Ordering::Relaxed);
+        Ok(Some((connects << 32) | (version & 0xFFFF_FFFF)))
     }
 
     async fn signing_keys(&self) -> DomainResult<Vec<StoredSigningKey>> {
@@ -1032,7 +1055,7 @@ impl Store for SqliteStore {
              FROM (SELECT json_extract(value, '$[0]') AS id, json_extract(value, '$[1]') AS n, \
              json_extract(value, '$[2]') AS exp, json_extract(value, '$[3]') AS at \
              FROM json_each(?)) AS r \
-             WHERE sessions.id = r.id",
+             WHERE sessions.id = r.id AND sessions.revoked_at IS NULL",
         )
         .bind(serde_json::Value::Array(rows).to_string())
         .execute(&self.writer)
