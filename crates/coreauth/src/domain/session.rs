@@ -56,12 +56,7 @@ pub struct PendingRenewals {
 
 impl PendingRenewals {
     pub fn note(&self, session_id: &str, token_expires_at: i64, renewed_at: i64) {
-        self.merge(Renewal {
-            session_id: session_id.to_owned(),
-            count: 1,
-            token_expires_at,
-            renewed_at,
-        });
+        self.merge(session_id, 1, token_expires_at, renewed_at);
     }
 
     /// Everything noted so far, leaving nothing behind.
@@ -74,23 +69,33 @@ impl PendingRenewals {
 
     /// Puts back a batch whose write failed, so its counts are written with the next one.
     pub fn restore(&self, batch: Vec<Renewal>) {
-        for renewal in batch {
-            self.merge(renewal);
+        for r in batch {
+            self.merge(&r.session_id, r.count, r.token_expires_at, r.renewed_at);
         }
     }
 
-    fn merge(&self, renewal: Renewal) {
+    /// Adds to the session's pending renewal; the id is copied only for a session not pending
+    /// yet (a renewal is on the request path).
+    fn merge(&self, session_id: &str, count: i64, token_expires_at: i64, renewed_at: i64) {
         let Ok(mut pending) = self.pending.lock() else {
             return;
         };
-        match pending.get_mut(&renewal.session_id) {
+        match pending.get_mut(session_id) {
             Some(known) => {
-                known.count += renewal.count;
-                known.token_expires_at = known.token_expires_at.max(renewal.token_expires_at);
-                known.renewed_at = known.renewed_at.max(renewal.renewed_at);
+                known.count += count;
+                known.token_expires_at = known.token_expires_at.max(token_expires_at);
+                known.renewed_at = known.renewed_at.max(renewed_at);
             }
             None => {
-                pending.insert(renewal.session_id.clone(), renewal);
+                pending.insert(
+                    session_id.to_owned(),
+                    Renewal {
+                        session_id: session_id.to_owned(),
+                        count,
+                        token_expires_at,
+                        renewed_at,
+                    },
+                );
             }
         }
     }
