@@ -67,12 +67,13 @@ pub struct Settings {
     pub argon2_iterations: u32,
     pub argon2_parallelism: u32,
     /// `COREAUTH_SESSION_CACHE_TTL`: how long a session's or API key's state read from the
-    /// database is reused for later requests. Changes made through this instance apply at once
-    /// whatever it is; changes made through another instance on the same database are seen
-    /// within this time. Unset, it depends on the database (`Backend::session_cache_ttl` in
-    /// `startup.rs`: 60 s on SQLite, off on PostgreSQL).
-    #[serde(default, with = "humantime_serde")]
-    pub session_cache_ttl: Option<Duration>,
+    /// database may be reused for later requests (0 turns the cache off). Changes made through
+    /// this instance apply at once whatever it is. Changes made elsewhere are heard sooner: on
+    /// PostgreSQL through the triggers' notices (`store::pg_changes`, milliseconds), on SQLite
+    /// through the file's `data_version` (within a second); the TTL bounds what a missed notice
+    /// could cost.
+    #[serde(with = "humantime_serde")]
+    pub session_cache_ttl: Duration,
     /// Hashes running at once (0: one per core) and hashes allowed to wait.
     pub hash_concurrency: usize,
     pub hash_queue: usize,
@@ -127,7 +128,7 @@ impl Default for Settings {
             argon2_memory_kib: 19_456,
             argon2_iterations: 2,
             argon2_parallelism: 1,
-            session_cache_ttl: None,
+            session_cache_ttl: Duration::from_secs(60),
             hash_concurrency: 0,
             hash_queue: 256,
             hash_niceness: 10,

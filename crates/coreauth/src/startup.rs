@@ -29,6 +29,7 @@ use crate::domain::tokens::{StoredSigningKey, TokenSigner};
 use crate::http::{self, AppParts, AppState, HttpLimits, Metrics};
 use crate::store::Store;
 use crate::store::cached::CachingStore;
+use crate::store::pg_changes::ChangeFeed;
 use crate::store::postgres::{PostgresSettings, PostgresStore};
 use crate::store::sqlite::{SqliteSettings, SqliteStore};
 
@@ -54,6 +55,14 @@ pub async fn open_store(
     settings: &Settings,
     migrate: bool,
 ) -> Result<Arc<dyn Store>, StartupError> {
+    Ok(open_database(settings, migrate).await?.0)
+}
+
+/// `open_store`, with the feed of changes made by other instances when the backend has one.
+async fn open_database(
+    settings: &Settings,
+    migrate: bool,
+) -> Result<(Arc<dyn Store>, Option<ChangeFeed>), StartupError> {
     let url = settings.database_url.as_str();
     let database = |e: sqlx::Error| StartupError::Database(e.to_string());
     let migrations =
@@ -70,7 +79,7 @@ pub async fn open_store(
             if migrate {
                 store.migrate().await.map_err(migrations)?;
             }
-            Ok(Arc::new(store))
+            Ok((Arc::new(store), None))
         }
         Some(Backend::Postgres) => {
             let store = PostgresStore::connect(&PostgresSettings {
@@ -83,7 +92,8 @@ pub async fn open_store(
             if migrate {
                 store.migrate().await.map_err(migrations)?;
             }
-            Ok(Arc::new(store))
+            let changes = store.change_feed();
+            Ok((Arc::new(store), Some(changes)))
         }
         None => Err(StartupError::Database(
             "COREAUTH_DATABASE_URL must start with sqlite:, postgres: or postgresql:".into(),
@@ -98,19 +108,6 @@ enum Backend {
 }
 
 impl Backend {
-    /// How long session and API-key states are reused when `COREAUTH_SESSION_CACHE_TTL` is not
-    /// set. SQLite is one instance's database: every change goes through this process, which
-    /// forgets what it changes at once, and a write by another process on the file is noticed
-    /// within a second (`CachingStore::forget_foreign_writes`), so states can be kept for long;
-    /// the minute only bounds what a missed notice could cost. PostgreSQL is shared by instances
-    /// that must each see another's logout at once: no reuse.
-    fn session_cache_ttl(self) -> Duration {
-        match self {
-            Self::Sqlite => Duration::from_secs(60),
-            Self::Postgres => Duration::ZERO,
-        }
-    }
-
     /// The backend a database URL names, by its scheme (case-insensitive, as URL schemes are).
     fn of(url: &str) -> Option<Self> {
         let scheme = url.split_once(':')?.0.to_ascii_lowercase();
@@ -129,19 +126,27 @@ pub struct Application {
     audit_export: Option<ExportTarget>,
     /// The store's caching layer, told every second to check for writes by other processes.
     cache: Arc<CachingStore>,
+    /// On PostgreSQL, the task that hears other instances' changes (`store::pg_changes`).
+    change_feed: Option<tokio::task::JoinHandle<()>>,
 }
 
 impl Application {
     pub async fn build(settings: Settings, clock: Arc<dyn Clock>) -> Result<Self, StartupError> {
-        let store = open_store(&settings, settings.migrate).await?;
+        let (store, changes) = open_database(&settings, settings.migrate).await?;
         // Every component gets the caching store, so every write goes through its invalidation.
-        let cache_ttl = settings.session_cache_ttl.unwrap_or_else(|| {
-            Backend::of(&settings.database_url).map_or(Duration::ZERO, Backend::session_cache_ttl)
-        });
         let cache = Arc::new(SessionCache::new(
-            cache_ttl,
+            settings.session_cache_ttl,
             session_cache::DEFAULT_CAPACITY,
         ));
+        // On PostgreSQL, changes other instances make are heard within milliseconds; until
+        // they can be, nothing is cached.
+        let change_feed = match changes {
+            Some(feed) if !settings.session_cache_ttl.is_zero() => {
+                Some(feed.start(cache.clone()).await)
+            }
+            _ => None,
+        };
+        let metrics = Arc::new(Metrics::new(cache.clone()));
         let caching = Arc::new(CachingStore::new(store, cache));
         let store: Arc<dyn Store> = caching.clone();
         let signer = Arc::new(load_signer(store.as_ref(), &settings, clock.as_ref()).await?);
@@ -240,7 +245,7 @@ impl Application {
             store,
             signer,
             clock,
-            metrics: Arc::new(Metrics::default()),
+            metrics,
         });
         Ok(Self {
             listener,
@@ -248,6 +253,7 @@ impl Application {
             state,
             audit_export: settings.audit_export.as_deref().map(ExportTarget::parse),
             cache: caching,
+            change_feed,
         })
     }
 
@@ -324,6 +330,9 @@ impl Application {
         .with_graceful_shutdown(shutdown)
         .await;
         flusher.abort();
+        if let Some(feed) = &self.change_feed {
+            feed.abort();
+        }
         if let Err(e) = self.state.auth.flush_renewals().await {
             tracing::warn!("writing renewals at shutdown: {e}");
         }

@@ -4,9 +4,11 @@
 //! costs one read per TTL.
 //!
 //! Correctness rests on three rules:
-//! - Entries live at most `ttl` (`COREAUTH_SESSION_CACHE_TTL`: 60 s on SQLite, where another
-//!   process's write also empties the cache within a second; off on PostgreSQL), so a change
-//!   made by another instance (a logout, a deactivation) is seen here within that time.
+//! - Entries live at most `ttl` (`COREAUTH_SESSION_CACHE_TTL`, 60 s), so a change made by
+//!   another instance (a logout, a deactivation) is seen here within that time even if its
+//!   notice is missed. Notices come much sooner: on PostgreSQL the triggers' NOTIFY
+//!   (`store::pg_changes`, milliseconds, with the cache suspended whenever they cannot be
+//!   heard); on SQLite the file's `data_version`, checked every second.
 //! - Changes made through this instance invalidate at once: `invalidate_session`,
 //!   `invalidate_user`, `invalidate_org`, `clear` (the caching store calls them after each write).
 //! - A read that raced with an invalidation is not remembered: callers take a `Ticket` before
@@ -20,6 +22,7 @@
 use std::borrow::Borrow;
 use std::collections::HashMap;
 use std::hash::Hash;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -94,15 +97,42 @@ impl<K: Eq + Hash, V: Clone> Map<K, V> {
 
 struct Inner {
     generation: u64,
+    /// Set while changes made elsewhere cannot be heard (see `suspend`): nothing is served or
+    /// kept.
+    suspended: bool,
     sessions: Map<String, SessionContext>,
     keys: Map<Vec<u8>, ApiKeyContext>,
     profiles: Map<(i64, i64), MemberProfile>,
+}
+
+impl Inner {
+    fn clear(&mut self) {
+        self.generation = self.generation.wrapping_add(1);
+        self.sessions.entries.clear();
+        self.keys.entries.clear();
+        self.profiles.entries.clear();
+    }
 }
 
 pub struct SessionCache {
     ttl: Duration,
     capacity: usize,
     inner: Mutex<Inner>,
+    hits: AtomicU64,
+    misses: AtomicU64,
+}
+
+/// What `/metrics` shows of the cache.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CacheStats {
+    /// Lookups answered from memory, and lookups that went to the database (none are counted
+    /// while the cache is off).
+    pub hits: u64,
+    pub misses: u64,
+    /// Sessions, keys and profiles held.
+    pub entries: usize,
+    /// Whether the cache is suspended (see `suspend`).
+    pub suspended: bool,
 }
 
 impl SessionCache {
@@ -113,10 +143,13 @@ impl SessionCache {
             capacity: capacity.max(1),
             inner: Mutex::new(Inner {
                 generation: 0,
+                suspended: false,
                 sessions: Map::new(),
                 keys: Map::new(),
                 profiles: Map::new(),
             }),
+            hits: AtomicU64::new(0),
+            misses: AtomicU64::new(0),
         }
     }
 
@@ -134,16 +167,30 @@ impl SessionCache {
         self.inner.lock().ok().map(|mut inner| f(&mut inner))
     }
 
+    /// What `find` finds, unless the cache is off or suspended.
+    fn lookup<T>(&self, find: impl FnOnce(&Inner) -> Option<T>) -> Option<T> {
+        if !self.enabled() {
+            return None;
+        }
+        let found = self
+            .with(|i| if i.suspended { None } else { find(i) })
+            .flatten();
+        let counter = if found.is_some() {
+            &self.hits
+        } else {
+            &self.misses
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
+        found
+    }
+
     /// To be taken before reading what will be inserted.
     pub fn ticket(&self) -> Ticket {
         Ticket(self.with(|i| i.generation).unwrap_or(u64::MAX))
     }
 
     pub fn session(&self, id: &str, now: Instant) -> Option<SessionContext> {
-        if !self.enabled() {
-            return None;
-        }
-        self.with(|i| i.sessions.get(id, self.ttl, now)).flatten()
+        self.lookup(|i| i.sessions.get(id, self.ttl, now))
     }
 
     pub fn insert_session(&self, ticket: Ticket, ctx: &SessionContext, now: Instant) {
@@ -159,10 +206,7 @@ impl SessionCache {
     }
 
     pub fn key(&self, hash: &[u8], now: Instant) -> Option<ApiKeyContext> {
-        if !self.enabled() {
-            return None;
-        }
-        self.with(|i| i.keys.get(hash, self.ttl, now)).flatten()
+        self.lookup(|i| i.keys.get(hash, self.ttl, now))
     }
 
     pub fn insert_key(&self, ticket: Ticket, hash: &[u8], ctx: &ApiKeyContext, now: Instant) {
@@ -178,11 +222,7 @@ impl SessionCache {
     }
 
     pub fn profile(&self, user_id: i64, org_id: i64, now: Instant) -> Option<MemberProfile> {
-        if !self.enabled() {
-            return None;
-        }
-        self.with(|i| i.profiles.get(&(user_id, org_id), self.ttl, now))
-            .flatten()
+        self.lookup(|i| i.profiles.get(&(user_id, org_id), self.ttl, now))
     }
 
     pub fn insert_profile(&self, ticket: Ticket, profile: &MemberProfile, now: Instant) {
@@ -204,7 +244,7 @@ impl SessionCache {
         }
         self.with(|i| {
             // Something was invalidated since the read began: the read may predate it.
-            if i.generation == ticket.0 {
+            if !i.suspended && i.generation == ticket.0 {
                 f(i, self.ttl, self.capacity);
             }
         });
@@ -254,11 +294,24 @@ impl SessionCache {
 
     /// Forgets everything.
     pub fn clear(&self) {
+        self.with(Inner::clear);
+    }
+
+    /// Forgets everything and keeps nothing until `resume`: for while this instance cannot hear
+    /// the changes other instances make (PostgreSQL's change feed is not connected), so that
+    /// every request reads the database instead of a copy that may have been revoked elsewhere.
+    pub fn suspend(&self) {
         self.with(|i| {
-            i.generation = i.generation.wrapping_add(1);
-            i.sessions.entries.clear();
-            i.keys.entries.clear();
-            i.profiles.entries.clear();
+            i.clear();
+            i.suspended = true;
+        });
+    }
+
+    /// Starts keeping entries again, from empty: what was missed while suspended is not known.
+    pub fn resume(&self) {
+        self.with(|i| {
+            i.clear();
+            i.suspended = false;
         });
     }
 
@@ -276,6 +329,21 @@ impl SessionCache {
 
     pub fn is_empty(&self) -> bool {
         self.len() == (0, 0, 0)
+    }
+
+    pub fn stats(&self) -> CacheStats {
+        let (entries, suspended) = self
+            .with(|i| {
+                let held = i.sessions.entries.len() + i.keys.entries.len();
+                (held + i.profiles.entries.len(), i.suspended)
+            })
+            .unwrap_or((0, true));
+        CacheStats {
+            hits: self.hits.load(Ordering::Relaxed),
+            misses: self.misses.load(Ordering::Relaxed),
+            entries,
+            suspended,
+        }
     }
 }
 
@@ -465,6 +533,32 @@ mod tests {
         // A read started after it is kept.
         cache.insert_session(cache.ticket(), &session("s1", 1, 1), t0);
         assert!(cache.session("s1", t0).is_some());
+    }
+
+    #[test]
+    fn a_suspended_cache_serves_and_keeps_nothing_until_resumed_from_empty() {
+        let cache = SessionCache::new(TTL, 10);
+        let t0 = Instant::now();
+        cache.insert_session(cache.ticket(), &session("s1", 1, 1), t0);
+        let before = cache.ticket();
+        cache.suspend();
+        assert!(cache.is_empty());
+        cache.insert_session(cache.ticket(), &session("s1", 1, 1), t0);
+        cache.insert_key(cache.ticket(), b"h1", &key(1, 1), t0);
+        cache.insert_profile(cache.ticket(), &profile(1, 1), t0);
+        assert!(cache.is_empty());
+        assert!(cache.session("s1", t0).is_none());
+        // A read begun before resuming may have missed a change: not kept.
+        let during = cache.ticket();
+        cache.resume();
+        cache.insert_session(before, &session("s1", 1, 1), t0);
+        cache.insert_session(during, &session("s1", 1, 1), t0);
+        assert!(cache.is_empty());
+        cache.insert_session(cache.ticket(), &session("s1", 1, 1), t0);
+        assert!(cache.session("s1", t0).is_some());
+        let stats = cache.stats();
+        assert_eq!((stats.entries, stats.suspended), (1, false));
+        assert_eq!((stats.hits, stats.misses), (1, 1));
     }
 
     #[test]

@@ -1,6 +1,6 @@
 //! Prometheus metrics, kept in a registry owned by the app (no global recorder, so two apps
 //! can run in one test process): requests by route and status, latency by route, logins by
-//! outcome.
+//! outcome, and what the session cache holds and whether it serves.
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -8,9 +8,13 @@ use std::time::Instant;
 use axum::extract::{MatchedPath, Request, State};
 use axum::middleware::Next;
 use axum::response::Response;
-use prometheus_client::encoding::EncodeLabelSet;
-use prometheus_client::metrics::counter::Counter;
+
+use crate::domain::session_cache::SessionCache;
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet, EncodeMetric};
+use prometheus_client::metrics::counter::{ConstCounter, Counter};
 use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::ConstGauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
@@ -44,6 +48,72 @@ pub struct Metrics {
 fn latency_histogram() -> Histogram {
     // 0.25 ms … ~8 s
     Histogram::new(exponential_buckets(0.000_25, 2.0, 16))
+}
+
+/// Reads the session cache's figures at each scrape.
+struct CacheCollector(Arc<SessionCache>);
+
+impl std::fmt::Debug for CacheCollector {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_tuple("CacheCollector")
+            .field(&self.0.stats())
+            .finish()
+    }
+}
+
+impl Collector for CacheCollector {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let stats = self.0.stats();
+        let counters = [
+            (
+                "session_cache_hits",
+                "Session, API key and profile lookups answered from memory",
+                stats.hits,
+            ),
+            (
+                "session_cache_misses",
+                "Lookups that read the database (none counted while the cache is off)",
+                stats.misses,
+            ),
+        ];
+        for (name, help, value) in counters {
+            let counter = ConstCounter::new(value);
+            counter.encode(encoder.encode_descriptor(
+                name,
+                help,
+                None,
+                counter.metric_type(),
+            )?)?;
+        }
+        let gauges = [
+            (
+                "session_cache_entries",
+                "Sessions, API keys and profiles held",
+                i64::try_from(stats.entries).unwrap_or(i64::MAX),
+            ),
+            (
+                "session_cache_suspended",
+                "1 while changes made by other instances cannot be heard and nothing is cached",
+                i64::from(stats.suspended),
+            ),
+        ];
+        for (name, help, value) in gauges {
+            let gauge = ConstGauge::new(value);
+            gauge.encode(encoder.encode_descriptor(name, help, None, gauge.metric_type())?)?;
+        }
+        Ok(())
+    }
+}
+
+impl Metrics {
+    /// The registry, with the figures of `cache`.
+    pub fn new(cache: Arc<SessionCache>) -> Self {
+        let mut metrics = Self::default();
+        metrics
+            .registry
+            .register_collector(Box::new(CacheCollector(cache)));
+        metrics
+    }
 }
 
 impl Default for Metrics {

@@ -20,6 +20,7 @@ use crate::domain::tokens::StoredSigningKey;
 use crate::domain::user::{NewUser, UserPatch, UserRecord};
 
 pub mod cached;
+pub mod pg_changes;
 pub mod postgres;
 pub mod sqlite;
 

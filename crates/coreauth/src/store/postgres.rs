@@ -11,6 +11,7 @@ use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 use sqlx::{FromRow, PgConnection, Postgres, Transaction};
 use zeroize::Zeroizing;
 
+use super::pg_changes::ChangeFeed;
 use super::{
     PASSWORD_HISTORY_KEPT, PasswordChange, Revoked, SsoConfigRecord, SsoLoginRecord, Store,
     TotpRecord,
@@ -29,6 +30,8 @@ static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres
 
 pub struct PostgresStore {
     pool: PgPool,
+    /// What the pool connects with, for the change feed's connection of its own.
+    options: PgConnectOptions,
 }
 
 #[derive(Debug, Clone)]
@@ -51,9 +54,14 @@ impl PostgresStore {
         let pool = PgPoolOptions::new()
             .max_connections(settings.max_connections.max(1))
             .acquire_timeout(settings.acquire_timeout)
-            .connect_with(options)
+            .connect_with(options.clone())
             .await?;
-        Ok(Self { pool })
+        Ok(Self { pool, options })
+    }
+
+    /// Changes other instances make, for this instance's session cache to forget.
+    pub fn change_feed(&self) -> ChangeFeed {
+        ChangeFeed::new(self.pool.clone(), self.options.clone())
     }
 
     /// Applies the embedded migrations; fails on a database migrated by a newer coreauth.

@@ -7,12 +7,12 @@ use std::time::{Duration, Instant};
 use reqwest::StatusCode;
 use serde_json::json;
 
-use crate::helpers::{PASSWORD, TestApp, assert_error, body};
+use crate::helpers::{PASSWORD, TestApp, assert_error, body, refused_within};
 
 /// An app whose cache keeps states for a minute, on either backend: whatever it answers right
 /// after a change, only the change's invalidation can explain.
 async fn cached_app() -> TestApp {
-    TestApp::spawn_with(|s| s.session_cache_ttl = Some(Duration::from_secs(60))).await
+    TestApp::spawn_with(|s| s.session_cache_ttl = Duration::from_secs(60)).await
 }
 
 #[tokio::test]
@@ -108,12 +108,12 @@ async fn another_instance_sees_a_logout_within_the_cache_ttl() {
     let ttl = Duration::from_millis(200);
     let first = TestApp::spawn_with(|s| {
         s.database_url = url.clone();
-        s.session_cache_ttl = Some(ttl);
+        s.session_cache_ttl = ttl;
     })
     .await;
     let second = TestApp::spawn_with(|s| {
         s.database_url = url.clone();
-        s.session_cache_ttl = Some(ttl);
+        s.session_cache_ttl = ttl;
     })
     .await;
     first.create_user("dev@acme.example", 1, "member").await;
@@ -129,24 +129,6 @@ async fn another_instance_sees_a_logout_within_the_cache_ttl() {
         ttl + Duration::from_millis(500),
     )
     .await;
-}
-
-/// Polls `app` with `token` until it is refused, failing if it is still honoured `limit` after
-/// `since` (real time: how long another instance's copy may last is what is tested).
-async fn refused_within(app: &TestApp, token: &str, since: Instant, limit: Duration) {
-    loop {
-        let status = app.me(token).await.status();
-        if status == StatusCode::FORBIDDEN {
-            return;
-        }
-        assert_eq!(status, StatusCode::OK);
-        assert!(
-            since.elapsed() < limit,
-            "still honoured {:?} after the logout",
-            since.elapsed()
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
 }
 
 #[tokio::test]

@@ -6,7 +6,7 @@
 //! own created on that server, so the same tests run against both backends, still in parallel.
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use coreauth::Application;
 use coreauth::config::Settings;
@@ -369,6 +369,33 @@ impl TestApp {
         let token = self.login_ok(email, PASSWORD).await.token;
         (org_id, user_id, token)
     }
+}
+
+/// Polls `app` with `token` until it is refused, failing if it is still honoured `limit` after
+/// `since` (real time: how long another instance's copy may last is what is tested).
+pub async fn refused_within(app: &TestApp, token: &str, since: Instant, limit: Duration) {
+    loop {
+        let status = app.me(token).await.status();
+        if status == StatusCode::FORBIDDEN {
+            return;
+        }
+        assert_eq!(status, StatusCode::OK);
+        assert!(
+            since.elapsed() < limit,
+            "still honoured {:?} after the logout",
+            since.elapsed()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// The value of an unlabelled metric in `app`'s `/metrics`, such as
+/// `coreauth_session_cache_hits_total`.
+pub async fn metric(app: &TestApp, name: &str) -> f64 {
+    let text = app.get("/metrics", None).await.text().await.unwrap();
+    text.lines()
+        .find_map(|line| line.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+        .unwrap_or_else(|| panic!("no {name} in {text}"))
 }
 
 pub async fn body(response: Response) -> Value {

@@ -43,6 +43,21 @@ async fn metrics_count_requests_by_route_and_logins_by_outcome() {
 }
 
 #[tokio::test]
+async fn metrics_show_the_session_cache_serving() {
+    let app = TestApp::spawn().await;
+    let (_, _, token) = app.member_of_new_org("Acme", "dev@acme.example").await;
+    let hits = metric(&app, "coreauth_session_cache_hits_total").await;
+    for _ in 0..3 {
+        assert_eq!(app.me(&token).await.status(), StatusCode::OK);
+    }
+    // The first call may read the database; the others are answered from memory.
+    assert!(metric(&app, "coreauth_session_cache_hits_total").await >= hits + 2.0);
+    assert!(metric(&app, "coreauth_session_cache_misses_total").await >= 1.0);
+    assert!(metric(&app, "coreauth_session_cache_entries").await >= 1.0);
+    assert_eq!(metric(&app, "coreauth_session_cache_suspended").await, 0.0);
+}
+
+#[tokio::test]
 async fn every_answer_has_a_request_id_and_safe_headers() {
     let app = TestApp::spawn().await;
     let response = app.me(&app.admin_token).await;
