@@ -25,7 +25,9 @@ $$;
 CREATE TRIGGER users_cache AFTER UPDATE OR DELETE ON users
     FOR EACH ROW EXECUTE FUNCTION coreauth_cache_changed('u', 'id');
 
-CREATE TRIGGER memberships_cache AFTER INSERT OR UPDATE OR DELETE ON memberships
+-- A new row needs no notice: nothing is cached for what is absent (a lookup that finds no
+-- membership, session or key keeps nothing), and bulk loads stay quiet.
+CREATE TRIGGER memberships_cache AFTER UPDATE OR DELETE ON memberships
     FOR EACH ROW EXECUTE FUNCTION coreauth_cache_changed('u', 'user_id');
 
 CREATE TRIGGER sessions_cache AFTER UPDATE ON sessions

@@ -49,9 +49,13 @@ impl StoredSigningKey {
 
 struct SigningKey {
     kid: String,
-    /// The key itself, kept expanded: jsonwebtoken's `EncodingKey` re-parses its DER and derives
-    /// the public key on every signature, which doubles the cost of issuing a token.
-    signing: ed25519_dalek::SigningKey,
+    /// The key itself, kept expanded (jsonwebtoken's `EncodingKey` re-parses its DER and derives
+    /// the public key on every signature, which doubles the cost of issuing a token), in
+    /// AWS-LC's form: its Ed25519 signs in ~10 µs here against ed25519-dalek's ~20 µs, and
+    /// every login and renewal signs. The signatures are the same (Ed25519 is deterministic):
+    /// `tokens_are_what_jsonwebtoken_would_sign` compares them with jsonwebtoken's, which
+    /// signs with ed25519-dalek.
+    signing: aws_lc_rs::signature::Ed25519KeyPair,
     encoding: EncodingKey,
     decoding: DecodingKey,
     public_x: String,
@@ -71,9 +75,12 @@ impl SigningKey {
             .map_err(|e| DomainError::internal(format!("signing key: {e}")))?;
         let public = key.verifying_key().to_bytes();
         let public_x = URL_SAFE_NO_PAD.encode(public);
+        let signing =
+            aws_lc_rs::signature::Ed25519KeyPair::from_seed_and_public_key(&seed, &public)
+                .map_err(|e| DomainError::internal(format!("signing key: {e}")))?;
         Ok(Self {
             kid: stored.kid.clone(),
-            signing: key.clone(),
+            signing,
             encoding: EncodingKey::from_ed_der(der.as_bytes()),
             decoding: DecodingKey::from_ed_components(&public_x)
                 .map_err(|e| DomainError::internal(format!("verifying key: {e}")))?,
@@ -127,7 +134,6 @@ impl TokenSigner {
     /// Signs `claims` with the current key: a JWS in compact form, exactly what
     /// `jsonwebtoken::encode` makes, with the key's expanded form kept between calls.
     pub fn sign(&self, claims: &SessionClaims) -> DomainResult<String> {
-        use ed25519_dalek::Signer;
         let key = self
             .keys
             .first()
@@ -145,7 +151,7 @@ impl TokenSigner {
         let signature = key.signing.sign(message.as_bytes());
         Ok(format!(
             "{message}.{}",
-            URL_SAFE_NO_PAD.encode(signature.to_bytes())
+            URL_SAFE_NO_PAD.encode(signature.as_ref())
         ))
     }
 
