@@ -268,7 +268,8 @@ async fn a_logout_while_the_change_feed_reconnects_is_still_refused_everywhere()
     let mut db = PgConnection::connect(&a.database_url).await.unwrap();
     let cut: i64 = sqlx::query_scalar(
         "SELECT count(*) FROM (SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
-         WHERE application_name = 'coreauth changes' AND datname = current_database()) cut",
+         WHERE application_name = 'coreauth changes' AND query LIKE 'LISTEN%' \
+         AND datname = current_database()) cut",
     )
     .fetch_one(&mut db)
     .await

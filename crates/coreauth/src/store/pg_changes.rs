@@ -9,8 +9,9 @@
 //! - at start, until the first LISTEN;
 //! - when the connection fails or is closed (a restart of the server, `pg_terminate_backend`);
 //! - when the connection goes quiet: every second this instance announces a ping of its own
-//!   through its pool, and when three in a row are not heard back, the listening connection is
-//!   taken for dead (a network dropping packets without closing anything) and replaced.
+//!   (through a second connection, so that busy request handling cannot delay it), and when
+//!   three in a row are not heard back, the listening connection is taken for dead (a network
+//!   dropping packets without closing anything) and replaced.
 //!
 //! A copy read before a change and stored after its notice was applied is refused by the
 //! cache's tickets, as for changes made here.
@@ -66,15 +67,14 @@ impl Notice {
     }
 }
 
-/// Where to listen, and the pool to ping through. Made by `PostgresStore::change_feed`.
+/// Where to listen. Made by `PostgresStore::change_feed`.
 pub struct ChangeFeed {
-    pool: PgPool,
     options: PgConnectOptions,
 }
 
 impl ChangeFeed {
-    pub(super) fn new(pool: PgPool, options: PgConnectOptions) -> Self {
-        Self { pool, options }
+    pub(super) fn new(options: PgConnectOptions) -> Self {
+        Self { options }
     }
 
     /// Listens (waiting for the first LISTEN, so that an instance serves with its cache on),
@@ -86,14 +86,14 @@ impl ChangeFeed {
         tokio::spawn(self.run(cache, first.ok()))
     }
 
-    async fn run(self, cache: Arc<SessionCache>, mut listener: Option<PgListener>) {
+    async fn run(self, cache: Arc<SessionCache>, mut listener: Option<(PgPool, PgListener)>) {
         // Tells this instance's pings from the others'.
         let me = uuid::Uuid::new_v4().as_u64_pair().0;
         let heard = Arc::new(AtomicU64::new(0));
         let mut sent = 0_u64;
         loop {
             cache.suspend();
-            let subscribed = match listener.take() {
+            let (pool, subscribed) = match listener.take() {
                 Some(subscribed) => subscribed,
                 None => match self.listen().await {
                     Ok(subscribed) => subscribed,
@@ -129,17 +129,18 @@ impl ChangeFeed {
                             break;
                         }
                         sent += 1;
-                        self.ping(me, sent).await;
+                        ping(&pool, me, sent).await;
                     }
                 }
             }
         }
     }
 
-    /// A connection of its own (not one of the pool's), subscribed to the channel.
-    async fn listen(&self) -> Result<PgListener, sqlx::Error> {
+    /// Connections of its own (not the store's): one subscribed to the channel, and the pool it
+    /// came from, whose other connection sends the pings.
+    async fn listen(&self) -> Result<(PgPool, PgListener), sqlx::Error> {
         let pool = PgPoolOptions::new()
-            .max_connections(1)
+            .max_connections(2)
             .acquire_timeout(Duration::from_secs(5))
             .max_lifetime(None)
             .idle_timeout(None)
@@ -150,19 +151,19 @@ impl ChangeFeed {
         // meanwhile is lost, so the cache must start over.
         listener.eager_reconnect(false);
         listener.listen(CHANNEL).await?;
-        Ok(listener)
+        Ok((pool, listener))
     }
+}
 
-    async fn ping(&self, me: u64, seq: u64) {
-        let ping = sqlx::query("SELECT pg_notify($1, $2)")
-            .bind(CHANNEL)
-            .bind(format!("ping:{me}:{seq}"))
-            .execute(&self.pool);
-        match tokio::time::timeout(PING_EVERY, ping).await {
-            Ok(Ok(_)) => {}
-            Ok(Err(e)) => tracing::debug!("pinging the change feed: {e}"),
-            Err(_) => tracing::debug!("pinging the change feed: timed out"),
-        }
+async fn ping(pool: &PgPool, me: u64, seq: u64) {
+    let ping = sqlx::query("SELECT pg_notify($1, $2)")
+        .bind(CHANNEL)
+        .bind(format!("ping:{me}:{seq}"))
+        .execute(pool);
+    match tokio::time::timeout(PING_EVERY, ping).await {
+        Ok(Ok(_)) => {}
+        Ok(Err(e)) => tracing::debug!("pinging the change feed: {e}"),
+        Err(_) => tracing::debug!("pinging the change feed: timed out"),
     }
 }
 

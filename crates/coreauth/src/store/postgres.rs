@@ -61,7 +61,7 @@ impl PostgresStore {
 
     /// Changes other instances make, for this instance's session cache to forget.
     pub fn change_feed(&self) -> ChangeFeed {
-        ChangeFeed::new(self.pool.clone(), self.options.clone())
+        ChangeFeed::new(self.options.clone())
     }
 
     /// Applies the embedded migrations; fails on a database migrated by a newer coreauth.
