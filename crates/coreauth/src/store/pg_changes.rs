@@ -107,12 +107,17 @@ impl ChangeFeed {
             heard.store(sent, Ordering::Relaxed);
             cache.resume();
             tracing::debug!("listening for changes made by other instances");
-            let mut receiving = tokio::spawn(receive(subscribed, cache.clone(), me, heard.clone()));
+            let mut receiving = AbortOnDrop(tokio::spawn(receive(
+                subscribed,
+                cache.clone(),
+                me,
+                heard.clone(),
+            )));
             let mut beat = tokio::time::interval(PING_EVERY);
             beat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             loop {
                 tokio::select! {
-                    _ = &mut receiving => {
+                    _ = &mut receiving.0 => {
                         tracing::warn!(
                             "lost the connection that hears other instances' changes: \
                              the session cache is off until it is back"
@@ -125,7 +130,6 @@ impl ChangeFeed {
                                 "the connection that hears other instances' changes went \
                                  quiet: replacing it, the session cache is off meanwhile"
                             );
-                            receiving.abort();
                             break;
                         }
                         sent += 1;
@@ -164,6 +168,16 @@ async fn ping(pool: &PgPool, me: u64, seq: u64) {
         Ok(Ok(_)) => {}
         Ok(Err(e)) => tracing::debug!("pinging the change feed: {e}"),
         Err(_) => tracing::debug!("pinging the change feed: timed out"),
+    }
+}
+
+/// The receiving task, stopped with the loop that watches it (when its connection is replaced,
+/// or when the feed itself is stopped at shutdown).
+struct AbortOnDrop(JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
     }
 }
 
