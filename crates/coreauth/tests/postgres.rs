@@ -298,6 +298,61 @@ async fn a_logout_while_the_change_feed_reconnects_is_still_refused_everywhere()
     let _ = db.close().await;
 }
 
+#[tokio::test]
+async fn a_listening_connection_gone_quiet_is_replaced_and_nothing_stale_outlives_it() {
+    let database = Arc::new(TestDatabase::postgres().await);
+    let a = TestApp::spawn_on(&database, |_| {}).await;
+    let b = TestApp::spawn_on(&database, |_| {}).await;
+    a.create_user("alice@example.com", 1, "member").await;
+    let alice = a.login_ok("alice@example.com", PASSWORD).await.token;
+    for _ in 0..2 {
+        assert_eq!(b.me(&alice).await.status(), StatusCode::OK);
+    }
+
+    // The server processes behind the listening connections are stopped (SIGSTOP): the
+    // connections stay open and say nothing, as behind a network that drops packets. Only the
+    // instances' own unanswered pings can tell.
+    let mut db = PgConnection::connect(&a.database_url).await.unwrap();
+    let pids: Vec<i32> = sqlx::query_scalar(
+        "SELECT pid FROM pg_stat_activity WHERE application_name = 'coreauth changes' \
+         AND query LIKE 'LISTEN%' AND datname = current_database()",
+    )
+    .fetch_all(&mut db)
+    .await
+    .unwrap();
+    assert_eq!(pids.len(), 2, "one listening connection per instance");
+    let _stopped = Stopped::all(&pids);
+    assert_eq!(a.logout(&alice).await.status(), StatusCode::NO_CONTENT);
+    // B never hears of the logout; it replaces the quiet connection after a second of unheard
+    // pings and starts over from an empty cache.
+    refused_within(&b, &alice, Instant::now(), Duration::from_secs(3)).await;
+    let _ = db.close().await;
+}
+
+/// Server processes stopped with SIGSTOP, continued (SIGCONT) when dropped, also when the test
+/// fails, so that the database can be dropped.
+struct Stopped(Vec<i32>);
+
+impl Stopped {
+    fn all(pids: &[i32]) -> Self {
+        for &pid in pids {
+            // SAFETY: kill(2) with a pid and a signal number has no memory effects.
+            let done = unsafe { libc::kill(pid, libc::SIGSTOP) };
+            assert_eq!(done, 0, "stopping {pid} (the tests run as root)");
+        }
+        Self(pids.to_vec())
+    }
+}
+
+impl Drop for Stopped {
+    fn drop(&mut self) {
+        for &pid in &self.0 {
+            // SAFETY: as above.
+            unsafe { libc::kill(pid, libc::SIGCONT) };
+        }
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn renewals_counted_on_three_instances_add_up_when_written() {
     let (a, b, c) = three_instances().await;

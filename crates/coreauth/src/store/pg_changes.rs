@@ -8,10 +8,11 @@
 //! again:
 //! - at start, until the first LISTEN;
 //! - when the connection fails or is closed (a restart of the server, `pg_terminate_backend`);
-//! - when the connection goes quiet: every second this instance announces a ping of its own
-//!   (through a second connection, so that busy request handling cannot delay it), and when
-//!   three in a row are not heard back, the listening connection is taken for dead (a network
-//!   dropping packets without closing anything) and replaced.
+//! - when the connection goes quiet: four times a second this instance announces a ping of its
+//!   own (through a second connection, so that busy request handling cannot delay it), and
+//!   when four in a row are not heard back, the listening connection is taken for dead (a
+//!   network dropping packets without closing anything, a stuck server process) and replaced,
+//!   so that even then a change is not missed for much more than a second.
 //!
 //! A copy read before a change and stored after its notice was applied is refused by the
 //! cache's tickets, as for changes made here.
@@ -29,9 +30,9 @@ use crate::domain::session_cache::SessionCache;
 pub const CHANNEL: &str = "coreauth_cache";
 /// The application name of the listening connection in `pg_stat_activity`.
 pub const APPLICATION_NAME: &str = "coreauth changes";
-const PING_EVERY: Duration = Duration::from_secs(1);
+const PING_EVERY: Duration = Duration::from_millis(250);
 /// Pings sent and not heard back after which the listening connection is replaced.
-const UNHEARD_PINGS: u64 = 3;
+const UNHEARD_PINGS: u64 = 4;
 const RETRY_AFTER: Duration = Duration::from_secs(1);
 
 /// One notice, parsed from its payload.
