@@ -69,16 +69,18 @@ impl Throttle {
     /// Counts one attempt against each subject; refuses it when any is past its limit.
     pub async fn attempt(&self, subjects: &[Subject<'_>], now: OffsetDateTime) -> DomainResult<()> {
         let now_ms = to_millis(now);
+        // Distinct: a login passes its account and its address.
+        let keys: Vec<String> = subjects.iter().map(Subject::key).collect();
+        let counted = self
+            .store
+            .hit_throttle(&keys, now_ms, self.window_ms())
+            .await?;
         let mut retry_after_ms = 0_i64;
-        for subject in subjects {
+        for (subject, (attempts, window_start)) in subjects.iter().zip(counted) {
             let limit = match subject {
                 Subject::Account(_) => self.limits.per_account,
                 Subject::Address(_) => self.limits.per_address,
             };
-            let (attempts, window_start) = self
-                .store
-                .hit_throttle(&subject.key(), now_ms, self.window_ms())
-                .await?;
             if attempts > i64::from(limit) {
                 retry_after_ms = retry_after_ms.max(window_start + self.window_ms() - now_ms);
             }

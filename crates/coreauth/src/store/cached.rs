@@ -490,8 +490,13 @@ impl Store for CachingStore {
         self.inner.delete_integration(org_id, name, audit).await
     }
 
-    async fn hit_throttle(&self, key: &str, now: i64, window_ms: i64) -> DomainResult<(i64, i64)> {
-        self.inner.hit_throttle(key, now, window_ms).await
+    async fn hit_throttle(
+        &self,
+        keys: &[String],
+        now: i64,
+        window_ms: i64,
+    ) -> DomainResult<Vec<(i64, i64)>> {
+        self.inner.hit_throttle(keys, now, window_ms).await
     }
 
     async fn clear_throttle(&self, key: &str) -> DomainResult<()> {

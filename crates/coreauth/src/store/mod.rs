@@ -328,10 +328,17 @@ pub trait Store: Send + Sync + 'static {
         audit: &NewAuditEvent,
     ) -> DomainResult<bool>;
 
-    /// Counts an attempt for `key`, starting a new window when the current one (`window_ms`
-    /// long) has ended; answers the attempts in the window and when it started. One atomic
-    /// statement, so parallel attempts are all counted.
-    async fn hit_throttle(&self, key: &str, now: i64, window_ms: i64) -> DomainResult<(i64, i64)>;
+    /// Counts an attempt for each of `keys` (distinct), starting a new window for a key whose
+    /// current one (`window_ms` long) has ended; answers, in the order of `keys`, the attempts
+    /// in each window and when it started. One atomic statement and one commit for all keys
+    /// (a login counts against its account and its address), so parallel attempts are all
+    /// counted.
+    async fn hit_throttle(
+        &self,
+        keys: &[String],
+        now: i64,
+        window_ms: i64,
+    ) -> DomainResult<Vec<(i64, i64)>>;
     async fn clear_throttle(&self, key: &str) -> DomainResult<()>;
     /// Deletes counters whose window started before `before`.
     async fn prune_throttle(&self, before: i64) -> DomainResult<u64>;

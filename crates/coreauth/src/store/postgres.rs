@@ -75,6 +75,18 @@ impl PostgresStore {
     }
 }
 
+/// Throttle counters as `hit_throttle` answers them: in the order of `keys`.
+fn in_order_of(keys: &[String], rows: Vec<(String, i64, i64)>) -> DomainResult<Vec<(i64, i64)>> {
+    keys.iter()
+        .map(|key| {
+            rows.iter()
+                .find(|(k, _, _)| k == key)
+                .map(|&(_, attempts, start)| (attempts, start))
+                .ok_or_else(|| DomainError::internal("a throttle counter was not returned"))
+        })
+        .collect()
+}
+
 /// Maps a database failure: an unreachable or restarting database is `Unavailable` (503), the
 /// rest internal.
 fn db_error(e: sqlx::Error) -> DomainError {
@@ -1777,24 +1789,33 @@ impl Store for PostgresStore {
         Ok(true)
     }
 
-    async fn hit_throttle(&self, key: &str, now: i64, window_ms: i64) -> DomainResult<(i64, i64)> {
+    async fn hit_throttle(
+        &self,
+        keys: &[String],
+        now: i64,
+        window_ms: i64,
+    ) -> DomainResult<Vec<(i64, i64)>> {
         // One statement: the first attempt inserts, every other one (on any instance) takes the
-        // row lock and counts on top of the previous count, so none is lost.
-        sqlx::query_as(
-            "INSERT INTO throttle (key, attempts, window_start) VALUES ($1, 1, $2) \
+        // row lock and counts on top of the previous count, so none is lost. Rows are taken in
+        // the order of `keys`, so two statements never lock the same two rows in opposite order.
+        let rows: Vec<(String, i64, i64)> = sqlx::query_as(
+            "INSERT INTO throttle (key, attempts, window_start) \
+             SELECT k.key, 1, $2 FROM unnest($1::text[]) WITH ORDINALITY AS k(key, n) \
+             ORDER BY k.n \
              ON CONFLICT (key) DO UPDATE SET \
              attempts = CASE WHEN throttle.window_start + $3 <= $2 THEN 1 \
                              ELSE throttle.attempts + 1 END, \
              window_start = CASE WHEN throttle.window_start + $3 <= $2 THEN $2 \
                                  ELSE throttle.window_start END \
-             RETURNING attempts, window_start",
+             RETURNING key, attempts, window_start",
         )
-        .bind(key)
+        .bind(keys)
         .bind(now)
         .bind(window_ms)
-        .fetch_one(&self.pool)
+        .fetch_all(&self.pool)
         .await
-        .map_err(db_error)
+        .map_err(db_error)?;
+        in_order_of(keys, rows)
     }
 
     async fn clear_throttle(&self, key: &str) -> DomainResult<()> {

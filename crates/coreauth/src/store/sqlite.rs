@@ -1749,22 +1749,35 @@ impl Store for SqliteStore {
         Ok(true)
     }
 
-    async fn hit_throttle(&self, key: &str, now: i64, window_ms: i64) -> DomainResult<(i64, i64)> {
-        sqlx::query_as(
-            "INSERT INTO throttle (key, attempts, window_start) VALUES (?1, 1, ?2) \
-             ON CONFLICT (key) DO UPDATE SET \
-             attempts = CASE WHEN throttle.window_start + ?3 <= ?2 THEN 1 \
-                             ELSE throttle.attempts + 1 END, \
-             window_start = CASE WHEN throttle.window_start + ?3 <= ?2 THEN ?2 \
-                                 ELSE throttle.window_start END \
-             RETURNING attempts, window_start",
-        )
-        .bind(key)
-        .bind(now)
-        .bind(window_ms)
-        .fetch_one(&self.writer)
-        .await
-        .map_err(db_error)
+    async fn hit_throttle(
+        &self,
+        keys: &[String],
+        now: i64,
+        window_ms: i64,
+    ) -> DomainResult<Vec<(i64, i64)>> {
+        let mut tx = self.write_tx().await?;
+        let mut counted = Vec::with_capacity(keys.len());
+        for key in keys {
+            counted.push(
+                sqlx::query_as(
+                    "INSERT INTO throttle (key, attempts, window_start) VALUES (?1, 1, ?2) \
+                     ON CONFLICT (key) DO UPDATE SET \
+                     attempts = CASE WHEN throttle.window_start + ?3 <= ?2 THEN 1 \
+                                     ELSE throttle.attempts + 1 END, \
+                     window_start = CASE WHEN throttle.window_start + ?3 <= ?2 THEN ?2 \
+                                         ELSE throttle.window_start END \
+                     RETURNING attempts, window_start",
+                )
+                .bind(key)
+                .bind(now)
+                .bind(window_ms)
+                .fetch_one(&mut *tx)
+                .await
+                .map_err(db_error)?,
+            );
+        }
+        tx.commit().await.map_err(db_error)?;
+        Ok(counted)
     }
 
     async fn clear_throttle(&self, key: &str) -> DomainResult<()> {
