@@ -254,27 +254,19 @@ async fn each_instance_serves_from_its_cache_and_hears_the_changes_made_through_
 
 #[tokio::test]
 async fn a_logout_while_the_change_feed_reconnects_is_still_refused_everywhere() {
-    let database = Arc::new(TestDatabase::postgres().await);
-    let a = TestApp::spawn_on(&database, |_| {}).await;
-    let b = TestApp::spawn_on(&database, |_| {}).await;
-    a.create_user("alice@example.com", 1, "member").await;
-    let alice = a.login_ok("alice@example.com", PASSWORD).await.token;
-    for _ in 0..2 {
-        assert_eq!(b.me(&alice).await.status(), StatusCode::OK);
-    }
+    let (a, b, alice) = alice_cached_on_b().await;
 
     // Every instance's listening connection is cut, as a restart of the server or a proxy's
     // timeout would, and the session is ended through A at once.
     let mut db = PgConnection::connect(&a.database_url).await.unwrap();
-    let cut: i64 = sqlx::query_scalar(
-        "SELECT count(*) FROM (SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
-         WHERE application_name = 'coreauth changes' AND query LIKE 'LISTEN%' \
-         AND datname = current_database()) cut",
-    )
-    .fetch_one(&mut db)
-    .await
-    .unwrap();
-    assert_eq!(cut, 2, "one listening connection per instance");
+    for pid in listening_pids(&mut db).await {
+        let cut: bool = sqlx::query_scalar("SELECT pg_terminate_backend($1)")
+            .bind(pid)
+            .fetch_one(&mut db)
+            .await
+            .unwrap();
+        assert!(cut);
+    }
     assert_eq!(a.logout(&alice).await.status(), StatusCode::NO_CONTENT);
     refused_within(&b, &alice, Instant::now(), ACROSS_INSTANCES).await;
 
@@ -300,6 +292,22 @@ async fn a_logout_while_the_change_feed_reconnects_is_still_refused_everywhere()
 
 #[tokio::test]
 async fn a_listening_connection_gone_quiet_is_replaced_and_nothing_stale_outlives_it() {
+    let (a, b, alice) = alice_cached_on_b().await;
+
+    // The server processes behind the listening connections are stopped (SIGSTOP): the
+    // connections stay open and say nothing, as behind a network that drops packets. Only the
+    // instances' own unanswered pings can tell.
+    let mut db = PgConnection::connect(&a.database_url).await.unwrap();
+    let _stopped = Stopped::all(&listening_pids(&mut db).await);
+    assert_eq!(a.logout(&alice).await.status(), StatusCode::NO_CONTENT);
+    // B never hears of the logout; it replaces the quiet connection after a second of unheard
+    // pings and starts over from an empty cache.
+    refused_within(&b, &alice, Instant::now(), Duration::from_secs(3)).await;
+    let _ = db.close().await;
+}
+
+/// Two instances on a fresh database, and a token of Alice's that B has cached.
+async fn alice_cached_on_b() -> (TestApp, TestApp, String) {
     let database = Arc::new(TestDatabase::postgres().await);
     let a = TestApp::spawn_on(&database, |_| {}).await;
     let b = TestApp::spawn_on(&database, |_| {}).await;
@@ -308,25 +316,21 @@ async fn a_listening_connection_gone_quiet_is_replaced_and_nothing_stale_outlive
     for _ in 0..2 {
         assert_eq!(b.me(&alice).await.status(), StatusCode::OK);
     }
+    assert!(metric(&b, "coreauth_session_cache_hits_total").await >= 1.0);
+    (a, b, alice)
+}
 
-    // The server processes behind the listening connections are stopped (SIGSTOP): the
-    // connections stay open and say nothing, as behind a network that drops packets. Only the
-    // instances' own unanswered pings can tell.
-    let mut db = PgConnection::connect(&a.database_url).await.unwrap();
+/// The server processes behind the instances' listening connections, one per instance.
+async fn listening_pids(db: &mut PgConnection) -> Vec<i32> {
     let pids: Vec<i32> = sqlx::query_scalar(
         "SELECT pid FROM pg_stat_activity WHERE application_name = 'coreauth changes' \
          AND query LIKE 'LISTEN%' AND datname = current_database()",
     )
-    .fetch_all(&mut db)
+    .fetch_all(db)
     .await
     .unwrap();
     assert_eq!(pids.len(), 2, "one listening connection per instance");
-    let _stopped = Stopped::all(&pids);
-    assert_eq!(a.logout(&alice).await.status(), StatusCode::NO_CONTENT);
-    // B never hears of the logout; it replaces the quiet connection after a second of unheard
-    // pings and starts over from an empty cache.
-    refused_within(&b, &alice, Instant::now(), Duration::from_secs(3)).await;
-    let _ = db.close().await;
+    pids
 }
 
 /// Server processes stopped with SIGSTOP, continued (SIGCONT) when dropped, also when the test
