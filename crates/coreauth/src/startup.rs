@@ -29,7 +29,7 @@ use crate::domain::tokens::{StoredSigningKey, TokenSigner};
 use crate::http::{self, AppParts, AppState, HttpLimits, Metrics};
 use crate::store::Store;
 use crate::store::cached::CachingStore;
-use crate::store::pg_changes::ChangeFeed;
+use crate::store::pg_changes::{AbortOnDrop, ChangeFeed};
 use crate::store::postgres::{PostgresSettings, PostgresStore};
 use crate::store::sqlite::{SqliteSettings, SqliteStore};
 
@@ -126,8 +126,9 @@ pub struct Application {
     audit_export: Option<ExportTarget>,
     /// The store's caching layer, told every second to check for writes by other processes.
     cache: Arc<CachingStore>,
-    /// On PostgreSQL, the task that hears other instances' changes (`store::pg_changes`).
-    change_feed: Option<tokio::task::JoinHandle<()>>,
+    /// On PostgreSQL, the task that hears other instances' changes (`store::pg_changes`),
+    /// stopped when the application is dropped.
+    change_feed: Option<AbortOnDrop>,
 }
 
 impl Application {
@@ -330,9 +331,7 @@ impl Application {
         .with_graceful_shutdown(shutdown)
         .await;
         flusher.abort();
-        if let Some(feed) = &self.change_feed {
-            feed.abort();
-        }
+        drop(self.change_feed);
         if let Err(e) = self.state.auth.flush_renewals().await {
             tracing::warn!("writing renewals at shutdown: {e}");
         }

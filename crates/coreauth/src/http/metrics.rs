@@ -8,8 +8,6 @@ use std::time::Instant;
 use axum::extract::{MatchedPath, Request, State};
 use axum::middleware::Next;
 use axum::response::Response;
-
-use crate::domain::session_cache::SessionCache;
 use prometheus_client::collector::Collector;
 use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet, EncodeMetric};
 use prometheus_client::metrics::counter::{ConstCounter, Counter};
@@ -17,6 +15,8 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::ConstGauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
+
+use crate::domain::session_cache::SessionCache;
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct RequestLabels {
@@ -106,18 +106,8 @@ impl Collector for CacheCollector {
 }
 
 impl Metrics {
-    /// The registry, with the figures of `cache`.
+    /// The registry, with the figures of `cache` read at each scrape.
     pub fn new(cache: Arc<SessionCache>) -> Self {
-        let mut metrics = Self::default();
-        metrics
-            .registry
-            .register_collector(Box::new(CacheCollector(cache)));
-        metrics
-    }
-}
-
-impl Default for Metrics {
-    fn default() -> Self {
         let mut registry = Registry::with_prefix("coreauth");
         let requests = Family::<RequestLabels, Counter>::default();
         let latency: LatencyFamily = Family::new_with_constructor(latency_histogram);
@@ -137,6 +127,7 @@ impl Default for Metrics {
             "Login attempts by outcome (success or the error code)",
             logins.clone(),
         );
+        registry.register_collector(Box::new(CacheCollector(cache)));
         Self {
             registry,
             requests,
@@ -144,9 +135,7 @@ impl Default for Metrics {
             logins,
         }
     }
-}
 
-impl Metrics {
     pub fn count_login(&self, outcome: &str) {
         self.logins
             .get_or_create(&LoginLabels {

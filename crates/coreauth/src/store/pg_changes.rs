@@ -79,12 +79,12 @@ impl ChangeFeed {
     }
 
     /// Listens (waiting for the first LISTEN, so that an instance serves with its cache on),
-    /// and keeps listening in a task until the handle is aborted. The cache is suspended
+    /// and keeps listening in a task until the answer is dropped. The cache is suspended
     /// whenever the feed is not heard.
-    pub async fn start(self, cache: Arc<SessionCache>) -> JoinHandle<()> {
+    pub async fn start(self, cache: Arc<SessionCache>) -> AbortOnDrop {
         cache.suspend();
         let first = self.listen().await.map_err(|e| warn_unheard(&e));
-        tokio::spawn(self.run(cache, first.ok()))
+        AbortOnDrop(tokio::spawn(self.run(cache, first.ok())))
     }
 
     async fn run(self, cache: Arc<SessionCache>, mut listener: Option<(PgPool, PgListener)>) {
@@ -172,9 +172,10 @@ async fn ping(pool: &PgPool, me: u64, seq: u64) {
     }
 }
 
-/// The receiving task, stopped with the loop that watches it (when its connection is replaced,
-/// or when the feed itself is stopped at shutdown).
-struct AbortOnDrop(JoinHandle<()>);
+/// A task stopped when this is dropped: the feed's, stopped with the application that started
+/// it (also one that fails to build or never runs), and its receiving task, stopped with the
+/// loop that watches it (when its connection is replaced, or with the feed).
+pub struct AbortOnDrop(JoinHandle<()>);
 
 impl Drop for AbortOnDrop {
     fn drop(&mut self) {
