@@ -7,6 +7,7 @@
 //! a unique index on the hash, so checking a key costs one indexed read, like a session.
 
 use std::collections::{HashMap, HashSet};
+use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
 
 use base64::Engine;
@@ -60,7 +61,8 @@ pub struct NewApiKey {
 /// A key with what authenticating it needs to know about its owner, read in one query.
 #[derive(Debug, Clone)]
 pub struct ApiKeyContext {
-    pub key: ApiKeyRecord,
+    /// Shared with the session cache: a cache hit copies no text.
+    pub key: Arc<ApiKeyRecord>,
     pub user_uuid: String,
     pub user_active: bool,
     pub is_platform_admin: bool,
@@ -105,25 +107,27 @@ fn generate_key() -> DomainResult<String> {
 /// so validating a key never waits on a database write.
 #[derive(Default)]
 pub struct KeyUsage {
-    pending: Mutex<HashMap<i64, (i64, Option<String>)>>,
+    /// The address stays an `IpAddr` until written: recording a use allocates nothing.
+    pending: Mutex<HashMap<i64, (i64, Option<IpAddr>)>>,
 }
 
 impl KeyUsage {
-    fn record(&self, key_id: i64, at: i64, address: Option<&str>) {
+    fn record(&self, key_id: i64, at: i64, address: Option<IpAddr>) {
         if let Ok(mut pending) = self.pending.lock() {
-            pending.insert(key_id, (at, address.map(str::to_owned)));
+            pending.insert(key_id, (at, address));
         }
     }
 
     fn pending_for(&self, key_id: i64) -> Option<(i64, Option<String>)> {
-        self.pending.lock().ok()?.get(&key_id).cloned()
+        let (at, address) = *self.pending.lock().ok()?.get(&key_id)?;
+        Some((at, address.map(|a| a.to_string())))
     }
 
     fn take(&self) -> Vec<(i64, i64, Option<String>)> {
         match self.pending.lock() {
             Ok(mut pending) => pending
                 .drain()
-                .map(|(id, (at, address))| (id, at, address))
+                .map(|(id, (at, address))| (id, at, address.map(|a| a.to_string())))
                 .collect(),
             Err(_) => Vec::new(),
         }
@@ -134,7 +138,7 @@ pub struct ApiKeys {
     store: Arc<dyn Store>,
     usage: KeyUsage,
     /// (key, address) pairs already known to be recorded, so only a first sighting costs a write.
-    seen_addresses: Mutex<HashSet<(i64, String)>>,
+    seen_addresses: Mutex<HashSet<(i64, IpAddr)>>,
 }
 
 /// Past this many remembered (key, address) pairs the memory is cleared and rebuilt from use.
@@ -166,9 +170,8 @@ impl ApiKeys {
         if expired || !ctx.user_active || !ctx.membership_active {
             return Err(DomainError::Unauthenticated);
         }
-        self.usage
-            .record(ctx.key.id, now_ms, origin.address.as_deref());
-        if let Some(address) = origin.address.as_deref() {
+        self.usage.record(ctx.key.id, now_ms, origin.address);
+        if let Some(address) = origin.address {
             self.note_address(&ctx.key, address, &origin, now).await?;
         }
         Ok(Principal {
@@ -189,11 +192,11 @@ impl ApiKeys {
     async fn note_address(
         &self,
         key: &ApiKeyRecord,
-        address: &str,
+        address: IpAddr,
         origin: &RequestOrigin,
         now: OffsetDateTime,
     ) -> DomainResult<()> {
-        let pair = (key.id, address.to_owned());
+        let pair = (key.id, address);
         let known = self
             .seen_addresses
             .lock()
@@ -210,7 +213,7 @@ impl ApiKeys {
             .subject(key.public_id.clone())
             .details(serde_json::json!({ "name": key.name }));
         self.store
-            .note_api_key_address(key.id, address, to_millis(now), &audit)
+            .note_api_key_address(key.id, &address.to_string(), to_millis(now), &audit)
             .await?;
         if let Ok(mut seen) = self.seen_addresses.lock() {
             if seen.len() >= MAX_SEEN_ADDRESSES {
@@ -382,8 +385,9 @@ mod tests {
     #[test]
     fn usage_keeps_the_latest_use_until_taken() {
         let usage = KeyUsage::default();
-        usage.record(1, 10, Some("10.0.0.1"));
-        usage.record(1, 20, Some("10.0.0.2"));
+        let ip = |text: &str| text.parse::<IpAddr>().ok();
+        usage.record(1, 10, ip("10.0.0.1"));
+        usage.record(1, 20, ip("10.0.0.2"));
         assert_eq!(usage.pending_for(1), Some((20, Some("10.0.0.2".into()))));
         assert_eq!(usage.take(), vec![(1, 20, Some("10.0.0.2".into()))]);
         assert!(usage.take().is_empty());

@@ -60,7 +60,7 @@ impl NewAuditEvent {
     }
 
     pub fn from(mut self, origin: &RequestOrigin) -> Self {
-        self.address.clone_from(&origin.address);
+        self.address = origin.address_text();
         self.user_agent.clone_from(&origin.user_agent);
         self.request_id.clone_from(&origin.request_id);
         self

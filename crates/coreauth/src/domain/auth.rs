@@ -1,5 +1,6 @@
 //! Logging in, checking a caller on every request, renewing and ending sessions.
 
+use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -32,17 +33,24 @@ pub struct SessionPolicy {
 /// Where a request came from, recorded with the session.
 #[derive(Debug, Clone, Default)]
 pub struct RequestOrigin {
-    pub address: Option<String>,
+    /// The peer's address, kept as it came: most requests never write it anywhere, so it is
+    /// only turned into text where it is stored (`address_text`).
+    pub address: Option<IpAddr>,
     pub user_agent: Option<String>,
     /// The `x-request-id` of the request, to tie audit events to log lines.
     pub request_id: Option<String>,
 }
 
 impl RequestOrigin {
+    /// The address as it is stored in sessions, audit events and API key records.
+    pub fn address_text(&self) -> Option<String> {
+        self.address.map(|a| a.to_string())
+    }
+
     /// What an attempt from here counts against: `subject`, and this address when known.
     pub fn subjects<'a>(&'a self, subject: Subject<'a>) -> Vec<Subject<'a>> {
         let mut subjects = vec![subject];
-        if let Some(address) = self.address.as_deref() {
+        if let Some(address) = self.address {
             subjects.push(Subject::Address(address));
         }
         subjects
@@ -285,7 +293,7 @@ impl Auth {
             org_id,
             method: method.to_owned(),
             client,
-            address: origin.address.clone(),
+            address: origin.address_text(),
             user_agent: bounded_text(origin.user_agent.clone(), MAX_USER_AGENT_CHARS),
             created_at,
             expires_at: created_at.saturating_add(max),

@@ -385,7 +385,7 @@ mod tests {
 
     fn key(user_id: i64, org_id: i64) -> ApiKeyContext {
         ApiKeyContext {
-            key: ApiKeyRecord {
+            key: Arc::new(ApiKeyRecord {
                 id: 7,
                 public_id: "k".into(),
                 user_id,
@@ -397,7 +397,7 @@ mod tests {
                 expires_at: None,
                 last_used_at: None,
                 last_used_address: None,
-            },
+            }),
             user_uuid: format!("u-{user_id}"),
             user_active: true,
             is_platform_admin: false,

@@ -146,7 +146,7 @@ impl Sso {
         origin: &RequestOrigin,
         now: OffsetDateTime,
     ) -> DomainResult<Strategy> {
-        if let Some(address) = origin.address.as_deref() {
+        if let Some(address) = origin.address {
             self.throttle
                 .attempt(&[Subject::Address(address)], now)
                 .await?;

@@ -8,6 +8,7 @@
 //! bounded and a real user's correct password works again after the delay. A successful login
 //! clears its account's counter.
 
+use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -40,7 +41,7 @@ pub enum Subject<'a> {
     /// An account, by its case-insensitive email.
     Account(&'a str),
     /// A client address.
-    Address(&'a str),
+    Address(IpAddr),
 }
 
 impl Subject<'_> {

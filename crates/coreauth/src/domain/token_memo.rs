@@ -22,10 +22,15 @@ pub struct VerifiedTokens {
     generations: Mutex<Generations>,
 }
 
+/// Keys are whole tokens (~500 bytes): foldhash, seeded per process, hashes one in a fraction
+/// of SipHash's time. Its weaker flooding resistance is enough here because only tokens that
+/// passed the signature check are inserted; anyone else's text is only looked up.
+type Tokens = HashMap<Box<str>, Arc<SessionClaims>, foldhash::fast::RandomState>;
+
 #[derive(Default)]
 struct Generations {
-    current: HashMap<Box<str>, Arc<SessionClaims>>,
-    previous: HashMap<Box<str>, Arc<SessionClaims>>,
+    current: Tokens,
+    previous: Tokens,
 }
 
 impl VerifiedTokens {

@@ -1195,7 +1195,7 @@ impl Store for PostgresStore {
         row.map(|r| {
             Ok(ApiKeyContext {
                 role: parse_role(&r.role)?,
-                key: r.key.into(),
+                key: std::sync::Arc::new(r.key.into()),
                 user_uuid: r.user_uuid,
                 user_active: r.user_active,
                 is_platform_admin: r.is_platform_admin,

@@ -1191,7 +1191,7 @@ impl Store for SqliteStore {
         row.map(|r| {
             Ok(ApiKeyContext {
                 role: parse_role(&r.role)?,
-                key: r.key.into(),
+                key: Arc::new(r.key.into()),
                 user_uuid: r.user_uuid,
                 user_active: r.user_active,
                 is_platform_admin: r.is_platform_admin,

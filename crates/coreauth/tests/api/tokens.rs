@@ -55,6 +55,42 @@ async fn missing_garbage_and_foreign_scheme_credentials_are_refused() {
     }
 }
 
+/// Header bytes outside ASCII (UTF-8 text, or bytes that are not UTF-8 at all) never make a
+/// credential, not even around a real token: the server reads the header as UTF-8, not with
+/// the stricter visible-ASCII check.
+#[tokio::test]
+async fn credentials_with_bytes_outside_ascii_are_refused() {
+    let app = TestApp::spawn().await;
+    let token = app.admin_token.as_bytes();
+    let values: [Vec<u8>; 5] = [
+        [b"Bearer ", token, "é".as_bytes()].concat(),
+        [b"Bearer ".as_slice(), "é".as_bytes(), token].concat(),
+        [token, b"\xff"].concat(),
+        b"Bearer \xff\xfe".to_vec(),
+        "Bearer cak_ümlaut".as_bytes().to_vec(),
+    ];
+    for value in values {
+        let header = reqwest::header::HeaderValue::from_bytes(&value).unwrap();
+        let response = app
+            .client
+            .get(app.url("/user/me"))
+            .header("authorization", header)
+            .send()
+            .await
+            .unwrap();
+        assert_error(response, StatusCode::FORBIDDEN, "unauthenticated").await;
+    }
+    // The token itself still works.
+    let response = app
+        .client
+        .get(app.url("/user/me"))
+        .bearer_auth(&app.admin_token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+}
+
 #[tokio::test]
 async fn a_tampered_token_is_refused() {
     let app = TestApp::spawn().await;
