@@ -76,6 +76,8 @@ struct Opening {
     client: Option<String>,
     origin: RequestOrigin,
     restriction: Option<String>,
+    /// The throttle counter a password login clears, with the session's own commit.
+    clears: Option<String>,
 }
 
 /// A token and who it is for.
@@ -217,7 +219,6 @@ impl Auth {
         if user.must_change_password || policy.is_expired(user.password_set_at, to_millis(now)) {
             return Err(DomainError::PasswordExpired);
         }
-        self.throttle.clear(&account).await?;
         self.upgrade_hash(&user, &attempt.password).await;
         let restriction = (policy.require_mfa && !self.mfa.is_enabled(user.id).await?)
             .then(|| MFA_ENROLLMENT.to_owned());
@@ -227,6 +228,8 @@ impl Auth {
             client,
             origin: attempt.origin,
             restriction,
+            // A successful login forgets the account's failures.
+            clears: Some(account.key()),
         };
         let mut issued = self.open_session(user, org_id, role, opening, now).await?;
         issued.password_expires_at = policy.expires_at(issued.user.password_set_at);
@@ -248,6 +251,7 @@ impl Auth {
             client,
             origin,
             restriction: None,
+            clears: None,
         };
         self.open_session(user, org_id, role, opening, now).await
     }
@@ -284,6 +288,7 @@ impl Auth {
             client,
             origin,
             restriction,
+            clears,
         } = opening;
         let created_at = to_millis(now);
         let max = i64::try_from(self.policy.session_max.as_millis()).unwrap_or(i64::MAX);
@@ -312,7 +317,9 @@ impl Auth {
             .subject(format!("session:{}", session.id))
             .client(session.client.as_deref())
             .details(serde_json::json!({ "method": method }));
-        self.store.create_session(&session, &audit).await?;
+        self.store
+            .create_session(&session, &audit, clears.as_deref())
+            .await?;
         self.issue(user, &session, role, now, expiry)
     }
 

@@ -45,7 +45,8 @@ pub enum Subject<'a> {
 }
 
 impl Subject<'_> {
-    fn key(&self) -> String {
+    /// The counter's key in the store.
+    pub fn key(&self) -> String {
         match self {
             Self::Account(email) => format!("account:{email}"),
             Self::Address(address) => format!("address:{address}"),

@@ -192,8 +192,9 @@ impl Store for CachingStore {
         &self,
         session: &SessionRecord,
         audit: &NewAuditEvent,
+        clears: Option<&str>,
     ) -> DomainResult<()> {
-        self.inner.create_session(session, audit).await
+        self.inner.create_session(session, audit, clears).await
     }
 
     async fn session_context(&self, id: &str) -> DomainResult<Option<SessionContext>> {

@@ -155,10 +155,13 @@ pub trait Store: Send + Sync + 'static {
         audit: &NewAuditEvent,
     ) -> DomainResult<Option<(MembershipRecord, Revoked)>>;
 
+    /// Stores a new session and its audit event; `clears` names the throttle counter the login
+    /// proved itself against, deleted in the same transaction (one commit for both).
     async fn create_session(
         &self,
         session: &SessionRecord,
         audit: &NewAuditEvent,
+        clears: Option<&str>,
     ) -> DomainResult<()>;
     async fn session_context(&self, id: &str) -> DomainResult<Option<SessionContext>>;
     /// What `/user/me` and a renewal show about a member: the user, the org, its password policy

@@ -965,7 +965,12 @@ impl Store for PostgresStore {
         Ok(updated.map(|m| (m, revoked)))
     }
 
-    async fn create_session(&self, s: &SessionRecord, audit: &NewAuditEvent) -> DomainResult<()> {
+    async fn create_session(
+        &self,
+        s: &SessionRecord,
+        audit: &NewAuditEvent,
+        clears: Option<&str>,
+    ) -> DomainResult<()> {
         let mut tx = self.begin().await?;
         sqlx::query(
             "INSERT INTO sessions (id, user_id, org_id, method, client, address, user_agent, \
@@ -990,6 +995,13 @@ impl Store for PostgresStore {
         .await
         .map_err(db_error)?;
         insert_audit(&mut tx, audit).await?;
+        if let Some(key) = clears.filter(|key| storable(key)) {
+            sqlx::query("DELETE FROM throttle WHERE key = $1")
+                .bind(key)
+                .execute(&mut *tx)
+                .await
+                .map_err(db_error)?;
+        }
         tx.commit().await.map_err(db_error)
     }
 

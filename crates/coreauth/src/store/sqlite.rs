@@ -943,7 +943,12 @@ impl Store for SqliteStore {
         Ok(updated.map(|m| (m, revoked)))
     }
 
-    async fn create_session(&self, s: &SessionRecord, audit: &NewAuditEvent) -> DomainResult<()> {
+    async fn create_session(
+        &self,
+        s: &SessionRecord,
+        audit: &NewAuditEvent,
+        clears: Option<&str>,
+    ) -> DomainResult<()> {
         let mut tx = self.write_tx().await?;
         sqlx::query(
             "INSERT INTO sessions (id, user_id, org_id, method, client, address, user_agent, \
@@ -968,6 +973,13 @@ impl Store for SqliteStore {
         .await
         .map_err(db_error)?;
         insert_audit(&mut tx, audit).await?;
+        if let Some(key) = clears {
+            sqlx::query("DELETE FROM throttle WHERE key = ?")
+                .bind(key)
+                .execute(&mut *tx)
+                .await
+                .map_err(db_error)?;
+        }
         tx.commit().await.map_err(db_error)
     }
 
