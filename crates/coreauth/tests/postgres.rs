@@ -252,6 +252,77 @@ async fn each_instance_serves_from_its_cache_and_hears_the_changes_made_through_
     }
 }
 
+/// The login status on `instance` once it is `wanted`, polled for at most `ACROSS_INSTANCES`
+/// after `since`.
+async fn login_becomes(instance: &TestApp, email: &str, wanted: StatusCode, since: Instant) {
+    loop {
+        let status = instance.login(email, PASSWORD, 0).await.status();
+        if status == wanted {
+            return;
+        }
+        assert!(
+            since.elapsed() < ACROSS_INSTANCES,
+            "a login on another instance still answered {status}, not {wanted}, a second after the change"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Logins read their org's SSO configuration and password policy from each instance's cache:
+/// a change through another instance, or by hand in the database, reaches them within a second.
+#[tokio::test]
+async fn org_settings_cached_for_logins_follow_changes_made_elsewhere() {
+    let (a, b, _c) = three_instances().await;
+    let email = "dev@example.com";
+    a.create_user(email, 1, "member").await;
+    // B reads (and keeps) org 1's settings: no SSO configuration, the default policy.
+    let first = body(b.login(email, PASSWORD, 0).await).await;
+    assert!(first.get("mfaEnrollmentRequired").is_none());
+
+    let sso = json!({"issuer": "https://idp.example", "clientId": "coreauth",
+                     "clientSecret": "client-secret-value", "emailDomains": ["example.com"],
+                     "allowJit": false, "allowPassword": false});
+    let put = a
+        .send(
+            reqwest::Method::PUT,
+            "/admin/orgs/1/sso",
+            Some(&a.admin_token),
+            Some(&sso),
+        )
+        .await;
+    assert_eq!(put.status(), StatusCode::OK);
+    login_becomes(&b, email, StatusCode::FORBIDDEN, Instant::now()).await;
+
+    // By hand, as an operator would: the triggers announce it too.
+    let mut db = PgConnection::connect(&a.database_url).await.unwrap();
+    sqlx::query("UPDATE sso_configs SET allow_password = true WHERE org_id = 1")
+        .execute(&mut db)
+        .await
+        .unwrap();
+    login_becomes(&b, email, StatusCode::OK, Instant::now()).await;
+
+    let policy = json!({"minLength": 12, "maxAgeDays": 0, "historyCount": 0,
+                        "rejectCommon": false, "requireMfa": true});
+    let set = a
+        .send(
+            reqwest::Method::PUT,
+            "/admin/orgs/1/password-policy",
+            Some(&a.admin_token),
+            Some(&policy),
+        )
+        .await;
+    assert_eq!(set.status(), StatusCode::OK);
+    let since = Instant::now();
+    while body(b.login(email, PASSWORD, 0).await).await["mfaEnrollmentRequired"] != true {
+        assert!(
+            since.elapsed() < ACROSS_INSTANCES,
+            "the old policy outlived a second"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let _ = db.close().await;
+}
+
 #[tokio::test]
 async fn a_logout_while_the_change_feed_reconnects_is_still_refused_everywhere() {
     let (a, b, alice) = alice_cached_on_b().await;

@@ -1,7 +1,8 @@
 //! A short-lived memory of what authenticating a request reads: session contexts by session id,
 //! API key contexts by key hash, and member profiles (what `/user/me` and renewals show) by user
 //! and org. Without it every request costs several database reads; with it, a busy session
-//! costs one read per TTL.
+//! costs one read per TTL. Two org settings every password login reads after the hash, the
+//! password policy and the SSO configuration, are kept by org the same way.
 //!
 //! Correctness rests on three rules:
 //! - Entries live at most `ttl` (`COREAUTH_SESSION_CACHE_TTL`, 60 s), so a change made by
@@ -31,6 +32,7 @@ use super::org::OrgRecord;
 use super::policy::PasswordPolicy;
 use super::session::{Renewal, SessionContext};
 use super::user::UserRecord;
+use crate::store::SsoConfigRecord;
 
 /// Entries per map; past it, stale entries are dropped, and if that is not enough, all of them.
 pub const DEFAULT_CAPACITY: usize = 50_000;
@@ -103,6 +105,10 @@ struct Inner {
     sessions: Map<String, SessionContext>,
     keys: Map<Vec<u8>, ApiKeyContext>,
     profiles: Map<(i64, i64), MemberProfile>,
+    /// By org, `None` when the org has none (that is worth remembering too). These entries
+    /// belong to no user: `invalidate_org` and `clear` forget them, `invalidate_user` does not.
+    policies: Map<i64, Option<PasswordPolicy>>,
+    sso_configs: Map<i64, Option<SsoConfigRecord>>,
 }
 
 impl Inner {
@@ -111,6 +117,12 @@ impl Inner {
         self.sessions.entries.clear();
         self.keys.entries.clear();
         self.profiles.entries.clear();
+        self.policies.entries.clear();
+        self.sso_configs.entries.clear();
+    }
+
+    fn org_entries(&self) -> usize {
+        self.policies.entries.len() + self.sso_configs.entries.len()
     }
 }
 
@@ -129,7 +141,7 @@ pub struct CacheStats {
     /// while the cache is off).
     pub hits: u64,
     pub misses: u64,
-    /// Sessions, keys and profiles held.
+    /// Sessions, keys, profiles and org settings held.
     pub entries: usize,
     /// Whether the cache is suspended (see `suspend`).
     pub suspended: bool,
@@ -147,6 +159,8 @@ impl SessionCache {
                 sessions: Map::new(),
                 keys: Map::new(),
                 profiles: Map::new(),
+                policies: Map::new(),
+                sso_configs: Map::new(),
             }),
             hits: AtomicU64::new(0),
             misses: AtomicU64::new(0),
@@ -238,6 +252,42 @@ impl SessionCache {
         });
     }
 
+    /// The org's password policy as last read (`Some(None)`: it has none).
+    pub fn policy(&self, org_id: i64, now: Instant) -> Option<Option<PasswordPolicy>> {
+        self.lookup(|i| i.policies.get(&org_id, self.ttl, now))
+    }
+
+    pub fn insert_policy(
+        &self,
+        ticket: Ticket,
+        org_id: i64,
+        policy: Option<PasswordPolicy>,
+        now: Instant,
+    ) {
+        let entry = org_entry(org_id, policy, now);
+        self.insert_with(ticket, |i, ttl, cap| {
+            i.policies.insert(org_id, entry, ttl, cap);
+        });
+    }
+
+    /// The org's SSO configuration as last read (`Some(None)`: it has none).
+    pub fn sso_config(&self, org_id: i64, now: Instant) -> Option<Option<SsoConfigRecord>> {
+        self.lookup(|i| i.sso_configs.get(&org_id, self.ttl, now))
+    }
+
+    pub fn insert_sso_config(
+        &self,
+        ticket: Ticket,
+        org_id: i64,
+        config: &Option<SsoConfigRecord>,
+        now: Instant,
+    ) {
+        let entry = org_entry(org_id, config.clone(), now);
+        self.insert_with(ticket, |i, ttl, cap| {
+            i.sso_configs.insert(org_id, entry, ttl, cap);
+        });
+    }
+
     fn insert_with(&self, ticket: Ticket, f: impl FnOnce(&mut Inner, Duration, usize)) {
         if !self.enabled() {
             return;
@@ -284,11 +334,14 @@ impl SessionCache {
         });
     }
 
-    /// Forgets the profiles of an org's members (its password policy changed).
+    /// Forgets an org's settings and the profiles of its members (its password policy or SSO
+    /// configuration changed).
     pub fn invalidate_org(&self, org_id: i64) {
         self.with(|i| {
             i.generation = i.generation.wrapping_add(1);
             i.profiles.retain(|e| e.org_id != org_id);
+            i.policies.entries.remove(&org_id);
+            i.sso_configs.entries.remove(&org_id);
         });
     }
 
@@ -315,7 +368,7 @@ impl SessionCache {
         });
     }
 
-    /// Entries held (sessions, keys, profiles), for tests and metrics.
+    /// Sessions, keys and profiles held (org settings are not counted here), for tests.
     pub fn len(&self) -> (usize, usize, usize) {
         self.with(|i| {
             (
@@ -327,15 +380,19 @@ impl SessionCache {
         .unwrap_or_default()
     }
 
+    /// Whether nothing at all is held, org settings included.
     pub fn is_empty(&self) -> bool {
-        self.len() == (0, 0, 0)
+        self.len() == (0, 0, 0) && self.with(|i| i.org_entries()).unwrap_or(0) == 0
     }
 
     pub fn stats(&self) -> CacheStats {
         let (entries, suspended) = self
             .with(|i| {
                 let held = i.sessions.entries.len() + i.keys.entries.len();
-                (held + i.profiles.entries.len(), i.suspended)
+                (
+                    held + i.profiles.entries.len() + i.org_entries(),
+                    i.suspended,
+                )
             })
             .unwrap_or((0, true));
         CacheStats {
@@ -344,6 +401,16 @@ impl SessionCache {
             entries,
             suspended,
         }
+    }
+}
+
+/// An entry of an org-level map: it belongs to no user.
+fn org_entry<V>(org_id: i64, value: V, now: Instant) -> Entry<V> {
+    Entry {
+        value,
+        user_id: 0,
+        org_id,
+        stored_at: now,
     }
 }
 
@@ -517,6 +584,42 @@ mod tests {
         assert!(cache.profile(1, 1, t0).is_none());
         assert!(cache.profile(1, 2, t0).is_some());
         assert!(cache.session("s1", t0).is_some());
+        cache.clear();
+        assert!(cache.is_empty());
+    }
+
+    #[test]
+    fn org_settings_are_kept_by_org_and_forgotten_with_it_not_with_a_user() {
+        let cache = SessionCache::new(TTL, 10);
+        let t0 = Instant::now();
+        let strict = PasswordPolicy {
+            require_mfa: true,
+            ..PasswordPolicy::default()
+        };
+        cache.insert_policy(cache.ticket(), 1, Some(strict), t0);
+        cache.insert_policy(cache.ticket(), 2, None, t0);
+        cache.insert_sso_config(cache.ticket(), 1, &None, t0);
+        // An org without a policy is remembered as such, not as unknown.
+        assert_eq!(cache.policy(1, t0), Some(Some(strict)));
+        assert_eq!(cache.policy(2, t0), Some(None));
+        assert_eq!(cache.sso_config(1, t0), Some(None));
+        assert_eq!(cache.policy(3, t0), None);
+        assert_eq!(cache.stats().entries, 3);
+        assert!(!cache.is_empty());
+        // User 1 is no org: its change leaves org 1's settings alone.
+        cache.invalidate_user(1);
+        assert!(cache.policy(1, t0).is_some());
+        assert!(cache.policy(1, t0 + TTL).is_none(), "past the TTL");
+        cache.invalidate_org(1);
+        assert!(cache.policy(1, t0).is_none());
+        assert!(cache.sso_config(1, t0).is_none());
+        assert!(cache.policy(2, t0).is_some());
+        // A read that raced with the change is not kept.
+        let ticket = cache.ticket();
+        cache.invalidate_org(2);
+        cache.insert_policy(ticket, 2, None, t0);
+        assert!(cache.policy(2, t0).is_none());
+        cache.insert_sso_config(cache.ticket(), 4, &None, t0);
         cache.clear();
         assert!(cache.is_empty());
     }

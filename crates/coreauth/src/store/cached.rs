@@ -1,6 +1,7 @@
 //! `CachingStore`: any `Store`, with the reads every request makes (session and API key contexts,
-//! member profiles) served from a `SessionCache` for up to its TTL, and every write through it
-//! invalidating what it changes, at once. Wrapping the store rather than the domain functions
+//! member profiles) and the org settings every login reads (password policy, SSO configuration)
+//! served from a `SessionCache` for up to its TTL, and every write through it invalidating what
+//! it changes, at once. Wrapping the store rather than the domain functions
 //! means no write path can forget to invalidate: each one is listed here.
 //!
 //! Writes that change nothing the cache holds (audit events, throttle counters, new sessions,
@@ -345,7 +346,14 @@ impl Store for CachingStore {
     }
 
     async fn password_policy(&self, org_id: i64) -> DomainResult<Option<PasswordPolicy>> {
-        self.inner.password_policy(org_id).await
+        let now = Instant::now();
+        if let Some(policy) = self.cache.policy(org_id, now) {
+            return Ok(policy);
+        }
+        let ticket = self.cache.ticket();
+        let found = self.inner.password_policy(org_id).await?;
+        self.cache.insert_policy(ticket, org_id, found, now);
+        Ok(found)
     }
 
     async fn set_password_policy(
@@ -514,15 +522,27 @@ impl Store for CachingStore {
         now: i64,
         audit: &NewAuditEvent,
     ) -> DomainResult<()> {
-        self.inner.save_sso_config(config, now, audit).await
+        // Invalidated even when the write failed: it may have landed.
+        let done = self.inner.save_sso_config(config, now, audit).await;
+        self.cache.invalidate_org(config.org_id);
+        done
     }
 
     async fn sso_config(&self, org_id: i64) -> DomainResult<Option<SsoConfigRecord>> {
-        self.inner.sso_config(org_id).await
+        let now = Instant::now();
+        if let Some(config) = self.cache.sso_config(org_id, now) {
+            return Ok(config);
+        }
+        let ticket = self.cache.ticket();
+        let found = self.inner.sso_config(org_id).await?;
+        self.cache.insert_sso_config(ticket, org_id, &found, now);
+        Ok(found)
     }
 
     async fn delete_sso_config(&self, org_id: i64, audit: &NewAuditEvent) -> DomainResult<bool> {
-        self.inner.delete_sso_config(org_id, audit).await
+        let done = self.inner.delete_sso_config(org_id, audit).await;
+        self.cache.invalidate_org(org_id);
+        done
     }
 
     async fn sso_org_for_domain(&self, domain: &str) -> DomainResult<Option<i64>> {

@@ -147,3 +147,69 @@ async fn on_sqlite_a_write_by_another_process_empties_the_cache_within_a_second(
     // when another connection committed.
     refused_within(&second, &token, logged_out, Duration::from_millis(2500)).await;
 }
+
+/// A login reads its org's SSO configuration and password policy from the cache: one changed
+/// through this instance applies to the very next login.
+#[tokio::test]
+async fn an_org_setting_changed_applies_to_the_next_login_though_it_was_cached() {
+    let app = cached_app().await;
+    let (org_id, _, _) = app.member_of_new_org("Acme", "dev@acme.example").await;
+    // Cached: no SSO configuration, the default policy.
+    let first = body(app.login("dev@acme.example", PASSWORD, org_id).await).await;
+    assert!(first["token"].is_string());
+    assert!(first.get("mfaEnrollmentRequired").is_none());
+
+    let sso = json!({"issuer": "https://idp.acme.example", "clientId": "coreauth",
+                     "clientSecret": "client-secret-value", "emailDomains": ["acme.example"],
+                     "allowJit": false, "allowPassword": false});
+    let path = format!("/admin/orgs/{org_id}/sso");
+    let put = async |config: &serde_json::Value| {
+        app.send(
+            reqwest::Method::PUT,
+            &path,
+            Some(&app.admin_token),
+            Some(config),
+        )
+        .await
+        .status()
+    };
+    assert_eq!(put(&sso).await, StatusCode::OK);
+    assert_error(
+        app.login("dev@acme.example", PASSWORD, org_id).await,
+        StatusCode::FORBIDDEN,
+        "sso_required",
+    )
+    .await;
+    let mut both = sso.clone();
+    both["allowPassword"] = json!(true);
+    assert_eq!(put(&both).await, StatusCode::OK);
+    assert_eq!(
+        app.login("dev@acme.example", PASSWORD, org_id)
+            .await
+            .status(),
+        StatusCode::OK
+    );
+    assert_eq!(put(&sso).await, StatusCode::OK);
+    assert_eq!(
+        app.delete(&path, Some(&app.admin_token)).await.status(),
+        StatusCode::NO_CONTENT
+    );
+    assert_eq!(
+        app.login("dev@acme.example", PASSWORD, org_id)
+            .await
+            .status(),
+        StatusCode::OK
+    );
+
+    let policy = app
+        .send(
+            reqwest::Method::PUT,
+            &format!("/admin/orgs/{org_id}/password-policy"),
+            Some(&app.admin_token),
+            Some(&json!({"minLength": 12, "maxAgeDays": 0, "historyCount": 0, "rejectCommon": false, "requireMfa": true})),
+        )
+        .await;
+    assert_eq!(policy.status(), StatusCode::OK);
+    let after = body(app.login("dev@acme.example", PASSWORD, org_id).await).await;
+    assert_eq!(after["mfaEnrollmentRequired"], true);
+}
