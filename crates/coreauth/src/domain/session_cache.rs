@@ -382,7 +382,7 @@ impl SessionCache {
 
     /// Whether nothing at all is held, org settings included.
     pub fn is_empty(&self) -> bool {
-        self.len() == (0, 0, 0) && self.with(|i| i.org_entries()).unwrap_or(0) == 0
+        self.stats().entries == 0
     }
 
     pub fn stats(&self) -> CacheStats {

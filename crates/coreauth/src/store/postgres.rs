@@ -321,6 +321,19 @@ const AUDIT_ORDER_LOCK: i64 = 0x636f_7265_6175_6474;
 /// transaction-scoped advisory lock held until commit: ids are handed out in commit order. Only
 /// the tail of each transaction (this insert, a read or two, the commit) runs under the lock, and
 /// nothing after this insert waits for a row lock, so it cannot take part in a deadlock.
+/// Forgets a throttle counter (`clear_throttle`, and a login's own transaction).
+async fn delete_throttle(conn: &mut PgConnection, key: &str) -> DomainResult<()> {
+    if !storable(key) {
+        return Ok(());
+    }
+    sqlx::query("DELETE FROM throttle WHERE key = $1")
+        .bind(key)
+        .execute(&mut *conn)
+        .await
+        .map(|_| ())
+        .map_err(db_error)
+}
+
 async fn insert_audit(conn: &mut PgConnection, e: &NewAuditEvent) -> DomainResult<()> {
     sqlx::query("SELECT pg_advisory_xact_lock($1)")
         .bind(AUDIT_ORDER_LOCK)
@@ -995,12 +1008,8 @@ impl Store for PostgresStore {
         .await
         .map_err(db_error)?;
         insert_audit(&mut tx, audit).await?;
-        if let Some(key) = clears.filter(|key| storable(key)) {
-            sqlx::query("DELETE FROM throttle WHERE key = $1")
-                .bind(key)
-                .execute(&mut *tx)
-                .await
-                .map_err(db_error)?;
+        if let Some(key) = clears {
+            delete_throttle(&mut tx, key).await?;
         }
         tx.commit().await.map_err(db_error)
     }
@@ -1831,15 +1840,8 @@ impl Store for PostgresStore {
     }
 
     async fn clear_throttle(&self, key: &str) -> DomainResult<()> {
-        if !storable(key) {
-            return Ok(());
-        }
-        sqlx::query("DELETE FROM throttle WHERE key = $1")
-            .bind(key)
-            .execute(&self.pool)
-            .await
-            .map(|_| ())
-            .map_err(db_error)
+        let mut conn = self.pool.acquire().await.map_err(db_error)?;
+        delete_throttle(&mut conn, key).await
     }
 
     async fn prune_throttle(&self, before: i64) -> DomainResult<u64> {

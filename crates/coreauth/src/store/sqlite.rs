@@ -371,6 +371,16 @@ macro_rules! api_key_columns {
 }
 
 /// Writes an audit event on the connection of the change it describes.
+/// Forgets a throttle counter (`clear_throttle`, and a login's own transaction).
+async fn delete_throttle(conn: &mut SqliteConnection, key: &str) -> DomainResult<()> {
+    sqlx::query("DELETE FROM throttle WHERE key = ?")
+        .bind(key)
+        .execute(&mut *conn)
+        .await
+        .map(|_| ())
+        .map_err(db_error)
+}
+
 async fn insert_audit(conn: &mut SqliteConnection, e: &NewAuditEvent) -> DomainResult<()> {
     sqlx::query(
         "INSERT INTO audit_events (occurred_at, event, outcome, reason, org_id, actor_user_id, \
@@ -974,11 +984,7 @@ impl Store for SqliteStore {
         .map_err(db_error)?;
         insert_audit(&mut tx, audit).await?;
         if let Some(key) = clears {
-            sqlx::query("DELETE FROM throttle WHERE key = ?")
-                .bind(key)
-                .execute(&mut *tx)
-                .await
-                .map_err(db_error)?;
+            delete_throttle(&mut tx, key).await?;
         }
         tx.commit().await.map_err(db_error)
     }
@@ -1793,12 +1799,8 @@ impl Store for SqliteStore {
     }
 
     async fn clear_throttle(&self, key: &str) -> DomainResult<()> {
-        sqlx::query("DELETE FROM throttle WHERE key = ?")
-            .bind(key)
-            .execute(&self.writer)
-            .await
-            .map(|_| ())
-            .map_err(db_error)
+        let mut conn = self.writer.acquire().await.map_err(db_error)?;
+        delete_throttle(&mut conn, key).await
     }
 
     async fn prune_throttle(&self, before: i64) -> DomainResult<u64> {
