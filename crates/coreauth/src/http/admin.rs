@@ -1,7 +1,6 @@
 //! `/admin/...`: orgs, users and memberships (SPEC §7). Who may call what is decided in
 //! `domain::admin`; these handlers only translate.
 
-use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
 use coreauth_proto as proto;
@@ -40,14 +39,14 @@ async fn create_org(
     State(state): State<AppState>,
     Caller(caller): Caller,
     ApiJson(body): ApiJson<proto::CreateOrgRequest>,
-) -> ApiResult<(StatusCode, Json<proto::Org>)> {
+) -> ApiResult<(StatusCode, ApiJson<proto::Org>)> {
     let org = state
         .admin
         .create_org(&caller, &body.name, &body.email_domains, state.now())
         .await?;
     Ok((
         StatusCode::CREATED,
-        Json(proto::Org {
+        ApiJson(proto::Org {
             id: org.id,
             name: org.name,
             email_domains: org.email_domains,
@@ -70,7 +69,7 @@ async fn create_user(
     State(state): State<AppState>,
     Caller(caller): Caller,
     ApiJson(body): ApiJson<proto::CreateUserRequest>,
-) -> ApiResult<(StatusCode, Json<proto::User>)> {
+) -> ApiResult<(StatusCode, ApiJson<proto::User>)> {
     let request = UserRequest {
         email: body.email,
         password: Password::parse(body.password.into_inner())?,
@@ -83,7 +82,7 @@ async fn create_user(
         .admin
         .create_user(&caller, request, state.now())
         .await?;
-    Ok((StatusCode::CREATED, Json(user_answer(user))))
+    Ok((StatusCode::CREATED, ApiJson(user_answer(user))))
 }
 
 /// Change a user's names or (de)activate them; deactivation ends all their sessions.
@@ -103,7 +102,7 @@ async fn update_user(
     Caller(caller): Caller,
     ApiPath(id): ApiPath<i64>,
     ApiJson(body): ApiJson<proto::PatchUserRequest>,
-) -> ApiResult<Json<proto::User>> {
+) -> ApiResult<ApiJson<proto::User>> {
     let patch = UserPatch {
         first: body
             .first
@@ -119,7 +118,7 @@ async fn update_user(
         .admin
         .update_user(&caller, id, patch, state.now())
         .await?;
-    Ok(Json(user_answer(user)))
+    Ok(ApiJson(user_answer(user)))
 }
 
 /// End every session of a user.
@@ -161,12 +160,12 @@ async fn add_member(
     Caller(caller): Caller,
     ApiPath(org_id): ApiPath<i64>,
     ApiJson(body): ApiJson<proto::AddMemberRequest>,
-) -> ApiResult<(StatusCode, Json<proto::Membership>)> {
+) -> ApiResult<(StatusCode, ApiJson<proto::Membership>)> {
     let membership = state
         .admin
         .add_member(&caller, org_id, body.user_id, &body.role, state.now())
         .await?;
-    Ok((StatusCode::CREATED, Json(membership_answer(membership))))
+    Ok((StatusCode::CREATED, ApiJson(membership_answer(membership))))
 }
 
 /// Change a member's role or (de)activate the membership; deactivation ends that member's
@@ -187,7 +186,7 @@ async fn update_member(
     Caller(caller): Caller,
     ApiPath((org_id, user_id)): ApiPath<(i64, i64)>,
     ApiJson(body): ApiJson<proto::PatchMemberRequest>,
-) -> ApiResult<Json<proto::Membership>> {
+) -> ApiResult<ApiJson<proto::Membership>> {
     let patch = MembershipPatch {
         role: body.role.as_deref().map(Role::parse).transpose()?,
         is_active: body.is_active,
@@ -196,7 +195,7 @@ async fn update_member(
         .admin
         .update_member(&caller, org_id, user_id, patch, state.now())
         .await?;
-    Ok(Json(membership_answer(membership)))
+    Ok(ApiJson(membership_answer(membership)))
 }
 
 fn user_answer(user: UserRecord) -> proto::User {

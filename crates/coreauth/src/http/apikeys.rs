@@ -1,6 +1,5 @@
 //! `/authheader/...` (seed 004): the caller's API keys; and the org admin's view of them.
 
-use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
 use coreauth_proto as proto;
@@ -38,14 +37,14 @@ async fn add(
     State(state): State<AppState>,
     Caller(caller): Caller,
     ApiJson(body): ApiJson<proto::AddAuthHeaderRequest>,
-) -> ApiResult<Json<proto::AuthHeaderCreated>> {
+) -> ApiResult<ApiJson<proto::AuthHeaderCreated>> {
     let request = KeyRequest {
         name: body.name,
         expires_at: body.expires_at,
         read_only: body.read_only,
     };
     let (key, token) = state.keys.add(&caller, request, state.now()).await?;
-    Ok(Json(proto::AuthHeaderCreated {
+    Ok(ApiJson(proto::AuthHeaderCreated {
         id: key.public_id,
         name: key.name,
         token,
@@ -65,9 +64,9 @@ async fn add(
 async fn list(
     State(state): State<AppState>,
     Caller(caller): Caller,
-) -> ApiResult<Json<Vec<proto::AuthHeader>>> {
+) -> ApiResult<ApiJson<Vec<proto::AuthHeader>>> {
     let keys = state.keys.list(&caller).await?;
-    Ok(Json(keys.into_iter().map(listed).collect()))
+    Ok(ApiJson(keys.into_iter().map(listed).collect()))
 }
 
 /// Delete one of the caller's keys, by the full key (`text`) or by `id`.
@@ -84,7 +83,7 @@ async fn delete_key(
     State(state): State<AppState>,
     Caller(caller): Caller,
     ApiJson(body): ApiJson<proto::DeleteAuthHeaderRequest>,
-) -> ApiResult<Json<proto::MessageBody>> {
+) -> ApiResult<ApiJson<proto::MessageBody>> {
     let which = match (body.text, body.id) {
         (Some(text), None) => KeySelector::FullKey(text.into_inner()),
         (None, Some(id)) => KeySelector::Id(id),
@@ -96,7 +95,7 @@ async fn delete_key(
         }
     };
     state.keys.delete(&caller, which, state.now()).await?;
-    Ok(Json(proto::MessageBody {
+    Ok(ApiJson(proto::MessageBody {
         message: "Success".into(),
     }))
 }
@@ -114,9 +113,9 @@ async fn list_in_org(
     State(state): State<AppState>,
     Caller(caller): Caller,
     ApiPath(org_id): ApiPath<i64>,
-) -> ApiResult<Json<Vec<proto::AuthHeader>>> {
+) -> ApiResult<ApiJson<Vec<proto::AuthHeader>>> {
     let keys = state.keys.list_in_org(&caller, org_id).await?;
-    Ok(Json(keys.into_iter().map(listed).collect()))
+    Ok(ApiJson(keys.into_iter().map(listed).collect()))
 }
 
 /// Delete a member's API key (org admins).

@@ -1,7 +1,6 @@
 //! `GET /admin/audit`: the audit trail, filtered and paged (newest first, cursor-based, so pages
 //! stay stable while new events arrive).
 
-use axum::Json;
 use axum::extract::State;
 use coreauth_proto as proto;
 use coreauth_proto::ErrorBody;
@@ -11,7 +10,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use super::AppState;
-use super::error::{ApiQuery, ApiResult};
+use super::error::{ApiJson, ApiQuery, ApiResult};
 use super::extract::Caller;
 use crate::domain::audit::{AuditQuery, AuditRecord, DEFAULT_PAGE};
 use crate::domain::clock::{from_millis, iso8601, to_millis};
@@ -34,7 +33,7 @@ async fn search(
     State(state): State<AppState>,
     Caller(caller): Caller,
     ApiQuery(q): ApiQuery<proto::AuditQuery>,
-) -> ApiResult<Json<proto::AuditPage>> {
+) -> ApiResult<ApiJson<proto::AuditPage>> {
     let query = AuditQuery {
         org_id: q.org_id,
         user_id: q.user_id,
@@ -60,7 +59,7 @@ async fn search(
         limit: q.limit.unwrap_or(DEFAULT_PAGE),
     };
     let (events, next) = state.audit.search(&caller, query).await?;
-    Ok(Json(proto::AuditPage {
+    Ok(ApiJson(proto::AuditPage {
         events: events.into_iter().map(event_answer).collect(),
         next_cursor: next.map(|id| id.to_string()),
     }))

@@ -1,6 +1,5 @@
 //! `/user/authenticate`: log in, renew, log out (seeds 000–003).
 
-use axum::Json;
 use axum::extract::State;
 use coreauth_proto::{AuthenticateRequest, AuthenticateResponse, ErrorBody, SessionUser};
 use utoipa_axum::router::OpenApiRouter;
@@ -36,7 +35,7 @@ async fn login(
     State(state): State<AppState>,
     Origin(origin): Origin,
     ApiJson(body): ApiJson<AuthenticateRequest>,
-) -> ApiResult<Json<AuthenticateResponse>> {
+) -> ApiResult<ApiJson<AuthenticateResponse>> {
     let password = Password::parse(body.password.into_inner())?;
     let attempt = LoginAttempt {
         email: body.email,
@@ -53,7 +52,7 @@ async fn login(
         Ok(issued) => tracing::info!(user_id = issued.user.id, org_id = issued.org_id, "login"),
         Err(e) => tracing::info!(outcome, "login refused: {e}"),
     }
-    Ok(Json(session_answer(result?)))
+    Ok(ApiJson(session_answer(result?)))
 }
 
 /// Renew: a fresh token for the caller's session; the old one stays valid until its expiry.
@@ -67,9 +66,9 @@ async fn login(
 async fn renew(
     State(state): State<AppState>,
     EnrollingCaller(caller): EnrollingCaller,
-) -> ApiResult<Json<AuthenticateResponse>> {
+) -> ApiResult<ApiJson<AuthenticateResponse>> {
     let issued = state.auth.renew(&caller, state.now()).await?;
-    Ok(Json(session_answer(issued)))
+    Ok(ApiJson(session_answer(issued)))
 }
 
 /// Log out: ends the session behind the token; all its tokens fail at once.

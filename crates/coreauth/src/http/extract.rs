@@ -4,8 +4,8 @@
 use std::net::SocketAddr;
 
 use axum::extract::{ConnectInfo, FromRequestParts};
-use axum::http::header;
 use axum::http::request::Parts;
+use axum::http::{HeaderName, header};
 use coreauth_proto::credential_from_header;
 
 use super::AppState;
@@ -94,7 +94,7 @@ impl<S: Send + Sync> FromRequestParts<S> for Origin {
 
 /// The peer address, `User-Agent` and request id of a request.
 pub fn origin_of(parts: &Parts) -> RequestOrigin {
-    let header_text = |name: &str| {
+    let header_text = |name: &HeaderName| {
         parts
             .headers
             .get(name)
@@ -106,8 +106,8 @@ pub fn origin_of(parts: &Parts) -> RequestOrigin {
             .extensions
             .get::<ConnectInfo<SocketAddr>>()
             .map(|ConnectInfo(addr)| addr.ip()),
-        user_agent: header_text(header::USER_AGENT.as_str()),
-        request_id: header_text("x-request-id"),
+        user_agent: header_text(&header::USER_AGENT),
+        request_id: header_text(&super::X_REQUEST_ID),
     }
 }
 

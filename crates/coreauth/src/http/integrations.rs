@@ -1,7 +1,6 @@
 //! Integration tokens (SPEC §10): admins configure them per org; users mint them with
 //! `POST /user/authenticate/{name}` (e.g. `productboard`, `qrveyComposerToken`).
 
-use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
 use coreauth_proto as proto;
@@ -37,7 +36,7 @@ async fn configure(
     Caller(caller): Caller,
     ApiPath((org_id, name)): ApiPath<(i64, String)>,
     ApiJson(body): ApiJson<proto::IntegrationConfig>,
-) -> ApiResult<Json<proto::Integration>> {
+) -> ApiResult<ApiJson<proto::Integration>> {
     let request = IntegrationRequest {
         algorithm: body.algorithm,
         secret: body.secret.map(proto::SecretText::into_inner),
@@ -52,7 +51,7 @@ async fn configure(
         .integrations
         .configure(&caller, org_id, &name, request, state.now())
         .await?;
-    Ok(Json(view(record)))
+    Ok(ApiJson(view(record)))
 }
 
 /// An org's integrations (secrets never shown).
@@ -68,9 +67,9 @@ async fn list(
     State(state): State<AppState>,
     Caller(caller): Caller,
     ApiPath(org_id): ApiPath<i64>,
-) -> ApiResult<Json<Vec<proto::Integration>>> {
+) -> ApiResult<ApiJson<Vec<proto::Integration>>> {
     let records = state.integrations.list(&caller, org_id).await?;
-    Ok(Json(records.into_iter().map(view).collect()))
+    Ok(ApiJson(records.into_iter().map(view).collect()))
 }
 
 /// Remove an integration.
@@ -109,9 +108,9 @@ async fn mint(
     State(state): State<AppState>,
     Caller(caller): Caller,
     ApiPath(name): ApiPath<String>,
-) -> ApiResult<Json<proto::IntegrationToken>> {
+) -> ApiResult<ApiJson<proto::IntegrationToken>> {
     let minted = state.integrations.mint(&caller, &name, state.now()).await?;
-    Ok(Json(proto::IntegrationToken {
+    Ok(ApiJson(proto::IntegrationToken {
         token: minted.token,
         expires_at: minted.expires_at,
     }))

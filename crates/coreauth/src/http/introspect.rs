@@ -3,7 +3,6 @@
 //! before the token expires is a logout. Any authenticated caller may ask (a read-only API key
 //! too); the answer for a bad token is `{"active": false}`, never an error status.
 
-use axum::Json;
 use axum::extract::State;
 use coreauth_proto::{ErrorBody, IntrospectRequest, IntrospectResponse};
 use utoipa_axum::router::OpenApiRouter;
@@ -33,7 +32,7 @@ async fn introspect(
     State(state): State<AppState>,
     Reader(caller): Reader,
     ApiJson(body): ApiJson<IntrospectRequest>,
-) -> ApiResult<Json<IntrospectResponse>> {
+) -> ApiResult<ApiJson<IntrospectResponse>> {
     // The introspected credential is presented by someone else, from elsewhere: record only
     // the request id, not the asking service's address, with its use.
     let origin = RequestOrigin {
@@ -44,7 +43,7 @@ async fn introspect(
         .auth
         .introspect(body.token.expose(), origin, state.now())
         .await?;
-    Ok(Json(found.map_or_else(
+    Ok(ApiJson(found.map_or_else(
         IntrospectResponse::default,
         |(principal, claims)| active(principal, claims, state.signer.issuer()),
     )))

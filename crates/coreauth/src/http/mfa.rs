@@ -1,6 +1,5 @@
 //! `/user/mfa/totp`: enrol, confirm and turn off TOTP; and the admin reset.
 
-use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
 use coreauth_proto as proto;
@@ -34,9 +33,9 @@ pub fn routes() -> OpenApiRouter<AppState> {
 async fn enroll(
     State(state): State<AppState>,
     EnrollingCaller(caller): EnrollingCaller,
-) -> ApiResult<Json<proto::TotpEnrollment>> {
+) -> ApiResult<ApiJson<proto::TotpEnrollment>> {
     let enrollment = state.mfa.enroll(&caller, state.now()).await?;
-    Ok(Json(proto::TotpEnrollment {
+    Ok(ApiJson(proto::TotpEnrollment {
         secret: enrollment.secret_base32,
         otpauth_url: enrollment.otpauth_url,
         qr_code: enrollment.qr_code,
@@ -58,12 +57,12 @@ async fn confirm(
     State(state): State<AppState>,
     EnrollingCaller(caller): EnrollingCaller,
     ApiJson(body): ApiJson<proto::TotpCode>,
-) -> ApiResult<Json<proto::RecoveryCodes>> {
+) -> ApiResult<ApiJson<proto::RecoveryCodes>> {
     let codes = state
         .mfa
         .confirm(&caller, body.code.expose(), state.now())
         .await?;
-    Ok(Json(proto::RecoveryCodes {
+    Ok(ApiJson(proto::RecoveryCodes {
         recovery_codes: codes,
     }))
 }

@@ -126,8 +126,13 @@ fn api_routes_and_document() -> (Router<AppState>, utoipa::openapi::OpenApi) {
     (routes, document)
 }
 
+/// The request id header: set on every request (`SetRequestIdLayer`), read by the span and by
+/// `extract::origin_of`, and sent back. A typed name: looking a header up by `&str` parses and
+/// hashes the name again on each request.
+pub static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+
 pub fn router(state: AppState, limits: &HttpLimits) -> Router {
-    let x_request_id = HeaderName::from_static("x-request-id");
+    let x_request_id = X_REQUEST_ID.clone();
     let (routes, document) = api_routes_and_document();
     let json = document.to_json().unwrap_or_default();
     let router = routes
@@ -171,7 +176,7 @@ pub fn router(state: AppState, limits: &HttpLimits) -> Router {
 fn request_span<B>(request: &Request<B>) -> Span {
     let request_id = request
         .headers()
-        .get("x-request-id")
+        .get(&X_REQUEST_ID)
         .and_then(|v| v.to_str().ok())
         .unwrap_or("-");
     tracing::info_span!(

@@ -1,6 +1,5 @@
 //! Operational endpoints that need no token: liveness, readiness, metrics, and the public keys.
 
-use axum::Json;
 use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::IntoResponse;
@@ -9,7 +8,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use super::AppState;
-use super::error::ApiResult;
+use super::error::{ApiJson, ApiResult};
 
 pub fn routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
@@ -22,8 +21,8 @@ pub fn routes() -> OpenApiRouter<AppState> {
 /// The process is up.
 #[utoipa::path(get, path = "/healthz", tag = "operations",
     responses((status = 200, description = "Up", body = serde_json::Value)))]
-async fn healthz() -> Json<serde_json::Value> {
-    Json(serde_json::json!({ "status": "ok" }))
+async fn healthz() -> ApiJson<serde_json::Value> {
+    ApiJson(serde_json::json!({ "status": "ok" }))
 }
 
 /// The database answers.
@@ -32,9 +31,9 @@ async fn healthz() -> Json<serde_json::Value> {
         (status = 200, description = "Ready", body = serde_json::Value),
         (status = 503, description = "The database is unreachable", body = ErrorBody),
     ))]
-async fn readyz(State(state): State<AppState>) -> ApiResult<Json<serde_json::Value>> {
+async fn readyz(State(state): State<AppState>) -> ApiResult<ApiJson<serde_json::Value>> {
     state.store.ping().await?;
-    Ok(Json(serde_json::json!({ "status": "ready" })))
+    Ok(ApiJson(serde_json::json!({ "status": "ready" })))
 }
 
 /// Prometheus metrics (OpenMetrics text).
@@ -57,6 +56,6 @@ async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
 async fn jwks(State(state): State<AppState>) -> impl IntoResponse {
     (
         [(header::CACHE_CONTROL, "public, max-age=300")],
-        Json(state.signer.jwks()),
+        ApiJson(state.signer.jwks()),
     )
 }

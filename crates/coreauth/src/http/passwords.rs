@@ -1,7 +1,6 @@
 //! Passwords: the seed's JWT login (`POST /user/login`), changing one's password with or
 //! without a token, org password policies, and admin resets.
 
-use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
 use coreauth_proto as proto;
@@ -43,7 +42,7 @@ async fn jwt_login(
     State(state): State<AppState>,
     Origin(origin): Origin,
     ApiJson(body): ApiJson<proto::JwtLoginRequest>,
-) -> ApiResult<Json<proto::JwtLoginResponse>> {
+) -> ApiResult<ApiJson<proto::JwtLoginResponse>> {
     let attempt = LoginAttempt {
         email: body.username,
         password: Password::parse(body.password.into_inner())?,
@@ -58,7 +57,7 @@ async fn jwt_login(
         .count_login(result.as_ref().map_or_else(|e| e.code(), |_| "success"));
     let issued = result?;
     let user = issued.user;
-    Ok(Json(proto::JwtLoginResponse {
+    Ok(ApiJson(proto::JwtLoginResponse {
         id: user.uuid,
         created: iso8601(from_millis(user.created_at)),
         username: user.email.clone(),
@@ -137,9 +136,9 @@ async fn get_policy(
     State(state): State<AppState>,
     Caller(caller): Caller,
     ApiPath(org_id): ApiPath<i64>,
-) -> ApiResult<Json<proto::PasswordPolicy>> {
+) -> ApiResult<ApiJson<proto::PasswordPolicy>> {
     let policy = state.credentials.policy(&caller, org_id).await?;
-    Ok(Json(policy_answer(policy)))
+    Ok(ApiJson(policy_answer(policy)))
 }
 
 /// Set an org's password policy.
@@ -158,7 +157,7 @@ async fn set_policy(
     Caller(caller): Caller,
     ApiPath(org_id): ApiPath<i64>,
     ApiJson(body): ApiJson<proto::PasswordPolicy>,
-) -> ApiResult<Json<proto::PasswordPolicy>> {
+) -> ApiResult<ApiJson<proto::PasswordPolicy>> {
     let policy = PasswordPolicy {
         require_mfa: body.require_mfa,
         ..PasswordPolicy::new(
@@ -172,7 +171,7 @@ async fn set_policy(
         .credentials
         .set_policy(&caller, org_id, policy, state.now())
         .await?;
-    Ok(Json(policy_answer(policy)))
+    Ok(ApiJson(policy_answer(policy)))
 }
 
 /// Set a user's password; with `mustChange` the next login answers `password_expired`.

@@ -1,7 +1,6 @@
 //! Login strategy discovery and SSO (SPEC §4): `POST /user/authenticate/strategy`, the browser
 //! legs `GET /user/authenticate/sso/start` and `/callback`, and `/admin/orgs/{orgId}/sso`.
 
-use axum::Json;
 use axum::extract::State;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Redirect, Response};
@@ -38,7 +37,7 @@ async fn strategy(
     State(state): State<AppState>,
     Origin(origin): Origin,
     ApiJson(body): ApiJson<proto::StrategyRequest>,
-) -> ApiResult<Json<proto::StrategyResponse>> {
+) -> ApiResult<ApiJson<proto::StrategyResponse>> {
     let answer = match state
         .sso
         .strategy(&body.email, &origin, state.now())
@@ -60,7 +59,7 @@ async fn strategy(
             redirect_url: Some(redirect_url),
         },
     };
-    Ok(Json(answer))
+    Ok(ApiJson(answer))
 }
 
 /// Start an SSO sign-in: redirects the browser to the org's identity provider.
@@ -115,7 +114,7 @@ async fn callback(
     state.metrics.count_login("success");
     let answer = session_answer(outcome.issued);
     let Some(return_to) = outcome.return_to else {
-        return Ok(Json(answer).into_response());
+        return Ok(ApiJson(answer).into_response());
     };
     let target = format!(
         "{return_to}#token={}&expiresAt={}",
@@ -150,7 +149,7 @@ async fn configure(
     Caller(caller): Caller,
     ApiPath(org_id): ApiPath<i64>,
     ApiJson(body): ApiJson<proto::SsoConfigRequest>,
-) -> ApiResult<Json<proto::SsoConfig>> {
+) -> ApiResult<ApiJson<proto::SsoConfig>> {
     let request = SsoRequest {
         issuer: body.issuer,
         client_id: body.client_id,
@@ -164,7 +163,7 @@ async fn configure(
         .sso
         .configure(&caller, org_id, request, state.now())
         .await?;
-    Ok(Json(view(&state, record)))
+    Ok(ApiJson(view(&state, record)))
 }
 
 /// An org's SSO settings.
@@ -181,9 +180,9 @@ async fn get_config(
     State(state): State<AppState>,
     Caller(caller): Caller,
     ApiPath(org_id): ApiPath<i64>,
-) -> ApiResult<Json<proto::SsoConfig>> {
+) -> ApiResult<ApiJson<proto::SsoConfig>> {
     let record = state.sso.config(&caller, org_id).await?;
-    Ok(Json(view(&state, record)))
+    Ok(ApiJson(view(&state, record)))
 }
 
 /// Remove an org's SSO: its users log in with passwords again.

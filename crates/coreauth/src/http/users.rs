@@ -1,6 +1,5 @@
 //! `/user/...`: who am I, my orgs, my sessions.
 
-use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
 use coreauth_proto::{ErrorBody, Me, SessionInfo, UserOrg};
@@ -8,7 +7,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use super::AppState;
-use super::error::{ApiPath, ApiResult};
+use super::error::{ApiJson, ApiPath, ApiResult};
 use super::extract::{Caller, EnrollingCaller};
 use crate::domain::auth::WhoAmI;
 use crate::domain::clock::{from_millis, iso8601};
@@ -31,14 +30,14 @@ pub fn routes() -> OpenApiRouter<AppState> {
 async fn me(
     State(state): State<AppState>,
     EnrollingCaller(caller): EnrollingCaller,
-) -> ApiResult<Json<Me>> {
+) -> ApiResult<ApiJson<Me>> {
     let WhoAmI {
         user,
         org,
         password_expires_at,
         mfa_enabled,
     } = state.auth.whoami(&caller).await?;
-    Ok(Json(Me {
+    Ok(ApiJson(Me {
         id: user.id,
         uuid: user.uuid.clone(),
         email: user.email.clone(),
@@ -71,9 +70,9 @@ async fn me(
 async fn orgs(
     State(state): State<AppState>,
     Caller(caller): Caller,
-) -> ApiResult<Json<Vec<UserOrg>>> {
+) -> ApiResult<ApiJson<Vec<UserOrg>>> {
     let memberships = state.auth.orgs_of(&caller).await?;
-    Ok(Json(
+    Ok(ApiJson(
         memberships
             .into_iter()
             .map(|m| UserOrg {
@@ -97,10 +96,10 @@ async fn orgs(
 async fn sessions(
     State(state): State<AppState>,
     Caller(caller): Caller,
-) -> ApiResult<Json<Vec<SessionInfo>>> {
+) -> ApiResult<ApiJson<Vec<SessionInfo>>> {
     let current = caller.session.as_ref().map(|s| s.id.as_str());
     let sessions = state.auth.sessions_of(&caller, state.now()).await?;
-    Ok(Json(
+    Ok(ApiJson(
         sessions
             .into_iter()
             .map(|s| SessionInfo {
