@@ -99,6 +99,17 @@ pub struct Measurement {
 }
 
 impl Measurement {
+    /// `ok` answers in one second, for the report's tests.
+    #[cfg(test)]
+    pub fn per_second(ok: u64) -> Self {
+        Self {
+            completed: ok,
+            seconds: 1.0,
+            ok,
+            ..Self::default()
+        }
+    }
+
     /// 2xx answers per second.
     pub fn throughput(&self) -> f64 {
         if self.seconds > 0.0 {

@@ -230,14 +230,14 @@ async fn bench(args: &Args, coreauth: &Path, workdir: &Path) -> anyhow::Result<R
             connections: c,
             measurement: v,
             cores: cores_used,
-            limit: None,
+            beside: None,
         });
         rows.push(Row {
             scenario: Scenario::Flood,
             connections: args.flood,
             measurement: f,
             cores: cores_used,
-            limit: None,
+            beside: None,
         });
     }
     let peak_rss_small_mib = small.peak_rss_mib();
@@ -267,9 +267,11 @@ async fn bench(args: &Args, coreauth: &Path, workdir: &Path) -> anyhow::Result<R
         let addr = scale.addr;
         let users = seed::spread(args.scale_users, args.sessions);
         let tokens = seed::session_tokens(&scale_url, &users).await?;
+        let ceiling = Workload::new(vec![load::get_request(addr, "/healthz", None)])?;
         let validate = Workload::get_with(addr, "/user/me", &tokens)?;
         let login = Workload::post_json(addr, "/user/authenticate", &login_bodies(&users))?;
         let scenarios = [
+            (Scenario::ScaleCeiling, &ceiling),
             (Scenario::ScaleValidate, &validate),
             (Scenario::ScaleLogin, &login),
         ];
@@ -321,8 +323,11 @@ async fn bench(args: &Args, coreauth: &Path, workdir: &Path) -> anyhow::Result<R
              default{}. Load generator: the bench crate's closed-loop HTTP/1.1 keep-alive \
              client on {} thread(s), on the same machine. Each scenario and connection count is \
              measured in {} windows of {:.0} s (after {:.0} s of warm-up each), in turns with the \
-             other scenarios at that count; each row is the window of median throughput. The \
-             cores column is CPU time over wall time (2.00 = both cores busy).",
+             other scenarios at that count (the ceiling first); each row is the window of median \
+             throughput, or, for a row read against what was measured beside it (validate, API \
+             key and renew: the ceiling window of the same round; login: the argon2id limit \
+             measured just before it), of median ratio to it. The cores column is CPU time \
+             over wall time (2.00 = both cores busy).",
             database,
             server_env_note(&args.server_env),
             args.generator_threads,
@@ -371,9 +376,10 @@ struct Turns<'a> {
 }
 
 /// `rounds` windows of each scenario, in turns, and for each scenario the window of median
-/// throughput (for logins: of median fraction of the hashing limit measured just before it,
-/// with the server idle, since on a shared machine what the cores can hash moves from minute
-/// to minute).
+/// throughput, or of median ratio to what was measured beside it: a validate, API key or renew
+/// window is read against the ceiling window of its own round, a login window against the
+/// argon2id limit measured just before it with the server idle. On a shared machine what the
+/// cores give moves from minute to minute; a ratio of windows seconds apart cancels that.
 fn measure_in_turns(
     server: &Server,
     scenarios: &[(Scenario, &Workload)],
@@ -381,8 +387,10 @@ fn measure_in_turns(
 ) -> anyhow::Result<Vec<Row>> {
     let mut windows: Vec<Vec<Row>> = scenarios.iter().map(|_| Vec::new()).collect();
     for _ in 0..turns.rounds.max(1) {
+        let mut ceiling_of_round = None;
         for ((scenario, workload), taken) in scenarios.iter().zip(&mut windows) {
-            let limit = matches!(scenario, Scenario::Login | Scenario::ScaleLogin)
+            let limit = scenario
+                .is_login()
                 .then(|| {
                     hashlimit::verifications_per_second(
                         turns.hash,
@@ -398,14 +406,18 @@ fn measure_in_turns(
                 turns.connections,
                 turns.settings,
             )?;
-            row.limit = limit;
+            if scenario.is_ceiling() {
+                ceiling_of_round = Some(row.measurement.throughput());
+            }
+            row.beside = limit.or(scenario.ceiling().and(ceiling_of_round));
             taken.push(row);
         }
     }
     windows
         .into_iter()
         .map(|mut taken| {
-            taken.sort_by(|a, b| a.of_limit(1.0).total_cmp(&b.of_limit(1.0)));
+            let key = |row: &Row| row.of_beside().unwrap_or(row.measurement.throughput());
+            taken.sort_by(|a, b| key(a).total_cmp(&key(b)));
             let middle = taken.len() / 2;
             taken.into_iter().nth(middle).context("no window measured")
         })
@@ -434,7 +446,7 @@ fn measure(
         connections,
         measurement,
         cores,
-        limit: None,
+        beside: None,
     })
 }
 
