@@ -100,9 +100,10 @@ pub fn error_response(
     response
 }
 
-/// A JSON request body. Wrong content type, malformed JSON, wrong types, missing fields and
-/// bodies over the limit all answer a 4xx with the spec's error body; a rejected value is named
-/// by its field, never quoted.
+/// JSON, both ways. As an extractor, a request body: wrong content type, malformed JSON, wrong
+/// types, missing fields and bodies over the limit all answer a 4xx with the spec's error body;
+/// a rejected value is named by its field, never quoted. As an answer, the body of every route
+/// (see its `IntoResponse`).
 pub struct ApiJson<T>(pub T);
 
 impl<S, T> FromRequest<S> for ApiJson<T>
@@ -266,6 +267,37 @@ params_extractor!(
 mod tests {
     use super::*;
     use coreauth_proto::AuthenticateRequest;
+
+    #[tokio::test]
+    async fn an_answer_is_json_with_its_content_type() {
+        let answer = ApiJson(ErrorBody {
+            error: "e".into(),
+            message: "a \"quoted\" line\n".into(),
+        })
+        .into_response();
+        assert_eq!(answer.status(), StatusCode::OK);
+        assert_eq!(answer.headers()[header::CONTENT_TYPE], "application/json");
+        let body = axum::body::to_bytes(answer.into_body(), 1 << 16)
+            .await
+            .unwrap();
+        assert_eq!(
+            &body[..],
+            br#"{"error":"e","message":"a \"quoted\" line\n"}"#
+        );
+    }
+
+    #[tokio::test]
+    async fn an_answer_that_cannot_be_serialized_is_the_spec_500() {
+        // A map with non-string keys is the one thing serde_json refuses.
+        let refused = std::collections::BTreeMap::from([((1, 2), "x")]);
+        let answer = ApiJson(refused).into_response();
+        assert_eq!(answer.status(), StatusCode::INTERNAL_SERVER_ERROR);
+        let body = axum::body::to_bytes(answer.into_body(), 1 << 16)
+            .await
+            .unwrap();
+        let body: ErrorBody = serde_json::from_slice(&body).unwrap();
+        assert_eq!(body.error, "internal_error");
+    }
 
     #[test]
     fn a_wrongly_typed_password_is_named_not_quoted() {
