@@ -309,18 +309,6 @@ macro_rules! returning_api_key {
     };
 }
 
-/// The advisory lock that orders audit ids by commit (an arbitrary key: "coreaudt" in ASCII).
-const AUDIT_ORDER_LOCK: i64 = 0x636f_7265_6175_6474;
-
-/// Writes an audit event in the transaction of the change it describes.
-///
-/// The audit export follows the table by id (`audit_events_after`), which is only safe if no
-/// event can become visible with an id below one already read. SQLite's single writer gives that
-/// for free; here, two transactions could take ids 10 and 11 and commit in the other order, and
-/// an export reading in between would pass 11 and never see 10. So the id is taken under a
-/// transaction-scoped advisory lock held until commit: ids are handed out in commit order. Only
-/// the tail of each transaction (this insert, a read or two, the commit) runs under the lock, and
-/// nothing after this insert waits for a row lock, so it cannot take part in a deadlock.
 /// Forgets a throttle counter (`clear_throttle`, and a login's own transaction).
 async fn delete_throttle(conn: &mut PgConnection, key: &str) -> DomainResult<()> {
     if !storable(key) {
@@ -334,6 +322,18 @@ async fn delete_throttle(conn: &mut PgConnection, key: &str) -> DomainResult<()>
         .map_err(db_error)
 }
 
+/// The advisory lock that orders audit ids by commit (an arbitrary key: "coreaudt" in ASCII).
+const AUDIT_ORDER_LOCK: i64 = 0x636f_7265_6175_6474;
+
+/// Writes an audit event in the transaction of the change it describes.
+///
+/// The audit export follows the table by id (`audit_events_after`), which is only safe if no
+/// event can become visible with an id below one already read. SQLite's single writer gives that
+/// for free; here, two transactions could take ids 10 and 11 and commit in the other order, and
+/// an export reading in between would pass 11 and never see 10. So the id is taken under a
+/// transaction-scoped advisory lock held until commit: ids are handed out in commit order. Only
+/// the tail of each transaction (this insert, a read or two, the commit) runs under the lock, and
+/// nothing after this insert waits for a row lock, so it cannot take part in a deadlock.
 async fn insert_audit(conn: &mut PgConnection, e: &NewAuditEvent) -> DomainResult<()> {
     sqlx::query("SELECT pg_advisory_xact_lock($1)")
         .bind(AUDIT_ORDER_LOCK)

@@ -370,7 +370,6 @@ macro_rules! api_key_columns {
     };
 }
 
-/// Writes an audit event on the connection of the change it describes.
 /// Forgets a throttle counter (`clear_throttle`, and a login's own transaction).
 async fn delete_throttle(conn: &mut SqliteConnection, key: &str) -> DomainResult<()> {
     sqlx::query("DELETE FROM throttle WHERE key = ?")
@@ -381,6 +380,7 @@ async fn delete_throttle(conn: &mut SqliteConnection, key: &str) -> DomainResult
         .map_err(db_error)
 }
 
+/// Writes an audit event on the connection of the change it describes.
 async fn insert_audit(conn: &mut SqliteConnection, e: &NewAuditEvent) -> DomainResult<()> {
     sqlx::query(
         "INSERT INTO audit_events (occurred_at, event, outcome, reason, org_id, actor_user_id, \
