@@ -22,7 +22,7 @@ use crate::domain::integrations::IntegrationRecord;
 use crate::domain::org::{MembershipPatch, MembershipRecord, OrgRecord, Role};
 use crate::domain::policy::PasswordPolicy;
 use crate::domain::session::{Renewal, SessionContext, SessionRecord};
-use crate::domain::session_cache::{MemberProfile, SessionCache};
+use crate::domain::session_cache::{MemberProfile, SessionCache, Ticket};
 use crate::domain::tokens::StoredSigningKey;
 use crate::domain::user::{NewUser, UserPatch, UserRecord};
 
@@ -58,6 +58,25 @@ impl CachingStore {
         }
         Ok(())
     }
+
+    /// What the cache holds (`held`), or else the database's answer (`read`), handed to `keep`
+    /// with the ticket taken before the read began (the cache's third rule). `read` is a future
+    /// not yet polled, so the ticket is taken first.
+    async fn read_through<T>(
+        &self,
+        held: impl FnOnce(Instant) -> Option<T>,
+        read: impl Future<Output = DomainResult<T>>,
+        keep: impl FnOnce(Ticket, &T, Instant),
+    ) -> DomainResult<T> {
+        let now = Instant::now();
+        if let Some(value) = held(now) {
+            return Ok(value);
+        }
+        let ticket = self.cache.ticket();
+        let found = read.await?;
+        keep(ticket, &found, now);
+        Ok(found)
+    }
 }
 
 #[async_trait]
@@ -67,16 +86,16 @@ impl Store for CachingStore {
         user_id: i64,
         org_id: i64,
     ) -> DomainResult<Option<MemberProfile>> {
-        let now = Instant::now();
-        if let Some(profile) = self.cache.profile(user_id, org_id, now) {
-            return Ok(Some(profile));
-        }
-        let ticket = self.cache.ticket();
-        let found = self.inner.member_profile(user_id, org_id).await?;
-        if let Some(profile) = &found {
-            self.cache.insert_profile(ticket, profile, now);
-        }
-        Ok(found)
+        self.read_through(
+            |now| self.cache.profile(user_id, org_id, now).map(Some),
+            self.inner.member_profile(user_id, org_id),
+            |ticket, found, now| {
+                if let Some(profile) = found {
+                    self.cache.insert_profile(ticket, profile, now);
+                }
+            },
+        )
+        .await
     }
 
     async fn ping(&self) -> DomainResult<()> {
@@ -199,16 +218,16 @@ impl Store for CachingStore {
     }
 
     async fn session_context(&self, id: &str) -> DomainResult<Option<SessionContext>> {
-        let now = Instant::now();
-        if let Some(ctx) = self.cache.session(id, now) {
-            return Ok(Some(ctx));
-        }
-        let ticket = self.cache.ticket();
-        let found = self.inner.session_context(id).await?;
-        if let Some(ctx) = &found {
-            self.cache.insert_session(ticket, ctx, now);
-        }
-        Ok(found)
+        self.read_through(
+            |now| self.cache.session(id, now).map(Some),
+            self.inner.session_context(id),
+            |ticket, found, now| {
+                if let Some(ctx) = found {
+                    self.cache.insert_session(ticket, ctx, now);
+                }
+            },
+        )
+        .await
     }
 
     async fn record_renewals(&self, renewals: &[Renewal]) -> DomainResult<()> {
@@ -261,16 +280,16 @@ impl Store for CachingStore {
     }
 
     async fn api_key_context(&self, key_hash: &[u8]) -> DomainResult<Option<ApiKeyContext>> {
-        let now = Instant::now();
-        if let Some(ctx) = self.cache.key(key_hash, now) {
-            return Ok(Some(ctx));
-        }
-        let ticket = self.cache.ticket();
-        let found = self.inner.api_key_context(key_hash).await?;
-        if let Some(ctx) = &found {
-            self.cache.insert_key(ticket, key_hash, ctx, now);
-        }
-        Ok(found)
+        self.read_through(
+            |now| self.cache.key(key_hash, now).map(Some),
+            self.inner.api_key_context(key_hash),
+            |ticket, found, now| {
+                if let Some(ctx) = found {
+                    self.cache.insert_key(ticket, key_hash, ctx, now);
+                }
+            },
+        )
+        .await
     }
 
     async fn api_keys_of(&self, user_id: i64, org_id: i64) -> DomainResult<Vec<ApiKeyRecord>> {
@@ -346,14 +365,12 @@ impl Store for CachingStore {
     }
 
     async fn password_policy(&self, org_id: i64) -> DomainResult<Option<PasswordPolicy>> {
-        let now = Instant::now();
-        if let Some(policy) = self.cache.policy(org_id, now) {
-            return Ok(policy);
-        }
-        let ticket = self.cache.ticket();
-        let found = self.inner.password_policy(org_id).await?;
-        self.cache.insert_policy(ticket, org_id, found, now);
-        Ok(found)
+        self.read_through(
+            |now| self.cache.policy(org_id, now),
+            self.inner.password_policy(org_id),
+            |ticket, found, now| self.cache.insert_policy(ticket, org_id, *found, now),
+        )
+        .await
     }
 
     async fn set_password_policy(
@@ -529,14 +546,12 @@ impl Store for CachingStore {
     }
 
     async fn sso_config(&self, org_id: i64) -> DomainResult<Option<SsoConfigRecord>> {
-        let now = Instant::now();
-        if let Some(config) = self.cache.sso_config(org_id, now) {
-            return Ok(config);
-        }
-        let ticket = self.cache.ticket();
-        let found = self.inner.sso_config(org_id).await?;
-        self.cache.insert_sso_config(ticket, org_id, &found, now);
-        Ok(found)
+        self.read_through(
+            |now| self.cache.sso_config(org_id, now),
+            self.inner.sso_config(org_id),
+            |ticket, found, now| self.cache.insert_sso_config(ticket, org_id, found, now),
+        )
+        .await
     }
 
     async fn delete_sso_config(&self, org_id: i64, audit: &NewAuditEvent) -> DomainResult<bool> {
