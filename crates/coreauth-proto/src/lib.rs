@@ -126,16 +126,22 @@ pub struct SessionClaims {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Me {
+    // What the member is in this org first, then how this call is made: the server renders the
+    // first part once per member and appends the second (`/user/me` in `http::users`).
     pub id: i64,
     pub uuid: String,
     pub email: String,
     pub first: String,
     pub last: String,
     pub is_active: bool,
-    pub is_admin: bool,
-    pub is_platform_admin: bool,
     pub org_id: i64,
     pub org_name: String,
+    /// When the password expires under this org's policy (ISO 8601); null: never.
+    pub password_expires_at: Option<String>,
+    /// Whether the user has a second factor (TOTP) turned on.
+    pub mfa_enabled: bool,
+    pub is_admin: bool,
+    pub is_platform_admin: bool,
     pub role: String,
     /// How this request was authenticated: `session` (a token from a login) or `api_key`.
     pub auth_method: String,
@@ -143,10 +149,6 @@ pub struct Me {
     pub session_id: Option<String>,
     /// When the session ends at the latest, whatever renewals happen (ISO 8601).
     pub session_expires_at: Option<String>,
-    /// When the password expires under this org's policy (ISO 8601); null: never.
-    pub password_expires_at: Option<String>,
-    /// Whether the user has a second factor (TOTP) turned on.
-    pub mfa_enabled: bool,
 }
 
 /// One entry of `GET /user/orgs`.

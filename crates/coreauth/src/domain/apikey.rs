@@ -63,7 +63,7 @@ pub struct NewApiKey {
 pub struct ApiKeyContext {
     /// Shared with the session cache: a cache hit copies no text.
     pub key: Arc<ApiKeyRecord>,
-    pub user_uuid: String,
+    pub user_uuid: Arc<str>,
     pub user_active: bool,
     pub is_platform_admin: bool,
     pub role: Role,

@@ -13,9 +13,10 @@ use super::credentials::policy_of;
 use super::email::Email;
 use super::error::{DomainError, DomainResult, SsoFailure};
 use super::mfa::Mfa;
-use super::org::{MembershipRecord, OrgRecord, Role};
+use super::org::{MembershipRecord, Role};
 use super::password::{Password, PasswordHashing};
 use super::session::{AuthMethod, MFA_ENROLLMENT, PendingRenewals, Principal, SessionRecord};
+use super::session_cache::MemberProfile;
 use super::throttle::{Subject, Throttle};
 use super::tokens::{SESSION_AUDIENCE, SessionClaims, TokenSigner};
 use super::user::UserRecord;
@@ -93,16 +94,6 @@ pub struct IssuedToken {
     pub password_expires_at: Option<i64>,
     /// The org requires a second factor the user has not enrolled: this token can only enrol.
     pub mfa_enrollment_required: bool,
-}
-
-/// What `/user/me` answers besides the principal.
-#[derive(Debug, Clone)]
-pub struct WhoAmI {
-    pub user: Arc<UserRecord>,
-    pub org: Arc<OrgRecord>,
-    /// When the user's password expires under this org's policy (epoch ms); `None`: never.
-    pub password_expires_at: Option<i64>,
-    pub mfa_enabled: bool,
 }
 
 pub struct Auth {
@@ -449,9 +440,9 @@ impl Auth {
             .member_profile(caller.user_id, session.org_id)
             .await?
             .ok_or(DomainError::Unauthenticated)?;
-        let user = UserRecord::clone(&profile.user);
+        let user = UserRecord::clone(profile.user());
         let mut issued = self.issue(user, session, caller.role, now, expiry)?;
-        issued.password_expires_at = profile.policy.expires_at(issued.user.password_set_at);
+        issued.password_expires_at = profile.password_expires_at();
         Ok(issued)
     }
 
@@ -508,18 +499,12 @@ impl Auth {
 
     /// The caller's user record, the org of this token, when the password expires there, and
     /// whether the user has a second factor.
-    pub async fn whoami(&self, caller: &Principal) -> DomainResult<WhoAmI> {
-        let profile = self
-            .store
+    /// What `/user/me` answers besides the principal.
+    pub async fn whoami(&self, caller: &Principal) -> DomainResult<Arc<MemberProfile>> {
+        self.store
             .member_profile(caller.user_id, caller.org_id)
             .await?
-            .ok_or(DomainError::Unauthenticated)?;
-        Ok(WhoAmI {
-            password_expires_at: profile.policy.expires_at(profile.user.password_set_at),
-            mfa_enabled: profile.mfa_enabled,
-            user: profile.user,
-            org: profile.org,
-        })
+            .ok_or(DomainError::Unauthenticated)
     }
 
     pub async fn orgs_of(&self, caller: &Principal) -> DomainResult<Vec<MembershipRecord>> {

@@ -126,7 +126,7 @@ impl SessionRecord {
 pub struct SessionContext {
     /// Shared with the session cache and the request's `Principal`: a cache hit copies no text.
     pub session: Arc<SessionRecord>,
-    pub user_uuid: String,
+    pub user_uuid: Arc<str>,
     pub user_active: bool,
     pub is_platform_admin: bool,
     pub role: Role,
@@ -152,7 +152,7 @@ impl AuthMethod {
 #[derive(Debug, Clone)]
 pub struct Principal {
     pub user_id: i64,
-    pub user_uuid: String,
+    pub user_uuid: Arc<str>,
     pub org_id: i64,
     /// The current role in `org_id` (read now, not copied from the token).
     pub role: Role,

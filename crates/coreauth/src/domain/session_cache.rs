@@ -24,7 +24,7 @@ use std::borrow::Borrow;
 use std::collections::HashMap;
 use std::hash::Hash;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use super::apikey::ApiKeyContext;
@@ -38,15 +38,65 @@ use crate::store::SsoConfigRecord;
 pub const DEFAULT_CAPACITY: usize = 50_000;
 
 /// What `/user/me` and a renewal show about a member: the user, the org, the org's policy and
-/// whether the user has a second factor.
-#[derive(Debug, Clone)]
+/// whether the user has a second factor. Read-only once made and shared (`Arc`) by the cache and
+/// the requests that use it: a cache hit copies nothing and touches one allocation.
+#[derive(Debug)]
 pub struct MemberProfile {
-    /// Shared, like `org`, with the cached copy: a cache hit copies no text.
-    pub user: Arc<UserRecord>,
-    pub org: Arc<OrgRecord>,
+    user: UserRecord,
+    org: OrgRecord,
     /// The org's policy, or the defaults when it has none.
-    pub policy: PasswordPolicy,
-    pub mfa_enabled: bool,
+    policy: PasswordPolicy,
+    mfa_enabled: bool,
+    /// This profile as the HTTP layer shows it (its part of the `/user/me` answer), rendered the
+    /// first time it is asked for. It cannot go stale: the fields it is rendered from never
+    /// change, and any change to the member is seen as a new read, hence a new profile with an
+    /// empty slot.
+    shown: OnceLock<Box<[u8]>>,
+}
+
+impl MemberProfile {
+    pub fn new(
+        user: UserRecord,
+        org: OrgRecord,
+        policy: PasswordPolicy,
+        mfa_enabled: bool,
+    ) -> Self {
+        Self {
+            user,
+            org,
+            policy,
+            mfa_enabled,
+            shown: OnceLock::new(),
+        }
+    }
+
+    pub fn user(&self) -> &UserRecord {
+        &self.user
+    }
+
+    pub fn org(&self) -> &OrgRecord {
+        &self.org
+    }
+
+    /// When the member's password expires under the org's policy (epoch ms); `None`: never.
+    pub fn password_expires_at(&self) -> Option<i64> {
+        self.policy.expires_at(self.user.password_set_at)
+    }
+
+    /// Whether the user has a confirmed second factor.
+    pub fn mfa_enabled(&self) -> bool {
+        self.mfa_enabled
+    }
+
+    /// The rendering `render` makes of this profile, made once per profile read (a failed one
+    /// is tried again next time).
+    pub fn shown<E>(&self, render: impl FnOnce(&Self) -> Result<Box<[u8]>, E>) -> Result<&[u8], E> {
+        if let Some(shown) = self.shown.get() {
+            return Ok(shown);
+        }
+        let rendered = render(self)?;
+        Ok(self.shown.get_or_init(|| rendered))
+    }
 }
 
 /// Proof of the cache's state before a database read; see the module's third rule.
@@ -108,7 +158,7 @@ struct Inner {
     suspended: bool,
     sessions: Map<String, SessionContext>,
     keys: Map<Vec<u8>, ApiKeyContext>,
-    profiles: Map<(i64, i64), MemberProfile>,
+    profiles: Map<(i64, i64), Arc<MemberProfile>>,
     /// By org, `None` when the org has none (that is worth remembering too). These entries
     /// belong to no user: `invalidate_org` and `clear` forget them, `invalidate_user` does not.
     policies: Map<i64, Option<PasswordPolicy>>,
@@ -239,11 +289,11 @@ impl SessionCache {
         });
     }
 
-    pub fn profile(&self, user_id: i64, org_id: i64, now: Instant) -> Option<MemberProfile> {
+    pub fn profile(&self, user_id: i64, org_id: i64, now: Instant) -> Option<Arc<MemberProfile>> {
         self.lookup(|i| i.profiles.get(&(user_id, org_id), self.ttl, now))
     }
 
-    pub fn insert_profile(&self, ticket: Ticket, profile: &MemberProfile, now: Instant) {
+    pub fn insert_profile(&self, ticket: Ticket, profile: &Arc<MemberProfile>, now: Instant) {
         let (user_id, org_id) = (profile.user.id, profile.org.id);
         let entry = Entry {
             value: profile.clone(),
@@ -446,7 +496,7 @@ mod tests {
                 revoked_at: None,
                 restriction: None,
             }),
-            user_uuid: format!("u-{user_id}"),
+            user_uuid: format!("u-{user_id}").into(),
             user_active: true,
             is_platform_admin: false,
             role: Role::Member,
@@ -469,7 +519,7 @@ mod tests {
                 last_used_at: None,
                 last_used_address: None,
             }),
-            user_uuid: format!("u-{user_id}"),
+            user_uuid: format!("u-{user_id}").into(),
             user_active: true,
             is_platform_admin: false,
             role: Role::Member,
@@ -477,9 +527,9 @@ mod tests {
         }
     }
 
-    fn profile(user_id: i64, org_id: i64) -> MemberProfile {
-        MemberProfile {
-            user: Arc::new(UserRecord {
+    fn profile(user_id: i64, org_id: i64) -> Arc<MemberProfile> {
+        Arc::new(MemberProfile::new(
+            UserRecord {
                 id: user_id,
                 uuid: format!("u-{user_id}"),
                 email: "a@b.example".into(),
@@ -491,15 +541,34 @@ mod tests {
                 password_set_at: None,
                 must_change_password: false,
                 created_at: 0,
-            }),
-            org: Arc::new(OrgRecord {
+            },
+            OrgRecord {
                 id: org_id,
                 name: "Org".into(),
                 email_domains: vec![],
-            }),
-            policy: PasswordPolicy::default(),
-            mfa_enabled: false,
-        }
+            },
+            PasswordPolicy::default(),
+            false,
+        ))
+    }
+
+    /// A copy of a profile, such as the cache hands out, shares its rendering; a profile read
+    /// anew, as after any change, renders its own; a failed rendering is not kept.
+    #[test]
+    fn a_rendering_belongs_to_one_profile_read() {
+        let render = |p: &MemberProfile| Ok::<_, ()>(p.org().id.to_string().into_bytes().into());
+        let never = |_: &MemberProfile| Err::<Box<[u8]>, ()>(());
+        let read = profile(1, 7);
+        assert!(read.shown(never).is_err());
+        assert_eq!(read.shown(render).unwrap(), b"7");
+        assert_eq!(read.clone().shown(never).unwrap(), b"7");
+
+        let cache = SessionCache::new(TTL, 10);
+        let t0 = Instant::now();
+        cache.insert_profile(cache.ticket(), &read, t0);
+        let served = cache.profile(1, 7, t0).unwrap();
+        assert_eq!(served.shown(never).unwrap(), b"7");
+        assert!(profile(1, 7).shown(never).is_err());
     }
 
     #[test]

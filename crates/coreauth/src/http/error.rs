@@ -163,20 +163,25 @@ impl<T: Serialize> IntoResponse for ApiJson<T> {
     fn into_response(self) -> Response {
         let mut body = Vec::with_capacity(512);
         match serde_json::to_writer(&mut body, &self.0) {
-            Ok(()) => (
-                [(
-                    header::CONTENT_TYPE,
-                    HeaderValue::from_static("application/json"),
-                )],
-                body,
-            )
-                .into_response(),
+            Ok(()) => json_response(body),
             // Only a failing `Serialize` impl or a map with non-string keys gets here; no
             // answer of ours has either.
             Err(e) => ApiError(DomainError::Internal(format!("serializing an answer: {e}")))
                 .into_response(),
         }
     }
+}
+
+/// A `200` with `body`, which is JSON.
+pub fn json_response(body: Vec<u8>) -> Response {
+    (
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        )],
+        body,
+    )
+        .into_response()
 }
 
 /// Parses a JSON body, describing a failure by position or field name only.

@@ -60,7 +60,7 @@ fn active(
     };
     IntrospectResponse {
         active: true,
-        sub: Some(principal.user_uuid),
+        sub: Some(principal.user_uuid.to_string()),
         uid: Some(principal.user_id),
         org: Some(principal.org_id),
         role: Some(principal.role.as_str().to_owned()),

@@ -85,7 +85,7 @@ impl Store for CachingStore {
         &self,
         user_id: i64,
         org_id: i64,
-    ) -> DomainResult<Option<MemberProfile>> {
+    ) -> DomainResult<Option<Arc<MemberProfile>>> {
         self.read_through(
             |now| self.cache.profile(user_id, org_id, now).map(Some),
             self.inner.member_profile(user_id, org_id),

@@ -6,6 +6,8 @@
 //! in the same transaction; where the change creates the thing the event is about (a user, an
 //! org), the store fills in its id.
 
+use std::sync::Arc;
+
 use async_trait::async_trait;
 
 use crate::domain::apikey::{ApiKeyContext, ApiKeyRecord, NewApiKey};
@@ -172,7 +174,7 @@ pub trait Store: Send + Sync + 'static {
         &self,
         user_id: i64,
         org_id: i64,
-    ) -> DomainResult<Option<MemberProfile>> {
+    ) -> DomainResult<Option<Arc<MemberProfile>>> {
         let (Some(user), Some(org)) = (self.user_by_id(user_id).await?, self.org(org_id).await?)
         else {
             return Ok(None);
@@ -182,12 +184,12 @@ pub trait Store: Send + Sync + 'static {
             .totp_of(user_id)
             .await?
             .is_some_and(|t| t.confirmed_at.is_some());
-        Ok(Some(MemberProfile {
-            user: std::sync::Arc::new(user),
-            org: std::sync::Arc::new(org),
+        Ok(Some(Arc::new(MemberProfile::new(
+            user,
+            org,
             policy,
             mfa_enabled,
-        }))
+        ))))
     }
     /// Adds each renewal's count to its session and moves its token expiry and last renewal
     /// forward (never back). Sessions that are gone are skipped.

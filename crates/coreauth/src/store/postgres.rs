@@ -1036,7 +1036,7 @@ impl Store for PostgresStore {
             Ok(SessionContext {
                 role: parse_role(&r.role)?,
                 session: std::sync::Arc::new(r.session.into()),
-                user_uuid: r.user_uuid,
+                user_uuid: r.user_uuid.into(),
                 user_active: r.user_active,
                 is_platform_admin: r.is_platform_admin,
                 membership_active: r.membership_active,
@@ -1217,7 +1217,7 @@ impl Store for PostgresStore {
             Ok(ApiKeyContext {
                 role: parse_role(&r.role)?,
                 key: std::sync::Arc::new(r.key.into()),
-                user_uuid: r.user_uuid,
+                user_uuid: r.user_uuid.into(),
                 user_active: r.user_active,
                 is_platform_admin: r.is_platform_admin,
                 membership_active: r.membership_active,

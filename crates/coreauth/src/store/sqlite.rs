@@ -1009,7 +1009,7 @@ impl Store for SqliteStore {
             Ok(SessionContext {
                 role: parse_role(&r.role)?,
                 session: std::sync::Arc::new(r.session.into()),
-                user_uuid: r.user_uuid,
+                user_uuid: r.user_uuid.into(),
                 user_active: r.user_active,
                 is_platform_admin: r.is_platform_admin,
                 membership_active: r.membership_active,
@@ -1023,7 +1023,7 @@ impl Store for SqliteStore {
         &self,
         user_id: i64,
         org_id: i64,
-    ) -> DomainResult<Option<MemberProfile>> {
+    ) -> DomainResult<Option<Arc<MemberProfile>>> {
         let row: Option<MemberProfileRow> = sqlx::query_as(
             "SELECT u.id, u.uuid, u.email, u.first, u.last, u.is_active, u.is_platform_admin, \
              u.password_hash, u.password_set_at, u.must_change_password, u.created_at, \
@@ -1046,16 +1046,16 @@ impl Store for SqliteStore {
             let email_domains: Vec<String> = serde_json::from_str(&r.org_domains)
                 .map_err(|e| DomainError::internal(format!("stored org domains: {e}")))?;
             let policy = r.policy();
-            Ok(MemberProfile {
-                user: std::sync::Arc::new(r.user.into()),
-                org: std::sync::Arc::new(OrgRecord {
+            Ok(Arc::new(MemberProfile::new(
+                r.user.into(),
+                OrgRecord {
                     id: r.org_id,
                     name: r.org_name,
                     email_domains,
-                }),
+                },
                 policy,
-                mfa_enabled: r.mfa_enabled,
-            })
+                r.mfa_enabled,
+            )))
         })
         .transpose()
     }
@@ -1210,7 +1210,7 @@ impl Store for SqliteStore {
             Ok(ApiKeyContext {
                 role: parse_role(&r.role)?,
                 key: Arc::new(r.key.into()),
-                user_uuid: r.user_uuid,
+                user_uuid: r.user_uuid.into(),
                 user_active: r.user_active,
                 is_platform_admin: r.is_platform_admin,
                 membership_active: r.membership_active,
