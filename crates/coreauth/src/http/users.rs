@@ -43,8 +43,8 @@ async fn me(
 
 /// `/user/me`'s body, byte for byte what serializing [`Me`] gives (tested below): the member's
 /// fields come from the profile's rendering, made once per profile read, and only the caller's
-/// are written per call. This is the request of every validation: serializing all 16 fields
-/// and copying their text into a `Me` took ~6,000 instructions per call, this ~1,200
+/// six are written per call. It is the call services make to validate a token: copying the
+/// text into a `Me` and serializing its 16 fields cost ~4,000 instructions more per request
 /// (callgrind, bench/README.md).
 fn me_answer(profile: &MemberProfile, caller: &Principal) -> serde_json::Result<Vec<u8>> {
     let member = profile.shown(render_member)?;
