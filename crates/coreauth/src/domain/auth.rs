@@ -497,9 +497,8 @@ impl Auth {
         Ok(())
     }
 
-    /// The caller's user record, the org of this token, when the password expires there, and
-    /// whether the user has a second factor.
-    /// What `/user/me` answers besides the principal.
+    /// What `/user/me` answers besides the principal: the caller's user record, the org of this
+    /// token, when the password expires there, and whether the user has a second factor.
     pub async fn whoami(&self, caller: &Principal) -> DomainResult<Arc<MemberProfile>> {
         self.store
             .member_profile(caller.user_id, caller.org_id)

@@ -552,8 +552,8 @@ mod tests {
         ))
     }
 
-    /// A copy of a profile, such as the cache hands out, shares its rendering; a profile read
-    /// anew, as after any change, renders its own; a failed rendering is not kept.
+    /// The profile the cache hands out is the one it was given, rendering included; a profile
+    /// read anew, as after any change, renders its own; a failed rendering is not kept.
     #[test]
     fn a_rendering_belongs_to_one_profile_read() {
         let render = |p: &MemberProfile| Ok::<_, ()>(p.org().id.to_string().into_bytes().into());
