@@ -118,6 +118,34 @@ impl SessionRecord {
         let capped = wanted.min(self.expires_at);
         from_millis(capped - capped.rem_euclid(1000))
     }
+
+    /// A live password session of `user_id` in `org_id`, opened at `created_at` (epoch ms) and
+    /// ending at `expires_at`, with nothing else set: the fixture of tests across the crate.
+    #[cfg(test)]
+    pub fn for_tests(
+        id: &str,
+        user_id: i64,
+        org_id: i64,
+        created_at: i64,
+        expires_at: i64,
+    ) -> Self {
+        Self {
+            id: id.into(),
+            user_id,
+            org_id,
+            method: "password".into(),
+            client: None,
+            address: None,
+            user_agent: None,
+            created_at,
+            expires_at,
+            token_expires_at: created_at,
+            last_renewed_at: None,
+            renew_count: 0,
+            revoked_at: None,
+            restriction: None,
+        }
+    }
 }
 
 /// A session with what every request needs to know about its user and membership, read in one
@@ -190,22 +218,7 @@ mod tests {
     use std::time::Duration;
 
     fn session(created: i64, cap: i64) -> SessionRecord {
-        SessionRecord {
-            id: "s".into(),
-            user_id: 1,
-            org_id: 1,
-            method: "password".into(),
-            client: None,
-            address: None,
-            user_agent: None,
-            created_at: created,
-            expires_at: cap,
-            token_expires_at: created,
-            last_renewed_at: None,
-            renew_count: 0,
-            revoked_at: None,
-            restriction: None,
-        }
+        SessionRecord::for_tests("s", 1, 1, created, cap)
     }
 
     #[test]

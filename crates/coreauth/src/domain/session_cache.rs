@@ -480,22 +480,7 @@ mod tests {
 
     fn session(id: &str, user_id: i64, org_id: i64) -> SessionContext {
         SessionContext {
-            session: Arc::new(SessionRecord {
-                id: id.into(),
-                user_id,
-                org_id,
-                method: "password".into(),
-                client: None,
-                address: None,
-                user_agent: None,
-                created_at: 0,
-                expires_at: 1,
-                token_expires_at: 1,
-                last_renewed_at: None,
-                renew_count: 0,
-                revoked_at: None,
-                restriction: None,
-            }),
+            session: Arc::new(SessionRecord::for_tests(id, user_id, org_id, 0, 1)),
             user_uuid: format!("u-{user_id}").into(),
             user_active: true,
             is_platform_admin: false,

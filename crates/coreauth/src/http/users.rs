@@ -236,25 +236,6 @@ mod tests {
         }
     }
 
-    fn session(id: String, expires_at: i64) -> SessionRecord {
-        SessionRecord {
-            id,
-            user_id: 1,
-            org_id: 1,
-            method: "password".into(),
-            client: None,
-            address: None,
-            user_agent: None,
-            created_at: 0,
-            expires_at,
-            token_expires_at: expires_at,
-            last_renewed_at: None,
-            renew_count: 0,
-            revoked_at: None,
-            restriction: None,
-        }
-    }
-
     proptest! {
         #![proptest_config(ProptestConfig::with_cases(512))]
 
@@ -297,7 +278,8 @@ mod tests {
                 role: if is_admin { Role::Admin } else { Role::Member },
                 is_platform_admin,
                 method: if by_key { AuthMethod::ApiKey } else { AuthMethod::Session },
-                session: (!by_key).then(|| Arc::new(session(texts[1].clone(), expires_at))),
+                session: (!by_key)
+                    .then(|| Arc::new(SessionRecord::for_tests(&texts[1], id, org_id, 0, expires_at))),
                 read_only: false,
                 key_expires_at: None,
                 origin: RequestOrigin::default(),
