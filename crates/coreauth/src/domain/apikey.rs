@@ -185,6 +185,7 @@ impl ApiKeys {
             read_only: ctx.key.read_only,
             key_expires_at: ctx.key.expires_at,
             origin,
+            token: None,
         })
     }
 

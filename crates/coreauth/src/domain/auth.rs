@@ -353,21 +353,18 @@ impl Auth {
         origin: RequestOrigin,
         now: OffsetDateTime,
     ) -> DomainResult<Principal> {
-        Ok(self
-            .authenticate_credential(credential, origin, now)
-            .await?
-            .0)
+        self.authenticate_credential(credential, origin, now).await
     }
 
-    /// What a credential is worth now, for token introspection: the principal and, for a
-    /// session token, its claims; `None` for anything `authenticate` refuses. Other failures
+    /// What a credential is worth now, for token introspection: the principal (with, for a
+    /// session token, its claims); `None` for anything `authenticate` refuses. Other failures
     /// (the database) are errors: they say nothing about the credential.
     pub async fn introspect(
         &self,
         credential: &str,
         origin: RequestOrigin,
         now: OffsetDateTime,
-    ) -> DomainResult<Option<(Principal, Option<Arc<SessionClaims>>)>> {
+    ) -> DomainResult<Option<Principal>> {
         match self.authenticate_credential(credential, origin, now).await {
             Ok(found) => Ok(Some(found)),
             Err(DomainError::Unauthenticated) => Ok(None),
@@ -375,23 +372,28 @@ impl Auth {
         }
     }
 
-    /// `authenticate`, keeping the claims of a session token.
     async fn authenticate_credential(
         &self,
         credential: &str,
         origin: RequestOrigin,
         now: OffsetDateTime,
-    ) -> DomainResult<(Principal, Option<Arc<SessionClaims>>)> {
+    ) -> DomainResult<Principal> {
         if looks_like_key(credential) {
-            let principal = self.keys.authenticate(credential, origin, now).await?;
-            return Ok((principal, None));
+            return self.keys.authenticate(credential, origin, now).await;
         }
-        let claims = self.signer.verify(credential, now)?;
-        let ctx = self
-            .store
-            .session_context(&claims.sid)
-            .await?
-            .ok_or(DomainError::Unauthenticated)?;
+        let token = self.signer.verify(credential, now)?;
+        let claims = token.claims();
+        // The session found for this token last time, while the cache would still serve it;
+        // every check below is made on it all the same.
+        let ctx = match token.session(|lease| self.store.holds(lease)) {
+            Some(ctx) => ctx,
+            None => {
+                let (ctx, lease) = self.store.session_context_leased(&claims.sid).await?;
+                let ctx = ctx.ok_or(DomainError::Unauthenticated)?;
+                token.found_session(&ctx, lease);
+                ctx
+            }
+        };
         let session = &ctx.session;
         if session.user_id != claims.uid
             || session.org_id != claims.org
@@ -412,8 +414,9 @@ impl Auth {
             read_only: false,
             key_expires_at: None,
             origin,
+            token: Some(token),
         };
-        Ok((principal, Some(claims)))
+        Ok(principal)
     }
 
     /// A new token for the caller's session, `token_ttl` long but never past the session's cap.
@@ -435,11 +438,7 @@ impl Auth {
         // bookkeeping, written with the next batch (`flush_renewals`).
         self.renewals
             .note(&session.id, to_millis(expiry), to_millis(now));
-        let profile = self
-            .store
-            .member_profile(caller.user_id, session.org_id)
-            .await?
-            .ok_or(DomainError::Unauthenticated)?;
+        let profile = self.profile_of(caller).await?;
         let user = UserRecord::clone(profile.user());
         let mut issued = self.issue(user, session, caller.role, now, expiry)?;
         issued.password_expires_at = profile.password_expires_at();
@@ -500,10 +499,26 @@ impl Auth {
     /// What `/user/me` answers besides the principal: the caller's user record, the org of this
     /// token, when the password expires there, and whether the user has a second factor.
     pub async fn whoami(&self, caller: &Principal) -> DomainResult<Arc<MemberProfile>> {
-        self.store
-            .member_profile(caller.user_id, caller.org_id)
-            .await?
-            .ok_or(DomainError::Unauthenticated)
+        self.profile_of(caller).await
+    }
+
+    /// The caller's member profile: the one found for their session token last time, while
+    /// the cache would still serve it, else the store's (remembered with the token).
+    async fn profile_of(&self, caller: &Principal) -> DomainResult<Arc<MemberProfile>> {
+        let (user_id, org_id) = (caller.user_id, caller.org_id);
+        let token = caller.token.as_deref();
+        let remembered = token
+            .and_then(|t| t.profile(|lease| self.store.holds(lease)))
+            .filter(|p| p.user().id == user_id && p.org().id == org_id);
+        if let Some(profile) = remembered {
+            return Ok(profile);
+        }
+        let (profile, lease) = self.store.member_profile_leased(user_id, org_id).await?;
+        let profile = profile.ok_or(DomainError::Unauthenticated)?;
+        if let Some(token) = token {
+            token.found_profile(&profile, lease);
+        }
+        Ok(profile)
     }
 
     pub async fn orgs_of(&self, caller: &Principal) -> DomainResult<Vec<MembershipRecord>> {

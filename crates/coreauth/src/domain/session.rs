@@ -9,6 +9,7 @@ use time::OffsetDateTime;
 use super::auth::RequestOrigin;
 use super::clock::{from_millis, to_millis};
 use super::org::Role;
+use super::token_memo::VerifiedToken;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SessionRecord {
@@ -194,6 +195,9 @@ pub struct Principal {
     pub key_expires_at: Option<i64>,
     /// Where this request came from, for the audit trail.
     pub origin: RequestOrigin,
+    /// The session token used, as the token memo keeps it: its claims, and what this request
+    /// finds for it (the member's profile) is remembered there for the next.
+    pub token: Option<Arc<VerifiedToken>>,
 }
 
 impl Principal {

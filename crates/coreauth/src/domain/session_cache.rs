@@ -16,6 +16,12 @@
 //!   reading the database and `insert` refuses it if anything was invalidated since, so a read
 //!   made just before a logout cannot bring the session back after it.
 //!
+//! What the cache serves comes with a `Lease`, which lets a verified token remember its
+//! session and its member's profile (`token_memo`) and skip the look-ups next time. A lease
+//! holds exactly as long as the entry would be served: for the entry's TTL, and only while
+//! nothing at all was invalidated since it was given (every invalidation, renewal, `clear`,
+//! `suspend` and `resume` moves the generation it was given under).
+//!
 //! Time here is the monotonic clock of the process, not the domain clock: the cache only decides
 //! how old a copy may be; every rule (expiry, revocation) is still checked on the copy with the
 //! request's own time.
@@ -103,6 +109,14 @@ impl MemberProfile {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Ticket(u64);
 
+/// What the cache gives with an entry it serves or keeps: the entry may be used again without
+/// looking it up for as long as `SessionCache::holds` says so.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Lease {
+    generation: u64,
+    stored_at: Instant,
+}
+
 struct Entry<V> {
     value: V,
     user_id: i64,
@@ -125,13 +139,15 @@ impl<K: Eq + Hash, V: Clone> Map<K, V> {
         }
     }
 
-    fn get<Q>(&self, key: &Q, ttl: Duration, now: Instant) -> Option<V>
+    /// The value and when it was stored, if it is younger than `ttl`.
+    fn get<Q>(&self, key: &Q, ttl: Duration, now: Instant) -> Option<(V, Instant)>
     where
         K: Borrow<Q>,
         Q: Eq + Hash + ?Sized,
     {
         let entry = self.entries.get(key)?;
-        (now.saturating_duration_since(entry.stored_at) < ttl).then(|| entry.value.clone())
+        (now.saturating_duration_since(entry.stored_at) < ttl)
+            .then(|| (entry.value.clone(), entry.stored_at))
     }
 
     fn insert(&mut self, key: K, entry: Entry<V>, ttl: Duration, capacity: usize) {
@@ -152,7 +168,6 @@ impl<K: Eq + Hash, V: Clone> Map<K, V> {
 }
 
 struct Inner {
-    generation: u64,
     /// Set while changes made elsewhere cannot be heard (see `suspend`): nothing is served or
     /// kept.
     suspended: bool,
@@ -167,7 +182,6 @@ struct Inner {
 
 impl Inner {
     fn clear(&mut self) {
-        self.generation = self.generation.wrapping_add(1);
         self.sessions.entries.clear();
         self.keys.entries.clear();
         self.profiles.entries.clear();
@@ -184,6 +198,9 @@ pub struct SessionCache {
     ttl: Duration,
     capacity: usize,
     inner: Mutex<Inner>,
+    /// Moved (only with `inner` locked) by every change that may make an entry out of date:
+    /// tickets and leases taken before it are refused. Atomic so that `holds` needs no lock.
+    generation: AtomicU64,
     hits: AtomicU64,
     misses: AtomicU64,
 }
@@ -208,7 +225,6 @@ impl SessionCache {
             ttl,
             capacity: capacity.max(1),
             inner: Mutex::new(Inner {
-                generation: 0,
                 suspended: false,
                 sessions: Map::new(),
                 keys: Map::new(),
@@ -216,6 +232,7 @@ impl SessionCache {
                 policies: Map::new(),
                 sso_configs: Map::new(),
             }),
+            generation: AtomicU64::new(0),
             hits: AtomicU64::new(0),
             misses: AtomicU64::new(0),
         }
@@ -235,46 +252,98 @@ impl SessionCache {
         self.inner.lock().ok().map(|mut inner| f(&mut inner))
     }
 
-    /// What `find` finds, unless the cache is off or suspended.
-    fn lookup<T>(&self, find: impl FnOnce(&Inner) -> Option<T>) -> Option<T> {
+    /// What `find` finds, with its lease, unless the cache is off or suspended.
+    fn lookup<T>(&self, find: impl FnOnce(&Inner) -> Option<(T, Instant)>) -> Option<(T, Lease)> {
         if !self.enabled() {
             return None;
         }
         let found = self
-            .with(|i| if i.suspended { None } else { find(i) })
+            .with(|i| {
+                if i.suspended {
+                    return None;
+                }
+                let (value, stored_at) = find(i)?;
+                let generation = self.generation.load(Ordering::SeqCst);
+                Some((
+                    value,
+                    Lease {
+                        generation,
+                        stored_at,
+                    },
+                ))
+            })
             .flatten();
-        let counter = if found.is_some() {
-            &self.hits
-        } else {
-            &self.misses
-        };
-        counter.fetch_add(1, Ordering::Relaxed);
+        self.count(found.is_some());
         found
+    }
+
+    fn count(&self, hit: bool) {
+        let counter = if hit { &self.hits } else { &self.misses };
+        counter.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Moves the generation: called with `inner` locked, by every change that may make an
+    /// entry out of date.
+    fn invalidating(&self, f: impl FnOnce(&mut Inner)) {
+        self.with(|i| {
+            self.generation.fetch_add(1, Ordering::SeqCst);
+            f(i);
+        });
     }
 
     /// To be taken before reading what will be inserted.
     pub fn ticket(&self) -> Ticket {
-        Ticket(self.with(|i| i.generation).unwrap_or(u64::MAX))
+        Ticket(
+            self.with(|_| self.generation.load(Ordering::SeqCst))
+                .unwrap_or(u64::MAX),
+        )
+    }
+
+    /// Whether what was served or kept with `lease` may still be used at `now` as if it had
+    /// just been looked up: its entry is within the TTL and nothing was invalidated since.
+    /// Counted as a hit when it may. A cache whose lock was poisoned holds nothing, as it
+    /// serves nothing: its invalidations may not have run.
+    pub fn holds(&self, lease: &Lease, now: Instant) -> bool {
+        let held = self.enabled()
+            && now.saturating_duration_since(lease.stored_at) < self.ttl
+            && self.generation.load(Ordering::SeqCst) == lease.generation
+            && !self.inner.is_poisoned();
+        if held {
+            self.count(true);
+        }
+        held
     }
 
     pub fn session(&self, id: &str, now: Instant) -> Option<SessionContext> {
+        self.session_leased(id, now).map(|(ctx, _)| ctx)
+    }
+
+    pub fn session_leased(&self, id: &str, now: Instant) -> Option<(SessionContext, Lease)> {
         self.lookup(|i| i.sessions.get(id, self.ttl, now))
     }
 
-    pub fn insert_session(&self, ticket: Ticket, ctx: &SessionContext, now: Instant) {
+    /// Keeps a session read with `ticket`, unless something was invalidated since; the lease
+    /// of what was kept.
+    pub fn insert_session(
+        &self,
+        ticket: Ticket,
+        ctx: &SessionContext,
+        now: Instant,
+    ) -> Option<Lease> {
         let entry = Entry {
             value: ctx.clone(),
             user_id: ctx.session.user_id,
             org_id: ctx.session.org_id,
             stored_at: now,
         };
-        self.insert_with(ticket, |i, ttl, cap| {
+        self.insert_with(ticket, now, |i, ttl, cap| {
             i.sessions.insert(ctx.session.id.clone(), entry, ttl, cap);
-        });
+        })
     }
 
     pub fn key(&self, hash: &[u8], now: Instant) -> Option<ApiKeyContext> {
         self.lookup(|i| i.keys.get(hash, self.ttl, now))
+            .map(|(ctx, _)| ctx)
     }
 
     pub fn insert_key(&self, ticket: Ticket, hash: &[u8], ctx: &ApiKeyContext, now: Instant) {
@@ -284,16 +353,32 @@ impl SessionCache {
             org_id: ctx.key.org_id,
             stored_at: now,
         };
-        self.insert_with(ticket, |i, ttl, cap| {
+        self.insert_with(ticket, now, |i, ttl, cap| {
             i.keys.insert(hash.to_vec(), entry, ttl, cap);
         });
     }
 
     pub fn profile(&self, user_id: i64, org_id: i64, now: Instant) -> Option<Arc<MemberProfile>> {
+        self.profile_leased(user_id, org_id, now)
+            .map(|(profile, _)| profile)
+    }
+
+    pub fn profile_leased(
+        &self,
+        user_id: i64,
+        org_id: i64,
+        now: Instant,
+    ) -> Option<(Arc<MemberProfile>, Lease)> {
         self.lookup(|i| i.profiles.get(&(user_id, org_id), self.ttl, now))
     }
 
-    pub fn insert_profile(&self, ticket: Ticket, profile: &Arc<MemberProfile>, now: Instant) {
+    /// Keeps a profile read with `ticket`, as `insert_session` does.
+    pub fn insert_profile(
+        &self,
+        ticket: Ticket,
+        profile: &Arc<MemberProfile>,
+        now: Instant,
+    ) -> Option<Lease> {
         let (user_id, org_id) = (profile.user.id, profile.org.id);
         let entry = Entry {
             value: profile.clone(),
@@ -301,14 +386,15 @@ impl SessionCache {
             org_id,
             stored_at: now,
         };
-        self.insert_with(ticket, |i, ttl, cap| {
+        self.insert_with(ticket, now, |i, ttl, cap| {
             i.profiles.insert((user_id, org_id), entry, ttl, cap);
-        });
+        })
     }
 
     /// The org's password policy as last read (`Some(None)`: it has none).
     pub fn policy(&self, org_id: i64, now: Instant) -> Option<Option<PasswordPolicy>> {
         self.lookup(|i| i.policies.get(&org_id, self.ttl, now))
+            .map(|(policy, _)| policy)
     }
 
     pub fn insert_policy(
@@ -319,7 +405,7 @@ impl SessionCache {
         now: Instant,
     ) {
         let entry = org_entry(org_id, policy, now);
-        self.insert_with(ticket, |i, ttl, cap| {
+        self.insert_with(ticket, now, |i, ttl, cap| {
             i.policies.insert(org_id, entry, ttl, cap);
         });
     }
@@ -327,6 +413,7 @@ impl SessionCache {
     /// The org's SSO configuration as last read (`Some(None)`: it has none).
     pub fn sso_config(&self, org_id: i64, now: Instant) -> Option<Option<SsoConfigRecord>> {
         self.lookup(|i| i.sso_configs.get(&org_id, self.ttl, now))
+            .map(|(config, _)| config)
     }
 
     pub fn insert_sso_config(
@@ -337,29 +424,41 @@ impl SessionCache {
         now: Instant,
     ) {
         let entry = org_entry(org_id, config.clone(), now);
-        self.insert_with(ticket, |i, ttl, cap| {
+        self.insert_with(ticket, now, |i, ttl, cap| {
             i.sso_configs.insert(org_id, entry, ttl, cap);
         });
     }
 
-    fn insert_with(&self, ticket: Ticket, f: impl FnOnce(&mut Inner, Duration, usize)) {
+    /// Runs `f` (an insert stored at `now`) unless the cache is off or suspended or `ticket`
+    /// is out of date; the lease of what was inserted.
+    fn insert_with(
+        &self,
+        ticket: Ticket,
+        now: Instant,
+        f: impl FnOnce(&mut Inner, Duration, usize),
+    ) -> Option<Lease> {
         if !self.enabled() {
-            return;
+            return None;
         }
         self.with(|i| {
             // Something was invalidated since the read began: the read may predate it.
-            if !i.suspended && i.generation == ticket.0 {
+            let generation = self.generation.load(Ordering::SeqCst);
+            (!i.suspended && generation == ticket.0).then(|| {
                 f(i, self.ttl, self.capacity);
-            }
-        });
+                Lease {
+                    generation,
+                    stored_at: now,
+                }
+            })
+        })
+        .flatten()
     }
 
     /// Applies written renewals to the cached copy of their session, if there is one, so the
-    /// copy keeps its renewal count and token expiry without another read. (A read that began
-    /// before the write and lands after it can still store the older count, for at most the
-    /// TTL: these fields decide nothing.)
+    /// copy keeps its renewal count and token expiry without another read. Earlier leases and
+    /// tickets end: the copies they stand for lack the renewal.
     pub fn note_renewal(&self, renewal: &Renewal) {
-        self.with(|i| {
+        self.invalidating(|i| {
             if let Some(entry) = i.sessions.entries.get_mut(renewal.session_id.as_str()) {
                 let session = Arc::make_mut(&mut entry.value.session);
                 session.renew_count += renewal.count;
@@ -371,8 +470,7 @@ impl SessionCache {
 
     /// Forgets one session (logout, ending a session).
     pub fn invalidate_session(&self, id: &str) {
-        self.with(|i| {
-            i.generation = i.generation.wrapping_add(1);
+        self.invalidating(|i| {
             i.sessions.entries.remove(id);
         });
     }
@@ -380,8 +478,7 @@ impl SessionCache {
     /// Forgets everything about a user: sessions, keys, profiles (deactivation, role change,
     /// password change, second factor, key deletion, revoking their sessions).
     pub fn invalidate_user(&self, user_id: i64) {
-        self.with(|i| {
-            i.generation = i.generation.wrapping_add(1);
+        self.invalidating(|i| {
             i.sessions.retain(|e| e.user_id != user_id);
             i.keys.retain(|e| e.user_id != user_id);
             i.profiles.retain(|e| e.user_id != user_id);
@@ -391,8 +488,7 @@ impl SessionCache {
     /// Forgets an org's settings and the profiles of its members (its password policy or SSO
     /// configuration changed).
     pub fn invalidate_org(&self, org_id: i64) {
-        self.with(|i| {
-            i.generation = i.generation.wrapping_add(1);
+        self.invalidating(|i| {
             i.profiles.retain(|e| e.org_id != org_id);
             i.policies.entries.remove(&org_id);
             i.sso_configs.entries.remove(&org_id);
@@ -401,14 +497,14 @@ impl SessionCache {
 
     /// Forgets everything.
     pub fn clear(&self) {
-        self.with(Inner::clear);
+        self.invalidating(Inner::clear);
     }
 
     /// Forgets everything and keeps nothing until `resume`: for while this instance cannot hear
     /// the changes other instances make (PostgreSQL's change feed is not connected), so that
     /// every request reads the database instead of a copy that may have been revoked elsewhere.
     pub fn suspend(&self) {
-        self.with(|i| {
+        self.invalidating(|i| {
             i.clear();
             i.suspended = true;
         });
@@ -416,7 +512,7 @@ impl SessionCache {
 
     /// Starts keeping entries again, from empty: what was missed while suspended is not known.
     pub fn resume(&self) {
-        self.with(|i| {
+        self.invalidating(|i| {
             i.clear();
             i.suspended = false;
         });
@@ -554,6 +650,89 @@ mod tests {
         let served = cache.profile(1, 7, t0).unwrap();
         assert_eq!(served.shown(never).unwrap(), b"7");
         assert!(profile(1, 7).shown(never).is_err());
+    }
+
+    /// A lease holds exactly while its entry would be served: within the TTL, and until
+    /// anything at all is invalidated or renewed; a refused insert gives none.
+    #[test]
+    fn a_lease_holds_while_the_cache_would_serve_the_same_entry() {
+        let cache = SessionCache::new(TTL, 10);
+        let t0 = Instant::now();
+        let kept = cache
+            .insert_session(cache.ticket(), &session("s1", 1, 1), t0)
+            .unwrap();
+        let (_, served) = cache.session_leased("s1", t0).unwrap();
+        assert_eq!(served, kept);
+        assert!(cache.holds(&kept, t0 + Duration::from_millis(999)));
+        assert!(!cache.holds(&kept, t0 + TTL), "past the TTL");
+
+        let renewal = Renewal {
+            session_id: "s1".into(),
+            count: 1,
+            token_expires_at: 500,
+            renewed_at: 42,
+        };
+        // Suspending last: nothing is leased while suspended.
+        let changes: [&dyn Fn(&SessionCache); 6] = [
+            &|c| c.invalidate_session("another"),
+            &|c| c.invalidate_user(99),
+            &|c| c.invalidate_org(99),
+            &|c| c.note_renewal(&renewal),
+            &SessionCache::clear,
+            &SessionCache::suspend,
+        ];
+        for change in changes {
+            let lease = cache
+                .insert_session(cache.ticket(), &session("s1", 1, 1), t0)
+                .unwrap();
+            cache.insert_profile(cache.ticket(), &profile(1, 1), t0);
+            let (_, profile_lease) = cache.profile_leased(1, 1, t0).unwrap();
+            assert!(cache.holds(&lease, t0) && cache.holds(&profile_lease, t0));
+            change(&cache);
+            assert!(
+                !cache.holds(&lease, t0),
+                "a session's lease outlived a change"
+            );
+            assert!(
+                !cache.holds(&profile_lease, t0),
+                "a profile's lease outlived a change"
+            );
+        }
+
+        cache.resume();
+        // A read that raced with a change is neither kept nor leased.
+        let ticket = cache.ticket();
+        cache.invalidate_session("s1");
+        assert!(
+            cache
+                .insert_session(ticket, &session("s1", 1, 1), t0)
+                .is_none()
+        );
+        assert!(cache.insert_profile(ticket, &profile(1, 1), t0).is_none());
+        // Nor is anything while suspended, or by a cache that keeps nothing.
+        cache.suspend();
+        assert!(
+            cache
+                .insert_session(cache.ticket(), &session("s1", 1, 1), t0)
+                .is_none()
+        );
+        let off = SessionCache::new(Duration::ZERO, 10);
+        assert!(
+            off.insert_session(off.ticket(), &session("s1", 1, 1), t0)
+                .is_none()
+        );
+    }
+
+    #[test]
+    fn a_lease_that_holds_counts_as_a_hit() {
+        let cache = SessionCache::new(TTL, 10);
+        let t0 = Instant::now();
+        let lease = cache
+            .insert_session(cache.ticket(), &session("s1", 1, 1), t0)
+            .unwrap();
+        assert!(cache.holds(&lease, t0));
+        assert!(!cache.holds(&lease, t0 + TTL));
+        assert_eq!((cache.stats().hits, cache.stats().misses), (1, 0));
     }
 
     #[test]

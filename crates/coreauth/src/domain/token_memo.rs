@@ -8,11 +8,73 @@
 //! from a checked one is checked afresh. Memory stays bounded with two generations: when the
 //! current one is full it becomes the previous one and the older previous is dropped, so tokens
 //! in use stay found and forgotten ones age out.
+//!
+//! A remembered token also keeps what the last request with it found in the session cache:
+//! the session behind it and its member's profile, each with the cache's `Lease`. The next
+//! request uses them while the cache says the lease holds, which is exactly while the cache
+//! would have served the same entries, so it skips two look-ups whose memory is seldom
+//! warm (bench/README.md) and decides nothing differently: every check of the session is
+//! still made on every call.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
+use super::session::SessionContext;
+use super::session_cache::{Lease, MemberProfile};
 use super::tokens::SessionClaims;
+
+/// A token that passed every check but expiry, and what was last found for it.
+#[derive(Debug)]
+pub struct VerifiedToken {
+    claims: SessionClaims,
+    found: Mutex<Found>,
+}
+
+#[derive(Debug, Default)]
+struct Found {
+    session: Option<(SessionContext, Lease)>,
+    profile: Option<(Arc<MemberProfile>, Lease)>,
+}
+
+impl VerifiedToken {
+    pub fn new(claims: SessionClaims) -> Self {
+        Self {
+            claims,
+            found: Mutex::default(),
+        }
+    }
+
+    pub fn claims(&self) -> &SessionClaims {
+        &self.claims
+    }
+
+    /// The session last found for this token, if its lease still `holds`.
+    pub fn session(&self, holds: impl FnOnce(&Lease) -> bool) -> Option<SessionContext> {
+        let (ctx, lease) = self.found.lock().ok()?.session.clone()?;
+        holds(&lease).then_some(ctx)
+    }
+
+    /// Remembers the session found for this token, or forgets the last one when the cache
+    /// gave no lease.
+    pub fn found_session(&self, ctx: &SessionContext, lease: Option<Lease>) {
+        if let Ok(mut found) = self.found.lock() {
+            found.session = lease.map(|lease| (ctx.clone(), lease));
+        }
+    }
+
+    /// The member's profile last found for this token, if its lease still `holds`.
+    pub fn profile(&self, holds: impl FnOnce(&Lease) -> bool) -> Option<Arc<MemberProfile>> {
+        let (profile, lease) = self.found.lock().ok()?.profile.clone()?;
+        holds(&lease).then_some(profile)
+    }
+
+    /// Remembers the profile found for this token, as `found_session` does.
+    pub fn found_profile(&self, profile: &Arc<MemberProfile>, lease: Option<Lease>) {
+        if let Ok(mut found) = self.found.lock() {
+            found.profile = lease.map(|lease| (profile.clone(), lease));
+        }
+    }
+}
 
 /// Tokens per generation.
 pub const DEFAULT_CAPACITY: usize = 16_384;
@@ -25,7 +87,7 @@ pub struct VerifiedTokens {
 /// Keys are whole tokens (~500 bytes): foldhash, seeded per process, hashes one in a fraction
 /// of SipHash's time. Its weaker flooding resistance is enough here because only tokens that
 /// passed the signature check are inserted; anyone else's text is only looked up.
-type Tokens = HashMap<Box<str>, Arc<SessionClaims>, foldhash::fast::RandomState>;
+type Tokens = HashMap<Box<str>, Arc<VerifiedToken>, foldhash::fast::RandomState>;
 
 #[derive(Default)]
 struct Generations {
@@ -41,8 +103,8 @@ impl VerifiedTokens {
         }
     }
 
-    /// The claims of `token` if it was verified before (shared: a hit copies no text).
-    pub fn get(&self, token: &str) -> Option<Arc<SessionClaims>> {
+    /// `token` if it was verified before (shared: a hit copies no text).
+    pub fn get(&self, token: &str) -> Option<Arc<VerifiedToken>> {
         let generations = self.generations.lock().ok()?;
         generations
             .current
@@ -51,15 +113,16 @@ impl VerifiedTokens {
             .cloned()
     }
 
-    /// Remembers a token that passed every check but expiry.
-    pub fn insert(&self, token: &str, claims: &Arc<SessionClaims>) {
-        let Ok(mut generations) = self.generations.lock() else {
-            return;
-        };
-        if generations.current.len() >= self.capacity {
-            generations.previous = std::mem::take(&mut generations.current);
+    /// Remembers a token that passed every check but expiry, with its claims.
+    pub fn insert(&self, token: &str, claims: SessionClaims) -> Arc<VerifiedToken> {
+        let verified = Arc::new(VerifiedToken::new(claims));
+        if let Ok(mut generations) = self.generations.lock() {
+            if generations.current.len() >= self.capacity {
+                generations.previous = std::mem::take(&mut generations.current);
+            }
+            generations.current.insert(token.into(), verified.clone());
         }
-        generations.current.insert(token.into(), claims.clone());
+        verified
     }
 
     /// Tokens remembered, both generations.
@@ -75,11 +138,12 @@ impl VerifiedTokens {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 
-    fn claims(sid: &str) -> Arc<SessionClaims> {
-        Arc::new(SessionClaims {
+    fn claims(sid: &str) -> SessionClaims {
+        SessionClaims {
             iss: "coreauth".into(),
             aud: "coreauth".into(),
             sub: "u".into(),
@@ -90,23 +154,66 @@ mod tests {
             iat: 0,
             exp: 900,
             jti: "j".into(),
-        })
+        }
     }
 
     #[test]
     fn only_the_exact_token_is_found() {
         let memo = VerifiedTokens::new(8);
-        memo.insert("a.b.c", &claims("s1"));
-        assert_eq!(memo.get("a.b.c").map(|c| c.sid.clone()), Some("s1".into()));
+        memo.insert("a.b.c", claims("s1"));
+        assert_eq!(
+            memo.get("a.b.c").map(|t| t.claims().sid.clone()),
+            Some("s1".into())
+        );
         assert!(memo.get("a.b.d").is_none());
         assert!(memo.get("a.b.").is_none());
+    }
+
+    /// What was found for a token is given back only while the cache says its lease holds,
+    /// and forgotten when a later look-up came without one.
+    #[test]
+    fn what_was_found_for_a_token_lasts_as_long_as_its_lease() {
+        use crate::domain::org::Role;
+        use crate::domain::session::SessionRecord;
+        use crate::domain::session_cache::SessionCache;
+        use std::time::{Duration, Instant};
+
+        let cache = SessionCache::new(Duration::from_secs(1), 10);
+        let t0 = Instant::now();
+        let ctx = SessionContext {
+            session: Arc::new(SessionRecord::for_tests("s1", 1, 1, 0, 1)),
+            user_uuid: "u-1".into(),
+            user_active: true,
+            is_platform_admin: false,
+            role: Role::Member,
+            membership_active: true,
+        };
+        let memo = VerifiedTokens::new(8);
+        let token = memo.insert("a.b.c", claims("s1"));
+        let holds = |lease: &Lease| cache.holds(lease, t0);
+        assert!(token.session(holds).is_none(), "nothing found yet");
+
+        let lease = cache.insert_session(cache.ticket(), &ctx, t0);
+        token.found_session(&ctx, lease);
+        let again = memo.get("a.b.c").unwrap();
+        let found = again.session(holds).unwrap();
+        assert!(Arc::ptr_eq(&found.session, &ctx.session));
+
+        cache.invalidate_session("s1");
+        assert!(again.session(holds).is_none(), "the logout ended the lease");
+        token.found_session(&ctx, None);
+        assert!(token.session(|_| true).is_none(), "no lease, nothing kept");
+        let lease = cache.insert_session(cache.ticket(), &ctx, t0);
+        token.found_session(&ctx, lease);
+        assert!(token.session(holds).is_some());
+        assert!(token.profile(|_| true).is_none(), "no profile was found");
     }
 
     #[test]
     fn memory_is_bounded_by_two_generations() {
         let memo = VerifiedTokens::new(2);
         for n in 0..10 {
-            memo.insert(&format!("t{n}"), &claims("s"));
+            memo.insert(&format!("t{n}"), claims("s"));
             assert!(memo.len() <= 4);
         }
         // The newest are still found, the oldest are gone.

@@ -16,7 +16,7 @@ use zeroize::Zeroizing;
 
 use super::clock::to_millis;
 use super::error::{DomainError, DomainResult};
-use super::token_memo::{self, VerifiedTokens};
+use super::token_memo::{self, VerifiedToken, VerifiedTokens};
 
 pub use coreauth_proto::{SESSION_AUDIENCE, SESSION_TOKEN_TYPE, SessionClaims};
 const MAX_TOKEN_LEN: usize = 4096;
@@ -174,23 +174,21 @@ impl TokenSigner {
     }
 
     /// Checks signature, header, issuer, audience and expiry; any failure is `Unauthenticated`.
-    pub fn verify(&self, token: &str, now: OffsetDateTime) -> DomainResult<Arc<SessionClaims>> {
+    /// The token comes back as the memo keeps it: its claims, and what was found for it.
+    pub fn verify(&self, token: &str, now: OffsetDateTime) -> DomainResult<Arc<VerifiedToken>> {
         if token.len() > MAX_TOKEN_LEN {
             return Err(DomainError::Unauthenticated);
         }
-        let claims = match self.verified.get(token) {
-            Some(claims) => claims,
-            None => {
-                let claims = Arc::new(self.verify_signed(token)?);
-                self.verified.insert(token, &claims);
-                claims
-            }
+        let verified = match self.verified.get(token) {
+            Some(verified) => verified,
+            None => self.verified.insert(token, self.verify_signed(token)?),
         };
+        let claims = verified.claims();
         let now_secs = now.unix_timestamp();
         if claims.exp <= now_secs || claims.iat > now_secs + IAT_LEEWAY_SECS {
             return Err(DomainError::Unauthenticated);
         }
-        Ok(claims)
+        Ok(verified)
     }
 
     /// Everything about a token that cannot change with time: header, key, signature, issuer
@@ -273,7 +271,7 @@ mod tests {
         let signer = signer();
         let now = from_millis(1_700_000_000_000);
         let token = signer.sign(&claims(now)).unwrap();
-        assert_eq!(*signer.verify(&token, now).unwrap(), claims(now));
+        assert_eq!(*signer.verify(&token, now).unwrap().claims(), claims(now));
         let later = now + time::Duration::seconds(899);
         assert!(signer.verify(&token, later).is_ok());
         let expired = now + time::Duration::seconds(900);

@@ -13,7 +13,7 @@ use super::error::{ApiJson, ApiResult};
 use super::extract::Reader;
 use crate::domain::auth::RequestOrigin;
 use crate::domain::session::Principal;
-use crate::domain::tokens::SessionClaims;
+use crate::domain::token_memo::VerifiedToken;
 
 pub fn routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::new().routes(routes!(introspect))
@@ -43,18 +43,15 @@ async fn introspect(
         .auth
         .introspect(body.token.expose(), origin, state.now())
         .await?;
-    Ok(ApiJson(found.map_or_else(
-        IntrospectResponse::default,
-        |(principal, claims)| active(principal, claims, state.signer.issuer()),
-    )))
+    Ok(ApiJson(
+        found.map_or_else(IntrospectResponse::default, |principal| {
+            active(principal, state.signer.issuer())
+        }),
+    ))
 }
 
-fn active(
-    principal: Principal,
-    claims: Option<std::sync::Arc<SessionClaims>>,
-    issuer: &str,
-) -> IntrospectResponse {
-    let (sid, exp, iat) = match &claims {
+fn active(principal: Principal, issuer: &str) -> IntrospectResponse {
+    let (sid, exp, iat) = match principal.token.as_deref().map(VerifiedToken::claims) {
         Some(claims) => (Some(claims.sid.clone()), Some(claims.exp), Some(claims.iat)),
         None => (None, principal.key_expires_at.map(|ms| ms / 1000), None),
     };

@@ -283,6 +283,7 @@ mod tests {
                 read_only: false,
                 key_expires_at: None,
                 origin: RequestOrigin::default(),
+                token: None,
             };
             let expected = serde_json::to_vec(&as_me(&profile, &caller)).unwrap();
             prop_assert_eq!(

@@ -22,7 +22,7 @@ use crate::domain::integrations::IntegrationRecord;
 use crate::domain::org::{MembershipPatch, MembershipRecord, OrgRecord, Role};
 use crate::domain::policy::PasswordPolicy;
 use crate::domain::session::{Renewal, SessionContext, SessionRecord};
-use crate::domain::session_cache::{MemberProfile, SessionCache, Ticket};
+use crate::domain::session_cache::{Lease, MemberProfile, SessionCache, Ticket};
 use crate::domain::tokens::StoredSigningKey;
 use crate::domain::user::{NewUser, UserPatch, UserRecord};
 
@@ -68,14 +68,29 @@ impl CachingStore {
         read: impl Future<Output = DomainResult<T>>,
         keep: impl FnOnce(Ticket, &T, Instant),
     ) -> DomainResult<T> {
+        let held = |now| held(now).map(|value| (value, None));
+        let keep = |ticket, found: &T, now| {
+            keep(ticket, found, now);
+            None
+        };
+        Ok(self.read_through_leased(held, read, keep).await?.0)
+    }
+
+    /// `read_through`, with the lease of what the cache served or kept.
+    async fn read_through_leased<T>(
+        &self,
+        held: impl FnOnce(Instant) -> Option<(T, Option<Lease>)>,
+        read: impl Future<Output = DomainResult<T>>,
+        keep: impl FnOnce(Ticket, &T, Instant) -> Option<Lease>,
+    ) -> DomainResult<(T, Option<Lease>)> {
         let now = Instant::now();
-        if let Some(value) = held(now) {
-            return Ok(value);
+        if let Some(held) = held(now) {
+            return Ok(held);
         }
         let ticket = self.cache.ticket();
         let found = read.await?;
-        keep(ticket, &found, now);
-        Ok(found)
+        let lease = keep(ticket, &found, now);
+        Ok((found, lease))
     }
 }
 
@@ -86,16 +101,30 @@ impl Store for CachingStore {
         user_id: i64,
         org_id: i64,
     ) -> DomainResult<Option<Arc<MemberProfile>>> {
-        self.read_through(
-            |now| self.cache.profile(user_id, org_id, now).map(Some),
+        Ok(self.member_profile_leased(user_id, org_id).await?.0)
+    }
+
+    async fn member_profile_leased(
+        &self,
+        user_id: i64,
+        org_id: i64,
+    ) -> DomainResult<(Option<Arc<MemberProfile>>, Option<Lease>)> {
+        self.read_through_leased(
+            |now| {
+                let (profile, lease) = self.cache.profile_leased(user_id, org_id, now)?;
+                Some((Some(profile), Some(lease)))
+            },
             self.inner.member_profile(user_id, org_id),
             |ticket, found, now| {
-                if let Some(profile) = found {
-                    self.cache.insert_profile(ticket, profile, now);
-                }
+                let profile = found.as_ref()?;
+                self.cache.insert_profile(ticket, profile, now)
             },
         )
         .await
+    }
+
+    fn holds(&self, lease: &Lease) -> bool {
+        self.cache.holds(lease, Instant::now())
     }
 
     async fn ping(&self) -> DomainResult<()> {
@@ -218,13 +247,22 @@ impl Store for CachingStore {
     }
 
     async fn session_context(&self, id: &str) -> DomainResult<Option<SessionContext>> {
-        self.read_through(
-            |now| self.cache.session(id, now).map(Some),
+        Ok(self.session_context_leased(id).await?.0)
+    }
+
+    async fn session_context_leased(
+        &self,
+        id: &str,
+    ) -> DomainResult<(Option<SessionContext>, Option<Lease>)> {
+        self.read_through_leased(
+            |now| {
+                let (ctx, lease) = self.cache.session_leased(id, now)?;
+                Some((Some(ctx), Some(lease)))
+            },
             self.inner.session_context(id),
             |ticket, found, now| {
-                if let Some(ctx) = found {
-                    self.cache.insert_session(ticket, ctx, now);
-                }
+                let ctx = found.as_ref()?;
+                self.cache.insert_session(ticket, ctx, now)
             },
         )
         .await

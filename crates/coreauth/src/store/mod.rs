@@ -17,7 +17,7 @@ use crate::domain::integrations::IntegrationRecord;
 use crate::domain::org::{MembershipPatch, MembershipRecord, OrgRecord, Role};
 use crate::domain::policy::PasswordPolicy;
 use crate::domain::session::{Renewal, SessionContext, SessionRecord};
-use crate::domain::session_cache::MemberProfile;
+use crate::domain::session_cache::{Lease, MemberProfile};
 use crate::domain::tokens::StoredSigningKey;
 use crate::domain::user::{NewUser, UserPatch, UserRecord};
 
@@ -166,6 +166,14 @@ pub trait Store: Send + Sync + 'static {
         clears: Option<&str>,
     ) -> DomainResult<()>;
     async fn session_context(&self, id: &str) -> DomainResult<Option<SessionContext>>;
+    /// `session_context`, with the lease of the cache that served it, if one did (see
+    /// `holds`).
+    async fn session_context_leased(
+        &self,
+        id: &str,
+    ) -> DomainResult<(Option<SessionContext>, Option<Lease>)> {
+        Ok((self.session_context(id).await?, None))
+    }
     /// What `/user/me` and a renewal show about a member: the user, the org, its password policy
     /// (the defaults when it has none) and whether the user has a confirmed second factor;
     /// `None` when the user or the org does not exist. Read piece by piece unless a backend
@@ -190,6 +198,20 @@ pub trait Store: Send + Sync + 'static {
             policy,
             mfa_enabled,
         ))))
+    }
+    /// `member_profile`, with a lease as `session_context_leased` gives.
+    async fn member_profile_leased(
+        &self,
+        user_id: i64,
+        org_id: i64,
+    ) -> DomainResult<(Option<Arc<MemberProfile>>, Option<Lease>)> {
+        Ok((self.member_profile(user_id, org_id).await?, None))
+    }
+    /// Whether what was answered with `lease` may be used now as if it had just been read
+    /// again: only a caching store gives leases, and says so while its entry would still be
+    /// served (`SessionCache::holds`).
+    fn holds(&self, _lease: &Lease) -> bool {
+        false
     }
     /// Adds each renewal's count to its session and moves its token expiry and last renewal
     /// forward (never back). Sessions that are gone are skipped.
