@@ -507,9 +507,7 @@ impl Auth {
     async fn profile_of(&self, caller: &Principal) -> DomainResult<Arc<MemberProfile>> {
         let (user_id, org_id) = (caller.user_id, caller.org_id);
         let token = caller.token.as_deref();
-        let remembered = token
-            .and_then(|t| t.profile(|lease| self.store.holds(lease)))
-            .filter(|p| p.user().id == user_id && p.org().id == org_id);
+        let remembered = token.and_then(|t| t.profile((user_id, org_id), |l| self.store.holds(l)));
         if let Some(profile) = remembered {
             return Ok(profile);
         }

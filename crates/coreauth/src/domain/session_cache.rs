@@ -94,6 +94,34 @@ impl MemberProfile {
         self.mfa_enabled
     }
 
+    /// A profile of user `user_id` (uuid `u-<id>`) in org `org_id`, default policy, no second
+    /// factor: the fixture of tests across the crate.
+    #[cfg(test)]
+    pub fn for_tests(user_id: i64, org_id: i64) -> Arc<Self> {
+        Arc::new(Self::new(
+            UserRecord {
+                id: user_id,
+                uuid: format!("u-{user_id}"),
+                email: "a@b.example".into(),
+                first: "A".into(),
+                last: "B".into(),
+                is_active: true,
+                is_platform_admin: false,
+                password_hash: None,
+                password_set_at: None,
+                must_change_password: false,
+                created_at: 0,
+            },
+            OrgRecord {
+                id: org_id,
+                name: "Org".into(),
+                email_domains: vec![],
+            },
+            PasswordPolicy::default(),
+            false,
+        ))
+    }
+
     /// The rendering `render` makes of this profile, made once per profile read (a failed one
     /// is tried again next time).
     pub fn shown<E>(&self, render: impl FnOnce(&Self) -> Result<Box<[u8]>, E>) -> Result<&[u8], E> {
@@ -609,28 +637,7 @@ mod tests {
     }
 
     fn profile(user_id: i64, org_id: i64) -> Arc<MemberProfile> {
-        Arc::new(MemberProfile::new(
-            UserRecord {
-                id: user_id,
-                uuid: format!("u-{user_id}"),
-                email: "a@b.example".into(),
-                first: "A".into(),
-                last: "B".into(),
-                is_active: true,
-                is_platform_admin: false,
-                password_hash: None,
-                password_set_at: None,
-                must_change_password: false,
-                created_at: 0,
-            },
-            OrgRecord {
-                id: org_id,
-                name: "Org".into(),
-                email_domains: vec![],
-            },
-            PasswordPolicy::default(),
-            false,
-        ))
+        MemberProfile::for_tests(user_id, org_id)
     }
 
     /// The profile the cache hands out is the one it was given, rendering included; a profile

@@ -33,7 +33,9 @@ pub struct VerifiedToken {
 #[derive(Debug, Default)]
 struct Found {
     session: Option<(SessionContext, Lease)>,
-    profile: Option<(Arc<MemberProfile>, Lease)>,
+    /// By the member it shows (user and org ids), so that checking it is for the caller
+    /// reads no memory of the profile's own.
+    profile: Option<((i64, i64), Arc<MemberProfile>, Lease)>,
 }
 
 impl VerifiedToken {
@@ -62,16 +64,22 @@ impl VerifiedToken {
         }
     }
 
-    /// The member's profile last found for this token, if its lease still `holds`.
-    pub fn profile(&self, holds: impl FnOnce(&Lease) -> bool) -> Option<Arc<MemberProfile>> {
-        let (profile, lease) = self.found.lock().ok()?.profile.clone()?;
-        holds(&lease).then_some(profile)
+    /// The profile of `member` (user and org ids) last found for this token, if its lease
+    /// still `holds`.
+    pub fn profile(
+        &self,
+        member: (i64, i64),
+        holds: impl FnOnce(&Lease) -> bool,
+    ) -> Option<Arc<MemberProfile>> {
+        let (shows, profile, lease) = self.found.lock().ok()?.profile.clone()?;
+        (shows == member && holds(&lease)).then_some(profile)
     }
 
     /// Remembers the profile found for this token, as `found_session` does.
     pub fn found_profile(&self, profile: &Arc<MemberProfile>, lease: Option<Lease>) {
         if let Ok(mut found) = self.found.lock() {
-            found.profile = lease.map(|lease| (profile.clone(), lease));
+            let member = (profile.user().id, profile.org().id);
+            found.profile = lease.map(|lease| (member, profile.clone(), lease));
         }
     }
 }
@@ -206,7 +214,23 @@ mod tests {
         let lease = cache.insert_session(cache.ticket(), &ctx, t0);
         token.found_session(&ctx, lease);
         assert!(token.session(holds).is_some());
-        assert!(token.profile(|_| true).is_none(), "no profile was found");
+        assert!(
+            token.profile((1, 1), |_| true).is_none(),
+            "no profile was found"
+        );
+
+        // A profile is given back for the member it shows only.
+        let profile = MemberProfile::for_tests(1, 1);
+        let lease = cache.insert_profile(cache.ticket(), &profile, t0);
+        token.found_profile(&profile, lease);
+        assert!(token.profile((1, 1), holds).is_some());
+        assert!(token.profile((1, 2), holds).is_none());
+        assert!(token.profile((2, 1), holds).is_none());
+        cache.invalidate_org(7);
+        assert!(
+            token.profile((1, 1), holds).is_none(),
+            "any change ends the lease"
+        );
     }
 
     #[test]
