@@ -16,11 +16,12 @@
 //!   reading the database and `insert` refuses it if anything was invalidated since, so a read
 //!   made just before a logout cannot bring the session back after it.
 //!
-//! What the cache serves comes with a `Lease`, which lets a verified token remember its
-//! session and its member's profile (`token_memo`) and skip the look-ups next time. A lease
-//! holds exactly as long as the entry would be served: for the entry's TTL, and only while
-//! nothing at all was invalidated since it was given (every invalidation, renewal, `clear`,
-//! `suspend` and `resume` moves the generation it was given under).
+//! What the cache serves or keeps comes with a `Lease`, which lets a verified token remember
+//! its session and its member's profile (`token_memo`) and skip the look-ups next time. A lease
+//! holds under the same rules as the entry: for the entry's TTL, and only while nothing at all
+//! was invalidated since it was given (every invalidation, renewal, `clear`, `suspend` and
+//! `resume` moves the generation it was given under). An entry dropped only to make room, or
+//! replaced by a newer read, leaves its leases holding: no change made it wrong.
 //!
 //! Time here is the monotonic clock of the process, not the domain clock: the cache only decides
 //! how old a copy may be; every rule (expiry, revocation) is still checked on the copy with the
@@ -659,10 +660,10 @@ mod tests {
         assert!(profile(1, 7).shown(never).is_err());
     }
 
-    /// A lease holds exactly while its entry would be served: within the TTL, and until
-    /// anything at all is invalidated or renewed; a refused insert gives none.
+    /// A lease holds under its entry's rules: within the TTL, and until anything at all is
+    /// invalidated or renewed; a refused insert gives none.
     #[test]
-    fn a_lease_holds_while_the_cache_would_serve_the_same_entry() {
+    fn a_lease_holds_within_the_ttl_until_anything_changes() {
         let cache = SessionCache::new(TTL, 10);
         let t0 = Instant::now();
         let kept = cache

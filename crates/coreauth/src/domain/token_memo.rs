@@ -11,10 +11,10 @@
 //!
 //! A remembered token also keeps what the last request with it found in the session cache:
 //! the session behind it and its member's profile, each with the cache's `Lease`. The next
-//! request uses them while the cache says the lease holds, which is exactly while the cache
-//! would have served the same entries, so it skips two look-ups whose memory is seldom
-//! warm (bench/README.md) and decides nothing differently: every check of the session is
-//! still made on every call.
+//! request uses them while the cache says the lease holds, under the rules the cache's own
+//! entries live by (TTL, nothing invalidated since), so it skips two look-ups whose memory is
+//! seldom warm (bench/README.md) and decides nothing differently: every check of the session
+//! is still made on every call.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
