@@ -24,13 +24,27 @@ use super::session_cache::{Lease, MemberProfile};
 use super::tokens::SessionClaims;
 
 /// A token that passed every check but expiry, and what was last found for it.
-#[derive(Debug)]
 pub struct VerifiedToken {
     claims: SessionClaims,
     found: Mutex<Found>,
 }
 
-#[derive(Debug, Default)]
+/// The claims and whether anything is remembered, not what: a profile holds the user record,
+/// password hash included, and a `Principal` (which carries its token) must be safe to print.
+impl std::fmt::Debug for VerifiedToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let (session, profile) = self.found.lock().map_or((false, false), |found| {
+            (found.session.is_some(), found.profile.is_some())
+        });
+        f.debug_struct("VerifiedToken")
+            .field("claims", &self.claims)
+            .field("session_remembered", &session)
+            .field("profile_remembered", &profile)
+            .finish()
+    }
+}
+
+#[derive(Default)]
 struct Found {
     session: Option<(SessionContext, Lease)>,
     /// By the member it shows (user and org ids), so that checking it is for the caller
@@ -231,6 +245,22 @@ mod tests {
             token.profile((1, 1), holds).is_none(),
             "any change ends the lease"
         );
+    }
+
+    /// A principal carries its token: printing one shows no remembered profile's contents.
+    #[test]
+    fn a_token_prints_no_profile() {
+        use crate::domain::session_cache::SessionCache;
+        use std::time::{Duration, Instant};
+
+        let cache = SessionCache::new(Duration::from_secs(1), 10);
+        let token = VerifiedToken::new(claims("s1"));
+        let profile = MemberProfile::for_tests(1, 1);
+        let lease = cache.insert_profile(cache.ticket(), &profile, Instant::now());
+        token.found_profile(&profile, lease);
+        let printed = format!("{token:?}");
+        assert!(printed.contains("profile_remembered: true"), "{printed}");
+        assert!(!printed.contains("a@b.example"), "{printed}");
     }
 
     #[test]
