@@ -343,11 +343,8 @@ impl SessionCache {
         held
     }
 
-    pub fn session(&self, id: &str, now: Instant) -> Option<SessionContext> {
-        self.session_leased(id, now).map(|(ctx, _)| ctx)
-    }
-
-    pub fn session_leased(&self, id: &str, now: Instant) -> Option<(SessionContext, Lease)> {
+    /// The cached session, with its lease.
+    pub fn session(&self, id: &str, now: Instant) -> Option<(SessionContext, Lease)> {
         self.lookup(|i| i.sessions.get(id, self.ttl, now))
     }
 
@@ -387,12 +384,8 @@ impl SessionCache {
         });
     }
 
-    pub fn profile(&self, user_id: i64, org_id: i64, now: Instant) -> Option<Arc<MemberProfile>> {
-        self.profile_leased(user_id, org_id, now)
-            .map(|(profile, _)| profile)
-    }
-
-    pub fn profile_leased(
+    /// The cached profile, with its lease.
+    pub fn profile(
         &self,
         user_id: i64,
         org_id: i64,
@@ -655,7 +648,7 @@ mod tests {
         let cache = SessionCache::new(TTL, 10);
         let t0 = Instant::now();
         cache.insert_profile(cache.ticket(), &read, t0);
-        let served = cache.profile(1, 7, t0).unwrap();
+        let (served, _) = cache.profile(1, 7, t0).unwrap();
         assert_eq!(served.shown(never).unwrap(), b"7");
         assert!(profile(1, 7).shown(never).is_err());
     }
@@ -669,7 +662,7 @@ mod tests {
         let kept = cache
             .insert_session(cache.ticket(), &session("s1", 1, 1), t0)
             .unwrap();
-        let (_, served) = cache.session_leased("s1", t0).unwrap();
+        let (_, served) = cache.session("s1", t0).unwrap();
         assert_eq!(served, kept);
         assert!(cache.holds(&kept, t0 + Duration::from_millis(999)));
         assert!(!cache.holds(&kept, t0 + TTL), "past the TTL");
@@ -694,7 +687,7 @@ mod tests {
                 .insert_session(cache.ticket(), &session("s1", 1, 1), t0)
                 .unwrap();
             cache.insert_profile(cache.ticket(), &profile(1, 1), t0);
-            let (_, profile_lease) = cache.profile_leased(1, 1, t0).unwrap();
+            let (_, profile_lease) = cache.profile(1, 1, t0).unwrap();
             assert!(cache.holds(&lease, t0) && cache.holds(&profile_lease, t0));
             change(&cache);
             assert!(
@@ -791,7 +784,7 @@ mod tests {
         };
         cache.note_renewal(&renewal("s1"));
         cache.note_renewal(&renewal("nope"));
-        let s = cache.session("s1", t0).unwrap().session;
+        let s = cache.session("s1", t0).unwrap().0.session;
         assert_eq!(
             (s.renew_count, s.last_renewed_at, s.token_expires_at),
             (1, Some(42), 500)

@@ -111,7 +111,7 @@ impl Store for CachingStore {
     ) -> DomainResult<(Option<Arc<MemberProfile>>, Option<Lease>)> {
         self.read_through_leased(
             |now| {
-                let (profile, lease) = self.cache.profile_leased(user_id, org_id, now)?;
+                let (profile, lease) = self.cache.profile(user_id, org_id, now)?;
                 Some((Some(profile), Some(lease)))
             },
             self.inner.member_profile(user_id, org_id),
@@ -256,7 +256,7 @@ impl Store for CachingStore {
     ) -> DomainResult<(Option<SessionContext>, Option<Lease>)> {
         self.read_through_leased(
             |now| {
-                let (ctx, lease) = self.cache.session_leased(id, now)?;
+                let (ctx, lease) = self.cache.session(id, now)?;
                 Some((Some(ctx), Some(lease)))
             },
             self.inner.session_context(id),
