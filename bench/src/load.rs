@@ -7,11 +7,15 @@
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
+use tokio::sync::{Notify, watch};
+
+use crate::server::{CoreShare, CpuMark, CpuUse};
 
 /// Requests to send, one after the other, by every connection of a load.
 #[derive(Clone)]
@@ -181,26 +185,223 @@ pub fn run(
     loads: Vec<Load>,
     settings: LoadSettings,
 ) -> anyhow::Result<Vec<Measurement>> {
+    on_generator_thread(settings.threads, move || run_loads(addr, loads, settings))
+}
+
+/// What one workload of an interleaved run did in its phases, and how the cores were used
+/// during them.
+pub struct Half {
+    pub measurement: Measurement,
+    pub cores: CoreShare,
+}
+
+/// Two workloads on the same `connections` connections, taking turns in phases of `phase`:
+/// A B B A, A B B A, … (each pair of turns mirrors the one before, so drift that is steady over
+/// a few phases reaches both alike). Every connection sends the current phase's workload; when
+/// the phase's time is up no connection sends again until every answer of the phase is in, and
+/// the phase lasts until then, so no request crosses from one workload's phases into the
+/// other's. `settings.warmup` is split between one unmeasured phase of each workload first
+/// (connecting included); then each workload is measured for `settings.duration` in all.
+/// `server_pid` is the server process, whose CPU time is read at the edges of every phase.
+///
+/// Why: on these shared machines what the cores give moves from second to second (a window of
+/// the same scenario reads ±0.1 of its ceiling from one round to the next), and two windows
+/// measured one after the other see different seconds. Interleaved in quarter seconds, the
+/// ratio of the two workloads' throughputs compares them over the same seconds.
+pub fn run_interleaved(
+    addr: SocketAddr,
+    workloads: [Workload; 2],
+    connections: usize,
+    settings: LoadSettings,
+    phase: Duration,
+    server_pid: u32,
+) -> anyhow::Result<[Half; 2]> {
+    on_generator_thread(settings.threads, move || {
+        take_turns(addr, workloads, connections, settings, phase, server_pid)
+    })
+}
+
+/// Runs `work` on a thread of its own with a runtime of `threads` threads (one: a
+/// current-thread runtime), so that the generator's CPU time is its own.
+fn on_generator_thread<T, F, W>(threads: usize, work: W) -> anyhow::Result<T>
+where
+    W: FnOnce() -> F + Send + 'static,
+    F: Future<Output = anyhow::Result<T>>,
+    T: Send + 'static,
+{
     let handle = std::thread::Builder::new()
         .name("load-generator".into())
-        .spawn(move || -> anyhow::Result<Vec<Measurement>> {
-            let runtime = if settings.threads <= 1 {
+        .spawn(move || -> anyhow::Result<T> {
+            let runtime = if threads <= 1 {
                 tokio::runtime::Builder::new_current_thread()
                     .enable_all()
                     .build()?
             } else {
                 tokio::runtime::Builder::new_multi_thread()
-                    .worker_threads(settings.threads)
+                    .worker_threads(threads)
                     .enable_all()
                     .build()?
             };
-            runtime.block_on(run_loads(addr, loads, settings))
+            runtime.block_on(work())
         })
         .context("starting the load generator thread")?;
     match handle.join() {
         Ok(result) => result,
         Err(_) => bail!("the load generator thread panicked"),
     }
+}
+
+/// The phase every connection of an interleaved run is in.
+#[derive(Debug, Clone, Copy)]
+struct Phase {
+    workload: usize,
+    measured: bool,
+    /// No request is sent from then on.
+    end: Instant,
+    /// The run is over: connections close.
+    stop: bool,
+}
+
+/// How many connections have sent their last request of the phase and read its answer.
+#[derive(Default)]
+struct Drained {
+    count: AtomicUsize,
+    notify: Notify,
+}
+
+impl Drained {
+    fn one_more(&self) {
+        self.count.fetch_add(1, Ordering::SeqCst);
+        self.notify.notify_one();
+    }
+
+    async fn all(&self, connections: usize) {
+        loop {
+            let notified = self.notify.notified();
+            if self.count.load(Ordering::SeqCst) >= connections {
+                return;
+            }
+            notified.await;
+        }
+    }
+}
+
+/// The phases of an interleaved run: two unmeasured (one of each workload, `warmup` between
+/// them), then at least `duration` of each workload in turns of `phase`, A B B A.
+fn schedule(warmup: Duration, duration: Duration, phase: Duration) -> Vec<(usize, bool, Duration)> {
+    let phase = phase.max(Duration::from_millis(10));
+    let per_workload = (duration.as_secs_f64() / phase.as_secs_f64())
+        .ceil()
+        .max(1.0) as usize;
+    let mut phases = vec![(0, false, warmup / 2), (1, false, warmup / 2)];
+    phases
+        .extend((0..2 * per_workload).map(|i| (usize::from(matches!(i % 4, 1 | 2)), true, phase)));
+    phases
+}
+
+async fn take_turns(
+    addr: SocketAddr,
+    workloads: [Workload; 2],
+    connections: usize,
+    settings: LoadSettings,
+    phase_length: Duration,
+    server_pid: u32,
+) -> anyhow::Result<[Half; 2]> {
+    let connections = connections.max(1);
+    let first = Phase {
+        workload: 0,
+        measured: false,
+        end: Instant::now(),
+        stop: false,
+    };
+    let (phases, watching) = watch::channel(first);
+    let drained = Arc::new(Drained::default());
+    let tasks: Vec<_> = (0..connections)
+        .map(|connection| {
+            let offsets = workloads
+                .each_ref()
+                .map(|w| connection * w.requests.len() / connections);
+            tokio::spawn(in_turns(
+                addr,
+                workloads.clone(),
+                offsets,
+                watching.clone(),
+                drained.clone(),
+            ))
+        })
+        .collect();
+    let mut seconds = [0.0; 2];
+    let mut cpu = [CpuUse::default(); 2];
+    for (workload, measured, length) in schedule(settings.warmup, settings.duration, phase_length) {
+        drained.count.store(0, Ordering::SeqCst);
+        let from = CpuMark::of(server_pid);
+        let started = Instant::now();
+        phases.send_replace(Phase {
+            workload,
+            measured,
+            end: started + length,
+            stop: false,
+        });
+        drained.all(connections).await;
+        let ended = Instant::now();
+        if measured {
+            seconds[workload] += ended.duration_since(started).as_secs_f64();
+            cpu[workload].add(CpuUse::between(&from, &CpuMark::of(server_pid)));
+        }
+    }
+    phases.send_replace(Phase {
+        stop: true,
+        ..first
+    });
+    let mut measurements = [Measurement::default(), Measurement::default()];
+    for task in tasks {
+        let tallies = task.await.context("a connection task failed")?;
+        for (m, tally) in measurements.iter_mut().zip(tallies) {
+            m.merge(tally);
+        }
+    }
+    let halves = [0, 1].map(|w| {
+        let mut measurement = std::mem::take(&mut measurements[w]);
+        measurement.seconds = seconds[w];
+        measurement.latencies_us.sort_unstable();
+        Half {
+            measurement,
+            cores: cpu[w].share(),
+        }
+    });
+    Ok(halves)
+}
+
+/// One connection of an interleaved run: each phase, the phase's workload until its end.
+async fn in_turns(
+    addr: SocketAddr,
+    workloads: [Workload; 2],
+    offsets: [usize; 2],
+    mut phases: watch::Receiver<Phase>,
+    drained: Arc<Drained>,
+) -> [ConnectionTally; 2] {
+    let mut tallies = [ConnectionTally::default(), ConnectionTally::default()];
+    let mut next = offsets;
+    let mut connection = Connection::new(addr);
+    while phases.changed().await.is_ok() {
+        let phase = *phases.borrow_and_update();
+        if phase.stop {
+            break;
+        }
+        let w = phase.workload;
+        let requests = &workloads[w].requests;
+        while Instant::now() < phase.end {
+            let request = &requests[next[w] % requests.len()];
+            if connection
+                .exchange(request, &mut tallies[w], phase.measured)
+                .await
+            {
+                next[w] = next[w].wrapping_add(1);
+            }
+        }
+        drained.one_more();
+    }
+    tallies
 }
 
 async fn run_loads(
@@ -247,41 +448,86 @@ async fn drive(
     let mut tally = ConnectionTally::default();
     let requests = workload.requests;
     let mut next = offset;
-    let mut buffer = Vec::with_capacity(16 * 1024);
-    let mut stream: Option<TcpStream> = None;
+    let mut connection = Connection::new(addr);
     loop {
         let started = Instant::now();
         if started >= end {
             break;
         }
-        let conn = match stream.as_mut() {
+        let request = &requests[next % requests.len()];
+        // Counted by when it completed, as wrk does: counting only requests that both started
+        // and ended inside the window would leave out a latency's worth of them at its edges
+        // (a quarter of the logins at 64 connections, whose answers take half a second).
+        let counted = |done: Instant| done >= measure_from && done <= end;
+        if connection
+            .exchange_counted(request, &mut tally, counted)
+            .await
+        {
+            next = next.wrapping_add(1);
+        }
+    }
+    tally
+}
+
+/// A keep-alive connection of the generator, opened again when the server closes it.
+struct Connection {
+    addr: SocketAddr,
+    stream: Option<TcpStream>,
+    buffer: Vec<u8>,
+}
+
+impl Connection {
+    fn new(addr: SocketAddr) -> Self {
+        Self {
+            addr,
+            stream: None,
+            buffer: Vec::with_capacity(16 * 1024),
+        }
+    }
+
+    /// `exchange_counted`, counting the answer in `tally` when `measured`.
+    async fn exchange(
+        &mut self,
+        request: &[u8],
+        tally: &mut ConnectionTally,
+        measured: bool,
+    ) -> bool {
+        self.exchange_counted(request, tally, |_| measured).await
+    }
+
+    /// Sends `request` and reads its answer, connecting first if needed, and counts the answer
+    /// (or the failure) in `tally` when `counted` says so of the moment it completed. False when
+    /// the request was not sent: the server refused the connection.
+    async fn exchange_counted(
+        &mut self,
+        request: &[u8],
+        tally: &mut ConnectionTally,
+        counted: impl Fn(Instant) -> bool,
+    ) -> bool {
+        let started = Instant::now();
+        let conn = match self.stream.as_mut() {
             Some(conn) => conn,
-            None => match TcpStream::connect(addr).await {
+            None => match TcpStream::connect(self.addr).await {
                 Ok(conn) => {
                     let _ = conn.set_nodelay(true);
-                    stream.insert(conn)
+                    self.stream.insert(conn)
                 }
                 Err(_) => {
-                    if started >= measure_from {
+                    if counted(started) {
                         tally.io_errors += 1;
                     }
                     // Not pacing: the server refused a connection; give it a moment.
                     tokio::time::sleep(Duration::from_millis(5)).await;
-                    continue;
+                    return false;
                 }
             },
         };
-        let request = &requests[next % requests.len()];
-        next = next.wrapping_add(1);
-        let answer = exchange(conn, request, &mut buffer).await;
+        let answer = exchange(conn, request, &mut self.buffer).await;
         let done = Instant::now();
-        // Counted by when it completed, as wrk does: counting only requests that both started
-        // and ended inside the window would leave out a latency's worth of them at its edges
-        // (a quarter of the logins at 64 connections, whose answers take half a second).
-        let in_window = done >= measure_from && done <= end;
+        let counted = counted(done);
         match answer {
             Ok((status, close)) => {
-                if in_window {
+                if counted {
                     tally.completed += 1;
                     if (200..300).contains(&status) {
                         tally.ok += 1;
@@ -294,18 +540,18 @@ async fn drive(
                     }
                 }
                 if close {
-                    stream = None;
+                    self.stream = None;
                 }
             }
             Err(_) => {
-                if in_window {
+                if counted {
                     tally.io_errors += 1;
                 }
-                stream = None;
+                self.stream = None;
             }
         }
+        true
     }
-    tally
 }
 
 /// Sends one request and reads its answer: the status and whether the server closes.
@@ -417,6 +663,105 @@ mod tests {
         assert_eq!(head.content_length, 42);
         assert!(head.close);
         assert!(Head::parse("HTTP/1.1 200 OK\r\ntransfer-encoding: chunked").is_err());
+        Ok(())
+    }
+
+    #[test]
+    fn phases_take_turns_a_b_b_a_after_one_warm_up_phase_of_each() {
+        let ms = Duration::from_millis;
+        let phases = schedule(ms(200), ms(400), ms(100));
+        let order: Vec<usize> = phases.iter().map(|(w, _, _)| *w).collect();
+        assert_eq!(order, [0, 1, 0, 1, 1, 0, 0, 1, 1, 0]);
+        assert_eq!(phases[..2], [(0, false, ms(100)), (1, false, ms(100))]);
+        assert!(
+            phases[2..]
+                .iter()
+                .all(|(_, measured, length)| *measured && *length == ms(100))
+        );
+        // At least the duration of each, in whole phases.
+        assert_eq!(schedule(ms(0), ms(250), ms(100)).len(), 2 + 6);
+    }
+
+    /// What the test server saw: requests per letter (`/a` is 0, `/b` is 1), requests being
+    /// served per letter, and requests that arrived while one of the other letter was being
+    /// served.
+    #[derive(Default)]
+    struct Seen {
+        requests: [u64; 2],
+        serving: [u64; 2],
+        crossings: u64,
+    }
+
+    /// A server answering `200` with an empty body on every connection, after five
+    /// milliseconds of service time (so that requests of all connections are in flight at once,
+    /// each for a while), noting what it serves in `Seen`.
+    fn letter_server() -> anyhow::Result<(SocketAddr, Arc<std::sync::Mutex<Seen>>)> {
+        use std::io::{Read, Write};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
+        let addr = listener.local_addr()?;
+        let seen = Arc::new(std::sync::Mutex::new(Seen::default()));
+        let noted = seen.clone();
+        std::thread::spawn(move || {
+            for stream in listener.incoming().flatten() {
+                let noted = noted.clone();
+                std::thread::spawn(move || {
+                    let mut stream = stream;
+                    let mut head = Vec::new();
+                    let mut byte = [0_u8; 1];
+                    let note =
+                        |change: &dyn Fn(&mut Seen)| noted.lock().map(|mut s| change(&mut s));
+                    while stream.read_exact(&mut byte).is_ok() {
+                        head.push(byte[0]);
+                        if !head.ends_with(b"\r\n\r\n") {
+                            continue;
+                        }
+                        // "GET /a HTTP/1.1": the letter is the sixth byte.
+                        let letter = usize::from(head[5] == b'b');
+                        head.clear();
+                        let _ = note(&|s| {
+                            s.requests[letter] += 1;
+                            s.crossings += s.serving[1 - letter];
+                            s.serving[letter] += 1;
+                        });
+                        std::thread::sleep(Duration::from_millis(5));
+                        let _ = note(&|s| s.serving[letter] -= 1);
+                        let answer = b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n";
+                        if stream.write_all(answer).is_err() {
+                            return;
+                        }
+                    }
+                });
+            }
+        });
+        Ok((addr, seen))
+    }
+
+    #[test]
+    fn no_request_crosses_from_one_workloads_phases_into_the_others() -> anyhow::Result<()> {
+        let (addr, seen) = letter_server()?;
+        let settings = LoadSettings {
+            warmup: Duration::from_millis(60),
+            duration: Duration::from_millis(120),
+            threads: 1,
+        };
+        let phase = Duration::from_millis(30);
+        let workloads = [
+            Workload::new(vec![get_request(addr, "/a", None)])?,
+            Workload::new(vec![get_request(addr, "/b", None)])?,
+        ];
+        let [a, b] = run_interleaved(addr, workloads, 4, settings, phase, std::process::id())?;
+        let seen = seen.lock().map_err(|_| anyhow::anyhow!("poisoned"))?;
+        for (half, served) in [(&a, seen.requests[0]), (&b, seen.requests[1])] {
+            assert!(half.measurement.ok > 0);
+            assert_eq!(half.measurement.ok, half.measurement.completed);
+            assert_eq!(half.measurement.errors_text(), "0");
+            // The warm-up phase's requests are served, not counted.
+            assert!(half.measurement.ok < served);
+            // Each phase lasts until its last answer is in: at least its length.
+            assert!(half.measurement.seconds >= settings.duration.as_secs_f64());
+        }
+        // A phase of `/a` is over, every answer in, before the first `/b` of the next is sent.
+        assert_eq!(seen.crossings, 0);
         Ok(())
     }
 

@@ -49,6 +49,12 @@ struct Args {
     /// to a tenth between runs on this shared host.
     #[arg(long, default_value_t = 5)]
     rounds: usize,
+    /// Seconds per phase when a scenario runs interleaved with its ceiling (validate, API key,
+    /// renew and scale validate, each against the ceiling: A B B A …, see `load::run_interleaved`).
+    /// A tenth of a second: with a quarter or half, ratios of the rounds of one run spread
+    /// further (bench/README.md).
+    #[arg(long, default_value_t = 0.1)]
+    phase: f64,
     /// Threads of the load generator.
     #[arg(long, default_value_t = 1)]
     generator_threads: usize,
@@ -155,6 +161,7 @@ async fn bench(args: &Args, coreauth: &Path, workdir: &Path) -> anyhow::Result<R
         connections,
         settings,
         rounds: args.rounds,
+        phase: Duration::from_secs_f64(args.phase),
         hash: &hash,
         cores,
     };
@@ -322,16 +329,24 @@ async fn bench(args: &Args, coreauth: &Path, workdir: &Path) -> anyhow::Result<R
              limits raised (every request comes from 127.0.0.1), every other setting at its \
              default{}. Load generator: the bench crate's closed-loop HTTP/1.1 keep-alive \
              client on {} thread(s), on the same machine. Each scenario and connection count is \
-             measured in {} windows of {:.0} s (after {:.0} s of warm-up each), in turns with the \
-             other scenarios at that count (the ceiling first); each row is the window of median \
-             throughput, or, for a row read against what was measured beside it (validate, API \
-             key and renew: the ceiling window of the same round; login: the argon2id limit \
-             measured just before it), of median ratio to it. The cores column is CPU time \
-             over wall time (2.00 = both cores busy).",
+             measured in {} rounds, in turns with the other scenarios at that count. Validate, \
+             API key and renew (and scale validate) each run interleaved with the ceiling on the \
+             same connections, in phases of {:.1} s (ceiling, scenario, scenario, ceiling, …; \
+             no request crosses from one phase into the next), {:.0} s of each after {:.0} s of \
+             warm-up, and are read against the ceiling of their own interleaved run: the two \
+             figures come from the same seconds. Login windows ({:.0} s after {:.0} s of \
+             warm-up) are read against the argon2id limit measured just before each. Each row \
+             is the round of median ratio (median throughput for rows read against nothing, \
+             and for the ceiling, over all its interleaved halves). The cores column is CPU \
+             time over wall time (2.00 = both cores busy), for interleaved rows over their own \
+             phases.",
             database,
             server_env_note(&args.server_env),
             args.generator_threads,
             args.rounds,
+            args.phase,
+            args.duration,
+            args.warmup,
             args.duration,
             args.warmup
         ),
@@ -370,25 +385,43 @@ struct Turns<'a> {
     connections: usize,
     settings: LoadSettings,
     rounds: usize,
+    /// Phase length of the interleaved runs.
+    phase: Duration,
     /// The bench password's hash, for the argon2id limit measured before each login window.
     hash: &'a str,
     cores: usize,
 }
 
-/// `rounds` windows of each scenario, in turns, and for each scenario the window of median
-/// throughput, or of median ratio to what was measured beside it: a validate, API key or renew
-/// window is read against the ceiling window of its own round, a login window against the
+/// `rounds` rounds of every scenario, and for each scenario the window of median throughput, or
+/// of median ratio to what was measured beside it. A scenario read against a ceiling (validate,
+/// API key, renew, scale validate) runs interleaved with the ceiling on the same connections
+/// (`load::run_interleaved`), and is read against the ceiling of that same run; the ceiling's
+/// row is the median of all its interleaved halves. A login window is read against the
 /// argon2id limit measured just before it with the server idle. On a shared machine what the
-/// cores give moves from minute to minute; a ratio of windows seconds apart cancels that.
+/// cores give moves from second to second; a ratio of figures taken over the same seconds
+/// cancels that.
 fn measure_in_turns(
     server: &Server,
     scenarios: &[(Scenario, &Workload)],
     turns: &Turns,
 ) -> anyhow::Result<Vec<Row>> {
+    let ceiling = scenarios.iter().position(|(s, _)| s.is_ceiling());
+    let beside_ceiling = |scenario: Scenario| scenario.ceiling().is_some() && ceiling.is_some();
+    let ceiling_only_beside = scenarios.iter().any(|(s, _)| beside_ceiling(*s));
     let mut windows: Vec<Vec<Row>> = scenarios.iter().map(|_| Vec::new()).collect();
     for _ in 0..turns.rounds.max(1) {
-        let mut ceiling_of_round = None;
-        for ((scenario, workload), taken) in scenarios.iter().zip(&mut windows) {
+        for (i, &(scenario, workload)) in scenarios.iter().enumerate() {
+            if scenario.is_ceiling() && ceiling_only_beside {
+                continue;
+            }
+            if let (true, Some(c)) = (beside_ceiling(scenario), ceiling) {
+                let [ceiling_row, mut row] =
+                    measure_interleaved(server, [scenarios[c], (scenario, workload)], turns)?;
+                row.beside = Some(ceiling_row.measurement.throughput());
+                windows[c].push(ceiling_row);
+                windows[i].push(row);
+                continue;
+            }
             let limit = scenario
                 .is_login()
                 .then(|| {
@@ -401,16 +434,13 @@ fn measure_in_turns(
                 .transpose()?;
             let mut row = measure(
                 server,
-                *scenario,
+                scenario,
                 workload,
                 turns.connections,
                 turns.settings,
             )?;
-            if scenario.is_ceiling() {
-                ceiling_of_round = Some(row.measurement.throughput());
-            }
-            row.beside = limit.or(scenario.ceiling().and(ceiling_of_round));
-            taken.push(row);
+            row.beside = limit;
+            windows[i].push(row);
         }
     }
     windows
@@ -448,6 +478,36 @@ fn measure(
         cores,
         beside: None,
     })
+}
+
+/// Two scenarios in turns on the same connections: a row for each.
+fn measure_interleaved(
+    server: &Server,
+    pair: [(Scenario, &Workload); 2],
+    turns: &Turns,
+) -> anyhow::Result<[Row; 2]> {
+    let halves = load::run_interleaved(
+        server.addr,
+        pair.map(|(_, w)| w.clone()),
+        turns.connections,
+        turns.settings,
+        turns.phase,
+        server.pid,
+    )?;
+    let mut rows = pair.into_iter().zip(halves).map(|((scenario, _), half)| {
+        report_line(scenario, turns.connections, &half.measurement);
+        Row {
+            scenario,
+            connections: turns.connections,
+            measurement: half.measurement,
+            cores: half.cores,
+            beside: None,
+        }
+    });
+    match (rows.next(), rows.next()) {
+        (Some(a), Some(b)) => Ok([a, b]),
+        _ => bail!("an interleaved run did not report"),
+    }
 }
 
 fn report_line(scenario: Scenario, connections: usize, m: &load::Measurement) {

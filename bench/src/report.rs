@@ -95,8 +95,8 @@ pub struct Row {
     pub cores: CoreShare,
     /// What this window is read against, measured beside it, per second: for login rows the
     /// argon2id limit measured just before the window, with the server idle; for rows read
-    /// against a ceiling, the ceiling window of the same round. `None`: nothing was, and the
-    /// row is read against the run's figures.
+    /// against a ceiling, the ceiling's half of the interleaved run the row comes from (its
+    /// round). `None`: nothing was, and the row is read against the run's figures.
     pub beside: Option<f64>,
 }
 
@@ -164,8 +164,8 @@ impl Run {
                 met: None,
             },
         };
-        // Read against the ceiling window of the same round when there is one: the two were
-        // measured seconds apart, so drift on the shared machine that lasts a round cancels.
+        // Read against the ceiling measured in turns with it when there is one: the two come
+        // from the same seconds, so what the shared machine gives in them cancels.
         let of_ceiling = |goal: &'static str, min: f64| match (row.of_beside(), row.beside) {
             (Some(r), Some(ceiling)) => Verdict {
                 ratio: format!("{r:.2} × ceiling ({}/s in its round)", thousands(ceiling)),

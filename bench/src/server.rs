@@ -90,11 +90,6 @@ impl Server {
         bail!("coreauth did not answer /healthz within 60 s")
     }
 
-    /// CPU seconds (user + system) the server has used so far.
-    pub fn cpu_seconds(&self) -> f64 {
-        process_cpu_seconds(&format!("/proc/{}/stat", self.pid)).unwrap_or(0.0)
-    }
-
     /// The server's peak resident set (VmHWM), in MiB.
     pub fn peak_rss_mib(&self) -> Option<f64> {
         let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid)).ok()?;
@@ -199,6 +194,7 @@ impl CoreShare {
 }
 
 /// Readings taken at the start of a window, turned into a `CoreShare` at its end.
+#[derive(Debug, Clone, Copy)]
 pub struct CpuMark {
     at: Instant,
     server: f64,
@@ -208,19 +204,57 @@ pub struct CpuMark {
 
 impl CpuMark {
     pub fn now(server: &Server) -> Self {
+        Self::of(server.pid)
+    }
+
+    /// The CPU time used so far by the server process `pid`, by this process and by the
+    /// machine; readable from any thread (the load generator marks its phases with it).
+    pub fn of(pid: u32) -> Self {
         Self {
             at: Instant::now(),
-            server: server.cpu_seconds(),
+            // utime + stime of the server: CPU seconds it has used so far.
+            server: process_cpu_seconds(&format!("/proc/{pid}/stat")).unwrap_or(0.0),
             own: own_cpu_seconds(),
             machine: machine_busy_seconds(),
         }
     }
 
     pub fn share(&self, server: &Server) -> CoreShare {
-        let wall = self.at.elapsed().as_secs_f64().max(1e-6);
-        let s = (server.cpu_seconds() - self.server) / wall;
-        let g = (own_cpu_seconds() - self.own) / wall;
-        let m = (machine_busy_seconds() - self.machine) / wall;
+        CpuUse::between(self, &CpuMark::now(server)).share()
+    }
+}
+
+/// CPU time and wall time added up over several stretches (the phases of one workload in an
+/// interleaved run), in seconds.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct CpuUse {
+    wall: f64,
+    server: f64,
+    own: f64,
+    machine: f64,
+}
+
+impl CpuUse {
+    pub fn between(from: &CpuMark, to: &CpuMark) -> Self {
+        Self {
+            wall: to.at.saturating_duration_since(from.at).as_secs_f64(),
+            server: to.server - from.server,
+            own: to.own - from.own,
+            machine: to.machine - from.machine,
+        }
+    }
+
+    pub fn add(&mut self, other: CpuUse) {
+        self.wall += other.wall;
+        self.server += other.server;
+        self.own += other.own;
+        self.machine += other.machine;
+    }
+
+    /// In cores: CPU time over wall time.
+    pub fn share(&self) -> CoreShare {
+        let wall = self.wall.max(1e-6);
+        let (s, g, m) = (self.server / wall, self.own / wall, self.machine / wall);
         CoreShare {
             server: s,
             generator: g,
