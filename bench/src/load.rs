@@ -206,8 +206,9 @@ pub struct Half {
 ///
 /// Why: on these shared machines what the cores give moves from second to second (a window of
 /// the same scenario reads ±0.1 of its ceiling from one round to the next), and two windows
-/// measured one after the other see different seconds. Interleaved in quarter seconds, the
-/// ratio of the two workloads' throughputs compares them over the same seconds.
+/// measured one after the other see different seconds. Interleaved in tenths of a second (the
+/// harness's default phase), the ratio of the two workloads' throughputs compares them over the
+/// same seconds.
 pub fn run_interleaved(
     addr: SocketAddr,
     workloads: [Workload; 2],

@@ -39,14 +39,14 @@ struct Args {
     /// Seconds of warm-up before each measured window.
     #[arg(long, default_value_t = 1.0)]
     warmup: f64,
-    /// Seconds measured per window.
+    /// Seconds measured per window (per workload, in an interleaved run).
     #[arg(long, default_value_t = 2.0)]
     duration: f64,
-    /// Windows per scenario and connection count, taken in turns with the other scenarios at
-    /// that count (ceiling, validate, …, then again): each row is the window of median
-    /// throughput, so a burst of noise from elsewhere on the machine moves one window of one
-    /// scenario rather than a whole ratio. Five: with three, ratios at 16 connections moved by up
-    /// to a tenth between runs on this shared host.
+    /// Rounds per scenario and connection count, taken in turns with the other scenarios at
+    /// that count (validate beside the ceiling, API key beside it, …, then again): each row is
+    /// the round of median ratio (or throughput), so a burst of noise from elsewhere on the
+    /// machine moves one round of one scenario rather than a whole ratio. Five: with three,
+    /// ratios at 16 connections moved by up to a tenth between runs on this shared host.
     #[arg(long, default_value_t = 5)]
     rounds: usize,
     /// Seconds per phase when a scenario runs interleaved with its ceiling (validate, API key,
