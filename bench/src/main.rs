@@ -412,6 +412,7 @@ fn measure_in_turns(
     for _ in 0..turns.rounds.max(1) {
         for (i, &(scenario, workload)) in scenarios.iter().enumerate() {
             if scenario.is_ceiling() && ceiling_only_beside {
+                // Measured in turns with each scenario read against it, below.
                 continue;
             }
             if let (true, Some(c)) = (beside_ceiling(scenario), ceiling) {
