@@ -335,9 +335,10 @@ async fn take_turns(
         .collect();
     let mut seconds = [0.0; 2];
     let mut cpu = [CpuUse::default(); 2];
+    // The mark that ends one phase starts the next.
+    let mut mark = CpuMark::of(server_pid);
     for (workload, measured, length) in schedule(settings.warmup, settings.duration, phase_length) {
         drained.count.store(0, Ordering::SeqCst);
-        let from = CpuMark::of(server_pid);
         let started = Instant::now();
         phases.send_replace(Phase {
             workload,
@@ -347,10 +348,12 @@ async fn take_turns(
         });
         drained.all(connections).await;
         let ended = Instant::now();
+        let ended_mark = CpuMark::of(server_pid);
         if measured {
             seconds[workload] += ended.duration_since(started).as_secs_f64();
-            cpu[workload].add(CpuUse::between(&from, &CpuMark::of(server_pid)));
+            cpu[workload].add(CpuUse::between(&mark, &ended_mark));
         }
+        mark = ended_mark;
     }
     phases.send_replace(Phase {
         stop: true,
@@ -375,7 +378,8 @@ async fn take_turns(
     Ok(halves)
 }
 
-/// One connection of an interleaved run: each phase, the phase's workload until its end.
+/// One connection (of `connections`, at least one) of an interleaved run: each phase, the
+/// phase's workload until its end.
 async fn in_turns(
     addr: SocketAddr,
     workloads: [Workload; 2],
@@ -388,7 +392,7 @@ async fn in_turns(
     let mut next = offsets;
     let pass = workloads
         .each_ref()
-        .map(|w| w.requests.len().div_ceil(connections.max(1)));
+        .map(|w| w.requests.len().div_ceil(connections));
     let mut connection = Connection::new(addr);
     while phases.changed().await.is_ok() {
         let phase = *phases.borrow_and_update();

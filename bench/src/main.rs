@@ -495,7 +495,7 @@ fn measure_interleaved(
         turns.phase,
         server.pid,
     )?;
-    let mut rows = pair.into_iter().zip(halves).map(|((scenario, _), half)| {
+    let row = |scenario: Scenario, half: load::Half| {
         report_line(scenario, turns.connections, &half.measurement);
         Row {
             scenario,
@@ -504,11 +504,9 @@ fn measure_interleaved(
             cores: half.cores,
             beside: None,
         }
-    });
-    match (rows.next(), rows.next()) {
-        (Some(a), Some(b)) => Ok([a, b]),
-        _ => bail!("an interleaved run did not report"),
-    }
+    };
+    let [first, second] = halves;
+    Ok([row(pair[0].0, first), row(pair[1].0, second)])
 }
 
 fn report_line(scenario: Scenario, connections: usize, m: &load::Measurement) {
