@@ -23,6 +23,12 @@
 //! `resume` moves the generation it was given under). An entry dropped only to make room, or
 //! replaced by a newer read, leaves its leases holding: no change made it wrong.
 //!
+//! An entry in use is read again before its TTL ends (`refresh_due`, the TTL's last quarter):
+//! the caching store serves the entry, which is still within its TTL, and reads it once more in
+//! the background under the third rule, so a busy session never waits for the database when
+//! its TTL ends. The copy read again starts a TTL of its own; nothing older than the TTL is
+//! served either way.
+//!
 //! Time here is the monotonic clock of the process, not the domain clock: the cache only decides
 //! how old a copy may be; every rule (expiry, revocation) is still checked on the copy with the
 //! request's own time.
@@ -232,6 +238,7 @@ pub struct SessionCache {
     generation: AtomicU64,
     hits: AtomicU64,
     misses: AtomicU64,
+    refreshes: AtomicU64,
 }
 
 /// What `/metrics` shows of the cache.
@@ -241,6 +248,8 @@ pub struct CacheStats {
     /// while the cache is off).
     pub hits: u64,
     pub misses: u64,
+    /// Entries read again in the background before their TTL ended (`refresh_due`).
+    pub refreshes: u64,
     /// Sessions, keys, profiles and org settings held.
     pub entries: usize,
     /// Whether the cache is suspended (see `suspend`).
@@ -264,6 +273,7 @@ impl SessionCache {
             generation: AtomicU64::new(0),
             hits: AtomicU64::new(0),
             misses: AtomicU64::new(0),
+            refreshes: AtomicU64::new(0),
         }
     }
 
@@ -343,6 +353,17 @@ impl SessionCache {
         held
     }
 
+    /// Whether what was served with `lease` is in the last quarter of its TTL at `now`, and
+    /// so should be read again before the TTL ends. Whether it still holds is for `holds`.
+    pub fn refresh_due(&self, lease: &Lease, now: Instant) -> bool {
+        now.saturating_duration_since(lease.stored_at) >= self.ttl - self.ttl / 4
+    }
+
+    /// Counts one entry read again ahead of its TTL's end, for `/metrics`.
+    pub fn count_refresh(&self) {
+        self.refreshes.fetch_add(1, Ordering::Relaxed);
+    }
+
     /// The cached session, with its lease.
     pub fn session(&self, id: &str, now: Instant) -> Option<(SessionContext, Lease)> {
         self.lookup(|i| i.sessions.get(id, self.ttl, now))
@@ -368,8 +389,12 @@ impl SessionCache {
     }
 
     pub fn key(&self, hash: &[u8], now: Instant) -> Option<ApiKeyContext> {
+        self.key_leased(hash, now).map(|(ctx, _)| ctx)
+    }
+
+    /// The cached API key, with its lease.
+    pub fn key_leased(&self, hash: &[u8], now: Instant) -> Option<(ApiKeyContext, Lease)> {
         self.lookup(|i| i.keys.get(hash, self.ttl, now))
-            .map(|(ctx, _)| ctx)
     }
 
     pub fn insert_key(&self, ticket: Ticket, hash: &[u8], ctx: &ApiKeyContext, now: Instant) {
@@ -415,8 +440,16 @@ impl SessionCache {
 
     /// The org's password policy as last read (`Some(None)`: it has none).
     pub fn policy(&self, org_id: i64, now: Instant) -> Option<Option<PasswordPolicy>> {
+        self.policy_leased(org_id, now).map(|(policy, _)| policy)
+    }
+
+    /// `policy`, with its lease.
+    pub fn policy_leased(
+        &self,
+        org_id: i64,
+        now: Instant,
+    ) -> Option<(Option<PasswordPolicy>, Lease)> {
         self.lookup(|i| i.policies.get(&org_id, self.ttl, now))
-            .map(|(policy, _)| policy)
     }
 
     pub fn insert_policy(
@@ -434,8 +467,17 @@ impl SessionCache {
 
     /// The org's SSO configuration as last read (`Some(None)`: it has none).
     pub fn sso_config(&self, org_id: i64, now: Instant) -> Option<Option<SsoConfigRecord>> {
-        self.lookup(|i| i.sso_configs.get(&org_id, self.ttl, now))
+        self.sso_config_leased(org_id, now)
             .map(|(config, _)| config)
+    }
+
+    /// `sso_config`, with its lease.
+    pub fn sso_config_leased(
+        &self,
+        org_id: i64,
+        now: Instant,
+    ) -> Option<(Option<SsoConfigRecord>, Lease)> {
+        self.lookup(|i| i.sso_configs.get(&org_id, self.ttl, now))
     }
 
     pub fn insert_sso_config(
@@ -570,6 +612,7 @@ impl SessionCache {
         CacheStats {
             hits: self.hits.load(Ordering::Relaxed),
             misses: self.misses.load(Ordering::Relaxed),
+            refreshes: self.refreshes.load(Ordering::Relaxed),
             entries,
             suspended,
         }
@@ -734,6 +777,21 @@ mod tests {
         assert!(cache.holds(&lease, t0));
         assert!(!cache.holds(&lease, t0 + TTL));
         assert_eq!((cache.stats().hits, cache.stats().misses), (1, 0));
+    }
+
+    /// An entry is due to be read again in its TTL's last quarter, and only then.
+    #[test]
+    fn an_entry_is_due_for_a_refresh_in_the_last_quarter_of_its_ttl() {
+        let cache = SessionCache::new(TTL, 10);
+        let t0 = Instant::now();
+        let lease = cache
+            .insert_session(cache.ticket(), &session("s1", 1, 1), t0)
+            .unwrap();
+        assert!(!cache.refresh_due(&lease, t0));
+        assert!(!cache.refresh_due(&lease, t0 + Duration::from_millis(749)));
+        assert!(cache.refresh_due(&lease, t0 + Duration::from_millis(750)));
+        assert!(cache.holds(&lease, t0 + Duration::from_millis(750)));
+        assert!(cache.refresh_due(&lease, t0 + TTL));
     }
 
     #[test]

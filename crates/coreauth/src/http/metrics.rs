@@ -75,6 +75,11 @@ impl Collector for CacheCollector {
                 "Lookups that read the database (none counted while the cache is off)",
                 stats.misses,
             ),
+            (
+                "session_cache_refreshes",
+                "Entries in use read again in the background before their TTL ended",
+                stats.refreshes,
+            ),
         ];
         for (name, help, value) in counters {
             let counter = ConstCounter::new(value);
