@@ -1,7 +1,8 @@
 //! The login scenario's limit: how many argon2id verifications per second this machine does
 //! with coreauth's parameters when every core does nothing else. Measured here, in the same
 //! run, so the login figure can be read as a fraction of it: with the server stopped at the
-//! start and the end of the run, and with it idle before each login window. It runs
+//! start and the end of the run, and in turns with each login window's phases while the server
+//! is idle (`load::Turn::Local`). It runs
 //! the server's own verification (`verify_hash`, which keeps argon2's memory between hashes):
 //! the limit is what the cores can hash at best, not what a slower implementation would.
 
@@ -18,9 +19,17 @@ pub fn verifications_per_second(
     threads: usize,
     duration: Duration,
 ) -> anyhow::Result<f64> {
+    let started = Instant::now();
+    let count = verifications(hash, threads, duration)?;
+    // Hashes still running at the stop finished after it: count them over the real time.
+    Ok(count as f64 / started.elapsed().as_secs_f64())
+}
+
+/// Verifications of `PASSWORD` against `hash` done on `threads` threads in `duration`, and the
+/// ones running at its end, which are waited for.
+pub fn verifications(hash: &str, threads: usize, duration: Duration) -> anyhow::Result<u64> {
     let done = Arc::new(AtomicU64::new(0));
     let stop = Arc::new(AtomicBool::new(false));
-    let started = Instant::now();
     let workers: Vec<_> = (0..threads.max(1))
         .map(|_| {
             let (done, stop, hash) = (done.clone(), stop.clone(), hash.to_owned());
@@ -41,13 +50,11 @@ pub fn verifications_per_second(
             bail!("an argon2 thread panicked");
         }
     }
-    // Hashes still running at the stop finished after it: count them over the real time.
-    let seconds = started.elapsed().as_secs_f64();
     let count = done.load(Ordering::Relaxed);
     if count == 0 {
         bail!("no verification succeeded: the hash does not match the bench password");
     }
-    Ok(count as f64 / seconds)
+    Ok(count)
 }
 
 /// Microseconds one core takes to sign a session token with coreauth's own signer (what every

@@ -73,6 +73,41 @@ pub fn post_request(addr: SocketAddr, path: &str, bearer: Option<&str>, body: &s
     .into_bytes()
 }
 
+/// Work the harness does itself in an interleaved run's phases while no connection sends:
+/// called with the phase's length, it works for at least that long and returns how many units
+/// it finished, counted as that half's answers over the phase's real time. (The login
+/// scenario's limit, argon2id hashing on every core, takes turns with the logins this way.)
+pub type LocalWork = Arc<dyn Fn(Duration) -> anyhow::Result<u64> + Send + Sync>;
+
+/// One side of an interleaved run.
+#[derive(Clone)]
+pub enum Turn {
+    /// Requests every connection sends; the warm-up phase sends each at least once.
+    Requests(Workload),
+    /// Requests whose every answer costs the same work, so no warm-up pass over them is
+    /// needed (a login hashes whoever it is for; a pass over 1,000 logins would take seconds).
+    Uncached(Workload),
+    /// Work of the harness's own, while the connections wait.
+    Local(LocalWork),
+}
+
+impl Turn {
+    fn requests(&self) -> &[Vec<u8>] {
+        match self {
+            Self::Requests(workload) | Self::Uncached(workload) => &workload.requests,
+            Self::Local(_) => &[],
+        }
+    }
+
+    /// Requests each connection sends in a warm-up phase at least, besides its time.
+    fn warm_up_pass(&self, connections: usize) -> usize {
+        match self {
+            Self::Requests(workload) => workload.requests.len().div_ceil(connections),
+            Self::Uncached(_) | Self::Local(_) => 0,
+        }
+    }
+}
+
 /// One load: a workload on `connections` connections.
 #[derive(Clone)]
 pub struct Load {
@@ -195,7 +230,9 @@ pub struct Half {
     pub cores: CoreShare,
 }
 
-/// Two workloads on the same `connections` connections, taking turns in phases of `phase`:
+/// Two workloads on the same `connections` connections, taking turns in phases of `phase`
+/// (either may be work of the harness's own instead, `Turn::Local`, done while no connection
+/// sends):
 /// A B B A, A B B A, … (each pair of turns mirrors the one before, so drift that is steady over
 /// a few phases reaches both alike). Every connection sends the current phase's workload; when
 /// the phase's time is up no connection sends again until every answer of the phase is in, and
@@ -212,7 +249,7 @@ pub struct Half {
 /// same seconds.
 pub fn run_interleaved(
     addr: SocketAddr,
-    workloads: [Workload; 2],
+    workloads: [Turn; 2],
     connections: usize,
     settings: LoadSettings,
     phase: Duration,
@@ -303,7 +340,7 @@ fn schedule(warmup: Duration, duration: Duration, phase: Duration) -> Vec<(usize
 
 async fn take_turns(
     addr: SocketAddr,
-    workloads: [Workload; 2],
+    workloads: [Turn; 2],
     connections: usize,
     settings: LoadSettings,
     phase_length: Duration,
@@ -322,7 +359,7 @@ async fn take_turns(
         .map(|connection| {
             let offsets = workloads
                 .each_ref()
-                .map(|w| connection * w.requests.len() / connections);
+                .map(|w| connection * w.requests().len() / connections);
             tokio::spawn(in_turns(
                 addr,
                 workloads.clone(),
@@ -334,6 +371,7 @@ async fn take_turns(
         })
         .collect();
     let mut seconds = [0.0; 2];
+    let mut done_locally = [0; 2];
     let mut cpu = [CpuUse::default(); 2];
     // The mark that ends one phase starts the next.
     let mut mark = CpuMark::of(server_pid);
@@ -346,11 +384,21 @@ async fn take_turns(
             end: started + length,
             stop: false,
         });
+        let done = match &workloads[workload] {
+            Turn::Requests(_) | Turn::Uncached(_) => 0,
+            Turn::Local(work) => {
+                let work = work.clone();
+                tokio::task::spawn_blocking(move || work(length))
+                    .await
+                    .context("the harness's own work panicked")??
+            }
+        };
         drained.all(connections).await;
         let ended = Instant::now();
         let ended_mark = CpuMark::of(server_pid);
         if measured {
             seconds[workload] += ended.duration_since(started).as_secs_f64();
+            done_locally[workload] += done;
             cpu[workload].add(CpuUse::between(&mark, &ended_mark));
         }
         mark = ended_mark;
@@ -369,6 +417,8 @@ async fn take_turns(
     let halves = [0, 1].map(|w| {
         let mut measurement = std::mem::take(&mut measurements[w]);
         measurement.seconds = seconds[w];
+        measurement.completed += done_locally[w];
+        measurement.ok += done_locally[w];
         measurement.latencies_us.sort_unstable();
         Half {
             measurement,
@@ -382,7 +432,7 @@ async fn take_turns(
 /// phase's workload until its end.
 async fn in_turns(
     addr: SocketAddr,
-    workloads: [Workload; 2],
+    workloads: [Turn; 2],
     connections: usize,
     offsets: [usize; 2],
     mut phases: watch::Receiver<Phase>,
@@ -390,9 +440,7 @@ async fn in_turns(
 ) -> [ConnectionTally; 2] {
     let mut tallies = [ConnectionTally::default(), ConnectionTally::default()];
     let mut next = offsets;
-    let pass = workloads
-        .each_ref()
-        .map(|w| w.requests.len().div_ceil(connections));
+    let pass = workloads.each_ref().map(|w| w.warm_up_pass(connections));
     let mut connection = Connection::new(addr);
     while phases.changed().await.is_ok() {
         let phase = *phases.borrow_and_update();
@@ -400,7 +448,12 @@ async fn in_turns(
             break;
         }
         let w = phase.workload;
-        let requests = &workloads[w].requests;
+        let requests = workloads[w].requests();
+        if requests.is_empty() {
+            // The harness's own work: this connection waits for the next phase.
+            drained.one_more();
+            continue;
+        }
         // A warm-up phase lasts until this connection has also sent its share of one pass over
         // the workload (the connections start at offsets spread over it), so that the measured
         // phases find what a steady load would: every session read once, not the cache's first
@@ -773,8 +826,8 @@ mod tests {
         // A hundred requests each: more than four connections send in a warm-up phase's 30 ms
         // at 5 ms an answer (about 24).
         let workloads = [
-            Workload::new(vec![get_request(addr, "/a", None); 100])?,
-            Workload::new(vec![get_request(addr, "/b", None); 100])?,
+            Turn::Requests(Workload::new(vec![get_request(addr, "/a", None); 100])?),
+            Turn::Requests(Workload::new(vec![get_request(addr, "/b", None); 100])?),
         ];
         let [a, b] = run_interleaved(addr, workloads, 4, settings, phase, std::process::id())?;
         let seen = seen.lock().map_err(|_| anyhow::anyhow!("poisoned"))?;
@@ -790,6 +843,57 @@ mod tests {
         }
         // A phase of `/a` is over, every answer in, before the first `/b` of the next is sent.
         assert_eq!(seen.crossings, 0);
+        Ok(())
+    }
+
+    /// The harness's own work takes its turns while no request is in flight, and what it
+    /// finished is its half's count, over its phases' time.
+    #[test]
+    fn local_work_takes_turns_while_no_connection_sends() -> anyhow::Result<()> {
+        let (addr, seen) = letter_server()?;
+        let settings = LoadSettings {
+            warmup: Duration::from_millis(60),
+            duration: Duration::from_millis(120),
+            threads: 1,
+        };
+        let finished = Arc::new(std::sync::Mutex::new((0_u64, 0_u64)));
+        let (noted, watched) = (finished.clone(), seen.clone());
+        // One unit a millisecond; notes units done while a request was served or sent.
+        let work: LocalWork = Arc::new(move |length| {
+            let served = || watched.lock().map(|s| (s.requests[0], s.serving[0]));
+            let before = served().map_err(|_| anyhow::anyhow!("poisoned"))?;
+            let started = Instant::now();
+            let mut units = 0;
+            while started.elapsed() < length {
+                std::thread::sleep(Duration::from_millis(1));
+                units += 1;
+            }
+            let after = served().map_err(|_| anyhow::anyhow!("poisoned"))?;
+            let mut noted = noted.lock().map_err(|_| anyhow::anyhow!("poisoned"))?;
+            noted.0 += units;
+            if before != after || before.1 != 0 {
+                noted.1 += 1;
+            }
+            Ok(units)
+        });
+        let turns = [
+            Turn::Local(work),
+            Turn::Requests(Workload::new(vec![get_request(addr, "/a", None); 100])?),
+        ];
+        let phase = Duration::from_millis(30);
+        let [local, requests] =
+            run_interleaved(addr, turns, 4, settings, phase, std::process::id())?;
+        let (units, overlapping) = *finished.lock().map_err(|_| anyhow::anyhow!("poisoned"))?;
+        assert_eq!(
+            overlapping, 0,
+            "a request was served during the harness's own turn"
+        );
+        // Every unit but the warm-up phase's is counted (a 30 ms warm-up phase does ~30).
+        assert!(local.measurement.ok > 0 && local.measurement.ok < units);
+        assert_eq!(local.measurement.ok, local.measurement.completed);
+        assert!(local.measurement.seconds >= settings.duration.as_secs_f64());
+        assert!(requests.measurement.ok > 0);
+        assert_eq!(requests.measurement.errors_text(), "0");
         Ok(())
     }
 

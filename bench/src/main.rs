@@ -11,12 +11,13 @@ mod server;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
 use clap::Parser;
 
-use load::{Load, LoadSettings, Workload};
+use load::{Load, LoadSettings, LocalWork, Turn, Workload};
 use report::{Row, Run, Scenario};
 use seed::Backend;
 use server::{CpuMark, Server};
@@ -55,6 +56,13 @@ struct Args {
     /// further (bench/README.md).
     #[arg(long, default_value_t = 0.1)]
     phase: f64,
+    /// Seconds per phase when a login window runs interleaved with the argon2id limit (the
+    /// harness hashing on every core while the server is idle, then logins, then logins, then
+    /// hashing, …). Longer than `--phase`: each login phase lasts until its last answer is in,
+    /// about half a second at 64 connections, and the tail of each phase, where one core may
+    /// have no hash left to do, costs a smaller share of a longer phase.
+    #[arg(long, default_value_t = 0.5)]
+    login_phase: f64,
     /// Threads of the load generator.
     #[arg(long, default_value_t = 1)]
     generator_threads: usize,
@@ -162,6 +170,7 @@ async fn bench(args: &Args, coreauth: &Path, workdir: &Path) -> anyhow::Result<R
         settings,
         rounds: args.rounds,
         phase: Duration::from_secs_f64(args.phase),
+        login_phase: Duration::from_secs_f64(args.login_phase),
         hash: &hash,
         cores,
     };
@@ -334,8 +343,10 @@ async fn bench(args: &Args, coreauth: &Path, workdir: &Path) -> anyhow::Result<R
              same connections, in phases of {:.1} s (ceiling, scenario, scenario, ceiling, …; \
              no request crosses from one phase into the next), {:.0} s of each after {:.0} s of \
              warm-up, and are read against the ceiling of their own interleaved run: the two \
-             figures come from the same seconds. Login windows ({:.0} s after {:.0} s of \
-             warm-up) are read against the argon2id limit measured just before each. Each row \
+             figures come from the same seconds. Login windows run interleaved the same way \
+             with the argon2id limit (the harness hashing on every core while the server is \
+             idle), in phases of {:.1} s, {:.0} s of each after {:.0} s of warm-up, and are \
+             read against the limit of their own run. Each row \
              is the round of median ratio (median throughput for rows read against nothing, \
              and for the ceiling, over all its interleaved halves). The cores column is CPU \
              time over wall time (2.00 = both cores busy), for interleaved rows over their own \
@@ -347,6 +358,7 @@ async fn bench(args: &Args, coreauth: &Path, workdir: &Path) -> anyhow::Result<R
             args.phase,
             args.duration,
             args.warmup,
+            args.login_phase,
             args.duration,
             args.warmup
         ),
@@ -387,7 +399,9 @@ struct Turns<'a> {
     rounds: usize,
     /// Phase length of the interleaved runs.
     phase: Duration,
-    /// The bench password's hash, for the argon2id limit measured before each login window.
+    /// Phase length of the login windows' runs, interleaved with the argon2id limit.
+    login_phase: Duration,
+    /// The bench password's hash, for the argon2id limit measured beside each login window.
     hash: &'a str,
     cores: usize,
 }
@@ -396,8 +410,9 @@ struct Turns<'a> {
 /// of median ratio to what was measured beside it. A scenario read against a ceiling (validate,
 /// API key, renew, scale validate) runs interleaved with the ceiling on the same connections
 /// (`load::run_interleaved`), and is read against the ceiling of that same run; the ceiling's
-/// row is the median of all its interleaved halves. A login window is read against the
-/// argon2id limit measured just before it with the server idle. On a shared machine what the
+/// row is the median of all its interleaved halves. A login window runs interleaved the same
+/// way with the argon2id limit (hashing on every core while the server is idle) and is read
+/// against it. On a shared machine what the
 /// cores give moves from second to second; a ratio of figures taken over the same seconds
 /// cancels that.
 fn measure_in_turns(
@@ -423,24 +438,17 @@ fn measure_in_turns(
                 windows[i].push(row);
                 continue;
             }
-            let limit = scenario
-                .is_login()
-                .then(|| {
-                    hashlimit::verifications_per_second(
-                        turns.hash,
-                        turns.cores,
-                        turns.settings.duration,
-                    )
-                })
-                .transpose()?;
-            let mut row = measure(
-                server,
-                scenario,
-                workload,
-                turns.connections,
-                turns.settings,
-            )?;
-            row.beside = limit;
+            let row = if scenario.is_login() {
+                measure_beside_limit(server, scenario, workload, turns)?
+            } else {
+                measure(
+                    server,
+                    scenario,
+                    workload,
+                    turns.connections,
+                    turns.settings,
+                )?
+            };
             windows[i].push(row);
         }
     }
@@ -489,7 +497,7 @@ fn measure_interleaved(
 ) -> anyhow::Result<[Row; 2]> {
     let halves = load::run_interleaved(
         server.addr,
-        pair.map(|(_, w)| w.clone()),
+        pair.map(|(_, w)| Turn::Requests(w.clone())),
         turns.connections,
         turns.settings,
         turns.phase,
@@ -507,6 +515,38 @@ fn measure_interleaved(
     };
     let [first, second] = halves;
     Ok([row(pair[0].0, first), row(pair[1].0, second)])
+}
+
+/// A login window in turns with the argon2id limit (`hashlimit::verifications` on every core,
+/// while no login is in flight), read against the limit's phases.
+fn measure_beside_limit(
+    server: &Server,
+    scenario: Scenario,
+    workload: &Workload,
+    turns: &Turns,
+) -> anyhow::Result<Row> {
+    let (hash, cores) = (turns.hash.to_owned(), turns.cores);
+    let limit: LocalWork = Arc::new(move |length| hashlimit::verifications(&hash, cores, length));
+    let [limit, logins] = load::run_interleaved(
+        server.addr,
+        [Turn::Local(limit), Turn::Uncached(workload.clone())],
+        turns.connections,
+        turns.settings,
+        turns.login_phase,
+        server.pid,
+    )?;
+    let limit = limit.measurement.throughput();
+    say(&format!(
+        "  argon2id limit in its turns: {limit:.1} verifications/s"
+    ));
+    report_line(scenario, turns.connections, &logins.measurement);
+    Ok(Row {
+        scenario,
+        connections: turns.connections,
+        measurement: logins.measurement,
+        cores: logins.cores,
+        beside: Some(limit),
+    })
 }
 
 fn report_line(scenario: Scenario, connections: usize, m: &load::Measurement) {
