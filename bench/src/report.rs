@@ -94,7 +94,8 @@ pub struct Row {
     pub measurement: Measurement,
     pub cores: CoreShare,
     /// What this window is read against, measured beside it, per second: for login rows the
-    /// argon2id limit measured just before the window, with the server idle; for rows read
+    /// argon2id limit's half of the interleaved run the row comes from (the harness hashing
+    /// while the server is idle); for rows read
     /// against a ceiling, the ceiling's half of the interleaved run the row comes from (its
     /// round). `None`: nothing was, and the row is read against the run's figures.
     pub beside: Option<f64>,
