@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
-use sqlx::{FromRow, PgConnection, Postgres, Transaction};
+use sqlx::{Connection, FromRow, PgConnection, Postgres, Transaction};
 use zeroize::Zeroizing;
 
 use super::pg_changes::ChangeFeed;
@@ -34,6 +34,9 @@ pub struct PostgresStore {
     options: PgConnectOptions,
 }
 
+/// How long a pooled connection may sit idle before it is pinged when handed out again.
+const PING_WHEN_IDLE_FOR: Duration = Duration::from_secs(1);
+
 #[derive(Debug, Clone)]
 pub struct PostgresSettings {
     /// `postgres://user:password@host:port/database?…` (libpq's URL form).
@@ -54,6 +57,19 @@ impl PostgresStore {
         let pool = PgPoolOptions::new()
             .max_connections(settings.max_connections.max(1))
             .acquire_timeout(settings.acquire_timeout)
+            // sqlx pings every idle connection it hands out by default: one more round trip to
+            // the server per query, ten in a login. A connection back in the pool within the
+            // last second has just answered, so only one idle for longer is pinged (and
+            // replaced when the server hung up on it, e.g. after a restart).
+            .test_before_acquire(false)
+            .before_acquire(|conn, meta| {
+                Box::pin(async move {
+                    if meta.idle_for > PING_WHEN_IDLE_FOR {
+                        conn.ping().await?;
+                    }
+                    Ok(true)
+                })
+            })
             .connect_with(options.clone())
             .await?;
         Ok(Self { pool, options })
@@ -309,7 +325,7 @@ macro_rules! returning_api_key {
     };
 }
 
-/// Forgets a throttle counter (`clear_throttle`, and a login's own transaction).
+/// Forgets a throttle counter (`clear_throttle`; a login clears its own in `create_session`).
 async fn delete_throttle(conn: &mut PgConnection, key: &str) -> DomainResult<()> {
     if !storable(key) {
         return Ok(());
@@ -325,43 +341,61 @@ async fn delete_throttle(conn: &mut PgConnection, key: &str) -> DomainResult<()>
 /// The advisory lock that orders audit ids by commit (an arbitrary key: "coreaudt" in ASCII).
 const AUDIT_ORDER_LOCK: i64 = 0x636f_7265_6175_6474;
 
-/// Writes an audit event in the transaction of the change it describes.
+/// The start of an audit insert from parameters `$1`–`$13` (`bind_audit`), completed by a FROM
+/// clause that takes the audit lock `$14`. A macro, so a statement can be assembled from it
+/// with `concat!` (`insert_audit`, `create_session`).
 ///
 /// The audit export follows the table by id (`audit_events_after`), which is only safe if no
 /// event can become visible with an id below one already read. SQLite's single writer gives that
 /// for free; here, two transactions could take ids 10 and 11 and commit in the other order, and
 /// an export reading in between would pass 11 and never see 10. So the id is taken under a
-/// transaction-scoped advisory lock held until commit: ids are handed out in commit order. Only
-/// the tail of each transaction (this insert, a read or two, the commit) runs under the lock, and
-/// nothing after this insert waits for a row lock, so it cannot take part in a deadlock.
-async fn insert_audit(conn: &mut PgConnection, e: &NewAuditEvent) -> DomainResult<()> {
-    sqlx::query("SELECT pg_advisory_xact_lock($1)")
+/// transaction-scoped advisory lock held until commit: ids are handed out in commit order.
+///
+/// The lock is taken in the same statement: `pg_advisory_xact_lock` in the FROM clause yields
+/// the row before it is projected, and the projection is where the identity default draws the
+/// id. One round trip instead of two, for every audited write. Only the tail of each
+/// transaction (this insert, a read or two, the commit) runs under the lock, and nothing after
+/// this insert waits for a row lock, so it cannot take part in a deadlock.
+macro_rules! insert_audit_sql {
+    ($from:literal) => {
+        concat!(
+            "INSERT INTO audit_events (occurred_at, event, outcome, reason, org_id, \
+             actor_user_id, subject_user_id, subject, address, user_agent, client, request_id, \
+             details) SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13 ",
+            $from
+        )
+    };
+}
+
+type PgQuery<'q> = sqlx::query::Query<'q, Postgres, sqlx::postgres::PgArguments>;
+
+/// Binds `$1`–`$14` of `insert_audit_sql!`: the event, then the audit lock's key.
+fn bind_audit<'q>(query: PgQuery<'q>, e: &NewAuditEvent) -> PgQuery<'q> {
+    query
+        .bind(e.occurred_at)
+        .bind(&e.event)
+        .bind(if e.success { "success" } else { "failure" })
+        .bind(e.reason.as_deref())
+        .bind(e.org_id)
+        .bind(e.actor_user_id)
+        .bind(e.subject_user_id)
+        .bind(e.subject.as_deref())
+        .bind(e.address.as_deref())
+        .bind(e.user_agent.as_deref())
+        .bind(e.client.as_deref())
+        .bind(e.request_id.as_deref())
+        .bind(e.details.to_string())
         .bind(AUDIT_ORDER_LOCK)
-        .execute(&mut *conn)
+}
+
+/// Writes an audit event in the transaction of the change it describes.
+async fn insert_audit(conn: &mut PgConnection, e: &NewAuditEvent) -> DomainResult<()> {
+    let query = sqlx::query(insert_audit_sql!("FROM pg_advisory_xact_lock($14)"));
+    bind_audit(query, e)
+        .execute(conn)
         .await
-        .map_err(db_error)?;
-    sqlx::query(
-        "INSERT INTO audit_events (occurred_at, event, outcome, reason, org_id, actor_user_id, \
-         subject_user_id, subject, address, user_agent, client, request_id, details) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
-    )
-    .bind(e.occurred_at)
-    .bind(&e.event)
-    .bind(if e.success { "success" } else { "failure" })
-    .bind(e.reason.as_deref())
-    .bind(e.org_id)
-    .bind(e.actor_user_id)
-    .bind(e.subject_user_id)
-    .bind(e.subject.as_deref())
-    .bind(e.address.as_deref())
-    .bind(e.user_agent.as_deref())
-    .bind(e.client.as_deref())
-    .bind(e.request_id.as_deref())
-    .bind(e.details.to_string())
-    .execute(conn)
-    .await
-    .map(|_| ())
-    .map_err(db_error)
+        .map(|_| ())
+        .map_err(db_error)
 }
 
 #[derive(FromRow)]
@@ -984,34 +1018,47 @@ impl Store for PostgresStore {
         audit: &NewAuditEvent,
         clears: Option<&str>,
     ) -> DomainResult<()> {
-        let mut tx = self.begin().await?;
-        sqlx::query(
-            "INSERT INTO sessions (id, user_id, org_id, method, client, address, user_agent, \
-             created_at, expires_at, token_expires_at, last_renewed_at, renew_count, revoked_at, \
-             restriction) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)",
-        )
-        .bind(&s.id)
-        .bind(s.user_id)
-        .bind(s.org_id)
-        .bind(&s.method)
-        .bind(s.client.as_deref())
-        .bind(s.address.as_deref())
-        .bind(s.user_agent.as_deref())
-        .bind(s.created_at)
-        .bind(s.expires_at)
-        .bind(s.token_expires_at)
-        .bind(s.last_renewed_at)
-        .bind(s.renew_count)
-        .bind(s.revoked_at)
-        .bind(s.restriction.as_deref())
-        .execute(&mut *tx)
-        .await
-        .map_err(db_error)?;
-        insert_audit(&mut tx, audit).await?;
-        if let Some(key) = clears {
-            delete_throttle(&mut tx, key).await?;
-        }
-        tx.commit().await.map_err(db_error)
+        // One statement, so one round trip and its own transaction: the login's hot path.
+        // The session insert and the throttle delete must finish before the audit lock is
+        // taken, as they would in a transaction of their own statements: a login holding the
+        // lock while it waits for a row lock (the user row its session refers to, while an
+        // admin deletes the user; the throttle row, while another login clears it) could
+        // deadlock with the holder of that row lock waiting for the audit lock. PostgreSQL runs
+        // a WITH clause the main query does not read after the main query, so the lock's
+        // argument reads both: `0 * written.n` makes the lock wait for them. A NULL key deletes
+        // nothing.
+        let query = sqlx::query(concat!(
+            "WITH cleared AS (DELETE FROM throttle WHERE key = $15 RETURNING 1), \
+             opened AS (INSERT INTO sessions (id, user_id, org_id, method, client, address, \
+             user_agent, created_at, expires_at, token_expires_at, last_renewed_at, renew_count, \
+             revoked_at, restriction) \
+             VALUES ($16, $17, $18, $19, $20, $21, $22, $23, $24, $25, $26, $27, $28, $29) \
+             RETURNING 1) ",
+            insert_audit_sql!(
+                "FROM (SELECT (SELECT count(*) FROM cleared) + (SELECT count(*) FROM opened)) \
+                 AS written(n), LATERAL pg_advisory_xact_lock($14 + 0 * written.n)"
+            )
+        ));
+        bind_audit(query, audit)
+            .bind(clears.filter(|key| storable(key)))
+            .bind(&s.id)
+            .bind(s.user_id)
+            .bind(s.org_id)
+            .bind(&s.method)
+            .bind(s.client.as_deref())
+            .bind(s.address.as_deref())
+            .bind(s.user_agent.as_deref())
+            .bind(s.created_at)
+            .bind(s.expires_at)
+            .bind(s.token_expires_at)
+            .bind(s.last_renewed_at)
+            .bind(s.renew_count)
+            .bind(s.revoked_at)
+            .bind(s.restriction.as_deref())
+            .execute(&self.pool)
+            .await
+            .map(|_| ())
+            .map_err(db_error)
     }
 
     async fn session_context(&self, id: &str) -> DomainResult<Option<SessionContext>> {
