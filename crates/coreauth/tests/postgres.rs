@@ -797,6 +797,81 @@ async fn the_audit_export_misses_no_event_written_concurrently_through_two_insta
     assert_eq!(exported, stored, "every event exported once, in id order");
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_login_waiting_for_the_audit_lock_has_already_cleared_its_throttle_counter() {
+    // A login's session, its audit event and the clearing of its account's throttle counter are
+    // one statement. The row it deletes (and the user row its session refers to) must be locked
+    // before it waits for the audit-order lock, never while holding it: a transaction holding
+    // such a row and waiting for the audit lock (an admin deleting the user) would otherwise
+    // deadlock with it. So while another transaction holds the audit lock, the waiting login
+    // already holds its throttle row.
+    const AUDIT_ORDER_LOCK: i64 = 0x636f_7265_6175_6474; // store/postgres.rs
+    let database = Arc::new(TestDatabase::postgres().await);
+    let app = Arc::new(TestApp::spawn_on(&database, |_| {}).await);
+    app.create_user("waiting@example.com", 1, "member").await;
+    let mut holder = PgConnection::connect(&database.url).await.unwrap();
+    let mut held = holder.begin().await.unwrap();
+    sqlx::query("SELECT pg_advisory_xact_lock($1)")
+        .bind(AUDIT_ORDER_LOCK)
+        .execute(&mut *held)
+        .await
+        .unwrap();
+
+    let login = {
+        let app = app.clone();
+        tokio::spawn(async move { app.login("waiting@example.com", PASSWORD, 0).await.status() })
+    };
+    // Until then the login is on its way (throttle, argon2id) or another writer waits first.
+    let mut probe = PgConnection::connect(&database.url).await.unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !throttle_row_locked_while_the_audit_lock_is_awaited(&mut probe).await {
+        assert!(
+            Instant::now() < deadline,
+            "no login waiting for the audit lock held its throttle row"
+        );
+        tokio::task::yield_now().await;
+    }
+
+    held.rollback().await.unwrap();
+    assert_eq!(login.await.unwrap(), StatusCode::OK);
+    let left: i64 = sqlx::query_scalar("SELECT count(*) FROM throttle WHERE key LIKE 'account:%'")
+        .fetch_one(&mut probe)
+        .await
+        .unwrap();
+    assert_eq!(left, 0, "the login cleared its counter");
+}
+
+/// Whether someone waits for an advisory lock while `account:waiting@example.com`'s throttle
+/// row is locked (`FOR UPDATE NOWAIT` refused with `lock_not_available`).
+async fn throttle_row_locked_while_the_audit_lock_is_awaited(db: &mut PgConnection) -> bool {
+    let waiting: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted",
+    )
+    .fetch_one(&mut *db)
+    .await
+    .unwrap();
+    if waiting == 0 {
+        return false;
+    }
+    let mut probing = db.begin().await.unwrap();
+    let taken = sqlx::query("SELECT key FROM throttle WHERE key = $1 FOR UPDATE NOWAIT")
+        .bind("account:waiting@example.com")
+        .fetch_optional(&mut *probing)
+        .await;
+    probing.rollback().await.unwrap();
+    match taken {
+        Ok(_) => false,
+        Err(e) => {
+            let code = e
+                .as_database_error()
+                .and_then(|e| e.code())
+                .map(|c| c.into_owned());
+            assert_eq!(code.as_deref(), Some("55P03"), "{e}");
+            true
+        }
+    }
+}
+
 // ---- the real binary on PostgreSQL ----
 
 const BIN: &str = env!("CARGO_BIN_EXE_coreauth");
