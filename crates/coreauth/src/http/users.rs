@@ -11,7 +11,7 @@ use utoipa_axum::routes;
 use super::AppState;
 use super::error::{ApiJson, ApiPath, ApiResult, json_response};
 use super::extract::{Caller, EnrollingCaller};
-use crate::domain::clock::{from_millis, iso8601};
+use crate::domain::clock::{from_millis, iso8601, push_iso8601_millis};
 use crate::domain::error::DomainError;
 use crate::domain::session::Principal;
 use crate::domain::session_cache::MemberProfile;
@@ -53,11 +53,19 @@ fn me_answer(profile: &MemberProfile, caller: &Principal) -> serde_json::Result<
     let session = caller.session.as_deref();
     push_flag(&mut body, ",\"isAdmin\":", caller.role.is_admin());
     push_flag(&mut body, ",\"isPlatformAdmin\":", caller.is_platform_admin);
-    push_text(&mut body, ",\"role\":", Some(caller.role.as_str()))?;
-    push_text(&mut body, ",\"authMethod\":", Some(caller.method.as_str()))?;
+    push_word(&mut body, ",\"role\":", caller.role.as_str());
+    push_word(&mut body, ",\"authMethod\":", caller.method.as_str());
     push_text(&mut body, ",\"sessionId\":", session.map(|s| s.id.as_str()))?;
-    let expires_at = session.map(|s| iso8601(from_millis(s.expires_at)));
-    push_text(&mut body, ",\"sessionExpiresAt\":", expires_at.as_deref())?;
+    body.extend_from_slice(b",\"sessionExpiresAt\":");
+    match session {
+        // RFC 3339 needs no escaping.
+        Some(session) => {
+            body.push(b'"');
+            push_iso8601_millis(&mut body, session.expires_at);
+            body.push(b'"');
+        }
+        None => body.extend_from_slice(b"null"),
+    }
     body.push(b'}');
     Ok(body)
 }
@@ -68,16 +76,41 @@ fn push_flag(body: &mut Vec<u8>, key: &str, on: bool) {
     body.extend_from_slice(if on { b"true" } else { b"false" });
 }
 
-/// `key` and `text` as a JSON string (escaped by serde_json), or `null`.
+/// `key` and one of our own words (a role, a method: nothing to escape) as a JSON string.
+fn push_word(body: &mut Vec<u8>, key: &str, word: &'static str) {
+    debug_assert!(!needs_escaping(word));
+    body.extend_from_slice(key.as_bytes());
+    body.push(b'"');
+    body.extend_from_slice(word.as_bytes());
+    body.push(b'"');
+}
+
+/// `key` and `text` as a JSON string, or `null`. Text with nothing to escape (a session id
+/// always) is copied as it is; serde_json, which looks up every byte in its escape table,
+/// escapes the rest.
 fn push_text(body: &mut Vec<u8>, key: &str, text: Option<&str>) -> serde_json::Result<()> {
     body.extend_from_slice(key.as_bytes());
     match text {
+        Some(text) if !needs_escaping(text) => {
+            body.push(b'"');
+            body.extend_from_slice(text.as_bytes());
+            body.push(b'"');
+            Ok(())
+        }
         Some(text) => serde_json::to_writer(body, text),
         None => {
             body.extend_from_slice(b"null");
             Ok(())
         }
     }
+}
+
+/// Whether serde_json escapes any byte of `text`: control characters, `"` and `\` (no
+/// early return, so the loop takes whole vectors).
+fn needs_escaping(text: &str) -> bool {
+    text.bytes().fold(false, |found, b| {
+        found | (b < 0x20) | (b == b'"') | (b == b'\\')
+    })
 }
 
 /// The member's fields of [`Me`]: a JSON object without its closing brace.
