@@ -503,7 +503,7 @@ fn measure_interleaved(
 /// of median ratio, as for the other scenarios: a slow stretch of the host then spoils one
 /// round rather than the row. Until 2026-12-04 the row was one window, read against the
 /// validate row (measured in turns with the ceiling, tens of seconds earlier), and it read
-/// 0.45 in one run on a host that gave the same server cores a third fewer answers.
+/// 0.45 in one run on a host that gave the same server cores some 40 % fewer answers.
 fn measure_isolation(
     server: &Server,
     validate: &Workload,
