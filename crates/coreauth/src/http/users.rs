@@ -53,8 +53,9 @@ fn me_answer(profile: &MemberProfile, caller: &Principal) -> serde_json::Result<
     let session = caller.session.as_deref();
     push_flag(&mut body, ",\"isAdmin\":", caller.role.is_admin());
     push_flag(&mut body, ",\"isPlatformAdmin\":", caller.is_platform_admin);
-    push_word(&mut body, ",\"role\":", caller.role.as_str());
-    push_word(&mut body, ",\"authMethod\":", caller.method.as_str());
+    // Our own words: nothing to escape, so not checked.
+    push_plain(&mut body, ",\"role\":", caller.role.as_str());
+    push_plain(&mut body, ",\"authMethod\":", caller.method.as_str());
     push_text(&mut body, ",\"sessionId\":", session.map(|s| s.id.as_str()))?;
     body.extend_from_slice(b",\"sessionExpiresAt\":");
     match session {
@@ -76,15 +77,6 @@ fn push_flag(body: &mut Vec<u8>, key: &str, on: bool) {
     body.extend_from_slice(if on { b"true" } else { b"false" });
 }
 
-/// `key` and one of our own words (a role, a method: nothing to escape) as a JSON string.
-fn push_word(body: &mut Vec<u8>, key: &str, word: &'static str) {
-    debug_assert!(!needs_escaping(word));
-    body.extend_from_slice(key.as_bytes());
-    body.push(b'"');
-    body.extend_from_slice(word.as_bytes());
-    body.push(b'"');
-}
-
 /// `key` and `text` as a JSON string, or `null`. Text with nothing to escape (a session id
 /// always) is copied as it is; serde_json, which looks up every byte in its escape table,
 /// escapes the rest.
@@ -92,9 +84,7 @@ fn push_text(body: &mut Vec<u8>, key: &str, text: Option<&str>) -> serde_json::R
     body.extend_from_slice(key.as_bytes());
     match text {
         Some(text) if !needs_escaping(text) => {
-            body.push(b'"');
-            body.extend_from_slice(text.as_bytes());
-            body.push(b'"');
+            push_quoted(body, text);
             Ok(())
         }
         Some(text) => serde_json::to_writer(body, text),
@@ -103,6 +93,20 @@ fn push_text(body: &mut Vec<u8>, key: &str, text: Option<&str>) -> serde_json::R
             Ok(())
         }
     }
+}
+
+/// `key` and `text`, which has nothing to escape, as a JSON string.
+fn push_plain(body: &mut Vec<u8>, key: &str, text: &str) {
+    body.extend_from_slice(key.as_bytes());
+    push_quoted(body, text);
+}
+
+/// `text`, which has nothing to escape, between quotes.
+fn push_quoted(body: &mut Vec<u8>, text: &str) {
+    debug_assert!(!needs_escaping(text));
+    body.push(b'"');
+    body.extend_from_slice(text.as_bytes());
+    body.push(b'"');
 }
 
 /// Whether serde_json escapes any byte of `text`: control characters, `"` and `\` (no
