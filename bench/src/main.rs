@@ -521,10 +521,13 @@ fn measure_isolation(
     };
     let mut rounds = Vec::new();
     for _ in 0..turns.rounds.max(1) {
-        let alone = load::run(server.addr, vec![checked.clone()], turns.settings)?
-            .pop()
-            .context("no measurement")?;
-        report_line(Scenario::Validate, turns.connections, &alone);
+        let alone = measure(
+            server,
+            Scenario::Validate,
+            validate,
+            turns.connections,
+            turns.settings,
+        )?;
         let mark = CpuMark::now(server);
         let mut measured = load::run(
             server.addr,
@@ -549,7 +552,7 @@ fn measure_isolation(
                 Scenario::Isolation,
                 turns.connections,
                 v,
-                Some(alone.throughput()),
+                Some(alone.measurement.throughput()),
             ),
             row(Scenario::Flood, flood, f, None),
         ]);
