@@ -179,7 +179,10 @@ impl ApiKeys {
             user_uuid: ctx.user_uuid,
             org_id: ctx.key.org_id,
             role: ctx.role,
-            is_platform_admin: ctx.is_platform_admin,
+            // A key acts in its org only: platform power is for sessions opened with the
+            // platform admin's own password (`SessionRecord::grants_platform_power`), and a key
+            // made in any other session must not carry what that session lacked.
+            is_platform_admin: false,
             method: AuthMethod::ApiKey,
             session: None,
             read_only: ctx.key.read_only,

@@ -408,7 +408,7 @@ impl Auth {
             user_uuid: ctx.user_uuid,
             org_id: session.org_id,
             role: ctx.role,
-            is_platform_admin: ctx.is_platform_admin,
+            is_platform_admin: ctx.is_platform_admin && session.grants_platform_power(),
             method: AuthMethod::Session,
             session: Some(ctx.session),
             read_only: false,

@@ -106,6 +106,14 @@ impl PendingRenewals {
 pub const MFA_ENROLLMENT: &str = "mfa_enrollment";
 
 impl SessionRecord {
+    /// Whether a platform admin holds their platform power in this session: only when it was
+    /// opened with their own password (and second factor, when they have one). A session an
+    /// org's SSO connection opened is a session in that org alone, whoever it names: an org
+    /// admin controls their connection's identity provider and could assert any address.
+    pub fn grants_platform_power(&self) -> bool {
+        self.method == "password"
+    }
+
     /// Whether a token of this session may still be honoured at `now`.
     pub fn is_live(&self, now: OffsetDateTime) -> bool {
         self.revoked_at.is_none() && to_millis(now) < self.expires_at

@@ -398,3 +398,26 @@ async fn made_up_keys_are_refused() {
         assert_error(app.me(key).await, StatusCode::FORBIDDEN, "unauthenticated").await;
     }
 }
+
+#[tokio::test]
+async fn a_platform_admins_key_has_no_platform_power() {
+    // Platform power belongs to sessions opened with the platform admin's own password: a key
+    // could have been made in a session that lacked it.
+    let app = TestApp::spawn().await;
+    let (_, key) = app.add_key(&app.admin_token, "ops").await;
+    let response = app
+        .post("/admin/orgs", Some(&key), &json!({"name": "Rogue"}))
+        .await;
+    assert_error(response, StatusCode::FORBIDDEN, "forbidden").await;
+    let me = body(app.me(&key).await).await;
+    assert_eq!(me["isPlatformAdmin"], false);
+    assert_eq!(me["isAdmin"], true, "still the admin of its own org");
+    let response = app
+        .post(
+            "/admin/orgs",
+            Some(&app.admin_token),
+            &json!({"name": "Real"}),
+        )
+        .await;
+    assert_eq!(response.status(), StatusCode::CREATED);
+}
