@@ -72,7 +72,8 @@ impl Admin {
             password_hash: Some(hash),
             is_platform_admin: true,
             created_at: to_millis(now),
-            membership: None,
+            // The store makes it the admin of org 1 (which it creates); this makes org 1 home.
+            membership: Some((1, Role::Admin)),
         };
         let audit = NewAuditEvent::new("admin.bootstrapped", now)
             .details(serde_json::json!({ "email": admin.email.as_str() }));
@@ -120,8 +121,20 @@ impl Admin {
         let first = Name::parse("first", &request.first, false)?;
         let last = Name::parse("last", &request.last, true)?;
         let role = Role::parse(&request.role)?;
-        if self.store.org(request.org_id).await?.is_none() {
+        let Some(org) = self.store.org(request.org_id).await? else {
             return Err(DomainError::NotFound("org"));
+        };
+        // Email addresses are unique across orgs, so "taken" would tell an org admin that an
+        // account exists elsewhere, and an org minting accounts for any address could squat
+        // another org's people before they arrive. An org admin creates accounts only in the
+        // domains the org verifiably holds; anyone else joins by invitation. The refusal comes
+        // before any look-up of the address, the same whether or not it has an account.
+        if !caller.is_platform_admin && !self.holds_domain(&org, &email).await? {
+            return Err(DomainError::ForbiddenBecause(
+                "org admins create accounts only for addresses in the org's verified email \
+                 domains; invite anyone else"
+                    .into(),
+            ));
         }
         policy_of(self.store.as_ref(), request.org_id)
             .await?
@@ -160,6 +173,14 @@ impl Admin {
             return Err(DomainError::Forbidden);
         }
         let role = Role::parse(role)?;
+        if !caller.is_platform_admin && !self.administers_some_org_of(caller, user_id).await? {
+            // The same answer for unknown ids and for other orgs' users: no id oracle.
+            return Err(DomainError::ForbiddenBecause(
+                "only a user already in an org you administer can be added; anyone else joins \
+                 by invitation or through a platform admin"
+                    .into(),
+            ));
+        }
         let audit = NewAuditEvent::new("member.added", now)
             .by(caller)
             .org(org_id)
@@ -206,7 +227,7 @@ impl Admin {
         patch: UserPatch,
         now: OffsetDateTime,
     ) -> DomainResult<UserRecord> {
-        self.check_administers_user(caller, user_id).await?;
+        self.check_administers_account(caller, user_id).await?;
         if patch.is_active == Some(false) && user_id == caller.user_id {
             return Err(DomainError::Conflict(
                 "you cannot deactivate yourself".into(),
@@ -238,7 +259,7 @@ impl Admin {
         must_change: bool,
         now: OffsetDateTime,
     ) -> DomainResult<()> {
-        let target = self.check_administers_user(caller, user_id).await?;
+        let target = self.check_administers_account(caller, user_id).await?;
         let policy = policy_of(self.store.as_ref(), caller.org_id).await?;
         let new_hash = self.credentials.vet(&target, &policy, &new).await?;
         let audit = NewAuditEvent::new("password.reset", now)
@@ -269,7 +290,7 @@ impl Admin {
         user_id: i64,
         now: OffsetDateTime,
     ) -> DomainResult<()> {
-        self.check_administers_user(caller, user_id).await?;
+        self.check_administers_account(caller, user_id).await?;
         if self.mfa.reset(caller, user_id, now).await? {
             Ok(())
         } else {
@@ -277,26 +298,35 @@ impl Admin {
         }
     }
 
+    /// Ends the user's sessions: all of them for an admin of the account (home org or
+    /// platform), those in the caller's org for the admin of another org the user belongs to.
     pub async fn revoke_sessions_of(
         &self,
         caller: &Principal,
         user_id: i64,
         now: OffsetDateTime,
     ) -> DomainResult<Revoked> {
-        self.check_administers_user(caller, user_id).await?;
+        let in_org = match self.check_administers_account(caller, user_id).await {
+            Ok(_) => None,
+            // `Forbidden` comes after `is_member_here` was found true.
+            Err(DomainError::Forbidden) if caller.role.is_admin() => Some(caller.org_id),
+            Err(e) => return Err(e),
+        };
         let audit = NewAuditEvent::new("sessions.revoked", now)
             .by(caller)
-            .subject_user(user_id);
+            .subject_user(user_id)
+            .details(serde_json::json!({ "orgId": in_org }));
         self.store
-            .revoke_sessions_of(user_id, to_millis(now), &audit)
+            .revoke_sessions_of(user_id, in_org, to_millis(now), &audit)
             .await
     }
 
-    /// A platform admin administers every user. An org admin administers a user of their
-    /// token's org only if every org that user belongs to is one they are an active admin of
-    /// (deactivating a user or ending their sessions reaches into all of those orgs), and never
-    /// a platform admin. Users outside the caller's org are "not found", not "forbidden".
-    async fn check_administers_user(
+    /// Account-wide actions (names, deactivation, password, second factor, every session)
+    /// belong to platform admins and to the admins of the user's home org, acting through a
+    /// token for it; never to an org admin over a platform admin. Each other org the user
+    /// belongs to controls its own membership (`update_member`) and its sessions there. Users
+    /// outside the caller's org are "not found", not "forbidden".
+    async fn check_administers_account(
         &self,
         caller: &Principal,
         user_id: i64,
@@ -309,22 +339,59 @@ impl Admin {
         if caller.is_platform_admin {
             return Ok(target);
         }
-        let theirs = self.store.memberships_of(user_id).await?;
-        if !theirs.iter().any(|m| m.org_id == caller.org_id) {
+        if !self.is_member_here(caller, user_id).await? {
             return Err(DomainError::NotFound("user"));
         }
-        if !caller.role.is_admin() || target.is_platform_admin {
-            return Err(DomainError::Forbidden);
-        }
-        let mine = self.store.memberships_of(caller.user_id).await?;
-        let administers = |org_id: i64| {
-            mine.iter()
-                .any(|m| m.org_id == org_id && m.is_active && m.role.is_admin())
-        };
-        if theirs.iter().all(|m| administers(m.org_id)) {
+        let home_admin = caller.role.is_admin() && target.home_org_id == Some(caller.org_id);
+        if home_admin && !target.is_platform_admin {
             Ok(target)
         } else {
             Err(DomainError::Forbidden)
         }
+    }
+
+    /// Whether the user is a member (active or not) of the caller's org.
+    async fn is_member_here(&self, caller: &Principal, user_id: i64) -> DomainResult<bool> {
+        Ok(self
+            .store
+            .membership(user_id, caller.org_id)
+            .await?
+            .is_some())
+    }
+
+    /// Whether the user belongs to an org the caller is an active admin of; false for unknown
+    /// users and for platform admins.
+    async fn administers_some_org_of(
+        &self,
+        caller: &Principal,
+        user_id: i64,
+    ) -> DomainResult<bool> {
+        let Some(target) = self.store.user_by_id(user_id).await? else {
+            return Ok(false);
+        };
+        if target.is_platform_admin {
+            return Ok(false);
+        }
+        let theirs = self.store.memberships_of(user_id).await?;
+        let mine = self.store.memberships_of(caller.user_id).await?;
+        Ok(theirs.iter().any(|t| {
+            mine.iter()
+                .any(|m| m.org_id == t.org_id && m.is_active && m.role.is_admin())
+        }))
+    }
+
+    /// Whether the email's domain is one the org holds: set on the org by a platform admin, or
+    /// verified for its single sign-on.
+    async fn holds_domain(&self, org: &OrgRecord, email: &Email) -> DomainResult<bool> {
+        let domain = email.domain();
+        let domain = domain.as_str();
+        if org.email_domains.iter().any(|d| d == domain) {
+            return Ok(true);
+        }
+        Ok(self
+            .store
+            .sso_config(org.id)
+            .await?
+            .is_some_and(|sso| sso.email_domains.iter().any(|d| d == domain)))
     }
 }

@@ -175,7 +175,7 @@ impl Credentials {
             return Err(DomainError::InvalidCredentials);
         };
         let memberships = self.store.memberships_of(user.id).await?;
-        let membership = choose_membership(&memberships, change.selected_org)?;
+        let membership = choose_membership(&memberships, change.selected_org, &user)?;
         self.mfa
             .check_login(user.id, change.mfa_code.as_deref(), &change.origin, now)
             .await?;

@@ -21,6 +21,9 @@ pub enum DomainError {
     Unauthenticated,
     #[error("you are not allowed to do this")]
     Forbidden,
+    /// `Forbidden`, with what the caller may do instead.
+    #[error("{0}")]
+    ForbiddenBecause(String),
     #[error("{0} not found")]
     NotFound(&'static str),
     #[error("{0}")]
@@ -51,7 +54,7 @@ impl DomainError {
             Self::NoActiveOrg => "no_active_org",
             Self::PasswordExpired => "password_expired",
             Self::Unauthenticated => "unauthenticated",
-            Self::Forbidden => "forbidden",
+            Self::Forbidden | Self::ForbiddenBecause(_) => "forbidden",
             Self::NotFound(_) => "not_found",
             Self::Conflict(_) => "conflict",
             Self::Invalid(_) => "invalid_request",

@@ -118,6 +118,8 @@ impl MemberProfile {
                 password_set_at: None,
                 must_change_password: false,
                 created_at: 0,
+                home_org_id: None,
+                last_org_id: None,
             },
             OrgRecord {
                 id: org_id,

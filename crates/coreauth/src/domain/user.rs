@@ -17,6 +17,12 @@ pub struct UserRecord {
     pub password_set_at: Option<i64>,
     pub must_change_password: bool,
     pub created_at: i64,
+    /// The org the account was created in (`None` only for accounts that never had one):
+    /// account-wide administration belongs to its admins and to platform admins.
+    pub home_org_id: Option<i64>,
+    /// The org of the user's newest session, where a login without `selectedOrg` goes when the
+    /// home membership is inactive.
+    pub last_org_id: Option<i64>,
 }
 
 /// A user to create, already validated.
@@ -29,7 +35,7 @@ pub struct NewUser {
     pub password_hash: Option<String>,
     pub is_platform_admin: bool,
     pub created_at: i64,
-    /// The org the user joins on creation, and as what.
+    /// The org the user joins on creation, and as what: their home org.
     pub membership: Option<(i64, Role)>,
 }
 

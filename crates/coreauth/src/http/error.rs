@@ -35,6 +35,7 @@ pub fn status_of(e: &DomainError) -> StatusCode {
         DomainError::PasswordExpired
         | DomainError::Unauthenticated
         | DomainError::Forbidden
+        | DomainError::ForbiddenBecause(_)
         | DomainError::MfaEnrollmentRequired => StatusCode::FORBIDDEN,
         DomainError::Conflict(_) => StatusCode::CONFLICT,
         DomainError::Invalid(_) => StatusCode::BAD_REQUEST,

@@ -303,6 +303,8 @@ mod tests {
                     password_set_at,
                     must_change_password: false,
                     created_at: 0,
+                    home_org_id: None,
+                    last_org_id: None,
                 },
                 OrgRecord { id: org_id, name: texts[4].clone(), email_domains: vec![] },
                 PasswordPolicy { max_age_days, ..PasswordPolicy::default() },

@@ -453,11 +453,15 @@ impl Store for CachingStore {
     async fn revoke_sessions_of(
         &self,
         user_id: i64,
+        in_org: Option<i64>,
         now: i64,
         audit: &NewAuditEvent,
     ) -> DomainResult<Revoked> {
         // Invalidated even when the write failed: it may have landed.
-        let done = self.inner.revoke_sessions_of(user_id, now, audit).await;
+        let done = self
+            .inner
+            .revoke_sessions_of(user_id, in_org, now, audit)
+            .await;
         self.cache.invalidate_user(user_id);
         done
     }

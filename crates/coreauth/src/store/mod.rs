@@ -224,9 +224,11 @@ pub trait Store: Send + Sync + 'static {
         now: i64,
         audit: &NewAuditEvent,
     ) -> DomainResult<bool>;
+    /// Revokes the user's sessions: all of them, or those in `in_org` only.
     async fn revoke_sessions_of(
         &self,
         user_id: i64,
+        in_org: Option<i64>,
         now: i64,
         audit: &NewAuditEvent,
     ) -> DomainResult<Revoked>;

@@ -152,6 +152,8 @@ struct UserRow {
     password_set_at: Option<i64>,
     must_change_password: bool,
     created_at: i64,
+    home_org_id: Option<i64>,
+    last_org_id: Option<i64>,
 }
 
 impl From<UserRow> for UserRecord {
@@ -168,6 +170,8 @@ impl From<UserRow> for UserRecord {
             password_set_at: r.password_set_at,
             must_change_password: r.must_change_password,
             created_at: r.created_at,
+            home_org_id: r.home_org_id,
+            last_org_id: r.last_org_id,
         }
     }
 }
@@ -177,7 +181,7 @@ macro_rules! select_user {
     ($rest:literal) => {
         concat!(
             "SELECT id, uuid, email, first, last, is_active, is_platform_admin, password_hash, ",
-            "password_set_at, must_change_password, created_at FROM users ",
+            "password_set_at, must_change_password, created_at, home_org_id, last_org_id FROM users ",
             $rest
         )
     };
@@ -560,8 +564,8 @@ async fn user_in(
 async fn insert_user(tx: &mut Transaction<'static, Postgres>, user: &NewUser) -> DomainResult<i64> {
     let result: Result<i64, sqlx::Error> = sqlx::query_scalar(
         "INSERT INTO users (uuid, email, email_key, first, last, is_active, is_platform_admin, \
-         password_hash, password_set_at, created_at) \
-         VALUES ($1, $2, $3, $4, $5, TRUE, $6, $7, $8, $9) RETURNING id",
+         password_hash, password_set_at, created_at, home_org_id) \
+         VALUES ($1, $2, $3, $4, $5, TRUE, $6, $7, $8, $9, $10) RETURNING id",
     )
     .bind(&user.uuid)
     .bind(user.email.as_str())
@@ -572,6 +576,7 @@ async fn insert_user(tx: &mut Transaction<'static, Postgres>, user: &NewUser) ->
     .bind(user.password_hash.as_deref())
     .bind(user.password_hash.as_ref().map(|_| user.created_at))
     .bind(user.created_at)
+    .bind(user.membership.map(|(org_id, _)| org_id))
     .fetch_one(&mut **tx)
     .await;
     match result {
@@ -1034,9 +1039,12 @@ impl Store for PostgresStore {
              user_agent, created_at, expires_at, token_expires_at, last_renewed_at, renew_count, \
              revoked_at, restriction) \
              VALUES ($16, $17, $18, $19, $20, $21, $22, $23, $24, $25, $26, $27, $28, $29) \
-             RETURNING 1) ",
+             RETURNING 1), \
+             used AS (UPDATE users SET last_org_id = $18 \
+             WHERE id = $17 AND last_org_id IS DISTINCT FROM $18 RETURNING 1) ",
             insert_audit_sql!(
-                "FROM (SELECT (SELECT count(*) FROM cleared) + (SELECT count(*) FROM opened)) \
+                "FROM (SELECT (SELECT count(*) FROM cleared) + (SELECT count(*) FROM opened) \
+                 + (SELECT count(*) FROM used)) \
                  AS written(n), LATERAL pg_advisory_xact_lock($14 + 0 * written.n)"
             )
         ));
@@ -1166,15 +1174,18 @@ impl Store for PostgresStore {
     async fn revoke_sessions_of(
         &self,
         user_id: i64,
+        in_org: Option<i64>,
         now: i64,
         audit: &NewAuditEvent,
     ) -> DomainResult<Revoked> {
         let mut tx = self.begin().await?;
         let done = sqlx::query(
-            "UPDATE sessions SET revoked_at = $1 WHERE user_id = $2 AND revoked_at IS NULL",
+            "UPDATE sessions SET revoked_at = $1 WHERE user_id = $2 AND revoked_at IS NULL \
+             AND ($3::BIGINT IS NULL OR org_id = $3)",
         )
         .bind(now)
         .bind(user_id)
+        .bind(in_org)
         .execute(&mut *tx)
         .await
         .map_err(db_error)?;

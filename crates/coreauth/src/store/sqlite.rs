@@ -141,6 +141,8 @@ struct UserRow {
     password_set_at: Option<i64>,
     must_change_password: bool,
     created_at: i64,
+    home_org_id: Option<i64>,
+    last_org_id: Option<i64>,
 }
 
 impl From<UserRow> for UserRecord {
@@ -157,6 +159,8 @@ impl From<UserRow> for UserRecord {
             password_set_at: r.password_set_at,
             must_change_password: r.must_change_password,
             created_at: r.created_at,
+            home_org_id: r.home_org_id,
+            last_org_id: r.last_org_id,
         }
     }
 }
@@ -166,7 +170,7 @@ macro_rules! select_user {
     ($rest:literal) => {
         concat!(
             "SELECT id, uuid, email, first, last, is_active, is_platform_admin, password_hash, ",
-            "password_set_at, must_change_password, created_at FROM users ",
+            "password_set_at, must_change_password, created_at, home_org_id, last_org_id FROM users ",
             $rest
         )
     };
@@ -515,7 +519,8 @@ async fn user_in(
 async fn insert_user(tx: &mut Transaction<'static, Sqlite>, user: &NewUser) -> DomainResult<i64> {
     let result = sqlx::query(
         "INSERT INTO users (uuid, email, email_key, first, last, is_active, is_platform_admin, \
-         password_hash, password_set_at, created_at) VALUES (?, ?, ?, ?, ?, 1, ?, ?, ?, ?)",
+         password_hash, password_set_at, created_at, home_org_id) \
+         VALUES (?, ?, ?, ?, ?, 1, ?, ?, ?, ?, ?)",
     )
     .bind(&user.uuid)
     .bind(user.email.as_str())
@@ -526,6 +531,7 @@ async fn insert_user(tx: &mut Transaction<'static, Sqlite>, user: &NewUser) -> D
     .bind(user.password_hash.as_deref())
     .bind(user.password_hash.as_ref().map(|_| user.created_at))
     .bind(user.created_at)
+    .bind(user.membership.map(|(org_id, _)| org_id))
     .execute(&mut **tx)
     .await;
     match result {
@@ -982,6 +988,14 @@ impl Store for SqliteStore {
         .execute(&mut *tx)
         .await
         .map_err(db_error)?;
+        // Only when it changes: a login to the same org as last time writes nothing more.
+        sqlx::query("UPDATE users SET last_org_id = ? WHERE id = ? AND last_org_id IS NOT ?")
+            .bind(s.org_id)
+            .bind(s.user_id)
+            .bind(s.org_id)
+            .execute(&mut *tx)
+            .await
+            .map_err(db_error)?;
         insert_audit(&mut tx, audit).await?;
         if let Some(key) = clears {
             delete_throttle(&mut tx, key).await?;
@@ -1027,6 +1041,7 @@ impl Store for SqliteStore {
         let row: Option<MemberProfileRow> = sqlx::query_as(
             "SELECT u.id, u.uuid, u.email, u.first, u.last, u.is_active, u.is_platform_admin, \
              u.password_hash, u.password_set_at, u.must_change_password, u.created_at, \
+             u.home_org_id, u.last_org_id, \
              o.id AS org_id, o.name AS org_name, \
              (SELECT json_group_array(domain) FROM (SELECT domain FROM org_email_domains \
               WHERE org_id = o.id ORDER BY domain)) AS org_domains, \
@@ -1115,15 +1130,19 @@ impl Store for SqliteStore {
     async fn revoke_sessions_of(
         &self,
         user_id: i64,
+        in_org: Option<i64>,
         now: i64,
         audit: &NewAuditEvent,
     ) -> DomainResult<Revoked> {
         let mut tx = self.write_tx().await?;
         let done = sqlx::query(
-            "UPDATE sessions SET revoked_at = ? WHERE user_id = ? AND revoked_at IS NULL",
+            "UPDATE sessions SET revoked_at = ? WHERE user_id = ? AND revoked_at IS NULL \
+             AND (? IS NULL OR org_id = ?)",
         )
         .bind(now)
         .bind(user_id)
+        .bind(in_org)
+        .bind(in_org)
         .execute(&mut *tx)
         .await
         .map_err(db_error)?;

@@ -15,7 +15,8 @@ struct Org {
 }
 
 async fn org_with_people(app: &TestApp, name: &str) -> Org {
-    let id = app.create_org(name).await;
+    let domain = format!("{}.example", name.to_lowercase());
+    let id = app.create_org_with_domains(name, &[&domain]).await;
     let admin_email = format!("admin@{}.example", name.to_lowercase());
     let member_email = format!("member@{}.example", name.to_lowercase());
     let admin_id = app.create_user(&admin_email, id, "admin").await;
@@ -70,33 +71,87 @@ async fn an_org_admin_creates_users_in_their_org_only() {
     let app = TestApp::spawn().await;
     let acme = org_with_people(&app, "Acme").await;
     let globex = org_with_people(&app, "Globex").await;
-    let new_user = |org: i64| {
-        json!({"email": "new@example.com", "password": PASSWORD, "first": "New", "last": "Person",
+    let new_user = |email: &str, org: i64| {
+        json!({"email": email, "password": PASSWORD, "first": "New", "last": "Person",
                "orgId": org, "role": "member"})
     };
     let response = app
-        .post("/admin/users", Some(&acme.admin), &new_user(acme.id))
+        .post(
+            "/admin/users",
+            Some(&acme.admin),
+            &new_user("new@acme.example", acme.id),
+        )
         .await;
     assert_eq!(response.status(), StatusCode::CREATED);
     let user = body(response).await;
-    assert_eq!(user["email"], "new@example.com");
+    assert_eq!(user["email"], "new@acme.example");
     assert_eq!(user["first"], "New");
     assert_eq!(user["last"], "Person");
     assert_eq!(user["isActive"], true);
     assert!(user.get("password").is_none());
     assert_eq!(
-        app.login_ok("new@example.com", PASSWORD).await.user.org_id,
+        app.login_ok("new@acme.example", PASSWORD).await.user.org_id,
         acme.id
     );
 
     let response = app
-        .post("/admin/users", Some(&acme.admin), &new_user(globex.id))
+        .post(
+            "/admin/users",
+            Some(&acme.admin),
+            &new_user("other@acme.example", globex.id),
+        )
         .await;
     assert_error(response, StatusCode::FORBIDDEN, "forbidden").await;
     let response = app
-        .post("/admin/users", Some(&acme.member), &new_user(acme.id))
+        .post(
+            "/admin/users",
+            Some(&acme.member),
+            &new_user("other@acme.example", acme.id),
+        )
         .await;
     assert_error(response, StatusCode::FORBIDDEN, "forbidden").await;
+}
+
+#[tokio::test]
+async fn an_org_admin_cannot_learn_which_addresses_have_accounts_elsewhere() {
+    // Outside the org's own domains an org admin creates nobody: the answer is the same
+    // refusal for an address that has an account in another org and for one that has none.
+    let app = TestApp::spawn().await;
+    let acme = org_with_people(&app, "Acme").await;
+    let _globex = org_with_people(&app, "Globex").await;
+    let mut answers = Vec::new();
+    for email in [
+        "member@globex.example",
+        "nobody@globex.example",
+        ADMIN_EMAIL,
+    ] {
+        let response = app
+            .post(
+                "/admin/users",
+                Some(&acme.admin),
+                &json!({"email": email, "password": PASSWORD, "first": "A", "last": "B",
+                        "orgId": acme.id, "role": "member"}),
+            )
+            .await;
+        assert_eq!(response.status(), StatusCode::FORBIDDEN, "{email}");
+        answers.push(body(response).await);
+    }
+    assert_eq!(answers[0], answers[1]);
+    assert_eq!(answers[0], answers[2]);
+    assert_eq!(answers[0]["error"], "forbidden");
+    // Nothing was created: the address that had no account still has none.
+    let response = app.login("nobody@globex.example", PASSWORD, 0).await;
+    assert_error(response, StatusCode::UNAUTHORIZED, "invalid_credentials").await;
+    // Inside the org's domain a taken address is a conflict: the org holds that domain.
+    let response = app
+        .post(
+            "/admin/users",
+            Some(&acme.admin),
+            &json!({"email": "member@acme.example", "password": PASSWORD, "first": "A",
+                    "last": "B", "orgId": acme.id, "role": "member"}),
+        )
+        .await;
+    assert_error(response, StatusCode::CONFLICT, "conflict").await;
 }
 
 #[tokio::test]
@@ -155,7 +210,48 @@ async fn user_creation_checks_its_input() {
 }
 
 #[tokio::test]
-async fn adding_a_member_lets_them_into_the_org() {
+async fn an_org_admin_cannot_pull_other_orgs_users_in() {
+    let app = TestApp::spawn().await;
+    let acme = org_with_people(&app, "Acme").await;
+    let globex = org_with_people(&app, "Globex").await;
+    let path = format!("/admin/orgs/{}/members", globex.id);
+    let mut answers = Vec::new();
+    // Another org's member, the platform admin, and an id nobody has: one answer for all.
+    for user_id in [acme.member_id, 1, 987_654] {
+        let response = app
+            .post(
+                &path,
+                Some(&globex.admin),
+                &json!({"userId": user_id, "role": "member"}),
+            )
+            .await;
+        assert_eq!(response.status(), StatusCode::FORBIDDEN, "user {user_id}");
+        answers.push(body(response).await);
+    }
+    assert_eq!(answers[0], answers[1]);
+    assert_eq!(answers[0], answers[2]);
+    // The victim's logins still land in their own org, and Acme's admin keeps control.
+    assert_eq!(
+        app.login_ok("member@acme.example", PASSWORD)
+            .await
+            .user
+            .org_id,
+        acme.id
+    );
+    let response = app.login("member@acme.example", PASSWORD, globex.id).await;
+    assert_error(response, StatusCode::NOT_FOUND, "no_active_org").await;
+    let response = app
+        .post(
+            &format!("/admin/users/{}/sessions/revoke", acme.member_id),
+            Some(&acme.admin),
+            &json!({}),
+        )
+        .await;
+    assert_eq!(response.status(), StatusCode::NO_CONTENT);
+}
+
+#[tokio::test]
+async fn a_platform_admin_or_an_admin_of_both_orgs_adds_a_member() {
     let app = TestApp::spawn().await;
     let acme = org_with_people(&app, "Acme").await;
     let globex = org_with_people(&app, "Globex").await;
@@ -164,7 +260,7 @@ async fn adding_a_member_lets_them_into_the_org() {
     let response = app
         .post(
             &path,
-            Some(&globex.admin),
+            Some(&app.admin_token),
             &json!({"userId": acme.member_id, "role": "member"}),
         )
         .await;
@@ -177,23 +273,25 @@ async fn adding_a_member_lets_them_into_the_org() {
         .login_to("member@acme.example", PASSWORD, globex.id)
         .await;
     assert_eq!(login.user.org_id, globex.id);
-
     let again = app
         .post(
             &path,
-            Some(&globex.admin),
+            Some(&app.admin_token),
             &json!({"userId": acme.member_id, "role": "admin"}),
         )
         .await;
     assert_error(again, StatusCode::CONFLICT, "conflict").await;
-    let unknown = app
+
+    // Globex's admin, made an admin of Acme too, may bring Acme's people into Globex.
+    app.add_member(acme.id, globex.admin_id, "admin").await;
+    let response = app
         .post(
             &path,
             Some(&globex.admin),
-            &json!({"userId": 987654, "role": "member"}),
+            &json!({"userId": acme.admin_id, "role": "member"}),
         )
         .await;
-    assert_error(unknown, StatusCode::NOT_FOUND, "not_found").await;
+    assert_eq!(response.status(), StatusCode::CREATED);
     let foreign = app
         .post(
             &path,
@@ -202,6 +300,105 @@ async fn adding_a_member_lets_them_into_the_org() {
         )
         .await;
     assert_error(foreign, StatusCode::FORBIDDEN, "forbidden").await;
+}
+
+#[tokio::test]
+async fn a_login_without_an_org_goes_home_then_to_the_org_used_last() {
+    let app = TestApp::spawn().await;
+    let acme = org_with_people(&app, "Acme").await;
+    let globex = org_with_people(&app, "Globex").await;
+    // Globex has a lower id than neither: the default must not depend on ids at all.
+    app.add_member(globex.id, acme.member_id, "member").await;
+    let home = app.login_ok("member@acme.example", PASSWORD).await;
+    assert_eq!(home.user.org_id, acme.id, "the home org first");
+    app.login_to("member@acme.example", PASSWORD, globex.id)
+        .await;
+    assert_eq!(
+        app.login_ok("member@acme.example", PASSWORD)
+            .await
+            .user
+            .org_id,
+        acme.id,
+        "still home while that membership is active"
+    );
+    let path = format!("/admin/orgs/{}/members/{}", acme.id, acme.member_id);
+    let response = app
+        .patch(&path, Some(&acme.admin), &json!({"isActive": false}))
+        .await;
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(
+        app.login_ok("member@acme.example", PASSWORD)
+            .await
+            .user
+            .org_id,
+        globex.id,
+        "home inactive: the org used last"
+    );
+}
+
+#[tokio::test]
+async fn each_org_controls_its_membership_and_the_home_org_the_account() {
+    let app = TestApp::spawn().await;
+    let acme = org_with_people(&app, "Acme").await;
+    let globex = org_with_people(&app, "Globex").await;
+    app.add_member(globex.id, acme.member_id, "member").await;
+    let in_globex = app
+        .login_to("member@acme.example", PASSWORD, globex.id)
+        .await
+        .token;
+    let in_acme = app.login_ok("member@acme.example", PASSWORD).await.token;
+
+    // Globex's admin ends the member's sessions in Globex only, and may not touch the account.
+    let response = app
+        .post(
+            &format!("/admin/users/{}/sessions/revoke", acme.member_id),
+            Some(&globex.admin),
+            &json!({}),
+        )
+        .await;
+    assert_eq!(response.status(), StatusCode::NO_CONTENT);
+    assert_eq!(app.me(&in_globex).await.status(), StatusCode::FORBIDDEN);
+    assert_eq!(app.me(&in_acme).await.status(), StatusCode::OK);
+    for (path, body) in [
+        (
+            format!("/admin/users/{}", acme.member_id),
+            json!({"isActive": false}),
+        ),
+        (
+            format!("/admin/users/{}/password", acme.member_id),
+            json!({"newPassword": "a whole new password here"}),
+        ),
+    ] {
+        let method = if path.ends_with("password") {
+            reqwest::Method::POST
+        } else {
+            reqwest::Method::PATCH
+        };
+        let response = app
+            .send(method, &path, Some(&globex.admin), Some(&body))
+            .await;
+        assert_error(response, StatusCode::FORBIDDEN, "forbidden").await;
+    }
+    assert_eq!(app.me(&in_acme).await.status(), StatusCode::OK);
+
+    // Acme, the home org, keeps every account-wide action.
+    let response = app
+        .patch(
+            &format!("/admin/users/{}", acme.member_id),
+            Some(&acme.admin),
+            &json!({"first": "Renamed"}),
+        )
+        .await;
+    assert_eq!(response.status(), StatusCode::OK);
+    let response = app
+        .post(
+            &format!("/admin/users/{}/sessions/revoke", acme.member_id),
+            Some(&acme.admin),
+            &json!({}),
+        )
+        .await;
+    assert_eq!(response.status(), StatusCode::NO_CONTENT);
+    assert_eq!(app.me(&in_acme).await.status(), StatusCode::FORBIDDEN);
 }
 
 #[tokio::test]
@@ -380,7 +577,7 @@ async fn org_admins_cannot_reach_users_beyond_their_orgs() {
         .await;
     assert_error(response, StatusCode::NOT_FOUND, "not_found").await;
 
-    // A user in both orgs can be changed only by someone who administers both.
+    // A user in both orgs: account-wide changes belong to their home org (Globex) alone.
     app.add_member(acme.id, globex.member_id, "member").await;
     let response = app
         .patch(

@@ -225,7 +225,9 @@ async fn someone_elses_key_cannot_be_deleted_or_even_detected() {
 #[tokio::test]
 async fn a_key_acts_with_the_owners_current_role_in_its_org() {
     let app = TestApp::spawn().await;
-    let (org, user, token) = app.member_of_new_org("Acme", "dev@acme.example").await;
+    let org = app.create_org_with_domains("Acme", &["acme.example"]).await;
+    let user = app.create_user("dev@acme.example", org, "member").await;
+    let token = app.login_ok("dev@acme.example", PASSWORD).await.token;
     let (_, key) = app.add_key(&token, "ops").await;
     let create_user = json!({"email": "x@acme.example", "password": PASSWORD, "first": "X",
         "last": "Y", "orgId": org, "role": "member"});

@@ -309,11 +309,16 @@ impl TestApp {
     }
 
     pub async fn create_org(&self, name: &str) -> i64 {
+        self.create_org_with_domains(name, &[]).await
+    }
+
+    /// An org holding `domains` (set by the platform admin, so verified).
+    pub async fn create_org_with_domains(&self, name: &str, domains: &[&str]) -> i64 {
         let response = self
             .post(
                 "/admin/orgs",
                 Some(&self.admin_token),
-                &json!({ "name": name }),
+                &json!({ "name": name, "emailDomains": domains }),
             )
             .await;
         assert_eq!(response.status(), StatusCode::CREATED);
