@@ -74,6 +74,10 @@ pub struct AuthenticateResponse {
     /// the enrolment calls (and `/user/me`, renewal, logout) until `POST /user/mfa/totp/confirm`.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub mfa_enrollment_required: bool,
+    /// The account has a second factor this sign-in (single sign-on) has not proved yet: the
+    /// token is good only for `POST /user/mfa/verify` with a code.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub mfa_required: bool,
 }
 
 /// The user as seen through one session: `isAdmin` and `role` are of the session's org.
@@ -650,12 +654,36 @@ pub struct SsoConfig {
     pub org_id: i64,
     pub issuer: String,
     pub client_id: String,
+    /// The domains that sign in through this provider: verified ones only.
     pub email_domains: Vec<String>,
+    /// Domains asked for by an org admin that do nothing until a platform admin sets them.
+    #[serde(default)]
+    pub pending_domains: Vec<String>,
     pub allow_jit: bool,
     pub allow_password: bool,
     pub redirect_allow_list: Vec<String>,
     /// The redirect URI to register at the provider.
     pub redirect_uri: String,
+}
+
+/// `POST /user/authenticate/sso/link`: link the caller's account to their identity at an
+/// org's provider.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct SsoLinkRequest {
+    pub org_id: i64,
+    /// As for `/sso/start`: where the browser goes with the token, from the allow-list.
+    #[serde(default)]
+    pub return_to: Option<String>,
+}
+
+/// Where to send the browser to sign in at the provider and complete the link.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SsoLinkResponse {
+    pub redirect_url: String,
 }
 
 /// The query of `GET /user/authenticate/sso/start`.

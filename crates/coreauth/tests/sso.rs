@@ -289,26 +289,71 @@ async fn a_new_member_signs_in_through_the_provider_and_gets_a_session_token() {
     provider.stop().await;
 }
 
+/// `POST /user/authenticate/sso/link` with a password session's token: the provider URL that
+/// links the account once the provider asserts its email.
+async fn link_url(app: &TestApp, token: &str, org: i64, return_to: Option<&str>) -> String {
+    let response = app
+        .post(
+            "/user/authenticate/sso/link",
+            Some(token),
+            &json!({"orgId": org, "returnTo": return_to}),
+        )
+        .await;
+    assert_eq!(response.status(), StatusCode::OK);
+    let url = body(response).await["redirectUrl"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert!(url.contains("code_challenge_method=S256"), "{url}");
+    url
+}
+
+/// The token in a landing's `returnTo#token=…` fragment.
+fn fragment_token(landing: &Landing) -> String {
+    let location = landing.location.clone().unwrap();
+    let fragment = location
+        .strip_prefix(&format!("{RETURN_TO}#token="))
+        .expect(&location);
+    fragment.split('&').next().unwrap().to_owned()
+}
+
 #[tokio::test]
-async fn an_existing_member_lands_on_the_allowed_return_page_with_the_token_in_the_fragment() {
+async fn an_existing_member_links_their_account_once_then_lands_on_the_return_page() {
     let app = TestApp::spawn().await;
     let org = app.create_org("Acme").await;
     app.create_user("alice@acme.example", org, "admin").await;
+    // Signed in with her password before the org turned password logins off.
+    let alice = app.login_ok("alice@acme.example", PASSWORD).await.token;
     let provider = start_provider(&app, free_port(), "k1").await;
     configure(&app, org, &provider.issuer, false).await;
 
+    // The provider's word alone does not adopt an existing account.
+    let url = start_url(&app, &browser(), org, Some(RETURN_TO)).await;
+    let landing = sign_in(&app, &browser(), &url, "alice@acme.example", false).await;
+    assert_eq!(landing.status, StatusCode::FORBIDDEN);
+    assert_eq!(landing.body["error"], "sso_account_not_linked");
+
+    // Alice proves the account with her password session and links it.
+    let url = link_url(&app, &alice, org, Some(RETURN_TO)).await;
+    let landing = sign_in(&app, &browser(), &url, "alice@acme.example", false).await;
+    assert_eq!(landing.status, StatusCode::SEE_OTHER);
+    let me = body(app.me(&fragment_token(&landing)).await).await;
+    assert_eq!(me["email"], "alice@acme.example");
+    assert_eq!(me["role"], "admin");
+
+    // From now on a plain sign-on finds her through the link.
     let browser = browser();
     let url = start_url(&app, &browser, org, Some(RETURN_TO)).await;
     let landing = sign_in(&app, &browser, &url, "alice@acme.example", false).await;
     assert_eq!(landing.status, StatusCode::SEE_OTHER);
-    let location = landing.location.unwrap();
-    let fragment = location
-        .strip_prefix(&format!("{RETURN_TO}#token="))
-        .expect(&location);
-    let token = fragment.split('&').next().unwrap();
-    let me = body(app.me(token).await).await;
+    let me = body(app.me(&fragment_token(&landing)).await).await;
     assert_eq!(me["email"], "alice@acme.example");
-    assert_eq!(me["role"], "admin");
+
+    // A link must name the account's own email: Alice cannot link someone else's identity.
+    let url = link_url(&app, &alice, org, None).await;
+    let landing = sign_in(&app, &self::browser(), &url, "newcomer@acme.example", false).await;
+    assert_eq!(landing.status, StatusCode::FORBIDDEN);
+    assert_eq!(landing.body["error"], "sso_link_mismatch");
 
     // An open-redirect attempt never reaches the provider.
     let evil = format!(
@@ -317,6 +362,202 @@ async fn an_existing_member_lands_on_the_allowed_return_page_with_the_token_in_t
     );
     let response = browser.get(&evil).send().await.unwrap();
     assert_eq!(response.status(), StatusCode::BAD_REQUEST);
+    provider.stop().await;
+}
+
+#[tokio::test]
+async fn an_org_admin_cannot_sign_in_as_the_platform_admin_through_their_own_provider() {
+    let app = TestApp::spawn().await;
+    let rogue = app
+        .create_org_with_domains("Rogue", &["rogue.example"])
+        .await;
+    app.create_user("boss@rogue.example", rogue, "admin").await;
+    let boss = app.login_ok("boss@rogue.example", PASSWORD).await.token;
+    let provider = start_provider(&app, free_port(), "k1").await;
+
+    // The rogue admin points the platform admin's domain at a provider they control.
+    let config = json!({"issuer": provider.issuer, "clientId": CLIENT_ID,
+        "clientSecret": CLIENT_SECRET, "emailDomains": ["example.com", "rogue.example"],
+        "allowJit": true, "redirectAllowList": [RETURN_TO]});
+    let path = format!("/admin/orgs/{rogue}/sso");
+    let response = app
+        .send(reqwest::Method::PUT, &path, Some(&boss), Some(&config))
+        .await;
+    assert_eq!(response.status(), StatusCode::OK);
+    let saved = body(response).await;
+    assert_eq!(saved["emailDomains"], json!(["rogue.example"]));
+    assert_eq!(saved["pendingDomains"], json!(["example.com"]));
+    let strategy = body(
+        app.post(
+            "/user/authenticate/strategy",
+            None,
+            &json!({"email": ADMIN_EMAIL}),
+        )
+        .await,
+    )
+    .await;
+    assert_eq!(
+        strategy["strategy"], "password",
+        "a pending domain does nothing"
+    );
+    let url = start_url(&app, &browser(), rogue, None).await;
+    let landing = sign_in(&app, &browser(), &url, ADMIN_EMAIL, false).await;
+    assert_eq!(landing.status, StatusCode::FORBIDDEN);
+    assert_eq!(landing.body["error"], "sso_domain_mismatch");
+
+    // Even were the domain approved by mistake, the existing account is not adopted.
+    let response = app
+        .send(
+            reqwest::Method::PUT,
+            &path,
+            Some(&app.admin_token),
+            Some(&config),
+        )
+        .await;
+    assert_eq!(body(response).await["pendingDomains"], json!([]));
+    let url = start_url(&app, &browser(), rogue, None).await;
+    let landing = sign_in(&app, &browser(), &url, ADMIN_EMAIL, false).await;
+    assert_eq!(landing.status, StatusCode::FORBIDDEN);
+    assert_eq!(landing.body["error"], "sso_account_not_linked");
+    let orgs = body(app.get("/user/orgs", Some(&app.admin_token)).await).await;
+    assert_eq!(
+        orgs.as_array().unwrap().len(),
+        1,
+        "not pulled into Rogue: {orgs}"
+    );
+    let audit = body(
+        app.get(
+            &format!("/admin/audit?event=sso.login&orgId={rogue}"),
+            Some(&app.admin_token),
+        )
+        .await,
+    )
+    .await;
+    assert_eq!(audit["events"][0]["reason"], "sso_account_not_linked");
+
+    // A domain another org holds is refused outright.
+    let acme = app.create_org_with_domains("Acme", &["acme.example"]).await;
+    let _ = acme;
+    let mut claim = config.clone();
+    claim["emailDomains"] = json!(["acme.example"]);
+    let response = app
+        .send(reqwest::Method::PUT, &path, Some(&boss), Some(&claim))
+        .await;
+    assert_eq!(response.status(), StatusCode::CONFLICT);
+    provider.stop().await;
+}
+
+#[tokio::test]
+async fn a_platform_admin_signed_in_through_sso_holds_no_platform_power() {
+    let app = TestApp::spawn().await;
+    let provider = start_provider(&app, free_port(), "k1").await;
+    let config = json!({"issuer": provider.issuer, "clientId": CLIENT_ID,
+        "clientSecret": CLIENT_SECRET, "emailDomains": ["example.com"],
+        "allowPassword": true, "redirectAllowList": [RETURN_TO]});
+    let response = app
+        .send(
+            reqwest::Method::PUT,
+            "/admin/orgs/1/sso",
+            Some(&app.admin_token),
+            Some(&config),
+        )
+        .await;
+    assert_eq!(response.status(), StatusCode::OK);
+    let url = link_url(&app, &app.admin_token, 1, None).await;
+    let landing = sign_in(&app, &browser(), &url, ADMIN_EMAIL, false).await;
+    assert_eq!(landing.status, StatusCode::OK, "{}", landing.body);
+    let token = landing.body["token"].as_str().unwrap();
+    let me = body(app.me(token).await).await;
+    assert_eq!(me["isPlatformAdmin"], false);
+    assert_eq!(me["isAdmin"], true, "still the admin of org 1");
+    let response = app
+        .post("/admin/orgs", Some(token), &json!({"name": "Other"}))
+        .await;
+    assert_eq!(response.status(), StatusCode::FORBIDDEN);
+    provider.stop().await;
+}
+
+/// The TOTP code for `secret` at the app's clock.
+fn totp_code(app: &TestApp, secret: &str) -> String {
+    use totp_rs::{Builder, Secret};
+    let totp = Builder::new()
+        .with_secret(Secret::try_from_base32(secret).unwrap().to_vec())
+        .build()
+        .unwrap();
+    let t = app.clock_now().unix_timestamp();
+    totp.generate(u64::try_from(t).unwrap()).to_string()
+}
+
+#[tokio::test]
+async fn an_account_with_a_second_factor_answers_it_after_single_sign_on() {
+    let app = TestApp::spawn().await;
+    let org = app.create_org("Acme").await;
+    app.create_user("alice@acme.example", org, "member").await;
+    let token = app.login_ok("alice@acme.example", PASSWORD).await.token;
+    let enrollment = body(
+        app.post("/user/mfa/totp/enroll", Some(&token), &json!({}))
+            .await,
+    )
+    .await;
+    let secret = enrollment["secret"].as_str().unwrap().to_owned();
+    let response = app
+        .post(
+            "/user/mfa/totp/confirm",
+            Some(&token),
+            &json!({"code": totp_code(&app, &secret)}),
+        )
+        .await;
+    assert_eq!(response.status(), StatusCode::OK);
+    let provider = start_provider(&app, free_port(), "k1").await;
+    configure(&app, org, &provider.issuer, false).await;
+    let url = link_url(&app, &token, org, None).await;
+    let landing = sign_in(&app, &browser(), &url, "alice@acme.example", false).await;
+    assert_eq!(landing.status, StatusCode::OK, "{}", landing.body);
+    assert_eq!(landing.body["mfaRequired"], true);
+    let pending = landing.body["token"].as_str().unwrap().to_owned();
+
+    // Good for nothing but the code: not even enrolling another second factor.
+    for response in [
+        app.me(&pending).await,
+        app.post("/user/mfa/totp/enroll", Some(&pending), &json!({}))
+            .await,
+        app.renew(&pending).await,
+    ] {
+        assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+        assert_eq!(body(response).await["error"], "mfa_required");
+    }
+    let wrong = app
+        .post(
+            "/user/mfa/verify",
+            Some(&pending),
+            &json!({"code": "000000"}),
+        )
+        .await;
+    assert_eq!(wrong.status(), StatusCode::UNAUTHORIZED);
+    app.advance(Duration::from_secs(30));
+    let verified = app
+        .post(
+            "/user/mfa/verify",
+            Some(&pending),
+            &json!({"code": totp_code(&app, &secret)}),
+        )
+        .await;
+    assert_eq!(verified.status(), StatusCode::OK);
+    let fresh = body(verified).await["token"].as_str().unwrap().to_owned();
+    assert_eq!(app.me(&fresh).await.status(), StatusCode::OK);
+    assert_eq!(
+        app.me(&pending).await.status(),
+        StatusCode::OK,
+        "the session is complete"
+    );
+    let again = app
+        .post(
+            "/user/mfa/verify",
+            Some(&fresh),
+            &json!({"code": totp_code(&app, &secret)}),
+        )
+        .await;
+    assert_eq!(again.status(), StatusCode::BAD_REQUEST);
     provider.stop().await;
 }
 

@@ -74,6 +74,7 @@ impl Admin {
             created_at: to_millis(now),
             // The store makes it the admin of org 1 (which it creates); this makes org 1 home.
             membership: Some((1, Role::Admin)),
+            sso_identity: None,
         };
         let audit = NewAuditEvent::new("admin.bootstrapped", now)
             .details(serde_json::json!({ "email": admin.email.as_str() }));
@@ -155,6 +156,7 @@ impl Admin {
                     is_platform_admin: false,
                     created_at: to_millis(now),
                     membership: Some((request.org_id, role)),
+                    sso_identity: None,
                 },
                 &audit,
             )

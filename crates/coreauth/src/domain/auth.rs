@@ -15,7 +15,9 @@ use super::error::{DomainError, DomainResult, SsoFailure};
 use super::mfa::Mfa;
 use super::org::{MembershipRecord, Role};
 use super::password::{Password, PasswordHashing};
-use super::session::{AuthMethod, MFA_ENROLLMENT, PendingRenewals, Principal, SessionRecord};
+use super::session::{
+    AuthMethod, MFA_CHALLENGE, MFA_ENROLLMENT, PendingRenewals, Principal, SessionRecord,
+};
 use super::session_cache::MemberProfile;
 use super::throttle::{Subject, Throttle};
 use super::tokens::{SESSION_AUDIENCE, SessionClaims, TokenSigner};
@@ -94,6 +96,8 @@ pub struct IssuedToken {
     pub password_expires_at: Option<i64>,
     /// The org requires a second factor the user has not enrolled: this token can only enrol.
     pub mfa_enrollment_required: bool,
+    /// The account's second factor is still to be answered: this token can only answer it.
+    pub mfa_required: bool,
 }
 
 pub struct Auth {
@@ -227,7 +231,10 @@ impl Auth {
         Ok(issued)
     }
 
-    /// A session for a user whose identity provider vouched for them (the SSO callback).
+    /// A session for a user whose identity provider vouched for them (the SSO callback). An
+    /// account with a second factor gets a session that can only answer it (`answer_challenge`),
+    /// and one whose org requires a second factor it lacks a session that can only enrol, as a
+    /// password login would.
     pub(crate) async fn open_sso_session(
         &self,
         user: UserRecord,
@@ -237,14 +244,66 @@ impl Auth {
         origin: RequestOrigin,
         now: OffsetDateTime,
     ) -> DomainResult<IssuedToken> {
+        let restriction = if self.mfa.is_enabled(user.id).await? {
+            Some(MFA_CHALLENGE.to_owned())
+        } else {
+            let policy = policy_of(self.store.as_ref(), org_id).await?;
+            policy.require_mfa.then(|| MFA_ENROLLMENT.to_owned())
+        };
         let opening = Opening {
             method: "sso",
             client,
             origin,
-            restriction: None,
+            restriction,
             clears: None,
         };
         self.open_session(user, org_id, role, opening, now).await
+    }
+
+    /// Answers the second factor a session is waiting for (`MFA_CHALLENGE`): with a current
+    /// TOTP code or an unused recovery code the session becomes a full one, and a new token for
+    /// it is issued. Wrong codes count against the account's login throttle, as at login.
+    pub async fn answer_challenge(
+        &self,
+        caller: &Principal,
+        code: &str,
+        now: OffsetDateTime,
+    ) -> DomainResult<IssuedToken> {
+        let session = caller
+            .session
+            .as_ref()
+            .filter(|_| caller.awaits_second_factor())
+            .ok_or_else(|| {
+                DomainError::invalid("this session is not waiting for a second factor")
+            })?;
+        let profile = self.profile_of(caller).await?;
+        let email_key = Email::parse(&profile.user().email)?.key();
+        let account = Subject::Account(&email_key);
+        self.throttle
+            .attempt(&caller.origin.subjects(account.clone()), now)
+            .await?;
+        self.mfa
+            .check_login(caller.user_id, Some(code), &caller.origin, now)
+            .await?;
+        self.throttle.clear(&account).await?;
+        let audit = NewAuditEvent::new("mfa.verified", now)
+            .by(caller)
+            .subject_user(caller.user_id)
+            .subject(format!("session:{}", session.id));
+        if !self
+            .store
+            .lift_session_restriction(&session.id, MFA_CHALLENGE, &audit)
+            .await?
+        {
+            return Err(DomainError::Unauthenticated);
+        }
+        let mut lifted = SessionRecord::clone(session);
+        lifted.restriction = None;
+        let expiry = lifted.token_expiry(now, self.policy.token_ttl);
+        let user = UserRecord::clone(profile.user());
+        let mut issued = self.issue(user, &lifted, caller.role, now, expiry)?;
+        issued.password_expires_at = profile.password_expires_at();
+        Ok(issued)
     }
 
     /// Re-hashes a password verified against a hash made with weaker parameters than today's.
@@ -342,6 +401,7 @@ impl Auth {
             role,
             password_expires_at: None,
             mfa_enrollment_required: session.restriction.as_deref() == Some(MFA_ENROLLMENT),
+            mfa_required: session.restriction.as_deref() == Some(MFA_CHALLENGE),
         })
     }
 

@@ -102,6 +102,12 @@ pub enum SsoFailure {
     NoAccount,
     #[error("this org signs in through its identity provider; use single sign-on")]
     SsoRequired,
+    #[error(
+        "an account with this email exists but is not linked to this identity provider: sign in with its password, then link it (POST /user/authenticate/sso/link)"
+    )]
+    NotLinked,
+    #[error("the identity provider asserted another identity than the account being linked")]
+    LinkMismatch,
 }
 
 impl SsoFailure {
@@ -117,6 +123,8 @@ impl SsoFailure {
             Self::DomainMismatch => "sso_domain_mismatch",
             Self::NoAccount => "sso_no_account",
             Self::SsoRequired => "sso_required",
+            Self::NotLinked => "sso_account_not_linked",
+            Self::LinkMismatch => "sso_link_mismatch",
         }
     }
 }

@@ -102,8 +102,11 @@ impl PendingRenewals {
     }
 }
 
-/// The one restriction there is: enrol in TOTP before anything else.
+/// A session's restriction: enrol in TOTP before anything else.
 pub const MFA_ENROLLMENT: &str = "mfa_enrollment";
+/// A session's restriction: answer the account's second factor before anything else (a
+/// single sign-on of an account that has one: the provider's word does not replace it).
+pub const MFA_CHALLENGE: &str = "mfa_challenge";
 
 impl SessionRecord {
     /// Whether a platform admin holds their platform power in this session: only when it was
@@ -111,6 +114,11 @@ impl SessionRecord {
     /// org's SSO connection opened is a session in that org alone, whoever it names: an org
     /// admin controls their connection's identity provider and could assert any address.
     pub fn grants_platform_power(&self) -> bool {
+        self.opened_with_password()
+    }
+
+    /// Opened by the account's own password (with its second factor, when it has one).
+    pub fn opened_with_password(&self) -> bool {
         self.method == "password"
     }
 
@@ -214,6 +222,13 @@ impl Principal {
         self.session
             .as_ref()
             .is_some_and(|s| s.restriction.as_deref() == Some(MFA_ENROLLMENT))
+    }
+
+    /// A session that is good for nothing but answering its second factor.
+    pub fn awaits_second_factor(&self) -> bool {
+        self.session
+            .as_ref()
+            .is_some_and(|s| s.restriction.as_deref() == Some(MFA_CHALLENGE))
     }
 }
 

@@ -29,7 +29,7 @@ use super::org::{Name, Role};
 use super::secrets::SecretBox;
 use super::session::Principal;
 use super::throttle::{Subject, Throttle};
-use super::user::NewUser;
+use super::user::{NewUser, UserRecord};
 use crate::store::{SsoConfigRecord, SsoLoginRecord, Store};
 
 /// How long a started login may take to come back.
@@ -199,6 +199,7 @@ impl Sso {
         if domains.is_empty() || domains.len() > 100 {
             return Err(DomainError::invalid("give 1-100 email domains"));
         }
+        let (email_domains, pending_domains) = self.vet_domains(caller, org_id, domains).await?;
         if request.redirect_allow_list.len() > MAX_ALLOW_LIST
             || request
                 .redirect_allow_list
@@ -216,7 +217,8 @@ impl Sso {
             sealed_client_secret: self
                 .secrets
                 .seal(request.client_secret.as_bytes(), &sealed_binding(org_id))?,
-            email_domains: domains,
+            email_domains,
+            pending_domains,
             allow_jit: request.allow_jit,
             allow_password: request.allow_password,
             redirect_allow_list: request.redirect_allow_list,
@@ -228,6 +230,7 @@ impl Sso {
                 "issuer": record.issuer,
                 "clientId": record.client_id,
                 "emailDomains": record.email_domains,
+                "pendingDomains": record.pending_domains,
                 "allowJit": record.allow_jit,
                 "allowPassword": record.allow_password,
             }));
@@ -235,6 +238,45 @@ impl Sso {
             .save_sso_config(&record, to_millis(now), &audit)
             .await?;
         Ok(record)
+    }
+
+    /// Splits the domains asked for into those that count at once and those held pending. A
+    /// domain counts when a platform admin sets it, when a platform admin put it on the org, or
+    /// when it was verified for this org before; one an org admin adds otherwise waits, so an
+    /// org admin cannot point another org's addresses at an identity provider they control. A
+    /// domain another org holds is refused.
+    async fn vet_domains(
+        &self,
+        caller: &Principal,
+        org_id: i64,
+        domains: Vec<String>,
+    ) -> DomainResult<(Vec<String>, Vec<String>)> {
+        let org = self
+            .store
+            .org(org_id)
+            .await?
+            .ok_or(DomainError::NotFound("org"))?;
+        let before = self.store.sso_config(org_id).await?;
+        let (mut verified, mut pending) = (Vec::new(), Vec::new());
+        for domain in domains {
+            let holders = self.store.orgs_holding_domain(&domain).await?;
+            if holders.iter().any(|&holder| holder != org_id) {
+                return Err(DomainError::Conflict(format!(
+                    "the domain {domain} belongs to another org"
+                )));
+            }
+            let approved = caller.is_platform_admin
+                || org.email_domains.contains(&domain)
+                || before
+                    .as_ref()
+                    .is_some_and(|b| b.email_domains.contains(&domain));
+            if approved {
+                verified.push(domain);
+            } else {
+                pending.push(domain);
+            }
+        }
+        Ok((verified, pending))
     }
 
     pub async fn config(&self, caller: &Principal, org_id: i64) -> DomainResult<SsoConfigRecord> {
@@ -322,6 +364,46 @@ impl Sso {
         client: Option<String>,
         now: OffsetDateTime,
     ) -> DomainResult<String> {
+        self.begin(org_id, return_to, client, None, now).await
+    }
+
+    /// Starts a sign-on that links the caller's account to the identity the provider asserts
+    /// (when its email is the account's): the caller proves the account by having opened this
+    /// session with its password, so an existing account is never adopted on the provider's
+    /// word alone.
+    pub async fn start_link(
+        &self,
+        caller: &Principal,
+        org_id: i64,
+        return_to: Option<String>,
+        now: OffsetDateTime,
+    ) -> DomainResult<String> {
+        if caller
+            .session
+            .as_ref()
+            .is_none_or(|s| !s.opened_with_password())
+        {
+            return Err(DomainError::ForbiddenBecause(
+                "link an account from a session opened with its password".into(),
+            ));
+        }
+        match self.store.membership(caller.user_id, org_id).await? {
+            Some(m) if m.is_active => {}
+            _ => return Err(DomainError::Forbidden),
+        }
+        let client = Some("sso-link".to_owned());
+        self.begin(org_id, return_to, client, Some(caller.user_id), now)
+            .await
+    }
+
+    async fn begin(
+        &self,
+        org_id: i64,
+        return_to: Option<String>,
+        client: Option<String>,
+        link_user_id: Option<i64>,
+        now: OffsetDateTime,
+    ) -> DomainResult<String> {
         let config = self
             .store
             .sso_config(org_id)
@@ -372,6 +454,7 @@ impl Sso {
                 client: client.map(|c| c.chars().take(100).collect()),
                 created_at,
                 expires_at: created_at + ttl,
+                link_user_id,
             })
             .await?;
         Ok(url.to_string())
@@ -512,8 +595,17 @@ impl Sso {
             .family_name()
             .and_then(|n| n.get(None))
             .map(|n| n.as_str().to_owned());
+        let identity = (config.issuer.as_str(), claims.subject().as_str());
         let (user, role) = self
-            .member_for(&config, &email, given, family, origin, now)
+            .account_for(
+                &config,
+                &login,
+                identity,
+                &email,
+                (given, family),
+                origin,
+                now,
+            )
             .await?;
         let issued = self
             .auth
@@ -525,62 +617,98 @@ impl Sso {
         })
     }
 
-    /// The user behind a verified email, as an active member of the org: found, or created /
-    /// added as a member when the org allows just-in-time provisioning.
-    async fn member_for(
+    /// The account behind the provider's identity, as an active member of the org: the one
+    /// linked to it; or, in a sign-on started to link, the caller's account when the asserted
+    /// email is its own; or a new account when none has this email and the org allows
+    /// just-in-time provisioning. An existing account that is not linked is refused, whatever
+    /// the provider asserts: an org admin controls their provider and could assert anyone.
+    #[allow(clippy::too_many_arguments)]
+    async fn account_for(
         &self,
         config: &SsoConfigRecord,
+        login: &SsoLoginRecord,
+        identity: (&str, &str),
         email: &Email,
-        given: Option<String>,
-        family: Option<String>,
+        (given, family): (Option<String>, Option<String>),
         origin: &RequestOrigin,
         now: OffsetDateTime,
-    ) -> DomainResult<(crate::domain::user::UserRecord, Role)> {
+    ) -> DomainResult<(UserRecord, Role)> {
         let org_id = config.org_id;
-        let jit_audit = |event: &str| {
-            NewAuditEvent::new(event, now)
+        let (issuer, subject) = identity;
+        if let Some(user_id) = self.store.sso_identity(org_id, issuer, subject).await? {
+            if login.link_user_id.is_some_and(|linking| linking != user_id) {
+                return Err(failure(SsoFailure::LinkMismatch));
+            }
+            let user = self.store.user_by_id(user_id).await?;
+            return self.active_member(user, org_id).await;
+        }
+        if let Some(linking) = login.link_user_id {
+            let user = self.store.user_by_id(linking).await?;
+            let same_email = user
+                .as_ref()
+                .is_some_and(|u| Email::parse(&u.email).is_ok_and(|e| e.key() == email.key()));
+            if !same_email {
+                return Err(failure(SsoFailure::LinkMismatch));
+            }
+            let (user, role) = self.active_member(user, org_id).await?;
+            let audit = NewAuditEvent::new("sso.linked", now)
                 .from(origin)
                 .org(org_id)
-                .details(serde_json::json!({ "email": email.as_str(), "via": "sso" }))
-        };
-        let Some(user) = self.store.user_by_email(&email.key()).await? else {
-            if !config.allow_jit {
-                return Err(failure(SsoFailure::NoAccount));
-            }
-            let first = Name::parse("first", given.as_deref().unwrap_or(""), true)?;
-            let last = Name::parse("last", family.as_deref().unwrap_or(""), true)?;
-            let user = self
-                .store
-                .create_user(
-                    NewUser {
-                        uuid: uuid::Uuid::new_v4().to_string(),
-                        email: email.clone(),
-                        first,
-                        last,
-                        password_hash: None,
-                        is_platform_admin: false,
-                        created_at: to_millis(now),
-                        membership: Some((org_id, Role::Member)),
-                    },
-                    &jit_audit("user.created"),
-                )
-                .await?;
-            return Ok((user, Role::Member));
-        };
-        if !user.is_active {
+                .subject_user(user.id)
+                .details(serde_json::json!({ "issuer": issuer, "email": email.as_str() }));
+            self.store
+                .link_sso_identity(org_id, identity, user.id, to_millis(now), &audit)
+                .await
+                .map_err(|e| match e {
+                    DomainError::Conflict(_) => failure(SsoFailure::LinkMismatch),
+                    other => other,
+                })?;
+            return Ok((user, role));
+        }
+        if self.store.user_by_email(&email.key()).await?.is_some() {
+            return Err(failure(SsoFailure::NotLinked));
+        }
+        if !config.allow_jit {
             return Err(failure(SsoFailure::NoAccount));
         }
+        let first = Name::parse("first", given.as_deref().unwrap_or(""), true)?;
+        let last = Name::parse("last", family.as_deref().unwrap_or(""), true)?;
+        let audit = NewAuditEvent::new("user.created", now)
+            .from(origin)
+            .org(org_id)
+            .details(serde_json::json!({ "email": email.as_str(), "via": "sso" }));
+        let user = self
+            .store
+            .create_user(
+                NewUser {
+                    uuid: uuid::Uuid::new_v4().to_string(),
+                    email: email.clone(),
+                    first,
+                    last,
+                    password_hash: None,
+                    is_platform_admin: false,
+                    created_at: to_millis(now),
+                    membership: Some((org_id, Role::Member)),
+                    sso_identity: Some((issuer.to_owned(), subject.to_owned())),
+                },
+                &audit,
+            )
+            .await?;
+        Ok((user, Role::Member))
+    }
+
+    /// The user's role in the org, when both the user and the membership are active.
+    async fn active_member(
+        &self,
+        user: Option<UserRecord>,
+        org_id: i64,
+    ) -> DomainResult<(UserRecord, Role)> {
+        let Some(user) = user.filter(|u| u.is_active) else {
+            return Err(failure(SsoFailure::NoAccount));
+        };
         match self.store.membership(user.id, org_id).await? {
             Some(m) if m.is_active => Ok((user, m.role)),
-            Some(_) => Err(failure(SsoFailure::NoAccount)),
-            None if config.allow_jit => {
-                let audit = jit_audit("member.added").subject_user(user.id);
-                self.store
-                    .add_membership(org_id, user.id, Role::Member, to_millis(now), &audit)
-                    .await?;
-                Ok((user, Role::Member))
-            }
-            None => Err(failure(SsoFailure::NoAccount)),
+            _ => Err(failure(SsoFailure::NoAccount)),
         }
     }
 }

@@ -37,6 +37,9 @@ pub struct NewUser {
     pub created_at: i64,
     /// The org the user joins on creation, and as what: their home org.
     pub membership: Option<(i64, Role)>,
+    /// The identity `(issuer, subject)` at that org's SSO provider that created the account
+    /// (just-in-time provisioning), linked in the same transaction.
+    pub sso_identity: Option<(String, String)>,
 }
 
 /// A change to a user; `None` leaves a field as it is.

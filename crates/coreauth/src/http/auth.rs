@@ -104,5 +104,6 @@ pub(super) fn session_answer(issued: IssuedToken) -> AuthenticateResponse {
             role: issued.role.as_str().to_owned(),
         },
         mfa_enrollment_required: issued.mfa_enrollment_required,
+        mfa_required: issued.mfa_required,
     }
 }

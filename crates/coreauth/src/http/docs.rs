@@ -179,7 +179,9 @@ impl FromRequestParts<AppState> for DocsAdmin {
             .auth
             .authenticate(&credential, origin_of(parts), state.now())
             .await?;
-        if principal.is_platform_admin || principal.role.is_admin() {
+        if principal.awaits_second_factor() {
+            Err(DomainError::MfaRequired.into())
+        } else if principal.is_platform_admin || principal.role.is_admin() {
             Ok(DocsAdmin)
         } else {
             Err(DomainError::Forbidden.into())

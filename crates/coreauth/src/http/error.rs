@@ -52,7 +52,9 @@ pub fn status_of(e: &DomainError) -> StatusCode {
             | SsoFailure::EmailUnverified
             | SsoFailure::DomainMismatch
             | SsoFailure::NoAccount
-            | SsoFailure::SsoRequired => StatusCode::FORBIDDEN,
+            | SsoFailure::SsoRequired
+            | SsoFailure::NotLinked
+            | SsoFailure::LinkMismatch => StatusCode::FORBIDDEN,
         },
     }
 }

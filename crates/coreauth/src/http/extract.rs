@@ -25,6 +25,9 @@ impl FromRequestParts<AppState> for EnrollingCaller {
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
         let principal = authenticate(parts, state).await?;
+        if principal.awaits_second_factor() {
+            return Err(DomainError::MfaRequired.into());
+        }
         // A read-only API key may only read.
         if principal.read_only && !parts.method.is_safe() {
             return Err(DomainError::Forbidden.into());
@@ -58,10 +61,25 @@ impl FromRequestParts<AppState> for Reader {
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
         let principal = authenticate(parts, state).await?;
+        if principal.awaits_second_factor() {
+            return Err(DomainError::MfaRequired.into());
+        }
         if principal.must_enroll_mfa() {
             return Err(DomainError::MfaEnrollmentRequired.into());
         }
         Ok(Reader(principal))
+    }
+}
+
+/// The caller of `POST /user/mfa/verify`: any authenticated caller, also a session that is
+/// waiting for its second factor (which every other extractor refuses with `mfa_required`).
+pub struct ChallengedCaller(pub Principal);
+
+impl FromRequestParts<AppState> for ChallengedCaller {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        Ok(ChallengedCaller(authenticate(parts, state).await?))
     }
 }
 

@@ -8,8 +8,9 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use super::AppState;
+use super::auth::session_answer;
 use super::error::{ApiJson, ApiPath, ApiResult};
-use super::extract::{Caller, EnrollingCaller};
+use super::extract::{Caller, ChallengedCaller, EnrollingCaller};
 use crate::domain::error::DomainError;
 use crate::domain::mfa::Proof;
 use crate::domain::password::Password;
@@ -20,6 +21,32 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(confirm))
         .routes(routes!(disable))
         .routes(routes!(reset))
+        .routes(routes!(verify))
+}
+
+/// Answer the second factor of a single sign-on: a session opened through an org's identity
+/// provider for an account with TOTP is good for nothing else until then. Answers a new token
+/// for the now complete session.
+#[utoipa::path(post, path = "/user/mfa/verify", tag = "user",
+    request_body = proto::TotpCode,
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "Verified; the session is complete", body = proto::AuthenticateResponse),
+        (status = 400, description = "This session is not waiting for a second factor", body = ErrorBody),
+        (status = 401, description = "mfa_invalid: wrong or reused code", body = ErrorBody),
+        (status = 403, description = "unauthenticated", body = ErrorBody),
+        (status = 429, description = "rate_limited", body = ErrorBody),
+    ))]
+async fn verify(
+    State(state): State<AppState>,
+    ChallengedCaller(caller): ChallengedCaller,
+    ApiJson(body): ApiJson<proto::TotpCode>,
+) -> ApiResult<ApiJson<proto::AuthenticateResponse>> {
+    let issued = state
+        .auth
+        .answer_challenge(&caller, body.code.expose(), state.now())
+        .await?;
+    Ok(ApiJson(session_answer(issued)))
 }
 
 /// Start enrolling TOTP: a new secret, its otpauth URL and QR code. Not active until confirmed.

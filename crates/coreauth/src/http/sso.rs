@@ -20,6 +20,7 @@ pub fn routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(strategy))
         .routes(routes!(start))
+        .routes(routes!(link))
         .routes(routes!(callback))
         .routes(routes!(configure, get_config, remove))
 }
@@ -82,6 +83,31 @@ async fn start(
     Ok(Redirect::to(&url))
 }
 
+/// Link your account to your identity at an org's provider: answers the provider's sign-in URL
+/// to send the browser to. Only from a session opened with the account's password, and the
+/// provider must assert the account's own email.
+#[utoipa::path(post, path = "/user/authenticate/sso/link", tag = "authenticate",
+    request_body = proto::SsoLinkRequest,
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "Where to sign in at the provider", body = proto::SsoLinkResponse),
+        (status = 400, description = "returnTo is not on the allow-list", body = ErrorBody),
+        (status = 403, description = "unauthenticated, or forbidden: not a password session, or not a member of this org", body = ErrorBody),
+        (status = 404, description = "The org has no SSO", body = ErrorBody),
+        (status = 502, description = "The identity provider cannot be reached", body = ErrorBody),
+    ))]
+async fn link(
+    State(state): State<AppState>,
+    Caller(caller): Caller,
+    ApiJson(body): ApiJson<proto::SsoLinkRequest>,
+) -> ApiResult<ApiJson<proto::SsoLinkResponse>> {
+    let redirect_url = state
+        .sso
+        .start_link(&caller, body.org_id, body.return_to, state.now())
+        .await?;
+    Ok(ApiJson(proto::SsoLinkResponse { redirect_url }))
+}
+
 /// Where the identity provider sends the browser back: answers the session token as JSON, or
 /// redirects to `returnTo` with `#token=…&expiresAt=…` in the fragment.
 #[utoipa::path(get, path = "/user/authenticate/sso/callback", tag = "authenticate",
@@ -91,7 +117,7 @@ async fn start(
         (status = 303, description = "Signed in; to returnTo with the token in the fragment"),
         (status = 400, description = "Unknown, used or expired sign-in (state)", body = ErrorBody),
         (status = 401, description = "The ID token did not verify", body = ErrorBody),
-        (status = 403, description = "Consent denied, email unverified, domain mismatch, or no account", body = ErrorBody),
+        (status = 403, description = "Consent denied, email unverified, domain mismatch, no account, or an account not linked to this provider", body = ErrorBody),
         (status = 502, description = "The identity provider failed", body = ErrorBody),
     ))]
 async fn callback(
@@ -116,10 +142,13 @@ async fn callback(
     let Some(return_to) = outcome.return_to else {
         return Ok(ApiJson(answer).into_response());
     };
-    let target = format!(
+    let mut target = format!(
         "{return_to}#token={}&expiresAt={}",
         answer.token, answer.expires_at
     );
+    if answer.mfa_required {
+        target.push_str("&mfaRequired=true");
+    }
     let mut response = StatusCode::SEE_OTHER.into_response();
     if let Ok(location) = HeaderValue::from_str(&target) {
         response.headers_mut().insert(header::LOCATION, location);
@@ -142,7 +171,7 @@ async fn callback(
         (status = 400, description = "Bad issuer, client, domains or allow-list", body = ErrorBody),
         (status = 403, description = "unauthenticated, or forbidden: not an admin of this org", body = ErrorBody),
         (status = 404, description = "No such org", body = ErrorBody),
-        (status = 409, description = "A domain already signs in through another org", body = ErrorBody),
+        (status = 409, description = "A domain belongs to another org", body = ErrorBody),
     ))]
 async fn configure(
     State(state): State<AppState>,
@@ -210,6 +239,7 @@ fn view(state: &AppState, record: SsoConfigRecord) -> proto::SsoConfig {
         issuer: record.issuer,
         client_id: record.client_id,
         email_domains: record.email_domains,
+        pending_domains: record.pending_domains,
         allow_jit: record.allow_jit,
         allow_password: record.allow_password,
         redirect_allow_list: record.redirect_allow_list,

@@ -466,6 +466,21 @@ impl Store for CachingStore {
         done
     }
 
+    async fn lift_session_restriction(
+        &self,
+        session_id: &str,
+        restriction: &str,
+        audit: &NewAuditEvent,
+    ) -> DomainResult<bool> {
+        // Invalidated even when the write failed: it may have landed.
+        let done = self
+            .inner
+            .lift_session_restriction(session_id, restriction, audit)
+            .await;
+        self.cache.invalidate_session(session_id);
+        done
+    }
+
     async fn live_sessions_of(&self, user_id: i64, now: i64) -> DomainResult<Vec<SessionRecord>> {
         self.inner.live_sessions_of(user_id, now).await
     }
@@ -770,6 +785,32 @@ impl Store for CachingStore {
         self.inner.sso_org_for_domain(domain).await
     }
 
+    async fn orgs_holding_domain(&self, domain: &str) -> DomainResult<Vec<i64>> {
+        self.inner.orgs_holding_domain(domain).await
+    }
+
+    async fn sso_identity(
+        &self,
+        org_id: i64,
+        issuer: &str,
+        subject: &str,
+    ) -> DomainResult<Option<i64>> {
+        self.inner.sso_identity(org_id, issuer, subject).await
+    }
+
+    async fn link_sso_identity(
+        &self,
+        org_id: i64,
+        identity: (&str, &str),
+        user_id: i64,
+        now: i64,
+        audit: &NewAuditEvent,
+    ) -> DomainResult<()> {
+        self.inner
+            .link_sso_identity(org_id, identity, user_id, now, audit)
+            .await
+    }
+
     async fn create_sso_login(&self, login: &SsoLoginRecord) -> DomainResult<()> {
         self.inner.create_sso_login(login).await
     }
@@ -845,6 +886,7 @@ mod tests {
                 is_platform_admin: false,
                 created_at: now,
                 membership: Some((org.id, Role::Member)),
+                sso_identity: None,
             };
             let user = inner.create_user(user, &audit).await.unwrap();
             let cache = Arc::new(SessionCache::new(TTL, 100));

@@ -55,7 +55,10 @@ pub struct SsoConfigRecord {
     pub issuer: String,
     pub client_id: String,
     pub sealed_client_secret: String,
+    /// Verified domains: strategy discovery and the callback count these only.
     pub email_domains: Vec<String>,
+    /// Domains an org admin asked for, doing nothing until a platform admin sets them.
+    pub pending_domains: Vec<String>,
     pub allow_jit: bool,
     pub allow_password: bool,
     pub redirect_allow_list: Vec<String>,
@@ -72,6 +75,8 @@ pub struct SsoLoginRecord {
     pub client: Option<String>,
     pub created_at: i64,
     pub expires_at: i64,
+    /// The user linking their account, who started this sign-on from a password session.
+    pub link_user_id: Option<i64>,
 }
 
 /// Previous hashes kept per user, enough for the strictest `historyCount`.
@@ -232,6 +237,14 @@ pub trait Store: Send + Sync + 'static {
         now: i64,
         audit: &NewAuditEvent,
     ) -> DomainResult<Revoked>;
+    /// Clears the session's restriction if it is `restriction`, with its audit event; false
+    /// when it was not (already lifted, or another).
+    async fn lift_session_restriction(
+        &self,
+        session_id: &str,
+        restriction: &str,
+        audit: &NewAuditEvent,
+    ) -> DomainResult<bool>;
     /// Sessions of a user that are neither revoked nor past their last token's expiry.
     async fn live_sessions_of(&self, user_id: i64, now: i64) -> DomainResult<Vec<SessionRecord>>;
 
@@ -384,6 +397,24 @@ pub trait Store: Send + Sync + 'static {
     async fn delete_sso_config(&self, org_id: i64, audit: &NewAuditEvent) -> DomainResult<bool>;
     /// The org whose SSO claims this email domain.
     async fn sso_org_for_domain(&self, domain: &str) -> DomainResult<Option<i64>>;
+    /// The orgs holding this domain: set on the org by a platform admin, or verified for SSO.
+    async fn orgs_holding_domain(&self, domain: &str) -> DomainResult<Vec<i64>>;
+    /// The user linked to this identity at the org's provider.
+    async fn sso_identity(
+        &self,
+        org_id: i64,
+        issuer: &str,
+        subject: &str,
+    ) -> DomainResult<Option<i64>>;
+    /// Links an identity at the org's provider to a user; `Conflict` when it is linked already.
+    async fn link_sso_identity(
+        &self,
+        org_id: i64,
+        identity: (&str, &str),
+        user_id: i64,
+        now: i64,
+        audit: &NewAuditEvent,
+    ) -> DomainResult<()>;
     async fn create_sso_login(&self, login: &SsoLoginRecord) -> DomainResult<()>;
     /// Takes a login in flight by its state, once: a second call with the same state finds
     /// nothing. Expired ones are returned too (the caller tells the user it expired).

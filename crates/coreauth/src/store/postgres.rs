@@ -518,6 +518,7 @@ struct SsoLoginRow {
     client: Option<String>,
     created_at: i64,
     expires_at: i64,
+    link_user_id: Option<i64>,
 }
 
 impl From<SsoLoginRow> for SsoLoginRecord {
@@ -531,7 +532,35 @@ impl From<SsoLoginRow> for SsoLoginRecord {
             client: r.client,
             created_at: r.created_at,
             expires_at: r.expires_at,
+            link_user_id: r.link_user_id,
         }
+    }
+}
+
+async fn insert_sso_identity(
+    tx: &mut Transaction<'static, Postgres>,
+    org_id: i64,
+    (issuer, subject): (&str, &str),
+    user_id: i64,
+    now: i64,
+) -> DomainResult<()> {
+    let result = sqlx::query(
+        "INSERT INTO sso_identities (org_id, issuer, subject, user_id, created_at) \
+         VALUES ($1, $2, $3, $4, $5)",
+    )
+    .bind(org_id)
+    .bind(issuer)
+    .bind(subject)
+    .bind(user_id)
+    .bind(now)
+    .execute(&mut **tx)
+    .await;
+    match result {
+        Ok(_) => Ok(()),
+        Err(e) if is_unique_violation(&e) => Err(DomainError::Conflict(
+            "this identity is already linked to an account".into(),
+        )),
+        Err(e) => Err(db_error(e)),
     }
 }
 
@@ -771,6 +800,16 @@ impl Store for PostgresStore {
         let user_id = insert_user(&mut tx, &user).await?;
         if let Some((org_id, role)) = user.membership {
             insert_membership(&mut tx, org_id, user_id, role, user.created_at).await?;
+            if let Some((issuer, subject)) = &user.sso_identity {
+                insert_sso_identity(
+                    &mut tx,
+                    org_id,
+                    (issuer.as_str(), subject.as_str()),
+                    user_id,
+                    user.created_at,
+                )
+                .await?;
+            }
         }
         let mut audit = audit.clone();
         audit.subject_user_id = Some(user_id);
@@ -1197,6 +1236,30 @@ impl Store for PostgresStore {
         insert_audit(&mut tx, &audit).await?;
         tx.commit().await.map_err(db_error)?;
         Ok(revoked)
+    }
+
+    async fn lift_session_restriction(
+        &self,
+        session_id: &str,
+        restriction: &str,
+        audit: &NewAuditEvent,
+    ) -> DomainResult<bool> {
+        let mut tx = self.begin().await?;
+        let done = sqlx::query(
+            "UPDATE sessions SET restriction = NULL WHERE id = $1 AND restriction = $2 \
+             AND revoked_at IS NULL",
+        )
+        .bind(session_id)
+        .bind(restriction)
+        .execute(&mut *tx)
+        .await
+        .map_err(db_error)?;
+        if done.rows_affected() == 0 {
+            return Ok(false);
+        }
+        insert_audit(&mut tx, audit).await?;
+        tx.commit().await.map_err(db_error)?;
+        Ok(true)
     }
 
     async fn live_sessions_of(&self, user_id: i64, now: i64) -> DomainResult<Vec<SessionRecord>> {
@@ -1941,12 +2004,13 @@ impl Store for PostgresStore {
         // re-insert of its domains below never interleave with another save's.
         sqlx::query(
             "INSERT INTO sso_configs (org_id, issuer, client_id, client_secret, allow_jit, \
-             allow_password, redirect_allow_list, updated_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8) \
+             allow_password, redirect_allow_list, updated_at, pending_domains) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) \
              ON CONFLICT (org_id) DO UPDATE SET issuer = excluded.issuer, \
              client_id = excluded.client_id, client_secret = excluded.client_secret, \
              allow_jit = excluded.allow_jit, allow_password = excluded.allow_password, \
-             redirect_allow_list = excluded.redirect_allow_list, updated_at = excluded.updated_at",
+             redirect_allow_list = excluded.redirect_allow_list, updated_at = excluded.updated_at, \
+             pending_domains = excluded.pending_domains",
         )
         .bind(c.org_id)
         .bind(&c.issuer)
@@ -1956,6 +2020,7 @@ impl Store for PostgresStore {
         .bind(c.allow_password)
         .bind(serde_json::to_string(&c.redirect_allow_list).map_err(DomainError::internal)?)
         .bind(now)
+        .bind(serde_json::to_string(&c.pending_domains).map_err(DomainError::internal)?)
         .execute(&mut *tx)
         .await
         .map_err(db_error)?;
@@ -1985,15 +2050,23 @@ impl Store for PostgresStore {
     }
 
     async fn sso_config(&self, org_id: i64) -> DomainResult<Option<SsoConfigRecord>> {
-        let row: Option<(String, String, String, bool, bool, String)> = sqlx::query_as(
+        let row: Option<(String, String, String, bool, bool, String, String)> = sqlx::query_as(
             "SELECT issuer, client_id, client_secret, allow_jit, allow_password, \
-             redirect_allow_list FROM sso_configs WHERE org_id = $1",
+             redirect_allow_list, pending_domains FROM sso_configs WHERE org_id = $1",
         )
         .bind(org_id)
         .fetch_optional(&self.pool)
         .await
         .map_err(db_error)?;
-        let Some((issuer, client_id, sealed_client_secret, allow_jit, allow_password, list)) = row
+        let Some((
+            issuer,
+            client_id,
+            sealed_client_secret,
+            allow_jit,
+            allow_password,
+            list,
+            pending,
+        )) = row
         else {
             return Ok(None);
         };
@@ -2011,6 +2084,8 @@ impl Store for PostgresStore {
             client_id,
             sealed_client_secret,
             email_domains,
+            pending_domains: serde_json::from_str(&pending)
+                .map_err(|_| DomainError::internal("stored pending SSO domains"))?,
             allow_jit,
             allow_password,
             redirect_allow_list: serde_json::from_str(&list)
@@ -2052,10 +2127,52 @@ impl Store for PostgresStore {
         .map_err(db_error)
     }
 
+    async fn orgs_holding_domain(&self, domain: &str) -> DomainResult<Vec<i64>> {
+        sqlx::query_scalar(
+            "SELECT org_id FROM org_email_domains WHERE domain = $1 \
+             UNION SELECT org_id FROM sso_domains WHERE domain = $1",
+        )
+        .bind(domain)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db_error)
+    }
+
+    async fn sso_identity(
+        &self,
+        org_id: i64,
+        issuer: &str,
+        subject: &str,
+    ) -> DomainResult<Option<i64>> {
+        sqlx::query_scalar(
+            "SELECT user_id FROM sso_identities WHERE org_id = $1 AND issuer = $2 AND subject = $3",
+        )
+        .bind(org_id)
+        .bind(issuer)
+        .bind(subject)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(db_error)
+    }
+
+    async fn link_sso_identity(
+        &self,
+        org_id: i64,
+        identity: (&str, &str),
+        user_id: i64,
+        now: i64,
+        audit: &NewAuditEvent,
+    ) -> DomainResult<()> {
+        let mut tx = self.begin().await?;
+        insert_sso_identity(&mut tx, org_id, identity, user_id, now).await?;
+        insert_audit(&mut tx, audit).await?;
+        tx.commit().await.map_err(db_error)
+    }
+
     async fn create_sso_login(&self, l: &SsoLoginRecord) -> DomainResult<()> {
         sqlx::query(
             "INSERT INTO sso_logins (state, org_id, nonce, pkce_verifier, return_to, client, \
-             created_at, expires_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+             created_at, expires_at, link_user_id) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
         )
         .bind(&l.state)
         .bind(l.org_id)
@@ -2065,6 +2182,7 @@ impl Store for PostgresStore {
         .bind(l.client.as_deref())
         .bind(l.created_at)
         .bind(l.expires_at)
+        .bind(l.link_user_id)
         .execute(&self.pool)
         .await
         .map(|_| ())
@@ -2080,7 +2198,7 @@ impl Store for PostgresStore {
         let row: Option<SsoLoginRow> = sqlx::query_as(
             "UPDATE sso_logins SET used_at = $1 WHERE state = $2 AND used_at IS NULL \
              RETURNING state, org_id, nonce, pkce_verifier, return_to, client, created_at, \
-             expires_at",
+             expires_at, link_user_id",
         )
         .bind(now)
         .bind(state)

@@ -543,6 +543,33 @@ async fn insert_user(tx: &mut Transaction<'static, Sqlite>, user: &NewUser) -> D
     }
 }
 
+async fn insert_sso_identity(
+    tx: &mut Transaction<'static, Sqlite>,
+    org_id: i64,
+    (issuer, subject): (&str, &str),
+    user_id: i64,
+    now: i64,
+) -> DomainResult<()> {
+    let result = sqlx::query(
+        "INSERT INTO sso_identities (org_id, issuer, subject, user_id, created_at) \
+         VALUES (?, ?, ?, ?, ?)",
+    )
+    .bind(org_id)
+    .bind(issuer)
+    .bind(subject)
+    .bind(user_id)
+    .bind(now)
+    .execute(&mut **tx)
+    .await;
+    match result {
+        Ok(_) => Ok(()),
+        Err(e) if is_unique_violation(&e) => Err(DomainError::Conflict(
+            "this identity is already linked to an account".into(),
+        )),
+        Err(e) => Err(db_error(e)),
+    }
+}
+
 /// `NotFound("org")` unless the org exists.
 async fn require_org(tx: &mut Transaction<'static, Sqlite>, org_id: i64) -> DomainResult<()> {
     let found: Option<i64> = sqlx::query_scalar("SELECT id FROM orgs WHERE id = ?")
@@ -729,6 +756,16 @@ impl Store for SqliteStore {
         let user_id = insert_user(&mut tx, &user).await?;
         if let Some((org_id, role)) = user.membership {
             insert_membership(&mut tx, org_id, user_id, role, user.created_at).await?;
+            if let Some((issuer, subject)) = &user.sso_identity {
+                insert_sso_identity(
+                    &mut tx,
+                    org_id,
+                    (issuer.as_str(), subject.as_str()),
+                    user_id,
+                    user.created_at,
+                )
+                .await?;
+            }
         }
         let mut audit = audit.clone();
         audit.subject_user_id = Some(user_id);
@@ -1154,6 +1191,30 @@ impl Store for SqliteStore {
         insert_audit(&mut tx, &audit).await?;
         tx.commit().await.map_err(db_error)?;
         Ok(revoked)
+    }
+
+    async fn lift_session_restriction(
+        &self,
+        session_id: &str,
+        restriction: &str,
+        audit: &NewAuditEvent,
+    ) -> DomainResult<bool> {
+        let mut tx = self.write_tx().await?;
+        let done = sqlx::query(
+            "UPDATE sessions SET restriction = NULL WHERE id = ? AND restriction = ? \
+             AND revoked_at IS NULL",
+        )
+        .bind(session_id)
+        .bind(restriction)
+        .execute(&mut *tx)
+        .await
+        .map_err(db_error)?;
+        if done.rows_affected() == 0 {
+            return Ok(false);
+        }
+        insert_audit(&mut tx, audit).await?;
+        tx.commit().await.map_err(db_error)?;
+        Ok(true)
     }
 
     async fn live_sessions_of(&self, user_id: i64, now: i64) -> DomainResult<Vec<SessionRecord>> {
@@ -1854,11 +1915,13 @@ impl Store for SqliteStore {
         }
         sqlx::query(
             "INSERT INTO sso_configs (org_id, issuer, client_id, client_secret, allow_jit, \
-             allow_password, redirect_allow_list, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?) \
+             allow_password, redirect_allow_list, updated_at, pending_domains) \
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) \
              ON CONFLICT (org_id) DO UPDATE SET issuer = excluded.issuer, \
              client_id = excluded.client_id, client_secret = excluded.client_secret, \
              allow_jit = excluded.allow_jit, allow_password = excluded.allow_password, \
-             redirect_allow_list = excluded.redirect_allow_list, updated_at = excluded.updated_at",
+             redirect_allow_list = excluded.redirect_allow_list, updated_at = excluded.updated_at, \
+             pending_domains = excluded.pending_domains",
         )
         .bind(c.org_id)
         .bind(&c.issuer)
@@ -1868,6 +1931,7 @@ impl Store for SqliteStore {
         .bind(c.allow_password)
         .bind(serde_json::to_string(&c.redirect_allow_list).map_err(DomainError::internal)?)
         .bind(now)
+        .bind(serde_json::to_string(&c.pending_domains).map_err(DomainError::internal)?)
         .execute(&mut *tx)
         .await
         .map_err(db_error)?;
@@ -1889,15 +1953,23 @@ impl Store for SqliteStore {
     }
 
     async fn sso_config(&self, org_id: i64) -> DomainResult<Option<SsoConfigRecord>> {
-        let row: Option<(String, String, String, bool, bool, String)> = sqlx::query_as(
+        let row: Option<(String, String, String, bool, bool, String, String)> = sqlx::query_as(
             "SELECT issuer, client_id, client_secret, allow_jit, allow_password, \
-             redirect_allow_list FROM sso_configs WHERE org_id = ?",
+             redirect_allow_list, pending_domains FROM sso_configs WHERE org_id = ?",
         )
         .bind(org_id)
         .fetch_optional(&self.pool)
         .await
         .map_err(db_error)?;
-        let Some((issuer, client_id, sealed_client_secret, allow_jit, allow_password, list)) = row
+        let Some((
+            issuer,
+            client_id,
+            sealed_client_secret,
+            allow_jit,
+            allow_password,
+            list,
+            pending,
+        )) = row
         else {
             return Ok(None);
         };
@@ -1913,6 +1985,8 @@ impl Store for SqliteStore {
             client_id,
             sealed_client_secret,
             email_domains,
+            pending_domains: serde_json::from_str(&pending)
+                .map_err(|_| DomainError::internal("stored pending SSO domains"))?,
             allow_jit,
             allow_password,
             redirect_allow_list: serde_json::from_str(&list)
@@ -1951,10 +2025,52 @@ impl Store for SqliteStore {
         .map_err(db_error)
     }
 
+    async fn orgs_holding_domain(&self, domain: &str) -> DomainResult<Vec<i64>> {
+        sqlx::query_scalar(
+            "SELECT org_id FROM org_email_domains WHERE domain = ?1 \
+             UNION SELECT org_id FROM sso_domains WHERE domain = ?1",
+        )
+        .bind(domain)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db_error)
+    }
+
+    async fn sso_identity(
+        &self,
+        org_id: i64,
+        issuer: &str,
+        subject: &str,
+    ) -> DomainResult<Option<i64>> {
+        sqlx::query_scalar(
+            "SELECT user_id FROM sso_identities WHERE org_id = ? AND issuer = ? AND subject = ?",
+        )
+        .bind(org_id)
+        .bind(issuer)
+        .bind(subject)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(db_error)
+    }
+
+    async fn link_sso_identity(
+        &self,
+        org_id: i64,
+        identity: (&str, &str),
+        user_id: i64,
+        now: i64,
+        audit: &NewAuditEvent,
+    ) -> DomainResult<()> {
+        let mut tx = self.write_tx().await?;
+        insert_sso_identity(&mut tx, org_id, identity, user_id, now).await?;
+        insert_audit(&mut tx, audit).await?;
+        tx.commit().await.map_err(db_error)
+    }
+
     async fn create_sso_login(&self, l: &SsoLoginRecord) -> DomainResult<()> {
         sqlx::query(
             "INSERT INTO sso_logins (state, org_id, nonce, pkce_verifier, return_to, client, \
-             created_at, expires_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+             created_at, expires_at, link_user_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
         )
         .bind(&l.state)
         .bind(l.org_id)
@@ -1964,6 +2080,7 @@ impl Store for SqliteStore {
         .bind(l.client.as_deref())
         .bind(l.created_at)
         .bind(l.expires_at)
+        .bind(l.link_user_id)
         .execute(&self.writer)
         .await
         .map(|_| ())
@@ -1980,10 +2097,11 @@ impl Store for SqliteStore {
             Option<String>,
             i64,
             i64,
+            Option<i64>,
         )> = sqlx::query_as(
             "UPDATE sso_logins SET used_at = ? WHERE state = ? AND used_at IS NULL \
                  RETURNING state, org_id, nonce, pkce_verifier, return_to, client, created_at, \
-                 expires_at",
+                 expires_at, link_user_id",
         )
         .bind(now)
         .bind(state)
@@ -2000,6 +2118,7 @@ impl Store for SqliteStore {
                 client,
                 created_at,
                 expires_at,
+                link_user_id,
             )| {
                 SsoLoginRecord {
                     state,
@@ -2010,6 +2129,7 @@ impl Store for SqliteStore {
                     client,
                     created_at,
                     expires_at,
+                    link_user_id,
                 }
             },
         ))

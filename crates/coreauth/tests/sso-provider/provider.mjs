@@ -11,12 +11,14 @@ const port = Number(process.env.PORT);
 const issuer = `http://127.0.0.1:${port}`;
 
 // login → claims. `unverified@…` has an unverified email; `other@…` a domain coreauth's org
-// does not claim; `noemail` has no email in the ID token, only in userinfo.
+// does not claim; `admin@example.com` is the tests' platform admin.
 const accounts = {
   'alice@acme.example': { email: 'alice@acme.example', email_verified: true },
   'newcomer@acme.example': { email: 'newcomer@acme.example', email_verified: true },
   'unverified@acme.example': { email: 'unverified@acme.example', email_verified: false },
   'other@elsewhere.example': { email: 'other@elsewhere.example', email_verified: true },
+  // What a rogue org admin's provider asserts: the platform admin's own address.
+  'admin@example.com': { email: 'admin@example.com', email_verified: true },
 };
 
 const { privateKey } = generateKeyPairSync('rsa', { modulusLength: 2048 });
