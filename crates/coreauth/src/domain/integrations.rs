@@ -15,15 +15,19 @@ use super::clock::to_millis;
 use super::error::{DomainError, DomainResult};
 use super::secrets::SecretBox;
 use super::session::{AuthMethod, Principal};
-use super::tokens::TokenSigner;
+use super::tokens::{SESSION_AUDIENCE, TokenSigner};
 use crate::store::Store;
 
 pub const MAX_LIFETIME_SECS: u32 = 3600;
 const MIN_SECRET_BYTES: usize = 32;
 /// Names the `/user/authenticate/...` routes already use.
 const RESERVED_NAMES: [&str; 4] = ["logout", "strategy", "sso", "renew"];
-/// Claims coreauth sets itself; custom claims may not override them.
-const RESERVED_CLAIMS: [&str; 7] = ["iss", "sub", "aud", "exp", "iat", "nbf", "jti"];
+/// Claims coreauth sets itself, and the names its session tokens and the user fields use: a
+/// custom claim may be none of them, so identity in an integration token always comes from
+/// the caller and an integration token never looks like a session token.
+const RESERVED_CLAIMS: [&str; 13] = [
+    "iss", "sub", "aud", "exp", "iat", "nbf", "jti", "uid", "org", "sid", "typ", "scope", "amr",
+];
 /// The user fields an integration may put in its tokens.
 pub const USER_FIELDS: [&str; 7] = [
     "email",
@@ -166,6 +170,20 @@ impl Integrations {
         if audience.is_empty() || audience.len() > 200 {
             return Err(DomainError::invalid("audience must be 1-200 characters"));
         }
+        let issuer = request
+            .issuer
+            .map(|i| i.trim().to_owned())
+            .filter(|i| !i.is_empty());
+        if issuer.as_ref().is_some_and(|i| i.len() > 200) {
+            return Err(DomainError::invalid(
+                "issuer must be at most 200 characters",
+            ));
+        }
+        if self.is_coreauths(audience) || issuer.as_deref().is_some_and(|i| self.is_coreauths(i)) {
+            return Err(DomainError::invalid(
+                "coreauth's own issuer and audience are reserved for its session tokens",
+            ));
+        }
         if request.lifetime_secs == 0 || request.lifetime_secs > MAX_LIFETIME_SECS {
             return Err(DomainError::invalid(format!(
                 "lifetimeSeconds must be between 1 and {MAX_LIFETIME_SECS}"
@@ -181,10 +199,10 @@ impl Integrations {
         if let Some(reserved) = request
             .custom_claims
             .keys()
-            .find(|k| RESERVED_CLAIMS.contains(&k.as_str()) || claims.contains(k.as_str()))
+            .find(|k| RESERVED_CLAIMS.contains(&k.as_str()) || USER_FIELDS.contains(&k.as_str()))
         {
             return Err(DomainError::invalid(format!(
-                "custom claim '{reserved}' would overwrite a claim coreauth sets"
+                "custom claim '{reserved}' is reserved: identity claims come from the caller"
             )));
         }
         if request.custom_claims.len() > 50
@@ -203,10 +221,7 @@ impl Integrations {
             algorithm,
             sealed_secret,
             audience: audience.to_owned(),
-            issuer: request
-                .issuer
-                .map(|i| i.trim().to_owned())
-                .filter(|i| !i.is_empty()),
+            issuer,
             lifetime_secs: request.lifetime_secs,
             claims: claims.into_iter().collect(),
             custom_claims: request.custom_claims,
@@ -226,6 +241,11 @@ impl Integrations {
             .save_integration(&record, to_millis(now), &audit)
             .await?;
         Ok(record)
+    }
+
+    /// Whether `value` is an issuer or audience of coreauth's session tokens.
+    fn is_coreauths(&self, value: &str) -> bool {
+        value.eq_ignore_ascii_case(SESSION_AUDIENCE) || value == self.signer.issuer()
     }
 
     pub async fn list(
@@ -299,7 +319,7 @@ impl Integrations {
         let issuer = integration
             .issuer
             .clone()
-            .unwrap_or_else(|| self.signer.issuer().to_owned());
+            .unwrap_or_else(|| format!("{}/integrations/{name}", self.signer.issuer()));
         claims.insert("iss".into(), json!(issuer));
         claims.insert("sub".into(), json!(user.uuid));
         claims.insert("aud".into(), json!(integration.audience));
@@ -308,7 +328,7 @@ impl Integrations {
         claims.insert("jti".into(), json!(uuid::Uuid::new_v4().to_string()));
         let claims = Value::Object(claims);
         let token = match integration.algorithm {
-            IntegrationAlgorithm::EdDsa => self.signer.sign_other(&claims)?,
+            IntegrationAlgorithm::EdDsa => self.signer.sign_integration(&claims)?,
             IntegrationAlgorithm::Hs256 => {
                 let sealed = integration
                     .sealed_secret

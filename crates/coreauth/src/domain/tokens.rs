@@ -98,11 +98,30 @@ impl SigningKey {
     }
 }
 
+/// The key that signs integration tokens in place of a session key: derived from it one way
+/// (HMAC-SHA-256 of its seed), so it needs no storage of its own, rotates with it, and knowing
+/// it reveals nothing of the session key. Its `kid` is its own, and it is published apart from
+/// the session keys (`integration_jwks`), so nothing that trusts coreauth's session JWKS can be
+/// handed an integration token, whatever claims an org admin configured.
+fn integration_key(session: &StoredSigningKey) -> StoredSigningKey {
+    use aws_lc_rs::hmac;
+    let key = hmac::Key::new(hmac::HMAC_SHA256, &session.seed);
+    let derived = hmac::sign(&key, b"coreauth integration-token signing key, v1");
+    StoredSigningKey {
+        kid: format!("int-{}", session.kid),
+        algorithm: session.algorithm.clone(),
+        seed: Zeroizing::new(derived.as_ref().to_vec()),
+        created_at: session.created_at,
+    }
+}
+
 /// Signs and checks session tokens with the keys in the database; the oldest key signs, every
 /// key verifies, so keys made by other instances are honoured.
 pub struct TokenSigner {
     issuer: String,
     keys: Vec<SigningKey>,
+    /// One per session key, in the same order: these sign integration tokens, never sessions.
+    integration_keys: Vec<SigningKey>,
     validation: Validation,
     /// Tokens already verified, so a token used again skips the signature check.
     verified: VerifiedTokens,
@@ -119,6 +138,10 @@ impl TokenSigner {
         if keys.is_empty() {
             return Err(DomainError::internal("no signing key"));
         }
+        let integration_keys = stored
+            .iter()
+            .map(|k| SigningKey::from_stored(&integration_key(k)))
+            .collect::<DomainResult<Vec<_>>>()?;
         let mut validation = Validation::new(Algorithm::EdDSA);
         validation.validate_exp = false; // checked against our clock below
         validation.validate_nbf = false;
@@ -131,6 +154,7 @@ impl TokenSigner {
         Ok(Self {
             issuer,
             keys,
+            integration_keys,
             validation,
             verified: VerifiedTokens::new(token_memo::DEFAULT_CAPACITY),
         })
@@ -160,11 +184,11 @@ impl TokenSigner {
         Ok(token)
     }
 
-    /// Signs claims that are not a session token's (integration tokens) with the current key,
-    /// as `typ: JWT`, which `verify` refuses.
-    pub fn sign_other(&self, claims: &serde_json::Value) -> DomainResult<String> {
+    /// Signs an integration token's claims with the current integration key (never a session
+    /// key), as `typ: JWT`, which `verify` refuses.
+    pub fn sign_integration(&self, claims: &serde_json::Value) -> DomainResult<String> {
         let key = self
-            .keys
+            .integration_keys
             .first()
             .ok_or_else(|| DomainError::internal("no signing key"))?;
         let mut header = Header::new(Algorithm::EdDSA);
@@ -216,24 +240,32 @@ impl TokenSigner {
         Ok(data.claims)
     }
 
-    /// The public keys as a JWK Set, for `/.well-known/jwks.json`.
+    /// The session keys' public halves as a JWK Set, for `/.well-known/jwks.json`.
     pub fn jwks(&self) -> serde_json::Value {
-        let keys: Vec<_> = self
-            .keys
-            .iter()
-            .map(|k| {
-                serde_json::json!({
-                    "kty": "OKP",
-                    "crv": "Ed25519",
-                    "x": k.public_x,
-                    "kid": k.kid,
-                    "alg": "EdDSA",
-                    "use": "sig",
-                })
-            })
-            .collect();
-        serde_json::json!({ "keys": keys })
+        jwk_set(&self.keys)
     }
+
+    /// The integration keys' public halves, for `/.well-known/integrations/jwks.json`.
+    pub fn integration_jwks(&self) -> serde_json::Value {
+        jwk_set(&self.integration_keys)
+    }
+}
+
+fn jwk_set(keys: &[SigningKey]) -> serde_json::Value {
+    let keys: Vec<_> = keys
+        .iter()
+        .map(|k| {
+            serde_json::json!({
+                "kty": "OKP",
+                "crv": "Ed25519",
+                "x": k.public_x,
+                "kid": k.kid,
+                "alg": "EdDSA",
+                "use": "sig",
+            })
+        })
+        .collect();
+    serde_json::json!({ "keys": keys })
 }
 
 #[cfg(test)]

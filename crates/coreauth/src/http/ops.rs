@@ -16,6 +16,7 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(readyz))
         .routes(routes!(metrics))
         .routes(routes!(jwks))
+        .routes(routes!(integration_jwks))
 }
 
 /// The process is up.
@@ -47,6 +48,17 @@ async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
             "application/openmetrics-text; version=1.0.0; charset=utf-8",
         )],
         state.metrics.render(),
+    )
+}
+
+/// The public keys that verify EdDSA integration tokens (JWK Set): keys of their own, never
+/// those of session tokens.
+#[utoipa::path(get, path = "/.well-known/integrations/jwks.json", tag = "operations",
+    responses((status = 200, description = "JWK Set", body = serde_json::Value)))]
+async fn integration_jwks(State(state): State<AppState>) -> impl IntoResponse {
+    (
+        [(header::CACHE_CONTROL, "public, max-age=300")],
+        ApiJson(state.signer.integration_jwks()),
     )
 }
 

@@ -118,7 +118,16 @@ async fn an_eddsa_token_verifies_with_the_published_key_and_is_no_session_token(
     assert_eq!(header["alg"], "EdDSA");
     assert_eq!(header["typ"], "JWT");
 
-    let jwks = body(app.get("/.well-known/jwks.json", None).await).await;
+    let session_jwks = body(app.get("/.well-known/jwks.json", None).await).await;
+    assert!(
+        session_jwks["keys"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|k| k["kid"] != header["kid"]),
+        "integration tokens are never signed with a session key"
+    );
+    let jwks = body(app.get("/.well-known/integrations/jwks.json", None).await).await;
     let key = jwks["keys"]
         .as_array()
         .unwrap()
@@ -305,4 +314,52 @@ async fn minting_is_audited_without_the_token_or_secret() {
     assert!(events.contains(&"integration.configured".to_owned()));
     let text = page.to_string();
     assert!(!text.contains(minted["token"].as_str().unwrap()) && !text.contains(SHARED));
+}
+
+#[tokio::test]
+async fn an_integration_cannot_speak_as_coreauth_or_for_someone_else() {
+    let app = TestApp::spawn().await;
+    let base = json!({"algorithm": "EdDSA", "audience": "portal", "lifetimeSeconds": 600});
+    let mut refused = Vec::new();
+    for (field, value) in [
+        ("audience", json!("coreauth")),
+        ("issuer", json!("coreauth")),
+        ("customClaims", json!({"email": "ceo@other.example"})),
+        ("customClaims", json!({"orgId": 2})),
+        ("customClaims", json!({"uid": 1})),
+        ("customClaims", json!({"sid": "s"})),
+        ("customClaims", json!({"role": "admin"})),
+        ("customClaims", json!({"org": 2})),
+    ] {
+        let mut config = base.clone();
+        config[field] = value.clone();
+        let response = configure(&app, &app.admin_token, 1, "portal", config).await;
+        assert_eq!(
+            response.status(),
+            StatusCode::BAD_REQUEST,
+            "{field}: {value}"
+        );
+        refused.push(body(response).await["error"].clone());
+    }
+    assert!(refused.iter().all(|e| e == "invalid_request"));
+
+    // Without an issuer of its own, the token's is not coreauth's either.
+    let mut config = base.clone();
+    config["claims"] = json!(["email"]);
+    config["customClaims"] = json!({"tier": "gold"});
+    let response = configure(&app, &app.admin_token, 1, "portal", config).await;
+    assert_eq!(response.status(), StatusCode::OK);
+    let minted = body(
+        app.post(
+            "/user/authenticate/portal",
+            Some(&app.admin_token),
+            &json!({}),
+        )
+        .await,
+    )
+    .await;
+    let (_, claims, _, _) = parts(minted["token"].as_str().unwrap());
+    assert_eq!(claims["iss"], "coreauth/integrations/portal");
+    assert_eq!(claims["email"], ADMIN_EMAIL, "identity from the caller");
+    assert_eq!(claims["tier"], "gold");
 }
