@@ -115,6 +115,8 @@ pub struct Auth {
 }
 
 const MAX_CLIENT_CHARS: usize = 100;
+/// What the audit trail keeps for an email field that holds no address.
+pub const NOT_AN_EMAIL: &str = "(not an email address)";
 const MAX_USER_AGENT_CHARS: usize = 300;
 
 impl Auth {
@@ -162,11 +164,16 @@ impl Auth {
             ) {
                 return result;
             }
+            // Only an address is kept: what is typed into the email field may be a password,
+            // and anything longer than an address is junk that would grow the trail.
+            let email = Email::parse(&attempt.email)
+                .map(|e| serde_json::Value::from(e.as_str()))
+                .unwrap_or_else(|_| serde_json::Value::from(NOT_AN_EMAIL));
             let mut event = NewAuditEvent::new("login.failed", now)
                 .from(&attempt.origin)
                 .failed(error.code())
                 .client(client.as_deref())
-                .details(serde_json::json!({ "email": attempt.email.trim() }));
+                .details(serde_json::json!({ "email": email }));
             if let Some(user_id) = known_user {
                 event = event.subject_user(user_id);
             }
@@ -182,7 +189,18 @@ impl Auth {
         known_user: &mut Option<i64>,
         now: OffsetDateTime,
     ) -> DomainResult<IssuedToken> {
-        let email = Email::parse(&attempt.email)?;
+        let email = match Email::parse(&attempt.email) {
+            Ok(email) => email,
+            Err(error) => {
+                // Malformed attempts count against the address like any other guess.
+                if let Some(address) = attempt.origin.address {
+                    self.throttle
+                        .attempt(&[Subject::Address(address)], now)
+                        .await?;
+                }
+                return Err(error);
+            }
+        };
         let email_key = email.key();
         let account = Subject::Account(&email_key);
         // Counted before any hashing, for known and unknown emails alike.

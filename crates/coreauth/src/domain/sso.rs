@@ -89,9 +89,19 @@ fn failure(kind: SsoFailure) -> DomainError {
     DomainError::Sso(kind)
 }
 
+/// How long a `returnTo` may be: it is stored with the login in flight.
+const MAX_RETURN_TO: usize = 2048;
+
 /// Whether `return_to` is on the allow-list: same scheme, host and port as an entry, and a path
-/// under the entry's path.
+/// under the entry's path, whole segments only (`/cb` admits `/cb/x`, not `/cbevil`). A target
+/// that is long, holds a control character or a fragment (the token goes there) is refused.
 pub fn allowed_return(return_to: &str, allow_list: &[String]) -> bool {
+    if return_to.len() > MAX_RETURN_TO
+        || return_to.chars().any(char::is_control)
+        || return_to.contains('#')
+    {
+        return false;
+    }
     let Ok(target) = Url::parse(return_to) else {
         return false;
     };
@@ -102,10 +112,19 @@ pub fn allowed_return(return_to: &str, allow_list: &[String]) -> bool {
             entry.scheme() == target.scheme()
                 && entry.host_str() == target.host_str()
                 && entry.port_or_known_default() == target.port_or_known_default()
-                && target.path().starts_with(entry.path())
+                && under_path(target.path(), entry.path())
                 && target.username().is_empty()
                 && target.password().is_none()
         })
+}
+
+/// Whether `path` is `base` or below it by whole segments.
+fn under_path(path: &str, base: &str) -> bool {
+    let base = base.trim_end_matches('/');
+    match path.strip_prefix(base) {
+        Some(rest) => rest.is_empty() || rest.starts_with('/'),
+        None => false,
+    }
 }
 
 impl Sso {
@@ -357,13 +376,21 @@ impl Sso {
 
     /// Starts a login: records state, nonce and PKCE verifier, and answers the provider's
     /// authorization URL to send the browser to.
+    /// Anonymous, and each start stores a row: counted against the caller's address like a
+    /// login attempt.
     pub async fn start(
         &self,
         org_id: i64,
         return_to: Option<String>,
         client: Option<String>,
+        origin: &RequestOrigin,
         now: OffsetDateTime,
     ) -> DomainResult<String> {
+        if let Some(address) = origin.address {
+            self.throttle
+                .attempt(&[Subject::Address(address)], now)
+                .await?;
+        }
         self.begin(org_id, return_to, client, None, now).await
     }
 
@@ -748,5 +775,20 @@ mod tests {
         );
         assert!(!allowed_return("//evil.example", &list));
         assert!(!allowed_return("javascript:alert(1)", &list));
+        assert!(
+            !allowed_return("http://localhost:3000/cbevil", &list),
+            "segments"
+        );
+        assert!(allowed_return("http://localhost:3000/cb/next", &list));
+        assert!(
+            !allowed_return("http://localhost:3000/cb#x", &list),
+            "fragment"
+        );
+        assert!(
+            !allowed_return("http://localhost:3000/cb\r\nX-Evil: 1", &list),
+            "control characters"
+        );
+        let long = format!("https://app.acme.example/{}", "a".repeat(3000));
+        assert!(!allowed_return(&long, &list), "length");
     }
 }

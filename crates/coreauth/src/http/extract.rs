@@ -110,23 +110,37 @@ impl<S: Send + Sync> FromRequestParts<S> for Origin {
     }
 }
 
-/// The peer address, `User-Agent` and request id of a request.
+/// What is kept of a `User-Agent`: enough to tell clients apart, not a place to store data.
+const MAX_USER_AGENT_CHARS: usize = 300;
+
+/// The peer address, `User-Agent` (bounded) and request id of a request.
 pub fn origin_of(parts: &Parts) -> RequestOrigin {
-    let header_text = |name: &HeaderName| {
-        parts
-            .headers
-            .get(name)
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_owned)
-    };
+    let header_text = |name: &HeaderName| parts.headers.get(name).and_then(|v| v.to_str().ok());
     RequestOrigin {
         address: parts
             .extensions
             .get::<ConnectInfo<SocketAddr>>()
             .map(|ConnectInfo(addr)| addr.ip()),
-        user_agent: header_text(&header::USER_AGENT),
-        request_id: header_text(&super::X_REQUEST_ID),
+        user_agent: header_text(&header::USER_AGENT).map(|agent| {
+            agent
+                .chars()
+                .filter(|c| !c.is_control())
+                .take(MAX_USER_AGENT_CHARS)
+                .collect()
+        }),
+        request_id: header_text(&super::X_REQUEST_ID)
+            .filter(|id| is_safe_request_id(id))
+            .map(str::to_owned),
     }
+}
+
+/// A request id a client may choose: short, and of characters that cannot forge log fields.
+pub fn is_safe_request_id(id: &str) -> bool {
+    !id.is_empty()
+        && id.len() <= 64
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
 }
 
 #[cfg(test)]

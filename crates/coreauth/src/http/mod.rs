@@ -148,6 +148,7 @@ pub fn router(state: AppState, limits: &HttpLimits) -> Router {
         .with_state(state)
         .layer(
             ServiceBuilder::new()
+                .layer(axum::middleware::from_fn(drop_unsafe_request_id))
                 .layer(SetRequestIdLayer::new(
                     x_request_id.clone(),
                     MakeRequestUuid,
@@ -170,6 +171,23 @@ pub fn router(state: AppState, limits: &HttpLimits) -> Router {
         Some(cors) => router.layer(cors),
         None => router,
     }
+}
+
+/// Middleware: a client's `x-request-id` that is long or holds characters outside
+/// `[A-Za-z0-9._-]` is dropped, so `SetRequestIdLayer` makes one: a client must not forge log
+/// fields or store kilobytes in the audit trail through it.
+async fn drop_unsafe_request_id(
+    mut request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let unsafe_id = request
+        .headers()
+        .get(&X_REQUEST_ID)
+        .is_some_and(|v| !v.to_str().is_ok_and(extract::is_safe_request_id));
+    if unsafe_id {
+        request.headers_mut().remove(&X_REQUEST_ID);
+    }
+    next.run(request).await
 }
 
 /// The span of one request: method, path (never the query string, never headers) and id.

@@ -70,15 +70,23 @@ async fn strategy(
         (status = 303, description = "To the identity provider"),
         (status = 400, description = "returnTo is not on the allow-list", body = ErrorBody),
         (status = 404, description = "The org has no SSO", body = ErrorBody),
+        (status = 429, description = "rate_limited", body = ErrorBody),
         (status = 502, description = "The identity provider cannot be reached", body = ErrorBody),
     ))]
 async fn start(
     State(state): State<AppState>,
+    Origin(origin): Origin,
     ApiQuery(query): ApiQuery<proto::SsoStartQuery>,
 ) -> ApiResult<Redirect> {
     let url = state
         .sso
-        .start(query.org, query.return_to, query.client, state.now())
+        .start(
+            query.org,
+            query.return_to,
+            query.client,
+            &origin,
+            state.now(),
+        )
         .await?;
     Ok(Redirect::to(&url))
 }

@@ -10,6 +10,7 @@ mod cache;
 mod cli;
 mod docs;
 mod helpers;
+mod hostile_input;
 mod integrations;
 mod introspect;
 mod limits;
