@@ -71,6 +71,9 @@ pub struct LoginAttempt {
     /// A TOTP code or a recovery code, for users with a second factor.
     pub mfa_code: Option<String>,
     pub origin: RequestOrigin,
+    /// Open a session only for an admin of the org (or a platform admin): anyone else is
+    /// `Forbidden` after the password verified, and no session is made for them.
+    pub admins_only: bool,
 }
 
 /// How a session is being opened.
@@ -231,6 +234,9 @@ impl Auth {
         let policy = policy_of(self.store.as_ref(), membership.org_id).await?;
         if user.must_change_password || policy.is_expired(user.password_set_at, to_millis(now)) {
             return Err(DomainError::PasswordExpired);
+        }
+        if attempt.admins_only && !(membership.role.is_admin() || user.is_platform_admin) {
+            return Err(DomainError::Forbidden);
         }
         self.upgrade_hash(&user, &attempt.password).await;
         let restriction = (policy.require_mfa && !self.mfa.is_enabled(user.id).await?)

@@ -44,6 +44,7 @@ async fn login(
         client: body.client,
         mfa_code: body.mfa_token_code.map(|c| c.into_inner()),
         origin,
+        admins_only: false,
     };
     let result = state.auth.login(attempt, state.now()).await;
     let outcome = result.as_ref().map_or_else(|e| e.code(), |_| "success");

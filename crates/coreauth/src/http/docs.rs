@@ -166,9 +166,7 @@ impl FromRequestParts<AppState> for DocsAdmin {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
-        let from_header = parts
-            .headers
-            .get(header::AUTHORIZATION)
+        let from_header = super::extract::authorization(parts)?
             .and_then(|v| v.to_str().ok())
             .and_then(credential_from_header)
             .map(str::to_owned);
@@ -285,16 +283,23 @@ async fn docs_login(
         client: Some("swagger-docs".into()),
         mfa_code: form.mfa_token_code.filter(|c| !c.trim().is_empty()),
         origin,
+        admins_only: true,
     };
     let result = state.auth.login(attempt, state.now()).await;
     state
         .metrics
         .count_login(result.as_ref().map_or_else(|e| e.code(), |_| "success"));
     match result {
-        Ok(issued) if issued.role.is_admin() || issued.user.is_platform_admin => {
+        Ok(issued) => {
             let max_age = (issued.expires_at - crate::domain::clock::to_millis(state.now())) / 1000;
+            // Behind https (the public URL says so) the cookie never travels in the clear.
+            let secure = if state.sso.callback_url().starts_with("https://") {
+                "; Secure"
+            } else {
+                ""
+            };
             let cookie = format!(
-                "{DOCS_COOKIE}={}; HttpOnly; SameSite=Strict; Path=/; Max-Age={}",
+                "{DOCS_COOKIE}={}; HttpOnly; SameSite=Strict; Path=/; Max-Age={}{secure}",
                 issued.token,
                 max_age.max(0)
             );
@@ -312,7 +317,7 @@ async fn docs_login(
                 ),
             }
         }
-        Ok(_) => login_page(
+        Err(DomainError::Forbidden) => login_page(
             StatusCode::FORBIDDEN,
             "The API documentation is for administrators only.",
         ),

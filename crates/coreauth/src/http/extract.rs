@@ -83,10 +83,19 @@ impl FromRequestParts<AppState> for ChallengedCaller {
     }
 }
 
+/// The request's one `Authorization` header. Two are refused outright: which one a proxy or
+/// another service in front reads first is anyone's guess, so honouring either is unsafe.
+pub fn authorization(parts: &Parts) -> Result<Option<&axum::http::HeaderValue>, ApiError> {
+    let mut values = parts.headers.get_all(header::AUTHORIZATION).iter();
+    let first = values.next();
+    if values.next().is_some() {
+        return Err(DomainError::invalid("send at most one Authorization header").into());
+    }
+    Ok(first)
+}
+
 async fn authenticate(parts: &Parts, state: &AppState) -> Result<Principal, ApiError> {
-    let credential = parts
-        .headers
-        .get(header::AUTHORIZATION)
+    let credential = authorization(parts)?
         // Not `to_str`, which checks a ~500-byte token one byte at a time on every request:
         // UTF-8 validation takes whole words. Anything it lets through that `to_str` would not
         // (non-ASCII text) is no token or key of ours and fails as unauthenticated.

@@ -50,6 +50,7 @@ async fn jwt_login(
         client: Some("jwt-login".into()),
         mfa_code: None,
         origin,
+        admins_only: false,
     };
     let result = state.auth.login(attempt, state.now()).await;
     state

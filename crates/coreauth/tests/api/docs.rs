@@ -208,6 +208,10 @@ async fn members_and_wrong_passwords_do_not_get_in() {
         .unwrap();
     assert_eq!(member.status(), StatusCode::FORBIDDEN);
     assert!(member.headers().get("set-cookie").is_none());
+    // Refused before a session was opened: the member's only session is the one below.
+    let token = app.login_ok("dev@example.com", PASSWORD).await.token;
+    let sessions = body(app.get("/user/sessions", Some(&token)).await).await;
+    assert_eq!(sessions.as_array().unwrap().len(), 1, "{sessions}");
     let wrong = browser
         .post(app.url("/docs/login"))
         .form(&[("email", ADMIN_EMAIL), ("password", "wrong <script>")])
@@ -221,4 +225,23 @@ async fn members_and_wrong_passwords_do_not_get_in() {
         !page.contains("<script>"),
         "nothing from the request is echoed unescaped"
     );
+}
+
+#[tokio::test]
+async fn behind_https_the_docs_cookie_is_secure() {
+    let app = TestApp::spawn_with(|s| s.public_url = Some("https://auth.example.com".into())).await;
+    let browser = reqwest::Client::builder()
+        .redirect(Policy::none())
+        .build()
+        .unwrap();
+    let response = browser
+        .post(app.url("/docs/login"))
+        .form(&[("email", ADMIN_EMAIL), ("password", ADMIN_PASSWORD)])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::SEE_OTHER);
+    let cookie = response.headers()["set-cookie"].to_str().unwrap();
+    assert!(cookie.contains("; Secure"), "{cookie}");
+    assert!(cookie.contains("HttpOnly"), "{cookie}");
 }

@@ -137,3 +137,28 @@ async fn anonymous_sso_starts_are_throttled_and_return_targets_are_checked_first
         "the fourth start from this address"
     );
 }
+
+#[tokio::test]
+async fn two_authorization_headers_are_refused() {
+    let app = TestApp::spawn().await;
+    for (first, second) in [
+        (
+            format!("Bearer {}", app.admin_token),
+            "Bearer forged".to_owned(),
+        ),
+        (
+            "Bearer forged".to_owned(),
+            format!("Bearer {}", app.admin_token),
+        ),
+    ] {
+        let response = app
+            .client
+            .get(app.url("/user/me"))
+            .header("authorization", first)
+            .header("authorization", second)
+            .send()
+            .await
+            .unwrap();
+        assert_error(response, StatusCode::BAD_REQUEST, "invalid_request").await;
+    }
+}
