@@ -250,8 +250,8 @@ impl Admin {
             .ok_or(DomainError::NotFound("user"))
     }
 
-    /// Sets a user's password (checked against the policy of the caller's org and the user's
-    /// history) and ends all their sessions; with `must_change` their next login answers
+    /// Sets a user's password (checked against the strictest policy of the user's orgs and the
+    /// user's history) and ends all their sessions; with `must_change` their next login answers
     /// `password_expired` until they choose a new one.
     pub async fn reset_password(
         &self,
@@ -263,7 +263,7 @@ impl Admin {
     ) -> DomainResult<()> {
         let target = self.check_administers_account(caller, user_id).await?;
         let policy = policy_of(self.store.as_ref(), caller.org_id).await?;
-        let new_hash = self.credentials.vet(&target, &policy, &new).await?;
+        let new_hash = self.credentials.vet(&target, policy, &new).await?;
         let audit = NewAuditEvent::new("password.reset", now)
             .by(caller)
             .subject_user(user_id)

@@ -117,7 +117,7 @@ impl Credentials {
             return Err(DomainError::InvalidCredentials);
         }
         let policy = policy_of(self.store.as_ref(), caller.org_id).await?;
-        let new_hash = self.vet(&user, &policy, &new).await?;
+        let new_hash = self.vet(&user, policy, &new).await?;
         let audit = NewAuditEvent::new("password.changed", now)
             .by(caller)
             .subject_user(user.id);
@@ -187,7 +187,7 @@ impl Credentials {
                 "the password has not expired; change it with POST /user/password",
             ));
         }
-        let new_hash = self.vet(&user, &policy, &change.new_password).await?;
+        let new_hash = self.vet(&user, policy, &change.new_password).await?;
         let audit = NewAuditEvent::new("password.expired_change", now)
             .from(&change.origin)
             .org(membership.org_id)
@@ -209,14 +209,19 @@ impl Credentials {
         Ok(())
     }
 
-    /// Checks a new password against the policy and the user's recent passwords (the current
-    /// one included), then hashes it.
+    /// Checks a new password against `policy` together with the policy of every org the user
+    /// belongs to (one password opens them all, so it must satisfy the strictest), and against
+    /// the user's recent passwords (the current one included), then hashes it.
     pub async fn vet(
         &self,
         user: &UserRecord,
-        policy: &PasswordPolicy,
+        policy: PasswordPolicy,
         new: &Password,
     ) -> DomainResult<String> {
+        let mut policy = policy;
+        for membership in self.store.memberships_of(user.id).await? {
+            policy = policy.and(&policy_of(self.store.as_ref(), membership.org_id).await?);
+        }
         policy.check(new)?;
         if policy.history_count > 0 {
             let mut recent: Vec<String> = user.password_hash.iter().cloned().collect();

@@ -46,6 +46,18 @@ impl Default for PasswordPolicy {
 }
 
 impl PasswordPolicy {
+    /// What a new password must meet to satisfy both policies: the longer minimum, the longer
+    /// history, common passwords refused if either refuses them. (Expiry and the second factor
+    /// stay each org's own: they are read at login, per org.)
+    pub fn and(self, other: &Self) -> Self {
+        Self {
+            min_length: self.min_length.max(other.min_length),
+            history_count: self.history_count.max(other.history_count),
+            reject_common: self.reject_common || other.reject_common,
+            ..self
+        }
+    }
+
     pub const MIN_LENGTH_RANGE: (u32, u32) = (8, 128);
     pub const MAX_AGE_DAYS_LIMIT: u32 = 3650;
     pub const HISTORY_LIMIT: u32 = 24;
@@ -122,6 +134,18 @@ fn is_common(password: &Password) -> bool {
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {
+
+    #[test]
+    fn two_policies_together_take_the_stricter_of_each_rule() {
+        let strict = PasswordPolicy::new(20, 90, 5, false).unwrap();
+        let common = PasswordPolicy::new(10, 0, 8, true).unwrap();
+        let both = strict.and(&common);
+        assert_eq!(both.min_length, 20);
+        assert_eq!(both.history_count, 8);
+        assert!(both.reject_common);
+        assert_eq!(both.max_age_days, 90, "expiry stays the first policy's");
+    }
+
     use super::*;
 
     fn pw(s: &str) -> Password {

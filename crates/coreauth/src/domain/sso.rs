@@ -167,7 +167,7 @@ impl Sso {
     ) -> DomainResult<Strategy> {
         if let Some(address) = origin.address {
             self.throttle
-                .attempt(&[Subject::Address(address)], now)
+                .attempt(&[Subject::Lookup(address)], now)
                 .await?;
         }
         let email = Email::parse(email)?;

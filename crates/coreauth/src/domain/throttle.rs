@@ -40,8 +40,11 @@ impl Default for ThrottleLimits {
 pub enum Subject<'a> {
     /// An account, by its case-insensitive email.
     Account(&'a str),
-    /// A client address.
+    /// A client address, for guesses (logins, codes, password changes, SSO starts).
     Address(IpAddr),
+    /// A client address, for strategy look-ups: a budget of their own, so a page that looks up
+    /// strategies as people type cannot spend its users' login attempts.
+    Lookup(IpAddr),
 }
 
 impl Subject<'_> {
@@ -49,8 +52,26 @@ impl Subject<'_> {
     pub fn key(&self) -> String {
         match self {
             Self::Account(email) => format!("account:{email}"),
-            Self::Address(address) => format!("address:{address}"),
+            Self::Address(address) => format!("address:{}", network_of(*address)),
+            Self::Lookup(address) => format!("lookup:{}", network_of(*address)),
         }
+    }
+}
+
+/// What one client is counted as: an IPv4 address, or the /64 of an IPv6 one (a host is
+/// handed a whole /64 and can pick any address in it; counting per address would give it 2^64
+/// budgets). An IPv4-mapped IPv6 address counts as the IPv4 address.
+fn network_of(address: IpAddr) -> String {
+    match address {
+        IpAddr::V4(v4) => v4.to_string(),
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => v4.to_string(),
+            None => {
+                let [a, b, c, d, ..] = v6.segments();
+                let prefix = std::net::Ipv6Addr::new(a, b, c, d, 0, 0, 0, 0);
+                format!("{prefix}/64")
+            }
+        },
     }
 }
 
@@ -81,7 +102,7 @@ impl Throttle {
         for (subject, (attempts, window_start)) in subjects.iter().zip(counted) {
             let limit = match subject {
                 Subject::Account(_) => self.limits.per_account,
-                Subject::Address(_) => self.limits.per_address,
+                Subject::Address(_) | Subject::Lookup(_) => self.limits.per_address,
             };
             if attempts > i64::from(limit) {
                 retry_after_ms = retry_after_ms.max(window_start + self.window_ms() - now_ms);
@@ -106,5 +127,33 @@ impl Throttle {
         self.store
             .prune_throttle(to_millis(now) - self.window_ms())
             .await
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    fn key(address: &str) -> String {
+        Subject::Address(address.parse().unwrap()).key()
+    }
+
+    #[test]
+    fn an_ipv6_client_is_counted_by_its_64() {
+        assert_eq!(key("2001:db8:1:2:aaaa::1"), key("2001:db8:1:2:ffff:1:2:3"));
+        assert_ne!(key("2001:db8:1:2::1"), key("2001:db8:1:3::1"));
+        assert_eq!(key("2001:db8:1:2::1"), "address:2001:db8:1:2::/64");
+        assert_eq!(key("::ffff:192.0.2.7"), key("192.0.2.7"), "IPv4-mapped");
+        assert_eq!(key("192.0.2.7"), "address:192.0.2.7");
+    }
+
+    #[test]
+    fn look_ups_and_guesses_have_separate_budgets() {
+        let address: IpAddr = [192, 0, 2, 7].into();
+        assert_ne!(
+            Subject::Lookup(address).key(),
+            Subject::Address(address).key()
+        );
     }
 }

@@ -162,3 +162,28 @@ async fn two_authorization_headers_are_refused() {
         assert_error(response, StatusCode::BAD_REQUEST, "invalid_request").await;
     }
 }
+
+#[tokio::test]
+async fn strategy_look_ups_do_not_spend_the_login_budget() {
+    // Three per address: the test admin's own login at spawn counted one of the logins'.
+    let app = TestApp::spawn_with(|s| s.login_attempts_per_address = 3).await;
+    let mut statuses = Vec::new();
+    for _ in 0..5 {
+        let response = app
+            .post(
+                "/user/authenticate/strategy",
+                None,
+                &json!({"email": "someone@example.com"}),
+            )
+            .await;
+        statuses.push(response.status());
+    }
+    assert_eq!(statuses[..3], [StatusCode::OK; 3]);
+    assert_eq!(statuses[3..], [StatusCode::TOO_MANY_REQUESTS; 2]);
+    let response = app.login(ADMIN_EMAIL, ADMIN_PASSWORD, 0).await;
+    assert_eq!(
+        response.status(),
+        StatusCode::OK,
+        "logins have their own budget"
+    );
+}

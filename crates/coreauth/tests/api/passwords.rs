@@ -469,3 +469,43 @@ async fn password_events_are_audited_without_the_passwords() {
     assert!(all.contains("policy.updated"));
     assert!(!all.contains("audited new passphrase") && !all.contains(PASSWORD));
 }
+
+#[tokio::test]
+async fn a_new_password_meets_the_strictest_policy_of_the_users_orgs() {
+    let app = TestApp::spawn().await;
+    let home = app.create_org_with_domains("Home", &["home.example"]).await;
+    let strict = app.create_org("Strict").await;
+    let boss_id = app.create_user("boss@home.example", home, "admin").await;
+    let _ = boss_id;
+    let user = app.create_user("dual@home.example", home, "member").await;
+    app.add_member(strict, user, "member").await;
+    assert_eq!(
+        set_policy(&app, &app.admin_token, strict, policy(20, 0, 0, false))
+            .await
+            .status(),
+        StatusCode::OK
+    );
+    let boss = app.login_ok("boss@home.example", PASSWORD).await.token;
+    let path = format!("/admin/users/{user}/password");
+    // Long enough for Home's policy, not for Strict's: one password opens both.
+    let response = app
+        .post(
+            &path,
+            Some(&boss),
+            &json!({"newPassword": "fourteen chars"}),
+        )
+        .await;
+    let message = assert_error(response, StatusCode::BAD_REQUEST, "invalid_request").await;
+    assert!(message.contains("20"), "{message}");
+    let own = app.login_ok("dual@home.example", PASSWORD).await.token;
+    let response = change(&app, &own, PASSWORD, "fourteen chars").await;
+    assert_error(response, StatusCode::BAD_REQUEST, "invalid_request").await;
+    let response = app
+        .post(
+            &path,
+            Some(&boss),
+            &json!({"newPassword": "twenty characters or more"}),
+        )
+        .await;
+    assert_eq!(response.status(), StatusCode::NO_CONTENT);
+}
