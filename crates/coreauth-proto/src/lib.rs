@@ -436,6 +436,21 @@ pub struct ResetPasswordRequest {
     pub new_password: SecretText,
     #[serde(default)]
     pub must_change: bool,
+    /// Also delete every API key of the user (default: keys stay, as static integrations
+    /// depend on them).
+    #[serde(default)]
+    pub revoke_api_keys: bool,
+}
+
+/// The query of `POST /admin/users/{id}/sessions/revoke`.
+#[cfg_attr(feature = "openapi", derive(utoipa::IntoParams))]
+#[cfg_attr(feature = "openapi", into_params(parameter_in = Query))]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RevokeSessionsQuery {
+    /// Also delete the user's API keys (in the same scope as the sessions).
+    #[serde(default)]
+    pub api_keys: bool,
 }
 
 /// An org's password policy (`PUT`/`GET /admin/orgs/{orgId}/password-policy`).

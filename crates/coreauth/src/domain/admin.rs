@@ -253,12 +253,14 @@ impl Admin {
     /// Sets a user's password (checked against the strictest policy of the user's orgs and the
     /// user's history) and ends all their sessions; with `must_change` their next login answers
     /// `password_expired` until they choose a new one.
+    /// With `api_keys`, every API key of the user goes too.
     pub async fn reset_password(
         &self,
         caller: &Principal,
         user_id: i64,
         new: Password,
         must_change: bool,
+        api_keys: bool,
         now: OffsetDateTime,
     ) -> DomainResult<()> {
         let target = self.check_administers_account(caller, user_id).await?;
@@ -281,6 +283,9 @@ impl Admin {
                 &audit,
             )
             .await?;
+        if api_keys {
+            self.delete_keys_of(caller, user_id, None, now).await?;
+        }
         Ok(())
     }
 
@@ -302,10 +307,14 @@ impl Admin {
 
     /// Ends the user's sessions: all of them for an admin of the account (home org or
     /// platform), those in the caller's org for the admin of another org the user belongs to.
+    /// With `api_keys`, the user's API keys go too (in the same scope): keys serve static
+    /// integrations, so ending a person's sessions leaves them unless asked, but an account
+    /// thought compromised wants both gone.
     pub async fn revoke_sessions_of(
         &self,
         caller: &Principal,
         user_id: i64,
+        api_keys: bool,
         now: OffsetDateTime,
     ) -> DomainResult<Revoked> {
         let in_org = match self.check_administers_account(caller, user_id).await {
@@ -318,9 +327,28 @@ impl Admin {
             .by(caller)
             .subject_user(user_id)
             .details(serde_json::json!({ "orgId": in_org }));
-        self.store
+        let revoked = self
+            .store
             .revoke_sessions_of(user_id, in_org, to_millis(now), &audit)
-            .await
+            .await?;
+        if api_keys {
+            self.delete_keys_of(caller, user_id, in_org, now).await?;
+        }
+        Ok(revoked)
+    }
+
+    async fn delete_keys_of(
+        &self,
+        caller: &Principal,
+        user_id: i64,
+        in_org: Option<i64>,
+        now: OffsetDateTime,
+    ) -> DomainResult<u64> {
+        let audit = NewAuditEvent::new("key.deleted", now)
+            .by(caller)
+            .subject_user(user_id)
+            .details(serde_json::json!({ "orgId": in_org, "all": true }));
+        self.store.delete_api_keys_of(user_id, in_org, &audit).await
     }
 
     /// Account-wide actions (names, deactivation, password, second factor, every session)

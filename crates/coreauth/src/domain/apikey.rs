@@ -235,6 +235,7 @@ impl ApiKeys {
         request: KeyRequest,
         now: OffsetDateTime,
     ) -> DomainResult<(ApiKeyRecord, String)> {
+        caller.require_session("create API keys")?;
         let name = Name::parse("name", &request.name, false)?;
         if name.as_str().chars().count() > MAX_NAME_CHARS {
             return Err(DomainError::invalid(format!(

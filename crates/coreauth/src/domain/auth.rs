@@ -612,6 +612,7 @@ impl Auth {
         caller: &Principal,
         now: OffsetDateTime,
     ) -> DomainResult<Vec<SessionRecord>> {
+        caller.require_session("list or end sessions")?;
         // A session whose newest token is only in the pending renewals would look expired.
         self.flush_renewals_before("listing sessions").await;
         self.store
@@ -626,6 +627,7 @@ impl Auth {
         id: &str,
         now: OffsetDateTime,
     ) -> DomainResult<()> {
+        caller.require_session("list or end sessions")?;
         let audit = NewAuditEvent::new("session.revoked", now)
             .by(caller)
             .subject_user(caller.user_id)

@@ -97,6 +97,7 @@ impl Credentials {
         new: Password,
         now: OffsetDateTime,
     ) -> DomainResult<()> {
+        caller.require_session("change the password")?;
         let user = self
             .store
             .user_by_id(caller.user_id)

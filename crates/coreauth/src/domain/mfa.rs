@@ -110,6 +110,7 @@ impl Mfa {
         caller: &Principal,
         now: OffsetDateTime,
     ) -> DomainResult<Enrollment> {
+        caller.require_session("change the second factor")?;
         let user = self
             .store
             .user_by_id(caller.user_id)
@@ -142,6 +143,7 @@ impl Mfa {
         code: &str,
         now: OffsetDateTime,
     ) -> DomainResult<Vec<String>> {
+        caller.require_session("change the second factor")?;
         let record = self
             .store
             .totp_of(caller.user_id)
@@ -249,6 +251,7 @@ impl Mfa {
         proof: Proof,
         now: OffsetDateTime,
     ) -> DomainResult<()> {
+        caller.require_session("change the second factor")?;
         let record = self
             .store
             .totp_of(caller.user_id)

@@ -224,6 +224,18 @@ impl Principal {
             .is_some_and(|s| s.restriction.as_deref() == Some(MFA_ENROLLMENT))
     }
 
+    /// Refuses an API key where only a person in a session may act: minting keys (a leaked key
+    /// must not be able to outlive its own deletion through a child, nor outlast its own
+    /// expiry) and the account's security settings (password, second factor, sessions).
+    pub fn require_session(&self, what: &str) -> Result<(), super::error::DomainError> {
+        if self.method == AuthMethod::ApiKey {
+            return Err(super::error::DomainError::ForbiddenBecause(format!(
+                "an API key cannot {what}; use a session token"
+            )));
+        }
+        Ok(())
+    }
+
     /// A session that is good for nothing but answering its second factor.
     pub fn awaits_second_factor(&self) -> bool {
         self.session

@@ -9,7 +9,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use super::AppState;
-use super::error::{ApiJson, ApiPath, ApiResult};
+use super::error::{ApiJson, ApiPath, ApiQuery, ApiResult};
 use super::extract::Caller;
 use crate::domain::admin::UserRequest;
 use crate::domain::org::{MembershipPatch, MembershipRecord, Name, Role};
@@ -123,7 +123,7 @@ async fn update_user(
 
 /// End every session of a user.
 #[utoipa::path(post, path = "/admin/users/{id}/sessions/revoke", tag = "admin",
-    params(("id" = i64, Path, description = "User id")),
+    params(("id" = i64, Path, description = "User id"), proto::RevokeSessionsQuery),
     security(("bearer" = []), ("api_key" = [])),
     responses(
         (status = 204, description = "Revoked"),
@@ -135,10 +135,11 @@ async fn revoke_sessions(
     State(state): State<AppState>,
     Caller(caller): Caller,
     ApiPath(id): ApiPath<i64>,
+    ApiQuery(query): ApiQuery<proto::RevokeSessionsQuery>,
 ) -> ApiResult<StatusCode> {
     state
         .admin
-        .revoke_sessions_of(&caller, id, state.now())
+        .revoke_sessions_of(&caller, id, query.api_keys, state.now())
         .await?;
     Ok(StatusCode::NO_CONTENT)
 }

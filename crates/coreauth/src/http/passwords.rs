@@ -195,7 +195,14 @@ async fn reset(
     let new = Password::parse(body.new_password.into_inner())?;
     state
         .admin
-        .reset_password(&caller, user_id, new, body.must_change, state.now())
+        .reset_password(
+            &caller,
+            user_id,
+            new,
+            body.must_change,
+            body.revoke_api_keys,
+            state.now(),
+        )
         .await?;
     Ok(StatusCode::NO_CONTENT)
 }

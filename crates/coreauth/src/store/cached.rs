@@ -559,6 +559,18 @@ impl Store for CachingStore {
         done
     }
 
+    async fn delete_api_keys_of(
+        &self,
+        user_id: i64,
+        in_org: Option<i64>,
+        audit: &NewAuditEvent,
+    ) -> DomainResult<u64> {
+        // Invalidated even when the write failed: it may have landed.
+        let done = self.inner.delete_api_keys_of(user_id, in_org, audit).await;
+        self.cache.invalidate_user(user_id);
+        done
+    }
+
     async fn record_api_key_usage(&self, usage: &[(i64, i64, Option<String>)]) -> DomainResult<()> {
         self.inner.record_api_key_usage(usage).await
     }

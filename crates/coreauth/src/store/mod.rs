@@ -274,6 +274,14 @@ pub trait Store: Send + Sync + 'static {
         org_id: i64,
         audit: &NewAuditEvent,
     ) -> DomainResult<Option<ApiKeyRecord>>;
+    /// Deletes every key of a user, or those in `in_org` only, with one audit event counting
+    /// them (`details.keysDeleted`).
+    async fn delete_api_keys_of(
+        &self,
+        user_id: i64,
+        in_org: Option<i64>,
+        audit: &NewAuditEvent,
+    ) -> DomainResult<u64>;
     /// Records when (and from where) keys were last used: `(key id, time, address)`.
     async fn record_api_key_usage(&self, usage: &[(i64, i64, Option<String>)]) -> DomainResult<()>;
 

@@ -1417,6 +1417,29 @@ impl Store for PostgresStore {
         finish_key_deletion(tx, row, audit).await
     }
 
+    async fn delete_api_keys_of(
+        &self,
+        user_id: i64,
+        in_org: Option<i64>,
+        audit: &NewAuditEvent,
+    ) -> DomainResult<u64> {
+        let mut tx = self.begin().await?;
+        let deleted = sqlx::query(
+            "DELETE FROM api_keys WHERE user_id = $1 AND ($2::BIGINT IS NULL OR org_id = $2)",
+        )
+        .bind(user_id)
+        .bind(in_org)
+        .execute(&mut *tx)
+        .await
+        .map_err(db_error)?
+        .rows_affected();
+        let mut audit = audit.clone();
+        audit.details["keysDeleted"] = deleted.into();
+        insert_audit(&mut tx, &audit).await?;
+        tx.commit().await.map_err(db_error)?;
+        Ok(deleted)
+    }
+
     async fn record_api_key_usage(&self, usage: &[(i64, i64, Option<String>)]) -> DomainResult<()> {
         // Every instance flushes its own batch: taking the row locks in key order means two
         // flushes over the same keys wait for each other instead of deadlocking.

@@ -121,10 +121,11 @@ async fn a_key_is_not_subject_to_token_expiry_but_to_its_own() {
     );
 
     let past = app.now_millis() - 1;
+    let fresh = app.login_ok("dev@acme.example", PASSWORD).await.token;
     let response = app
         .post(
             "/authheader/add",
-            Some(&forever),
+            Some(&fresh),
             &json!({"name": "past", "expiresAt": past}),
         )
         .await;
@@ -422,4 +423,98 @@ async fn a_platform_admins_key_has_no_platform_power() {
         )
         .await;
     assert_eq!(response.status(), StatusCode::CREATED);
+}
+
+#[tokio::test]
+async fn a_key_neither_mints_keys_nor_touches_the_accounts_security() {
+    let app = TestApp::spawn().await;
+    let (_, _, token) = app.member_of_new_org("Acme", "dev@acme.example").await;
+    let expires_at = app.now_millis() + 60_000;
+    let response = app
+        .post(
+            "/authheader/add",
+            Some(&token),
+            &json!({"name": "short", "expiresAt": expires_at}),
+        )
+        .await;
+    let key = body(response).await["token"].as_str().unwrap().to_owned();
+    let session_id = body(app.get("/user/sessions", Some(&token)).await).await[0]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let attempts = [
+        app.post("/authheader/add", Some(&key), &json!({"name": "forever"}))
+            .await,
+        app.post("/user/mfa/totp/enroll", Some(&key), &json!({}))
+            .await,
+        app.post(
+            "/user/password",
+            Some(&key),
+            &json!({"currentPassword": PASSWORD, "newPassword": "another long password"}),
+        )
+        .await,
+        app.get("/user/sessions", Some(&key)).await,
+        app.delete(&format!("/user/sessions/{session_id}"), Some(&key))
+            .await,
+        app.send(
+            reqwest::Method::DELETE,
+            "/user/mfa/totp",
+            Some(&key),
+            Some(&json!({"password": PASSWORD})),
+        )
+        .await,
+    ];
+    for response in attempts {
+        assert_error(response, StatusCode::FORBIDDEN, "forbidden").await;
+    }
+    // Nothing changed: the session lives, the password is the old one, one key exists.
+    assert_eq!(app.me(&token).await.status(), StatusCode::OK);
+    app.login_ok("dev@acme.example", PASSWORD).await;
+    let keys = body(app.get("/authheader/list", Some(&token)).await).await;
+    assert_eq!(keys.as_array().unwrap().len(), 1);
+}
+
+#[tokio::test]
+async fn ending_every_session_leaves_keys_unless_asked_to_take_them_too() {
+    let app = TestApp::spawn().await;
+    let (_, user, token) = app.member_of_new_org("Acme", "dev@acme.example").await;
+    let (_, key) = app.add_key(&token, "ci").await;
+    let revoke = format!("/admin/users/{user}/sessions/revoke");
+    let response = app.post(&revoke, Some(&app.admin_token), &json!({})).await;
+    assert_eq!(response.status(), StatusCode::NO_CONTENT);
+    assert_eq!(app.me(&token).await.status(), StatusCode::FORBIDDEN);
+    assert_eq!(
+        app.me(&key).await.status(),
+        StatusCode::OK,
+        "keys stay by default"
+    );
+
+    let response = app
+        .post(
+            &format!("{revoke}?apiKeys=true"),
+            Some(&app.admin_token),
+            &json!({}),
+        )
+        .await;
+    assert_eq!(response.status(), StatusCode::NO_CONTENT);
+    assert_error(app.me(&key).await, StatusCode::FORBIDDEN, "unauthenticated").await;
+
+    // A password reset may take them as well.
+    let token = app.login_ok("dev@acme.example", PASSWORD).await.token;
+    let (_, key) = app.add_key(&token, "ci-2").await;
+    let response = app
+        .post(
+            &format!("/admin/users/{user}/password"),
+            Some(&app.admin_token),
+            &json!({"newPassword": "a brand new password", "revokeApiKeys": true}),
+        )
+        .await;
+    assert_eq!(response.status(), StatusCode::NO_CONTENT);
+    assert_error(app.me(&key).await, StatusCode::FORBIDDEN, "unauthenticated").await;
+    let audit = body(
+        app.get("/admin/audit?event=key.deleted", Some(&app.admin_token))
+            .await,
+    )
+    .await;
+    assert_eq!(audit["events"][0]["details"]["keysDeleted"], 1);
 }
