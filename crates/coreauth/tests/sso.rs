@@ -138,7 +138,7 @@ fn form_of(page: &str) -> (String, String) {
 }
 
 /// Follows redirects from `url`, signing in at the provider as `login` (and consenting, or
-/// cancelling when `deny`), until the browser is sent to coreauth's callback.
+/// cancelling when `deny`), until the browser is sent to coreauth's callback, and lands there.
 async fn sign_in(
     app: &TestApp,
     browser: &reqwest::Client,
@@ -146,23 +146,40 @@ async fn sign_in(
     login: &str,
     deny: bool,
 ) -> Landing {
+    let callback = reach_callback(app, browser, url, login, deny).await;
+    land(browser, &callback).await
+}
+
+/// What `browser` gets at coreauth's callback URL.
+async fn land(browser: &reqwest::Client, callback_url: &str) -> Landing {
+    let response = browser.get(callback_url).send().await.unwrap();
+    let status = response.status();
+    let location = response
+        .headers()
+        .get("location")
+        .map(|l| l.to_str().unwrap().to_owned());
+    let body = response.json().await.unwrap_or(Value::Null);
+    Landing {
+        status,
+        location,
+        body,
+        callback_url: callback_url.to_owned(),
+    }
+}
+
+/// The sign-in at the provider, up to (not into) coreauth's callback: its URL.
+async fn reach_callback(
+    app: &TestApp,
+    browser: &reqwest::Client,
+    url: &str,
+    login: &str,
+    deny: bool,
+) -> String {
     let callback_prefix = format!("{}/user/authenticate/sso/callback", app.address);
     let mut next = url.to_owned();
     for _ in 0..20 {
         if next.starts_with(&callback_prefix) {
-            let response = browser.get(&next).send().await.unwrap();
-            let status = response.status();
-            let location = response
-                .headers()
-                .get("location")
-                .map(|l| l.to_str().unwrap().to_owned());
-            let body = response.json().await.unwrap_or(Value::Null);
-            return Landing {
-                status,
-                location,
-                body,
-                callback_url: next,
-            };
+            return next;
         }
         let response = browser.get(&next).send().await.unwrap();
         let base = response.url().clone();
@@ -328,8 +345,9 @@ async fn an_existing_member_links_their_account_once_then_lands_on_the_return_pa
     configure(&app, org, &provider.issuer, false).await;
 
     // The provider's word alone does not adopt an existing account.
-    let url = start_url(&app, &browser(), org, Some(RETURN_TO)).await;
-    let landing = sign_in(&app, &browser(), &url, "alice@acme.example", false).await;
+    let first = browser();
+    let url = start_url(&app, &first, org, Some(RETURN_TO)).await;
+    let landing = sign_in(&app, &first, &url, "alice@acme.example", false).await;
     assert_eq!(landing.status, StatusCode::FORBIDDEN);
     assert_eq!(landing.body["error"], "sso_account_not_linked");
 
@@ -400,8 +418,9 @@ async fn an_org_admin_cannot_sign_in_as_the_platform_admin_through_their_own_pro
         strategy["strategy"], "password",
         "a pending domain does nothing"
     );
-    let url = start_url(&app, &browser(), rogue, None).await;
-    let landing = sign_in(&app, &browser(), &url, ADMIN_EMAIL, false).await;
+    let attacker = browser();
+    let url = start_url(&app, &attacker, rogue, None).await;
+    let landing = sign_in(&app, &attacker, &url, ADMIN_EMAIL, false).await;
     assert_eq!(landing.status, StatusCode::FORBIDDEN);
     assert_eq!(landing.body["error"], "sso_domain_mismatch");
 
@@ -415,8 +434,9 @@ async fn an_org_admin_cannot_sign_in_as_the_platform_admin_through_their_own_pro
         )
         .await;
     assert_eq!(body(response).await["pendingDomains"], json!([]));
-    let url = start_url(&app, &browser(), rogue, None).await;
-    let landing = sign_in(&app, &browser(), &url, ADMIN_EMAIL, false).await;
+    let attacker = browser();
+    let url = start_url(&app, &attacker, rogue, None).await;
+    let landing = sign_in(&app, &attacker, &url, ADMIN_EMAIL, false).await;
     assert_eq!(landing.status, StatusCode::FORBIDDEN);
     assert_eq!(landing.body["error"], "sso_account_not_linked");
     let orgs = body(app.get("/user/orgs", Some(&app.admin_token)).await).await;
@@ -672,5 +692,53 @@ async fn a_sign_in_that_took_too_long_is_refused_as_expired() {
     let landing = sign_in(&app, &browser, &url, "newcomer@acme.example", false).await;
     assert_eq!(landing.status, StatusCode::BAD_REQUEST);
     assert_eq!(landing.body["error"], "sso_state_expired");
+    provider.stop().await;
+}
+
+#[tokio::test]
+async fn a_callback_completes_only_in_the_browser_that_started_the_sign_in() {
+    let app = TestApp::spawn().await;
+    let org = app.create_org("Acme").await;
+    let provider = start_provider(&app, free_port(), "k1").await;
+    configure(&app, org, &provider.issuer, true).await;
+
+    // The attacker starts a sign-in as themselves and hands the callback URL to a victim
+    // (login CSRF): in the victim's browser, without the starting browser's cookie, it fails.
+    let attacker = browser();
+    let url = start_url(&app, &attacker, org, None).await;
+    let callback = reach_callback(&app, &attacker, &url, "newcomer@acme.example", false).await;
+    let victim = browser();
+    let landing = land(&victim, &callback).await;
+    assert_eq!(landing.status, StatusCode::BAD_REQUEST);
+    assert_eq!(landing.body["error"], "sso_browser_mismatch");
+    let audit = body(
+        app.get("/admin/audit?event=sso.login", Some(&app.admin_token))
+            .await,
+    )
+    .await;
+    assert_eq!(audit["events"][0]["reason"], "sso_browser_mismatch");
+
+    // The cookie is HttpOnly, SameSite=Lax and only sent to the callback.
+    let response = browser()
+        .get(format!(
+            "{}/user/authenticate/sso/start?org={org}",
+            app.address
+        ))
+        .send()
+        .await
+        .unwrap();
+    let cookie = response.headers()["set-cookie"].to_str().unwrap();
+    assert!(cookie.contains("HttpOnly"), "{cookie}");
+    assert!(cookie.contains("SameSite=Lax"), "{cookie}");
+    assert!(
+        cookie.contains("Path=/user/authenticate/sso/callback"),
+        "{cookie}"
+    );
+
+    // The starting browser completes as before.
+    let browser = browser();
+    let url = start_url(&app, &browser, org, None).await;
+    let landing = sign_in(&app, &browser, &url, "newcomer@acme.example", false).await;
+    assert_eq!(landing.status, StatusCode::OK, "{}", landing.body);
     provider.stop().await;
 }

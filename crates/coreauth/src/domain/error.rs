@@ -108,6 +108,8 @@ pub enum SsoFailure {
     NotLinked,
     #[error("the identity provider asserted another identity than the account being linked")]
     LinkMismatch,
+    #[error("this sign-in was started in another browser; start again from this one")]
+    BrowserMismatch,
 }
 
 impl SsoFailure {
@@ -125,6 +127,7 @@ impl SsoFailure {
             Self::SsoRequired => "sso_required",
             Self::NotLinked => "sso_account_not_linked",
             Self::LinkMismatch => "sso_link_mismatch",
+            Self::BrowserMismatch => "sso_browser_mismatch",
         }
     }
 }

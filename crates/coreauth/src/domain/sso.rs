@@ -38,6 +38,13 @@ const LOGIN_TTL: Duration = Duration::from_secs(10 * 60);
 const METADATA_TTL: Duration = Duration::from_secs(10 * 60);
 const MAX_ALLOW_LIST: usize = 50;
 
+/// What a sign-on in flight is bound to: the browser that started it (a hash of the secret in
+/// its cookie), or, for a link, the account that started it from a password session.
+enum Binding {
+    Browser(String),
+    Account(i64),
+}
+
 /// Where an email signs in.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Strategy {
@@ -69,6 +76,25 @@ pub struct Callback {
     pub code: Option<String>,
     pub state: Option<String>,
     pub error: Option<String>,
+    /// The secret the starting browser was given (`SsoStart::browser_secret`), from its cookie.
+    pub browser_secret: Option<String>,
+}
+
+/// A started sign-on: where to send the browser, and the secret it must bring back to the
+/// callback (kept in a cookie), which binds the sign-on to this browser: a callback URL
+/// completed from anywhere else fails (login CSRF, code injection).
+pub struct SsoStart {
+    pub url: String,
+    pub state: String,
+    pub browser_secret: String,
+}
+
+fn binding_hash(secret: &str) -> String {
+    use sha2::Digest;
+    sha2::Sha256::digest(secret.as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
 }
 
 pub struct Sso {
@@ -385,13 +411,23 @@ impl Sso {
         client: Option<String>,
         origin: &RequestOrigin,
         now: OffsetDateTime,
-    ) -> DomainResult<String> {
+    ) -> DomainResult<SsoStart> {
         if let Some(address) = origin.address {
             self.throttle
                 .attempt(&[Subject::Address(address)], now)
                 .await?;
         }
-        self.begin(org_id, return_to, client, None, now).await
+        let mut secret = [0u8; 32];
+        getrandom::fill(&mut secret).map_err(DomainError::internal)?;
+        let browser_secret =
+            base64::Engine::encode(&base64::engine::general_purpose::URL_SAFE_NO_PAD, secret);
+        let binding = Binding::Browser(binding_hash(&browser_secret));
+        let (url, state) = self.begin(org_id, return_to, client, binding, now).await?;
+        Ok(SsoStart {
+            url,
+            state,
+            browser_secret,
+        })
     }
 
     /// Starts a sign-on that links the caller's account to the identity the provider asserts
@@ -419,18 +455,24 @@ impl Sso {
             _ => return Err(DomainError::Forbidden),
         }
         let client = Some("sso-link".to_owned());
-        self.begin(org_id, return_to, client, Some(caller.user_id), now)
-            .await
+        let binding = Binding::Account(caller.user_id);
+        let (url, _) = self.begin(org_id, return_to, client, binding, now).await?;
+        Ok(url)
     }
 
+    /// Records a sign-on in flight; answers the provider URL and the state.
     async fn begin(
         &self,
         org_id: i64,
         return_to: Option<String>,
         client: Option<String>,
-        link_user_id: Option<i64>,
+        binding: Binding,
         now: OffsetDateTime,
-    ) -> DomainResult<String> {
+    ) -> DomainResult<(String, String)> {
+        let (link_user_id, browser_binding) = match binding {
+            Binding::Browser(hash) => (None, Some(hash)),
+            Binding::Account(user_id) => (Some(user_id), None),
+        };
         let config = self
             .store
             .sso_config(org_id)
@@ -482,9 +524,10 @@ impl Sso {
                 created_at,
                 expires_at: created_at + ttl,
                 link_user_id,
+                browser_binding,
             })
             .await?;
-        Ok(url.to_string())
+        Ok((url.to_string(), state.secret().clone()))
     }
 
     /// Finishes a login. Every failure is audited with its reason.
@@ -528,6 +571,15 @@ impl Sso {
     ) -> DomainResult<SsoOutcome> {
         if login.expires_at <= to_millis(now) {
             return Err(failure(SsoFailure::StateExpired));
+        }
+        if let Some(expected) = &login.browser_binding {
+            use subtle::ConstantTimeEq;
+            let presented = callback.browser_secret.as_deref().map(binding_hash);
+            let same =
+                presented.is_some_and(|p| bool::from(p.as_bytes().ct_eq(expected.as_bytes())));
+            if !same {
+                return Err(failure(SsoFailure::BrowserMismatch));
+            }
         }
         if let Some(error) = callback.error.as_deref() {
             return Err(failure(if error == "access_denied" {

@@ -188,15 +188,7 @@ impl FromRequestParts<AppState> for DocsAdmin {
 }
 
 fn docs_cookie(parts: &Parts) -> Option<String> {
-    parts
-        .headers
-        .get_all(header::COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(';'))
-        .filter_map(|pair| pair.trim().split_once('='))
-        .find(|(name, _)| *name == DOCS_COOKIE)
-        .map(|(_, value)| value.to_owned())
+    super::extract::cookie_value(&parts.headers, DOCS_COOKIE)
 }
 
 /// This document (administrators only).
@@ -292,12 +284,7 @@ async fn docs_login(
     match result {
         Ok(issued) => {
             let max_age = (issued.expires_at - crate::domain::clock::to_millis(state.now())) / 1000;
-            // Behind https (the public URL says so) the cookie never travels in the clear.
-            let secure = if state.sso.callback_url().starts_with("https://") {
-                "; Secure"
-            } else {
-                ""
-            };
+            let secure = super::extract::secure_cookie_attribute(&state);
             let cookie = format!(
                 "{DOCS_COOKIE}={}; HttpOnly; SameSite=Strict; Path=/; Max-Age={}{secure}",
                 issued.token,

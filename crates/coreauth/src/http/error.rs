@@ -46,7 +46,9 @@ pub fn status_of(e: &DomainError) -> StatusCode {
         DomainError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         DomainError::Sso(failure) => match failure {
             SsoFailure::IdpUnreachable(_) | SsoFailure::ProviderError(_) => StatusCode::BAD_GATEWAY,
-            SsoFailure::StateInvalid | SsoFailure::StateExpired => StatusCode::BAD_REQUEST,
+            SsoFailure::StateInvalid | SsoFailure::StateExpired | SsoFailure::BrowserMismatch => {
+                StatusCode::BAD_REQUEST
+            }
             SsoFailure::InvalidToken => StatusCode::UNAUTHORIZED,
             SsoFailure::Denied
             | SsoFailure::EmailUnverified

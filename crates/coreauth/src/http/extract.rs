@@ -119,6 +119,27 @@ impl<S: Send + Sync> FromRequestParts<S> for Origin {
     }
 }
 
+/// The value of cookie `name` in the `Cookie` headers.
+pub fn cookie_value(headers: &axum::http::HeaderMap, name: &str) -> Option<String> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|pair| pair.trim().split_once('='))
+        .find(|(key, _)| *key == name)
+        .map(|(_, value)| value.to_owned())
+}
+
+/// `; Secure` for cookies when browsers reach coreauth over https (its public URL says so).
+pub fn secure_cookie_attribute(state: &AppState) -> &'static str {
+    if state.sso.callback_url().starts_with("https://") {
+        "; Secure"
+    } else {
+        ""
+    }
+}
+
 /// What is kept of a `User-Agent`: enough to tell clients apart, not a place to store data.
 const MAX_USER_AGENT_CHARS: usize = 300;
 

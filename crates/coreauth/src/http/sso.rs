@@ -12,7 +12,7 @@ use utoipa_axum::routes;
 use super::AppState;
 use super::auth::session_answer;
 use super::error::{ApiJson, ApiPath, ApiQuery, ApiResult};
-use super::extract::{Caller, Origin};
+use super::extract::{Caller, Origin, cookie_value, secure_cookie_attribute};
 use crate::domain::sso::{Callback, SsoRequest, Strategy};
 use crate::store::SsoConfigRecord;
 
@@ -77,8 +77,8 @@ async fn start(
     State(state): State<AppState>,
     Origin(origin): Origin,
     ApiQuery(query): ApiQuery<proto::SsoStartQuery>,
-) -> ApiResult<Redirect> {
-    let url = state
+) -> ApiResult<Response> {
+    let started = state
         .sso
         .start(
             query.org,
@@ -88,7 +88,28 @@ async fn start(
             state.now(),
         )
         .await?;
-    Ok(Redirect::to(&url))
+    let mut response = Redirect::to(&started.url).into_response();
+    let cookie = format!(
+        "{}={}; HttpOnly; SameSite=Lax; Path={CALLBACK_PATH}; Max-Age=600{}",
+        binding_cookie(&started.state),
+        started.browser_secret,
+        secure_cookie_attribute(&state),
+    );
+    if let Ok(value) = HeaderValue::from_str(&cookie) {
+        response.headers_mut().append(header::SET_COOKIE, value);
+    }
+    Ok(response)
+}
+
+const CALLBACK_PATH: &str = "/user/authenticate/sso/callback";
+
+/// The cookie that binds one sign-on to its browser, named after its state so that sign-ons
+/// started in two tabs do not overwrite each other's.
+fn binding_cookie(state: &str) -> String {
+    use sha2::Digest;
+    let digest = sha2::Sha256::digest(state.as_bytes());
+    let tag: String = digest[..8].iter().map(|b| format!("{b:02x}")).collect();
+    format!("coreauth_sso_{tag}")
 }
 
 /// Link your account to your identity at an org's provider: answers the provider's sign-in URL
@@ -131,8 +152,13 @@ async fn link(
 async fn callback(
     State(state): State<AppState>,
     Origin(origin): Origin,
+    headers: axum::http::HeaderMap,
     ApiQuery(query): ApiQuery<proto::SsoCallbackQuery>,
 ) -> ApiResult<Response> {
+    let cookie = query.state.as_deref().map(binding_cookie);
+    let browser_secret = cookie
+        .as_deref()
+        .and_then(|name| cookie_value(&headers, name));
     let outcome = state
         .sso
         .callback(
@@ -140,6 +166,7 @@ async fn callback(
                 code: query.code,
                 state: query.state,
                 error: query.error,
+                browser_secret,
             },
             origin,
             state.now(),

@@ -77,6 +77,8 @@ pub struct SsoLoginRecord {
     pub expires_at: i64,
     /// The user linking their account, who started this sign-on from a password session.
     pub link_user_id: Option<i64>,
+    /// SHA-256 (hex) of the secret in the starting browser's cookie; `None` for a link.
+    pub browser_binding: Option<String>,
 }
 
 /// Previous hashes kept per user, enough for the strictest `historyCount`.

@@ -519,6 +519,7 @@ struct SsoLoginRow {
     created_at: i64,
     expires_at: i64,
     link_user_id: Option<i64>,
+    browser_binding: Option<String>,
 }
 
 impl From<SsoLoginRow> for SsoLoginRecord {
@@ -533,6 +534,7 @@ impl From<SsoLoginRow> for SsoLoginRecord {
             created_at: r.created_at,
             expires_at: r.expires_at,
             link_user_id: r.link_user_id,
+            browser_binding: r.browser_binding,
         }
     }
 }
@@ -2195,7 +2197,8 @@ impl Store for PostgresStore {
     async fn create_sso_login(&self, l: &SsoLoginRecord) -> DomainResult<()> {
         sqlx::query(
             "INSERT INTO sso_logins (state, org_id, nonce, pkce_verifier, return_to, client, \
-             created_at, expires_at, link_user_id) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+             created_at, expires_at, link_user_id, browser_binding) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
         )
         .bind(&l.state)
         .bind(l.org_id)
@@ -2206,6 +2209,7 @@ impl Store for PostgresStore {
         .bind(l.created_at)
         .bind(l.expires_at)
         .bind(l.link_user_id)
+        .bind(l.browser_binding.as_deref())
         .execute(&self.pool)
         .await
         .map(|_| ())
@@ -2221,7 +2225,7 @@ impl Store for PostgresStore {
         let row: Option<SsoLoginRow> = sqlx::query_as(
             "UPDATE sso_logins SET used_at = $1 WHERE state = $2 AND used_at IS NULL \
              RETURNING state, org_id, nonce, pkce_verifier, return_to, client, created_at, \
-             expires_at, link_user_id",
+             expires_at, link_user_id, browser_binding",
         )
         .bind(now)
         .bind(state)

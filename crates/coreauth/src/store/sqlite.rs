@@ -2093,7 +2093,8 @@ impl Store for SqliteStore {
     async fn create_sso_login(&self, l: &SsoLoginRecord) -> DomainResult<()> {
         sqlx::query(
             "INSERT INTO sso_logins (state, org_id, nonce, pkce_verifier, return_to, client, \
-             created_at, expires_at, link_user_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+             created_at, expires_at, link_user_id, browser_binding) \
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         )
         .bind(&l.state)
         .bind(l.org_id)
@@ -2104,6 +2105,7 @@ impl Store for SqliteStore {
         .bind(l.created_at)
         .bind(l.expires_at)
         .bind(l.link_user_id)
+        .bind(l.browser_binding.as_deref())
         .execute(&self.writer)
         .await
         .map(|_| ())
@@ -2121,10 +2123,11 @@ impl Store for SqliteStore {
             i64,
             i64,
             Option<i64>,
+            Option<String>,
         )> = sqlx::query_as(
             "UPDATE sso_logins SET used_at = ? WHERE state = ? AND used_at IS NULL \
                  RETURNING state, org_id, nonce, pkce_verifier, return_to, client, created_at, \
-                 expires_at, link_user_id",
+                 expires_at, link_user_id, browser_binding",
         )
         .bind(now)
         .bind(state)
@@ -2142,6 +2145,7 @@ impl Store for SqliteStore {
                 created_at,
                 expires_at,
                 link_user_id,
+                browser_binding,
             )| {
                 SsoLoginRecord {
                     state,
@@ -2153,6 +2157,7 @@ impl Store for SqliteStore {
                     created_at,
                     expires_at,
                     link_user_id,
+                    browser_binding,
                 }
             },
         ))
