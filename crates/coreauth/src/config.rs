@@ -39,6 +39,9 @@ pub struct Settings {
     /// `COREAUTH_PUBLIC_URL`: the address browsers and identity providers reach coreauth at
     /// (SSO redirect URI, strategy answers). Default: `http://` + the listening address.
     pub public_url: Option<String>,
+    /// `COREAUTH_SSO_ALLOWED_NETWORKS`: comma-separated CIDRs of non-public networks identity
+    /// providers may be on (an on-premises ADFS); others than public addresses are refused.
+    pub sso_allowed_networks: Option<String>,
     /// `COREAUTH_ISSUER`: the `iss` of issued tokens.
     pub issuer: String,
     /// `COREAUTH_BOOTSTRAP_ADMIN_EMAIL` / `_PASSWORD`: the first admin, created on an empty
@@ -115,6 +118,7 @@ impl Default for Settings {
             log: "info".into(),
             log_format: LogFormat::Text,
             public_url: None,
+            sso_allowed_networks: None,
             issuer: "coreauth".into(),
             bootstrap_admin_email: None,
             bootstrap_admin_password: None,

@@ -20,6 +20,7 @@ use crate::domain::clock::Clock;
 use crate::domain::credentials::Credentials;
 use crate::domain::integrations::Integrations;
 use crate::domain::mfa::Mfa;
+use crate::domain::oidc::NetworkPolicy;
 use crate::domain::password::{HashCost, HashLimits, Password, PasswordHashing};
 use crate::domain::secrets::SecretBox;
 use crate::domain::session_cache::{self, SessionCache};
@@ -223,6 +224,8 @@ impl Application {
                 format!("http://{address}")
             }
         };
+        let networks = NetworkPolicy::parse(settings.sso_allowed_networks.as_deref().unwrap_or(""))
+            .map_err(|e| StartupError::Setup(format!("COREAUTH_SSO_ALLOWED_NETWORKS: {e}")))?;
         let sso = Arc::new(
             Sso::new(
                 store.clone(),
@@ -230,6 +233,7 @@ impl Application {
                 auth.clone(),
                 throttle.clone(),
                 public_url,
+                networks,
             )
             .map_err(|e| StartupError::Setup(e.to_string()))?,
         );

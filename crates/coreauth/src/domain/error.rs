@@ -80,7 +80,9 @@ pub type DomainResult<T> = Result<T, DomainError>;
 /// Why a single sign-on did not complete, in terms a person can act on.
 #[derive(Debug, thiserror::Error)]
 pub enum SsoFailure {
-    #[error("the org's identity provider could not be reached: {0}")]
+    /// The detail goes to the audit trail only: the issuer is an org admin's choice, and the
+    /// reason a fetch failed would map the network behind coreauth for anyone who asks.
+    #[error("the org's identity provider could not be reached")]
     IdpUnreachable(String),
     #[error("the identity provider answered with an error: {0}")]
     ProviderError(String),

@@ -12,6 +12,7 @@ pub mod error;
 pub mod hash_pool;
 pub mod integrations;
 pub mod mfa;
+pub mod oidc;
 pub mod org;
 pub mod password;
 pub mod policy;

@@ -5,16 +5,15 @@
 //! issuer, audience, expiry and nonce. The verified email then finds the user (or creates a
 //! member when the org allows it) and the same session token as a password login is issued.
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::sync::Arc;
+use std::time::Duration;
 
 use openidconnect::core::{
     CoreAuthenticationFlow, CoreClient, CoreIdTokenClaims, CoreProviderMetadata, CoreUserInfoClaims,
 };
 use openidconnect::{
-    AuthorizationCode, ClaimsVerificationError, ClientId, ClientSecret, CsrfToken, IssuerUrl,
-    Nonce, OAuth2TokenResponse, PkceCodeChallenge, PkceCodeVerifier, RedirectUrl, Scope,
+    AuthorizationCode, ClaimsVerificationError, ClientId, ClientSecret, CsrfToken, Nonce,
+    OAuth2TokenResponse, PkceCodeChallenge, PkceCodeVerifier, RedirectUrl, Scope,
     SignatureVerificationError, TokenResponse,
 };
 use time::OffsetDateTime;
@@ -25,6 +24,7 @@ use super::auth::{Auth, IssuedToken, RequestOrigin};
 use super::clock::to_millis;
 use super::email::{Email, EmailDomain};
 use super::error::{DomainError, DomainResult, SsoFailure};
+use super::oidc::{NetworkPolicy, Providers};
 use super::org::{Name, Role};
 use super::secrets::SecretBox;
 use super::session::Principal;
@@ -34,8 +34,6 @@ use crate::store::{SsoConfigRecord, SsoLoginRecord, Store};
 
 /// How long a started login may take to come back.
 const LOGIN_TTL: Duration = Duration::from_secs(10 * 60);
-/// How long a provider's discovery document (and its JWKS) is reused.
-const METADATA_TTL: Duration = Duration::from_secs(10 * 60);
 const MAX_ALLOW_LIST: usize = 50;
 
 /// What a sign-on in flight is bound to: the browser that started it (a hash of the secret in
@@ -102,9 +100,8 @@ pub struct Sso {
     secrets: Arc<SecretBox>,
     auth: Arc<Auth>,
     throttle: Arc<Throttle>,
-    http: reqwest::Client,
+    providers: Providers,
     public_url: String,
-    metadata: Mutex<HashMap<String, (CoreProviderMetadata, Instant)>>,
 }
 
 fn sealed_binding(org_id: i64) -> String {
@@ -113,6 +110,15 @@ fn sealed_binding(org_id: i64) -> String {
 
 fn failure(kind: SsoFailure) -> DomainError {
     DomainError::Sso(kind)
+}
+
+/// What the audit trail keeps of a failure: for an unreachable provider the reason, which the
+/// caller is never told.
+fn failure_detail(error: &DomainError) -> String {
+    match error {
+        DomainError::Sso(SsoFailure::IdpUnreachable(detail)) => detail.clone(),
+        other => other.to_string(),
+    }
 }
 
 /// How long a `returnTo` may be: it is stored with the login in flight.
@@ -160,21 +166,15 @@ impl Sso {
         auth: Arc<Auth>,
         throttle: Arc<Throttle>,
         public_url: String,
+        networks: NetworkPolicy,
     ) -> DomainResult<Self> {
-        let http = reqwest::Client::builder()
-            // The token endpoint must answer, not redirect (SSRF hygiene).
-            .redirect(reqwest::redirect::Policy::none())
-            .timeout(Duration::from_secs(10))
-            .build()
-            .map_err(DomainError::internal)?;
         Ok(Self {
             store,
             secrets,
             auth,
             throttle,
-            http,
+            providers: Providers::new(networks)?,
             public_url: public_url.trim_end_matches('/').to_owned(),
-            metadata: Mutex::new(HashMap::new()),
         })
     }
 
@@ -227,6 +227,7 @@ impl Sso {
             .ok()
             .filter(|u| matches!(u.scheme(), "https" | "http") && u.host_str().is_some())
             .ok_or_else(|| DomainError::invalid("issuer must be an http(s) URL"))?;
+        self.providers.policy().check_issuer(&issuer).await?;
         let client_id = request.client_id.trim();
         if client_id.is_empty() || client_id.len() > 255 {
             return Err(DomainError::invalid("clientId must be 1-255 characters"));
@@ -353,23 +354,13 @@ impl Sso {
         }
     }
 
-    async fn provider(&self, issuer: &str, fresh: bool) -> DomainResult<CoreProviderMetadata> {
-        if !fresh
-            && let Ok(cache) = self.metadata.lock()
-            && let Some((metadata, at)) = cache.get(issuer)
-            && at.elapsed() < METADATA_TTL
-        {
-            return Ok(metadata.clone());
-        }
-        let issuer_url = IssuerUrl::new(issuer.to_owned())
-            .map_err(|e| failure(SsoFailure::IdpUnreachable(e.to_string())))?;
-        let metadata = CoreProviderMetadata::discover_async(issuer_url, &self.http)
-            .await
-            .map_err(|e| failure(SsoFailure::IdpUnreachable(e.to_string())))?;
-        if let Ok(mut cache) = self.metadata.lock() {
-            cache.insert(issuer.to_owned(), (metadata.clone(), Instant::now()));
-        }
-        Ok(metadata)
+    async fn provider(
+        &self,
+        issuer: &str,
+        fresh: bool,
+        now: OffsetDateTime,
+    ) -> DomainResult<CoreProviderMetadata> {
+        self.providers.metadata(issuer, fresh, now).await
     }
 
     fn client(
@@ -485,13 +476,13 @@ impl Sso {
                 "returnTo is not on this org's redirect allow-list",
             ));
         }
-        let metadata = match self.provider(&config.issuer, false).await {
+        let metadata = match self.provider(&config.issuer, false, now).await {
             Ok(metadata) => metadata,
             Err(error) => {
                 let audit = NewAuditEvent::new("sso.login", now)
                     .org(org_id)
                     .failed(error.code())
-                    .details(serde_json::json!({ "detail": error.to_string() }));
+                    .details(serde_json::json!({ "detail": failure_detail(&error) }));
                 self.store.record_audit(&audit).await?;
                 return Err(error);
             }
@@ -554,8 +545,8 @@ impl Sso {
                 .from(&origin)
                 .failed(error.code());
             audit.org_id = org_id;
-            if let DomainError::Sso(SsoFailure::IdpUnreachable(detail)) = error {
-                audit.details = serde_json::json!({ "detail": detail });
+            if let DomainError::Sso(SsoFailure::IdpUnreachable(_)) = error {
+                audit.details = serde_json::json!({ "detail": failure_detail(error) });
             }
             self.store.record_audit(&audit).await?;
         }
@@ -603,13 +594,13 @@ impl Sso {
         let verifier = String::from_utf8(verifier.plaintext.to_vec())
             .map_err(|_| DomainError::internal("stored PKCE verifier is not text"))?;
 
-        let metadata = self.provider(&config.issuer, false).await?;
+        let metadata = self.provider(&config.issuer, false, now).await?;
         let oidc = self.client(&config, metadata)?;
         let tokens = oidc
             .exchange_code(AuthorizationCode::new(code))
             .map_err(|e| failure(SsoFailure::IdpUnreachable(e.to_string())))?
             .set_pkce_verifier(PkceCodeVerifier::new(verifier))
-            .request_async(&self.http)
+            .request_async(self.providers.http())
             .await
             .map_err(|e| match e {
                 openidconnect::RequestTokenError::ServerResponse(r) => {
@@ -628,7 +619,8 @@ impl Sso {
                 SignatureVerificationError::NoMatchingKey,
             )) => {
                 // A key we have not seen: the provider rotated. Fetch its keys again, once.
-                let fresh = self.client(&config, self.provider(&config.issuer, true).await?)?;
+                let fresh =
+                    self.client(&config, self.provider(&config.issuer, true, now).await?)?;
                 id_token
                     .claims(&fresh.id_token_verifier(), &nonce)
                     .map_err(|_| failure(SsoFailure::InvalidToken))?
@@ -648,7 +640,7 @@ impl Sso {
                     Some(claims.subject().clone()),
                 )
                 .map_err(|e| failure(SsoFailure::IdpUnreachable(e.to_string())))?
-                .request_async(&self.http)
+                .request_async(self.providers.http())
                 .await
                 .map_err(|e| failure(SsoFailure::IdpUnreachable(e.to_string())))?;
             email = info.email().map(|e| e.as_str().to_owned());

@@ -173,6 +173,8 @@ impl TestApp {
             secret_key_file: database.secret_key_file(),
             bootstrap_admin_email: Some(ADMIN_EMAIL.into()),
             bootstrap_admin_password: Some(ADMIN_PASSWORD.to_owned().into()),
+            // The tests' identity providers run on loopback.
+            sso_allowed_networks: Some("127.0.0.0/8".into()),
             // Cheap hashes: these tests are about behaviour, not hash strength.
             argon2_memory_kib: 1024,
             argon2_iterations: 1,

@@ -187,3 +187,78 @@ async fn strategy_look_ups_do_not_spend_the_login_budget() {
         "logins have their own budget"
     );
 }
+
+#[tokio::test]
+async fn sso_cannot_be_pointed_at_the_network_behind_coreauth() {
+    let database = std::sync::Arc::new(TestDatabase::fresh().await);
+    // The tests' default allows loopback (their providers run there); this instance does not.
+    let open = TestApp::spawn_on(&database, |_| {}).await;
+    let fenced = TestApp::spawn_on(&database, |s| s.sso_allowed_networks = None).await;
+    let config = |issuer: &str| {
+        json!({"issuer": issuer, "clientId": "c", "clientSecret": "s",
+               "emailDomains": ["acme.example"]})
+    };
+    // Configured where an operator allowed loopback, started where nobody did: coreauth does not fetch it, and the anonymous caller
+    // learns nothing about why.
+    // (A new org: the fenced instance has not read, nor kept, its SSO settings yet.)
+    let org = open.create_org("Acme").await;
+    let response = open
+        .send(
+            reqwest::Method::PUT,
+            &format!("/admin/orgs/{org}/sso"),
+            Some(&open.admin_token),
+            Some(&config("http://127.0.0.1:9")),
+        )
+        .await;
+    assert_eq!(response.status(), StatusCode::OK);
+    for issuer in [
+        "http://127.0.0.1:5432",
+        "http://10.0.0.1/",
+        "http://[::1]:8080/",
+        "http://169.254.169.254/latest/meta-data",
+        "http://localhost:22/",
+    ] {
+        let response = fenced
+            .send(
+                reqwest::Method::PUT,
+                "/admin/orgs/1/sso",
+                Some(&fenced.admin_token),
+                Some(&config(issuer)),
+            )
+            .await;
+        let message = assert_error(response, StatusCode::BAD_REQUEST, "invalid_request").await;
+        assert!(
+            message.contains("COREAUTH_SSO_ALLOWED_NETWORKS"),
+            "{issuer}: {message}"
+        );
+    }
+
+    for _ in 0..2 {
+        let response = fenced
+            .get(&format!("/user/authenticate/sso/start?org={org}"), None)
+            .await;
+        let message = assert_error(response, StatusCode::BAD_GATEWAY, "idp_unreachable").await;
+        assert!(!message.contains("127.0.0.1"), "{message}");
+        assert!(!message.contains(":9"), "{message}");
+    }
+    let audit = body(
+        fenced
+            .get("/admin/audit?event=sso.login", Some(&fenced.admin_token))
+            .await,
+    )
+    .await;
+    let details: Vec<String> = audit["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["details"]["detail"].as_str().unwrap_or("").to_owned())
+        .collect();
+    assert!(
+        details[1].contains("127.0.0.1"),
+        "the detail is kept: {details:?}"
+    );
+    assert!(
+        details[0].contains("failed moments ago"),
+        "backed off: {details:?}"
+    );
+}
