@@ -129,6 +129,8 @@ struct Connection {
     head_started: AtomicU64,
     evicting: AtomicBool,
     evict: Notify,
+    /// Told when a request's answer is ready: the connection's next deadline moves.
+    answered: Notify,
 }
 
 impl Connection {
@@ -180,6 +182,7 @@ impl Registry {
             head_started: AtomicU64::new(now),
             evicting: AtomicBool::new(false),
             evict: Notify::new(),
+            answered: Notify::new(),
         });
         let mut open = self.lock();
         open.insert(connection.id, connection.clone());
@@ -308,6 +311,7 @@ impl Drop for InFlight {
             .last_done
             .store(self.registry.now_ms(), Ordering::Release);
         self.connection.in_flight.fetch_sub(1, Ordering::AcqRel);
+        self.connection.answered.notify_one();
     }
 }
 
@@ -372,7 +376,7 @@ async fn serve_connection(
     // (a client not reading its answer), it is dropped.
     let mut closing_since: Option<Instant> = None;
     loop {
-        let (mut at, due) = next_due(&connection, &registry, &limits);
+        let (mut at, _) = next_due(&connection, &registry, &limits);
         if let Some(since) = closing_since {
             at = at.min(since + limits.header_timeout);
         }
@@ -394,12 +398,18 @@ async fn serve_connection(
                 stopping = true;
                 http.as_mut().graceful_shutdown();
             }
+            () = connection.answered.notified() => {}
             () = tokio::time::sleep_until(at) => {
                 let now = Instant::now();
                 if closing_since.is_some_and(|since| now >= since + limits.header_timeout)
                     && connection.idle()
                 {
                     break;
+                }
+                // Read again: a request may have begun since the sleep was set.
+                let (at, due) = next_due(&connection, &registry, &limits);
+                if at > now {
+                    continue;
                 }
                 match due {
                     Due::Recheck => {}
