@@ -326,8 +326,7 @@ impl Application {
             }
         });
         let served =
-            http::connections::serve(self.listener, self.router, self.connections, shutdown)
-                .await;
+            http::connections::serve(self.listener, self.router, self.connections, shutdown).await;
         flusher.abort();
         drop(self.change_feed);
         if let Err(e) = self.state.auth.flush_renewals().await {

@@ -169,7 +169,9 @@ impl Registry {
     fn lock(&self) -> MutexGuard<'_, HashMap<u64, Arc<Connection>>> {
         // The map stays consistent whatever a panicking holder did: each step is one insert
         // or remove.
-        self.open.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.open
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     fn add(&self) -> Arc<Connection> {

@@ -134,7 +134,10 @@ pub async fn read_body(
     }
     let (parts, body) = request.into_parts();
     match read_within(body, deadline).await {
-        Ok(bytes) => next.run(Request::from_parts(parts, Body::from(bytes))).await,
+        Ok(bytes) => {
+            next.run(Request::from_parts(parts, Body::from(bytes)))
+                .await
+        }
         Err(error) => {
             let mut response = match error {
                 BodyError::TooSlow => error_response(

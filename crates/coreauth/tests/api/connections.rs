@@ -92,7 +92,10 @@ async fn heads_must_arrive_within_the_header_timeout() {
     let started = Instant::now();
     let mut silent = connect(&app).await;
     let mut partial = connect(&app).await;
-    partial.write_all(b"GET /healthz HTTP/1.1\r\nHo").await.unwrap();
+    partial
+        .write_all(b"GET /healthz HTTP/1.1\r\nHo")
+        .await
+        .unwrap();
     assert!(closed_within(&mut silent, Duration::from_secs(3)).await);
     assert!(closed_within(&mut partial, Duration::from_secs(3)).await);
     let elapsed = started.elapsed();

@@ -41,7 +41,12 @@ async fn request_held_by_a_silent_provider(app: &TestApp) -> tokio::task::JoinHa
         "allowJit": false, "redirectAllowList": ["https://app.acme.example/"]});
     let path = format!("/admin/orgs/{org}/sso");
     let put = app
-        .send(reqwest::Method::PUT, &path, Some(&app.admin_token), Some(&config))
+        .send(
+            reqwest::Method::PUT,
+            &path,
+            Some(&app.admin_token),
+            Some(&config),
+        )
         .await;
     assert!(put.status().is_success(), "{}", put.status());
     let url = app.url(&format!(
