@@ -374,13 +374,19 @@ async fn serve_connection(
     };
     let mut http = pin!(http1::Builder::new().serve_connection(io, service));
     let mut stopping = false;
-    // Set once the connection was asked to close: if it has not within a header timeout
-    // (a client not reading its answer), it is dropped.
+    // Set once the connection was asked to close: if it has not within a header timeout of
+    // its last request (a client not reading its answer), it is dropped.
     let mut closing_since: Option<Instant> = None;
+    // One timer, moved rather than made anew at every answer.
+    let mut wake = pin!(tokio::time::sleep_until(Instant::now()));
     loop {
-        let (mut at, _) = next_due(&connection, &registry, &limits);
-        if let Some(since) = closing_since {
-            at = at.min(since + limits.header_timeout);
+        // Once asked to close, only the limit on closing counts.
+        let at = match closing_since {
+            Some(since) => since + limits.header_timeout,
+            None => next_due(&connection, &registry, &limits).0,
+        };
+        if wake.deadline() != at {
+            wake.as_mut().reset(at);
         }
         tokio::select! {
             served = http.as_mut() => {
@@ -401,12 +407,15 @@ async fn serve_connection(
                 http.as_mut().graceful_shutdown();
             }
             () = connection.answered.notified() => {}
-            () = tokio::time::sleep_until(at) => {
+            () = wake.as_mut() => {
                 let now = Instant::now();
-                if closing_since.is_some_and(|since| now >= since + limits.header_timeout)
-                    && connection.idle()
-                {
-                    break;
+                if closing_since.is_some() {
+                    if connection.idle() {
+                        break;
+                    }
+                    // A request taken in before the close finishes under its own deadlines.
+                    closing_since = Some(now);
+                    continue;
                 }
                 // Read again: a request may have begun since the sleep was set.
                 let (at, due) = next_due(&connection, &registry, &limits);
