@@ -8,6 +8,7 @@ mod load;
 mod report;
 mod seed;
 mod server;
+mod slow;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -75,7 +76,8 @@ struct Args {
     /// Skip the scale scenario.
     #[arg(long)]
     skip_scale: bool,
-    /// Run only these scenarios (ceiling, validate, apikey, renew, login, isolation, scale);
+    /// Run only these scenarios (ceiling, validate, apikey, renew, login, isolation,
+    /// slowclients, scale);
     /// for profiling one path. Ratios need their reference scenario in the same run.
     #[arg(long, value_delimiter = ',')]
     only: Vec<String>,
@@ -88,6 +90,10 @@ struct Args {
     /// Connections of the login flood in the isolation scenario.
     #[arg(long, default_value_t = 64)]
     flood: usize,
+    /// Slow clients (a request head and one byte of its body, then nothing) open during the
+    /// slowclients scenario.
+    #[arg(long, default_value_t = 1_000)]
+    slow_clients: usize,
     /// Where databases and server logs go (removed at the end unless --keep).
     #[arg(long)]
     workdir: Option<PathBuf>,
@@ -231,6 +237,18 @@ async fn bench(args: &Args, coreauth: &Path, workdir: &Path) -> anyhow::Result<R
             &validate,
             &login,
             args.flood,
+            &turns_at(c),
+        )?);
+    }
+    for &c in args.connections.iter().filter(|_| wanted("slowclients")) {
+        say(&format!(
+            "slow clients: validate × {c} alone, then with {} slow bodies open",
+            args.slow_clients
+        ));
+        rows.push(measure_with_slow_clients(
+            &small,
+            &validate,
+            args.slow_clients,
             &turns_at(c),
         )?);
     }
@@ -558,6 +576,46 @@ fn measure_isolation(
         ]);
     }
     let ratio = |round: &[Row; 2]| round[0].of_beside().unwrap_or(0.0);
+    rounds.sort_by(|a, b| ratio(a).total_cmp(&ratio(b)));
+    let middle = rounds.len() / 2;
+    rounds.into_iter().nth(middle).context("no round measured")
+}
+
+/// Validate with `slow` slow clients open (`slow::SlowClients`), in `rounds` rounds: in each, a
+/// window of validate alone on the same connections, then one with the slow clients open, read
+/// against the window just before it. The row is the round of median ratio.
+fn measure_with_slow_clients(
+    server: &Server,
+    validate: &Workload,
+    slow: usize,
+    turns: &Turns,
+) -> anyhow::Result<Row> {
+    let mut rounds = Vec::new();
+    for _ in 0..turns.rounds.max(1) {
+        let alone = measure(
+            server,
+            Scenario::Validate,
+            validate,
+            turns.connections,
+            turns.settings,
+        )?;
+        let clients = slow::SlowClients::start(server.addr, slow)?;
+        let measured = measure(
+            server,
+            Scenario::SlowClients,
+            validate,
+            turns.connections,
+            turns.settings,
+        );
+        let cut_off = clients.stop()?;
+        say(&format!(
+            "  slow clients cut off by the server and reopened: {cut_off}"
+        ));
+        let mut row = measured?;
+        row.beside = Some(alone.measurement.throughput());
+        rounds.push(row);
+    }
+    let ratio = |row: &Row| row.of_beside().unwrap_or(0.0);
     rounds.sort_by(|a, b| ratio(a).total_cmp(&ratio(b)));
     let middle = rounds.len() / 2;
     rounds.into_iter().nth(middle).context("no round measured")

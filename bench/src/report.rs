@@ -16,6 +16,7 @@ pub enum Scenario {
     Login,
     Isolation,
     Flood,
+    SlowClients,
     ScaleCeiling,
     ScaleValidate,
     ScaleLogin,
@@ -31,6 +32,7 @@ impl Scenario {
             Self::Login => "login: `POST /user/authenticate`",
             Self::Isolation => "isolation: validate during a login flood",
             Self::Flood => "isolation: the login flood itself",
+            Self::SlowClients => "slow clients: validate with slow bodies open",
             Self::ScaleCeiling => "scale: ceiling, 1M users + sessions",
             Self::ScaleValidate => "scale: validate, 1M users + sessions",
             Self::ScaleLogin => "scale: login, 1M users + sessions",
@@ -63,6 +65,7 @@ impl Scenario {
             Self::Login => "login",
             Self::Isolation => "validate in flood",
             Self::Flood => "login flood",
+            Self::SlowClients => "validate, slow bodies",
             Self::ScaleCeiling => "ceiling 1M",
             Self::ScaleValidate => "validate 1M",
             Self::ScaleLogin => "login 1M",
@@ -78,6 +81,7 @@ impl Scenario {
             Self::Login => "#d62728",
             Self::Isolation => "#9467bd",
             Self::Flood => "#e377c2",
+            Self::SlowClients => "#bcbd22",
             Self::ScaleCeiling => "#7f7f7f",
             Self::ScaleValidate => "#17becf",
             Self::ScaleLogin => "#8c564b",
@@ -202,7 +206,7 @@ impl Run {
                     met: reachable.then_some(r >= 0.85),
                 }
             }
-            Scenario::Isolation => {
+            Scenario::Isolation | Scenario::SlowClients => {
                 let goal = "≥ 0.5 and p99 ≤ 10 ms";
                 let mut v = match (row.of_beside(), row.beside) {
                     (Some(r), Some(alone)) => Verdict {
@@ -341,6 +345,7 @@ impl Run {
             Scenario::Renew,
             Scenario::Login,
             Scenario::Isolation,
+            Scenario::SlowClients,
             Scenario::ScaleValidate,
             Scenario::ScaleLogin,
         ];

@@ -100,6 +100,23 @@ pub struct Settings {
     /// The longest a request may take (slow clients included); then 408.
     #[serde(with = "humantime_serde")]
     pub request_timeout: Duration,
+    /// `COREAUTH_BODY_TIMEOUT`: the longest reading a request body may take, before the
+    /// request counts as in flight; then 408.
+    #[serde(with = "humantime_serde")]
+    pub body_timeout: Duration,
+    /// `COREAUTH_BODY_MIN_RATE`: bytes per second a body must keep arriving at after its first
+    /// second, or 408 (0: no minimum).
+    pub body_min_rate: u64,
+    /// `COREAUTH_HEADER_TIMEOUT`: how long a connection has to send a complete request head,
+    /// from its opening or from the first byte of a later request; then it is closed.
+    #[serde(with = "humantime_serde")]
+    pub header_timeout: Duration,
+    /// `COREAUTH_IDLE_TIMEOUT`: how long a connection may wait silent for its next request.
+    #[serde(with = "humantime_serde")]
+    pub idle_timeout: Duration,
+    /// `COREAUTH_MAX_CONNECTIONS`: connections open at once (lowered to what the open-file
+    /// limit allows); past it the one idle the longest is closed.
+    pub max_connections: usize,
     /// `COREAUTH_CORS_ALLOWED_ORIGINS`: comma-separated origins that browsers may call from
     /// (e.g. `https://app.example.com`). CORS is off without it.
     pub cors_allowed_origins: Option<String>,
@@ -143,6 +160,11 @@ impl Default for Settings {
             audit_export: None,
             max_concurrent_requests: 1024,
             request_timeout: Duration::from_secs(30),
+            body_timeout: Duration::from_secs(10),
+            body_min_rate: 500,
+            header_timeout: Duration::from_secs(10),
+            idle_timeout: Duration::from_secs(60),
+            max_connections: 10_000,
             cors_allowed_origins: None,
             shutdown_grace: Duration::from_secs(20),
         }

@@ -130,6 +130,11 @@ async fn main() -> anyhow::Result<()> {
 }
 
 async fn serve(settings: Settings) -> anyhow::Result<()> {
+    #[cfg(unix)]
+    match coreauth::http::connections::raise_open_file_limit() {
+        Ok(files) => tracing::debug!(files, "open-file limit"),
+        Err(e) => tracing::warn!("cannot raise the open-file limit: {e}"),
+    }
     let grace = settings.shutdown_grace;
     let app = Application::build(settings, Arc::new(SystemClock)).await?;
     let address = app.local_addr().map(|a| a.to_string()).unwrap_or_default();

@@ -27,7 +27,7 @@ use crate::domain::session_cache::{self, SessionCache};
 use crate::domain::sso::Sso;
 use crate::domain::throttle::{Throttle, ThrottleLimits};
 use crate::domain::tokens::{StoredSigningKey, TokenSigner};
-use crate::http::{self, AppParts, AppState, HttpLimits, Metrics};
+use crate::http::{self, AppParts, AppState, ConnectionLimits, HttpLimits, Metrics};
 use crate::store::Store;
 use crate::store::cached::CachingStore;
 use crate::store::pg_changes::{AbortOnDrop, ChangeFeed};
@@ -123,6 +123,7 @@ impl Backend {
 pub struct Application {
     listener: TcpListener,
     router: axum::Router,
+    connections: ConnectionLimits,
     state: AppState,
     audit_export: Option<ExportTarget>,
     /// The store's caching layer, told every second to check for writes by other processes.
@@ -255,6 +256,7 @@ impl Application {
         Ok(Self {
             listener,
             router: http::router(state.clone(), &http_limits(&settings)),
+            connections: connection_limits(&settings),
             state,
             audit_export: settings.audit_export.as_deref().map(ExportTarget::parse),
             cache: caching,
@@ -327,13 +329,8 @@ impl Application {
                 }
             }
         });
-        let served = axum::serve(
-            self.listener,
-            self.router
-                .into_make_service_with_connect_info::<SocketAddr>(),
-        )
-        .with_graceful_shutdown(shutdown)
-        .await;
+        let served =
+            http::connections::serve(self.listener, self.router, self.connections, shutdown).await;
         flusher.abort();
         drop(self.change_feed);
         if let Err(e) = self.state.auth.flush_renewals().await {
@@ -393,6 +390,8 @@ pub fn http_limits(settings: &Settings) -> HttpLimits {
     HttpLimits {
         max_concurrent_requests: settings.max_concurrent_requests,
         request_timeout: settings.request_timeout,
+        body_timeout: settings.body_timeout,
+        body_min_rate: settings.body_min_rate,
         cors_allowed_origins: settings
             .cors_allowed_origins
             .as_deref()
@@ -402,6 +401,14 @@ pub fn http_limits(settings: &Settings) -> HttpLimits {
             .filter(|o| !o.is_empty())
             .map(str::to_owned)
             .collect(),
+    }
+}
+
+pub fn connection_limits(settings: &Settings) -> ConnectionLimits {
+    ConnectionLimits {
+        max_connections: settings.max_connections,
+        header_timeout: settings.header_timeout,
+        idle_timeout: settings.idle_timeout,
     }
 }
 

@@ -34,6 +34,7 @@ mod admin;
 mod apikeys;
 pub mod audit;
 mod auth;
+pub mod connections;
 mod docs;
 pub mod error;
 pub mod extract;
@@ -47,6 +48,7 @@ mod passwords;
 mod sso;
 mod users;
 
+pub use connections::ConnectionLimits;
 pub use limits::HttpLimits;
 pub use metrics::Metrics;
 
@@ -161,6 +163,10 @@ pub fn router(state: AppState, limits: &HttpLimits) -> Router {
                 )
                 .layer(PropagateRequestIdLayer::new(x_request_id))
                 .layer(axum::middleware::from_fn(limits::security_headers))
+                .layer(axum::middleware::from_fn_with_state(
+                    limits::BodyDeadline::new(limits),
+                    limits::read_body,
+                ))
                 .layer(axum::middleware::from_fn_with_state(
                     limits::Guard::new(limits),
                     limits::guard,

@@ -8,6 +8,7 @@ mod bad_input;
 mod binary;
 mod cache;
 mod cli;
+mod connections;
 mod docs;
 mod helpers;
 mod hostile_input;
