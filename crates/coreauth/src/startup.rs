@@ -322,6 +322,11 @@ impl Application {
                 {
                     tracing::warn!("pruning throttle counters: {e}");
                 }
+                if tick % 300 == 0
+                    && let Err(e) = state.sso.prune(state.now()).await
+                {
+                    tracing::warn!("pruning SSO sign-ins in flight: {e}");
+                }
                 if tick % 3600 == 0
                     && let Err(e) = state.audit.prune(state.now()).await
                 {

@@ -742,3 +742,28 @@ async fn a_callback_completes_only_in_the_browser_that_started_the_sign_in() {
     assert_eq!(landing.status, StatusCode::OK, "{}", landing.body);
     provider.stop().await;
 }
+
+#[tokio::test]
+async fn used_and_expired_sign_ins_in_flight_are_pruned() {
+    let app = TestApp::spawn().await;
+    let org = app.create_org("Acme").await;
+    let provider = start_provider(&app, free_port(), "k1").await;
+    configure(&app, org, &provider.issuer, true).await;
+    let browser = browser();
+    let url = start_url(&app, &browser, org, None).await;
+    let landing = sign_in(&app, &browser, &url, "newcomer@acme.example", false).await;
+    assert_eq!(landing.status, StatusCode::OK);
+    for _ in 0..2 {
+        start_url(&app, &self::browser(), org, None).await; // abandoned at the provider
+    }
+    let sso = &app.state.sso;
+    assert_eq!(sso.prune(app.clock_now()).await.unwrap(), 1, "the used one");
+    app.advance(Duration::from_secs(11 * 60));
+    assert_eq!(
+        sso.prune(app.clock_now()).await.unwrap(),
+        2,
+        "the expired ones"
+    );
+    assert_eq!(sso.prune(app.clock_now()).await.unwrap(), 0);
+    provider.stop().await;
+}

@@ -178,6 +178,12 @@ impl Sso {
         })
     }
 
+    /// Forgets sign-ons in flight that were used or have expired: each anonymous start stores
+    /// one, and nothing else ever deletes them.
+    pub async fn prune(&self, now: OffsetDateTime) -> DomainResult<u64> {
+        self.store.prune_sso_logins(to_millis(now)).await
+    }
+
     /// The redirect URI to register at the provider.
     pub fn callback_url(&self) -> String {
         format!("{}/user/authenticate/sso/callback", self.public_url)

@@ -835,6 +835,10 @@ impl Store for CachingStore {
         self.inner.insert_first_signing_key(key).await
     }
 
+    async fn prune_sso_logins(&self, before: i64) -> DomainResult<u64> {
+        self.inner.prune_sso_logins(before).await
+    }
+
     async fn audit_events_after(
         &self,
         after_id: i64,

@@ -429,6 +429,8 @@ pub trait Store: Send + Sync + 'static {
     /// Takes a login in flight by its state, once: a second call with the same state finds
     /// nothing. Expired ones are returned too (the caller tells the user it expired).
     async fn take_sso_login(&self, state: &str, now: i64) -> DomainResult<Option<SsoLoginRecord>>;
+    /// Deletes sign-ons in flight that were used, or that expired before `before`.
+    async fn prune_sso_logins(&self, before: i64) -> DomainResult<u64>;
 
     /// Events with an id above `after_id`, oldest first (for exporting the trail).
     async fn audit_events_after(&self, after_id: i64, limit: i64)

@@ -2235,6 +2235,15 @@ impl Store for PostgresStore {
         Ok(row.map(SsoLoginRecord::from))
     }
 
+    async fn prune_sso_logins(&self, before: i64) -> DomainResult<u64> {
+        sqlx::query("DELETE FROM sso_logins WHERE used_at IS NOT NULL OR expires_at < $1")
+            .bind(before)
+            .execute(&self.pool)
+            .await
+            .map(|done| done.rows_affected())
+            .map_err(db_error)
+    }
+
     async fn audit_events_after(
         &self,
         after_id: i64,

@@ -2163,6 +2163,15 @@ impl Store for SqliteStore {
         ))
     }
 
+    async fn prune_sso_logins(&self, before: i64) -> DomainResult<u64> {
+        sqlx::query("DELETE FROM sso_logins WHERE used_at IS NOT NULL OR expires_at < ?")
+            .bind(before)
+            .execute(&self.writer)
+            .await
+            .map(|done| done.rows_affected())
+            .map_err(db_error)
+    }
+
     async fn audit_events_after(
         &self,
         after_id: i64,
