@@ -42,6 +42,14 @@ pub struct Settings {
     /// `COREAUTH_SSO_ALLOWED_NETWORKS`: comma-separated CIDRs of non-public networks identity
     /// providers may be on (an on-premises ADFS); others than public addresses are refused.
     pub sso_allowed_networks: Option<String>,
+    /// `COREAUTH_METRICS_TOKEN`: `/metrics` on the main listener answers to
+    /// `Authorization: Bearer <this>` only.
+    #[serde(deserialize_with = "secret_text")]
+    pub metrics_token: Option<SecretString>,
+    /// `COREAUTH_METRICS_LISTEN`: serve `/metrics`, without a token, on this address of its own
+    /// (a port only the scraper reaches) instead of the main listener. With neither setting
+    /// `/metrics` answers nobody.
+    pub metrics_listen: Option<String>,
     /// `COREAUTH_ISSUER`: the `iss` of issued tokens.
     pub issuer: String,
     /// `COREAUTH_BOOTSTRAP_ADMIN_EMAIL` / `_PASSWORD`: the first admin, created on an empty
@@ -136,6 +144,8 @@ impl Default for Settings {
             log_format: LogFormat::Text,
             public_url: None,
             sso_allowed_networks: None,
+            metrics_token: None,
+            metrics_listen: None,
             issuer: "coreauth".into(),
             bootstrap_admin_email: None,
             bootstrap_admin_password: None,

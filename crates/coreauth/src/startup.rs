@@ -27,7 +27,7 @@ use crate::domain::session_cache::{self, SessionCache};
 use crate::domain::sso::Sso;
 use crate::domain::throttle::{Throttle, ThrottleLimits};
 use crate::domain::tokens::{StoredSigningKey, TokenSigner};
-use crate::http::{self, AppParts, AppState, ConnectionLimits, HttpLimits, Metrics};
+use crate::http::{self, AppParts, AppState, ConnectionLimits, HttpLimits, Metrics, MetricsAccess};
 use crate::store::Store;
 use crate::store::cached::CachingStore;
 use crate::store::pg_changes::{AbortOnDrop, ChangeFeed};
@@ -131,6 +131,8 @@ pub struct Application {
     /// On PostgreSQL, the task that hears other instances' changes (`store::pg_changes`),
     /// stopped when the application is dropped.
     change_feed: Option<AbortOnDrop>,
+    /// `COREAUTH_METRICS_LISTEN`'s listener, serving `/metrics` alone.
+    metrics_listener: Option<TcpListener>,
 }
 
 impl Application {
@@ -238,6 +240,19 @@ impl Application {
             )
             .map_err(|e| StartupError::Setup(e.to_string()))?,
         );
+        let metrics_listener = match &settings.metrics_listen {
+            Some(address) => Some(
+                TcpListener::bind(address)
+                    .await
+                    .map_err(|e| StartupError::Bind(address.clone(), e))?,
+            ),
+            None => None,
+        };
+        let metrics_access = match (&metrics_listener, &settings.metrics_token) {
+            (Some(_), _) => MetricsAccess::Elsewhere,
+            (None, Some(token)) => MetricsAccess::Token(token.clone()),
+            (None, None) => MetricsAccess::Closed,
+        };
         let state = AppState::new(AppParts {
             auth,
             admin,
@@ -252,6 +267,7 @@ impl Application {
             signer,
             clock,
             metrics,
+            metrics_access,
         });
         Ok(Self {
             listener,
@@ -261,7 +277,13 @@ impl Application {
             audit_export: settings.audit_export.as_deref().map(ExportTarget::parse),
             cache: caching,
             change_feed,
+            metrics_listener,
         })
+    }
+
+    /// Where `COREAUTH_METRICS_LISTEN` listens, when set.
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.metrics_listener.as_ref()?.local_addr().ok()
     }
 
     pub fn port(&self) -> u16 {
@@ -294,6 +316,14 @@ impl Application {
             },
             None => None,
         };
+        let metrics_server = self.metrics_listener.map(|listener| {
+            let router = http::ops::metrics_router(self.state.clone());
+            tokio::spawn(async move {
+                if let Err(e) = axum::serve(listener, router).await {
+                    tracing::error!("the metrics listener stopped: {e}");
+                }
+            })
+        });
         let cache = self.cache.clone();
         let flusher = tokio::spawn(async move {
             let mut every = tokio::time::interval(TICK);
@@ -337,6 +367,9 @@ impl Application {
         let served =
             http::connections::serve(self.listener, self.router, self.connections, shutdown).await;
         flusher.abort();
+        if let Some(server) = metrics_server {
+            server.abort();
+        }
         drop(self.change_feed);
         if let Err(e) = self.state.auth.flush_renewals().await {
             tracing::warn!("writing renewals at shutdown: {e}");

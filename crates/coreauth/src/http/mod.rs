@@ -43,7 +43,7 @@ mod introspect;
 pub mod limits;
 pub mod metrics;
 mod mfa;
-mod ops;
+pub mod ops;
 mod passwords;
 mod sso;
 mod users;
@@ -74,6 +74,19 @@ impl std::ops::Deref for AppState {
     }
 }
 
+/// Who may read `/metrics` on the main listener (`COREAUTH_METRICS_TOKEN`,
+/// `COREAUTH_METRICS_LISTEN`): the metrics describe the service's traffic, logins and failures,
+/// which is nobody's business but the operator's.
+#[derive(Clone)]
+pub enum MetricsAccess {
+    /// Callers presenting this bearer token.
+    Token(secrecy::SecretString),
+    /// Nobody here: they are served on a listener of their own.
+    Elsewhere,
+    /// Nobody: the operator chose neither.
+    Closed,
+}
+
 pub struct AppParts {
     pub auth: Arc<Auth>,
     pub admin: Arc<Admin>,
@@ -88,6 +101,7 @@ pub struct AppParts {
     pub signer: Arc<TokenSigner>,
     pub clock: Arc<dyn Clock>,
     pub metrics: Arc<Metrics>,
+    pub metrics_access: MetricsAccess,
 }
 
 impl AppParts {

@@ -20,6 +20,8 @@ use tempfile::TempDir;
 pub const ADMIN_EMAIL: &str = "admin@example.com";
 pub const ADMIN_PASSWORD: &str = "bootstrap-admin-password";
 pub const PASSWORD: &str = "correct horse battery staple";
+/// The bearer token `/metrics` answers to in tests (`COREAUTH_METRICS_TOKEN`).
+pub const METRICS_TOKEN: &str = "test-metrics-token";
 
 /// The PostgreSQL server the tests use instead of SQLite when set.
 pub const POSTGRES_URL_VAR: &str = "COREAUTH_TEST_POSTGRES_URL";
@@ -173,6 +175,7 @@ impl TestApp {
             secret_key_file: database.secret_key_file(),
             bootstrap_admin_email: Some(ADMIN_EMAIL.into()),
             bootstrap_admin_password: Some(ADMIN_PASSWORD.to_owned().into()),
+            metrics_token: Some(METRICS_TOKEN.to_owned().into()),
             // The tests' identity providers run on loopback.
             sso_allowed_networks: Some("127.0.0.0/8".into()),
             // Cheap hashes: these tests are about behaviour, not hash strength.
@@ -399,7 +402,12 @@ pub async fn refused_within(app: &TestApp, token: &str, since: Instant, limit: D
 /// The value of an unlabelled metric in `app`'s `/metrics`, such as
 /// `coreauth_session_cache_hits_total`.
 pub async fn metric(app: &TestApp, name: &str) -> f64 {
-    let text = app.get("/metrics", None).await.text().await.unwrap();
+    let text = app
+        .get("/metrics", Some(METRICS_TOKEN))
+        .await
+        .text()
+        .await
+        .unwrap();
     text.lines()
         .find_map(|line| line.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
         .unwrap_or_else(|| panic!("no {name} in {text}"))

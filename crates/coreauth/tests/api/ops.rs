@@ -1,4 +1,5 @@
-//! Health, readiness, metrics and the JWKS, which answer without a token.
+//! Health, readiness and the JWKS, which answer without a token, and the metrics, which answer
+//! to the operator's token or on a listener of their own.
 
 use reqwest::StatusCode;
 
@@ -20,7 +21,7 @@ async fn metrics_count_requests_by_route_and_logins_by_outcome() {
     let app = TestApp::spawn().await; // one successful login already
     app.login(ADMIN_EMAIL, "wrong password", 0).await;
     app.get("/admin/users/7", None).await;
-    let response = app.get("/metrics", None).await;
+    let response = app.get("/metrics", Some(METRICS_TOKEN)).await;
     assert_eq!(response.status(), StatusCode::OK);
     let text = response.text().await.unwrap();
     assert!(
@@ -64,4 +65,40 @@ async fn every_answer_has_a_request_id_and_safe_headers() {
     assert!(response.headers().contains_key("x-request-id"));
     assert_eq!(response.headers()["x-content-type-options"], "nosniff");
     assert_eq!(response.headers()["cache-control"], "no-store");
+}
+
+#[tokio::test]
+async fn metrics_answer_only_to_the_operators_token() {
+    let app = TestApp::spawn().await;
+    for token in [None, Some("wrong-token"), Some(app.admin_token.as_str())] {
+        let response = app.get("/metrics", token).await;
+        assert_error(response, StatusCode::FORBIDDEN, "unauthenticated").await;
+    }
+    let closed = TestApp::spawn_with(|s| s.metrics_token = None).await;
+    let response = closed.get("/metrics", Some(METRICS_TOKEN)).await;
+    let message = assert_error(response, StatusCode::FORBIDDEN, "forbidden").await;
+    assert!(message.contains("COREAUTH_METRICS_TOKEN"), "{message}");
+}
+
+#[tokio::test]
+async fn metrics_can_have_a_listener_of_their_own() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let app = TestApp::spawn_with(|s| s.metrics_listen = Some(format!("127.0.0.1:{port}"))).await;
+    let response = app.get("/metrics", Some(METRICS_TOKEN)).await;
+    assert_error(response, StatusCode::NOT_FOUND, "not_found").await;
+    let scraped = reqwest::get(format!("http://127.0.0.1:{port}/metrics"))
+        .await
+        .unwrap();
+    assert_eq!(scraped.status(), StatusCode::OK);
+    assert!(
+        scraped
+            .text()
+            .await
+            .unwrap()
+            .contains("coreauth_logins_total")
+    );
 }
