@@ -22,5 +22,6 @@ mod ops;
 mod passwords;
 mod sessions;
 mod sso;
+mod tenancy;
 mod throttle;
 mod tokens;
