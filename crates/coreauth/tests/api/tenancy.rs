@@ -95,10 +95,11 @@ fn body_for(method: &Method, template: &str, victim: &Victim) -> Option<Value> {
 /// The path with the victim's ids in place of its parameters; `None` for an operation that
 /// names neither an org nor a user.
 fn concrete(template: &str, victim: &Victim) -> Option<String> {
-    if !template.contains("{org_id}") && !template.contains("{user_id}") {
-        if !template.starts_with("/admin/users/{id}") {
-            return None;
-        }
+    let names_target = template.contains("{org_id}")
+        || template.contains("{user_id}")
+        || template.starts_with("/admin/users/{id}");
+    if !names_target {
+        return None;
     }
     let path = template
         .replace("{org_id}", &victim.org.to_string())
