@@ -4,6 +4,9 @@
 //! JWKS (re-fetched once when it names a key we have not seen: the provider rotated), its
 //! issuer, audience, expiry and nonce. The verified email then finds the user (or creates a
 //! member when the org allows it) and the same session token as a password login is issued.
+//!
+//! `settings` holds who may configure an org's SSO and which domains count, `accounts` which
+//! account an identity signs in as, and `super::oidc` the reaching of the provider itself.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -17,24 +20,25 @@ use openidconnect::{
     SignatureVerificationError, TokenResponse,
 };
 use time::OffsetDateTime;
-use url::Url;
 
 use super::audit::NewAuditEvent;
 use super::auth::{Auth, IssuedToken, RequestOrigin};
 use super::clock::to_millis;
-use super::email::{Email, EmailDomain};
+use super::email::Email;
 use super::error::{DomainError, DomainResult, SsoFailure};
 use super::oidc::{NetworkPolicy, Providers};
-use super::org::{Name, Role};
 use super::secrets::SecretBox;
 use super::session::Principal;
 use super::throttle::{Subject, Throttle};
-use super::user::{NewUser, UserRecord};
 use crate::store::{SsoConfigRecord, SsoLoginRecord, Store};
+
+mod accounts;
+mod settings;
+
+pub use settings::{SsoRequest, allowed_return};
 
 /// How long a started login may take to come back.
 const LOGIN_TTL: Duration = Duration::from_secs(10 * 60);
-const MAX_ALLOW_LIST: usize = 50;
 
 /// What a sign-on in flight is bound to: the browser that started it (a hash of the secret in
 /// its cookie), or, for a link, the account that started it from a password session.
@@ -48,18 +52,6 @@ enum Binding {
 pub enum Strategy {
     Password,
     Sso { org_id: i64, redirect_url: String },
-}
-
-/// SSO settings as an admin sends them.
-#[derive(Debug)]
-pub struct SsoRequest {
-    pub issuer: String,
-    pub client_id: String,
-    pub client_secret: String,
-    pub email_domains: Vec<String>,
-    pub allow_jit: bool,
-    pub allow_password: bool,
-    pub redirect_allow_list: Vec<String>,
 }
 
 /// What comes back to the browser: the token, and where to send it.
@@ -121,44 +113,6 @@ fn failure_detail(error: &DomainError) -> String {
     }
 }
 
-/// How long a `returnTo` may be: it is stored with the login in flight.
-const MAX_RETURN_TO: usize = 2048;
-
-/// Whether `return_to` is on the allow-list: same scheme, host and port as an entry, and a path
-/// under the entry's path, whole segments only (`/cb` admits `/cb/x`, not `/cbevil`). A target
-/// that is long, holds a control character or a fragment (the token goes there) is refused.
-pub fn allowed_return(return_to: &str, allow_list: &[String]) -> bool {
-    if return_to.len() > MAX_RETURN_TO
-        || return_to.chars().any(char::is_control)
-        || return_to.contains('#')
-    {
-        return false;
-    }
-    let Ok(target) = Url::parse(return_to) else {
-        return false;
-    };
-    allow_list
-        .iter()
-        .filter_map(|e| Url::parse(e).ok())
-        .any(|entry| {
-            entry.scheme() == target.scheme()
-                && entry.host_str() == target.host_str()
-                && entry.port_or_known_default() == target.port_or_known_default()
-                && under_path(target.path(), entry.path())
-                && target.username().is_empty()
-                && target.password().is_none()
-        })
-}
-
-/// Whether `path` is `base` or below it by whole segments.
-fn under_path(path: &str, base: &str) -> bool {
-    let base = base.trim_end_matches('/');
-    match path.strip_prefix(base) {
-        Some(rest) => rest.is_empty() || rest.starts_with('/'),
-        None => false,
-    }
-}
-
 impl Sso {
     pub fn new(
         store: Arc<dyn Store>,
@@ -216,147 +170,6 @@ impl Sso {
                 ),
             }),
             None => Ok(Strategy::Password),
-        }
-    }
-
-    pub async fn configure(
-        &self,
-        caller: &Principal,
-        org_id: i64,
-        request: SsoRequest,
-        now: OffsetDateTime,
-    ) -> DomainResult<SsoConfigRecord> {
-        if !caller.administers_org(org_id) {
-            return Err(DomainError::Forbidden);
-        }
-        let issuer = Url::parse(request.issuer.trim())
-            .ok()
-            .filter(|u| matches!(u.scheme(), "https" | "http") && u.host_str().is_some())
-            .ok_or_else(|| DomainError::invalid("issuer must be an http(s) URL"))?;
-        self.providers.policy().check_issuer(&issuer).await?;
-        let client_id = request.client_id.trim();
-        if client_id.is_empty() || client_id.len() > 255 {
-            return Err(DomainError::invalid("clientId must be 1-255 characters"));
-        }
-        if request.client_secret.is_empty() || request.client_secret.len() > 1024 {
-            return Err(DomainError::invalid("clientSecret must be 1-1024 bytes"));
-        }
-        let mut domains = request
-            .email_domains
-            .iter()
-            .map(|d| EmailDomain::parse(d).map(|d| d.as_str().to_owned()))
-            .collect::<DomainResult<Vec<_>>>()?;
-        domains.sort();
-        domains.dedup();
-        if domains.is_empty() || domains.len() > 100 {
-            return Err(DomainError::invalid("give 1-100 email domains"));
-        }
-        let (email_domains, pending_domains) = self.vet_domains(caller, org_id, domains).await?;
-        if request.redirect_allow_list.len() > MAX_ALLOW_LIST
-            || request
-                .redirect_allow_list
-                .iter()
-                .any(|e| !Url::parse(e).is_ok_and(|u| matches!(u.scheme(), "https" | "http")))
-        {
-            return Err(DomainError::invalid(format!(
-                "redirectAllowList holds at most {MAX_ALLOW_LIST} absolute http(s) URLs"
-            )));
-        }
-        let record = SsoConfigRecord {
-            org_id,
-            issuer: issuer.as_str().trim_end_matches('/').to_owned(),
-            client_id: client_id.to_owned(),
-            sealed_client_secret: self
-                .secrets
-                .seal(request.client_secret.as_bytes(), &sealed_binding(org_id))?,
-            email_domains,
-            pending_domains,
-            allow_jit: request.allow_jit,
-            allow_password: request.allow_password,
-            redirect_allow_list: request.redirect_allow_list,
-        };
-        let audit = NewAuditEvent::new("sso.configured", now)
-            .by(caller)
-            .org(org_id)
-            .details(serde_json::json!({
-                "issuer": record.issuer,
-                "clientId": record.client_id,
-                "emailDomains": record.email_domains,
-                "pendingDomains": record.pending_domains,
-                "allowJit": record.allow_jit,
-                "allowPassword": record.allow_password,
-            }));
-        self.store
-            .save_sso_config(&record, to_millis(now), &audit)
-            .await?;
-        Ok(record)
-    }
-
-    /// Splits the domains asked for into those that count at once and those held pending. A
-    /// domain counts when a platform admin sets it, when a platform admin put it on the org, or
-    /// when it was verified for this org before; one an org admin adds otherwise waits, so an
-    /// org admin cannot point another org's addresses at an identity provider they control. A
-    /// domain another org holds is refused.
-    async fn vet_domains(
-        &self,
-        caller: &Principal,
-        org_id: i64,
-        domains: Vec<String>,
-    ) -> DomainResult<(Vec<String>, Vec<String>)> {
-        let org = self
-            .store
-            .org(org_id)
-            .await?
-            .ok_or(DomainError::NotFound("org"))?;
-        let before = self.store.sso_config(org_id).await?;
-        let (mut verified, mut pending) = (Vec::new(), Vec::new());
-        for domain in domains {
-            let holders = self.store.orgs_holding_domain(&domain).await?;
-            if holders.iter().any(|&holder| holder != org_id) {
-                return Err(DomainError::Conflict(format!(
-                    "the domain {domain} belongs to another org"
-                )));
-            }
-            let approved = caller.is_platform_admin
-                || org.email_domains.contains(&domain)
-                || before
-                    .as_ref()
-                    .is_some_and(|b| b.email_domains.contains(&domain));
-            if approved {
-                verified.push(domain);
-            } else {
-                pending.push(domain);
-            }
-        }
-        Ok((verified, pending))
-    }
-
-    pub async fn config(&self, caller: &Principal, org_id: i64) -> DomainResult<SsoConfigRecord> {
-        if !caller.administers_org(org_id) {
-            return Err(DomainError::Forbidden);
-        }
-        self.store
-            .sso_config(org_id)
-            .await?
-            .ok_or(DomainError::NotFound("SSO configuration"))
-    }
-
-    pub async fn remove(
-        &self,
-        caller: &Principal,
-        org_id: i64,
-        now: OffsetDateTime,
-    ) -> DomainResult<()> {
-        if !caller.administers_org(org_id) {
-            return Err(DomainError::Forbidden);
-        }
-        let audit = NewAuditEvent::new("sso.removed", now)
-            .by(caller)
-            .org(org_id);
-        if self.store.delete_sso_config(org_id, &audit).await? {
-            Ok(())
-        } else {
-            Err(DomainError::NotFound("SSO configuration"))
         }
     }
 
@@ -692,153 +505,5 @@ impl Sso {
             issued,
             return_to: login.return_to,
         })
-    }
-
-    /// The account behind the provider's identity, as an active member of the org: the one
-    /// linked to it; or, in a sign-on started to link, the caller's account when the asserted
-    /// email is its own; or a new account when none has this email and the org allows
-    /// just-in-time provisioning. An existing account that is not linked is refused, whatever
-    /// the provider asserts: an org admin controls their provider and could assert anyone.
-    #[allow(clippy::too_many_arguments)]
-    async fn account_for(
-        &self,
-        config: &SsoConfigRecord,
-        login: &SsoLoginRecord,
-        identity: (&str, &str),
-        email: &Email,
-        (given, family): (Option<String>, Option<String>),
-        origin: &RequestOrigin,
-        now: OffsetDateTime,
-    ) -> DomainResult<(UserRecord, Role)> {
-        let org_id = config.org_id;
-        let (issuer, subject) = identity;
-        if let Some(user_id) = self.store.sso_identity(org_id, issuer, subject).await? {
-            if login.link_user_id.is_some_and(|linking| linking != user_id) {
-                return Err(failure(SsoFailure::LinkMismatch));
-            }
-            let user = self.store.user_by_id(user_id).await?;
-            return self.active_member(user, org_id).await;
-        }
-        if let Some(linking) = login.link_user_id {
-            let user = self.store.user_by_id(linking).await?;
-            let same_email = user
-                .as_ref()
-                .is_some_and(|u| Email::parse(&u.email).is_ok_and(|e| e.key() == email.key()));
-            if !same_email {
-                return Err(failure(SsoFailure::LinkMismatch));
-            }
-            let (user, role) = self.active_member(user, org_id).await?;
-            let audit = NewAuditEvent::new("sso.linked", now)
-                .from(origin)
-                .org(org_id)
-                .subject_user(user.id)
-                .details(serde_json::json!({ "issuer": issuer, "email": email.as_str() }));
-            self.store
-                .link_sso_identity(org_id, identity, user.id, to_millis(now), &audit)
-                .await
-                .map_err(|e| match e {
-                    DomainError::Conflict(_) => failure(SsoFailure::LinkMismatch),
-                    other => other,
-                })?;
-            return Ok((user, role));
-        }
-        if self.store.user_by_email(&email.key()).await?.is_some() {
-            return Err(failure(SsoFailure::NotLinked));
-        }
-        if !config.allow_jit {
-            return Err(failure(SsoFailure::NoAccount));
-        }
-        let first = Name::parse("first", given.as_deref().unwrap_or(""), true)?;
-        let last = Name::parse("last", family.as_deref().unwrap_or(""), true)?;
-        let audit = NewAuditEvent::new("user.created", now)
-            .from(origin)
-            .org(org_id)
-            .details(serde_json::json!({ "email": email.as_str(), "via": "sso" }));
-        let user = self
-            .store
-            .create_user(
-                NewUser {
-                    uuid: uuid::Uuid::new_v4().to_string(),
-                    email: email.clone(),
-                    first,
-                    last,
-                    password_hash: None,
-                    is_platform_admin: false,
-                    created_at: to_millis(now),
-                    membership: Some((org_id, Role::Member)),
-                    sso_identity: Some((issuer.to_owned(), subject.to_owned())),
-                },
-                &audit,
-            )
-            .await?;
-        Ok((user, Role::Member))
-    }
-
-    /// The user's role in the org, when both the user and the membership are active.
-    async fn active_member(
-        &self,
-        user: Option<UserRecord>,
-        org_id: i64,
-    ) -> DomainResult<(UserRecord, Role)> {
-        let Some(user) = user.filter(|u| u.is_active) else {
-            return Err(failure(SsoFailure::NoAccount));
-        };
-        match self.store.membership(user.id, org_id).await? {
-            Some(m) if m.is_active => Ok((user, m.role)),
-            _ => Err(failure(SsoFailure::NoAccount)),
-        }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::allowed_return;
-
-    #[test]
-    fn return_targets_must_match_an_allow_list_entry() {
-        let list = vec![
-            "https://app.acme.example/".to_owned(),
-            "http://localhost:3000/cb".to_owned(),
-        ];
-        assert!(allowed_return(
-            "https://app.acme.example/after-login",
-            &list
-        ));
-        assert!(allowed_return("http://localhost:3000/cb?x=1", &list));
-        assert!(!allowed_return("https://evil.example/", &list));
-        assert!(!allowed_return(
-            "https://app.acme.example.evil.example/",
-            &list
-        ));
-        assert!(!allowed_return("http://app.acme.example/", &list), "scheme");
-        assert!(
-            !allowed_return("https://app.acme.example:444/", &list),
-            "port"
-        );
-        assert!(
-            !allowed_return("http://localhost:3000/other", &list),
-            "path"
-        );
-        assert!(
-            !allowed_return("https://user@app.acme.example/", &list),
-            "userinfo"
-        );
-        assert!(!allowed_return("//evil.example", &list));
-        assert!(!allowed_return("javascript:alert(1)", &list));
-        assert!(
-            !allowed_return("http://localhost:3000/cbevil", &list),
-            "segments"
-        );
-        assert!(allowed_return("http://localhost:3000/cb/next", &list));
-        assert!(
-            !allowed_return("http://localhost:3000/cb#x", &list),
-            "fragment"
-        );
-        assert!(
-            !allowed_return("http://localhost:3000/cb\r\nX-Evil: 1", &list),
-            "control characters"
-        );
-        let long = format!("https://app.acme.example/{}", "a".repeat(3000));
-        assert!(!allowed_return(&long, &list), "length");
     }
 }
