@@ -104,15 +104,35 @@ impl Server {
         serde_json::from_str(&text).unwrap_or(Value::Null)
     }
 
-    /// A member of org 1; returns the user id.
+    /// A member of org 1; returns the user id. Made in a session of the platform admin's own:
+    /// an API key holds no platform power, and org 1 holds no email domain of its own.
     pub async fn create_member(&self, email: &str) -> i64 {
+        let login = json!({"email": ADMIN_EMAIL, "password": ADMIN_PASSWORD});
+        let session: Value = self
+            .http
+            .post(format!("{}/user/authenticate", self.url))
+            .json(&login)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let token = session["token"].as_str().unwrap();
         let body = json!({
             "email": email, "password": PASSWORD, "first": "Test", "last": "User",
             "orgId": 1, "role": "member",
         });
-        let user = self
-            .admin_call(reqwest::Method::POST, "/admin/users", body)
-            .await;
+        let response = self
+            .http
+            .post(format!("{}/admin/users", self.url))
+            .bearer_auth(token)
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), reqwest::StatusCode::CREATED, "{email}");
+        let user: Value = response.json().await.unwrap();
         user["id"].as_i64().unwrap()
     }
 
