@@ -604,12 +604,7 @@ async fn a_login_burst_across_instances_gets_exactly_the_per_account_limit_throu
 
 /// The TOTP code of `secret` at `app`'s clock.
 fn totp_code(secret: &str, app: &TestApp) -> String {
-    let totp = totp_rs::Builder::new()
-        .with_secret(totp_rs::Secret::try_from_base32(secret).unwrap().to_vec())
-        .build()
-        .unwrap();
-    let t = u64::try_from(app.clock_now().unix_timestamp()).unwrap();
-    totp.generate(t).to_string()
+    app.totp_code(secret, 0)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

@@ -106,6 +106,16 @@ async fn configure(app: &TestApp, org: i64, issuer: &str, allow_jit: bool) {
     assert_eq!(response.status(), StatusCode::OK);
 }
 
+/// An app with org Acme (`acme.example`) signing in through a fresh provider, with or without
+/// just-in-time accounts.
+async fn acme_with_provider(allow_jit: bool) -> (TestApp, i64, Provider) {
+    let app = TestApp::spawn().await;
+    let org = app.create_org("Acme").await;
+    let provider = start_provider(&app, free_port(), "k1").await;
+    configure(&app, org, &provider.issuer, allow_jit).await;
+    (app, org, provider)
+}
+
 fn browser() -> reqwest::Client {
     reqwest::Client::builder()
         .cookie_store(true)
@@ -263,10 +273,7 @@ fn url_encode(text: &str) -> String {
 
 #[tokio::test]
 async fn a_new_member_signs_in_through_the_provider_and_gets_a_session_token() {
-    let app = TestApp::spawn().await;
-    let org = app.create_org("Acme").await;
-    let provider = start_provider(&app, free_port(), "k1").await;
-    configure(&app, org, &provider.issuer, true).await;
+    let (app, org, provider) = acme_with_provider(true).await;
     let strategy = body(
         app.post(
             "/user/authenticate/strategy",
@@ -497,37 +504,13 @@ async fn a_platform_admin_signed_in_through_sso_holds_no_platform_power() {
     provider.stop().await;
 }
 
-/// The TOTP code for `secret` at the app's clock.
-fn totp_code(app: &TestApp, secret: &str) -> String {
-    use totp_rs::{Builder, Secret};
-    let totp = Builder::new()
-        .with_secret(Secret::try_from_base32(secret).unwrap().to_vec())
-        .build()
-        .unwrap();
-    let t = app.clock_now().unix_timestamp();
-    totp.generate(u64::try_from(t).unwrap()).to_string()
-}
-
 #[tokio::test]
 async fn an_account_with_a_second_factor_answers_it_after_single_sign_on() {
     let app = TestApp::spawn().await;
     let org = app.create_org("Acme").await;
     app.create_user("alice@acme.example", org, "member").await;
     let token = app.login_ok("alice@acme.example", PASSWORD).await.token;
-    let enrollment = body(
-        app.post("/user/mfa/totp/enroll", Some(&token), &json!({}))
-            .await,
-    )
-    .await;
-    let secret = enrollment["secret"].as_str().unwrap().to_owned();
-    let response = app
-        .post(
-            "/user/mfa/totp/confirm",
-            Some(&token),
-            &json!({"code": totp_code(&app, &secret)}),
-        )
-        .await;
-    assert_eq!(response.status(), StatusCode::OK);
+    let (secret, _) = app.enrol_totp(&token).await;
     let provider = start_provider(&app, free_port(), "k1").await;
     configure(&app, org, &provider.issuer, false).await;
     let url = link_url(&app, &token, org, None).await;
@@ -559,7 +542,7 @@ async fn an_account_with_a_second_factor_answers_it_after_single_sign_on() {
         .post(
             "/user/mfa/verify",
             Some(&pending),
-            &json!({"code": totp_code(&app, &secret)}),
+            &json!({"code": app.totp_code(&secret, 0)}),
         )
         .await;
     assert_eq!(verified.status(), StatusCode::OK);
@@ -574,7 +557,7 @@ async fn an_account_with_a_second_factor_answers_it_after_single_sign_on() {
         .post(
             "/user/mfa/verify",
             Some(&fresh),
-            &json!({"code": totp_code(&app, &secret)}),
+            &json!({"code": app.totp_code(&secret, 0)}),
         )
         .await;
     assert_eq!(again.status(), StatusCode::BAD_REQUEST);
@@ -583,10 +566,7 @@ async fn an_account_with_a_second_factor_answers_it_after_single_sign_on() {
 
 #[tokio::test]
 async fn people_the_org_cannot_accept_are_told_why() {
-    let app = TestApp::spawn().await;
-    let org = app.create_org("Acme").await;
-    let provider = start_provider(&app, free_port(), "k1").await;
-    configure(&app, org, &provider.issuer, false).await;
+    let (app, org, provider) = acme_with_provider(false).await;
     for (login, code) in [
         ("newcomer@acme.example", "sso_no_account"),
         ("unverified@acme.example", "sso_email_unverified"),
@@ -623,10 +603,7 @@ async fn people_the_org_cannot_accept_are_told_why() {
 
 #[tokio::test]
 async fn cancelling_at_the_provider_is_a_denied_sign_in() {
-    let app = TestApp::spawn().await;
-    let org = app.create_org("Acme").await;
-    let provider = start_provider(&app, free_port(), "k1").await;
-    configure(&app, org, &provider.issuer, true).await;
+    let (app, org, provider) = acme_with_provider(true).await;
     let browser = browser();
     let url = start_url(&app, &browser, org, None).await;
     let landing = sign_in(&app, &browser, &url, "newcomer@acme.example", true).await;
@@ -637,10 +614,7 @@ async fn cancelling_at_the_provider_is_a_denied_sign_in() {
 
 #[tokio::test]
 async fn a_wrong_nonce_fails_verification() {
-    let app = TestApp::spawn().await;
-    let org = app.create_org("Acme").await;
-    let provider = start_provider(&app, free_port(), "k1").await;
-    configure(&app, org, &provider.issuer, true).await;
+    let (app, org, provider) = acme_with_provider(true).await;
     let browser = browser();
     let url = start_url(&app, &browser, org, None).await;
     // Tamper with the login in flight, as an attacker replaying another login's token would.
@@ -681,10 +655,7 @@ async fn a_provider_key_rotation_is_followed() {
 
 #[tokio::test]
 async fn a_sign_in_that_took_too_long_is_refused_as_expired() {
-    let app = TestApp::spawn().await;
-    let org = app.create_org("Acme").await;
-    let provider = start_provider(&app, free_port(), "k1").await;
-    configure(&app, org, &provider.issuer, true).await;
+    let (app, org, provider) = acme_with_provider(true).await;
     let browser = browser();
     let url = start_url(&app, &browser, org, None).await;
     // Ten minutes pass between the start and the callback.
@@ -697,10 +668,7 @@ async fn a_sign_in_that_took_too_long_is_refused_as_expired() {
 
 #[tokio::test]
 async fn a_callback_completes_only_in_the_browser_that_started_the_sign_in() {
-    let app = TestApp::spawn().await;
-    let org = app.create_org("Acme").await;
-    let provider = start_provider(&app, free_port(), "k1").await;
-    configure(&app, org, &provider.issuer, true).await;
+    let (app, org, provider) = acme_with_provider(true).await;
 
     // The attacker starts a sign-in as themselves and hands the callback URL to a victim
     // (login CSRF): in the victim's browser, without the starting browser's cookie, it fails.
@@ -745,10 +713,7 @@ async fn a_callback_completes_only_in_the_browser_that_started_the_sign_in() {
 
 #[tokio::test]
 async fn used_and_expired_sign_ins_in_flight_are_pruned() {
-    let app = TestApp::spawn().await;
-    let org = app.create_org("Acme").await;
-    let provider = start_provider(&app, free_port(), "k1").await;
-    configure(&app, org, &provider.issuer, true).await;
+    let (app, org, provider) = acme_with_provider(true).await;
     let browser = browser();
     let url = start_url(&app, &browser, org, None).await;
     let landing = sign_in(&app, &browser, &url, "newcomer@acme.example", false).await;

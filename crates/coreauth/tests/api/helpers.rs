@@ -372,6 +372,43 @@ impl TestApp {
         )
     }
 
+    /// Turns TOTP on for the caller of `token`: `(base32 secret, recovery codes)`.
+    pub async fn enrol_totp(&self, token: &str) -> (String, Vec<String>) {
+        let enrollment = body(
+            self.post("/user/mfa/totp/enroll", Some(token), &json!({}))
+                .await,
+        )
+        .await;
+        let secret = enrollment["secret"].as_str().expect("secret").to_owned();
+        let response = self
+            .post(
+                "/user/mfa/totp/confirm",
+                Some(token),
+                &json!({"code": self.totp_code(&secret, 0)}),
+            )
+            .await;
+        assert_eq!(response.status(), StatusCode::OK, "confirming TOTP");
+        let codes = body(response).await["recoveryCodes"]
+            .as_array()
+            .expect("recovery codes")
+            .iter()
+            .map(|c| c.as_str().expect("a code").to_owned())
+            .collect();
+        (secret, codes)
+    }
+
+    /// The TOTP code of `secret` at this app's clock, shifted by `steps` 30-second steps.
+    pub fn totp_code(&self, secret: &str, steps: i64) -> String {
+        let secret = totp_rs::Secret::try_from_base32(secret).expect("a base32 secret");
+        let totp = totp_rs::Builder::new()
+            .with_secret(secret.to_vec())
+            .build()
+            .expect("a TOTP");
+        let t = self.clock_now().unix_timestamp() + steps * 30;
+        totp.generate(u64::try_from(t).expect("after 1970"))
+            .to_string()
+    }
+
     /// A logged-in member of a new org: `(org id, user id, token)`.
     pub async fn member_of_new_org(&self, org: &str, email: &str) -> (i64, i64, String) {
         let org_id = self.create_org(org).await;

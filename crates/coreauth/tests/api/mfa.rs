@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use reqwest::StatusCode;
 use serde_json::{Value, json};
-use totp_rs::{Builder, Secret};
+use totp_rs::Secret;
 
 use crate::helpers::*;
 
@@ -15,37 +15,13 @@ const STEP: Duration = Duration::from_secs(30);
 async fn enrolled_user(app: &TestApp, email: &str) -> (i64, String, Vec<String>) {
     let id = app.create_user(email, 1, "member").await;
     let token = app.login_ok(email, PASSWORD).await.token;
-    let enrollment = body(
-        app.post("/user/mfa/totp/enroll", Some(&token), &json!({}))
-            .await,
-    )
-    .await;
-    let secret = enrollment["secret"].as_str().unwrap().to_owned();
-    let response = app
-        .post(
-            "/user/mfa/totp/confirm",
-            Some(&token),
-            &json!({"code": code_at(&secret, app, 0)}),
-        )
-        .await;
-    assert_eq!(response.status(), StatusCode::OK);
-    let codes = body(response).await["recoveryCodes"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|c| c.as_str().unwrap().to_owned())
-        .collect();
+    let (secret, codes) = app.enrol_totp(&token).await;
     (id, secret, codes)
 }
 
 /// The code for the server's current time shifted by `steps` steps.
 fn code_at(secret: &str, app: &TestApp, steps: i64) -> String {
-    let totp = Builder::new()
-        .with_secret(Secret::try_from_base32(secret).unwrap().to_vec())
-        .build()
-        .unwrap();
-    let t = app.clock_now().unix_timestamp() + steps * 30;
-    totp.generate(u64::try_from(t).unwrap()).to_string()
+    app.totp_code(secret, steps)
 }
 
 async fn login_with(
