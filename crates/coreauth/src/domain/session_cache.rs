@@ -390,10 +390,6 @@ impl SessionCache {
         })
     }
 
-    pub fn key(&self, hash: &[u8], now: Instant) -> Option<ApiKeyContext> {
-        self.key_leased(hash, now).map(|(ctx, _)| ctx)
-    }
-
     /// The cached API key, with its lease.
     pub fn key_leased(&self, hash: &[u8], now: Instant) -> Option<(ApiKeyContext, Lease)> {
         self.lookup(|i| i.keys.get(hash, self.ttl, now))
@@ -864,10 +860,10 @@ mod tests {
         cache.insert_profile(cache.ticket(), &profile(2, 1), t0);
         cache.invalidate_user(1);
         assert!(cache.session("s1", t0).is_none());
-        assert!(cache.key(b"h1", t0).is_none());
+        assert!(cache.key_leased(b"h1", t0).is_none());
         assert!(cache.profile(1, 1, t0).is_none());
         assert!(cache.session("s2", t0).is_some());
-        assert!(cache.key(b"h2", t0).is_some());
+        assert!(cache.key_leased(b"h2", t0).is_some());
         assert!(cache.profile(2, 1, t0).is_some());
     }
 

@@ -296,10 +296,6 @@ impl Store for CachingStore {
         self.inner.signing_keys().await
     }
 
-    async fn insert_signing_key(&self, key: &StoredSigningKey) -> DomainResult<()> {
-        self.inner.insert_signing_key(key).await
-    }
-
     async fn bootstrap(
         &self,
         admin: NewUser,

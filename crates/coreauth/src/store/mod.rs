@@ -103,7 +103,6 @@ pub trait Store: Send + Sync + 'static {
     }
 
     async fn signing_keys(&self) -> DomainResult<Vec<StoredSigningKey>>;
-    async fn insert_signing_key(&self, key: &StoredSigningKey) -> DomainResult<()>;
     /// Stores `key` only when there is no signing key yet, checked atomically: instances that
     /// start together on an empty database then all read back the same single key, instead of
     /// each signing with its own key that the others have not loaded.

@@ -690,21 +690,6 @@ impl Store for PostgresStore {
             .collect())
     }
 
-    async fn insert_signing_key(&self, key: &StoredSigningKey) -> DomainResult<()> {
-        sqlx::query(
-            "INSERT INTO signing_keys (kid, algorithm, private_key, created_at) \
-             VALUES ($1, $2, $3, $4)",
-        )
-        .bind(&key.kid)
-        .bind(&key.algorithm)
-        .bind(key.seed.as_slice())
-        .bind(key.created_at)
-        .execute(&self.pool)
-        .await
-        .map(|_| ())
-        .map_err(db_error)
-    }
-
     async fn insert_first_signing_key(&self, key: &StoredSigningKey) -> DomainResult<()> {
         let mut tx = self.begin().await?;
         // Under READ COMMITTED two instances could both see an empty table; this lock mode

@@ -666,20 +666,6 @@ impl Store for SqliteStore {
             .collect())
     }
 
-    async fn insert_signing_key(&self, key: &StoredSigningKey) -> DomainResult<()> {
-        sqlx::query(
-            "INSERT INTO signing_keys (kid, algorithm, private_key, created_at) VALUES (?, ?, ?, ?)",
-        )
-        .bind(&key.kid)
-        .bind(&key.algorithm)
-        .bind(key.seed.as_slice())
-        .bind(key.created_at)
-        .execute(&self.writer)
-        .await
-        .map(|_| ())
-        .map_err(db_error)
-    }
-
     async fn insert_first_signing_key(&self, key: &StoredSigningKey) -> DomainResult<()> {
         // One statement is one write transaction: SQLite's single writer makes the check and
         // the insert atomic, even across processes sharing the file.
