@@ -392,3 +392,62 @@ async fn login_root(client: &reqwest::Client, address: &str) -> Option<String> {
     let body: serde_json::Value = answer.json().await.ok()?;
     body["token"].as_str().map(str::to_owned)
 }
+
+/// Under a small open-file limit (300, soft and hard, as a service manager may set it) a
+/// thousand idle sockets can no longer stop the listener: the binary lowers its connection cap
+/// below the limit and closes the longest-idle connection to make room, so `/healthz` answers
+/// a new caller, and accepting never ends.
+#[tokio::test]
+async fn idle_sockets_beyond_the_open_file_limit_do_not_stop_the_listener() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut command = Command::new("sh");
+    command
+        .arg("-c")
+        .arg(format!("ulimit -n 300 && exec '{BIN}' serve"))
+        .current_dir(dir.path())
+        .kill_on_drop(true);
+    for (key, _) in std::env::vars() {
+        if key.starts_with("COREAUTH_") {
+            command.env_remove(key);
+        }
+    }
+    command
+        .env("COREAUTH_LISTEN", "127.0.0.1:0")
+        .env("COREAUTH_LOG_FORMAT", "json");
+    let server = start(command).await;
+    let address = server.address.trim_start_matches("http://").to_owned();
+
+    // Bounded: 1,000 sockets, each opened and left silent.
+    let mut idle = Vec::new();
+    for _ in 0..1000 {
+        match tokio::time::timeout(
+            Duration::from_secs(2),
+            tokio::net::TcpStream::connect(&address),
+        )
+        .await
+        {
+            Ok(Ok(stream)) => idle.push(stream),
+            Ok(Err(_)) | Err(_) => break,
+        }
+    }
+    assert!(idle.len() > 300, "only {} sockets opened", idle.len());
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(10))
+        .build()
+        .unwrap();
+    for _ in 0..3 {
+        let response = client
+            .get(format!("{}/healthz", server.address))
+            .send()
+            .await
+            .expect("/healthz answers with a thousand idle sockets open");
+        assert_eq!(response.status(), StatusCode::OK);
+    }
+    drop(idle);
+    let (status, log) = server.sigterm_and_wait().await;
+    assert!(status.success(), "{log}");
+    assert!(
+        log.contains("lowered to what the open-file limit"),
+        "the cap follows the limit: {log}"
+    );
+}
