@@ -1,13 +1,17 @@
 //! coreauth: an authentication and session-token service.
 //!
 //! `domain` holds the rules, `store` the storage behind a trait, `http` the axum layer, and
-//! `startup::Application` wires them together for `main` and for tests.
+//! `startup::Application` wires them together for `main` and for tests. `hash_pool` (the
+//! threads argon2 runs on) and `oidc_client` (how identity providers are reached) are
+//! machinery the domain uses; neither knows of it.
 #![deny(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::todo)]
 
 pub mod audit_export;
 pub mod config;
 pub mod domain;
+pub mod hash_pool;
 pub mod http;
+pub mod oidc_client;
 pub mod startup;
 pub mod store;
 

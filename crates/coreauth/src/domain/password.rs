@@ -1,5 +1,5 @@
 //! Passwords: the `Password` type (checked length, redacted `Debug`) and `PasswordHashing`, which
-//! runs argon2id on its own lower-priority threads (`hash_pool`) behind two semaphores: one caps
+//! runs argon2id on its own lower-priority threads (`crate::hash_pool`) behind two semaphores: one caps
 //! how many hashes run at once (the cores), one caps how many may wait. A flood of logins therefore queues in bounded
 //! memory and answers 503 when the queue is full, while the async workers stay free to validate
 //! tokens for everyone else.
@@ -15,7 +15,7 @@ use subtle::ConstantTimeEq;
 use tokio::sync::Semaphore;
 
 use super::error::{DomainError, DomainResult};
-use super::hash_pool::HashPool;
+use crate::hash_pool::HashPool;
 
 /// A password as received: not empty, at most 1024 bytes (checked before any hashing, so a
 /// megabyte password cannot buy a megabyte of argon2 work).
@@ -108,7 +108,8 @@ impl PasswordHashing {
         .map_err(DomainError::internal)??;
         Ok(Self {
             cost,
-            pool: HashPool::new(limits.concurrent.max(1), limits.niceness)?,
+            pool: HashPool::new(limits.concurrent.max(1), limits.niceness)
+                .map_err(DomainError::internal)?,
             running: Arc::new(Semaphore::new(limits.concurrent.max(1))),
             waiting: Arc::new(Semaphore::new(limits.queued.max(1))),
             dummy_hash,
@@ -177,7 +178,7 @@ impl PasswordHashing {
             .acquire_owned()
             .await
             .map_err(|_| busy())?;
-        self.pool.run(job).await
+        self.pool.run(job).await.map_err(DomainError::internal)
     }
 }
 

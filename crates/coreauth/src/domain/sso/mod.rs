@@ -26,10 +26,10 @@ use super::auth::{Auth, IssuedToken, RequestOrigin};
 use super::clock::to_millis;
 use super::email::Email;
 use super::error::{DomainError, DomainResult, SsoFailure};
-use super::oidc::{NetworkPolicy, Providers};
 use super::secrets::SecretBox;
 use super::session::Principal;
 use super::throttle::{Subject, Throttle};
+use crate::oidc_client::{NetworkPolicy, Providers};
 use crate::store::{SsoConfigRecord, SsoLoginRecord, Store};
 
 mod accounts;
@@ -127,7 +127,7 @@ impl Sso {
             secrets,
             auth,
             throttle,
-            providers: Providers::new(networks)?,
+            providers: Providers::new(networks).map_err(DomainError::internal)?,
             public_url: public_url.trim_end_matches('/').to_owned(),
         })
     }
@@ -179,7 +179,10 @@ impl Sso {
         fresh: bool,
         now: OffsetDateTime,
     ) -> DomainResult<CoreProviderMetadata> {
-        self.providers.metadata(issuer, fresh, now).await
+        self.providers
+            .metadata(issuer, fresh, now)
+            .await
+            .map_err(|detail| failure(SsoFailure::IdpUnreachable(detail)))
     }
 
     fn client(

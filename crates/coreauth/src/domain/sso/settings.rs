@@ -79,7 +79,11 @@ impl Sso {
             .ok()
             .filter(|u| matches!(u.scheme(), "https" | "http") && u.host_str().is_some())
             .ok_or_else(|| DomainError::invalid("issuer must be an http(s) URL"))?;
-        self.providers.policy().check_issuer(&issuer).await?;
+        self.providers
+            .policy()
+            .check_issuer(&issuer)
+            .await
+            .map_err(DomainError::Invalid)?;
         let client_id = request.client_id.trim();
         if client_id.is_empty() || client_id.len() > 255 {
             return Err(DomainError::invalid("clientId must be 1-255 characters"));

@@ -3,13 +3,22 @@
 //! that serve requests. On a busy machine the kernel then gives token checks the CPU first and
 //! logins what is left; on an idle one, hashing still gets every core. How many hashes run and
 //! wait is bounded by `PasswordHashing`'s semaphores, so the channel here never holds more jobs
-//! than there are threads.
+//! than there are threads. Machinery, not rules: nothing here knows of the domain.
 
 use std::panic::AssertUnwindSafe;
 use std::sync::mpsc::{Receiver, Sender, channel};
 use std::sync::{Arc, Mutex};
 
-use super::error::{DomainError, DomainResult};
+/// Why a job got no answer.
+#[derive(Debug, thiserror::Error)]
+pub enum HashPoolError {
+    #[error("starting a hashing thread: {0}")]
+    Start(std::io::Error),
+    #[error("the hashing threads are gone")]
+    Gone,
+    #[error("a hashing job failed")]
+    JobFailed,
+}
 
 type Job = Box<dyn FnOnce() + Send + 'static>;
 
@@ -21,7 +30,7 @@ impl HashPool {
     /// Starts `threads` threads at `niceness` (Linux `nice`: 0 is the requests' priority, 19 the
     /// lowest; ignored elsewhere, and where the system refuses it). The threads end when the
     /// pool is dropped.
-    pub fn new(threads: usize, niceness: i32) -> DomainResult<Self> {
+    pub fn new(threads: usize, niceness: i32) -> Result<Self, HashPoolError> {
         let (jobs, queue) = channel::<Job>();
         let queue = Arc::new(Mutex::new(queue));
         for n in 0..threads.max(1) {
@@ -29,7 +38,7 @@ impl HashPool {
             std::thread::Builder::new()
                 .name(format!("argon2-{n}"))
                 .spawn(move || work(&queue, niceness))
-                .map_err(|e| DomainError::internal(format!("starting a hashing thread: {e}")))?;
+                .map_err(HashPoolError::Start)?;
         }
         Ok(Self { jobs })
     }
@@ -38,16 +47,14 @@ impl HashPool {
     pub async fn run<T: Send + 'static>(
         &self,
         job: impl FnOnce() -> T + Send + 'static,
-    ) -> DomainResult<T> {
+    ) -> Result<T, HashPoolError> {
         let (answer, answered) = tokio::sync::oneshot::channel();
         self.jobs
             .send(Box::new(move || {
                 let _ = answer.send(job());
             }))
-            .map_err(|_| DomainError::internal("the hashing threads are gone"))?;
-        answered
-            .await
-            .map_err(|_| DomainError::internal("a hashing job failed"))
+            .map_err(|_| HashPoolError::Gone)?;
+        answered.await.map_err(|_| HashPoolError::JobFailed)
     }
 }
 

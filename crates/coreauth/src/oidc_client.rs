@@ -9,6 +9,9 @@
 //! every endpoint the discovery document names; host names are checked where they resolve,
 //! in the client's own resolver, so a name that resolves to an allowed address at configuration
 //! and to a private one at sign-in (DNS rebinding) is refused too.
+//!
+//! Errors are the reason, as text: the caller (`domain::sso`) keeps it for the audit trail and
+//! tells the person only that the provider could not be reached.
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
@@ -20,8 +23,6 @@ use openidconnect::IssuerUrl;
 use openidconnect::core::CoreProviderMetadata;
 use time::OffsetDateTime;
 use url::{Host, Url};
-
-use super::error::{DomainError, DomainResult, SsoFailure};
 
 /// How long a provider's discovery document (and its JWKS) is reused.
 const METADATA_TTL: Duration = Duration::from_secs(10 * 60);
@@ -81,12 +82,12 @@ impl NetworkPolicy {
 
     /// Refuses an issuer on a network that is not permitted: its address, or every address its
     /// name resolves to now (a name that does not resolve is left to fail at sign-in).
-    pub async fn check_issuer(&self, issuer: &Url) -> DomainResult<()> {
+    pub async fn check_issuer(&self, issuer: &Url) -> Result<(), String> {
         let refused = |detail: String| {
-            DomainError::invalid(format!(
+            format!(
                 "the issuer is refused: {detail} (an operator may allow it with \
                  COREAUTH_SSO_ALLOWED_NETWORKS)"
-            ))
+            )
         };
         self.check_url(issuer).map_err(refused)?;
         if let Some(Host::Domain(name)) = issuer.host() {
@@ -164,20 +165,15 @@ pub struct Providers {
     failures: Mutex<HashMap<String, OffsetDateTime>>,
 }
 
-fn unreachable(detail: impl Into<String>) -> DomainError {
-    DomainError::Sso(SsoFailure::IdpUnreachable(detail.into()))
-}
-
 impl Providers {
-    pub fn new(policy: NetworkPolicy) -> DomainResult<Self> {
+    pub fn new(policy: NetworkPolicy) -> Result<Self, reqwest::Error> {
         let policy = Arc::new(policy);
         let http = reqwest::Client::builder()
             // The token endpoint must answer, not redirect (SSRF hygiene).
             .redirect(reqwest::redirect::Policy::none())
             .timeout(Duration::from_secs(10))
             .dns_resolver(Arc::new(PolicedResolver(policy.clone())))
-            .build()
-            .map_err(DomainError::internal)?;
+            .build()?;
         Ok(Self {
             http,
             policy,
@@ -203,7 +199,7 @@ impl Providers {
         issuer: &str,
         fresh: bool,
         now: OffsetDateTime,
-    ) -> DomainResult<CoreProviderMetadata> {
+    ) -> Result<CoreProviderMetadata, String> {
         if !fresh
             && let Ok(cache) = self.metadata.lock()
             && let Some((metadata, at)) = cache.get(issuer)
@@ -215,9 +211,7 @@ impl Providers {
             && let Some(at) = failures.get(issuer)
             && now - *at < FAILURE_BACKOFF
         {
-            return Err(unreachable(
-                "not asked again yet: the last attempt failed moments ago",
-            ));
+            return Err("not asked again yet: the last attempt failed moments ago".into());
         }
         match self.discover(issuer).await {
             Ok(metadata) => {
@@ -238,22 +232,19 @@ impl Providers {
         }
     }
 
-    async fn discover(&self, issuer: &str) -> DomainResult<CoreProviderMetadata> {
-        let issuer_url =
-            IssuerUrl::new(issuer.to_owned()).map_err(|e| unreachable(e.to_string()))?;
-        self.policy
-            .check_url(issuer_url.url())
-            .map_err(unreachable)?;
+    async fn discover(&self, issuer: &str) -> Result<CoreProviderMetadata, String> {
+        let issuer_url = IssuerUrl::new(issuer.to_owned()).map_err(|e| e.to_string())?;
+        self.policy.check_url(issuer_url.url())?;
         let metadata = CoreProviderMetadata::discover_async(issuer_url, &self.http)
             .await
-            .map_err(|e| unreachable(e.to_string()))?;
+            .map_err(|e| e.to_string())?;
         let fetched = [
             metadata.token_endpoint().map(|u| u.url()),
             metadata.userinfo_endpoint().map(|u| u.url()),
             Some(metadata.jwks_uri().url()),
         ];
         for url in fetched.into_iter().flatten() {
-            self.policy.check_url(url).map_err(unreachable)?;
+            self.policy.check_url(url)?;
         }
         Ok(metadata)
     }
