@@ -24,6 +24,11 @@ use super::tokens::{SESSION_AUDIENCE, SessionClaims, TokenSigner};
 use super::user::UserRecord;
 use crate::store::Store;
 
+mod membership;
+mod second_factor;
+
+pub(crate) use membership::choose_membership;
+
 /// How long tokens and sessions live.
 #[derive(Debug, Clone, Copy)]
 pub struct SessionPolicy {
@@ -252,81 +257,6 @@ impl Auth {
         };
         let mut issued = self.open_session(user, org_id, role, opening, now).await?;
         issued.password_expires_at = policy.expires_at(issued.user.password_set_at);
-        Ok(issued)
-    }
-
-    /// A session for a user whose identity provider vouched for them (the SSO callback). An
-    /// account with a second factor gets a session that can only answer it (`answer_challenge`),
-    /// and one whose org requires a second factor it lacks a session that can only enrol, as a
-    /// password login would.
-    pub(crate) async fn open_sso_session(
-        &self,
-        user: UserRecord,
-        org_id: i64,
-        role: Role,
-        client: Option<String>,
-        origin: RequestOrigin,
-        now: OffsetDateTime,
-    ) -> DomainResult<IssuedToken> {
-        let restriction = if self.mfa.is_enabled(user.id).await? {
-            Some(MFA_CHALLENGE.to_owned())
-        } else {
-            let policy = policy_of(self.store.as_ref(), org_id).await?;
-            policy.require_mfa.then(|| MFA_ENROLLMENT.to_owned())
-        };
-        let opening = Opening {
-            method: "sso",
-            client,
-            origin,
-            restriction,
-            clears: None,
-        };
-        self.open_session(user, org_id, role, opening, now).await
-    }
-
-    /// Answers the second factor a session is waiting for (`MFA_CHALLENGE`): with a current
-    /// TOTP code or an unused recovery code the session becomes a full one, and a new token for
-    /// it is issued. Wrong codes count against the account's login throttle, as at login.
-    pub async fn answer_challenge(
-        &self,
-        caller: &Principal,
-        code: &str,
-        now: OffsetDateTime,
-    ) -> DomainResult<IssuedToken> {
-        let session = caller
-            .session
-            .as_ref()
-            .filter(|_| caller.awaits_second_factor())
-            .ok_or_else(|| {
-                DomainError::invalid("this session is not waiting for a second factor")
-            })?;
-        let profile = self.profile_of(caller).await?;
-        let email_key = Email::parse(&profile.user().email)?.key();
-        let account = Subject::Account(&email_key);
-        self.throttle
-            .attempt(&caller.origin.subjects(account.clone()), now)
-            .await?;
-        self.mfa
-            .check_login(caller.user_id, Some(code), &caller.origin, now)
-            .await?;
-        self.throttle.clear(&account).await?;
-        let audit = NewAuditEvent::new("mfa.verified", now)
-            .by(caller)
-            .subject_user(caller.user_id)
-            .subject(format!("session:{}", session.id));
-        if !self
-            .store
-            .lift_session_restriction(&session.id, MFA_CHALLENGE, &audit)
-            .await?
-        {
-            return Err(DomainError::Unauthenticated);
-        }
-        let mut lifted = SessionRecord::clone(session);
-        lifted.restriction = None;
-        let expiry = lifted.token_expiry(now, self.policy.token_ttl);
-        let user = UserRecord::clone(profile.user());
-        let mut issued = self.issue(user, &lifted, caller.role, now, expiry)?;
-        issued.password_expires_at = profile.password_expires_at();
         Ok(issued)
     }
 
@@ -645,29 +575,6 @@ impl Auth {
     }
 }
 
-/// The membership a login opens: the one asked for; without one, the user's home org while
-/// that membership is active, else the org they signed in to last, else their oldest active
-/// membership. Never the org that happens to have the lowest id: another org's admin adding
-/// the user must not move where their logins land.
-pub(crate) fn choose_membership<'a>(
-    memberships: &'a [MembershipRecord],
-    selected_org: Option<i64>,
-    user: &UserRecord,
-) -> DomainResult<&'a MembershipRecord> {
-    let active = |org_id: Option<i64>| {
-        memberships
-            .iter()
-            .find(|m| m.is_active && Some(m.org_id) == org_id)
-    };
-    match selected_org {
-        None | Some(0) => active(user.home_org_id)
-            .or_else(|| active(user.last_org_id))
-            .or_else(|| memberships.iter().find(|m| m.is_active)),
-        Some(org_id) => active(Some(org_id)),
-    }
-    .ok_or(DomainError::NoActiveOrg)
-}
-
 /// Free text from a client, trimmed and cut to `max` characters; empty becomes `None`.
 fn bounded_text(text: Option<String>, max: usize) -> Option<String> {
     let text = text?;
@@ -684,68 +591,6 @@ fn bounded_text(text: Option<String>, max: usize) -> Option<String> {
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
-
-    fn membership(org_id: i64, is_active: bool) -> MembershipRecord {
-        MembershipRecord {
-            user_id: 1,
-            org_id,
-            org_name: format!("org {org_id}"),
-            role: Role::Member,
-            is_active,
-        }
-    }
-
-    fn user(home: Option<i64>, last: Option<i64>) -> UserRecord {
-        let mut user = UserRecord::clone(MemberProfile::for_tests(1, 1).user());
-        user.home_org_id = home;
-        user.last_org_id = last;
-        user
-    }
-
-    #[test]
-    fn no_selected_org_means_the_home_org_then_the_last_then_the_first_active() {
-        let ms = [
-            membership(1, false),
-            membership(2, true),
-            membership(3, true),
-            membership(4, true),
-        ];
-        let pick = |home, last| {
-            choose_membership(&ms, None, &user(home, last))
-                .unwrap()
-                .org_id
-        };
-        assert_eq!(pick(Some(3), Some(4)), 3, "home");
-        assert_eq!(pick(Some(1), Some(4)), 4, "home inactive: the last used");
-        assert_eq!(
-            pick(Some(1), Some(1)),
-            2,
-            "neither active: the first active"
-        );
-        assert_eq!(pick(None, None), 2);
-        assert_eq!(pick(Some(9), None), 2, "home no longer a membership");
-        let zero = choose_membership(&ms, Some(0), &user(Some(3), None));
-        assert_eq!(zero.unwrap().org_id, 3);
-    }
-
-    #[test]
-    fn a_selected_org_must_be_an_active_membership() {
-        let ms = [membership(1, false), membership(2, true)];
-        let anyone = user(Some(1), Some(1));
-        assert_eq!(choose_membership(&ms, Some(2), &anyone).unwrap().org_id, 2);
-        assert!(matches!(
-            choose_membership(&ms, Some(1), &anyone),
-            Err(DomainError::NoActiveOrg)
-        ));
-        assert!(matches!(
-            choose_membership(&ms, Some(9), &anyone),
-            Err(DomainError::NoActiveOrg)
-        ));
-        assert!(matches!(
-            choose_membership(&[], None, &anyone),
-            Err(DomainError::NoActiveOrg)
-        ));
-    }
 
     #[test]
     fn client_text_is_trimmed_bounded_and_cleaned() {
