@@ -253,7 +253,7 @@ impl Admin {
     /// Sets a user's password (checked against the strictest policy of the user's orgs and the
     /// user's history) and ends all their sessions; with `must_change` their next login answers
     /// `password_expired` until they choose a new one.
-    /// With `api_keys`, every API key of the user goes too.
+    /// With `api_keys`, every API key of the user goes too, in the same transaction.
     pub async fn reset_password(
         &self,
         caller: &Principal,
@@ -279,13 +279,11 @@ impl Admin {
                     must_change,
                     now: to_millis(now),
                     keep_session: None,
+                    delete_api_keys: api_keys,
                 },
                 &audit,
             )
             .await?;
-        if api_keys {
-            self.delete_keys_of(caller, user_id, None, now).await?;
-        }
         Ok(())
     }
 

@@ -131,6 +131,7 @@ impl Credentials {
                     must_change: false,
                     now: to_millis(now),
                     keep_session: caller.session.as_ref().map(|s| s.id.clone()),
+                    delete_api_keys: false,
                 },
                 &audit,
             )
@@ -203,6 +204,7 @@ impl Credentials {
                     must_change: false,
                     now: to_millis(now),
                     keep_session: None,
+                    delete_api_keys: false,
                 },
                 &audit,
             )

@@ -38,6 +38,8 @@ pub struct PasswordChange {
     pub now: i64,
     /// Sessions of the user are revoked, except this one (the caller's own).
     pub keep_session: Option<String>,
+    /// The user's API keys are deleted too, in the same transaction (`details.keysDeleted`).
+    pub delete_api_keys: bool,
 }
 
 /// A user's TOTP enrolment as stored.

@@ -1579,6 +1579,15 @@ impl Store for SqliteStore {
         };
         let mut audit = audit.clone();
         audit.details["sessionsRevoked"] = revoked.sessions.into();
+        if change.delete_api_keys {
+            let deleted = sqlx::query("DELETE FROM api_keys WHERE user_id = ?")
+                .bind(change.user_id)
+                .execute(&mut *tx)
+                .await
+                .map_err(db_error)?
+                .rows_affected();
+            audit.details["keysDeleted"] = deleted.into();
+        }
         insert_audit(&mut tx, &audit).await?;
         tx.commit().await.map_err(db_error)?;
         Ok(revoked)

@@ -516,5 +516,17 @@ async fn ending_every_session_leaves_keys_unless_asked_to_take_them_too() {
             .await,
     )
     .await;
-    assert_eq!(audit["events"][0]["details"]["keysDeleted"], 1);
+    assert_eq!(
+        audit["events"][0]["details"]["keysDeleted"], 1,
+        "the revoke's"
+    );
+    let audit = body(
+        app.get("/admin/audit?event=password.reset", Some(&app.admin_token))
+            .await,
+    )
+    .await;
+    assert_eq!(
+        audit["events"][0]["details"]["keysDeleted"], 1,
+        "the reset's, in its own transaction and event"
+    );
 }
