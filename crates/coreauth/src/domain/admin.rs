@@ -409,17 +409,12 @@ impl Admin {
     }
 
     /// Whether the email's domain is one the org holds: set on the org by a platform admin, or
-    /// verified for its single sign-on.
+    /// verified for its single sign-on (the same holding SSO settings check domains against).
     async fn holds_domain(&self, org: &OrgRecord, email: &Email) -> DomainResult<bool> {
-        let domain = email.domain();
-        let domain = domain.as_str();
-        if org.email_domains.iter().any(|d| d == domain) {
-            return Ok(true);
-        }
-        Ok(self
+        let holders = self
             .store
-            .sso_config(org.id)
-            .await?
-            .is_some_and(|sso| sso.email_domains.iter().any(|d| d == domain)))
+            .orgs_holding_domain(email.domain().as_str())
+            .await?;
+        Ok(holders.contains(&org.id))
     }
 }

@@ -166,7 +166,7 @@ impl FromRequestParts<AppState> for DocsAdmin {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
-        let from_header = super::extract::authorization(parts)?
+        let from_header = super::extract::authorization(&parts.headers)?
             .and_then(|v| v.to_str().ok())
             .and_then(credential_from_header)
             .map(str::to_owned);

@@ -24,10 +24,7 @@ impl FromRequestParts<AppState> for EnrollingCaller {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
-        let principal = authenticate(parts, state).await?;
-        if principal.awaits_second_factor() {
-            return Err(DomainError::MfaRequired.into());
-        }
+        let principal = authenticate_complete(parts, state).await?;
         // A read-only API key may only read.
         if principal.read_only && !parts.method.is_safe() {
             return Err(DomainError::Forbidden.into());
@@ -60,10 +57,7 @@ impl FromRequestParts<AppState> for Reader {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
-        let principal = authenticate(parts, state).await?;
-        if principal.awaits_second_factor() {
-            return Err(DomainError::MfaRequired.into());
-        }
+        let principal = authenticate_complete(parts, state).await?;
         if principal.must_enroll_mfa() {
             return Err(DomainError::MfaEnrollmentRequired.into());
         }
@@ -83,10 +77,22 @@ impl FromRequestParts<AppState> for ChallengedCaller {
     }
 }
 
+/// `authenticate`, refusing a session still waiting for its second factor (`ChallengedCaller`
+/// alone admits one).
+async fn authenticate_complete(parts: &Parts, state: &AppState) -> Result<Principal, ApiError> {
+    let principal = authenticate(parts, state).await?;
+    if principal.awaits_second_factor() {
+        return Err(DomainError::MfaRequired.into());
+    }
+    Ok(principal)
+}
+
 /// The request's one `Authorization` header. Two are refused outright: which one a proxy or
 /// another service in front reads first is anyone's guess, so honouring either is unsafe.
-pub fn authorization(parts: &Parts) -> Result<Option<&axum::http::HeaderValue>, ApiError> {
-    let mut values = parts.headers.get_all(header::AUTHORIZATION).iter();
+pub fn authorization(
+    headers: &axum::http::HeaderMap,
+) -> Result<Option<&axum::http::HeaderValue>, ApiError> {
+    let mut values = headers.get_all(header::AUTHORIZATION).iter();
     let first = values.next();
     if values.next().is_some() {
         return Err(DomainError::invalid("send at most one Authorization header").into());
@@ -95,7 +101,7 @@ pub fn authorization(parts: &Parts) -> Result<Option<&axum::http::HeaderValue>, 
 }
 
 async fn authenticate(parts: &Parts, state: &AppState) -> Result<Principal, ApiError> {
-    let credential = authorization(parts)?
+    let credential = authorization(&parts.headers)?
         // Not `to_str`, which checks a ~500-byte token one byte at a time on every request:
         // UTF-8 validation takes whole words. Anything it lets through that `to_str` would not
         // (non-ASCII text) is no token or key of ours and fails as unauthenticated.

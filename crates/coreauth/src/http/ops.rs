@@ -60,8 +60,7 @@ async fn metrics(
         )
         .into()),
         MetricsAccess::Token(expected) => {
-            let presented = headers
-                .get(header::AUTHORIZATION)
+            let presented = super::extract::authorization(&headers)?
                 .and_then(|v| v.to_str().ok())
                 .and_then(coreauth_proto::credential_from_header)
                 .unwrap_or("");

@@ -13,7 +13,7 @@ use super::AppState;
 use super::auth::session_answer;
 use super::error::{ApiJson, ApiPath, ApiQuery, ApiResult};
 use super::extract::{Caller, Origin, cookie_value, secure_cookie_attribute};
-use crate::domain::sso::{Callback, SsoRequest, Strategy};
+use crate::domain::sso::{Callback, SsoRequest, Strategy, binding_cookie};
 use crate::store::SsoConfigRecord;
 
 pub fn routes() -> OpenApiRouter<AppState> {
@@ -102,15 +102,6 @@ async fn start(
 }
 
 const CALLBACK_PATH: &str = "/user/authenticate/sso/callback";
-
-/// The cookie that binds one sign-on to its browser, named after its state so that sign-ons
-/// started in two tabs do not overwrite each other's.
-fn binding_cookie(state: &str) -> String {
-    use sha2::Digest;
-    let digest = sha2::Sha256::digest(state.as_bytes());
-    let tag: String = digest[..8].iter().map(|b| format!("{b:02x}")).collect();
-    format!("coreauth_sso_{tag}")
-}
 
 /// Link your account to your identity at an org's provider: answers the provider's sign-in URL
 /// to send the browser to. Only from a session opened with the account's password, and the

@@ -6,7 +6,7 @@
 //! member when the org allows it) and the same session token as a password login is issued.
 //!
 //! `settings` holds who may configure an org's SSO and which domains count, `accounts` which
-//! account an identity signs in as, and `super::oidc` the reaching of the provider itself.
+//! account an identity signs in as, and `crate::oidc_client` the reaching of the provider itself.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -85,6 +85,12 @@ fn binding_hash(secret: &str) -> String {
         .iter()
         .map(|b| format!("{b:02x}"))
         .collect()
+}
+
+/// The name of the cookie that carries a sign-on's browser secret: its own for each sign-on
+/// (from its state), so that sign-ons started in two tabs do not overwrite each other's.
+pub fn binding_cookie(state: &str) -> String {
+    format!("coreauth_sso_{}", &binding_hash(state)[..16])
 }
 
 pub struct Sso {
