@@ -153,25 +153,19 @@ impl Sso {
         org_id: i64,
         domains: Vec<String>,
     ) -> DomainResult<(Vec<String>, Vec<String>)> {
-        let org = self
-            .store
-            .org(org_id)
-            .await?
-            .ok_or(DomainError::NotFound("org"))?;
-        let before = self.store.sso_config(org_id).await?;
+        if self.store.org(org_id).await?.is_none() {
+            return Err(DomainError::NotFound("org"));
+        }
         let (mut verified, mut pending) = (Vec::new(), Vec::new());
         for domain in domains {
+            // The org's own domains and its verified SSO domains, as for account creation.
             let holders = self.store.orgs_holding_domain(&domain).await?;
             if holders.iter().any(|&holder| holder != org_id) {
                 return Err(DomainError::Conflict(format!(
                     "the domain {domain} belongs to another org"
                 )));
             }
-            let approved = caller.is_platform_admin
-                || org.email_domains.contains(&domain)
-                || before
-                    .as_ref()
-                    .is_some_and(|b| b.email_domains.contains(&domain));
+            let approved = caller.is_platform_admin || holders.contains(&org_id);
             if approved {
                 verified.push(domain);
             } else {
