@@ -566,6 +566,21 @@ async fn insert_sso_identity(
     }
 }
 
+/// Deletes the user's API keys, or those in `in_org` only; answers how many.
+async fn delete_keys_in(
+    tx: &mut Transaction<'static, Postgres>,
+    user_id: i64,
+    in_org: Option<i64>,
+) -> DomainResult<u64> {
+    sqlx::query("DELETE FROM api_keys WHERE user_id = $1 AND ($2::BIGINT IS NULL OR org_id = $2)")
+        .bind(user_id)
+        .bind(in_org)
+        .execute(&mut **tx)
+        .await
+        .map(|done| done.rows_affected())
+        .map_err(db_error)
+}
+
 /// Whether org `id` exists, read in `tx`.
 async fn org_exists(tx: &mut Transaction<'static, Postgres>, id: i64) -> DomainResult<bool> {
     let found: Option<i64> = sqlx::query_scalar("SELECT id FROM orgs WHERE id = $1")
@@ -1411,15 +1426,7 @@ impl Store for PostgresStore {
         audit: &NewAuditEvent,
     ) -> DomainResult<u64> {
         let mut tx = self.begin().await?;
-        let deleted = sqlx::query(
-            "DELETE FROM api_keys WHERE user_id = $1 AND ($2::BIGINT IS NULL OR org_id = $2)",
-        )
-        .bind(user_id)
-        .bind(in_org)
-        .execute(&mut *tx)
-        .await
-        .map_err(db_error)?
-        .rows_affected();
+        let deleted = delete_keys_in(&mut tx, user_id, in_org).await?;
         let mut audit = audit.clone();
         audit.details["keysDeleted"] = deleted.into();
         insert_audit(&mut tx, &audit).await?;
@@ -1653,12 +1660,7 @@ impl Store for PostgresStore {
         let mut audit = audit.clone();
         audit.details["sessionsRevoked"] = revoked.sessions.into();
         if change.delete_api_keys {
-            let deleted = sqlx::query("DELETE FROM api_keys WHERE user_id = $1")
-                .bind(change.user_id)
-                .execute(&mut *tx)
-                .await
-                .map_err(db_error)?
-                .rows_affected();
+            let deleted = delete_keys_in(&mut tx, change.user_id, None).await?;
             audit.details["keysDeleted"] = deleted.into();
         }
         insert_audit(&mut tx, &audit).await?;

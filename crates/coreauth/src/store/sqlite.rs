@@ -570,6 +570,22 @@ async fn insert_sso_identity(
     }
 }
 
+/// Deletes the user's API keys, or those in `in_org` only; answers how many.
+async fn delete_keys_in(
+    tx: &mut Transaction<'static, Sqlite>,
+    user_id: i64,
+    in_org: Option<i64>,
+) -> DomainResult<u64> {
+    sqlx::query("DELETE FROM api_keys WHERE user_id = ? AND (? IS NULL OR org_id = ?)")
+        .bind(user_id)
+        .bind(in_org)
+        .bind(in_org)
+        .execute(&mut **tx)
+        .await
+        .map(|done| done.rows_affected())
+        .map_err(db_error)
+}
+
 /// `NotFound("org")` unless the org exists.
 async fn require_org(tx: &mut Transaction<'static, Sqlite>, org_id: i64) -> DomainResult<()> {
     let found: Option<i64> = sqlx::query_scalar("SELECT id FROM orgs WHERE id = ?")
@@ -1363,15 +1379,7 @@ impl Store for SqliteStore {
         audit: &NewAuditEvent,
     ) -> DomainResult<u64> {
         let mut tx = self.write_tx().await?;
-        let deleted =
-            sqlx::query("DELETE FROM api_keys WHERE user_id = ? AND (? IS NULL OR org_id = ?)")
-                .bind(user_id)
-                .bind(in_org)
-                .bind(in_org)
-                .execute(&mut *tx)
-                .await
-                .map_err(db_error)?
-                .rows_affected();
+        let deleted = delete_keys_in(&mut tx, user_id, in_org).await?;
         let mut audit = audit.clone();
         audit.details["keysDeleted"] = deleted.into();
         insert_audit(&mut tx, &audit).await?;
@@ -1580,12 +1588,7 @@ impl Store for SqliteStore {
         let mut audit = audit.clone();
         audit.details["sessionsRevoked"] = revoked.sessions.into();
         if change.delete_api_keys {
-            let deleted = sqlx::query("DELETE FROM api_keys WHERE user_id = ?")
-                .bind(change.user_id)
-                .execute(&mut *tx)
-                .await
-                .map_err(db_error)?
-                .rows_affected();
+            let deleted = delete_keys_in(&mut tx, change.user_id, None).await?;
             audit.details["keysDeleted"] = deleted.into();
         }
         insert_audit(&mut tx, &audit).await?;
