@@ -388,7 +388,9 @@ async fn load_signer(
     settings: &Settings,
     clock: &dyn Clock,
 ) -> Result<TokenSigner, StartupError> {
-    let setup = |e: crate::domain::error::DomainError| StartupError::Setup(e.to_string());
+    fn setup(e: impl std::fmt::Display) -> StartupError {
+        StartupError::Setup(e.to_string())
+    }
     let mut keys = store.signing_keys().await.map_err(setup)?;
     if keys.is_empty() {
         let key = StoredSigningKey::generate(clock.now()).map_err(setup)?;

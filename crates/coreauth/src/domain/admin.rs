@@ -64,21 +64,22 @@ impl Admin {
         let email = Email::parse(email)?;
         PasswordPolicy::default().check(&password)?;
         let hash = self.hashing.hash(&password).await?;
+        let first = Name::parse("first", "Admin", false)?;
         let admin = NewUser {
-            uuid: uuid::Uuid::new_v4().to_string(),
-            email,
-            first: Name::parse("first", "Admin", false)?,
-            last: Name::parse("last", "", true)?,
             password_hash: Some(hash),
             is_platform_admin: true,
-            created_at: to_millis(now),
             // The store makes it the admin of org 1 (which it creates); this makes org 1 home.
             membership: Some((1, Role::Admin)),
-            sso_identity: None,
+            ..NewUser::person(
+                &email,
+                first,
+                Name::parse("last", "", true)?,
+                to_millis(now),
+            )
         };
         let audit = NewAuditEvent::new("admin.bootstrapped", now)
-            .details(serde_json::json!({ "email": admin.email.as_str() }));
-        self.store.bootstrap(admin, to_millis(now), &audit).await
+            .details(serde_json::json!({ "email": &admin.email }));
+        Ok(self.store.bootstrap(admin, to_millis(now), &audit).await?)
     }
 
     pub async fn create_org(
@@ -104,9 +105,10 @@ impl Admin {
         let audit = NewAuditEvent::new("org.created", now)
             .by(caller)
             .details(serde_json::json!({ "name": name.as_str(), "emailDomains": domains }));
-        self.store
+        Ok(self
+            .store
             .create_org(name.as_str(), &domains, to_millis(now), &audit)
-            .await
+            .await?)
     }
 
     pub async fn create_user(
@@ -145,22 +147,17 @@ impl Admin {
             .by(caller)
             .org(request.org_id)
             .details(serde_json::json!({ "email": email.as_str(), "role": role.as_str() }));
-        self.store
+        Ok(self
+            .store
             .create_user(
                 NewUser {
-                    uuid: uuid::Uuid::new_v4().to_string(),
-                    email,
-                    first,
-                    last,
                     password_hash: Some(hash),
-                    is_platform_admin: false,
-                    created_at: to_millis(now),
                     membership: Some((request.org_id, role)),
-                    sso_identity: None,
+                    ..NewUser::person(&email, first, last, to_millis(now))
                 },
                 &audit,
             )
-            .await
+            .await?)
     }
 
     pub async fn add_member(
@@ -188,9 +185,10 @@ impl Admin {
             .org(org_id)
             .subject_user(user_id)
             .details(serde_json::json!({ "role": role.as_str() }));
-        self.store
+        Ok(self
+            .store
             .add_membership(org_id, user_id, role, to_millis(now), &audit)
-            .await
+            .await?)
     }
 
     /// Changes a role or (de)activates a membership; deactivation ends the member's sessions in
@@ -239,8 +237,8 @@ impl Admin {
             .by(caller)
             .subject_user(user_id)
             .details(serde_json::json!({
-                "first": patch.first.as_ref().map(Name::as_str),
-                "last": patch.last.as_ref().map(Name::as_str),
+                "first": patch.first,
+                "last": patch.last,
                 "isActive": patch.is_active,
             }));
         self.store
@@ -346,7 +344,10 @@ impl Admin {
             .by(caller)
             .subject_user(user_id)
             .details(serde_json::json!({ "orgId": in_org, "all": true }));
-        self.store.delete_api_keys_of(user_id, in_org, &audit).await
+        Ok(self
+            .store
+            .delete_api_keys_of(user_id, in_org, &audit)
+            .await?)
     }
 
     /// Account-wide actions (names, deactivation, password, second factor, every session)

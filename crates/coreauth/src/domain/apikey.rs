@@ -6,6 +6,8 @@
 //! hash is right for high-entropy secrets: there is nothing to brute-force). Lookups go through
 //! a unique index on the hash, so checking a key costs one indexed read, like a session.
 
+pub use crate::store::records::{ApiKeyContext, ApiKeyRecord, NewApiKey};
+
 use std::collections::{HashMap, HashSet};
 use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
@@ -19,7 +21,7 @@ use super::audit::NewAuditEvent;
 use super::auth::RequestOrigin;
 use super::clock::to_millis;
 use super::error::{DomainError, DomainResult};
-use super::org::{Name, Role};
+use super::org::Name;
 use super::session::{AuthMethod, Principal};
 use crate::store::Store;
 
@@ -29,46 +31,6 @@ pub const MAX_KEYS_PER_USER: i64 = 50;
 const MAX_NAME_CHARS: usize = 100;
 /// Characters of the key kept for display (`cak_` + 8).
 const SHOWN_CHARS: usize = KEY_PREFIX.len() + 8;
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ApiKeyRecord {
-    pub id: i64,
-    pub public_id: String,
-    pub user_id: i64,
-    pub org_id: i64,
-    pub name: String,
-    pub prefix: String,
-    pub read_only: bool,
-    pub created_at: i64,
-    pub expires_at: Option<i64>,
-    pub last_used_at: Option<i64>,
-    pub last_used_address: Option<String>,
-}
-
-#[derive(Debug, Clone)]
-pub struct NewApiKey {
-    pub public_id: String,
-    pub user_id: i64,
-    pub org_id: i64,
-    pub name: String,
-    pub prefix: String,
-    pub key_hash: Vec<u8>,
-    pub read_only: bool,
-    pub created_at: i64,
-    pub expires_at: Option<i64>,
-}
-
-/// A key with what authenticating it needs to know about its owner, read in one query.
-#[derive(Debug, Clone)]
-pub struct ApiKeyContext {
-    /// Shared with the session cache: a cache hit copies no text.
-    pub key: Arc<ApiKeyRecord>,
-    pub user_uuid: Arc<str>,
-    pub user_active: bool,
-    pub is_platform_admin: bool,
-    pub role: Role,
-    pub membership_active: bool,
-}
 
 /// Which key to delete: the full key (as the seed's `{text}`) or its public id.
 #[derive(Debug)]
@@ -350,7 +312,7 @@ impl ApiKeys {
         if batch.is_empty() {
             return Ok(());
         }
-        self.store.record_api_key_usage(&batch).await
+        Ok(self.store.record_api_key_usage(&batch).await?)
     }
 
     fn with_usage(&self, mut keys: Vec<ApiKeyRecord>) -> Vec<ApiKeyRecord> {

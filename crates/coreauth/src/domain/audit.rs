@@ -2,6 +2,8 @@
 //! the store in the same transaction as the change they describe, so none is lost or invented.
 //! Details never carry a secret: no password, token, key or TOTP secret is ever put in one.
 
+pub use crate::store::records::{AuditQuery, AuditRecord, NewAuditEvent};
+
 use std::sync::Arc;
 
 use time::OffsetDateTime;
@@ -11,27 +13,6 @@ use super::clock::to_millis;
 use super::error::{DomainError, DomainResult};
 use super::session::Principal;
 use crate::store::Store;
-
-/// An event about to be recorded.
-#[derive(Debug, Clone, PartialEq)]
-pub struct NewAuditEvent {
-    pub occurred_at: i64,
-    /// What happened, as `area.verb`: `login.succeeded`, `apikey.deleted`, …
-    pub event: String,
-    pub success: bool,
-    /// For failures: the error code (`invalid_credentials`, …).
-    pub reason: Option<String>,
-    pub org_id: Option<i64>,
-    pub actor_user_id: Option<i64>,
-    pub subject_user_id: Option<i64>,
-    /// What the event is about beyond a user: a session id, a key id, an org.
-    pub subject: Option<String>,
-    pub address: Option<String>,
-    pub user_agent: Option<String>,
-    pub client: Option<String>,
-    pub request_id: Option<String>,
-    pub details: serde_json::Value,
-}
 
 impl NewAuditEvent {
     pub fn new(event: &str, now: OffsetDateTime) -> Self {
@@ -103,25 +84,6 @@ impl NewAuditEvent {
     }
 }
 
-/// A recorded event.
-#[derive(Debug, Clone, PartialEq)]
-pub struct AuditRecord {
-    pub id: i64,
-    pub event: NewAuditEvent,
-}
-
-/// What to look for in the trail; `before` is the cursor (the id of the last event seen).
-#[derive(Debug, Clone, Default)]
-pub struct AuditQuery {
-    pub org_id: Option<i64>,
-    pub user_id: Option<i64>,
-    pub event: Option<String>,
-    pub since: Option<i64>,
-    pub until: Option<i64>,
-    pub before: Option<i64>,
-    pub limit: u32,
-}
-
 pub const DEFAULT_PAGE: u32 = 50;
 pub const MAX_PAGE: u32 = 500;
 
@@ -142,9 +104,10 @@ impl Audit {
             return Ok(0);
         }
         let keep = i64::try_from(self.retention.as_millis()).unwrap_or(i64::MAX);
-        self.store
+        Ok(self
+            .store
             .prune_audit(to_millis(now).saturating_sub(keep))
-            .await
+            .await?)
     }
 
     /// The newest event's id, where an export starts.
@@ -161,7 +124,7 @@ impl Audit {
 
     /// Events after `after_id`, oldest first.
     pub async fn after(&self, after_id: i64, limit: i64) -> DomainResult<Vec<AuditRecord>> {
-        self.store.audit_events_after(after_id, limit).await
+        Ok(self.store.audit_events_after(after_id, limit).await?)
     }
 
     /// A page of events, newest first, and the cursor of the next page. An org admin sees their

@@ -3,6 +3,8 @@
 
 use std::time::Duration;
 
+use crate::store::StoreError;
+
 #[derive(Debug, thiserror::Error)]
 pub enum DomainError {
     #[error("the email or password is incorrect")]
@@ -76,6 +78,18 @@ impl DomainError {
 }
 
 pub type DomainResult<T> = Result<T, DomainError>;
+
+impl From<StoreError> for DomainError {
+    fn from(error: StoreError) -> Self {
+        match error {
+            StoreError::NotFound(what) => Self::NotFound(what),
+            StoreError::Conflict(message) => Self::Conflict(message),
+            StoreError::Unstorable(message) => Self::invalid(message),
+            StoreError::Unavailable => Self::Unavailable,
+            StoreError::Internal(message) => Self::Internal(message),
+        }
+    }
+}
 
 /// Why a single sign-on did not complete, in terms a person can act on.
 #[derive(Debug, thiserror::Error)]

@@ -3,6 +3,8 @@
 //! name; a token's audience and `typ` are the integration's, never coreauth's, so an
 //! integration token can never stand in for a session token.
 
+pub use crate::store::records::{IntegrationAlgorithm, IntegrationRecord};
+
 use std::collections::BTreeSet;
 use std::sync::Arc;
 
@@ -39,14 +41,6 @@ pub const USER_FIELDS: [&str; 7] = [
     "role",
 ];
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum IntegrationAlgorithm {
-    /// HMAC-SHA-256 with a secret shared with the portal.
-    Hs256,
-    /// Ed25519 with coreauth's own key (the portal verifies with `/.well-known/jwks.json`).
-    EdDsa,
-}
-
 impl IntegrationAlgorithm {
     pub fn parse(text: &str) -> DomainResult<Self> {
         match text {
@@ -62,21 +56,6 @@ impl IntegrationAlgorithm {
             Self::EdDsa => "EdDSA",
         }
     }
-}
-
-/// An integration as configured (the secret only ever sealed).
-#[derive(Debug, Clone, PartialEq)]
-pub struct IntegrationRecord {
-    pub org_id: i64,
-    pub name: String,
-    pub algorithm: IntegrationAlgorithm,
-    pub sealed_secret: Option<String>,
-    pub audience: String,
-    pub issuer: Option<String>,
-    pub lifetime_secs: u32,
-    pub claims: Vec<String>,
-    pub custom_claims: Map<String, Value>,
-    pub allow_api_keys: bool,
 }
 
 /// What an admin sends to configure an integration.
@@ -256,7 +235,7 @@ impl Integrations {
         if !caller.administers_org(org_id) {
             return Err(DomainError::Forbidden);
         }
-        self.store.integrations_of(org_id).await
+        Ok(self.store.integrations_of(org_id).await?)
     }
 
     pub async fn remove(

@@ -227,10 +227,10 @@ impl Mfa {
                 .from(origin)
                 .actor(user_id)
                 .subject_user(user_id);
-            return self
+            return Ok(self
                 .store
                 .use_recovery_code(user_id, &hash_recovery_code(code), to_millis(now), &audit)
-                .await;
+                .await?);
         }
         let opened = self.secrets.open(sealed, &binding(user_id))?;
         let Some(step) = totp(&opened.plaintext, "")?.check(code, unix_seconds(now)) else {
@@ -241,7 +241,7 @@ impl Mfa {
             self.store.reseal_totp(user_id, &resealed).await?;
         }
         let step = i64::try_from(step).unwrap_or(i64::MAX);
-        self.store.consume_totp_step(user_id, step).await
+        Ok(self.store.consume_totp_step(user_id, step).await?)
     }
 
     /// Turns TOTP off, proven by a current code or the password.
@@ -300,7 +300,7 @@ impl Mfa {
         let audit = NewAuditEvent::new("mfa.reset", now)
             .by(caller)
             .subject_user(user_id);
-        self.store.delete_totp(user_id, &audit).await
+        Ok(self.store.delete_totp(user_id, &audit).await?)
     }
 }
 

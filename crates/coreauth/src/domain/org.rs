@@ -1,15 +1,10 @@
 //! Orgs and memberships: names, roles, and the records the store hands back.
 
+pub use crate::store::records::{MembershipPatch, MembershipRecord, OrgRecord, Role};
+
 use super::error::{DomainError, DomainResult};
 
 pub const MAX_NAME_CHARS: usize = 200;
-
-/// A member's role in one org.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Role {
-    Admin,
-    Member,
-}
 
 impl Role {
     pub fn parse(input: &str) -> DomainResult<Self> {
@@ -62,29 +57,6 @@ impl Name {
     pub fn into_string(self) -> String {
         self.0
     }
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct OrgRecord {
-    pub id: i64,
-    pub name: String,
-    pub email_domains: Vec<String>,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct MembershipRecord {
-    pub user_id: i64,
-    pub org_id: i64,
-    pub org_name: String,
-    pub role: Role,
-    pub is_active: bool,
-}
-
-/// A change to a membership; `None` leaves a field as it is.
-#[derive(Debug, Clone, Default)]
-pub struct MembershipPatch {
-    pub role: Option<Role>,
-    pub is_active: Option<bool>,
 }
 
 #[cfg(test)]

@@ -3,6 +3,8 @@
 //! Expiry is an org's opt-in (`maxAgeDays` 0, the default, never expires): NIST 800-63B and
 //! OWASP ASVS advise against periodic rotation, but the customer's orgs may require it.
 
+pub use crate::store::records::PasswordPolicy;
+
 use std::collections::HashSet;
 use std::sync::LazyLock;
 
@@ -20,18 +22,6 @@ static COMMON_PASSWORDS: LazyLock<HashSet<&'static str>> = LazyLock::new(|| {
         .filter(|l| !l.is_empty())
         .collect()
 });
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct PasswordPolicy {
-    pub min_length: u32,
-    /// 0: passwords never expire (the default).
-    pub max_age_days: u32,
-    /// How many previous passwords may not be reused (0: no check).
-    pub history_count: u32,
-    pub reject_common: bool,
-    /// Every member must use a second factor (TOTP); members without one can only enrol.
-    pub require_mfa: bool,
-}
 
 impl Default for PasswordPolicy {
     fn default() -> Self {

@@ -1,6 +1,8 @@
 //! Sessions and the authenticated caller. A session starts at login, is bound to one org, can be
 //! renewed up to an absolute cap, and ends at logout or revocation.
 
+pub use crate::store::records::{Renewal, SessionContext, SessionRecord};
+
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
@@ -10,38 +12,6 @@ use super::auth::RequestOrigin;
 use super::clock::{from_millis, to_millis};
 use super::org::Role;
 use super::token_memo::VerifiedToken;
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SessionRecord {
-    pub id: String,
-    pub user_id: i64,
-    pub org_id: i64,
-    /// How the session was opened: `password` or `sso`.
-    pub method: String,
-    pub client: Option<String>,
-    pub address: Option<String>,
-    pub user_agent: Option<String>,
-    pub created_at: i64,
-    /// The absolute end: login + the session cap. No renewal goes past it.
-    pub expires_at: i64,
-    /// The expiry of the newest token issued for it; past this the session is dead in practice.
-    pub token_expires_at: i64,
-    pub last_renewed_at: Option<i64>,
-    pub renew_count: i64,
-    pub revoked_at: Option<i64>,
-    /// Set while the session may only enrol a second factor the org requires.
-    pub restriction: Option<String>,
-}
-
-/// Renewals of one session not yet written: how many, the newest token's expiry and when the
-/// last one was made (epoch ms).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Renewal {
-    pub session_id: String,
-    pub count: i64,
-    pub token_expires_at: i64,
-    pub renewed_at: i64,
-}
 
 /// Renewals counted in memory and written in batches (`Auth::flush_renewals`, every second and
 /// before anything reads or ends a session through this instance). A renewal is on every
@@ -163,19 +133,6 @@ impl SessionRecord {
             restriction: None,
         }
     }
-}
-
-/// A session with what every request needs to know about its user and membership, read in one
-/// query.
-#[derive(Debug, Clone)]
-pub struct SessionContext {
-    /// Shared with the session cache and the request's `Principal`: a cache hit copies no text.
-    pub session: Arc<SessionRecord>,
-    pub user_uuid: Arc<str>,
-    pub user_active: bool,
-    pub is_platform_admin: bool,
-    pub role: Role,
-    pub membership_active: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

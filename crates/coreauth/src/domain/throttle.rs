@@ -119,14 +119,15 @@ impl Throttle {
 
     /// Forgets an account's failures after it proved itself.
     pub async fn clear(&self, subject: &Subject<'_>) -> DomainResult<()> {
-        self.store.clear_throttle(&subject.key()).await
+        Ok(self.store.clear_throttle(&subject.key()).await?)
     }
 
     /// Drops counters whose window has ended.
     pub async fn prune(&self, now: OffsetDateTime) -> DomainResult<u64> {
-        self.store
+        Ok(self
+            .store
             .prune_throttle(to_millis(now) - self.window_ms())
-            .await
+            .await?)
     }
 }
 

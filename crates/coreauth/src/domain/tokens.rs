@@ -6,6 +6,8 @@
 //! `jwk`/`jku`/`x5u`/`x5c` headers are refused), `typ`, `iss` and `aud`. Expiry is checked against
 //! the injected clock rather than jsonwebtoken's system time, so tests can move it.
 
+pub use crate::store::records::StoredSigningKey;
+
 use std::sync::Arc;
 
 use base64::Engine;
@@ -22,14 +24,6 @@ pub use coreauth_proto::{SESSION_AUDIENCE, SESSION_TOKEN_TYPE, SessionClaims};
 const MAX_TOKEN_LEN: usize = 4096;
 /// Tolerated clock skew for `iat` in the future (several instances, several clocks).
 const IAT_LEEWAY_SECS: i64 = 60;
-
-/// An Ed25519 signing key as stored: the 32-byte seed and its key id.
-pub struct StoredSigningKey {
-    pub kid: String,
-    pub algorithm: String,
-    pub seed: Zeroizing<Vec<u8>>,
-    pub created_at: i64,
-}
 
 impl StoredSigningKey {
     /// A fresh key from the operating system's randomness.

@@ -1,51 +1,26 @@
-//! Users: the record the store keeps, and what it takes to create or change one.
+//! Users: the records are the store's (`store::records`); this is how the domain makes them
+//! from validated parts.
+
+pub use crate::store::records::{NewUser, UserPatch, UserRecord};
 
 use super::email::Email;
-use super::org::{Name, Role};
+use super::org::Name;
 
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct UserRecord {
-    pub id: i64,
-    pub uuid: String,
-    pub email: String,
-    pub first: String,
-    pub last: String,
-    pub is_active: bool,
-    pub is_platform_admin: bool,
-    /// Absent for users who only sign in through SSO.
-    pub password_hash: Option<String>,
-    pub password_set_at: Option<i64>,
-    pub must_change_password: bool,
-    pub created_at: i64,
-    /// The org the account was created in (`None` only for accounts that never had one):
-    /// account-wide administration belongs to its admins and to platform admins.
-    pub home_org_id: Option<i64>,
-    /// The org of the user's newest session, where a login without `selectedOrg` goes when the
-    /// home membership is inactive.
-    pub last_org_id: Option<i64>,
-}
-
-/// A user to create, already validated.
-#[derive(Debug, Clone)]
-pub struct NewUser {
-    pub uuid: String,
-    pub email: Email,
-    pub first: Name,
-    pub last: Name,
-    pub password_hash: Option<String>,
-    pub is_platform_admin: bool,
-    pub created_at: i64,
-    /// The org the user joins on creation, and as what: their home org.
-    pub membership: Option<(i64, Role)>,
-    /// The identity `(issuer, subject)` at that org's SSO provider that created the account
-    /// (just-in-time provisioning), linked in the same transaction.
-    pub sso_identity: Option<(String, String)>,
-}
-
-/// A change to a user; `None` leaves a field as it is.
-#[derive(Debug, Clone, Default)]
-pub struct UserPatch {
-    pub first: Option<Name>,
-    pub last: Option<Name>,
-    pub is_active: Option<bool>,
+impl NewUser {
+    /// A new person from validated parts, with a fresh uuid: no password, no platform power,
+    /// no membership and no SSO identity until the caller sets them.
+    pub fn person(email: &Email, first: Name, last: Name, created_at: i64) -> Self {
+        Self {
+            uuid: uuid::Uuid::new_v4().to_string(),
+            email: email.as_str().to_owned(),
+            email_key: email.key(),
+            first: first.into_string(),
+            last: last.into_string(),
+            password_hash: None,
+            is_platform_admin: false,
+            created_at,
+            membership: None,
+            sso_identity: None,
+        }
+    }
 }

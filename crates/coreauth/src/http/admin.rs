@@ -106,11 +106,11 @@ async fn update_user(
     let patch = UserPatch {
         first: body
             .first
-            .map(|f| Name::parse("first", &f, false))
+            .map(|f| Name::parse("first", &f, false).map(Name::into_string))
             .transpose()?,
         last: body
             .last
-            .map(|l| Name::parse("last", &l, true))
+            .map(|l| Name::parse("last", &l, true).map(Name::into_string))
             .transpose()?,
         is_active: body.is_active,
     };

@@ -10,105 +10,42 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 
-use crate::domain::apikey::{ApiKeyContext, ApiKeyRecord, NewApiKey};
-use crate::domain::audit::{AuditQuery, AuditRecord, NewAuditEvent};
-use crate::domain::error::DomainResult;
-use crate::domain::integrations::IntegrationRecord;
-use crate::domain::org::{MembershipPatch, MembershipRecord, OrgRecord, Role};
-use crate::domain::policy::PasswordPolicy;
-use crate::domain::session::{Renewal, SessionContext, SessionRecord};
+use self::records::{
+    ApiKeyContext, ApiKeyRecord, AuditQuery, AuditRecord, IntegrationRecord, MembershipPatch,
+    MembershipRecord, NewApiKey, NewAuditEvent, NewUser, OrgRecord, PasswordPolicy, Renewal, Role,
+    SessionContext, SessionRecord, StoredSigningKey, UserPatch, UserRecord,
+};
 use crate::domain::session_cache::{Lease, MemberProfile};
-use crate::domain::tokens::StoredSigningKey;
-use crate::domain::user::{NewUser, UserPatch, UserRecord};
 
 pub mod cached;
+pub mod error;
 pub mod pg_changes;
 pub mod postgres;
+pub mod records;
 pub mod sqlite;
 
-/// A new password hash for a user, with what else changes with it.
-#[derive(Debug, Clone)]
-pub struct PasswordChange {
-    pub user_id: i64,
-    pub new_hash: String,
-    /// The hash the change was decided against; if it changed meanwhile the store refuses
-    /// (`Conflict`), so two concurrent changes cannot both win. `None`: no check (admin reset).
-    pub expected_hash: Option<String>,
-    pub must_change: bool,
-    pub now: i64,
-    /// Sessions of the user are revoked, except this one (the caller's own).
-    pub keep_session: Option<String>,
-    /// The user's API keys are deleted too, in the same transaction (`details.keysDeleted`).
-    pub delete_api_keys: bool,
-}
-
-/// A user's TOTP enrolment as stored.
-#[derive(Debug, Clone)]
-pub struct TotpRecord {
-    pub sealed_secret: String,
-    pub confirmed_at: Option<i64>,
-    pub last_used_step: Option<i64>,
-}
-
-/// An org's SSO settings as stored (the client secret sealed).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SsoConfigRecord {
-    pub org_id: i64,
-    pub issuer: String,
-    pub client_id: String,
-    pub sealed_client_secret: String,
-    /// Verified domains: strategy discovery and the callback count these only.
-    pub email_domains: Vec<String>,
-    /// Domains an org admin asked for, doing nothing until a platform admin sets them.
-    pub pending_domains: Vec<String>,
-    pub allow_jit: bool,
-    pub allow_password: bool,
-    pub redirect_allow_list: Vec<String>,
-}
-
-/// An SSO login between its start and its callback.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SsoLoginRecord {
-    pub state: String,
-    pub org_id: i64,
-    pub nonce: String,
-    pub sealed_pkce_verifier: String,
-    pub return_to: Option<String>,
-    pub client: Option<String>,
-    pub created_at: i64,
-    pub expires_at: i64,
-    /// The user linking their account, who started this sign-on from a password session.
-    pub link_user_id: Option<i64>,
-    /// SHA-256 (hex) of the secret in the starting browser's cookie; `None` for a link.
-    pub browser_binding: Option<String>,
-}
-
-/// Previous hashes kept per user, enough for the strictest `historyCount`.
-pub const PASSWORD_HISTORY_KEPT: i64 = 24;
-
-/// What an admin change revoked along with it, for the caller's information.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct Revoked {
-    pub sessions: u64,
-}
+pub use self::error::{StoreError, StoreResult};
+pub use self::records::{
+    PASSWORD_HISTORY_KEPT, PasswordChange, Revoked, SsoConfigRecord, SsoLoginRecord, TotpRecord,
+};
 
 #[async_trait]
 pub trait Store: Send + Sync + 'static {
     /// Whether the database answers.
-    async fn ping(&self) -> DomainResult<()>;
+    async fn ping(&self) -> StoreResult<()>;
 
     /// A number that changes whenever a process other than this one commits to the database,
     /// so that what this instance remembers can be forgotten then; `None` where the backend
     /// cannot tell (PostgreSQL, whose other instances write all the time).
-    async fn foreign_write_marker(&self) -> DomainResult<Option<i64>> {
+    async fn foreign_write_marker(&self) -> StoreResult<Option<i64>> {
         Ok(None)
     }
 
-    async fn signing_keys(&self) -> DomainResult<Vec<StoredSigningKey>>;
+    async fn signing_keys(&self) -> StoreResult<Vec<StoredSigningKey>>;
     /// Stores `key` only when there is no signing key yet, checked atomically: instances that
     /// start together on an empty database then all read back the same single key, instead of
     /// each signing with its own key that the others have not loaded.
-    async fn insert_first_signing_key(&self, key: &StoredSigningKey) -> DomainResult<()>;
+    async fn insert_first_signing_key(&self, key: &StoredSigningKey) -> StoreResult<()>;
 
     /// Creates org 1 ("Default") and `admin` as its admin and a platform admin, only when the
     /// database has no user yet (checked in the same transaction). `None` when it had users.
@@ -117,12 +54,12 @@ pub trait Store: Send + Sync + 'static {
         admin: NewUser,
         now: i64,
         audit: &NewAuditEvent,
-    ) -> DomainResult<Option<UserRecord>>;
+    ) -> StoreResult<Option<UserRecord>>;
 
-    async fn user_by_email(&self, email_key: &str) -> DomainResult<Option<UserRecord>>;
-    async fn user_by_id(&self, id: i64) -> DomainResult<Option<UserRecord>>;
+    async fn user_by_email(&self, email_key: &str) -> StoreResult<Option<UserRecord>>;
+    async fn user_by_id(&self, id: i64) -> StoreResult<Option<UserRecord>>;
     /// `Conflict` when the email is taken; `NotFound("org")` for an unknown membership org.
-    async fn create_user(&self, user: NewUser, audit: &NewAuditEvent) -> DomainResult<UserRecord>;
+    async fn create_user(&self, user: NewUser, audit: &NewAuditEvent) -> StoreResult<UserRecord>;
     /// Deactivating a user revokes all their sessions in the same transaction.
     async fn update_user(
         &self,
@@ -130,7 +67,7 @@ pub trait Store: Send + Sync + 'static {
         patch: &UserPatch,
         now: i64,
         audit: &NewAuditEvent,
-    ) -> DomainResult<Option<(UserRecord, Revoked)>>;
+    ) -> StoreResult<Option<(UserRecord, Revoked)>>;
 
     async fn create_org(
         &self,
@@ -138,13 +75,12 @@ pub trait Store: Send + Sync + 'static {
         email_domains: &[String],
         now: i64,
         audit: &NewAuditEvent,
-    ) -> DomainResult<OrgRecord>;
-    async fn org(&self, id: i64) -> DomainResult<Option<OrgRecord>>;
+    ) -> StoreResult<OrgRecord>;
+    async fn org(&self, id: i64) -> StoreResult<Option<OrgRecord>>;
 
     /// All memberships of a user, active or not, ordered by org id.
-    async fn memberships_of(&self, user_id: i64) -> DomainResult<Vec<MembershipRecord>>;
-    async fn membership(&self, user_id: i64, org_id: i64)
-    -> DomainResult<Option<MembershipRecord>>;
+    async fn memberships_of(&self, user_id: i64) -> StoreResult<Vec<MembershipRecord>>;
+    async fn membership(&self, user_id: i64, org_id: i64) -> StoreResult<Option<MembershipRecord>>;
     /// `Conflict` when the user is already a member.
     async fn add_membership(
         &self,
@@ -153,7 +89,7 @@ pub trait Store: Send + Sync + 'static {
         role: Role,
         now: i64,
         audit: &NewAuditEvent,
-    ) -> DomainResult<MembershipRecord>;
+    ) -> StoreResult<MembershipRecord>;
     /// Applies `patch` atomically; deactivation revokes the member's sessions in that org. Refuses
     /// (`Conflict`) a change that would leave the org without an active admin.
     async fn update_membership(
@@ -163,7 +99,7 @@ pub trait Store: Send + Sync + 'static {
         patch: &MembershipPatch,
         now: i64,
         audit: &NewAuditEvent,
-    ) -> DomainResult<Option<(MembershipRecord, Revoked)>>;
+    ) -> StoreResult<Option<(MembershipRecord, Revoked)>>;
 
     /// Stores a new session and its audit event; `clears` names the throttle counter the login
     /// proved itself against, deleted in the same transaction (one commit for both).
@@ -172,14 +108,14 @@ pub trait Store: Send + Sync + 'static {
         session: &SessionRecord,
         audit: &NewAuditEvent,
         clears: Option<&str>,
-    ) -> DomainResult<()>;
-    async fn session_context(&self, id: &str) -> DomainResult<Option<SessionContext>>;
+    ) -> StoreResult<()>;
+    async fn session_context(&self, id: &str) -> StoreResult<Option<SessionContext>>;
     /// `session_context`, with the lease of the cache that served it, if one did (see
     /// `holds`).
     async fn session_context_leased(
         &self,
         id: &str,
-    ) -> DomainResult<(Option<SessionContext>, Option<Lease>)> {
+    ) -> StoreResult<(Option<SessionContext>, Option<Lease>)> {
         Ok((self.session_context(id).await?, None))
     }
     /// What `/user/me` and a renewal show about a member: the user, the org, its password policy
@@ -190,7 +126,7 @@ pub trait Store: Send + Sync + 'static {
         &self,
         user_id: i64,
         org_id: i64,
-    ) -> DomainResult<Option<Arc<MemberProfile>>> {
+    ) -> StoreResult<Option<Arc<MemberProfile>>> {
         let (Some(user), Some(org)) = (self.user_by_id(user_id).await?, self.org(org_id).await?)
         else {
             return Ok(None);
@@ -212,7 +148,7 @@ pub trait Store: Send + Sync + 'static {
         &self,
         user_id: i64,
         org_id: i64,
-    ) -> DomainResult<(Option<Arc<MemberProfile>>, Option<Lease>)> {
+    ) -> StoreResult<(Option<Arc<MemberProfile>>, Option<Lease>)> {
         Ok((self.member_profile(user_id, org_id).await?, None))
     }
     /// Whether what was answered with `lease` may be used now as if it had just been read
@@ -223,7 +159,7 @@ pub trait Store: Send + Sync + 'static {
     }
     /// Adds each renewal's count to its session and moves its token expiry and last renewal
     /// forward (never back). Sessions that are gone are skipped.
-    async fn record_renewals(&self, renewals: &[Renewal]) -> DomainResult<()>;
+    async fn record_renewals(&self, renewals: &[Renewal]) -> StoreResult<()>;
     /// Revokes one session, only if it belongs to `user_id` when one is given.
     async fn revoke_session(
         &self,
@@ -231,7 +167,7 @@ pub trait Store: Send + Sync + 'static {
         user_id: Option<i64>,
         now: i64,
         audit: &NewAuditEvent,
-    ) -> DomainResult<bool>;
+    ) -> StoreResult<bool>;
     /// Revokes the user's sessions: all of them, or those in `in_org` only.
     async fn revoke_sessions_of(
         &self,
@@ -239,7 +175,7 @@ pub trait Store: Send + Sync + 'static {
         in_org: Option<i64>,
         now: i64,
         audit: &NewAuditEvent,
-    ) -> DomainResult<Revoked>;
+    ) -> StoreResult<Revoked>;
     /// Clears the session's restriction if it is `restriction`, with its audit event; false
     /// when it was not (already lifted, or another).
     async fn lift_session_restriction(
@@ -247,9 +183,9 @@ pub trait Store: Send + Sync + 'static {
         session_id: &str,
         restriction: &str,
         audit: &NewAuditEvent,
-    ) -> DomainResult<bool>;
+    ) -> StoreResult<bool>;
     /// Sessions of a user that are neither revoked nor past their last token's expiry.
-    async fn live_sessions_of(&self, user_id: i64, now: i64) -> DomainResult<Vec<SessionRecord>>;
+    async fn live_sessions_of(&self, user_id: i64, now: i64) -> StoreResult<Vec<SessionRecord>>;
 
     /// Creates a key unless its owner already has `max_per_user` keys (`Conflict`), atomically.
     async fn create_api_key(
@@ -257,11 +193,11 @@ pub trait Store: Send + Sync + 'static {
         key: NewApiKey,
         max_per_user: i64,
         audit: &NewAuditEvent,
-    ) -> DomainResult<ApiKeyRecord>;
+    ) -> StoreResult<ApiKeyRecord>;
     /// The key with this SHA-256, with its owner's state, through the unique index on the hash.
-    async fn api_key_context(&self, key_hash: &[u8]) -> DomainResult<Option<ApiKeyContext>>;
-    async fn api_keys_of(&self, user_id: i64, org_id: i64) -> DomainResult<Vec<ApiKeyRecord>>;
-    async fn api_keys_in_org(&self, org_id: i64) -> DomainResult<Vec<ApiKeyRecord>>;
+    async fn api_key_context(&self, key_hash: &[u8]) -> StoreResult<Option<ApiKeyContext>>;
+    async fn api_keys_of(&self, user_id: i64, org_id: i64) -> StoreResult<Vec<ApiKeyRecord>>;
+    async fn api_keys_in_org(&self, org_id: i64) -> StoreResult<Vec<ApiKeyRecord>>;
     /// Deletes the key with this public id in `org_id`, only if owned by `owner` when given.
     async fn delete_api_key(
         &self,
@@ -269,14 +205,14 @@ pub trait Store: Send + Sync + 'static {
         owner: Option<i64>,
         org_id: i64,
         audit: &NewAuditEvent,
-    ) -> DomainResult<Option<ApiKeyRecord>>;
+    ) -> StoreResult<Option<ApiKeyRecord>>;
     async fn delete_api_key_by_hash(
         &self,
         key_hash: &[u8],
         owner: i64,
         org_id: i64,
         audit: &NewAuditEvent,
-    ) -> DomainResult<Option<ApiKeyRecord>>;
+    ) -> StoreResult<Option<ApiKeyRecord>>;
     /// Deletes every key of a user, or those in `in_org` only, with one audit event counting
     /// them (`details.keysDeleted`).
     async fn delete_api_keys_of(
@@ -284,9 +220,9 @@ pub trait Store: Send + Sync + 'static {
         user_id: i64,
         in_org: Option<i64>,
         audit: &NewAuditEvent,
-    ) -> DomainResult<u64>;
+    ) -> StoreResult<u64>;
     /// Records when (and from where) keys were last used: `(key id, time, address)`.
-    async fn record_api_key_usage(&self, usage: &[(i64, i64, Option<String>)]) -> DomainResult<()>;
+    async fn record_api_key_usage(&self, usage: &[(i64, i64, Option<String>)]) -> StoreResult<()>;
 
     /// Remembers that a key was used from `address`; true (and `audit` written) the first time.
     async fn note_api_key_address(
@@ -295,31 +231,31 @@ pub trait Store: Send + Sync + 'static {
         address: &str,
         now: i64,
         audit: &NewAuditEvent,
-    ) -> DomainResult<bool>;
+    ) -> StoreResult<bool>;
 
     /// Records an event that goes with no change (a refused login, …).
-    async fn record_audit(&self, event: &NewAuditEvent) -> DomainResult<()>;
+    async fn record_audit(&self, event: &NewAuditEvent) -> StoreResult<()>;
     /// Events matching `query`, newest first, at most `query.limit`.
-    async fn audit_events(&self, query: &AuditQuery) -> DomainResult<Vec<AuditRecord>>;
+    async fn audit_events(&self, query: &AuditQuery) -> StoreResult<Vec<AuditRecord>>;
 
     /// The org's policy; `None` when the org uses the defaults.
-    async fn password_policy(&self, org_id: i64) -> DomainResult<Option<PasswordPolicy>>;
+    async fn password_policy(&self, org_id: i64) -> StoreResult<Option<PasswordPolicy>>;
     async fn set_password_policy(
         &self,
         org_id: i64,
         policy: &PasswordPolicy,
         now: i64,
         audit: &NewAuditEvent,
-    ) -> DomainResult<()>;
+    ) -> StoreResult<()>;
     /// The user's previous password hashes, newest first.
-    async fn password_history(&self, user_id: i64, limit: i64) -> DomainResult<Vec<String>>;
+    async fn password_history(&self, user_id: i64, limit: i64) -> StoreResult<Vec<String>>;
     /// Sets a new password: the old hash goes to the history (kept to
     /// `PASSWORD_HISTORY_KEPT`), sessions are revoked but `keep_session`, atomically.
     async fn set_password(
         &self,
         change: &PasswordChange,
         audit: &NewAuditEvent,
-    ) -> DomainResult<Revoked>;
+    ) -> StoreResult<Revoked>;
     /// Replaces `old_hash` by `new_hash` (same password, stronger parameters) if it is still the
     /// current one; the password's age does not change.
     async fn upgrade_password_hash(
@@ -327,9 +263,9 @@ pub trait Store: Send + Sync + 'static {
         user_id: i64,
         old_hash: &str,
         new_hash: &str,
-    ) -> DomainResult<bool>;
+    ) -> StoreResult<bool>;
 
-    async fn totp_of(&self, user_id: i64) -> DomainResult<Option<TotpRecord>>;
+    async fn totp_of(&self, user_id: i64) -> StoreResult<Option<TotpRecord>>;
     /// Stores a new, unconfirmed enrolment (replacing an unconfirmed one); `Conflict` when the
     /// user already has a confirmed one.
     async fn save_totp_enrollment(
@@ -338,7 +274,7 @@ pub trait Store: Send + Sync + 'static {
         sealed_secret: &str,
         now: i64,
         audit: &NewAuditEvent,
-    ) -> DomainResult<()>;
+    ) -> StoreResult<()>;
     /// Confirms the enrolment with the step of the code that proved it, replaces the recovery
     /// codes, and lifts the enrolment restriction of the user's sessions, atomically.
     async fn confirm_totp(
@@ -348,10 +284,10 @@ pub trait Store: Send + Sync + 'static {
         recovery_code_hashes: &[Vec<u8>],
         now: i64,
         audit: &NewAuditEvent,
-    ) -> DomainResult<bool>;
+    ) -> StoreResult<bool>;
     /// Accepts `step` only if it is newer than every step accepted before (atomic, so a code
     /// replayed in parallel is accepted once).
-    async fn consume_totp_step(&self, user_id: i64, step: i64) -> DomainResult<bool>;
+    async fn consume_totp_step(&self, user_id: i64, step: i64) -> StoreResult<bool>;
     /// Marks an unused recovery code used; false when there is none with this hash.
     async fn use_recovery_code(
         &self,
@@ -359,10 +295,10 @@ pub trait Store: Send + Sync + 'static {
         code_hash: &[u8],
         now: i64,
         audit: &NewAuditEvent,
-    ) -> DomainResult<bool>;
-    async fn reseal_totp(&self, user_id: i64, sealed_secret: &str) -> DomainResult<()>;
+    ) -> StoreResult<bool>;
+    async fn reseal_totp(&self, user_id: i64, sealed_secret: &str) -> StoreResult<()>;
     /// Removes the user's TOTP and recovery codes; false when there was none.
-    async fn delete_totp(&self, user_id: i64, audit: &NewAuditEvent) -> DomainResult<bool>;
+    async fn delete_totp(&self, user_id: i64, audit: &NewAuditEvent) -> StoreResult<bool>;
 
     /// Creates or replaces an org's integration.
     async fn save_integration(
@@ -370,16 +306,15 @@ pub trait Store: Send + Sync + 'static {
         integration: &IntegrationRecord,
         now: i64,
         audit: &NewAuditEvent,
-    ) -> DomainResult<()>;
-    async fn integration(&self, org_id: i64, name: &str)
-    -> DomainResult<Option<IntegrationRecord>>;
-    async fn integrations_of(&self, org_id: i64) -> DomainResult<Vec<IntegrationRecord>>;
+    ) -> StoreResult<()>;
+    async fn integration(&self, org_id: i64, name: &str) -> StoreResult<Option<IntegrationRecord>>;
+    async fn integrations_of(&self, org_id: i64) -> StoreResult<Vec<IntegrationRecord>>;
     async fn delete_integration(
         &self,
         org_id: i64,
         name: &str,
         audit: &NewAuditEvent,
-    ) -> DomainResult<bool>;
+    ) -> StoreResult<bool>;
 
     /// Counts an attempt for each of `keys` (distinct), starting a new window for a key whose
     /// current one (`window_ms` long) has ended; answers, in the order of `keys`, the attempts
@@ -391,10 +326,10 @@ pub trait Store: Send + Sync + 'static {
         keys: &[String],
         now: i64,
         window_ms: i64,
-    ) -> DomainResult<Vec<(i64, i64)>>;
-    async fn clear_throttle(&self, key: &str) -> DomainResult<()>;
+    ) -> StoreResult<Vec<(i64, i64)>>;
+    async fn clear_throttle(&self, key: &str) -> StoreResult<()>;
     /// Deletes counters whose window started before `before`.
-    async fn prune_throttle(&self, before: i64) -> DomainResult<u64>;
+    async fn prune_throttle(&self, before: i64) -> StoreResult<u64>;
 
     /// Creates or replaces an org's SSO settings and its email domains; `Conflict` when a domain
     /// already belongs to another org's SSO.
@@ -403,20 +338,20 @@ pub trait Store: Send + Sync + 'static {
         config: &SsoConfigRecord,
         now: i64,
         audit: &NewAuditEvent,
-    ) -> DomainResult<()>;
-    async fn sso_config(&self, org_id: i64) -> DomainResult<Option<SsoConfigRecord>>;
-    async fn delete_sso_config(&self, org_id: i64, audit: &NewAuditEvent) -> DomainResult<bool>;
+    ) -> StoreResult<()>;
+    async fn sso_config(&self, org_id: i64) -> StoreResult<Option<SsoConfigRecord>>;
+    async fn delete_sso_config(&self, org_id: i64, audit: &NewAuditEvent) -> StoreResult<bool>;
     /// The org whose SSO claims this email domain.
-    async fn sso_org_for_domain(&self, domain: &str) -> DomainResult<Option<i64>>;
+    async fn sso_org_for_domain(&self, domain: &str) -> StoreResult<Option<i64>>;
     /// The orgs holding this domain: set on the org by a platform admin, or verified for SSO.
-    async fn orgs_holding_domain(&self, domain: &str) -> DomainResult<Vec<i64>>;
+    async fn orgs_holding_domain(&self, domain: &str) -> StoreResult<Vec<i64>>;
     /// The user linked to this identity at the org's provider.
     async fn sso_identity(
         &self,
         org_id: i64,
         issuer: &str,
         subject: &str,
-    ) -> DomainResult<Option<i64>>;
+    ) -> StoreResult<Option<i64>>;
     /// Links an identity at the org's provider to a user; `Conflict` when it is linked already.
     async fn link_sso_identity(
         &self,
@@ -425,17 +360,16 @@ pub trait Store: Send + Sync + 'static {
         user_id: i64,
         now: i64,
         audit: &NewAuditEvent,
-    ) -> DomainResult<()>;
-    async fn create_sso_login(&self, login: &SsoLoginRecord) -> DomainResult<()>;
+    ) -> StoreResult<()>;
+    async fn create_sso_login(&self, login: &SsoLoginRecord) -> StoreResult<()>;
     /// Takes a login in flight by its state, once: a second call with the same state finds
     /// nothing. Expired ones are returned too (the caller tells the user it expired).
-    async fn take_sso_login(&self, state: &str, now: i64) -> DomainResult<Option<SsoLoginRecord>>;
+    async fn take_sso_login(&self, state: &str, now: i64) -> StoreResult<Option<SsoLoginRecord>>;
     /// Deletes sign-ons in flight that were used, or that expired before `before`.
-    async fn prune_sso_logins(&self, before: i64) -> DomainResult<u64>;
+    async fn prune_sso_logins(&self, before: i64) -> StoreResult<u64>;
 
     /// Events with an id above `after_id`, oldest first (for exporting the trail).
-    async fn audit_events_after(&self, after_id: i64, limit: i64)
-    -> DomainResult<Vec<AuditRecord>>;
+    async fn audit_events_after(&self, after_id: i64, limit: i64) -> StoreResult<Vec<AuditRecord>>;
     /// Deletes events that occurred before `before`; answers how many.
-    async fn prune_audit(&self, before: i64) -> DomainResult<u64>;
+    async fn prune_audit(&self, before: i64) -> StoreResult<u64>;
 }

@@ -11,20 +11,18 @@ use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 use sqlx::{Connection, FromRow, PgConnection, Postgres, Transaction};
 use zeroize::Zeroizing;
 
+use super::error::{StoreError, StoreResult};
 use super::pg_changes::ChangeFeed;
+use super::records::{
+    ApiKeyContext, ApiKeyRecord, AuditQuery, AuditRecord, IntegrationAlgorithm, IntegrationRecord,
+    MembershipPatch, MembershipRecord, NewApiKey, NewAuditEvent, NewUser, OrgRecord,
+    PasswordPolicy, Renewal, Role, SessionContext, SessionRecord, StoredSigningKey, UserPatch,
+    UserRecord,
+};
 use super::{
     PASSWORD_HISTORY_KEPT, PasswordChange, Revoked, SsoConfigRecord, SsoLoginRecord, Store,
     TotpRecord,
 };
-use crate::domain::apikey::{ApiKeyContext, ApiKeyRecord, NewApiKey};
-use crate::domain::audit::{AuditQuery, AuditRecord, NewAuditEvent};
-use crate::domain::error::{DomainError, DomainResult};
-use crate::domain::integrations::{IntegrationAlgorithm, IntegrationRecord};
-use crate::domain::org::{MembershipPatch, MembershipRecord, OrgRecord, Role};
-use crate::domain::policy::PasswordPolicy;
-use crate::domain::session::{Renewal, SessionContext, SessionRecord};
-use crate::domain::tokens::StoredSigningKey;
-use crate::domain::user::{NewUser, UserPatch, UserRecord};
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
 
@@ -87,39 +85,39 @@ impl PostgresStore {
         MIGRATOR.run(&self.pool).await
     }
 
-    async fn begin(&self) -> DomainResult<Transaction<'static, Postgres>> {
+    async fn begin(&self) -> StoreResult<Transaction<'static, Postgres>> {
         self.pool.begin().await.map_err(db_error)
     }
 }
 
 /// Throttle counters as `hit_throttle` answers them: in the order of `keys`.
-fn in_order_of(keys: &[String], rows: Vec<(String, i64, i64)>) -> DomainResult<Vec<(i64, i64)>> {
+fn in_order_of(keys: &[String], rows: Vec<(String, i64, i64)>) -> StoreResult<Vec<(i64, i64)>> {
     keys.iter()
         .map(|key| {
             rows.iter()
                 .find(|(k, _, _)| k == key)
                 .map(|&(_, attempts, start)| (attempts, start))
-                .ok_or_else(|| DomainError::internal("a throttle counter was not returned"))
+                .ok_or_else(|| StoreError::internal("a throttle counter was not returned"))
         })
         .collect()
 }
 
 /// Maps a database failure: an unreachable or restarting database is `Unavailable` (503), the
 /// rest internal.
-fn db_error(e: sqlx::Error) -> DomainError {
+fn db_error(e: sqlx::Error) -> StoreError {
     match e {
         sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Io(_) => {
-            DomainError::Unavailable
+            StoreError::Unavailable
         }
         sqlx::Error::Database(d) if d.code().as_deref().is_some_and(is_transient) => {
-            DomainError::Unavailable
+            StoreError::Unavailable
         }
         // character_not_in_repertoire: a NUL in text, which SQLite stores and PostgreSQL
         // refuses. The domain's parsers keep control characters out; this is the backstop.
         sqlx::Error::Database(d) if d.code().as_deref() == Some("22021") => {
-            DomainError::invalid("text contains a character that cannot be stored")
+            StoreError::Unstorable("text contains a character that cannot be stored")
         }
-        other => DomainError::internal(format!("database: {other}")),
+        other => StoreError::internal(other),
     }
 }
 
@@ -197,8 +195,8 @@ struct MembershipRow {
 }
 
 impl TryFrom<MembershipRow> for MembershipRecord {
-    type Error = DomainError;
-    fn try_from(r: MembershipRow) -> DomainResult<Self> {
+    type Error = StoreError;
+    fn try_from(r: MembershipRow) -> StoreResult<Self> {
         Ok(Self {
             user_id: r.user_id,
             org_id: r.org_id,
@@ -209,8 +207,8 @@ impl TryFrom<MembershipRow> for MembershipRecord {
     }
 }
 
-fn parse_role(stored: &str) -> DomainResult<Role> {
-    Role::parse(stored).map_err(|_| DomainError::internal(format!("stored role {stored:?}")))
+fn parse_role(stored: &str) -> StoreResult<Role> {
+    Role::parse(stored).map_err(|_| StoreError::internal(format!("stored role {stored:?}")))
 }
 
 #[derive(FromRow)]
@@ -331,7 +329,7 @@ macro_rules! returning_api_key {
 }
 
 /// Forgets a throttle counter (`clear_throttle`; a login clears its own in `create_session`).
-async fn delete_throttle(conn: &mut PgConnection, key: &str) -> DomainResult<()> {
+async fn delete_throttle(conn: &mut PgConnection, key: &str) -> StoreResult<()> {
     if !storable(key) {
         return Ok(());
     }
@@ -394,7 +392,7 @@ fn bind_audit<'q>(query: PgQuery<'q>, e: &NewAuditEvent) -> PgQuery<'q> {
 }
 
 /// Writes an audit event in the transaction of the change it describes.
-async fn insert_audit(conn: &mut PgConnection, e: &NewAuditEvent) -> DomainResult<()> {
+async fn insert_audit(conn: &mut PgConnection, e: &NewAuditEvent) -> StoreResult<()> {
     let query = sqlx::query(insert_audit_sql!("FROM pg_advisory_xact_lock($14)"));
     bind_audit(query, e)
         .execute(conn)
@@ -449,7 +447,7 @@ async fn finish_key_deletion(
     mut tx: Transaction<'static, Postgres>,
     row: Option<ApiKeyRow>,
     audit: &NewAuditEvent,
-) -> DomainResult<Option<ApiKeyRecord>> {
+) -> StoreResult<Option<ApiKeyRecord>> {
     let Some(row) = row else {
         return Ok(None);
     };
@@ -477,9 +475,9 @@ struct IntegrationRow {
 }
 
 impl TryFrom<IntegrationRow> for IntegrationRecord {
-    type Error = DomainError;
-    fn try_from(r: IntegrationRow) -> DomainResult<Self> {
-        let corrupt = |what: &str| DomainError::internal(format!("stored integration {what}"));
+    type Error = StoreError;
+    fn try_from(r: IntegrationRow) -> StoreResult<Self> {
+        let corrupt = |what: &str| StoreError::internal(format!("stored integration {what}"));
         Ok(Self {
             org_id: r.org_id,
             algorithm: IntegrationAlgorithm::parse(&r.algorithm)
@@ -545,7 +543,7 @@ async fn insert_sso_identity(
     (issuer, subject): (&str, &str),
     user_id: i64,
     now: i64,
-) -> DomainResult<()> {
+) -> StoreResult<()> {
     let result = sqlx::query(
         "INSERT INTO sso_identities (org_id, issuer, subject, user_id, created_at) \
          VALUES ($1, $2, $3, $4, $5)",
@@ -559,7 +557,7 @@ async fn insert_sso_identity(
     .await;
     match result {
         Ok(_) => Ok(()),
-        Err(e) if is_unique_violation(&e) => Err(DomainError::Conflict(
+        Err(e) if is_unique_violation(&e) => Err(StoreError::Conflict(
             "this identity is already linked to an account".into(),
         )),
         Err(e) => Err(db_error(e)),
@@ -571,7 +569,7 @@ async fn delete_keys_in(
     tx: &mut Transaction<'static, Postgres>,
     user_id: i64,
     in_org: Option<i64>,
-) -> DomainResult<u64> {
+) -> StoreResult<u64> {
     sqlx::query("DELETE FROM api_keys WHERE user_id = $1 AND ($2::BIGINT IS NULL OR org_id = $2)")
         .bind(user_id)
         .bind(in_org)
@@ -582,7 +580,7 @@ async fn delete_keys_in(
 }
 
 /// Whether org `id` exists, read in `tx`.
-async fn org_exists(tx: &mut Transaction<'static, Postgres>, id: i64) -> DomainResult<bool> {
+async fn org_exists(tx: &mut Transaction<'static, Postgres>, id: i64) -> StoreResult<bool> {
     let found: Option<i64> = sqlx::query_scalar("SELECT id FROM orgs WHERE id = $1")
         .bind(id)
         .fetch_optional(&mut **tx)
@@ -598,7 +596,7 @@ const SELECT_MEMBERSHIP: &str = "SELECT m.user_id, m.org_id, o.name AS org_name,
 async fn user_in(
     tx: &mut Transaction<'static, Postgres>,
     id: i64,
-) -> DomainResult<Option<UserRecord>> {
+) -> StoreResult<Option<UserRecord>> {
     let row: Option<UserRow> = sqlx::query_as(select_user!("WHERE id = $1"))
         .bind(id)
         .fetch_optional(&mut **tx)
@@ -607,17 +605,17 @@ async fn user_in(
     Ok(row.map(UserRecord::from))
 }
 
-async fn insert_user(tx: &mut Transaction<'static, Postgres>, user: &NewUser) -> DomainResult<i64> {
+async fn insert_user(tx: &mut Transaction<'static, Postgres>, user: &NewUser) -> StoreResult<i64> {
     let result: Result<i64, sqlx::Error> = sqlx::query_scalar(
         "INSERT INTO users (uuid, email, email_key, first, last, is_active, is_platform_admin, \
          password_hash, password_set_at, created_at, home_org_id) \
          VALUES ($1, $2, $3, $4, $5, TRUE, $6, $7, $8, $9, $10) RETURNING id",
     )
     .bind(&user.uuid)
-    .bind(user.email.as_str())
-    .bind(user.email.key())
-    .bind(user.first.as_str())
-    .bind(user.last.as_str())
+    .bind(&user.email)
+    .bind(&user.email_key)
+    .bind(&user.first)
+    .bind(&user.last)
     .bind(user.is_platform_admin)
     .bind(user.password_hash.as_deref())
     .bind(user.password_hash.as_ref().map(|_| user.created_at))
@@ -627,7 +625,7 @@ async fn insert_user(tx: &mut Transaction<'static, Postgres>, user: &NewUser) ->
     .await;
     match result {
         Ok(id) => Ok(id),
-        Err(e) if is_unique_violation(&e) => Err(DomainError::Conflict(
+        Err(e) if is_unique_violation(&e) => Err(StoreError::Conflict(
             "a user with this email already exists".into(),
         )),
         Err(e) => Err(db_error(e)),
@@ -640,9 +638,9 @@ async fn insert_membership(
     user_id: i64,
     role: Role,
     now: i64,
-) -> DomainResult<()> {
+) -> StoreResult<()> {
     if !org_exists(tx, org_id).await? {
-        return Err(DomainError::NotFound("org"));
+        return Err(StoreError::NotFound("org"));
     }
     let result = sqlx::query(
         "INSERT INTO memberships (user_id, org_id, role, is_active, created_at) \
@@ -656,7 +654,7 @@ async fn insert_membership(
     .await;
     match result {
         Ok(_) => Ok(()),
-        Err(e) if is_unique_violation(&e) => Err(DomainError::Conflict(
+        Err(e) if is_unique_violation(&e) => Err(StoreError::Conflict(
             "the user is already a member of this org".into(),
         )),
         Err(e) => Err(db_error(e)),
@@ -667,7 +665,7 @@ async fn membership_in(
     tx: &mut Transaction<'static, Postgres>,
     user_id: i64,
     org_id: i64,
-) -> DomainResult<Option<MembershipRecord>> {
+) -> StoreResult<Option<MembershipRecord>> {
     let row: Option<MembershipRow> = sqlx::query_as(SELECT_MEMBERSHIP)
         .bind(user_id)
         .bind(org_id)
@@ -679,15 +677,15 @@ async fn membership_in(
 
 #[async_trait]
 impl Store for PostgresStore {
-    async fn ping(&self) -> DomainResult<()> {
+    async fn ping(&self) -> StoreResult<()> {
         sqlx::query("SELECT 1")
             .execute(&self.pool)
             .await
             .map(|_| ())
-            .map_err(|_| DomainError::Unavailable)
+            .map_err(|_| StoreError::Unavailable)
     }
 
-    async fn signing_keys(&self) -> DomainResult<Vec<StoredSigningKey>> {
+    async fn signing_keys(&self) -> StoreResult<Vec<StoredSigningKey>> {
         let rows: Vec<(String, String, Vec<u8>, i64)> = sqlx::query_as(
             "SELECT kid, algorithm, private_key, created_at FROM signing_keys ORDER BY created_at",
         )
@@ -705,7 +703,7 @@ impl Store for PostgresStore {
             .collect())
     }
 
-    async fn insert_first_signing_key(&self, key: &StoredSigningKey) -> DomainResult<()> {
+    async fn insert_first_signing_key(&self, key: &StoredSigningKey) -> StoreResult<()> {
         let mut tx = self.begin().await?;
         // Under READ COMMITTED two instances could both see an empty table; this lock mode
         // conflicts with itself, so the second waits and then sees the first one's key.
@@ -732,7 +730,7 @@ impl Store for PostgresStore {
         admin: NewUser,
         now: i64,
         audit: &NewAuditEvent,
-    ) -> DomainResult<Option<UserRecord>> {
+    ) -> StoreResult<Option<UserRecord>> {
         let mut tx = self.begin().await?;
         // Under READ COMMITTED two instances starting together would both see no user. This
         // lock mode conflicts with itself and with every insert into users, so the second
@@ -776,7 +774,7 @@ impl Store for PostgresStore {
         Ok(user)
     }
 
-    async fn user_by_email(&self, email_key: &str) -> DomainResult<Option<UserRecord>> {
+    async fn user_by_email(&self, email_key: &str) -> StoreResult<Option<UserRecord>> {
         if !storable(email_key) {
             return Ok(None);
         }
@@ -788,7 +786,7 @@ impl Store for PostgresStore {
         Ok(row.map(UserRecord::from))
     }
 
-    async fn user_by_id(&self, id: i64) -> DomainResult<Option<UserRecord>> {
+    async fn user_by_id(&self, id: i64) -> StoreResult<Option<UserRecord>> {
         let row: Option<UserRow> = sqlx::query_as(select_user!("WHERE id = $1"))
             .bind(id)
             .fetch_optional(&self.pool)
@@ -797,7 +795,7 @@ impl Store for PostgresStore {
         Ok(row.map(UserRecord::from))
     }
 
-    async fn create_user(&self, user: NewUser, audit: &NewAuditEvent) -> DomainResult<UserRecord> {
+    async fn create_user(&self, user: NewUser, audit: &NewAuditEvent) -> StoreResult<UserRecord> {
         let mut tx = self.begin().await?;
         let user_id = insert_user(&mut tx, &user).await?;
         if let Some((org_id, role)) = user.membership {
@@ -818,7 +816,7 @@ impl Store for PostgresStore {
         insert_audit(&mut tx, &audit).await?;
         let created = user_in(&mut tx, user_id)
             .await?
-            .ok_or_else(|| DomainError::internal("inserted user vanished"))?;
+            .ok_or_else(|| StoreError::internal("inserted user vanished"))?;
         tx.commit().await.map_err(db_error)?;
         Ok(created)
     }
@@ -829,7 +827,7 @@ impl Store for PostgresStore {
         patch: &UserPatch,
         now: i64,
         audit: &NewAuditEvent,
-    ) -> DomainResult<Option<(UserRecord, Revoked)>> {
+    ) -> StoreResult<Option<(UserRecord, Revoked)>> {
         let mut tx = self.begin().await?;
         // One statement: the row lock it takes makes concurrent patches apply one after the
         // other, each to the other's result.
@@ -837,8 +835,8 @@ impl Store for PostgresStore {
             "UPDATE users SET first = COALESCE($1, first), last = COALESCE($2, last), \
              is_active = COALESCE($3, is_active) WHERE id = $4 RETURNING id",
         )
-        .bind(patch.first.as_ref().map(|n| n.as_str()))
-        .bind(patch.last.as_ref().map(|n| n.as_str()))
+        .bind(patch.first.as_deref())
+        .bind(patch.last.as_deref())
         .bind(patch.is_active)
         .bind(id)
         .fetch_optional(&mut *tx)
@@ -873,7 +871,7 @@ impl Store for PostgresStore {
         email_domains: &[String],
         now: i64,
         audit: &NewAuditEvent,
-    ) -> DomainResult<OrgRecord> {
+    ) -> StoreResult<OrgRecord> {
         let mut tx = self.begin().await?;
         let id: i64 =
             sqlx::query_scalar("INSERT INTO orgs (name, created_at) VALUES ($1, $2) RETURNING id")
@@ -908,7 +906,7 @@ impl Store for PostgresStore {
         })
     }
 
-    async fn org(&self, id: i64) -> DomainResult<Option<OrgRecord>> {
+    async fn org(&self, id: i64) -> StoreResult<Option<OrgRecord>> {
         let name: Option<String> = sqlx::query_scalar("SELECT name FROM orgs WHERE id = $1")
             .bind(id)
             .fetch_optional(&self.pool)
@@ -933,7 +931,7 @@ impl Store for PostgresStore {
         }))
     }
 
-    async fn memberships_of(&self, user_id: i64) -> DomainResult<Vec<MembershipRecord>> {
+    async fn memberships_of(&self, user_id: i64) -> StoreResult<Vec<MembershipRecord>> {
         let rows: Vec<MembershipRow> = sqlx::query_as(
             "SELECT m.user_id, m.org_id, o.name AS org_name, m.role, m.is_active \
              FROM memberships m JOIN orgs o ON o.id = m.org_id WHERE m.user_id = $1 \
@@ -946,11 +944,7 @@ impl Store for PostgresStore {
         rows.into_iter().map(MembershipRecord::try_from).collect()
     }
 
-    async fn membership(
-        &self,
-        user_id: i64,
-        org_id: i64,
-    ) -> DomainResult<Option<MembershipRecord>> {
+    async fn membership(&self, user_id: i64, org_id: i64) -> StoreResult<Option<MembershipRecord>> {
         let row: Option<MembershipRow> = sqlx::query_as(SELECT_MEMBERSHIP)
             .bind(user_id)
             .bind(org_id)
@@ -967,16 +961,16 @@ impl Store for PostgresStore {
         role: Role,
         now: i64,
         audit: &NewAuditEvent,
-    ) -> DomainResult<MembershipRecord> {
+    ) -> StoreResult<MembershipRecord> {
         let mut tx = self.begin().await?;
         if user_in(&mut tx, user_id).await?.is_none() {
-            return Err(DomainError::NotFound("user"));
+            return Err(StoreError::NotFound("user"));
         }
         insert_membership(&mut tx, org_id, user_id, role, now).await?;
         insert_audit(&mut tx, audit).await?;
         let membership = membership_in(&mut tx, user_id, org_id)
             .await?
-            .ok_or_else(|| DomainError::internal("inserted membership vanished"))?;
+            .ok_or_else(|| StoreError::internal("inserted membership vanished"))?;
         tx.commit().await.map_err(db_error)?;
         Ok(membership)
     }
@@ -988,7 +982,7 @@ impl Store for PostgresStore {
         patch: &MembershipPatch,
         now: i64,
         audit: &NewAuditEvent,
-    ) -> DomainResult<Option<(MembershipRecord, Revoked)>> {
+    ) -> StoreResult<Option<(MembershipRecord, Revoked)>> {
         let mut tx = self.begin().await?;
         // Membership changes within one org go one at a time: without this, two admins demoting
         // each other at once would each count the other as the remaining admin, and two partial
@@ -1022,7 +1016,7 @@ impl Store for PostgresStore {
             .await
             .map_err(db_error)?;
             if other_admins == 0 {
-                return Err(DomainError::Conflict(
+                return Err(StoreError::Conflict(
                     "an org must keep at least one active admin".into(),
                 ));
             }
@@ -1064,7 +1058,7 @@ impl Store for PostgresStore {
         s: &SessionRecord,
         audit: &NewAuditEvent,
         clears: Option<&str>,
-    ) -> DomainResult<()> {
+    ) -> StoreResult<()> {
         // One statement, so one round trip and its own transaction: the login's hot path.
         // The session insert and the throttle delete must finish before the audit lock is
         // taken, as they would in a transaction of their own statements: a login holding the
@@ -1111,7 +1105,7 @@ impl Store for PostgresStore {
             .map_err(db_error)
     }
 
-    async fn session_context(&self, id: &str) -> DomainResult<Option<SessionContext>> {
+    async fn session_context(&self, id: &str) -> StoreResult<Option<SessionContext>> {
         if !storable(id) {
             return Ok(None);
         }
@@ -1142,7 +1136,7 @@ impl Store for PostgresStore {
         .transpose()
     }
 
-    async fn record_renewals(&self, renewals: &[Renewal]) -> DomainResult<()> {
+    async fn record_renewals(&self, renewals: &[Renewal]) -> StoreResult<()> {
         // One transaction, so that a failure leaves nothing half-written for the retry to add
         // again. Its rows are locked first, in id order: instances writing batches over the
         // same sessions at once then queue on the first row they share instead of deadlocking.
@@ -1184,7 +1178,7 @@ impl Store for PostgresStore {
         user_id: Option<i64>,
         now: i64,
         audit: &NewAuditEvent,
-    ) -> DomainResult<bool> {
+    ) -> StoreResult<bool> {
         if !storable(id) {
             return Ok(false);
         }
@@ -1218,7 +1212,7 @@ impl Store for PostgresStore {
         in_org: Option<i64>,
         now: i64,
         audit: &NewAuditEvent,
-    ) -> DomainResult<Revoked> {
+    ) -> StoreResult<Revoked> {
         let mut tx = self.begin().await?;
         let done = sqlx::query(
             "UPDATE sessions SET revoked_at = $1 WHERE user_id = $2 AND revoked_at IS NULL \
@@ -1245,7 +1239,7 @@ impl Store for PostgresStore {
         session_id: &str,
         restriction: &str,
         audit: &NewAuditEvent,
-    ) -> DomainResult<bool> {
+    ) -> StoreResult<bool> {
         let mut tx = self.begin().await?;
         let done = sqlx::query(
             "UPDATE sessions SET restriction = NULL WHERE id = $1 AND restriction = $2 \
@@ -1264,7 +1258,7 @@ impl Store for PostgresStore {
         Ok(true)
     }
 
-    async fn live_sessions_of(&self, user_id: i64, now: i64) -> DomainResult<Vec<SessionRecord>> {
+    async fn live_sessions_of(&self, user_id: i64, now: i64) -> StoreResult<Vec<SessionRecord>> {
         let rows: Vec<SessionRow> = sqlx::query_as(
             "SELECT id, user_id, org_id, method, client, address, user_agent, created_at, \
              expires_at, token_expires_at, last_renewed_at, renew_count, revoked_at, restriction \
@@ -1283,7 +1277,7 @@ impl Store for PostgresStore {
         key: NewApiKey,
         max_per_user: i64,
         audit: &NewAuditEvent,
-    ) -> DomainResult<ApiKeyRecord> {
+    ) -> StoreResult<ApiKeyRecord> {
         let mut tx = self.begin().await?;
         // Creations for one user go one at a time, so two at once cannot both count the same
         // number of keys and both pass the cap. NO KEY UPDATE leaves the key-share locks that
@@ -1299,7 +1293,7 @@ impl Store for PostgresStore {
             .await
             .map_err(db_error)?;
         if owned >= max_per_user {
-            return Err(DomainError::Conflict(format!(
+            return Err(StoreError::Conflict(format!(
                 "a user may have at most {max_per_user} API keys; delete one first"
             )));
         }
@@ -1324,7 +1318,7 @@ impl Store for PostgresStore {
         Ok(row.into())
     }
 
-    async fn api_key_context(&self, key_hash: &[u8]) -> DomainResult<Option<ApiKeyContext>> {
+    async fn api_key_context(&self, key_hash: &[u8]) -> StoreResult<Option<ApiKeyContext>> {
         let row: Option<ApiKeyContextRow> = sqlx::query_as(api_key_columns!(
             "SELECT",
             ", u.uuid AS user_uuid, u.is_active AS user_active, u.is_platform_admin, m.role, \
@@ -1350,7 +1344,7 @@ impl Store for PostgresStore {
         .transpose()
     }
 
-    async fn api_keys_of(&self, user_id: i64, org_id: i64) -> DomainResult<Vec<ApiKeyRecord>> {
+    async fn api_keys_of(&self, user_id: i64, org_id: i64) -> StoreResult<Vec<ApiKeyRecord>> {
         let rows: Vec<ApiKeyRow> = sqlx::query_as(api_key_columns!(
             "SELECT",
             "FROM api_keys k WHERE k.user_id = $1 AND k.org_id = $2 ORDER BY k.id"
@@ -1363,7 +1357,7 @@ impl Store for PostgresStore {
         Ok(rows.into_iter().map(ApiKeyRecord::from).collect())
     }
 
-    async fn api_keys_in_org(&self, org_id: i64) -> DomainResult<Vec<ApiKeyRecord>> {
+    async fn api_keys_in_org(&self, org_id: i64) -> StoreResult<Vec<ApiKeyRecord>> {
         let rows: Vec<ApiKeyRow> = sqlx::query_as(api_key_columns!(
             "SELECT",
             "FROM api_keys k WHERE k.org_id = $1 ORDER BY k.id"
@@ -1381,7 +1375,7 @@ impl Store for PostgresStore {
         owner: Option<i64>,
         org_id: i64,
         audit: &NewAuditEvent,
-    ) -> DomainResult<Option<ApiKeyRecord>> {
+    ) -> StoreResult<Option<ApiKeyRecord>> {
         if !storable(public_id) {
             return Ok(None);
         }
@@ -1405,7 +1399,7 @@ impl Store for PostgresStore {
         owner: i64,
         org_id: i64,
         audit: &NewAuditEvent,
-    ) -> DomainResult<Option<ApiKeyRecord>> {
+    ) -> StoreResult<Option<ApiKeyRecord>> {
         let mut tx = self.begin().await?;
         let row: Option<ApiKeyRow> = sqlx::query_as(returning_api_key!(
             "DELETE FROM api_keys WHERE key_hash = $1 AND org_id = $2 AND user_id = $3"
@@ -1424,7 +1418,7 @@ impl Store for PostgresStore {
         user_id: i64,
         in_org: Option<i64>,
         audit: &NewAuditEvent,
-    ) -> DomainResult<u64> {
+    ) -> StoreResult<u64> {
         let mut tx = self.begin().await?;
         let deleted = delete_keys_in(&mut tx, user_id, in_org).await?;
         let mut audit = audit.clone();
@@ -1434,7 +1428,7 @@ impl Store for PostgresStore {
         Ok(deleted)
     }
 
-    async fn record_api_key_usage(&self, usage: &[(i64, i64, Option<String>)]) -> DomainResult<()> {
+    async fn record_api_key_usage(&self, usage: &[(i64, i64, Option<String>)]) -> StoreResult<()> {
         // Every instance flushes its own batch: taking the row locks in key order means two
         // flushes over the same keys wait for each other instead of deadlocking.
         let mut ordered: Vec<&(i64, i64, Option<String>)> = usage.iter().collect();
@@ -1461,7 +1455,7 @@ impl Store for PostgresStore {
         address: &str,
         now: i64,
         audit: &NewAuditEvent,
-    ) -> DomainResult<bool> {
+    ) -> StoreResult<bool> {
         let mut tx = self.begin().await?;
         // A concurrent insert of the same pair waits for the first to commit, then does nothing:
         // the first use from an address is recorded, and audited, once.
@@ -1483,14 +1477,14 @@ impl Store for PostgresStore {
         Ok(first)
     }
 
-    async fn record_audit(&self, event: &NewAuditEvent) -> DomainResult<()> {
+    async fn record_audit(&self, event: &NewAuditEvent) -> StoreResult<()> {
         // A transaction of its own, for the advisory lock that insert_audit holds to commit.
         let mut tx = self.begin().await?;
         insert_audit(&mut tx, event).await?;
         tx.commit().await.map_err(db_error)
     }
 
-    async fn audit_events(&self, q: &AuditQuery) -> DomainResult<Vec<AuditRecord>> {
+    async fn audit_events(&self, q: &AuditQuery) -> StoreResult<Vec<AuditRecord>> {
         if q.event.as_deref().is_some_and(|event| !storable(event)) {
             return Ok(Vec::new());
         }
@@ -1519,7 +1513,7 @@ impl Store for PostgresStore {
         Ok(rows.into_iter().map(AuditRecord::from).collect())
     }
 
-    async fn password_policy(&self, org_id: i64) -> DomainResult<Option<PasswordPolicy>> {
+    async fn password_policy(&self, org_id: i64) -> StoreResult<Option<PasswordPolicy>> {
         let row: Option<(i64, i64, i64, bool, bool)> = sqlx::query_as(
             "SELECT min_length, max_age_days, history_count, reject_common, require_mfa \
              FROM password_policies WHERE org_id = $1",
@@ -1548,10 +1542,10 @@ impl Store for PostgresStore {
         policy: &PasswordPolicy,
         now: i64,
         audit: &NewAuditEvent,
-    ) -> DomainResult<()> {
+    ) -> StoreResult<()> {
         let mut tx = self.begin().await?;
         if !org_exists(&mut tx, org_id).await? {
-            return Err(DomainError::NotFound("org"));
+            return Err(StoreError::NotFound("org"));
         }
         sqlx::query(
             "INSERT INTO password_policies \
@@ -1576,7 +1570,7 @@ impl Store for PostgresStore {
         tx.commit().await.map_err(db_error)
     }
 
-    async fn password_history(&self, user_id: i64, limit: i64) -> DomainResult<Vec<String>> {
+    async fn password_history(&self, user_id: i64, limit: i64) -> StoreResult<Vec<String>> {
         sqlx::query_scalar(
             "SELECT password_hash FROM password_history WHERE user_id = $1 \
              ORDER BY id DESC LIMIT $2",
@@ -1592,7 +1586,7 @@ impl Store for PostgresStore {
         &self,
         change: &PasswordChange,
         audit: &NewAuditEvent,
-    ) -> DomainResult<Revoked> {
+    ) -> StoreResult<Revoked> {
         let mut tx = self.begin().await?;
         // The row stays locked until commit: a concurrent change waits here, then reads the hash
         // this one wrote, and is refused if it had decided against the old one.
@@ -1603,12 +1597,12 @@ impl Store for PostgresStore {
                 .await
                 .map_err(db_error)?;
         let Some(current) = current else {
-            return Err(DomainError::NotFound("user"));
+            return Err(StoreError::NotFound("user"));
         };
         if let Some(expected) = &change.expected_hash
             && current.as_ref() != Some(expected)
         {
-            return Err(DomainError::Conflict(
+            return Err(StoreError::Conflict(
                 "the password was changed meanwhile; try again".into(),
             ));
         }
@@ -1673,7 +1667,7 @@ impl Store for PostgresStore {
         user_id: i64,
         old_hash: &str,
         new_hash: &str,
-    ) -> DomainResult<bool> {
+    ) -> StoreResult<bool> {
         // Conditional on the old hash, re-checked after any concurrent change's row lock: a
         // password changed meanwhile is never overwritten by the upgrade.
         let done =
@@ -1687,7 +1681,7 @@ impl Store for PostgresStore {
         Ok(done.rows_affected() == 1)
     }
 
-    async fn totp_of(&self, user_id: i64) -> DomainResult<Option<TotpRecord>> {
+    async fn totp_of(&self, user_id: i64) -> StoreResult<Option<TotpRecord>> {
         let row: Option<(String, Option<i64>, Option<i64>)> = sqlx::query_as(
             "SELECT secret, confirmed_at, last_used_step FROM mfa_totp WHERE user_id = $1",
         )
@@ -1710,7 +1704,7 @@ impl Store for PostgresStore {
         sealed_secret: &str,
         now: i64,
         audit: &NewAuditEvent,
-    ) -> DomainResult<()> {
+    ) -> StoreResult<()> {
         let mut tx = self.begin().await?;
         // One statement: replaces an unconfirmed enrolment, and leaves a confirmed one alone
         // even if it was confirmed a moment ago by another request (the upsert re-reads the
@@ -1728,7 +1722,7 @@ impl Store for PostgresStore {
         .await
         .map_err(db_error)?;
         if done.rows_affected() != 1 {
-            return Err(DomainError::Conflict(
+            return Err(StoreError::Conflict(
                 "TOTP is already enabled; disable it first to enrol again".into(),
             ));
         }
@@ -1743,7 +1737,7 @@ impl Store for PostgresStore {
         recovery_code_hashes: &[Vec<u8>],
         now: i64,
         audit: &NewAuditEvent,
-    ) -> DomainResult<bool> {
+    ) -> StoreResult<bool> {
         let mut tx = self.begin().await?;
         // Two confirmations at once: the second waits for the first's row lock, re-reads the
         // row, finds it confirmed and changes nothing.
@@ -1786,7 +1780,7 @@ impl Store for PostgresStore {
         Ok(true)
     }
 
-    async fn consume_totp_step(&self, user_id: i64, step: i64) -> DomainResult<bool> {
+    async fn consume_totp_step(&self, user_id: i64, step: i64) -> StoreResult<bool> {
         // One conditional UPDATE: parallel replays of a code queue on the row lock, and each
         // after the first re-evaluates the condition against the step the first stored.
         let done = sqlx::query(
@@ -1807,7 +1801,7 @@ impl Store for PostgresStore {
         code_hash: &[u8],
         now: i64,
         audit: &NewAuditEvent,
-    ) -> DomainResult<bool> {
+    ) -> StoreResult<bool> {
         let mut tx = self.begin().await?;
         // The sub-select runs once, before any lock; the outer `used_at IS NULL` is what a
         // concurrent use of the same code re-checks after waiting for the row lock, so the
@@ -1831,7 +1825,7 @@ impl Store for PostgresStore {
         Ok(true)
     }
 
-    async fn reseal_totp(&self, user_id: i64, sealed_secret: &str) -> DomainResult<()> {
+    async fn reseal_totp(&self, user_id: i64, sealed_secret: &str) -> StoreResult<()> {
         sqlx::query("UPDATE mfa_totp SET secret = $1 WHERE user_id = $2")
             .bind(sealed_secret)
             .bind(user_id)
@@ -1841,7 +1835,7 @@ impl Store for PostgresStore {
             .map_err(db_error)
     }
 
-    async fn delete_totp(&self, user_id: i64, audit: &NewAuditEvent) -> DomainResult<bool> {
+    async fn delete_totp(&self, user_id: i64, audit: &NewAuditEvent) -> StoreResult<bool> {
         let mut tx = self.begin().await?;
         let done = sqlx::query("DELETE FROM mfa_totp WHERE user_id = $1")
             .bind(user_id)
@@ -1866,10 +1860,10 @@ impl Store for PostgresStore {
         i: &IntegrationRecord,
         now: i64,
         audit: &NewAuditEvent,
-    ) -> DomainResult<()> {
+    ) -> StoreResult<()> {
         let mut tx = self.begin().await?;
         if !org_exists(&mut tx, i.org_id).await? {
-            return Err(DomainError::NotFound("org"));
+            return Err(StoreError::NotFound("org"));
         }
         sqlx::query(
             "INSERT INTO integrations (org_id, name, algorithm, secret, audience, issuer, \
@@ -1888,7 +1882,7 @@ impl Store for PostgresStore {
         .bind(&i.audience)
         .bind(i.issuer.as_deref())
         .bind(i64::from(i.lifetime_secs))
-        .bind(serde_json::to_string(&i.claims).map_err(DomainError::internal)?)
+        .bind(serde_json::to_string(&i.claims).map_err(StoreError::internal)?)
         .bind(serde_json::Value::Object(i.custom_claims.clone()).to_string())
         .bind(i.allow_api_keys)
         .bind(now)
@@ -1899,11 +1893,7 @@ impl Store for PostgresStore {
         tx.commit().await.map_err(db_error)
     }
 
-    async fn integration(
-        &self,
-        org_id: i64,
-        name: &str,
-    ) -> DomainResult<Option<IntegrationRecord>> {
+    async fn integration(&self, org_id: i64, name: &str) -> StoreResult<Option<IntegrationRecord>> {
         if !storable(name) {
             return Ok(None);
         }
@@ -1917,7 +1907,7 @@ impl Store for PostgresStore {
         row.map(IntegrationRecord::try_from).transpose()
     }
 
-    async fn integrations_of(&self, org_id: i64) -> DomainResult<Vec<IntegrationRecord>> {
+    async fn integrations_of(&self, org_id: i64) -> StoreResult<Vec<IntegrationRecord>> {
         // COLLATE "C": byte order, as SQLite sorts, whatever locale the database was made with.
         let rows: Vec<IntegrationRow> = sqlx::query_as(select_integration!(
             "WHERE org_id = $1 ORDER BY name COLLATE \"C\""
@@ -1934,7 +1924,7 @@ impl Store for PostgresStore {
         org_id: i64,
         name: &str,
         audit: &NewAuditEvent,
-    ) -> DomainResult<bool> {
+    ) -> StoreResult<bool> {
         if !storable(name) {
             return Ok(false);
         }
@@ -1958,7 +1948,7 @@ impl Store for PostgresStore {
         keys: &[String],
         now: i64,
         window_ms: i64,
-    ) -> DomainResult<Vec<(i64, i64)>> {
+    ) -> StoreResult<Vec<(i64, i64)>> {
         // One statement: the first attempt inserts, every other one (on any instance) takes the
         // row lock and counts on top of the previous count, so none is lost. Rows are taken in
         // the order of `keys`, so two statements never lock the same two rows in opposite order.
@@ -1982,12 +1972,12 @@ impl Store for PostgresStore {
         in_order_of(keys, rows)
     }
 
-    async fn clear_throttle(&self, key: &str) -> DomainResult<()> {
+    async fn clear_throttle(&self, key: &str) -> StoreResult<()> {
         let mut conn = self.pool.acquire().await.map_err(db_error)?;
         delete_throttle(&mut conn, key).await
     }
 
-    async fn prune_throttle(&self, before: i64) -> DomainResult<u64> {
+    async fn prune_throttle(&self, before: i64) -> StoreResult<u64> {
         sqlx::query("DELETE FROM throttle WHERE window_start < $1")
             .bind(before)
             .execute(&self.pool)
@@ -2000,15 +1990,15 @@ impl Store for PostgresStore {
         c: &SsoConfigRecord,
         now: i64,
         audit: &NewAuditEvent,
-    ) -> DomainResult<()> {
+    ) -> StoreResult<()> {
         let taken = |domain: &str| {
-            DomainError::Conflict(format!(
+            StoreError::Conflict(format!(
                 "the domain {domain} already signs in through another org's SSO"
             ))
         };
         let mut tx = self.begin().await?;
         if !org_exists(&mut tx, c.org_id).await? {
-            return Err(DomainError::NotFound("org"));
+            return Err(StoreError::NotFound("org"));
         }
         for domain in &c.email_domains {
             let owner: Option<i64> =
@@ -2039,9 +2029,9 @@ impl Store for PostgresStore {
         .bind(&c.sealed_client_secret)
         .bind(c.allow_jit)
         .bind(c.allow_password)
-        .bind(serde_json::to_string(&c.redirect_allow_list).map_err(DomainError::internal)?)
+        .bind(serde_json::to_string(&c.redirect_allow_list).map_err(StoreError::internal)?)
         .bind(now)
-        .bind(serde_json::to_string(&c.pending_domains).map_err(DomainError::internal)?)
+        .bind(serde_json::to_string(&c.pending_domains).map_err(StoreError::internal)?)
         .execute(&mut *tx)
         .await
         .map_err(db_error)?;
@@ -2070,7 +2060,7 @@ impl Store for PostgresStore {
         tx.commit().await.map_err(db_error)
     }
 
-    async fn sso_config(&self, org_id: i64) -> DomainResult<Option<SsoConfigRecord>> {
+    async fn sso_config(&self, org_id: i64) -> StoreResult<Option<SsoConfigRecord>> {
         let row: Option<(String, String, String, bool, bool, String, String)> = sqlx::query_as(
             "SELECT issuer, client_id, client_secret, allow_jit, allow_password, \
              redirect_allow_list, pending_domains FROM sso_configs WHERE org_id = $1",
@@ -2106,15 +2096,15 @@ impl Store for PostgresStore {
             sealed_client_secret,
             email_domains,
             pending_domains: serde_json::from_str(&pending)
-                .map_err(|_| DomainError::internal("stored pending SSO domains"))?,
+                .map_err(|_| StoreError::internal("stored pending SSO domains"))?,
             allow_jit,
             allow_password,
             redirect_allow_list: serde_json::from_str(&list)
-                .map_err(|_| DomainError::internal("stored SSO allow-list"))?,
+                .map_err(|_| StoreError::internal("stored SSO allow-list"))?,
         }))
     }
 
-    async fn delete_sso_config(&self, org_id: i64, audit: &NewAuditEvent) -> DomainResult<bool> {
+    async fn delete_sso_config(&self, org_id: i64, audit: &NewAuditEvent) -> StoreResult<bool> {
         let mut tx = self.begin().await?;
         let done = sqlx::query("DELETE FROM sso_configs WHERE org_id = $1")
             .bind(org_id)
@@ -2134,7 +2124,7 @@ impl Store for PostgresStore {
         Ok(true)
     }
 
-    async fn sso_org_for_domain(&self, domain: &str) -> DomainResult<Option<i64>> {
+    async fn sso_org_for_domain(&self, domain: &str) -> StoreResult<Option<i64>> {
         if !storable(domain) {
             return Ok(None);
         }
@@ -2148,7 +2138,7 @@ impl Store for PostgresStore {
         .map_err(db_error)
     }
 
-    async fn orgs_holding_domain(&self, domain: &str) -> DomainResult<Vec<i64>> {
+    async fn orgs_holding_domain(&self, domain: &str) -> StoreResult<Vec<i64>> {
         sqlx::query_scalar(
             "SELECT org_id FROM org_email_domains WHERE domain = $1 \
              UNION SELECT org_id FROM sso_domains WHERE domain = $1",
@@ -2164,7 +2154,7 @@ impl Store for PostgresStore {
         org_id: i64,
         issuer: &str,
         subject: &str,
-    ) -> DomainResult<Option<i64>> {
+    ) -> StoreResult<Option<i64>> {
         sqlx::query_scalar(
             "SELECT user_id FROM sso_identities WHERE org_id = $1 AND issuer = $2 AND subject = $3",
         )
@@ -2183,14 +2173,14 @@ impl Store for PostgresStore {
         user_id: i64,
         now: i64,
         audit: &NewAuditEvent,
-    ) -> DomainResult<()> {
+    ) -> StoreResult<()> {
         let mut tx = self.begin().await?;
         insert_sso_identity(&mut tx, org_id, identity, user_id, now).await?;
         insert_audit(&mut tx, audit).await?;
         tx.commit().await.map_err(db_error)
     }
 
-    async fn create_sso_login(&self, l: &SsoLoginRecord) -> DomainResult<()> {
+    async fn create_sso_login(&self, l: &SsoLoginRecord) -> StoreResult<()> {
         sqlx::query(
             "INSERT INTO sso_logins (state, org_id, nonce, pkce_verifier, return_to, client, \
              created_at, expires_at, link_user_id, browser_binding) \
@@ -2212,7 +2202,7 @@ impl Store for PostgresStore {
         .map_err(db_error)
     }
 
-    async fn take_sso_login(&self, state: &str, now: i64) -> DomainResult<Option<SsoLoginRecord>> {
+    async fn take_sso_login(&self, state: &str, now: i64) -> StoreResult<Option<SsoLoginRecord>> {
         if !storable(state) {
             return Ok(None);
         }
@@ -2231,7 +2221,7 @@ impl Store for PostgresStore {
         Ok(row.map(SsoLoginRecord::from))
     }
 
-    async fn prune_sso_logins(&self, before: i64) -> DomainResult<u64> {
+    async fn prune_sso_logins(&self, before: i64) -> StoreResult<u64> {
         sqlx::query("DELETE FROM sso_logins WHERE used_at IS NOT NULL OR expires_at < $1")
             .bind(before)
             .execute(&self.pool)
@@ -2240,11 +2230,7 @@ impl Store for PostgresStore {
             .map_err(db_error)
     }
 
-    async fn audit_events_after(
-        &self,
-        after_id: i64,
-        limit: i64,
-    ) -> DomainResult<Vec<AuditRecord>> {
+    async fn audit_events_after(&self, after_id: i64, limit: i64) -> StoreResult<Vec<AuditRecord>> {
         // Complete up to the newest id read: see insert_audit for why no lower id can appear
         // later.
         let rows: Vec<AuditRow> = sqlx::query_as(
@@ -2260,7 +2246,7 @@ impl Store for PostgresStore {
         Ok(rows.into_iter().map(AuditRecord::from).collect())
     }
 
-    async fn prune_audit(&self, before: i64) -> DomainResult<u64> {
+    async fn prune_audit(&self, before: i64) -> StoreResult<u64> {
         sqlx::query("DELETE FROM audit_events WHERE occurred_at < $1")
             .bind(before)
             .execute(&self.pool)

@@ -19,20 +19,18 @@ use sqlx::sqlite::{
 use sqlx::{FromRow, Sqlite, SqliteConnection, Transaction};
 use zeroize::Zeroizing;
 
+use super::error::{StoreError, StoreResult};
+use super::records::{
+    ApiKeyContext, ApiKeyRecord, AuditQuery, AuditRecord, IntegrationAlgorithm, IntegrationRecord,
+    MembershipPatch, MembershipRecord, NewApiKey, NewAuditEvent, NewUser, OrgRecord,
+    PasswordPolicy, Renewal, Role, SessionContext, SessionRecord, StoredSigningKey, UserPatch,
+    UserRecord,
+};
 use super::{
     PASSWORD_HISTORY_KEPT, PasswordChange, Revoked, SsoConfigRecord, SsoLoginRecord, Store,
     TotpRecord,
 };
-use crate::domain::apikey::{ApiKeyContext, ApiKeyRecord, NewApiKey};
-use crate::domain::audit::{AuditQuery, AuditRecord, NewAuditEvent};
-use crate::domain::error::{DomainError, DomainResult};
-use crate::domain::integrations::{IntegrationAlgorithm, IntegrationRecord};
-use crate::domain::org::{MembershipPatch, MembershipRecord, OrgRecord, Role};
-use crate::domain::policy::PasswordPolicy;
-use crate::domain::session::{Renewal, SessionContext, SessionRecord};
 use crate::domain::session_cache::MemberProfile;
-use crate::domain::tokens::StoredSigningKey;
-use crate::domain::user::{NewUser, UserPatch, UserRecord};
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
 
@@ -106,7 +104,7 @@ impl SqliteStore {
         MIGRATOR.run(&self.pool).await
     }
 
-    async fn write_tx(&self) -> DomainResult<Transaction<'static, Sqlite>> {
+    async fn write_tx(&self) -> StoreResult<Transaction<'static, Sqlite>> {
         self.writer
             .begin_with("BEGIN IMMEDIATE")
             .await
@@ -115,12 +113,12 @@ impl SqliteStore {
 }
 
 /// Maps a database failure: an unreachable database is `Unavailable` (503), the rest internal.
-fn db_error(e: sqlx::Error) -> DomainError {
+fn db_error(e: sqlx::Error) -> StoreError {
     match e {
         sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Io(_) => {
-            DomainError::Unavailable
+            StoreError::Unavailable
         }
-        other => DomainError::internal(format!("database: {other}")),
+        other => StoreError::internal(other),
     }
 }
 
@@ -186,8 +184,8 @@ struct MembershipRow {
 }
 
 impl TryFrom<MembershipRow> for MembershipRecord {
-    type Error = DomainError;
-    fn try_from(r: MembershipRow) -> DomainResult<Self> {
+    type Error = StoreError;
+    fn try_from(r: MembershipRow) -> StoreResult<Self> {
         Ok(Self {
             user_id: r.user_id,
             org_id: r.org_id,
@@ -198,8 +196,8 @@ impl TryFrom<MembershipRow> for MembershipRecord {
     }
 }
 
-fn parse_role(stored: &str) -> DomainResult<Role> {
-    Role::parse(stored).map_err(|_| DomainError::internal(format!("stored role {stored:?}")))
+fn parse_role(stored: &str) -> StoreResult<Role> {
+    Role::parse(stored).map_err(|_| StoreError::internal(format!("stored role {stored:?}")))
 }
 
 #[derive(FromRow)]
@@ -375,7 +373,7 @@ macro_rules! api_key_columns {
 }
 
 /// Forgets a throttle counter (`clear_throttle`, and a login's own transaction).
-async fn delete_throttle(conn: &mut SqliteConnection, key: &str) -> DomainResult<()> {
+async fn delete_throttle(conn: &mut SqliteConnection, key: &str) -> StoreResult<()> {
     sqlx::query("DELETE FROM throttle WHERE key = ?")
         .bind(key)
         .execute(&mut *conn)
@@ -385,7 +383,7 @@ async fn delete_throttle(conn: &mut SqliteConnection, key: &str) -> DomainResult
 }
 
 /// Writes an audit event on the connection of the change it describes.
-async fn insert_audit(conn: &mut SqliteConnection, e: &NewAuditEvent) -> DomainResult<()> {
+async fn insert_audit(conn: &mut SqliteConnection, e: &NewAuditEvent) -> StoreResult<()> {
     sqlx::query(
         "INSERT INTO audit_events (occurred_at, event, outcome, reason, org_id, actor_user_id, \
          subject_user_id, subject, address, user_agent, client, request_id, details) \
@@ -456,7 +454,7 @@ async fn finish_key_deletion(
     mut tx: Transaction<'static, Sqlite>,
     row: Option<ApiKeyRow>,
     audit: &NewAuditEvent,
-) -> DomainResult<Option<ApiKeyRecord>> {
+) -> StoreResult<Option<ApiKeyRecord>> {
     let Some(row) = row else {
         return Ok(None);
     };
@@ -484,9 +482,9 @@ struct IntegrationRow {
 }
 
 impl TryFrom<IntegrationRow> for IntegrationRecord {
-    type Error = DomainError;
-    fn try_from(r: IntegrationRow) -> DomainResult<Self> {
-        let corrupt = |what: &str| DomainError::internal(format!("stored integration {what}"));
+    type Error = StoreError;
+    fn try_from(r: IntegrationRow) -> StoreResult<Self> {
+        let corrupt = |what: &str| StoreError::internal(format!("stored integration {what}"));
         Ok(Self {
             org_id: r.org_id,
             algorithm: IntegrationAlgorithm::parse(&r.algorithm)
@@ -507,7 +505,7 @@ impl TryFrom<IntegrationRow> for IntegrationRecord {
 async fn user_in(
     tx: &mut Transaction<'static, Sqlite>,
     id: i64,
-) -> DomainResult<Option<UserRecord>> {
+) -> StoreResult<Option<UserRecord>> {
     let row: Option<UserRow> = sqlx::query_as(select_user!("WHERE id = ?"))
         .bind(id)
         .fetch_optional(&mut **tx)
@@ -516,17 +514,17 @@ async fn user_in(
     Ok(row.map(UserRecord::from))
 }
 
-async fn insert_user(tx: &mut Transaction<'static, Sqlite>, user: &NewUser) -> DomainResult<i64> {
+async fn insert_user(tx: &mut Transaction<'static, Sqlite>, user: &NewUser) -> StoreResult<i64> {
     let result = sqlx::query(
         "INSERT INTO users (uuid, email, email_key, first, last, is_active, is_platform_admin, \
          password_hash, password_set_at, created_at, home_org_id) \
          VALUES (?, ?, ?, ?, ?, 1, ?, ?, ?, ?, ?)",
     )
     .bind(&user.uuid)
-    .bind(user.email.as_str())
-    .bind(user.email.key())
-    .bind(user.first.as_str())
-    .bind(user.last.as_str())
+    .bind(&user.email)
+    .bind(&user.email_key)
+    .bind(&user.first)
+    .bind(&user.last)
     .bind(user.is_platform_admin)
     .bind(user.password_hash.as_deref())
     .bind(user.password_hash.as_ref().map(|_| user.created_at))
@@ -536,7 +534,7 @@ async fn insert_user(tx: &mut Transaction<'static, Sqlite>, user: &NewUser) -> D
     .await;
     match result {
         Ok(done) => Ok(done.last_insert_rowid()),
-        Err(e) if is_unique_violation(&e) => Err(DomainError::Conflict(
+        Err(e) if is_unique_violation(&e) => Err(StoreError::Conflict(
             "a user with this email already exists".into(),
         )),
         Err(e) => Err(db_error(e)),
@@ -549,7 +547,7 @@ async fn insert_sso_identity(
     (issuer, subject): (&str, &str),
     user_id: i64,
     now: i64,
-) -> DomainResult<()> {
+) -> StoreResult<()> {
     let result = sqlx::query(
         "INSERT INTO sso_identities (org_id, issuer, subject, user_id, created_at) \
          VALUES (?, ?, ?, ?, ?)",
@@ -563,7 +561,7 @@ async fn insert_sso_identity(
     .await;
     match result {
         Ok(_) => Ok(()),
-        Err(e) if is_unique_violation(&e) => Err(DomainError::Conflict(
+        Err(e) if is_unique_violation(&e) => Err(StoreError::Conflict(
             "this identity is already linked to an account".into(),
         )),
         Err(e) => Err(db_error(e)),
@@ -575,7 +573,7 @@ async fn delete_keys_in(
     tx: &mut Transaction<'static, Sqlite>,
     user_id: i64,
     in_org: Option<i64>,
-) -> DomainResult<u64> {
+) -> StoreResult<u64> {
     sqlx::query("DELETE FROM api_keys WHERE user_id = ? AND (? IS NULL OR org_id = ?)")
         .bind(user_id)
         .bind(in_org)
@@ -587,13 +585,13 @@ async fn delete_keys_in(
 }
 
 /// `NotFound("org")` unless the org exists.
-async fn require_org(tx: &mut Transaction<'static, Sqlite>, org_id: i64) -> DomainResult<()> {
+async fn require_org(tx: &mut Transaction<'static, Sqlite>, org_id: i64) -> StoreResult<()> {
     let found: Option<i64> = sqlx::query_scalar("SELECT id FROM orgs WHERE id = ?")
         .bind(org_id)
         .fetch_optional(&mut **tx)
         .await
         .map_err(db_error)?;
-    found.map(|_| ()).ok_or(DomainError::NotFound("org"))
+    found.map(|_| ()).ok_or(StoreError::NotFound("org"))
 }
 
 async fn insert_membership(
@@ -602,7 +600,7 @@ async fn insert_membership(
     user_id: i64,
     role: Role,
     now: i64,
-) -> DomainResult<()> {
+) -> StoreResult<()> {
     require_org(tx, org_id).await?;
     let result = sqlx::query(
         "INSERT INTO memberships (user_id, org_id, role, is_active, created_at) \
@@ -616,7 +614,7 @@ async fn insert_membership(
     .await;
     match result {
         Ok(_) => Ok(()),
-        Err(e) if is_unique_violation(&e) => Err(DomainError::Conflict(
+        Err(e) if is_unique_violation(&e) => Err(StoreError::Conflict(
             "the user is already a member of this org".into(),
         )),
         Err(e) => Err(db_error(e)),
@@ -627,7 +625,7 @@ async fn membership_in(
     tx: &mut Transaction<'static, Sqlite>,
     user_id: i64,
     org_id: i64,
-) -> DomainResult<Option<MembershipRecord>> {
+) -> StoreResult<Option<MembershipRecord>> {
     let row: Option<MembershipRow> = sqlx::query_as(
         "SELECT m.user_id, m.org_id, o.name AS org_name, m.role, m.is_active \
          FROM memberships m JOIN orgs o ON o.id = m.org_id WHERE m.user_id = ? AND m.org_id = ?",
@@ -642,12 +640,12 @@ async fn membership_in(
 
 #[async_trait]
 impl Store for SqliteStore {
-    async fn ping(&self) -> DomainResult<()> {
+    async fn ping(&self) -> StoreResult<()> {
         sqlx::query("SELECT 1")
             .execute(&self.pool)
             .await
             .map(|_| ())
-            .map_err(|_| DomainError::Unavailable)
+            .map_err(|_| StoreError::Unavailable)
     }
 
     /// SQLite's `data_version` as the writer connection sees it: it changes when any other
@@ -655,7 +653,7 @@ impl Store for SqliteStore {
     /// reads). So a change means another process wrote to the file. The number is combined
     /// with how many writer connections were opened: a new connection (after one was lost)
     /// counts from scratch, and must read as a change, not as a coincidentally equal number.
-    async fn foreign_write_marker(&self) -> DomainResult<Option<i64>> {
+    async fn foreign_write_marker(&self) -> StoreResult<Option<i64>> {
         let version: i64 = sqlx::query_scalar("PRAGMA data_version")
             .fetch_one(&self.writer)
             .await
@@ -664,7 +662,7 @@ impl Store for SqliteStore {
         Ok(Some((connects << 32) | (version & 0xFFFF_FFFF)))
     }
 
-    async fn signing_keys(&self) -> DomainResult<Vec<StoredSigningKey>> {
+    async fn signing_keys(&self) -> StoreResult<Vec<StoredSigningKey>> {
         let rows: Vec<(String, String, Vec<u8>, i64)> = sqlx::query_as(
             "SELECT kid, algorithm, private_key, created_at FROM signing_keys ORDER BY created_at",
         )
@@ -682,7 +680,7 @@ impl Store for SqliteStore {
             .collect())
     }
 
-    async fn insert_first_signing_key(&self, key: &StoredSigningKey) -> DomainResult<()> {
+    async fn insert_first_signing_key(&self, key: &StoredSigningKey) -> StoreResult<()> {
         // One statement is one write transaction: SQLite's single writer makes the check and
         // the insert atomic, even across processes sharing the file.
         sqlx::query(
@@ -704,7 +702,7 @@ impl Store for SqliteStore {
         admin: NewUser,
         now: i64,
         audit: &NewAuditEvent,
-    ) -> DomainResult<Option<UserRecord>> {
+    ) -> StoreResult<Option<UserRecord>> {
         let mut tx = self.write_tx().await?;
         let users: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM users")
             .fetch_one(&mut *tx)
@@ -735,7 +733,7 @@ impl Store for SqliteStore {
         Ok(user)
     }
 
-    async fn user_by_email(&self, email_key: &str) -> DomainResult<Option<UserRecord>> {
+    async fn user_by_email(&self, email_key: &str) -> StoreResult<Option<UserRecord>> {
         let row: Option<UserRow> = sqlx::query_as(select_user!("WHERE email_key = ?"))
             .bind(email_key)
             .fetch_optional(&self.pool)
@@ -744,7 +742,7 @@ impl Store for SqliteStore {
         Ok(row.map(UserRecord::from))
     }
 
-    async fn user_by_id(&self, id: i64) -> DomainResult<Option<UserRecord>> {
+    async fn user_by_id(&self, id: i64) -> StoreResult<Option<UserRecord>> {
         let row: Option<UserRow> = sqlx::query_as(select_user!("WHERE id = ?"))
             .bind(id)
             .fetch_optional(&self.pool)
@@ -753,7 +751,7 @@ impl Store for SqliteStore {
         Ok(row.map(UserRecord::from))
     }
 
-    async fn create_user(&self, user: NewUser, audit: &NewAuditEvent) -> DomainResult<UserRecord> {
+    async fn create_user(&self, user: NewUser, audit: &NewAuditEvent) -> StoreResult<UserRecord> {
         let mut tx = self.write_tx().await?;
         let user_id = insert_user(&mut tx, &user).await?;
         if let Some((org_id, role)) = user.membership {
@@ -774,7 +772,7 @@ impl Store for SqliteStore {
         insert_audit(&mut tx, &audit).await?;
         let created = user_in(&mut tx, user_id)
             .await?
-            .ok_or_else(|| DomainError::internal("inserted user vanished"))?;
+            .ok_or_else(|| StoreError::internal("inserted user vanished"))?;
         tx.commit().await.map_err(db_error)?;
         Ok(created)
     }
@@ -785,7 +783,7 @@ impl Store for SqliteStore {
         patch: &UserPatch,
         now: i64,
         audit: &NewAuditEvent,
-    ) -> DomainResult<Option<(UserRecord, Revoked)>> {
+    ) -> StoreResult<Option<(UserRecord, Revoked)>> {
         let mut tx = self.write_tx().await?;
         if user_in(&mut tx, id).await?.is_none() {
             return Ok(None);
@@ -794,8 +792,8 @@ impl Store for SqliteStore {
             "UPDATE users SET first = COALESCE(?, first), last = COALESCE(?, last), \
              is_active = COALESCE(?, is_active) WHERE id = ?",
         )
-        .bind(patch.first.as_ref().map(|n| n.as_str()))
-        .bind(patch.last.as_ref().map(|n| n.as_str()))
+        .bind(patch.first.as_deref())
+        .bind(patch.last.as_deref())
         .bind(patch.is_active)
         .bind(id)
         .execute(&mut *tx)
@@ -827,7 +825,7 @@ impl Store for SqliteStore {
         email_domains: &[String],
         now: i64,
         audit: &NewAuditEvent,
-    ) -> DomainResult<OrgRecord> {
+    ) -> StoreResult<OrgRecord> {
         let mut tx = self.write_tx().await?;
         let id = sqlx::query("INSERT INTO orgs (name, created_at) VALUES (?, ?)")
             .bind(name)
@@ -859,7 +857,7 @@ impl Store for SqliteStore {
         })
     }
 
-    async fn org(&self, id: i64) -> DomainResult<Option<OrgRecord>> {
+    async fn org(&self, id: i64) -> StoreResult<Option<OrgRecord>> {
         let name: Option<String> = sqlx::query_scalar("SELECT name FROM orgs WHERE id = ?")
             .bind(id)
             .fetch_optional(&self.pool)
@@ -882,7 +880,7 @@ impl Store for SqliteStore {
         }))
     }
 
-    async fn memberships_of(&self, user_id: i64) -> DomainResult<Vec<MembershipRecord>> {
+    async fn memberships_of(&self, user_id: i64) -> StoreResult<Vec<MembershipRecord>> {
         let rows: Vec<MembershipRow> = sqlx::query_as(
             "SELECT m.user_id, m.org_id, o.name AS org_name, m.role, m.is_active \
              FROM memberships m JOIN orgs o ON o.id = m.org_id WHERE m.user_id = ? \
@@ -895,11 +893,7 @@ impl Store for SqliteStore {
         rows.into_iter().map(MembershipRecord::try_from).collect()
     }
 
-    async fn membership(
-        &self,
-        user_id: i64,
-        org_id: i64,
-    ) -> DomainResult<Option<MembershipRecord>> {
+    async fn membership(&self, user_id: i64, org_id: i64) -> StoreResult<Option<MembershipRecord>> {
         let row: Option<MembershipRow> = sqlx::query_as(
             "SELECT m.user_id, m.org_id, o.name AS org_name, m.role, m.is_active \
              FROM memberships m JOIN orgs o ON o.id = m.org_id \
@@ -920,16 +914,16 @@ impl Store for SqliteStore {
         role: Role,
         now: i64,
         audit: &NewAuditEvent,
-    ) -> DomainResult<MembershipRecord> {
+    ) -> StoreResult<MembershipRecord> {
         let mut tx = self.write_tx().await?;
         if user_in(&mut tx, user_id).await?.is_none() {
-            return Err(DomainError::NotFound("user"));
+            return Err(StoreError::NotFound("user"));
         }
         insert_membership(&mut tx, org_id, user_id, role, now).await?;
         insert_audit(&mut tx, audit).await?;
         let membership = membership_in(&mut tx, user_id, org_id)
             .await?
-            .ok_or_else(|| DomainError::internal("inserted membership vanished"))?;
+            .ok_or_else(|| StoreError::internal("inserted membership vanished"))?;
         tx.commit().await.map_err(db_error)?;
         Ok(membership)
     }
@@ -941,7 +935,7 @@ impl Store for SqliteStore {
         patch: &MembershipPatch,
         now: i64,
         audit: &NewAuditEvent,
-    ) -> DomainResult<Option<(MembershipRecord, Revoked)>> {
+    ) -> StoreResult<Option<(MembershipRecord, Revoked)>> {
         let mut tx = self.write_tx().await?;
         let Some(current) = membership_in(&mut tx, user_id, org_id).await? else {
             return Ok(None);
@@ -961,7 +955,7 @@ impl Store for SqliteStore {
             .await
             .map_err(db_error)?;
             if other_admins == 0 {
-                return Err(DomainError::Conflict(
+                return Err(StoreError::Conflict(
                     "an org must keep at least one active admin".into(),
                 ));
             }
@@ -1003,7 +997,7 @@ impl Store for SqliteStore {
         s: &SessionRecord,
         audit: &NewAuditEvent,
         clears: Option<&str>,
-    ) -> DomainResult<()> {
+    ) -> StoreResult<()> {
         let mut tx = self.write_tx().await?;
         sqlx::query(
             "INSERT INTO sessions (id, user_id, org_id, method, client, address, user_agent, \
@@ -1042,7 +1036,7 @@ impl Store for SqliteStore {
         tx.commit().await.map_err(db_error)
     }
 
-    async fn session_context(&self, id: &str) -> DomainResult<Option<SessionContext>> {
+    async fn session_context(&self, id: &str) -> StoreResult<Option<SessionContext>> {
         let row: Option<SessionContextRow> = sqlx::query_as(
             "SELECT s.id, s.user_id, s.org_id, s.method, s.client, s.address, s.user_agent, \
              s.created_at, s.expires_at, s.token_expires_at, s.last_renewed_at, s.renew_count, \
@@ -1076,7 +1070,7 @@ impl Store for SqliteStore {
         &self,
         user_id: i64,
         org_id: i64,
-    ) -> DomainResult<Option<Arc<MemberProfile>>> {
+    ) -> StoreResult<Option<Arc<MemberProfile>>> {
         let row: Option<MemberProfileRow> = sqlx::query_as(
             "SELECT u.id, u.uuid, u.email, u.first, u.last, u.is_active, u.is_platform_admin, \
              u.password_hash, u.password_set_at, u.must_change_password, u.created_at, \
@@ -1098,7 +1092,7 @@ impl Store for SqliteStore {
         .map_err(db_error)?;
         row.map(|r| {
             let email_domains: Vec<String> = serde_json::from_str(&r.org_domains)
-                .map_err(|e| DomainError::internal(format!("stored org domains: {e}")))?;
+                .map_err(|e| StoreError::internal(format!("stored org domains: {e}")))?;
             let policy = r.policy();
             Ok(Arc::new(MemberProfile::new(
                 r.user.into(),
@@ -1114,7 +1108,7 @@ impl Store for SqliteStore {
         .transpose()
     }
 
-    async fn record_renewals(&self, renewals: &[Renewal]) -> DomainResult<()> {
+    async fn record_renewals(&self, renewals: &[Renewal]) -> StoreResult<()> {
         // One statement for the whole batch: the rows travel as one JSON array.
         let rows: Vec<_> = renewals
             .iter()
@@ -1142,7 +1136,7 @@ impl Store for SqliteStore {
         user_id: Option<i64>,
         now: i64,
         audit: &NewAuditEvent,
-    ) -> DomainResult<bool> {
+    ) -> StoreResult<bool> {
         let mut tx = self.write_tx().await?;
         let renew_count: Option<i64> = sqlx::query_scalar(
             "UPDATE sessions SET revoked_at = ? \
@@ -1172,7 +1166,7 @@ impl Store for SqliteStore {
         in_org: Option<i64>,
         now: i64,
         audit: &NewAuditEvent,
-    ) -> DomainResult<Revoked> {
+    ) -> StoreResult<Revoked> {
         let mut tx = self.write_tx().await?;
         let done = sqlx::query(
             "UPDATE sessions SET revoked_at = ? WHERE user_id = ? AND revoked_at IS NULL \
@@ -1200,7 +1194,7 @@ impl Store for SqliteStore {
         session_id: &str,
         restriction: &str,
         audit: &NewAuditEvent,
-    ) -> DomainResult<bool> {
+    ) -> StoreResult<bool> {
         let mut tx = self.write_tx().await?;
         let done = sqlx::query(
             "UPDATE sessions SET restriction = NULL WHERE id = ? AND restriction = ? \
@@ -1219,7 +1213,7 @@ impl Store for SqliteStore {
         Ok(true)
     }
 
-    async fn live_sessions_of(&self, user_id: i64, now: i64) -> DomainResult<Vec<SessionRecord>> {
+    async fn live_sessions_of(&self, user_id: i64, now: i64) -> StoreResult<Vec<SessionRecord>> {
         let rows: Vec<SessionRow> = sqlx::query_as(
             "SELECT id, user_id, org_id, method, client, address, user_agent, created_at, \
              expires_at, token_expires_at, last_renewed_at, renew_count, revoked_at, restriction \
@@ -1240,7 +1234,7 @@ impl Store for SqliteStore {
         key: NewApiKey,
         max_per_user: i64,
         audit: &NewAuditEvent,
-    ) -> DomainResult<ApiKeyRecord> {
+    ) -> StoreResult<ApiKeyRecord> {
         let mut tx = self.write_tx().await?;
         let owned: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM api_keys WHERE user_id = ?")
             .bind(key.user_id)
@@ -1248,7 +1242,7 @@ impl Store for SqliteStore {
             .await
             .map_err(db_error)?;
         if owned >= max_per_user {
-            return Err(DomainError::Conflict(format!(
+            return Err(StoreError::Conflict(format!(
                 "a user may have at most {max_per_user} API keys; delete one first"
             )));
         }
@@ -1275,7 +1269,7 @@ impl Store for SqliteStore {
         Ok(row.into())
     }
 
-    async fn api_key_context(&self, key_hash: &[u8]) -> DomainResult<Option<ApiKeyContext>> {
+    async fn api_key_context(&self, key_hash: &[u8]) -> StoreResult<Option<ApiKeyContext>> {
         let row: Option<ApiKeyContextRow> = sqlx::query_as(api_key_columns!(
             "SELECT",
             ", u.uuid AS user_uuid, u.is_active AS user_active, u.is_platform_admin, m.role, \
@@ -1301,7 +1295,7 @@ impl Store for SqliteStore {
         .transpose()
     }
 
-    async fn api_keys_of(&self, user_id: i64, org_id: i64) -> DomainResult<Vec<ApiKeyRecord>> {
+    async fn api_keys_of(&self, user_id: i64, org_id: i64) -> StoreResult<Vec<ApiKeyRecord>> {
         let rows: Vec<ApiKeyRow> = sqlx::query_as(api_key_columns!(
             "SELECT",
             "FROM api_keys k WHERE k.user_id = ? AND k.org_id = ? ORDER BY k.id"
@@ -1314,7 +1308,7 @@ impl Store for SqliteStore {
         Ok(rows.into_iter().map(ApiKeyRecord::from).collect())
     }
 
-    async fn api_keys_in_org(&self, org_id: i64) -> DomainResult<Vec<ApiKeyRecord>> {
+    async fn api_keys_in_org(&self, org_id: i64) -> StoreResult<Vec<ApiKeyRecord>> {
         let rows: Vec<ApiKeyRow> = sqlx::query_as(api_key_columns!(
             "SELECT",
             "FROM api_keys k WHERE k.org_id = ? ORDER BY k.id"
@@ -1332,7 +1326,7 @@ impl Store for SqliteStore {
         owner: Option<i64>,
         org_id: i64,
         audit: &NewAuditEvent,
-    ) -> DomainResult<Option<ApiKeyRecord>> {
+    ) -> StoreResult<Option<ApiKeyRecord>> {
         let mut tx = self.write_tx().await?;
         let row: Option<ApiKeyRow> = sqlx::query_as(
             "DELETE FROM api_keys WHERE public_id = ? AND org_id = ? \
@@ -1356,7 +1350,7 @@ impl Store for SqliteStore {
         owner: i64,
         org_id: i64,
         audit: &NewAuditEvent,
-    ) -> DomainResult<Option<ApiKeyRecord>> {
+    ) -> StoreResult<Option<ApiKeyRecord>> {
         let mut tx = self.write_tx().await?;
         let row: Option<ApiKeyRow> = sqlx::query_as(
             "DELETE FROM api_keys WHERE key_hash = ? AND org_id = ? AND user_id = ? \
@@ -1377,7 +1371,7 @@ impl Store for SqliteStore {
         user_id: i64,
         in_org: Option<i64>,
         audit: &NewAuditEvent,
-    ) -> DomainResult<u64> {
+    ) -> StoreResult<u64> {
         let mut tx = self.write_tx().await?;
         let deleted = delete_keys_in(&mut tx, user_id, in_org).await?;
         let mut audit = audit.clone();
@@ -1387,7 +1381,7 @@ impl Store for SqliteStore {
         Ok(deleted)
     }
 
-    async fn record_api_key_usage(&self, usage: &[(i64, i64, Option<String>)]) -> DomainResult<()> {
+    async fn record_api_key_usage(&self, usage: &[(i64, i64, Option<String>)]) -> StoreResult<()> {
         let mut tx = self.write_tx().await?;
         for (id, at, address) in usage {
             sqlx::query(
@@ -1411,7 +1405,7 @@ impl Store for SqliteStore {
         address: &str,
         now: i64,
         audit: &NewAuditEvent,
-    ) -> DomainResult<bool> {
+    ) -> StoreResult<bool> {
         let mut tx = self.write_tx().await?;
         let done = sqlx::query(
             "INSERT INTO api_key_addresses (key_id, address, first_seen_at) VALUES (?, ?, ?) \
@@ -1431,12 +1425,12 @@ impl Store for SqliteStore {
         Ok(first)
     }
 
-    async fn record_audit(&self, event: &NewAuditEvent) -> DomainResult<()> {
+    async fn record_audit(&self, event: &NewAuditEvent) -> StoreResult<()> {
         let mut conn = self.writer.acquire().await.map_err(db_error)?;
         insert_audit(&mut conn, event).await
     }
 
-    async fn audit_events(&self, q: &AuditQuery) -> DomainResult<Vec<AuditRecord>> {
+    async fn audit_events(&self, q: &AuditQuery) -> StoreResult<Vec<AuditRecord>> {
         let rows: Vec<AuditRow> = sqlx::query_as(
             "SELECT id, occurred_at, event, outcome, reason, org_id, actor_user_id, \
              subject_user_id, subject, address, user_agent, client, request_id, details \
@@ -1462,7 +1456,7 @@ impl Store for SqliteStore {
         Ok(rows.into_iter().map(AuditRecord::from).collect())
     }
 
-    async fn password_policy(&self, org_id: i64) -> DomainResult<Option<PasswordPolicy>> {
+    async fn password_policy(&self, org_id: i64) -> StoreResult<Option<PasswordPolicy>> {
         let row: Option<PolicyRow> = sqlx::query_as(
             "SELECT min_length, max_age_days, history_count, reject_common, require_mfa \
              FROM password_policies WHERE org_id = ?",
@@ -1480,7 +1474,7 @@ impl Store for SqliteStore {
         policy: &PasswordPolicy,
         now: i64,
         audit: &NewAuditEvent,
-    ) -> DomainResult<()> {
+    ) -> StoreResult<()> {
         let mut tx = self.write_tx().await?;
         require_org(&mut tx, org_id).await?;
         sqlx::query(
@@ -1506,7 +1500,7 @@ impl Store for SqliteStore {
         tx.commit().await.map_err(db_error)
     }
 
-    async fn password_history(&self, user_id: i64, limit: i64) -> DomainResult<Vec<String>> {
+    async fn password_history(&self, user_id: i64, limit: i64) -> StoreResult<Vec<String>> {
         sqlx::query_scalar(
             "SELECT password_hash FROM password_history WHERE user_id = ? \
              ORDER BY id DESC LIMIT ?",
@@ -1522,7 +1516,7 @@ impl Store for SqliteStore {
         &self,
         change: &PasswordChange,
         audit: &NewAuditEvent,
-    ) -> DomainResult<Revoked> {
+    ) -> StoreResult<Revoked> {
         let mut tx = self.write_tx().await?;
         let current: Option<Option<String>> =
             sqlx::query_scalar("SELECT password_hash FROM users WHERE id = ?")
@@ -1531,12 +1525,12 @@ impl Store for SqliteStore {
                 .await
                 .map_err(db_error)?;
         let Some(current) = current else {
-            return Err(DomainError::NotFound("user"));
+            return Err(StoreError::NotFound("user"));
         };
         if let Some(expected) = &change.expected_hash
             && current.as_ref() != Some(expected)
         {
-            return Err(DomainError::Conflict(
+            return Err(StoreError::Conflict(
                 "the password was changed meanwhile; try again".into(),
             ));
         }
@@ -1601,7 +1595,7 @@ impl Store for SqliteStore {
         user_id: i64,
         old_hash: &str,
         new_hash: &str,
-    ) -> DomainResult<bool> {
+    ) -> StoreResult<bool> {
         let done =
             sqlx::query("UPDATE users SET password_hash = ? WHERE id = ? AND password_hash = ?")
                 .bind(new_hash)
@@ -1613,7 +1607,7 @@ impl Store for SqliteStore {
         Ok(done.rows_affected() == 1)
     }
 
-    async fn totp_of(&self, user_id: i64) -> DomainResult<Option<TotpRecord>> {
+    async fn totp_of(&self, user_id: i64) -> StoreResult<Option<TotpRecord>> {
         let row: Option<(String, Option<i64>, Option<i64>)> = sqlx::query_as(
             "SELECT secret, confirmed_at, last_used_step FROM mfa_totp WHERE user_id = ?",
         )
@@ -1636,7 +1630,7 @@ impl Store for SqliteStore {
         sealed_secret: &str,
         now: i64,
         audit: &NewAuditEvent,
-    ) -> DomainResult<()> {
+    ) -> StoreResult<()> {
         let mut tx = self.write_tx().await?;
         let confirmed: Option<Option<i64>> =
             sqlx::query_scalar("SELECT confirmed_at FROM mfa_totp WHERE user_id = ?")
@@ -1645,7 +1639,7 @@ impl Store for SqliteStore {
                 .await
                 .map_err(db_error)?;
         if matches!(confirmed, Some(Some(_))) {
-            return Err(DomainError::Conflict(
+            return Err(StoreError::Conflict(
                 "TOTP is already enabled; disable it first to enrol again".into(),
             ));
         }
@@ -1671,7 +1665,7 @@ impl Store for SqliteStore {
         recovery_code_hashes: &[Vec<u8>],
         now: i64,
         audit: &NewAuditEvent,
-    ) -> DomainResult<bool> {
+    ) -> StoreResult<bool> {
         let mut tx = self.write_tx().await?;
         let done = sqlx::query(
             "UPDATE mfa_totp SET confirmed_at = ?, last_used_step = ? \
@@ -1711,7 +1705,7 @@ impl Store for SqliteStore {
         Ok(true)
     }
 
-    async fn consume_totp_step(&self, user_id: i64, step: i64) -> DomainResult<bool> {
+    async fn consume_totp_step(&self, user_id: i64, step: i64) -> StoreResult<bool> {
         let done = sqlx::query(
             "UPDATE mfa_totp SET last_used_step = ? WHERE user_id = ? \
              AND confirmed_at IS NOT NULL AND (last_used_step IS NULL OR last_used_step < ?)",
@@ -1731,7 +1725,7 @@ impl Store for SqliteStore {
         code_hash: &[u8],
         now: i64,
         audit: &NewAuditEvent,
-    ) -> DomainResult<bool> {
+    ) -> StoreResult<bool> {
         let mut tx = self.write_tx().await?;
         let done = sqlx::query(
             "UPDATE mfa_recovery_codes SET used_at = ? \
@@ -1752,7 +1746,7 @@ impl Store for SqliteStore {
         Ok(true)
     }
 
-    async fn reseal_totp(&self, user_id: i64, sealed_secret: &str) -> DomainResult<()> {
+    async fn reseal_totp(&self, user_id: i64, sealed_secret: &str) -> StoreResult<()> {
         sqlx::query("UPDATE mfa_totp SET secret = ? WHERE user_id = ?")
             .bind(sealed_secret)
             .bind(user_id)
@@ -1762,7 +1756,7 @@ impl Store for SqliteStore {
             .map_err(db_error)
     }
 
-    async fn delete_totp(&self, user_id: i64, audit: &NewAuditEvent) -> DomainResult<bool> {
+    async fn delete_totp(&self, user_id: i64, audit: &NewAuditEvent) -> StoreResult<bool> {
         let mut tx = self.write_tx().await?;
         let done = sqlx::query("DELETE FROM mfa_totp WHERE user_id = ?")
             .bind(user_id)
@@ -1787,7 +1781,7 @@ impl Store for SqliteStore {
         i: &IntegrationRecord,
         now: i64,
         audit: &NewAuditEvent,
-    ) -> DomainResult<()> {
+    ) -> StoreResult<()> {
         let mut tx = self.write_tx().await?;
         require_org(&mut tx, i.org_id).await?;
         sqlx::query(
@@ -1807,7 +1801,7 @@ impl Store for SqliteStore {
         .bind(&i.audience)
         .bind(i.issuer.as_deref())
         .bind(i64::from(i.lifetime_secs))
-        .bind(serde_json::to_string(&i.claims).map_err(DomainError::internal)?)
+        .bind(serde_json::to_string(&i.claims).map_err(StoreError::internal)?)
         .bind(serde_json::Value::Object(i.custom_claims.clone()).to_string())
         .bind(i.allow_api_keys)
         .bind(now)
@@ -1818,11 +1812,7 @@ impl Store for SqliteStore {
         tx.commit().await.map_err(db_error)
     }
 
-    async fn integration(
-        &self,
-        org_id: i64,
-        name: &str,
-    ) -> DomainResult<Option<IntegrationRecord>> {
+    async fn integration(&self, org_id: i64, name: &str) -> StoreResult<Option<IntegrationRecord>> {
         let row: Option<IntegrationRow> = sqlx::query_as(
             "SELECT org_id, name, algorithm, secret, audience, issuer, lifetime_secs, claims, \
              custom_claims, allow_api_keys FROM integrations WHERE org_id = ? AND name = ?",
@@ -1835,7 +1825,7 @@ impl Store for SqliteStore {
         row.map(IntegrationRecord::try_from).transpose()
     }
 
-    async fn integrations_of(&self, org_id: i64) -> DomainResult<Vec<IntegrationRecord>> {
+    async fn integrations_of(&self, org_id: i64) -> StoreResult<Vec<IntegrationRecord>> {
         let rows: Vec<IntegrationRow> = sqlx::query_as(
             "SELECT org_id, name, algorithm, secret, audience, issuer, lifetime_secs, claims, \
              custom_claims, allow_api_keys FROM integrations WHERE org_id = ? ORDER BY name",
@@ -1852,7 +1842,7 @@ impl Store for SqliteStore {
         org_id: i64,
         name: &str,
         audit: &NewAuditEvent,
-    ) -> DomainResult<bool> {
+    ) -> StoreResult<bool> {
         let mut tx = self.write_tx().await?;
         let done = sqlx::query("DELETE FROM integrations WHERE org_id = ? AND name = ?")
             .bind(org_id)
@@ -1873,7 +1863,7 @@ impl Store for SqliteStore {
         keys: &[String],
         now: i64,
         window_ms: i64,
-    ) -> DomainResult<Vec<(i64, i64)>> {
+    ) -> StoreResult<Vec<(i64, i64)>> {
         let mut tx = self.write_tx().await?;
         let mut counted = Vec::with_capacity(keys.len());
         for key in keys {
@@ -1899,12 +1889,12 @@ impl Store for SqliteStore {
         Ok(counted)
     }
 
-    async fn clear_throttle(&self, key: &str) -> DomainResult<()> {
+    async fn clear_throttle(&self, key: &str) -> StoreResult<()> {
         let mut conn = self.writer.acquire().await.map_err(db_error)?;
         delete_throttle(&mut conn, key).await
     }
 
-    async fn prune_throttle(&self, before: i64) -> DomainResult<u64> {
+    async fn prune_throttle(&self, before: i64) -> StoreResult<u64> {
         sqlx::query("DELETE FROM throttle WHERE window_start < ?")
             .bind(before)
             .execute(&self.writer)
@@ -1918,7 +1908,7 @@ impl Store for SqliteStore {
         c: &SsoConfigRecord,
         now: i64,
         audit: &NewAuditEvent,
-    ) -> DomainResult<()> {
+    ) -> StoreResult<()> {
         let mut tx = self.write_tx().await?;
         require_org(&mut tx, c.org_id).await?;
         for domain in &c.email_domains {
@@ -1929,7 +1919,7 @@ impl Store for SqliteStore {
                     .await
                     .map_err(db_error)?;
             if owner.is_some_and(|o| o != c.org_id) {
-                return Err(DomainError::Conflict(format!(
+                return Err(StoreError::Conflict(format!(
                     "the domain {domain} already signs in through another org's SSO"
                 )));
             }
@@ -1950,9 +1940,9 @@ impl Store for SqliteStore {
         .bind(&c.sealed_client_secret)
         .bind(c.allow_jit)
         .bind(c.allow_password)
-        .bind(serde_json::to_string(&c.redirect_allow_list).map_err(DomainError::internal)?)
+        .bind(serde_json::to_string(&c.redirect_allow_list).map_err(StoreError::internal)?)
         .bind(now)
-        .bind(serde_json::to_string(&c.pending_domains).map_err(DomainError::internal)?)
+        .bind(serde_json::to_string(&c.pending_domains).map_err(StoreError::internal)?)
         .execute(&mut *tx)
         .await
         .map_err(db_error)?;
@@ -1973,7 +1963,7 @@ impl Store for SqliteStore {
         tx.commit().await.map_err(db_error)
     }
 
-    async fn sso_config(&self, org_id: i64) -> DomainResult<Option<SsoConfigRecord>> {
+    async fn sso_config(&self, org_id: i64) -> StoreResult<Option<SsoConfigRecord>> {
         let row: Option<(String, String, String, bool, bool, String, String)> = sqlx::query_as(
             "SELECT issuer, client_id, client_secret, allow_jit, allow_password, \
              redirect_allow_list, pending_domains FROM sso_configs WHERE org_id = ?",
@@ -2007,15 +1997,15 @@ impl Store for SqliteStore {
             sealed_client_secret,
             email_domains,
             pending_domains: serde_json::from_str(&pending)
-                .map_err(|_| DomainError::internal("stored pending SSO domains"))?,
+                .map_err(|_| StoreError::internal("stored pending SSO domains"))?,
             allow_jit,
             allow_password,
             redirect_allow_list: serde_json::from_str(&list)
-                .map_err(|_| DomainError::internal("stored SSO allow-list"))?,
+                .map_err(|_| StoreError::internal("stored SSO allow-list"))?,
         }))
     }
 
-    async fn delete_sso_config(&self, org_id: i64, audit: &NewAuditEvent) -> DomainResult<bool> {
+    async fn delete_sso_config(&self, org_id: i64, audit: &NewAuditEvent) -> StoreResult<bool> {
         let mut tx = self.write_tx().await?;
         let done = sqlx::query("DELETE FROM sso_configs WHERE org_id = ?")
             .bind(org_id)
@@ -2035,7 +2025,7 @@ impl Store for SqliteStore {
         Ok(true)
     }
 
-    async fn sso_org_for_domain(&self, domain: &str) -> DomainResult<Option<i64>> {
+    async fn sso_org_for_domain(&self, domain: &str) -> StoreResult<Option<i64>> {
         sqlx::query_scalar(
             "SELECT d.org_id FROM sso_domains d JOIN sso_configs c ON c.org_id = d.org_id \
              WHERE d.domain = ?",
@@ -2046,7 +2036,7 @@ impl Store for SqliteStore {
         .map_err(db_error)
     }
 
-    async fn orgs_holding_domain(&self, domain: &str) -> DomainResult<Vec<i64>> {
+    async fn orgs_holding_domain(&self, domain: &str) -> StoreResult<Vec<i64>> {
         sqlx::query_scalar(
             "SELECT org_id FROM org_email_domains WHERE domain = ?1 \
              UNION SELECT org_id FROM sso_domains WHERE domain = ?1",
@@ -2062,7 +2052,7 @@ impl Store for SqliteStore {
         org_id: i64,
         issuer: &str,
         subject: &str,
-    ) -> DomainResult<Option<i64>> {
+    ) -> StoreResult<Option<i64>> {
         sqlx::query_scalar(
             "SELECT user_id FROM sso_identities WHERE org_id = ? AND issuer = ? AND subject = ?",
         )
@@ -2081,14 +2071,14 @@ impl Store for SqliteStore {
         user_id: i64,
         now: i64,
         audit: &NewAuditEvent,
-    ) -> DomainResult<()> {
+    ) -> StoreResult<()> {
         let mut tx = self.write_tx().await?;
         insert_sso_identity(&mut tx, org_id, identity, user_id, now).await?;
         insert_audit(&mut tx, audit).await?;
         tx.commit().await.map_err(db_error)
     }
 
-    async fn create_sso_login(&self, l: &SsoLoginRecord) -> DomainResult<()> {
+    async fn create_sso_login(&self, l: &SsoLoginRecord) -> StoreResult<()> {
         sqlx::query(
             "INSERT INTO sso_logins (state, org_id, nonce, pkce_verifier, return_to, client, \
              created_at, expires_at, link_user_id, browser_binding) \
@@ -2110,7 +2100,7 @@ impl Store for SqliteStore {
         .map_err(db_error)
     }
 
-    async fn take_sso_login(&self, state: &str, now: i64) -> DomainResult<Option<SsoLoginRecord>> {
+    async fn take_sso_login(&self, state: &str, now: i64) -> StoreResult<Option<SsoLoginRecord>> {
         let row: Option<(
             String,
             i64,
@@ -2161,7 +2151,7 @@ impl Store for SqliteStore {
         ))
     }
 
-    async fn prune_sso_logins(&self, before: i64) -> DomainResult<u64> {
+    async fn prune_sso_logins(&self, before: i64) -> StoreResult<u64> {
         sqlx::query("DELETE FROM sso_logins WHERE used_at IS NOT NULL OR expires_at < ?")
             .bind(before)
             .execute(&self.writer)
@@ -2170,11 +2160,7 @@ impl Store for SqliteStore {
             .map_err(db_error)
     }
 
-    async fn audit_events_after(
-        &self,
-        after_id: i64,
-        limit: i64,
-    ) -> DomainResult<Vec<AuditRecord>> {
+    async fn audit_events_after(&self, after_id: i64, limit: i64) -> StoreResult<Vec<AuditRecord>> {
         let rows: Vec<AuditRow> = sqlx::query_as(
             "SELECT id, occurred_at, event, outcome, reason, org_id, actor_user_id, \
              subject_user_id, subject, address, user_agent, client, request_id, details \
@@ -2188,7 +2174,7 @@ impl Store for SqliteStore {
         Ok(rows.into_iter().map(AuditRecord::from).collect())
     }
 
-    async fn prune_audit(&self, before: i64) -> DomainResult<u64> {
+    async fn prune_audit(&self, before: i64) -> StoreResult<u64> {
         sqlx::query("DELETE FROM audit_events WHERE occurred_at < ?")
             .bind(before)
             .execute(&self.writer)

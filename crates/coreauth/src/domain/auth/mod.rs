@@ -270,7 +270,11 @@ impl Auth {
             return;
         }
         let upgraded = match self.hashing.hash(password).await {
-            Ok(new) => self.store.upgrade_password_hash(user.id, old, &new).await,
+            Ok(new) => self
+                .store
+                .upgrade_password_hash(user.id, old, &new)
+                .await
+                .map_err(DomainError::from),
             Err(e) => Err(e),
         };
         match upgraded {
@@ -479,9 +483,9 @@ impl Auth {
             }
             written
         });
-        write
+        Ok(write
             .await
-            .map_err(|e| DomainError::internal(format!("writing renewals: {e}")))?
+            .map_err(|e| DomainError::internal(format!("writing renewals: {e}")))??)
     }
 
     /// `flush_renewals` before something that reads renewal counts. A failure is logged, not
@@ -534,7 +538,7 @@ impl Auth {
     }
 
     pub async fn orgs_of(&self, caller: &Principal) -> DomainResult<Vec<MembershipRecord>> {
-        self.store.memberships_of(caller.user_id).await
+        Ok(self.store.memberships_of(caller.user_id).await?)
     }
 
     pub async fn sessions_of(
@@ -545,9 +549,10 @@ impl Auth {
         caller.require_session("list or end sessions")?;
         // A session whose newest token is only in the pending renewals would look expired.
         self.flush_renewals_before("listing sessions").await;
-        self.store
+        Ok(self
+            .store
             .live_sessions_of(caller.user_id, to_millis(now))
-            .await
+            .await?)
     }
 
     /// Ends one of the caller's own sessions; someone else's is "not found".

@@ -8,10 +8,10 @@ use crate::domain::audit::NewAuditEvent;
 use crate::domain::auth::RequestOrigin;
 use crate::domain::clock::to_millis;
 use crate::domain::email::Email;
-use crate::domain::error::{DomainError, DomainResult, SsoFailure};
+use crate::domain::error::{DomainResult, SsoFailure};
 use crate::domain::org::{Name, Role};
 use crate::domain::user::{NewUser, UserRecord};
-use crate::store::{SsoConfigRecord, SsoLoginRecord};
+use crate::store::{SsoConfigRecord, SsoLoginRecord, StoreError};
 
 impl Sso {
     /// The account behind the provider's identity, as an active member of the org: the one
@@ -57,8 +57,8 @@ impl Sso {
                 .link_sso_identity(org_id, identity, user.id, to_millis(now), &audit)
                 .await
                 .map_err(|e| match e {
-                    DomainError::Conflict(_) => failure(SsoFailure::LinkMismatch),
-                    other => other,
+                    StoreError::Conflict(_) => failure(SsoFailure::LinkMismatch),
+                    other => other.into(),
                 })?;
             return Ok((user, role));
         }
@@ -78,15 +78,9 @@ impl Sso {
             .store
             .create_user(
                 NewUser {
-                    uuid: uuid::Uuid::new_v4().to_string(),
-                    email: email.clone(),
-                    first,
-                    last,
-                    password_hash: None,
-                    is_platform_admin: false,
-                    created_at: to_millis(now),
                     membership: Some((org_id, Role::Member)),
                     sso_identity: Some((issuer.to_owned(), subject.to_owned())),
+                    ..NewUser::person(&email, first, last, to_millis(now))
                 },
                 &audit,
             )

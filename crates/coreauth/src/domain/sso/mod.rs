@@ -141,7 +141,7 @@ impl Sso {
     /// Forgets sign-ons in flight that were used or have expired: each anonymous start stores
     /// one, and nothing else ever deletes them.
     pub async fn prune(&self, now: OffsetDateTime) -> DomainResult<u64> {
-        self.store.prune_sso_logins(to_millis(now)).await
+        Ok(self.store.prune_sso_logins(to_millis(now)).await?)
     }
 
     /// The redirect URI to register at the provider.

@@ -1,0 +1,321 @@
+//! The store's vocabulary: what it is given to write and what it reads back. Plain data, shared
+//! by every layer above; what the records mean (validation, rules, rendering) is the domain's,
+//! in `impl` blocks beside the rules that use them.
+
+use std::sync::Arc;
+
+use serde_json::{Map, Value};
+use zeroize::Zeroizing;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UserRecord {
+    pub id: i64,
+    pub uuid: String,
+    pub email: String,
+    pub first: String,
+    pub last: String,
+    pub is_active: bool,
+    pub is_platform_admin: bool,
+    /// Absent for users who only sign in through SSO.
+    pub password_hash: Option<String>,
+    pub password_set_at: Option<i64>,
+    pub must_change_password: bool,
+    pub created_at: i64,
+    /// The org the account was created in (`None` only for accounts that never had one):
+    /// account-wide administration belongs to its admins and to platform admins.
+    pub home_org_id: Option<i64>,
+    /// The org of the user's newest session, where a login without `selectedOrg` goes when the
+    /// home membership is inactive.
+    pub last_org_id: Option<i64>,
+}
+
+/// A user to create, already validated.
+#[derive(Debug, Clone)]
+pub struct NewUser {
+    pub uuid: String,
+    /// The address as given (trimmed), and its lookup key (`Email::key`).
+    pub email: String,
+    pub email_key: String,
+    pub first: String,
+    pub last: String,
+    pub password_hash: Option<String>,
+    pub is_platform_admin: bool,
+    pub created_at: i64,
+    /// The org the user joins on creation, and as what: their home org.
+    pub membership: Option<(i64, Role)>,
+    /// The identity `(issuer, subject)` at that org's SSO provider that created the account
+    /// (just-in-time provisioning), linked in the same transaction.
+    pub sso_identity: Option<(String, String)>,
+}
+
+/// A change to a user; `None` leaves a field as it is.
+#[derive(Debug, Clone, Default)]
+pub struct UserPatch {
+    pub first: Option<String>,
+    pub last: Option<String>,
+    pub is_active: Option<bool>,
+}
+
+/// A member's role in one org.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Role {
+    Admin,
+    Member,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OrgRecord {
+    pub id: i64,
+    pub name: String,
+    pub email_domains: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MembershipRecord {
+    pub user_id: i64,
+    pub org_id: i64,
+    pub org_name: String,
+    pub role: Role,
+    pub is_active: bool,
+}
+
+/// A change to a membership; `None` leaves a field as it is.
+#[derive(Debug, Clone, Default)]
+pub struct MembershipPatch {
+    pub role: Option<Role>,
+    pub is_active: Option<bool>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SessionRecord {
+    pub id: String,
+    pub user_id: i64,
+    pub org_id: i64,
+    /// How the session was opened: `password` or `sso`.
+    pub method: String,
+    pub client: Option<String>,
+    pub address: Option<String>,
+    pub user_agent: Option<String>,
+    pub created_at: i64,
+    /// The absolute end: login + the session cap. No renewal goes past it.
+    pub expires_at: i64,
+    /// The expiry of the newest token issued for it; past this the session is dead in practice.
+    pub token_expires_at: i64,
+    pub last_renewed_at: Option<i64>,
+    pub renew_count: i64,
+    pub revoked_at: Option<i64>,
+    /// Set while the session may only enrol a second factor the org requires.
+    pub restriction: Option<String>,
+}
+
+/// Renewals of one session not yet written: how many, the newest token's expiry and when the
+/// last one was made (epoch ms).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Renewal {
+    pub session_id: String,
+    pub count: i64,
+    pub token_expires_at: i64,
+    pub renewed_at: i64,
+}
+
+/// A session with what every request needs to know about its user and membership, read in one
+/// query.
+#[derive(Debug, Clone)]
+pub struct SessionContext {
+    /// Shared with the session cache and the request's `Principal`: a cache hit copies no text.
+    pub session: Arc<SessionRecord>,
+    pub user_uuid: Arc<str>,
+    pub user_active: bool,
+    pub is_platform_admin: bool,
+    pub role: Role,
+    pub membership_active: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApiKeyRecord {
+    pub id: i64,
+    pub public_id: String,
+    pub user_id: i64,
+    pub org_id: i64,
+    pub name: String,
+    pub prefix: String,
+    pub read_only: bool,
+    pub created_at: i64,
+    pub expires_at: Option<i64>,
+    pub last_used_at: Option<i64>,
+    pub last_used_address: Option<String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct NewApiKey {
+    pub public_id: String,
+    pub user_id: i64,
+    pub org_id: i64,
+    pub name: String,
+    pub prefix: String,
+    pub key_hash: Vec<u8>,
+    pub read_only: bool,
+    pub created_at: i64,
+    pub expires_at: Option<i64>,
+}
+
+/// A key with what authenticating it needs to know about its owner, read in one query.
+#[derive(Debug, Clone)]
+pub struct ApiKeyContext {
+    /// Shared with the session cache: a cache hit copies no text.
+    pub key: Arc<ApiKeyRecord>,
+    pub user_uuid: Arc<str>,
+    pub user_active: bool,
+    pub is_platform_admin: bool,
+    pub role: Role,
+    pub membership_active: bool,
+}
+
+/// An event about to be recorded.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewAuditEvent {
+    pub occurred_at: i64,
+    /// What happened, as `area.verb`: `login.succeeded`, `apikey.deleted`, …
+    pub event: String,
+    pub success: bool,
+    /// For failures: the error code (`invalid_credentials`, …).
+    pub reason: Option<String>,
+    pub org_id: Option<i64>,
+    pub actor_user_id: Option<i64>,
+    pub subject_user_id: Option<i64>,
+    /// What the event is about beyond a user: a session id, a key id, an org.
+    pub subject: Option<String>,
+    pub address: Option<String>,
+    pub user_agent: Option<String>,
+    pub client: Option<String>,
+    pub request_id: Option<String>,
+    pub details: serde_json::Value,
+}
+
+/// A recorded event.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AuditRecord {
+    pub id: i64,
+    pub event: NewAuditEvent,
+}
+
+/// What to look for in the trail; `before` is the cursor (the id of the last event seen).
+#[derive(Debug, Clone, Default)]
+pub struct AuditQuery {
+    pub org_id: Option<i64>,
+    pub user_id: Option<i64>,
+    pub event: Option<String>,
+    pub since: Option<i64>,
+    pub until: Option<i64>,
+    pub before: Option<i64>,
+    pub limit: u32,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PasswordPolicy {
+    pub min_length: u32,
+    /// 0: passwords never expire (the default).
+    pub max_age_days: u32,
+    /// How many previous passwords may not be reused (0: no check).
+    pub history_count: u32,
+    pub reject_common: bool,
+    /// Every member must use a second factor (TOTP); members without one can only enrol.
+    pub require_mfa: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IntegrationAlgorithm {
+    /// HMAC-SHA-256 with a secret shared with the portal.
+    Hs256,
+    /// Ed25519 with coreauth's own key (the portal verifies with `/.well-known/jwks.json`).
+    EdDsa,
+}
+
+/// An integration as configured (the secret only ever sealed).
+#[derive(Debug, Clone, PartialEq)]
+pub struct IntegrationRecord {
+    pub org_id: i64,
+    pub name: String,
+    pub algorithm: IntegrationAlgorithm,
+    pub sealed_secret: Option<String>,
+    pub audience: String,
+    pub issuer: Option<String>,
+    pub lifetime_secs: u32,
+    pub claims: Vec<String>,
+    pub custom_claims: Map<String, Value>,
+    pub allow_api_keys: bool,
+}
+
+/// An Ed25519 signing key as stored: the 32-byte seed and its key id.
+pub struct StoredSigningKey {
+    pub kid: String,
+    pub algorithm: String,
+    pub seed: Zeroizing<Vec<u8>>,
+    pub created_at: i64,
+}
+
+/// A new password hash for a user, with what else changes with it.
+#[derive(Debug, Clone)]
+pub struct PasswordChange {
+    pub user_id: i64,
+    pub new_hash: String,
+    /// The hash the change was decided against; if it changed meanwhile the store refuses
+    /// (`Conflict`), so two concurrent changes cannot both win. `None`: no check (admin reset).
+    pub expected_hash: Option<String>,
+    pub must_change: bool,
+    pub now: i64,
+    /// Sessions of the user are revoked, except this one (the caller's own).
+    pub keep_session: Option<String>,
+    /// The user's API keys are deleted too, in the same transaction (`details.keysDeleted`).
+    pub delete_api_keys: bool,
+}
+
+/// A user's TOTP enrolment as stored.
+#[derive(Debug, Clone)]
+pub struct TotpRecord {
+    pub sealed_secret: String,
+    pub confirmed_at: Option<i64>,
+    pub last_used_step: Option<i64>,
+}
+
+/// An org's SSO settings as stored (the client secret sealed).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SsoConfigRecord {
+    pub org_id: i64,
+    pub issuer: String,
+    pub client_id: String,
+    pub sealed_client_secret: String,
+    /// Verified domains: strategy discovery and the callback count these only.
+    pub email_domains: Vec<String>,
+    /// Domains an org admin asked for, doing nothing until a platform admin sets them.
+    pub pending_domains: Vec<String>,
+    pub allow_jit: bool,
+    pub allow_password: bool,
+    pub redirect_allow_list: Vec<String>,
+}
+
+/// An SSO login between its start and its callback.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SsoLoginRecord {
+    pub state: String,
+    pub org_id: i64,
+    pub nonce: String,
+    pub sealed_pkce_verifier: String,
+    pub return_to: Option<String>,
+    pub client: Option<String>,
+    pub created_at: i64,
+    pub expires_at: i64,
+    /// The user linking their account, who started this sign-on from a password session.
+    pub link_user_id: Option<i64>,
+    /// SHA-256 (hex) of the secret in the starting browser's cookie; `None` for a link.
+    pub browser_binding: Option<String>,
+}
+
+/// Previous hashes kept per user, enough for the strictest `historyCount`.
+pub const PASSWORD_HISTORY_KEPT: i64 = 24;
+
+/// What an admin change revoked along with it, for the caller's information.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Revoked {
+    pub sessions: u64,
+}
