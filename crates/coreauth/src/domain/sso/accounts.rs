@@ -80,7 +80,7 @@ impl Sso {
                 NewUser {
                     membership: Some((org_id, Role::Member)),
                     sso_identity: Some((issuer.to_owned(), subject.to_owned())),
-                    ..NewUser::person(&email, first, last, to_millis(now))
+                    ..NewUser::person(email, first, last, to_millis(now))
                 },
                 &audit,
             )
