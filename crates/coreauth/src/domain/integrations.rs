@@ -43,18 +43,8 @@ pub const USER_FIELDS: [&str; 7] = [
 
 impl IntegrationAlgorithm {
     pub fn parse(text: &str) -> DomainResult<Self> {
-        match text {
-            "HS256" => Ok(Self::Hs256),
-            "EdDSA" => Ok(Self::EdDsa),
-            _ => Err(DomainError::invalid("algorithm must be HS256 or EdDSA")),
-        }
-    }
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Hs256 => "HS256",
-            Self::EdDsa => "EdDSA",
-        }
+        Self::from_stored(text)
+            .ok_or_else(|| DomainError::invalid("algorithm must be HS256 or EdDSA"))
     }
 }
 

@@ -8,18 +8,8 @@ pub const MAX_NAME_CHARS: usize = 200;
 
 impl Role {
     pub fn parse(input: &str) -> DomainResult<Self> {
-        match input.trim().to_ascii_lowercase().as_str() {
-            "admin" => Ok(Self::Admin),
-            "member" => Ok(Self::Member),
-            _ => Err(DomainError::invalid("role must be 'admin' or 'member'")),
-        }
-    }
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Admin => "admin",
-            Self::Member => "member",
-        }
+        Self::from_stored(&input.trim().to_ascii_lowercase())
+            .ok_or_else(|| DomainError::invalid("role must be 'admin' or 'member'"))
     }
 
     pub fn is_admin(self) -> bool {

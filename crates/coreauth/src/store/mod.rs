@@ -17,11 +17,14 @@ use self::records::{
 };
 use crate::domain::session_cache::{Lease, MemberProfile};
 
-pub mod cached;
 pub mod error;
+pub mod records;
+#[macro_use]
+mod rows;
+
+pub mod cached;
 pub mod pg_changes;
 pub mod postgres;
-pub mod records;
 pub mod sqlite;
 
 pub use self::error::{StoreError, StoreResult};

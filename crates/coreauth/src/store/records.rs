@@ -63,6 +63,22 @@ pub enum Role {
     Member,
 }
 
+impl Role {
+    /// As stored, and as the API shows it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Admin => "admin",
+            Self::Member => "member",
+        }
+    }
+
+    pub fn from_stored(stored: &str) -> Option<Self> {
+        [Self::Admin, Self::Member]
+            .into_iter()
+            .find(|role| role.as_str() == stored)
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct OrgRecord {
     pub id: i64,
@@ -229,6 +245,22 @@ pub enum IntegrationAlgorithm {
     Hs256,
     /// Ed25519 with coreauth's own key (the portal verifies with `/.well-known/jwks.json`).
     EdDsa,
+}
+
+impl IntegrationAlgorithm {
+    /// As stored, and as the API and JOSE name it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Hs256 => "HS256",
+            Self::EdDsa => "EdDSA",
+        }
+    }
+
+    pub fn from_stored(stored: &str) -> Option<Self> {
+        [Self::Hs256, Self::EdDsa]
+            .into_iter()
+            .find(|algorithm| algorithm.as_str() == stored)
+    }
 }
 
 /// An integration as configured (the secret only ever sealed).

@@ -1,0 +1,376 @@
+//! The rows both SQL backends read, as `sqlx` decodes them (generic over the database, so
+//! written and compiled once), with their conversions into records, and the column lists the
+//! statements share.
+
+use sqlx::FromRow;
+
+use super::error::{StoreError, StoreResult};
+use super::records::{
+    ApiKeyRecord, AuditRecord, IntegrationAlgorithm, IntegrationRecord, MembershipRecord,
+    NewAuditEvent, PasswordPolicy, Role, SessionRecord, SsoLoginRecord, UserRecord,
+};
+
+#[derive(FromRow)]
+pub(super) struct UserRow {
+    pub(super) id: i64,
+    pub(super) uuid: String,
+    pub(super) email: String,
+    pub(super) first: String,
+    pub(super) last: String,
+    pub(super) is_active: bool,
+    pub(super) is_platform_admin: bool,
+    pub(super) password_hash: Option<String>,
+    pub(super) password_set_at: Option<i64>,
+    pub(super) must_change_password: bool,
+    pub(super) created_at: i64,
+    pub(super) home_org_id: Option<i64>,
+    pub(super) last_org_id: Option<i64>,
+}
+
+impl From<UserRow> for UserRecord {
+    fn from(r: UserRow) -> Self {
+        Self {
+            id: r.id,
+            uuid: r.uuid,
+            email: r.email,
+            first: r.first,
+            last: r.last,
+            is_active: r.is_active,
+            is_platform_admin: r.is_platform_admin,
+            password_hash: r.password_hash,
+            password_set_at: r.password_set_at,
+            must_change_password: r.must_change_password,
+            created_at: r.created_at,
+            home_org_id: r.home_org_id,
+            last_org_id: r.last_org_id,
+        }
+    }
+}
+
+/// `SELECT <every user column> FROM users <rest>` as one static string.
+macro_rules! select_user {
+    ($rest:literal) => {
+        concat!(
+            "SELECT id, uuid, email, first, last, is_active, is_platform_admin, password_hash, ",
+            "password_set_at, must_change_password, created_at, home_org_id, last_org_id FROM users ",
+            $rest
+        )
+    };
+}
+
+#[derive(FromRow)]
+pub(super) struct MembershipRow {
+    pub(super) user_id: i64,
+    pub(super) org_id: i64,
+    pub(super) org_name: String,
+    pub(super) role: String,
+    pub(super) is_active: bool,
+}
+
+impl TryFrom<MembershipRow> for MembershipRecord {
+    type Error = StoreError;
+    fn try_from(r: MembershipRow) -> StoreResult<Self> {
+        Ok(Self {
+            user_id: r.user_id,
+            org_id: r.org_id,
+            org_name: r.org_name,
+            role: parse_role(&r.role)?,
+            is_active: r.is_active,
+        })
+    }
+}
+
+pub(super) fn parse_role(stored: &str) -> StoreResult<Role> {
+    Role::from_stored(stored).ok_or_else(|| StoreError::internal(format!("stored role {stored:?}")))
+}
+
+#[derive(FromRow)]
+pub(super) struct SessionRow {
+    pub(super) id: String,
+    pub(super) user_id: i64,
+    pub(super) org_id: i64,
+    pub(super) method: String,
+    pub(super) client: Option<String>,
+    pub(super) address: Option<String>,
+    pub(super) user_agent: Option<String>,
+    pub(super) created_at: i64,
+    pub(super) expires_at: i64,
+    pub(super) token_expires_at: i64,
+    pub(super) last_renewed_at: Option<i64>,
+    pub(super) renew_count: i64,
+    pub(super) revoked_at: Option<i64>,
+    pub(super) restriction: Option<String>,
+}
+
+impl From<SessionRow> for SessionRecord {
+    fn from(r: SessionRow) -> Self {
+        Self {
+            id: r.id,
+            user_id: r.user_id,
+            org_id: r.org_id,
+            method: r.method,
+            client: r.client,
+            address: r.address,
+            user_agent: r.user_agent,
+            created_at: r.created_at,
+            expires_at: r.expires_at,
+            token_expires_at: r.token_expires_at,
+            last_renewed_at: r.last_renewed_at,
+            renew_count: r.renew_count,
+            revoked_at: r.revoked_at,
+            restriction: r.restriction,
+        }
+    }
+}
+
+#[derive(FromRow)]
+pub(super) struct SessionContextRow {
+    #[sqlx(flatten)]
+    pub(super) session: SessionRow,
+    pub(super) user_uuid: String,
+    pub(super) user_active: bool,
+    pub(super) is_platform_admin: bool,
+    pub(super) role: String,
+    pub(super) membership_active: bool,
+}
+
+#[derive(FromRow)]
+pub(super) struct ApiKeyRow {
+    pub(super) id: i64,
+    pub(super) public_id: String,
+    pub(super) user_id: i64,
+    pub(super) org_id: i64,
+    pub(super) name: String,
+    pub(super) prefix: String,
+    pub(super) read_only: bool,
+    pub(super) created_at: i64,
+    pub(super) expires_at: Option<i64>,
+    pub(super) last_used_at: Option<i64>,
+    pub(super) last_used_address: Option<String>,
+}
+
+impl From<ApiKeyRow> for ApiKeyRecord {
+    fn from(r: ApiKeyRow) -> Self {
+        Self {
+            id: r.id,
+            public_id: r.public_id,
+            user_id: r.user_id,
+            org_id: r.org_id,
+            name: r.name,
+            prefix: r.prefix,
+            read_only: r.read_only,
+            created_at: r.created_at,
+            expires_at: r.expires_at,
+            last_used_at: r.last_used_at,
+            last_used_address: r.last_used_address,
+        }
+    }
+}
+
+#[derive(FromRow)]
+pub(super) struct ApiKeyContextRow {
+    #[sqlx(flatten)]
+    pub(super) key: ApiKeyRow,
+    pub(super) user_uuid: String,
+    pub(super) user_active: bool,
+    pub(super) is_platform_admin: bool,
+    pub(super) role: String,
+    pub(super) membership_active: bool,
+}
+
+/// `<before>` every api_keys column (as `k.…`) `<after>`, as one static string.
+macro_rules! api_key_columns {
+    ($before:literal, $after:literal) => {
+        concat!(
+            $before,
+            " k.id, k.public_id, k.user_id, k.org_id, k.name, k.prefix, k.read_only, ",
+            "k.created_at, k.expires_at, k.last_used_at, k.last_used_address ",
+            $after
+        )
+    };
+}
+
+/// `<statement> RETURNING <every api_keys column>`, as one static string.
+macro_rules! returning_api_key {
+    ($statement:literal) => {
+        concat!(
+            $statement,
+            " RETURNING id, public_id, user_id, org_id, name, prefix, read_only, created_at, ",
+            "expires_at, last_used_at, last_used_address"
+        )
+    };
+}
+
+#[derive(FromRow)]
+pub(super) struct AuditRow {
+    pub(super) id: i64,
+    pub(super) occurred_at: i64,
+    pub(super) event: String,
+    pub(super) outcome: String,
+    pub(super) reason: Option<String>,
+    pub(super) org_id: Option<i64>,
+    pub(super) actor_user_id: Option<i64>,
+    pub(super) subject_user_id: Option<i64>,
+    pub(super) subject: Option<String>,
+    pub(super) address: Option<String>,
+    pub(super) user_agent: Option<String>,
+    pub(super) client: Option<String>,
+    pub(super) request_id: Option<String>,
+    pub(super) details: String,
+}
+
+impl From<AuditRow> for AuditRecord {
+    fn from(r: AuditRow) -> Self {
+        Self {
+            id: r.id,
+            event: NewAuditEvent {
+                occurred_at: r.occurred_at,
+                event: r.event,
+                success: r.outcome == "success",
+                reason: r.reason,
+                org_id: r.org_id,
+                actor_user_id: r.actor_user_id,
+                subject_user_id: r.subject_user_id,
+                subject: r.subject,
+                address: r.address,
+                user_agent: r.user_agent,
+                client: r.client,
+                request_id: r.request_id,
+                details: serde_json::from_str(&r.details).unwrap_or_default(),
+            },
+        }
+    }
+}
+
+#[derive(FromRow)]
+pub(super) struct IntegrationRow {
+    pub(super) org_id: i64,
+    pub(super) name: String,
+    pub(super) algorithm: String,
+    pub(super) secret: Option<String>,
+    pub(super) audience: String,
+    pub(super) issuer: Option<String>,
+    pub(super) lifetime_secs: i64,
+    pub(super) claims: String,
+    pub(super) custom_claims: String,
+    pub(super) allow_api_keys: bool,
+}
+
+impl TryFrom<IntegrationRow> for IntegrationRecord {
+    type Error = StoreError;
+    fn try_from(r: IntegrationRow) -> StoreResult<Self> {
+        let corrupt = |what: &str| StoreError::internal(format!("stored integration {what}"));
+        Ok(Self {
+            org_id: r.org_id,
+            algorithm: IntegrationAlgorithm::from_stored(&r.algorithm)
+                .ok_or_else(|| corrupt("algorithm"))?,
+            name: r.name,
+            sealed_secret: r.secret,
+            audience: r.audience,
+            issuer: r.issuer,
+            lifetime_secs: u32::try_from(r.lifetime_secs).map_err(|_| corrupt("lifetime"))?,
+            claims: serde_json::from_str(&r.claims).map_err(|_| corrupt("claims"))?,
+            custom_claims: serde_json::from_str(&r.custom_claims)
+                .map_err(|_| corrupt("custom claims"))?,
+            allow_api_keys: r.allow_api_keys,
+        })
+    }
+}
+
+/// `SELECT <every integrations column> FROM integrations <rest>` as one static string.
+macro_rules! select_integration {
+    ($rest:literal) => {
+        concat!(
+            "SELECT org_id, name, algorithm, secret, audience, issuer, lifetime_secs, claims, ",
+            "custom_claims, allow_api_keys FROM integrations ",
+            $rest
+        )
+    };
+}
+
+#[derive(FromRow)]
+pub(super) struct SsoLoginRow {
+    pub(super) state: String,
+    pub(super) org_id: i64,
+    pub(super) nonce: String,
+    pub(super) pkce_verifier: String,
+    pub(super) return_to: Option<String>,
+    pub(super) client: Option<String>,
+    pub(super) created_at: i64,
+    pub(super) expires_at: i64,
+    pub(super) link_user_id: Option<i64>,
+    pub(super) browser_binding: Option<String>,
+}
+
+impl From<SsoLoginRow> for SsoLoginRecord {
+    fn from(r: SsoLoginRow) -> Self {
+        Self {
+            state: r.state,
+            org_id: r.org_id,
+            nonce: r.nonce,
+            sealed_pkce_verifier: r.pkce_verifier,
+            return_to: r.return_to,
+            client: r.client,
+            created_at: r.created_at,
+            expires_at: r.expires_at,
+            link_user_id: r.link_user_id,
+            browser_binding: r.browser_binding,
+        }
+    }
+}
+pub(super) const SELECT_MEMBERSHIP: &str = "SELECT m.user_id, m.org_id, o.name AS org_name, m.role, \
+     m.is_active FROM memberships m JOIN orgs o ON o.id = m.org_id \
+     WHERE m.user_id = $1 AND m.org_id = $2";
+#[derive(FromRow)]
+pub(super) struct PolicyRow {
+    pub(super) min_length: i64,
+    pub(super) max_age_days: i64,
+    pub(super) history_count: i64,
+    pub(super) reject_common: bool,
+    pub(super) require_mfa: bool,
+}
+
+impl From<PolicyRow> for PasswordPolicy {
+    fn from(r: PolicyRow) -> Self {
+        let clamp = |v: i64| u32::try_from(v.max(0)).unwrap_or(u32::MAX);
+        Self {
+            min_length: clamp(r.min_length),
+            max_age_days: clamp(r.max_age_days),
+            history_count: clamp(r.history_count),
+            reject_common: r.reject_common,
+            require_mfa: r.require_mfa,
+        }
+    }
+}
+
+/// The start of an audit insert from parameters `$1`–`$13` (`sql::bind_audit`), completed by
+/// `$from`: nothing, or a FROM clause (PostgreSQL takes its audit lock there).
+macro_rules! insert_audit_sql {
+    ($from:literal) => {
+        concat!(
+            "INSERT INTO audit_events (occurred_at, event, outcome, reason, org_id, \
+             actor_user_id, subject_user_id, subject, address, user_agent, client, request_id, \
+             details) SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13 ",
+            $from
+        )
+    };
+}
+
+/// A session insert from 14 parameters starting at `$<first>` (`sql::bind_session`).
+macro_rules! insert_session_sql {
+    (1) => {
+        insert_session_sql!("$1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14")
+    };
+    (16) => {
+        insert_session_sql!("$16, $17, $18, $19, $20, $21, $22, $23, $24, $25, $26, $27, $28, $29")
+    };
+    ($values:literal) => {
+        concat!(
+            "INSERT INTO sessions (id, user_id, org_id, method, client, address, user_agent, \
+             created_at, expires_at, token_expires_at, last_renewed_at, renew_count, revoked_at, \
+             restriction) VALUES (",
+            $values,
+            ")"
+        )
+    };
+}
