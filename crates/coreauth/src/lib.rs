@@ -7,6 +7,7 @@
 #![deny(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::todo)]
 
 pub mod audit_export;
+pub mod cache;
 pub mod config;
 pub mod domain;
 pub mod hash_pool;

@@ -191,13 +191,15 @@ async fn bootstrap(settings: Settings, email: &str, password: Password) -> anyho
         hashing.clone(),
         throttle.clone(),
     ));
+    let reads = Arc::new(coreauth::cache::CachedReads::uncached(store.clone()));
     let credentials = Arc::new(Credentials::new(
         store.clone(),
+        reads.clone(),
         hashing.clone(),
         mfa.clone(),
         throttle,
     ));
-    let admin = Admin::new(store, hashing, credentials, mfa);
+    let admin = Admin::new(store, reads, hashing, credentials, mfa);
     match admin.bootstrap(email, password, SystemClock.now()).await? {
         Some(user) => {
             println!(

@@ -11,6 +11,7 @@ use secrecy::ExposeSecret;
 use tokio::net::TcpListener;
 
 use crate::audit_export::{AuditExport, ExportTarget};
+use crate::cache::{self, CachedReads, SessionCache};
 use crate::config::Settings;
 use crate::domain::admin::Admin;
 use crate::domain::apikey::ApiKeys;
@@ -22,14 +23,12 @@ use crate::domain::integrations::Integrations;
 use crate::domain::mfa::Mfa;
 use crate::domain::password::{HashCost, HashLimits, Password, PasswordHashing};
 use crate::domain::secrets::SecretBox;
-use crate::domain::session_cache::{self, SessionCache};
 use crate::domain::sso::Sso;
 use crate::domain::throttle::{Throttle, ThrottleLimits};
 use crate::domain::tokens::{StoredSigningKey, TokenSigner};
 use crate::http::{self, AppParts, AppState, ConnectionLimits, HttpLimits, Metrics, MetricsAccess};
 use crate::oidc_client::NetworkPolicy;
 use crate::store::Store;
-use crate::store::cached::CachingStore;
 use crate::store::pg_changes::{AbortOnDrop, ChangeFeed};
 use crate::store::postgres::{PostgresSettings, PostgresStore};
 use crate::store::sqlite::{SqliteSettings, SqliteStore};
@@ -126,8 +125,9 @@ pub struct Application {
     connections: ConnectionLimits,
     state: AppState,
     audit_export: Option<ExportTarget>,
-    /// The store's caching layer, told every second to check for writes by other processes.
-    cache: Arc<CachingStore>,
+    /// The reads through the session cache, told every second to check for writes by other
+    /// processes.
+    cache: Arc<CachedReads>,
     /// On PostgreSQL, the task that hears other instances' changes (`store::pg_changes`),
     /// stopped when the application is dropped.
     change_feed: Option<AbortOnDrop>,
@@ -138,11 +138,12 @@ pub struct Application {
 impl Application {
     pub async fn build(settings: Settings, clock: Arc<dyn Clock>) -> Result<Self, StartupError> {
         let (store, changes) = open_database(&settings, settings.migrate).await?;
-        // Every component gets the caching store, so every write goes through its invalidation.
+        // The cache hears every change the store makes, whoever made it.
         let cache = Arc::new(SessionCache::new(
             settings.session_cache_ttl,
-            session_cache::DEFAULT_CAPACITY,
+            cache::DEFAULT_CAPACITY,
         ));
+        store.changes().listen(cache.clone());
         // On PostgreSQL, changes other instances make are heard within milliseconds; until
         // they can be, nothing is cached.
         let change_feed = match changes {
@@ -152,8 +153,7 @@ impl Application {
             _ => None,
         };
         let metrics = Arc::new(Metrics::new(cache.clone()));
-        let caching = Arc::new(CachingStore::new(store, cache));
-        let store: Arc<dyn Store> = caching.clone();
+        let reads = Arc::new(CachedReads::new(store.clone(), cache));
         let signer = Arc::new(load_signer(store.as_ref(), &settings, clock.as_ref()).await?);
         let concurrent = match settings.hash_concurrency {
             0 => std::thread::available_parallelism().map_or(1, usize::from),
@@ -188,9 +188,9 @@ impl Application {
             secrets.clone(),
             signer.clone(),
         ));
-        let keys = Arc::new(ApiKeys::new(store.clone()));
+        let keys = Arc::new(ApiKeys::new(store.clone(), reads.clone()));
         let auth = Arc::new(Auth::new(
-            store.clone(),
+            reads.clone(),
             keys.clone(),
             mfa.clone(),
             throttle.clone(),
@@ -203,12 +203,14 @@ impl Application {
         ));
         let credentials = Arc::new(Credentials::new(
             store.clone(),
+            reads.clone(),
             hashing.clone(),
             mfa.clone(),
             throttle.clone(),
         ));
         let admin = Arc::new(Admin::new(
             store.clone(),
+            reads.clone(),
             hashing,
             credentials.clone(),
             mfa.clone(),
@@ -275,7 +277,7 @@ impl Application {
             connections: connection_limits(&settings),
             state,
             audit_export: settings.audit_export.as_deref().map(ExportTarget::parse),
-            cache: caching,
+            cache: reads,
             change_feed,
             metrics_listener,
         })

@@ -16,6 +16,7 @@ use super::password::{Password, PasswordHashing};
 use super::policy::PasswordPolicy;
 use super::session::Principal;
 use super::user::{NewUser, UserPatch, UserRecord};
+use crate::cache::CachedReads;
 use crate::store::{PasswordChange, Revoked, Store};
 
 /// A user as an admin asked for it, before validation.
@@ -31,6 +32,7 @@ pub struct UserRequest {
 
 pub struct Admin {
     store: Arc<dyn Store>,
+    reads: Arc<CachedReads>,
     hashing: Arc<PasswordHashing>,
     credentials: Arc<Credentials>,
     mfa: Arc<Mfa>,
@@ -41,12 +43,14 @@ const MAX_EMAIL_DOMAINS: usize = 100;
 impl Admin {
     pub fn new(
         store: Arc<dyn Store>,
+        reads: Arc<CachedReads>,
         hashing: Arc<PasswordHashing>,
         credentials: Arc<Credentials>,
         mfa: Arc<Mfa>,
     ) -> Self {
         Self {
             store,
+            reads,
             hashing,
             credentials,
             mfa,
@@ -139,7 +143,7 @@ impl Admin {
                     .into(),
             ));
         }
-        policy_of(self.store.as_ref(), request.org_id)
+        policy_of(&self.reads, request.org_id)
             .await?
             .check(&request.password)?;
         let hash = self.hashing.hash(&request.password).await?;
@@ -262,7 +266,7 @@ impl Admin {
         now: OffsetDateTime,
     ) -> DomainResult<()> {
         let target = self.check_administers_account(caller, user_id).await?;
-        let policy = policy_of(self.store.as_ref(), caller.org_id).await?;
+        let policy = policy_of(&self.reads, caller.org_id).await?;
         let new_hash = self.credentials.vet(&target, policy, &new).await?;
         let audit = NewAuditEvent::new("password.reset", now)
             .by(caller)

@@ -23,6 +23,7 @@ use super::clock::to_millis;
 use super::error::{DomainError, DomainResult};
 use super::org::Name;
 use super::session::{AuthMethod, Principal};
+use crate::cache::CachedReads;
 use crate::store::Store;
 
 /// Every key starts with this, so leaked keys are easy to scan for.
@@ -98,6 +99,8 @@ impl KeyUsage {
 
 pub struct ApiKeys {
     store: Arc<dyn Store>,
+    /// Key look-ups, through the session cache.
+    reads: Arc<CachedReads>,
     usage: KeyUsage,
     /// (key, address) pairs already known to be recorded, so only a first sighting costs a write.
     seen_addresses: Mutex<HashSet<(i64, IpAddr)>>,
@@ -107,9 +110,10 @@ pub struct ApiKeys {
 const MAX_SEEN_ADDRESSES: usize = 100_000;
 
 impl ApiKeys {
-    pub fn new(store: Arc<dyn Store>) -> Self {
+    pub fn new(store: Arc<dyn Store>, reads: Arc<CachedReads>) -> Self {
         Self {
             store,
+            reads,
             usage: KeyUsage::default(),
             seen_addresses: Mutex::new(HashSet::new()),
         }
@@ -123,7 +127,7 @@ impl ApiKeys {
         now: OffsetDateTime,
     ) -> DomainResult<Principal> {
         let ctx = self
-            .store
+            .reads
             .api_key_context(&hash_key(full_key))
             .await?
             .ok_or(DomainError::Unauthenticated)?;

@@ -17,10 +17,12 @@ use super::policy::PasswordPolicy;
 use super::session::Principal;
 use super::throttle::{Subject, Throttle};
 use super::user::UserRecord;
+use crate::cache::CachedReads;
 use crate::store::{PasswordChange, Store};
 
 pub struct Credentials {
     store: Arc<dyn Store>,
+    reads: Arc<CachedReads>,
     hashing: Arc<PasswordHashing>,
     mfa: Arc<Mfa>,
     throttle: Arc<Throttle>,
@@ -40,12 +42,14 @@ pub struct ExpiredChange {
 impl Credentials {
     pub fn new(
         store: Arc<dyn Store>,
+        reads: Arc<CachedReads>,
         hashing: Arc<PasswordHashing>,
         mfa: Arc<Mfa>,
         throttle: Arc<Throttle>,
     ) -> Self {
         Self {
             store,
+            reads,
             hashing,
             mfa,
             throttle,
@@ -60,7 +64,7 @@ impl Credentials {
         if self.store.org(org_id).await?.is_none() {
             return Err(DomainError::NotFound("org"));
         }
-        policy_of(self.store.as_ref(), org_id).await
+        policy_of(&self.reads, org_id).await
     }
 
     pub async fn set_policy(
@@ -117,7 +121,7 @@ impl Credentials {
             self.store.record_audit(&audit).await?;
             return Err(DomainError::InvalidCredentials);
         }
-        let policy = policy_of(self.store.as_ref(), caller.org_id).await?;
+        let policy = policy_of(&self.reads, caller.org_id).await?;
         let new_hash = self.vet(&user, policy, &new).await?;
         let audit = NewAuditEvent::new("password.changed", now)
             .by(caller)
@@ -181,7 +185,7 @@ impl Credentials {
         self.mfa
             .check_login(user.id, change.mfa_code.as_deref(), &change.origin, now)
             .await?;
-        let policy = policy_of(self.store.as_ref(), membership.org_id).await?;
+        let policy = policy_of(&self.reads, membership.org_id).await?;
         let expired =
             user.must_change_password || policy.is_expired(user.password_set_at, to_millis(now));
         if !expired {
@@ -223,7 +227,7 @@ impl Credentials {
     ) -> DomainResult<String> {
         let mut policy = policy;
         for membership in self.store.memberships_of(user.id).await? {
-            policy = policy.and(&policy_of(self.store.as_ref(), membership.org_id).await?);
+            policy = policy.and(&policy_of(&self.reads, membership.org_id).await?);
         }
         policy.check(new)?;
         if policy.history_count > 0 {
@@ -246,6 +250,6 @@ impl Credentials {
 }
 
 /// An org's policy, or the defaults when it has none.
-pub async fn policy_of(store: &dyn Store, org_id: i64) -> DomainResult<PasswordPolicy> {
-    Ok(store.password_policy(org_id).await?.unwrap_or_default())
+pub async fn policy_of(reads: &CachedReads, org_id: i64) -> DomainResult<PasswordPolicy> {
+    Ok(reads.password_policy(org_id).await?.unwrap_or_default())
 }

@@ -5,6 +5,8 @@
 
 pub use crate::store::records::PasswordPolicy;
 
+use crate::cache::MemberProfile;
+
 use std::collections::HashSet;
 use std::sync::LazyLock;
 
@@ -114,6 +116,13 @@ impl PasswordPolicy {
 
     pub fn is_expired(&self, set_at: Option<i64>, now_ms: i64) -> bool {
         self.expires_at(set_at).is_some_and(|at| at <= now_ms)
+    }
+}
+
+impl MemberProfile {
+    /// When the member's password expires under the org's policy (epoch ms); `None`: never.
+    pub fn password_expires_at(&self) -> Option<i64> {
+        self.policy().expires_at(self.user().password_set_at)
     }
 }
 

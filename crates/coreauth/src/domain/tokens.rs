@@ -18,7 +18,7 @@ use zeroize::Zeroizing;
 
 use super::clock::to_millis;
 use super::error::{DomainError, DomainResult};
-use super::token_memo::{self, VerifiedToken, VerifiedTokens};
+use crate::cache::token_memo::{self, VerifiedToken, VerifiedTokens};
 
 pub use coreauth_proto::{SESSION_AUDIENCE, SESSION_TOKEN_TYPE, SessionClaims};
 const MAX_TOKEN_LEN: usize = 4096;

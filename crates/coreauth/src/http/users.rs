@@ -11,10 +11,10 @@ use utoipa_axum::routes;
 use super::AppState;
 use super::error::{ApiJson, ApiPath, ApiResult, json_response};
 use super::extract::{Caller, EnrollingCaller};
+use crate::cache::MemberProfile;
 use crate::domain::clock::{from_millis, iso8601, push_iso8601_millis};
 use crate::domain::error::DomainError;
 use crate::domain::session::Principal;
-use crate::domain::session_cache::MemberProfile;
 
 pub fn routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
@@ -237,13 +237,14 @@ mod tests {
     use proptest::prelude::*;
 
     use super::me_answer;
+    use crate::cache::MemberProfile;
     use crate::domain::auth::RequestOrigin;
     use crate::domain::clock::{from_millis, iso8601};
     use crate::domain::org::{OrgRecord, Role};
     use crate::domain::policy::PasswordPolicy;
     use crate::domain::session::{AuthMethod, Principal, SessionRecord};
-    use crate::domain::session_cache::MemberProfile;
     use crate::domain::user::UserRecord;
+    use crate::store::records::MemberRecord;
 
     /// What `/user/me` answered before it was rendered in two parts: a `Me`, serialized.
     fn as_me(profile: &MemberProfile, caller: &Principal) -> Me {
@@ -290,8 +291,8 @@ mod tests {
         ) {
             let [id, org_id, _] = numbers;
             let [is_active, mfa_enabled, is_admin, is_platform_admin, by_key] = flags;
-            let profile = MemberProfile::new(
-                UserRecord {
+            let profile = MemberProfile::new(MemberRecord {
+                user: UserRecord {
                     id,
                     uuid: texts[0].clone(),
                     email: texts[1].clone(),
@@ -306,10 +307,10 @@ mod tests {
                     home_org_id: None,
                     last_org_id: None,
                 },
-                OrgRecord { id: org_id, name: texts[4].clone(), email_domains: vec![] },
-                PasswordPolicy { max_age_days, ..PasswordPolicy::default() },
+                org: OrgRecord { id: org_id, name: texts[4].clone(), email_domains: vec![] },
+                policy: PasswordPolicy { max_age_days, ..PasswordPolicy::default() },
                 mfa_enabled,
-            );
+            });
             let caller = Principal {
                 user_id: id,
                 user_uuid: texts[0].as_str().into(),

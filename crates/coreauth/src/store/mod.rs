@@ -6,23 +6,22 @@
 //! in the same transaction; where the change creates the thing the event is about (a user, an
 //! org), the store fills in its id.
 
-use std::sync::Arc;
-
 use async_trait::async_trait;
 
+use self::changes::Changes;
 use self::records::{
-    ApiKeyContext, ApiKeyRecord, AuditQuery, AuditRecord, IntegrationRecord, MembershipPatch,
-    MembershipRecord, NewApiKey, NewAuditEvent, NewUser, OrgRecord, PasswordPolicy, Renewal, Role,
-    SessionContext, SessionRecord, StoredSigningKey, UserPatch, UserRecord,
+    ApiKeyContext, ApiKeyRecord, AuditQuery, AuditRecord, IntegrationRecord, MemberRecord,
+    MembershipPatch, MembershipRecord, NewApiKey, NewAuditEvent, NewUser, OrgRecord,
+    PasswordPolicy, Renewal, Role, SessionContext, SessionRecord, StoredSigningKey, UserPatch,
+    UserRecord,
 };
-use crate::domain::session_cache::{Lease, MemberProfile};
 
+pub mod changes;
 pub mod error;
 pub mod records;
 #[macro_use]
 mod rows;
 
-pub mod cached;
 pub mod pg_changes;
 pub mod postgres;
 pub mod sqlite;
@@ -34,15 +33,16 @@ pub use self::records::{
 
 #[async_trait]
 pub trait Store: Send + Sync + 'static {
+    /// Where this store announces what its writes change (for the session cache to forget).
+    fn changes(&self) -> &Changes;
+
     /// Whether the database answers.
     async fn ping(&self) -> StoreResult<()>;
 
     /// A number that changes whenever a process other than this one commits to the database,
     /// so that what this instance remembers can be forgotten then; `None` where the backend
     /// cannot tell (PostgreSQL, whose other instances write all the time).
-    async fn foreign_write_marker(&self) -> StoreResult<Option<i64>> {
-        Ok(None)
-    }
+    async fn foreign_write_marker(&self) -> StoreResult<Option<i64>>;
 
     async fn signing_keys(&self) -> StoreResult<Vec<StoredSigningKey>>;
     /// Stores `key` only when there is no signing key yet, checked atomically: instances that
@@ -113,53 +113,10 @@ pub trait Store: Send + Sync + 'static {
         clears: Option<&str>,
     ) -> StoreResult<()>;
     async fn session_context(&self, id: &str) -> StoreResult<Option<SessionContext>>;
-    /// `session_context`, with the lease of the cache that served it, if one did (see
-    /// `holds`).
-    async fn session_context_leased(
-        &self,
-        id: &str,
-    ) -> StoreResult<(Option<SessionContext>, Option<Lease>)> {
-        Ok((self.session_context(id).await?, None))
-    }
     /// What `/user/me` and a renewal show about a member: the user, the org, its password policy
     /// (the defaults when it has none) and whether the user has a confirmed second factor;
-    /// `None` when the user or the org does not exist. Read piece by piece unless a backend
-    /// does better.
-    async fn member_profile(
-        &self,
-        user_id: i64,
-        org_id: i64,
-    ) -> StoreResult<Option<Arc<MemberProfile>>> {
-        let (Some(user), Some(org)) = (self.user_by_id(user_id).await?, self.org(org_id).await?)
-        else {
-            return Ok(None);
-        };
-        let policy = self.password_policy(org_id).await?.unwrap_or_default();
-        let mfa_enabled = self
-            .totp_of(user_id)
-            .await?
-            .is_some_and(|t| t.confirmed_at.is_some());
-        Ok(Some(Arc::new(MemberProfile::new(
-            user,
-            org,
-            policy,
-            mfa_enabled,
-        ))))
-    }
-    /// `member_profile`, with a lease as `session_context_leased` gives.
-    async fn member_profile_leased(
-        &self,
-        user_id: i64,
-        org_id: i64,
-    ) -> StoreResult<(Option<Arc<MemberProfile>>, Option<Lease>)> {
-        Ok((self.member_profile(user_id, org_id).await?, None))
-    }
-    /// Whether what was answered with `lease` may be used now as if it had just been read
-    /// again: only a caching store gives leases, and says so while its entry would still be
-    /// served (`SessionCache::holds`).
-    fn holds(&self, _lease: &Lease) -> bool {
-        false
-    }
+    /// `None` when the user or the org does not exist.
+    async fn member(&self, user_id: i64, org_id: i64) -> StoreResult<Option<MemberRecord>>;
     /// Adds each renewal's count to its session and moves its token expiry and last renewal
     /// forward (never back). Sessions that are gone are skipped.
     async fn record_renewals(&self, renewals: &[Renewal]) -> StoreResult<()>;

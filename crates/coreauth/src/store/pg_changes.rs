@@ -24,7 +24,7 @@ use std::time::Duration;
 use sqlx::postgres::{PgConnectOptions, PgListener, PgPool, PgPoolOptions};
 use tokio::task::JoinHandle;
 
-use crate::domain::session_cache::SessionCache;
+use super::changes::{Change, ChangeListener};
 
 /// The channel the triggers of migration 0009 notify on.
 pub const CHANNEL: &str = "coreauth_cache";
@@ -81,19 +81,19 @@ impl ChangeFeed {
     /// Listens (waiting for the first LISTEN, so that an instance serves with its cache on),
     /// and keeps listening in a task until the answer is dropped. The cache is suspended
     /// whenever the feed is not heard.
-    pub async fn start(self, cache: Arc<SessionCache>) -> AbortOnDrop {
-        cache.suspend();
+    pub async fn start(self, cache: Arc<dyn ChangeListener>) -> AbortOnDrop {
+        cache.hearing(false);
         let first = self.listen().await.map_err(|e| warn_unheard(&e));
         AbortOnDrop(tokio::spawn(self.run(cache, first.ok())))
     }
 
-    async fn run(self, cache: Arc<SessionCache>, mut listener: Option<(PgPool, PgListener)>) {
+    async fn run(self, cache: Arc<dyn ChangeListener>, mut listener: Option<(PgPool, PgListener)>) {
         // Tells this instance's pings from the others'.
         let me = uuid::Uuid::new_v4().as_u64_pair().0;
         let heard = Arc::new(AtomicU64::new(0));
         let mut sent = 0_u64;
         loop {
-            cache.suspend();
+            cache.hearing(false);
             let (pool, subscribed) = match listener.take() {
                 Some(subscribed) => subscribed,
                 None => match self.listen().await {
@@ -106,7 +106,7 @@ impl ChangeFeed {
                 },
             };
             heard.store(sent, Ordering::Relaxed);
-            cache.resume();
+            cache.hearing(true);
             tracing::debug!("listening for changes made by other instances");
             let mut receiving = AbortOnDrop(tokio::spawn(receive(
                 subscribed,
@@ -193,21 +193,21 @@ fn warn_unheard(e: &sqlx::Error) {
 /// Applies notices to `cache` until the connection is lost or fails.
 async fn receive(
     mut listener: PgListener,
-    cache: Arc<SessionCache>,
+    cache: Arc<dyn ChangeListener>,
     me: u64,
     heard: Arc<AtomicU64>,
 ) {
     loop {
         match listener.try_recv().await {
             Ok(Some(notification)) => match Notice::parse(notification.payload()) {
-                Notice::Session(id) => cache.invalidate_session(&id),
-                Notice::User(id) => cache.invalidate_user(id),
-                Notice::Org(id) => cache.invalidate_org(id),
+                Notice::Session(id) => cache.changed(&Change::Session(id)),
+                Notice::User(id) => cache.changed(&Change::User(id)),
+                Notice::Org(id) => cache.changed(&Change::Org(id)),
                 Notice::Ping { from, seq } if from == me => {
                     heard.fetch_max(seq, Ordering::Relaxed);
                 }
                 Notice::Ping { .. } => {}
-                Notice::Unknown => cache.clear(),
+                Notice::Unknown => cache.changed(&Change::Everything),
             },
             Ok(None) => return,
             Err(e) => {

@@ -4,7 +4,6 @@
 //! so concurrent writers on other instances wait for each other instead of losing an update.
 
 use std::str::FromStr;
-use std::sync::Arc;
 use std::time::Duration;
 
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
@@ -12,10 +11,10 @@ use sqlx::{Connection, PgConnection, Postgres, Transaction};
 
 use super::Store;
 use super::StoreResult;
+use super::changes::Changes;
 use super::error::StoreError;
 use super::pg_changes::ChangeFeed;
-use super::records::{NewAuditEvent, Renewal, SessionRecord, StoredSigningKey};
-use crate::domain::session_cache::MemberProfile;
+use super::records::{MemberRecord, NewAuditEvent, Renewal, SessionRecord, StoredSigningKey};
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
 
@@ -23,6 +22,7 @@ pub struct PostgresStore {
     pool: PgPool,
     /// What the pool connects with, for the change feed's connection of its own.
     options: PgConnectOptions,
+    changes: Changes,
 }
 
 /// How long a pooled connection may sit idle before it is pinged when handed out again.
@@ -64,7 +64,11 @@ impl PostgresStore {
             })
             .connect_with(options.clone())
             .await?;
-        Ok(Self { pool, options })
+        Ok(Self {
+            pool,
+            options,
+            changes: Changes::default(),
+        })
     }
 
     /// Changes other instances make, for this instance's session cache to forget.
@@ -113,7 +117,10 @@ macro_rules! byte_order {
 }
 
 // The SQL both backends share, compiled for this one (see the file's module doc).
-#[allow(clippy::duplicate_mod, reason = "one source, one concrete copy per backend")]
+#[allow(
+    clippy::duplicate_mod,
+    reason = "one source, one concrete copy per backend"
+)]
 #[path = "sql.rs"]
 mod sql;
 
@@ -234,11 +241,7 @@ impl PostgresStore {
 
     /// Read piece by piece: the user, the org, its policy (the defaults when it has none) and
     /// whether the user has a confirmed second factor.
-    async fn read_member_profile(
-        &self,
-        user_id: i64,
-        org_id: i64,
-    ) -> StoreResult<Option<Arc<MemberProfile>>> {
+    async fn read_member(&self, user_id: i64, org_id: i64) -> StoreResult<Option<MemberRecord>> {
         let (Some(user), Some(org)) = (self.user_by_id(user_id).await?, self.org(org_id).await?)
         else {
             return Ok(None);
@@ -248,12 +251,12 @@ impl PostgresStore {
             .totp_of(user_id)
             .await?
             .is_some_and(|t| t.confirmed_at.is_some());
-        Ok(Some(Arc::new(MemberProfile::new(
+        Ok(Some(MemberRecord {
             user,
             org,
             policy,
             mfa_enabled,
-        ))))
+        }))
     }
 
     async fn insert_first_key(&self, key: &StoredSigningKey) -> StoreResult<()> {

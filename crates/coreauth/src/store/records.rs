@@ -351,3 +351,14 @@ pub const PASSWORD_HISTORY_KEPT: i64 = 24;
 pub struct Revoked {
     pub sessions: u64,
 }
+
+/// What `/user/me` and a renewal show about a member, read together (`Store::member`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MemberRecord {
+    pub user: UserRecord,
+    pub org: OrgRecord,
+    /// The org's policy, or the defaults when it has none.
+    pub policy: PasswordPolicy,
+    /// Whether the user has a confirmed second factor.
+    pub mfa_enabled: bool,
+}

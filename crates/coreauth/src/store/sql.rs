@@ -18,18 +18,17 @@
 //! what PostgreSQL must lock (READ COMMITTED, several instances) is already serialised there;
 //! `locking!` adds the row lock on PostgreSQL and nothing on SQLite.
 
-use std::sync::Arc;
-
 use async_trait::async_trait;
 use zeroize::Zeroizing;
 
 use super::{Backend, Conn, Tx, db_error, insert_audit, insert_default_org, lock_table, storable};
-use crate::domain::session_cache::MemberProfile;
+use crate::store::changes::{Change, Changes};
 use crate::store::records::{
-    ApiKeyContext, ApiKeyRecord, AuditQuery, AuditRecord, IntegrationRecord, MembershipPatch,
-    MembershipRecord, NewApiKey, NewAuditEvent, NewUser, OrgRecord, PASSWORD_HISTORY_KEPT,
-    PasswordChange, PasswordPolicy, Renewal, Revoked, Role, SessionContext, SessionRecord,
-    SsoConfigRecord, SsoLoginRecord, StoredSigningKey, TotpRecord, UserPatch, UserRecord,
+    ApiKeyContext, ApiKeyRecord, AuditQuery, AuditRecord, IntegrationRecord, MemberRecord,
+    MembershipPatch, MembershipRecord, NewApiKey, NewAuditEvent, NewUser, OrgRecord,
+    PASSWORD_HISTORY_KEPT, PasswordChange, PasswordPolicy, Renewal, Revoked, Role, SessionContext,
+    SessionRecord, SsoConfigRecord, SsoLoginRecord, StoredSigningKey, TotpRecord, UserPatch,
+    UserRecord,
 };
 use crate::store::rows::*;
 use crate::store::{Store, StoreError, StoreResult};
@@ -240,16 +239,16 @@ async fn membership_in(
 
 #[async_trait]
 impl Store for Backend {
+    fn changes(&self) -> &Changes {
+        &self.changes
+    }
+
     async fn foreign_write_marker(&self) -> StoreResult<Option<i64>> {
         self.data_version().await
     }
 
-    async fn member_profile(
-        &self,
-        user_id: i64,
-        org_id: i64,
-    ) -> StoreResult<Option<Arc<MemberProfile>>> {
-        self.read_member_profile(user_id, org_id).await
+    async fn member(&self, user_id: i64, org_id: i64) -> StoreResult<Option<MemberRecord>> {
+        self.read_member(user_id, org_id).await
     }
 
     async fn ping(&self) -> StoreResult<()> {
@@ -365,6 +364,7 @@ impl Store for Backend {
         now: i64,
         audit: &NewAuditEvent,
     ) -> StoreResult<Option<(UserRecord, Revoked)>> {
+        let _changed = self.changes.on_return(Change::User(id));
         let mut tx = self.write_tx().await?;
         // One statement: the row lock it takes makes concurrent patches apply one after the
         // other, each to the other's result.
@@ -498,6 +498,7 @@ impl Store for Backend {
         now: i64,
         audit: &NewAuditEvent,
     ) -> StoreResult<MembershipRecord> {
+        let _changed = self.changes.on_return(Change::User(user_id));
         let mut tx = self.write_tx().await?;
         if user_in(&mut tx, user_id).await?.is_none() {
             return Err(StoreError::NotFound("user"));
@@ -519,6 +520,7 @@ impl Store for Backend {
         now: i64,
         audit: &NewAuditEvent,
     ) -> StoreResult<Option<(MembershipRecord, Revoked)>> {
+        let _changed = self.changes.on_return(Change::User(user_id));
         let mut tx = self.write_tx().await?;
         // Membership changes within one org go one at a time: without this, two admins demoting
         // each other at once would each count the other as the remaining admin, and two partial
@@ -629,7 +631,14 @@ impl Store for Backend {
     }
 
     async fn record_renewals(&self, renewals: &[Renewal]) -> StoreResult<()> {
-        self.write_renewals(renewals).await
+        let done = self.write_renewals(renewals).await;
+        for renewal in renewals {
+            self.changes.announce(&match &done {
+                Ok(()) => Change::Renewed(renewal.clone()),
+                Err(_) => Change::Session(renewal.session_id.clone()),
+            });
+        }
+        done
     }
 
     async fn revoke_session(
@@ -639,6 +648,7 @@ impl Store for Backend {
         now: i64,
         audit: &NewAuditEvent,
     ) -> StoreResult<bool> {
+        let _changed = self.changes.on_return(Change::Session(id.to_owned()));
         if !storable(id) {
             return Ok(false);
         }
@@ -673,6 +683,7 @@ impl Store for Backend {
         now: i64,
         audit: &NewAuditEvent,
     ) -> StoreResult<Revoked> {
+        let _changed = self.changes.on_return(Change::User(user_id));
         let mut tx = self.write_tx().await?;
         let done = sqlx::query(
             "UPDATE sessions SET revoked_at = $1 WHERE user_id = $2 AND revoked_at IS NULL \
@@ -700,6 +711,9 @@ impl Store for Backend {
         restriction: &str,
         audit: &NewAuditEvent,
     ) -> StoreResult<bool> {
+        let _changed = self
+            .changes
+            .on_return(Change::Session(session_id.to_owned()));
         let mut tx = self.write_tx().await?;
         let done = sqlx::query(
             "UPDATE sessions SET restriction = NULL WHERE id = $1 AND restriction = $2 \
@@ -839,6 +853,8 @@ impl Store for Backend {
         if !storable(public_id) {
             return Ok(None);
         }
+        // Whose key it was is known once it is deleted; a failure before that may be anyone's.
+        let mut changed = self.changes.on_return(Change::Everything);
         let mut tx = self.write_tx().await?;
         let row: Option<ApiKeyRow> = sqlx::query_as(returning_api_key!(
             "DELETE FROM api_keys WHERE public_id = $1 AND org_id = $2 \
@@ -850,6 +866,7 @@ impl Store for Backend {
         .fetch_optional(&mut *tx)
         .await
         .map_err(db_error)?;
+        changed.instead(row.as_ref().map(|key| Change::User(key.user_id)));
         finish_key_deletion(tx, row, audit).await
     }
 
@@ -860,6 +877,7 @@ impl Store for Backend {
         org_id: i64,
         audit: &NewAuditEvent,
     ) -> StoreResult<Option<ApiKeyRecord>> {
+        let mut changed = self.changes.on_return(Change::Everything);
         let mut tx = self.write_tx().await?;
         let row: Option<ApiKeyRow> = sqlx::query_as(returning_api_key!(
             "DELETE FROM api_keys WHERE key_hash = $1 AND org_id = $2 AND user_id = $3"
@@ -870,6 +888,7 @@ impl Store for Backend {
         .fetch_optional(&mut *tx)
         .await
         .map_err(db_error)?;
+        changed.instead(row.as_ref().map(|key| Change::User(key.user_id)));
         finish_key_deletion(tx, row, audit).await
     }
 
@@ -879,6 +898,7 @@ impl Store for Backend {
         in_org: Option<i64>,
         audit: &NewAuditEvent,
     ) -> StoreResult<u64> {
+        let _changed = self.changes.on_return(Change::User(user_id));
         let mut tx = self.write_tx().await?;
         let deleted = delete_keys_in(&mut tx, user_id, in_org).await?;
         let mut audit = audit.clone();
@@ -1003,6 +1023,7 @@ impl Store for Backend {
         now: i64,
         audit: &NewAuditEvent,
     ) -> StoreResult<()> {
+        let _changed = self.changes.on_return(Change::Org(org_id));
         let mut tx = self.write_tx().await?;
         if !org_exists(&mut tx, org_id).await? {
             return Err(StoreError::NotFound("org"));
@@ -1047,6 +1068,7 @@ impl Store for Backend {
         change: &PasswordChange,
         audit: &NewAuditEvent,
     ) -> StoreResult<Revoked> {
+        let _changed = self.changes.on_return(Change::User(change.user_id));
         let mut tx = self.write_tx().await?;
         // The row stays locked until commit: a concurrent change waits here, then reads the hash
         // this one wrote, and is refused if it had decided against the old one.
@@ -1128,6 +1150,7 @@ impl Store for Backend {
         old_hash: &str,
         new_hash: &str,
     ) -> StoreResult<bool> {
+        let _changed = self.changes.on_return(Change::User(user_id));
         // Conditional on the old hash, re-checked after any concurrent change's row lock: a
         // password changed meanwhile is never overwritten by the upgrade.
         let done =
@@ -1165,6 +1188,7 @@ impl Store for Backend {
         now: i64,
         audit: &NewAuditEvent,
     ) -> StoreResult<()> {
+        let _changed = self.changes.on_return(Change::User(user_id));
         let mut tx = self.write_tx().await?;
         // One statement: replaces an unconfirmed enrolment, and leaves a confirmed one alone
         // even if it was confirmed a moment ago by another request (the upsert re-reads the
@@ -1198,6 +1222,7 @@ impl Store for Backend {
         now: i64,
         audit: &NewAuditEvent,
     ) -> StoreResult<bool> {
+        let _changed = self.changes.on_return(Change::User(user_id));
         let mut tx = self.write_tx().await?;
         // Two confirmations at once: the second waits for the first's row lock, re-reads the
         // row, finds it confirmed and changes nothing.
@@ -1286,6 +1311,7 @@ impl Store for Backend {
     }
 
     async fn reseal_totp(&self, user_id: i64, sealed_secret: &str) -> StoreResult<()> {
+        let _changed = self.changes.on_return(Change::User(user_id));
         sqlx::query("UPDATE mfa_totp SET secret = $1 WHERE user_id = $2")
             .bind(sealed_secret)
             .bind(user_id)
@@ -1296,6 +1322,7 @@ impl Store for Backend {
     }
 
     async fn delete_totp(&self, user_id: i64, audit: &NewAuditEvent) -> StoreResult<bool> {
+        let _changed = self.changes.on_return(Change::User(user_id));
         let mut tx = self.write_tx().await?;
         let done = sqlx::query("DELETE FROM mfa_totp WHERE user_id = $1")
             .bind(user_id)
@@ -1431,6 +1458,7 @@ impl Store for Backend {
         now: i64,
         audit: &NewAuditEvent,
     ) -> StoreResult<()> {
+        let _changed = self.changes.on_return(Change::Org(c.org_id));
         let taken = |domain: &str| {
             StoreError::Conflict(format!(
                 "the domain {domain} already signs in through another org's SSO"
@@ -1545,6 +1573,7 @@ impl Store for Backend {
     }
 
     async fn delete_sso_config(&self, org_id: i64, audit: &NewAuditEvent) -> StoreResult<bool> {
+        let _changed = self.changes.on_return(Change::Org(org_id));
         let mut tx = self.write_tx().await?;
         let done = sqlx::query("DELETE FROM sso_configs WHERE org_id = $1")
             .bind(org_id)

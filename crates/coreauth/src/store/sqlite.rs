@@ -17,12 +17,13 @@ use sqlx::sqlite::{
 };
 use sqlx::{FromRow, Sqlite, SqliteConnection, Transaction};
 
+use super::changes::Changes;
 use super::error::{StoreError, StoreResult};
 use super::records::{
-    NewAuditEvent, OrgRecord, PasswordPolicy, Renewal, SessionRecord, StoredSigningKey,
+    MemberRecord, NewAuditEvent, OrgRecord, PasswordPolicy, Renewal, SessionRecord,
+    StoredSigningKey,
 };
 use super::rows::{PolicyRow, UserRow};
-use crate::domain::session_cache::MemberProfile;
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
 
@@ -35,6 +36,7 @@ pub struct SqliteStore {
     /// Connections the writer pool has opened: `data_version` numbers are only comparable
     /// within one connection.
     writer_connects: Arc<AtomicI64>,
+    changes: Changes,
 }
 
 #[derive(Debug, Clone)]
@@ -88,6 +90,7 @@ impl SqliteStore {
             pool,
             writer,
             writer_connects,
+            changes: Changes::default(),
         })
     }
 
@@ -132,7 +135,10 @@ macro_rules! byte_order {
 }
 
 // The SQL both backends share, compiled for this one (see the file's module doc).
-#[allow(clippy::duplicate_mod, reason = "one source, one concrete copy per backend")]
+#[allow(
+    clippy::duplicate_mod,
+    reason = "one source, one concrete copy per backend"
+)]
 #[path = "sql.rs"]
 mod sql;
 
@@ -235,12 +241,8 @@ impl SqliteStore {
         Ok(Some((connects << 32) | (version & 0xFFFF_FFFF)))
     }
 
-    /// The default reads the profile in five queries; this is one.
-    async fn read_member_profile(
-        &self,
-        user_id: i64,
-        org_id: i64,
-    ) -> StoreResult<Option<Arc<MemberProfile>>> {
+    /// One query for what PostgreSQL reads in four.
+    async fn read_member(&self, user_id: i64, org_id: i64) -> StoreResult<Option<MemberRecord>> {
         let row: Option<MemberProfileRow> = sqlx::query_as(
             "SELECT u.id, u.uuid, u.email, u.first, u.last, u.is_active, u.is_platform_admin, \
              u.password_hash, u.password_set_at, u.must_change_password, u.created_at, \
@@ -264,16 +266,16 @@ impl SqliteStore {
             let email_domains: Vec<String> = serde_json::from_str(&r.org_domains)
                 .map_err(|e| StoreError::internal(format!("stored org domains: {e}")))?;
             let policy = r.policy();
-            Ok(Arc::new(MemberProfile::new(
-                r.user.into(),
-                OrgRecord {
+            Ok(MemberRecord {
+                user: r.user.into(),
+                org: OrgRecord {
                     id: r.org_id,
                     name: r.org_name,
                     email_domains,
                 },
                 policy,
-                r.mfa_enabled,
-            )))
+                mfa_enabled: r.mfa_enabled,
+            })
         })
         .transpose()
     }

@@ -31,8 +31,8 @@ pub(crate) fn choose_membership<'a>(
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+    use crate::cache::MemberProfile;
     use crate::domain::org::Role;
-    use crate::domain::session_cache::MemberProfile;
 
     fn membership(org_id: i64, is_active: bool) -> MembershipRecord {
         MembershipRecord {

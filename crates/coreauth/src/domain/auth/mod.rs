@@ -18,10 +18,10 @@ use super::password::{Password, PasswordHashing};
 use super::session::{
     AuthMethod, MFA_CHALLENGE, MFA_ENROLLMENT, PendingRenewals, Principal, SessionRecord,
 };
-use super::session_cache::MemberProfile;
 use super::throttle::{Subject, Throttle};
 use super::tokens::{SESSION_AUDIENCE, SessionClaims, TokenSigner};
 use super::user::UserRecord;
+use crate::cache::{CachedReads, MemberProfile};
 use crate::store::Store;
 
 mod membership;
@@ -110,6 +110,8 @@ pub struct IssuedToken {
 
 pub struct Auth {
     store: Arc<dyn Store>,
+    /// What every request reads, through the session cache.
+    reads: Arc<CachedReads>,
     keys: Arc<ApiKeys>,
     mfa: Arc<Mfa>,
     throttle: Arc<Throttle>,
@@ -128,8 +130,9 @@ pub const NOT_AN_EMAIL: &str = "(not an email address)";
 const MAX_USER_AGENT_CHARS: usize = 300;
 
 impl Auth {
+    /// `reads` brings the store along (`CachedReads::store`).
     pub fn new(
-        store: Arc<dyn Store>,
+        reads: Arc<CachedReads>,
         keys: Arc<ApiKeys>,
         mfa: Arc<Mfa>,
         throttle: Arc<Throttle>,
@@ -138,7 +141,8 @@ impl Auth {
         policy: SessionPolicy,
     ) -> Self {
         Self {
-            store,
+            store: reads.store().clone(),
+            reads,
             keys,
             mfa,
             throttle,
@@ -228,7 +232,7 @@ impl Auth {
         let memberships = self.store.memberships_of(user.id).await?;
         let membership = choose_membership(&memberships, attempt.selected_org, &user)?;
         // Only now, with the password verified, may the answer say more than "invalid".
-        if let Some(sso) = self.store.sso_config(membership.org_id).await?
+        if let Some(sso) = self.reads.sso_config(membership.org_id).await?
             && !sso.allow_password
         {
             return Err(DomainError::Sso(SsoFailure::SsoRequired));
@@ -236,7 +240,7 @@ impl Auth {
         self.mfa
             .check_login(user.id, attempt.mfa_code.as_deref(), &attempt.origin, now)
             .await?;
-        let policy = policy_of(self.store.as_ref(), membership.org_id).await?;
+        let policy = policy_of(&self.reads, membership.org_id).await?;
         if user.must_change_password || policy.is_expired(user.password_set_at, to_millis(now)) {
             return Err(DomainError::PasswordExpired);
         }
@@ -403,10 +407,10 @@ impl Auth {
         let claims = token.claims();
         // The session found for this token last time, while the cache would still serve it;
         // every check below is made on it all the same.
-        let ctx = match token.session(|lease| self.store.holds(lease)) {
+        let ctx = match token.session(|lease| self.reads.holds(lease)) {
             Some(ctx) => ctx,
             None => {
-                let (ctx, lease) = self.store.session_context_leased(&claims.sid).await?;
+                let (ctx, lease) = self.reads.session_context(&claims.sid).await?;
                 let ctx = ctx.ok_or(DomainError::Unauthenticated)?;
                 token.found_session(&ctx, lease);
                 ctx
@@ -525,11 +529,11 @@ impl Auth {
     async fn profile_of(&self, caller: &Principal) -> DomainResult<Arc<MemberProfile>> {
         let (user_id, org_id) = (caller.user_id, caller.org_id);
         let token = caller.token.as_deref();
-        let remembered = token.and_then(|t| t.profile((user_id, org_id), |l| self.store.holds(l)));
+        let remembered = token.and_then(|t| t.profile((user_id, org_id), |l| self.reads.holds(l)));
         if let Some(profile) = remembered {
             return Ok(profile);
         }
-        let (profile, lease) = self.store.member_profile_leased(user_id, org_id).await?;
+        let (profile, lease) = self.reads.member_profile(user_id, org_id).await?;
         let profile = profile.ok_or(DomainError::Unauthenticated)?;
         if let Some(token) = token {
             token.found_profile(&profile, lease);

@@ -31,7 +31,7 @@ impl Auth {
         let restriction = if self.mfa.is_enabled(user.id).await? {
             Some(MFA_CHALLENGE.to_owned())
         } else {
-            let policy = policy_of(self.store.as_ref(), org_id).await?;
+            let policy = policy_of(&self.reads, org_id).await?;
             policy.require_mfa.then(|| MFA_ENROLLMENT.to_owned())
         };
         let opening = Opening {

@@ -37,110 +37,16 @@ use std::borrow::Borrow;
 use std::collections::HashMap;
 use std::hash::Hash;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use super::apikey::ApiKeyContext;
-use super::org::OrgRecord;
-use super::policy::PasswordPolicy;
-use super::session::{Renewal, SessionContext};
-use super::user::UserRecord;
+use super::profile::MemberProfile;
 use crate::store::SsoConfigRecord;
+use crate::store::changes::{Change, ChangeListener};
+use crate::store::records::{ApiKeyContext, PasswordPolicy, Renewal, SessionContext};
 
 /// Entries per map; past it, stale entries are dropped, and if that is not enough, all of them.
 pub const DEFAULT_CAPACITY: usize = 50_000;
-
-/// What `/user/me` and a renewal show about a member: the user, the org, the org's policy and
-/// whether the user has a second factor. Read-only once made and shared (`Arc`) by the cache and
-/// the requests that use it: a cache hit copies nothing and touches one allocation.
-#[derive(Debug)]
-pub struct MemberProfile {
-    user: UserRecord,
-    org: OrgRecord,
-    /// The org's policy, or the defaults when it has none.
-    policy: PasswordPolicy,
-    mfa_enabled: bool,
-    /// This profile as the HTTP layer shows it (its part of the `/user/me` answer), rendered the
-    /// first time it is asked for. It cannot go stale: the fields it is rendered from never
-    /// change, and any change to the member is seen as a new read, hence a new profile with an
-    /// empty slot.
-    shown: OnceLock<Box<[u8]>>,
-}
-
-impl MemberProfile {
-    pub fn new(
-        user: UserRecord,
-        org: OrgRecord,
-        policy: PasswordPolicy,
-        mfa_enabled: bool,
-    ) -> Self {
-        Self {
-            user,
-            org,
-            policy,
-            mfa_enabled,
-            shown: OnceLock::new(),
-        }
-    }
-
-    pub fn user(&self) -> &UserRecord {
-        &self.user
-    }
-
-    pub fn org(&self) -> &OrgRecord {
-        &self.org
-    }
-
-    /// When the member's password expires under the org's policy (epoch ms); `None`: never.
-    pub fn password_expires_at(&self) -> Option<i64> {
-        self.policy.expires_at(self.user.password_set_at)
-    }
-
-    /// Whether the user has a confirmed second factor.
-    pub fn mfa_enabled(&self) -> bool {
-        self.mfa_enabled
-    }
-
-    /// A profile of user `user_id` (uuid `u-<id>`) in org `org_id`, default policy, no second
-    /// factor: the fixture of tests across the crate.
-    #[cfg(test)]
-    pub fn for_tests(user_id: i64, org_id: i64) -> Arc<Self> {
-        Arc::new(Self::new(
-            UserRecord {
-                id: user_id,
-                uuid: format!("u-{user_id}"),
-                email: "a@b.example".into(),
-                first: "A".into(),
-                last: "B".into(),
-                is_active: true,
-                is_platform_admin: false,
-                password_hash: None,
-                password_set_at: None,
-                must_change_password: false,
-                created_at: 0,
-                home_org_id: None,
-                last_org_id: None,
-            },
-            OrgRecord {
-                id: org_id,
-                name: "Org".into(),
-                email_domains: vec![],
-            },
-            PasswordPolicy::default(),
-            false,
-        ))
-    }
-
-    /// The rendering `render` makes of this profile, made once per profile read (a failed one
-    /// is tried again next time).
-    pub fn shown<E>(&self, render: impl FnOnce(&Self) -> Result<Box<[u8]>, E>) -> Result<&[u8], E> {
-        if let Some(shown) = self.shown.get() {
-            return Ok(shown);
-        }
-        let rendered = render(self)?;
-        Ok(self.shown.get_or_init(|| rendered))
-    }
-}
 
 /// Proof of the cache's state before a database read; see the module's third rule.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -424,7 +330,7 @@ impl SessionCache {
         profile: &Arc<MemberProfile>,
         now: Instant,
     ) -> Option<Lease> {
-        let (user_id, org_id) = (profile.user.id, profile.org.id);
+        let (user_id, org_id) = (profile.user().id, profile.org().id);
         let entry = Entry {
             value: profile.clone(),
             user_id,
@@ -624,6 +530,27 @@ fn org_entry<V>(org_id: i64, value: V, now: Instant) -> Entry<V> {
         user_id: 0,
         org_id,
         stored_at: now,
+    }
+}
+
+/// Each change the store or another instance announces forgets what it made stale.
+impl ChangeListener for SessionCache {
+    fn changed(&self, change: &Change) {
+        match change {
+            Change::Session(id) => self.invalidate_session(id),
+            Change::User(id) => self.invalidate_user(*id),
+            Change::Org(id) => self.invalidate_org(*id),
+            Change::Renewed(renewal) => self.note_renewal(renewal),
+            Change::Everything => self.clear(),
+        }
+    }
+
+    fn hearing(&self, everything: bool) {
+        if everything {
+            self.resume();
+        } else {
+            self.suspend();
+        }
     }
 }
 

@@ -19,9 +19,10 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
-use super::session::SessionContext;
-use super::session_cache::{Lease, MemberProfile};
-use super::tokens::SessionClaims;
+use coreauth_proto::SessionClaims;
+
+use super::{Lease, MemberProfile};
+use crate::store::records::SessionContext;
 
 /// A token that passed every check but expiry, and what was last found for it.
 pub struct VerifiedToken {
@@ -195,9 +196,9 @@ mod tests {
     /// and forgotten when a later look-up came without one.
     #[test]
     fn what_was_found_for_a_token_lasts_as_long_as_its_lease() {
+        use crate::cache::SessionCache;
         use crate::domain::org::Role;
         use crate::domain::session::SessionRecord;
-        use crate::domain::session_cache::SessionCache;
         use std::time::{Duration, Instant};
 
         let cache = SessionCache::new(Duration::from_secs(1), 10);
@@ -250,7 +251,7 @@ mod tests {
     /// A principal carries its token: printing one shows no remembered profile's contents.
     #[test]
     fn a_token_prints_no_profile() {
-        use crate::domain::session_cache::SessionCache;
+        use crate::cache::SessionCache;
         use std::time::{Duration, Instant};
 
         let cache = SessionCache::new(Duration::from_secs(1), 10);
