@@ -558,9 +558,9 @@ impl ChangeListener for SessionCache {
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
-    use crate::domain::apikey::ApiKeyRecord;
-    use crate::domain::org::Role;
-    use crate::domain::session::SessionRecord;
+    use crate::store::records::ApiKeyRecord;
+    use crate::store::records::Role;
+    use crate::store::records::SessionRecord;
 
     const TTL: Duration = Duration::from_secs(1);
 

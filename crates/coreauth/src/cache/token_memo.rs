@@ -197,8 +197,8 @@ mod tests {
     #[test]
     fn what_was_found_for_a_token_lasts_as_long_as_its_lease() {
         use crate::cache::SessionCache;
-        use crate::domain::org::Role;
-        use crate::domain::session::SessionRecord;
+        use crate::store::records::Role;
+        use crate::store::records::SessionRecord;
         use std::time::{Duration, Instant};
 
         let cache = SessionCache::new(Duration::from_secs(1), 10);

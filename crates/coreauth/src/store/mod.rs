@@ -31,8 +31,21 @@ pub use self::records::{
     PASSWORD_HISTORY_KEPT, PasswordChange, Revoked, SsoConfigRecord, SsoLoginRecord, TotpRecord,
 };
 
+/// All of the store, area by area: the domain holds an `Arc<dyn Store>` and calls any of them.
 #[async_trait]
-pub trait Store: Send + Sync + 'static {
+pub trait Store:
+    UserStore
+    + SessionStore
+    + KeyStore
+    + CredentialStore
+    + SsoStore
+    + AuditStore
+    + IntegrationStore
+    + ThrottleStore
+    + Send
+    + Sync
+    + 'static
+{
     /// Where this store announces what its writes change (for the session cache to forget).
     fn changes(&self) -> &Changes;
 
@@ -45,6 +58,7 @@ pub trait Store: Send + Sync + 'static {
     async fn foreign_write_marker(&self) -> StoreResult<Option<i64>>;
 
     async fn signing_keys(&self) -> StoreResult<Vec<StoredSigningKey>>;
+
     /// Stores `key` only when there is no signing key yet, checked atomically: instances that
     /// start together on an empty database then all read back the same single key, instead of
     /// each signing with its own key that the others have not loaded.
@@ -58,11 +72,18 @@ pub trait Store: Send + Sync + 'static {
         now: i64,
         audit: &NewAuditEvent,
     ) -> StoreResult<Option<UserRecord>>;
+}
 
+/// Users, orgs and memberships.
+#[async_trait]
+pub trait UserStore: Send + Sync {
     async fn user_by_email(&self, email_key: &str) -> StoreResult<Option<UserRecord>>;
+
     async fn user_by_id(&self, id: i64) -> StoreResult<Option<UserRecord>>;
+
     /// `Conflict` when the email is taken; `NotFound("org")` for an unknown membership org.
     async fn create_user(&self, user: NewUser, audit: &NewAuditEvent) -> StoreResult<UserRecord>;
+
     /// Deactivating a user revokes all their sessions in the same transaction.
     async fn update_user(
         &self,
@@ -79,11 +100,14 @@ pub trait Store: Send + Sync + 'static {
         now: i64,
         audit: &NewAuditEvent,
     ) -> StoreResult<OrgRecord>;
+
     async fn org(&self, id: i64) -> StoreResult<Option<OrgRecord>>;
 
     /// All memberships of a user, active or not, ordered by org id.
     async fn memberships_of(&self, user_id: i64) -> StoreResult<Vec<MembershipRecord>>;
+
     async fn membership(&self, user_id: i64, org_id: i64) -> StoreResult<Option<MembershipRecord>>;
+
     /// `Conflict` when the user is already a member.
     async fn add_membership(
         &self,
@@ -93,6 +117,7 @@ pub trait Store: Send + Sync + 'static {
         now: i64,
         audit: &NewAuditEvent,
     ) -> StoreResult<MembershipRecord>;
+
     /// Applies `patch` atomically; deactivation revokes the member's sessions in that org. Refuses
     /// (`Conflict`) a change that would leave the org without an active admin.
     async fn update_membership(
@@ -103,7 +128,11 @@ pub trait Store: Send + Sync + 'static {
         now: i64,
         audit: &NewAuditEvent,
     ) -> StoreResult<Option<(MembershipRecord, Revoked)>>;
+}
 
+/// Sessions, and what a request reads about the member behind one.
+#[async_trait]
+pub trait SessionStore: Send + Sync {
     /// Stores a new session and its audit event; `clears` names the throttle counter the login
     /// proved itself against, deleted in the same transaction (one commit for both).
     async fn create_session(
@@ -112,14 +141,18 @@ pub trait Store: Send + Sync + 'static {
         audit: &NewAuditEvent,
         clears: Option<&str>,
     ) -> StoreResult<()>;
+
     async fn session_context(&self, id: &str) -> StoreResult<Option<SessionContext>>;
+
     /// What `/user/me` and a renewal show about a member: the user, the org, its password policy
     /// (the defaults when it has none) and whether the user has a confirmed second factor;
     /// `None` when the user or the org does not exist.
     async fn member(&self, user_id: i64, org_id: i64) -> StoreResult<Option<MemberRecord>>;
+
     /// Adds each renewal's count to its session and moves its token expiry and last renewal
     /// forward (never back). Sessions that are gone are skipped.
     async fn record_renewals(&self, renewals: &[Renewal]) -> StoreResult<()>;
+
     /// Revokes one session, only if it belongs to `user_id` when one is given.
     async fn revoke_session(
         &self,
@@ -128,6 +161,7 @@ pub trait Store: Send + Sync + 'static {
         now: i64,
         audit: &NewAuditEvent,
     ) -> StoreResult<bool>;
+
     /// Revokes the user's sessions: all of them, or those in `in_org` only.
     async fn revoke_sessions_of(
         &self,
@@ -136,6 +170,7 @@ pub trait Store: Send + Sync + 'static {
         now: i64,
         audit: &NewAuditEvent,
     ) -> StoreResult<Revoked>;
+
     /// Clears the session's restriction if it is `restriction`, with its audit event; false
     /// when it was not (already lifted, or another).
     async fn lift_session_restriction(
@@ -144,9 +179,14 @@ pub trait Store: Send + Sync + 'static {
         restriction: &str,
         audit: &NewAuditEvent,
     ) -> StoreResult<bool>;
+
     /// Sessions of a user that are neither revoked nor past their last token's expiry.
     async fn live_sessions_of(&self, user_id: i64, now: i64) -> StoreResult<Vec<SessionRecord>>;
+}
 
+/// API keys.
+#[async_trait]
+pub trait KeyStore: Send + Sync {
     /// Creates a key unless its owner already has `max_per_user` keys (`Conflict`), atomically.
     async fn create_api_key(
         &self,
@@ -154,10 +194,14 @@ pub trait Store: Send + Sync + 'static {
         max_per_user: i64,
         audit: &NewAuditEvent,
     ) -> StoreResult<ApiKeyRecord>;
+
     /// The key with this SHA-256, with its owner's state, through the unique index on the hash.
     async fn api_key_context(&self, key_hash: &[u8]) -> StoreResult<Option<ApiKeyContext>>;
+
     async fn api_keys_of(&self, user_id: i64, org_id: i64) -> StoreResult<Vec<ApiKeyRecord>>;
+
     async fn api_keys_in_org(&self, org_id: i64) -> StoreResult<Vec<ApiKeyRecord>>;
+
     /// Deletes the key with this public id in `org_id`, only if owned by `owner` when given.
     async fn delete_api_key(
         &self,
@@ -166,6 +210,7 @@ pub trait Store: Send + Sync + 'static {
         org_id: i64,
         audit: &NewAuditEvent,
     ) -> StoreResult<Option<ApiKeyRecord>>;
+
     async fn delete_api_key_by_hash(
         &self,
         key_hash: &[u8],
@@ -173,6 +218,7 @@ pub trait Store: Send + Sync + 'static {
         org_id: i64,
         audit: &NewAuditEvent,
     ) -> StoreResult<Option<ApiKeyRecord>>;
+
     /// Deletes every key of a user, or those in `in_org` only, with one audit event counting
     /// them (`details.keysDeleted`).
     async fn delete_api_keys_of(
@@ -181,6 +227,7 @@ pub trait Store: Send + Sync + 'static {
         in_org: Option<i64>,
         audit: &NewAuditEvent,
     ) -> StoreResult<u64>;
+
     /// Records when (and from where) keys were last used: `(key id, time, address)`.
     async fn record_api_key_usage(&self, usage: &[(i64, i64, Option<String>)]) -> StoreResult<()>;
 
@@ -192,14 +239,14 @@ pub trait Store: Send + Sync + 'static {
         now: i64,
         audit: &NewAuditEvent,
     ) -> StoreResult<bool>;
+}
 
-    /// Records an event that goes with no change (a refused login, …).
-    async fn record_audit(&self, event: &NewAuditEvent) -> StoreResult<()>;
-    /// Events matching `query`, newest first, at most `query.limit`.
-    async fn audit_events(&self, query: &AuditQuery) -> StoreResult<Vec<AuditRecord>>;
-
+/// Passwords, their policy and history, and the second factor (TOTP, recovery codes).
+#[async_trait]
+pub trait CredentialStore: Send + Sync {
     /// The org's policy; `None` when the org uses the defaults.
     async fn password_policy(&self, org_id: i64) -> StoreResult<Option<PasswordPolicy>>;
+
     async fn set_password_policy(
         &self,
         org_id: i64,
@@ -207,8 +254,10 @@ pub trait Store: Send + Sync + 'static {
         now: i64,
         audit: &NewAuditEvent,
     ) -> StoreResult<()>;
+
     /// The user's previous password hashes, newest first.
     async fn password_history(&self, user_id: i64, limit: i64) -> StoreResult<Vec<String>>;
+
     /// Sets a new password: the old hash goes to the history (kept to
     /// `PASSWORD_HISTORY_KEPT`), sessions are revoked but `keep_session`, atomically.
     async fn set_password(
@@ -216,6 +265,7 @@ pub trait Store: Send + Sync + 'static {
         change: &PasswordChange,
         audit: &NewAuditEvent,
     ) -> StoreResult<Revoked>;
+
     /// Replaces `old_hash` by `new_hash` (same password, stronger parameters) if it is still the
     /// current one; the password's age does not change.
     async fn upgrade_password_hash(
@@ -226,6 +276,7 @@ pub trait Store: Send + Sync + 'static {
     ) -> StoreResult<bool>;
 
     async fn totp_of(&self, user_id: i64) -> StoreResult<Option<TotpRecord>>;
+
     /// Stores a new, unconfirmed enrolment (replacing an unconfirmed one); `Conflict` when the
     /// user already has a confirmed one.
     async fn save_totp_enrollment(
@@ -235,6 +286,7 @@ pub trait Store: Send + Sync + 'static {
         now: i64,
         audit: &NewAuditEvent,
     ) -> StoreResult<()>;
+
     /// Confirms the enrolment with the step of the code that proved it, replaces the recovery
     /// codes, and lifts the enrolment restriction of the user's sessions, atomically.
     async fn confirm_totp(
@@ -245,9 +297,11 @@ pub trait Store: Send + Sync + 'static {
         now: i64,
         audit: &NewAuditEvent,
     ) -> StoreResult<bool>;
+
     /// Accepts `step` only if it is newer than every step accepted before (atomic, so a code
     /// replayed in parallel is accepted once).
     async fn consume_totp_step(&self, user_id: i64, step: i64) -> StoreResult<bool>;
+
     /// Marks an unused recovery code used; false when there is none with this hash.
     async fn use_recovery_code(
         &self,
@@ -256,10 +310,82 @@ pub trait Store: Send + Sync + 'static {
         now: i64,
         audit: &NewAuditEvent,
     ) -> StoreResult<bool>;
+
     async fn reseal_totp(&self, user_id: i64, sealed_secret: &str) -> StoreResult<()>;
+
     /// Removes the user's TOTP and recovery codes; false when there was none.
     async fn delete_totp(&self, user_id: i64, audit: &NewAuditEvent) -> StoreResult<bool>;
+}
 
+/// Single sign-on: settings, linked identities, sign-ons in flight.
+#[async_trait]
+pub trait SsoStore: Send + Sync {
+    /// Creates or replaces an org's SSO settings and its email domains; `Conflict` when a domain
+    /// already belongs to another org's SSO.
+    async fn save_sso_config(
+        &self,
+        config: &SsoConfigRecord,
+        now: i64,
+        audit: &NewAuditEvent,
+    ) -> StoreResult<()>;
+
+    async fn sso_config(&self, org_id: i64) -> StoreResult<Option<SsoConfigRecord>>;
+
+    async fn delete_sso_config(&self, org_id: i64, audit: &NewAuditEvent) -> StoreResult<bool>;
+
+    /// The org whose SSO claims this email domain.
+    async fn sso_org_for_domain(&self, domain: &str) -> StoreResult<Option<i64>>;
+
+    /// The orgs holding this domain: set on the org by a platform admin, or verified for SSO.
+    async fn orgs_holding_domain(&self, domain: &str) -> StoreResult<Vec<i64>>;
+
+    /// The user linked to this identity at the org's provider.
+    async fn sso_identity(
+        &self,
+        org_id: i64,
+        issuer: &str,
+        subject: &str,
+    ) -> StoreResult<Option<i64>>;
+
+    /// Links an identity at the org's provider to a user; `Conflict` when it is linked already.
+    async fn link_sso_identity(
+        &self,
+        org_id: i64,
+        identity: (&str, &str),
+        user_id: i64,
+        now: i64,
+        audit: &NewAuditEvent,
+    ) -> StoreResult<()>;
+
+    async fn create_sso_login(&self, login: &SsoLoginRecord) -> StoreResult<()>;
+
+    /// Takes a login in flight by its state, once: a second call with the same state finds
+    /// nothing. Expired ones are returned too (the caller tells the user it expired).
+    async fn take_sso_login(&self, state: &str, now: i64) -> StoreResult<Option<SsoLoginRecord>>;
+
+    /// Deletes sign-ons in flight that were used, or that expired before `before`.
+    async fn prune_sso_logins(&self, before: i64) -> StoreResult<u64>;
+}
+
+/// The audit trail.
+#[async_trait]
+pub trait AuditStore: Send + Sync {
+    /// Records an event that goes with no change (a refused login, …).
+    async fn record_audit(&self, event: &NewAuditEvent) -> StoreResult<()>;
+
+    /// Events matching `query`, newest first, at most `query.limit`.
+    async fn audit_events(&self, query: &AuditQuery) -> StoreResult<Vec<AuditRecord>>;
+
+    /// Events with an id above `after_id`, oldest first (for exporting the trail).
+    async fn audit_events_after(&self, after_id: i64, limit: i64) -> StoreResult<Vec<AuditRecord>>;
+
+    /// Deletes events that occurred before `before`; answers how many.
+    async fn prune_audit(&self, before: i64) -> StoreResult<u64>;
+}
+
+/// Integration token settings.
+#[async_trait]
+pub trait IntegrationStore: Send + Sync {
     /// Creates or replaces an org's integration.
     async fn save_integration(
         &self,
@@ -267,15 +393,22 @@ pub trait Store: Send + Sync + 'static {
         now: i64,
         audit: &NewAuditEvent,
     ) -> StoreResult<()>;
+
     async fn integration(&self, org_id: i64, name: &str) -> StoreResult<Option<IntegrationRecord>>;
+
     async fn integrations_of(&self, org_id: i64) -> StoreResult<Vec<IntegrationRecord>>;
+
     async fn delete_integration(
         &self,
         org_id: i64,
         name: &str,
         audit: &NewAuditEvent,
     ) -> StoreResult<bool>;
+}
 
+/// Attempt counters.
+#[async_trait]
+pub trait ThrottleStore: Send + Sync {
     /// Counts an attempt for each of `keys` (distinct), starting a new window for a key whose
     /// current one (`window_ms` long) has ended; answers, in the order of `keys`, the attempts
     /// in each window and when it started. One atomic statement and one commit for all keys
@@ -287,49 +420,9 @@ pub trait Store: Send + Sync + 'static {
         now: i64,
         window_ms: i64,
     ) -> StoreResult<Vec<(i64, i64)>>;
+
     async fn clear_throttle(&self, key: &str) -> StoreResult<()>;
+
     /// Deletes counters whose window started before `before`.
     async fn prune_throttle(&self, before: i64) -> StoreResult<u64>;
-
-    /// Creates or replaces an org's SSO settings and its email domains; `Conflict` when a domain
-    /// already belongs to another org's SSO.
-    async fn save_sso_config(
-        &self,
-        config: &SsoConfigRecord,
-        now: i64,
-        audit: &NewAuditEvent,
-    ) -> StoreResult<()>;
-    async fn sso_config(&self, org_id: i64) -> StoreResult<Option<SsoConfigRecord>>;
-    async fn delete_sso_config(&self, org_id: i64, audit: &NewAuditEvent) -> StoreResult<bool>;
-    /// The org whose SSO claims this email domain.
-    async fn sso_org_for_domain(&self, domain: &str) -> StoreResult<Option<i64>>;
-    /// The orgs holding this domain: set on the org by a platform admin, or verified for SSO.
-    async fn orgs_holding_domain(&self, domain: &str) -> StoreResult<Vec<i64>>;
-    /// The user linked to this identity at the org's provider.
-    async fn sso_identity(
-        &self,
-        org_id: i64,
-        issuer: &str,
-        subject: &str,
-    ) -> StoreResult<Option<i64>>;
-    /// Links an identity at the org's provider to a user; `Conflict` when it is linked already.
-    async fn link_sso_identity(
-        &self,
-        org_id: i64,
-        identity: (&str, &str),
-        user_id: i64,
-        now: i64,
-        audit: &NewAuditEvent,
-    ) -> StoreResult<()>;
-    async fn create_sso_login(&self, login: &SsoLoginRecord) -> StoreResult<()>;
-    /// Takes a login in flight by its state, once: a second call with the same state finds
-    /// nothing. Expired ones are returned too (the caller tells the user it expired).
-    async fn take_sso_login(&self, state: &str, now: i64) -> StoreResult<Option<SsoLoginRecord>>;
-    /// Deletes sign-ons in flight that were used, or that expired before `before`.
-    async fn prune_sso_logins(&self, before: i64) -> StoreResult<u64>;
-
-    /// Events with an id above `after_id`, oldest first (for exporting the trail).
-    async fn audit_events_after(&self, after_id: i64, limit: i64) -> StoreResult<Vec<AuditRecord>>;
-    /// Deletes events that occurred before `before`; answers how many.
-    async fn prune_audit(&self, before: i64) -> StoreResult<u64>;
 }

@@ -9,12 +9,12 @@ use std::time::Duration;
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 use sqlx::{Connection, PgConnection, Postgres, Transaction};
 
-use super::Store;
 use super::StoreResult;
 use super::changes::Changes;
 use super::error::StoreError;
 use super::pg_changes::ChangeFeed;
 use super::records::{MemberRecord, NewAuditEvent, Renewal, SessionRecord, StoredSigningKey};
+use super::{CredentialStore, UserStore};
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
 
@@ -121,7 +121,7 @@ macro_rules! byte_order {
     clippy::duplicate_mod,
     reason = "one source, one concrete copy per backend"
 )]
-#[path = "sql.rs"]
+#[path = "sql/mod.rs"]
 mod sql;
 
 /// Throttle counters as `hit_throttle` answers them: in the order of `keys`.

@@ -139,7 +139,7 @@ macro_rules! byte_order {
     clippy::duplicate_mod,
     reason = "one source, one concrete copy per backend"
 )]
-#[path = "sql.rs"]
+#[path = "sql/mod.rs"]
 mod sql;
 
 /// Maps a database failure: an unreachable database is `Unavailable` (503), the rest internal.

@@ -1,0 +1,217 @@
+//! API keys.
+
+use super::*;
+
+#[async_trait]
+impl KeyStore for Backend {
+    async fn create_api_key(
+        &self,
+        key: NewApiKey,
+        max_per_user: i64,
+        audit: &NewAuditEvent,
+    ) -> StoreResult<ApiKeyRecord> {
+        let mut tx = self.write_tx().await?;
+        // Creations for one user go one at a time, so two at once cannot both count the same
+        // number of keys and both pass the cap. NO KEY UPDATE leaves the key-share locks that
+        // other inserts take on the user row (through foreign keys) alone.
+        sqlx::query(locking!("SELECT id FROM users WHERE id = $1"))
+            .bind(key.user_id)
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(db_error)?;
+        let owned: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM api_keys WHERE user_id = $1")
+            .bind(key.user_id)
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(db_error)?;
+        if owned >= max_per_user {
+            return Err(StoreError::Conflict(format!(
+                "a user may have at most {max_per_user} API keys; delete one first"
+            )));
+        }
+        let row: ApiKeyRow = sqlx::query_as(returning_api_key!(
+            "INSERT INTO api_keys (public_id, user_id, org_id, name, prefix, key_hash, read_only, \
+             created_at, expires_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)"
+        ))
+        .bind(&key.public_id)
+        .bind(key.user_id)
+        .bind(key.org_id)
+        .bind(&key.name)
+        .bind(&key.prefix)
+        .bind(&key.key_hash)
+        .bind(key.read_only)
+        .bind(key.created_at)
+        .bind(key.expires_at)
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(db_error)?;
+        insert_audit(&mut tx, audit).await?;
+        tx.commit().await.map_err(db_error)?;
+        Ok(row.into())
+    }
+
+    async fn api_key_context(&self, key_hash: &[u8]) -> StoreResult<Option<ApiKeyContext>> {
+        let row: Option<ApiKeyContextRow> = sqlx::query_as(api_key_columns!(
+            "SELECT",
+            ", u.uuid AS user_uuid, u.is_active AS user_active, u.is_platform_admin, m.role, \
+             m.is_active AS membership_active FROM api_keys k \
+             JOIN users u ON u.id = k.user_id \
+             JOIN memberships m ON m.user_id = k.user_id AND m.org_id = k.org_id \
+             WHERE k.key_hash = $1"
+        ))
+        .bind(key_hash)
+        .fetch_optional(self.reads())
+        .await
+        .map_err(db_error)?;
+        row.map(|r| {
+            Ok(ApiKeyContext {
+                role: parse_role(&r.role)?,
+                key: std::sync::Arc::new(r.key.into()),
+                user_uuid: r.user_uuid.into(),
+                user_active: r.user_active,
+                is_platform_admin: r.is_platform_admin,
+                membership_active: r.membership_active,
+            })
+        })
+        .transpose()
+    }
+
+    async fn api_keys_of(&self, user_id: i64, org_id: i64) -> StoreResult<Vec<ApiKeyRecord>> {
+        let rows: Vec<ApiKeyRow> = sqlx::query_as(api_key_columns!(
+            "SELECT",
+            "FROM api_keys k WHERE k.user_id = $1 AND k.org_id = $2 ORDER BY k.id"
+        ))
+        .bind(user_id)
+        .bind(org_id)
+        .fetch_all(self.reads())
+        .await
+        .map_err(db_error)?;
+        Ok(rows.into_iter().map(ApiKeyRecord::from).collect())
+    }
+
+    async fn api_keys_in_org(&self, org_id: i64) -> StoreResult<Vec<ApiKeyRecord>> {
+        let rows: Vec<ApiKeyRow> = sqlx::query_as(api_key_columns!(
+            "SELECT",
+            "FROM api_keys k WHERE k.org_id = $1 ORDER BY k.id"
+        ))
+        .bind(org_id)
+        .fetch_all(self.reads())
+        .await
+        .map_err(db_error)?;
+        Ok(rows.into_iter().map(ApiKeyRecord::from).collect())
+    }
+
+    async fn delete_api_key(
+        &self,
+        public_id: &str,
+        owner: Option<i64>,
+        org_id: i64,
+        audit: &NewAuditEvent,
+    ) -> StoreResult<Option<ApiKeyRecord>> {
+        if !storable(public_id) {
+            return Ok(None);
+        }
+        // Whose key it was is known once it is deleted; a failure before that may be anyone's.
+        let mut changed = self.changes.on_return(Change::Everything);
+        let mut tx = self.write_tx().await?;
+        let row: Option<ApiKeyRow> = sqlx::query_as(returning_api_key!(
+            "DELETE FROM api_keys WHERE public_id = $1 AND org_id = $2 \
+             AND (CAST($3 AS BIGINT) IS NULL OR user_id = $3)"
+        ))
+        .bind(public_id)
+        .bind(org_id)
+        .bind(owner)
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(db_error)?;
+        changed.instead(row.as_ref().map(|key| Change::User(key.user_id)));
+        finish_key_deletion(tx, row, audit).await
+    }
+
+    async fn delete_api_key_by_hash(
+        &self,
+        key_hash: &[u8],
+        owner: i64,
+        org_id: i64,
+        audit: &NewAuditEvent,
+    ) -> StoreResult<Option<ApiKeyRecord>> {
+        let mut changed = self.changes.on_return(Change::Everything);
+        let mut tx = self.write_tx().await?;
+        let row: Option<ApiKeyRow> = sqlx::query_as(returning_api_key!(
+            "DELETE FROM api_keys WHERE key_hash = $1 AND org_id = $2 AND user_id = $3"
+        ))
+        .bind(key_hash)
+        .bind(org_id)
+        .bind(owner)
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(db_error)?;
+        changed.instead(row.as_ref().map(|key| Change::User(key.user_id)));
+        finish_key_deletion(tx, row, audit).await
+    }
+
+    async fn delete_api_keys_of(
+        &self,
+        user_id: i64,
+        in_org: Option<i64>,
+        audit: &NewAuditEvent,
+    ) -> StoreResult<u64> {
+        let _changed = self.changes.on_return(Change::User(user_id));
+        let mut tx = self.write_tx().await?;
+        let deleted = delete_keys_in(&mut tx, user_id, in_org).await?;
+        let mut audit = audit.clone();
+        audit.details["keysDeleted"] = deleted.into();
+        insert_audit(&mut tx, &audit).await?;
+        tx.commit().await.map_err(db_error)?;
+        Ok(deleted)
+    }
+
+    async fn record_api_key_usage(&self, usage: &[(i64, i64, Option<String>)]) -> StoreResult<()> {
+        // Every instance flushes its own batch: taking the row locks in key order means two
+        // flushes over the same keys wait for each other instead of deadlocking.
+        let mut ordered: Vec<&(i64, i64, Option<String>)> = usage.iter().collect();
+        ordered.sort_by_key(|(id, at, _)| (*id, *at));
+        let mut tx = self.write_tx().await?;
+        for (id, at, address) in ordered {
+            sqlx::query(
+                "UPDATE api_keys SET last_used_at = $1, last_used_address = $2 \
+                 WHERE id = $3 AND (last_used_at IS NULL OR last_used_at < $1)",
+            )
+            .bind(at)
+            .bind(address.as_deref())
+            .bind(id)
+            .execute(&mut *tx)
+            .await
+            .map_err(db_error)?;
+        }
+        tx.commit().await.map_err(db_error)
+    }
+
+    async fn note_api_key_address(
+        &self,
+        key_id: i64,
+        address: &str,
+        now: i64,
+        audit: &NewAuditEvent,
+    ) -> StoreResult<bool> {
+        let mut tx = self.write_tx().await?;
+        // A concurrent insert of the same pair waits for the first to commit, then does nothing:
+        // the first use from an address is recorded, and audited, once.
+        let done = sqlx::query(
+            "INSERT INTO api_key_addresses (key_id, address, first_seen_at) VALUES ($1, $2, $3) \
+             ON CONFLICT DO NOTHING",
+        )
+        .bind(key_id)
+        .bind(address)
+        .bind(now)
+        .execute(&mut *tx)
+        .await
+        .map_err(db_error)?;
+        let first = done.rows_affected() == 1;
+        if first {
+            insert_audit(&mut tx, audit).await?;
+        }
+        tx.commit().await.map_err(db_error)?;
+        Ok(first)
+    }
+}

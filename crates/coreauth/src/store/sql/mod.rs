@@ -1,0 +1,320 @@
+//! The `Store` both SQL backends share: every statement and transaction written once, compiled
+//! once for each backend. `sqlite.rs` and `postgres.rs` each include this file as a module of
+//! their own (`#[path = "sql.rs"]`), after defining what it takes from `super`: the store type
+//! (`Backend`), its connection and transaction types, the pools it reads and writes on
+//! (`reads`, `writes`, `write_tx`), how a database error maps (`db_error`), which text the
+//! database can hold (`storable`), the audit insert, the `locking!` suffix for row locks, and
+//! the few operations whose SQL really differs (`dialect` methods on `Backend`).
+//!
+//! Why this and not generic code over `sqlx::Database`, a query builder or `sqlx::Any`: each
+//! copy is concrete, so there are no trait bounds to spell out for every bound value and row,
+//! statements stay static strings `sqlx` prepares once and caches per connection, and nothing
+//! is converted at run time (`Any` copies every row into its own value type and knows neither
+//! SQLite's single writer nor PostgreSQL's locks). The cost is compiling this file twice, as
+//! the two hand copies it replaces were. Placeholders are `$N` in both: SQLite takes `$N` as
+//! the N-th parameter, as PostgreSQL does.
+//!
+//! Locks: SQLite has one writer (`write_tx` is `BEGIN IMMEDIATE` on the writer connection), so
+//! what PostgreSQL must lock (READ COMMITTED, several instances) is already serialised there;
+//! `locking!` adds the row lock on PostgreSQL and nothing on SQLite.
+
+use async_trait::async_trait;
+use zeroize::Zeroizing;
+
+use super::{Backend, Conn, Tx, db_error, insert_audit, insert_default_org, lock_table, storable};
+use crate::store::changes::{Change, Changes};
+use crate::store::records::{
+    ApiKeyContext, ApiKeyRecord, AuditQuery, AuditRecord, IntegrationRecord, MemberRecord,
+    MembershipPatch, MembershipRecord, NewApiKey, NewAuditEvent, NewUser, OrgRecord,
+    PASSWORD_HISTORY_KEPT, PasswordChange, PasswordPolicy, Renewal, Revoked, Role, SessionContext,
+    SessionRecord, SsoConfigRecord, SsoLoginRecord, StoredSigningKey, TotpRecord, UserPatch,
+    UserRecord,
+};
+use crate::store::rows::*;
+use crate::store::{
+    AuditStore, CredentialStore, IntegrationStore, KeyStore, SessionStore, SsoStore, Store,
+    StoreError, StoreResult, ThrottleStore, UserStore,
+};
+
+fn is_unique_violation(e: &sqlx::Error) -> bool {
+    matches!(e, sqlx::Error::Database(d) if d.is_unique_violation())
+}
+
+type Query<'q> = sqlx::query::Query<'q, <Conn as sqlx::Connection>::Database, QueryArguments>;
+type QueryArguments = <<Conn as sqlx::Connection>::Database as sqlx::Database>::Arguments;
+
+/// Binds an event to `insert_audit_sql!`'s thirteen parameters.
+pub(super) fn bind_audit<'q>(query: Query<'q>, e: &NewAuditEvent) -> Query<'q> {
+    query
+        .bind(e.occurred_at)
+        .bind(&e.event)
+        .bind(if e.success { "success" } else { "failure" })
+        .bind(e.reason.as_deref())
+        .bind(e.org_id)
+        .bind(e.actor_user_id)
+        .bind(e.subject_user_id)
+        .bind(e.subject.as_deref())
+        .bind(e.address.as_deref())
+        .bind(e.user_agent.as_deref())
+        .bind(e.client.as_deref())
+        .bind(e.request_id.as_deref())
+        .bind(e.details.to_string())
+}
+
+/// Binds a session to `insert_session_sql!`'s fourteen parameters.
+pub(super) fn bind_session<'q>(query: Query<'q>, s: &SessionRecord) -> Query<'q> {
+    query
+        .bind(&s.id)
+        .bind(s.user_id)
+        .bind(s.org_id)
+        .bind(&s.method)
+        .bind(s.client.as_deref())
+        .bind(s.address.as_deref())
+        .bind(s.user_agent.as_deref())
+        .bind(s.created_at)
+        .bind(s.expires_at)
+        .bind(s.token_expires_at)
+        .bind(s.last_renewed_at)
+        .bind(s.renew_count)
+        .bind(s.revoked_at)
+        .bind(s.restriction.as_deref())
+}
+
+/// Forgets a throttle counter (`clear_throttle`; a login clears its own in `create_session`).
+pub(super) async fn delete_throttle(conn: &mut Conn, key: &str) -> StoreResult<()> {
+    if !storable(key) {
+        return Ok(());
+    }
+    sqlx::query("DELETE FROM throttle WHERE key = $1")
+        .bind(key)
+        .execute(&mut *conn)
+        .await
+        .map(|_| ())
+        .map_err(db_error)
+}
+
+/// Records the deletion of `row` (if one was deleted) and commits.
+async fn finish_key_deletion(
+    mut tx: Tx,
+    row: Option<ApiKeyRow>,
+    audit: &NewAuditEvent,
+) -> StoreResult<Option<ApiKeyRecord>> {
+    let Some(row) = row else {
+        return Ok(None);
+    };
+    let mut audit = audit.clone();
+    audit.subject = Some(row.public_id.clone());
+    audit.subject_user_id = Some(row.user_id);
+    audit.details["name"] = row.name.clone().into();
+    insert_audit(&mut tx, &audit).await?;
+    tx.commit().await.map_err(db_error)?;
+    Ok(Some(row.into()))
+}
+
+async fn insert_sso_identity(
+    tx: &mut Tx,
+    org_id: i64,
+    (issuer, subject): (&str, &str),
+    user_id: i64,
+    now: i64,
+) -> StoreResult<()> {
+    let result = sqlx::query(
+        "INSERT INTO sso_identities (org_id, issuer, subject, user_id, created_at) \
+         VALUES ($1, $2, $3, $4, $5)",
+    )
+    .bind(org_id)
+    .bind(issuer)
+    .bind(subject)
+    .bind(user_id)
+    .bind(now)
+    .execute(&mut **tx)
+    .await;
+    match result {
+        Ok(_) => Ok(()),
+        Err(e) if is_unique_violation(&e) => Err(StoreError::Conflict(
+            "this identity is already linked to an account".into(),
+        )),
+        Err(e) => Err(db_error(e)),
+    }
+}
+
+/// Deletes the user's API keys, or those in `in_org` only; answers how many.
+async fn delete_keys_in(tx: &mut Tx, user_id: i64, in_org: Option<i64>) -> StoreResult<u64> {
+    sqlx::query(
+        "DELETE FROM api_keys WHERE user_id = $1 AND (CAST($2 AS BIGINT) IS NULL OR org_id = $2)",
+    )
+    .bind(user_id)
+    .bind(in_org)
+    .execute(&mut **tx)
+    .await
+    .map(|done| done.rows_affected())
+    .map_err(db_error)
+}
+
+/// Whether org `id` exists, read in `tx`.
+async fn org_exists(tx: &mut Tx, id: i64) -> StoreResult<bool> {
+    let found: Option<i64> = sqlx::query_scalar("SELECT id FROM orgs WHERE id = $1")
+        .bind(id)
+        .fetch_optional(&mut **tx)
+        .await
+        .map_err(db_error)?;
+    Ok(found.is_some())
+}
+
+async fn user_in(tx: &mut Tx, id: i64) -> StoreResult<Option<UserRecord>> {
+    let row: Option<UserRow> = sqlx::query_as(select_user!("WHERE id = $1"))
+        .bind(id)
+        .fetch_optional(&mut **tx)
+        .await
+        .map_err(db_error)?;
+    Ok(row.map(UserRecord::from))
+}
+
+async fn insert_user(tx: &mut Tx, user: &NewUser) -> StoreResult<i64> {
+    let result: Result<i64, sqlx::Error> = sqlx::query_scalar(
+        "INSERT INTO users (uuid, email, email_key, first, last, is_active, is_platform_admin, \
+         password_hash, password_set_at, created_at, home_org_id) \
+         VALUES ($1, $2, $3, $4, $5, TRUE, $6, $7, $8, $9, $10) RETURNING id",
+    )
+    .bind(&user.uuid)
+    .bind(&user.email)
+    .bind(&user.email_key)
+    .bind(&user.first)
+    .bind(&user.last)
+    .bind(user.is_platform_admin)
+    .bind(user.password_hash.as_deref())
+    .bind(user.password_hash.as_ref().map(|_| user.created_at))
+    .bind(user.created_at)
+    .bind(user.membership.map(|(org_id, _)| org_id))
+    .fetch_one(&mut **tx)
+    .await;
+    match result {
+        Ok(id) => Ok(id),
+        Err(e) if is_unique_violation(&e) => Err(StoreError::Conflict(
+            "a user with this email already exists".into(),
+        )),
+        Err(e) => Err(db_error(e)),
+    }
+}
+
+async fn insert_membership(
+    tx: &mut Tx,
+    org_id: i64,
+    user_id: i64,
+    role: Role,
+    now: i64,
+) -> StoreResult<()> {
+    if !org_exists(tx, org_id).await? {
+        return Err(StoreError::NotFound("org"));
+    }
+    let result = sqlx::query(
+        "INSERT INTO memberships (user_id, org_id, role, is_active, created_at) \
+         VALUES ($1, $2, $3, TRUE, $4)",
+    )
+    .bind(user_id)
+    .bind(org_id)
+    .bind(role.as_str())
+    .bind(now)
+    .execute(&mut **tx)
+    .await;
+    match result {
+        Ok(_) => Ok(()),
+        Err(e) if is_unique_violation(&e) => Err(StoreError::Conflict(
+            "the user is already a member of this org".into(),
+        )),
+        Err(e) => Err(db_error(e)),
+    }
+}
+
+async fn membership_in(
+    tx: &mut Tx,
+    user_id: i64,
+    org_id: i64,
+) -> StoreResult<Option<MembershipRecord>> {
+    let row: Option<MembershipRow> = sqlx::query_as(SELECT_MEMBERSHIP)
+        .bind(user_id)
+        .bind(org_id)
+        .fetch_optional(&mut **tx)
+        .await
+        .map_err(db_error)?;
+    row.map(MembershipRecord::try_from).transpose()
+}
+
+mod accounts;
+mod audit;
+mod credentials;
+mod integrations;
+mod keys;
+mod sessions;
+mod sso;
+mod throttle;
+
+#[async_trait]
+impl Store for Backend {
+    fn changes(&self) -> &Changes {
+        &self.changes
+    }
+
+    async fn ping(&self) -> StoreResult<()> {
+        sqlx::query("SELECT 1")
+            .execute(self.writes())
+            .await
+            .map(|_| ())
+            .map_err(|_| StoreError::Unavailable)
+    }
+
+    async fn foreign_write_marker(&self) -> StoreResult<Option<i64>> {
+        self.data_version().await
+    }
+
+    async fn signing_keys(&self) -> StoreResult<Vec<StoredSigningKey>> {
+        let rows: Vec<(String, String, Vec<u8>, i64)> = sqlx::query_as(
+            "SELECT kid, algorithm, private_key, created_at FROM signing_keys ORDER BY created_at",
+        )
+        .fetch_all(self.reads())
+        .await
+        .map_err(db_error)?;
+        Ok(rows
+            .into_iter()
+            .map(|(kid, algorithm, seed, created_at)| StoredSigningKey {
+                kid,
+                algorithm,
+                seed: Zeroizing::new(seed),
+                created_at,
+            })
+            .collect())
+    }
+
+    async fn insert_first_signing_key(&self, key: &StoredSigningKey) -> StoreResult<()> {
+        self.insert_first_key(key).await
+    }
+
+    async fn bootstrap(
+        &self,
+        admin: NewUser,
+        now: i64,
+        audit: &NewAuditEvent,
+    ) -> StoreResult<Option<UserRecord>> {
+        let mut tx = self.write_tx().await?;
+        // Two instances starting together on PostgreSQL would both see no user: the lock makes
+        // the second wait, then count the first one's admin and change nothing.
+        lock_table(&mut tx, "users").await?;
+        let users: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM users")
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(db_error)?;
+        if users > 0 {
+            return Ok(None);
+        }
+        insert_default_org(&mut tx, now).await?;
+        let user_id = insert_user(&mut tx, &admin).await?;
+        insert_membership(&mut tx, 1, user_id, Role::Admin, now).await?;
+        let mut audit = audit.clone();
+        audit.subject_user_id = Some(user_id);
+        audit.org_id = Some(1);
+        insert_audit(&mut tx, &audit).await?;
+        let user = user_in(&mut tx, user_id).await?;
+        tx.commit().await.map_err(db_error)?;
+        Ok(user)
+    }
+}
