@@ -125,6 +125,8 @@ pub struct Application {
     connections: ConnectionLimits,
     state: AppState,
     audit_export: Option<ExportTarget>,
+    /// The store, for tests and tools that look at the database itself.
+    store: Arc<dyn Store>,
     /// The reads through the session cache, told every second to check for writes by other
     /// processes.
     cache: Arc<CachedReads>,
@@ -265,7 +267,6 @@ impl Application {
             integrations,
             throttle,
             sso,
-            store,
             signer,
             clock,
             metrics,
@@ -277,10 +278,16 @@ impl Application {
             connections: connection_limits(&settings),
             state,
             audit_export: settings.audit_export.as_deref().map(ExportTarget::parse),
+            store,
             cache: reads,
             change_feed,
             metrics_listener,
         })
+    }
+
+    /// The store this application opened (tests read the database through it).
+    pub fn store(&self) -> Arc<dyn Store> {
+        self.store.clone()
     }
 
     /// Where `COREAUTH_METRICS_LISTEN` listens, when set.

@@ -22,6 +22,7 @@ pub struct Server {
     pub server_clock: ServerClock,
     pub clock: ManualClock,
     pub state: coreauth::http::AppState,
+    pub store: std::sync::Arc<dyn coreauth::store::Store>,
     /// An API key of the bootstrap admin: unlike a token, it outlives any clock move.
     pub admin_key: String,
     http: reqwest::Client,
@@ -51,6 +52,7 @@ impl Server {
             .unwrap();
         let url = format!("http://127.0.0.1:{}", app.port());
         let state = app.state().clone();
+        let store = app.store();
         tokio::spawn(app.run_until(std::future::pending()));
         let clock = ManualClock::new(to_millis(server_clock.now()));
         let mut server = Self {
@@ -58,6 +60,7 @@ impl Server {
             server_clock,
             clock,
             state,
+            store,
             admin_key: String::new(),
             http: reqwest::Client::new(),
             _dir: dir,
@@ -140,8 +143,7 @@ impl Server {
     /// written in batches: the pending ones are written first).
     pub async fn renewals(&self, sid: &str) -> i64 {
         self.state.auth.flush_renewals().await.unwrap();
-        self.state
-            .store
+        self.store
             .session_context(sid)
             .await
             .unwrap()

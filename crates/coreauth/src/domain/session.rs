@@ -11,7 +11,9 @@ use time::OffsetDateTime;
 use super::auth::RequestOrigin;
 use super::clock::{from_millis, to_millis};
 use super::org::Role;
-use crate::cache::token_memo::VerifiedToken;
+pub use crate::cache::MemberProfile;
+pub use crate::cache::token_memo::VerifiedToken;
+pub use crate::store::records::MemberRecord;
 
 /// Renewals counted in memory and written in batches (`Auth::flush_renewals`, every second and
 /// before anything reads or ends a session through this instance). A renewal is on every

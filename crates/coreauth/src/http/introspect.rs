@@ -11,9 +11,9 @@ use utoipa_axum::routes;
 use super::AppState;
 use super::error::{ApiJson, ApiResult};
 use super::extract::Reader;
-use crate::cache::token_memo::VerifiedToken;
 use crate::domain::auth::RequestOrigin;
 use crate::domain::session::Principal;
+use crate::domain::session::VerifiedToken;
 
 pub fn routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::new().routes(routes!(introspect))

@@ -28,7 +28,6 @@ use crate::domain::mfa::Mfa;
 use crate::domain::sso::Sso;
 use crate::domain::throttle::Throttle;
 use crate::domain::tokens::TokenSigner;
-use crate::store::Store;
 
 mod admin;
 mod apikeys;
@@ -97,7 +96,6 @@ pub struct AppParts {
     pub integrations: Arc<Integrations>,
     pub throttle: Arc<Throttle>,
     pub sso: Arc<Sso>,
-    pub store: Arc<dyn Store>,
     pub signer: Arc<TokenSigner>,
     pub clock: Arc<dyn Clock>,
     pub metrics: Arc<Metrics>,

@@ -35,7 +35,7 @@ async fn healthz() -> ApiJson<serde_json::Value> {
         (status = 503, description = "The database is unreachable", body = ErrorBody),
     ))]
 async fn readyz(State(state): State<AppState>) -> ApiResult<ApiJson<serde_json::Value>> {
-    state.store.ping().await.map_err(DomainError::from)?;
+    state.auth.ping().await?;
     Ok(ApiJson(serde_json::json!({ "status": "ready" })))
 }
 

@@ -13,8 +13,8 @@ use super::AppState;
 use super::auth::session_answer;
 use super::error::{ApiJson, ApiPath, ApiQuery, ApiResult};
 use super::extract::{Caller, Origin, cookie_value, secure_cookie_attribute};
+use crate::domain::sso::SsoConfigRecord;
 use crate::domain::sso::{Callback, SsoRequest, Strategy, binding_cookie};
-use crate::store::SsoConfigRecord;
 
 pub fn routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()

@@ -11,9 +11,9 @@ use utoipa_axum::routes;
 use super::AppState;
 use super::error::{ApiJson, ApiPath, ApiResult, json_response};
 use super::extract::{Caller, EnrollingCaller};
-use crate::cache::MemberProfile;
 use crate::domain::clock::{from_millis, iso8601, push_iso8601_millis};
 use crate::domain::error::DomainError;
+use crate::domain::session::MemberProfile;
 use crate::domain::session::Principal;
 
 pub fn routes() -> OpenApiRouter<AppState> {
@@ -237,11 +237,11 @@ mod tests {
     use proptest::prelude::*;
 
     use super::me_answer;
-    use crate::cache::MemberProfile;
     use crate::domain::auth::RequestOrigin;
     use crate::domain::clock::{from_millis, iso8601};
     use crate::domain::org::{OrgRecord, Role};
     use crate::domain::policy::PasswordPolicy;
+    use crate::domain::session::MemberProfile;
     use crate::domain::session::{AuthMethod, Principal, SessionRecord};
     use crate::domain::user::UserRecord;
     use crate::store::records::MemberRecord;

@@ -85,7 +85,7 @@ async fn key_usage_is_written_in_batches_and_survives_a_restart() {
     let list = body(second.get("/authheader/list", Some(&key)).await).await;
     // the second instance's own use of the key is pending; the first one's was written
     assert!(list[0]["lastUsed"].is_string());
-    let stored = second.state.store.api_keys_of(1, 1).await.unwrap();
+    let stored = second.store.api_keys_of(1, 1).await.unwrap();
     assert!(stored[0].last_used_at.is_some(), "written to the database");
     assert_eq!(stored[0].last_used_address.as_deref(), Some("127.0.0.1"));
 }

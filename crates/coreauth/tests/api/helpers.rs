@@ -145,6 +145,9 @@ pub struct TestApp {
     pub database: Arc<TestDatabase>,
     /// The app's state, for the few tests that drive background work (flushing usage) directly.
     pub state: coreauth::http::AppState,
+    /// The store under the app, for tests that look at what it wrote.
+    #[allow(dead_code)]
+    pub store: Arc<dyn coreauth::store::Store>,
     /// The database this app runs on (for tests that tamper with it, as `tests/sso.rs` does).
     #[allow(dead_code)]
     pub database_url: String,
@@ -191,6 +194,7 @@ impl TestApp {
             .expect("application builds");
         let address = format!("http://127.0.0.1:{}", app.port());
         let state = app.state().clone();
+        let store = app.store();
         tokio::spawn(app.run_until(std::future::pending()));
         let mut test = Self {
             address,
@@ -198,6 +202,7 @@ impl TestApp {
             clock,
             admin_token: String::new(),
             database: database.clone(),
+            store,
             state,
             database_url,
         };

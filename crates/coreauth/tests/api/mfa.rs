@@ -390,7 +390,7 @@ async fn the_secret_is_sealed_at_rest_and_survives_a_key_rotation() {
     })
     .await;
     let (user, secret, _) = enrolled_user(&first, "sealed@example.com").await;
-    let stored = first.state.store.totp_of(user).await.unwrap().unwrap();
+    let stored = first.store.totp_of(user).await.unwrap().unwrap();
     assert!(!stored.sealed_secret.contains(&secret), "not in clear");
 
     let rotated = TestApp::spawn_on(&database, |s| {
@@ -406,7 +406,7 @@ async fn the_secret_is_sealed_at_rest_and_survives_a_key_rotation() {
             .status(),
         StatusCode::OK
     );
-    let resealed = rotated.state.store.totp_of(user).await.unwrap().unwrap();
+    let resealed = rotated.store.totp_of(user).await.unwrap().unwrap();
     assert_ne!(
         resealed.sealed_secret.split('.').nth(1),
         stored.sealed_secret.split('.').nth(1),

@@ -419,7 +419,7 @@ async fn a_weaker_hash_is_upgraded_at_the_next_login() {
     })
     .await;
     let id = old.create_user("legacy@example.com", 1, "member").await;
-    let before = old.state.store.user_by_id(id).await.unwrap().unwrap();
+    let before = old.store.user_by_id(id).await.unwrap().unwrap();
     assert!(before.password_hash.as_deref().unwrap().contains("m=512,"));
 
     let new = TestApp::spawn_on(&database, |s| {
@@ -427,7 +427,7 @@ async fn a_weaker_hash_is_upgraded_at_the_next_login() {
     })
     .await;
     new.login_ok("legacy@example.com", PASSWORD).await;
-    let after = new.state.store.user_by_id(id).await.unwrap().unwrap();
+    let after = new.store.user_by_id(id).await.unwrap().unwrap();
     assert!(
         after.password_hash.as_deref().unwrap().contains("m=2048,"),
         "{:?}",

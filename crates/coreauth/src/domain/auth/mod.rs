@@ -130,6 +130,11 @@ pub const NOT_AN_EMAIL: &str = "(not an email address)";
 const MAX_USER_AGENT_CHARS: usize = 300;
 
 impl Auth {
+    /// Whether the database answers (readiness).
+    pub async fn ping(&self) -> DomainResult<()> {
+        Ok(self.store.ping().await?)
+    }
+
     /// `reads` brings the store along (`CachedReads::store`).
     pub fn new(
         reads: Arc<CachedReads>,

@@ -30,11 +30,12 @@ use super::secrets::SecretBox;
 use super::session::Principal;
 use super::throttle::{Subject, Throttle};
 use crate::oidc_client::{NetworkPolicy, Providers};
-use crate::store::{SsoConfigRecord, SsoLoginRecord, Store};
+use crate::store::{SsoLoginRecord, Store};
 
 mod accounts;
 mod settings;
 
+pub use crate::store::SsoConfigRecord;
 pub use settings::{SsoRequest, allowed_return};
 
 /// How long a started login may take to come back.
