@@ -6,20 +6,21 @@
 use std::str::FromStr;
 use std::time::Duration;
 
-use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
-use sqlx::{Connection, PgConnection, Postgres, Transaction};
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::{Connection, PgConnection};
 
 use super::StoreResult;
 use super::changes::Changes;
 use super::error::StoreError;
 use super::pg_changes::ChangeFeed;
-use super::records::{MemberRecord, NewAuditEvent, Renewal, SessionRecord, StoredSigningKey};
+use super::records::{MemberRecord, NewAuditEvent, Renewal};
 use super::{CredentialStore, UserStore};
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
 
 pub struct PostgresStore {
-    pool: PgPool,
+    /// Reads and writes share one pool: PostgreSQL takes writers in parallel.
+    pools: sql::Pools,
     /// What the pool connects with, for the change feed's connection of its own.
     options: PgConnectOptions,
     changes: Changes,
@@ -65,7 +66,10 @@ impl PostgresStore {
             .connect_with(options.clone())
             .await?;
         Ok(Self {
-            pool,
+            pools: sql::Pools {
+                reads: pool.clone(),
+                writes: pool,
+            },
             options,
             changes: Changes::default(),
         })
@@ -79,26 +83,16 @@ impl PostgresStore {
     /// Applies the embedded migrations; fails on a database migrated by a newer coreauth.
     /// sqlx holds an advisory lock meanwhile, so instances starting together migrate once.
     pub async fn migrate(&self) -> Result<(), sqlx::migrate::MigrateError> {
-        MIGRATOR.run(&self.pool).await
+        MIGRATOR.run(self.writes()).await
     }
 
     async fn write_tx(&self) -> StoreResult<Tx> {
-        self.pool.begin().await.map_err(db_error)
-    }
-
-    /// Reads and single-statement writes share one pool: PostgreSQL takes writers in parallel.
-    fn reads(&self) -> &PgPool {
-        &self.pool
-    }
-
-    fn writes(&self) -> &PgPool {
-        &self.pool
+        self.writes().begin().await.map_err(db_error)
     }
 }
 
 type Backend = PostgresStore;
 type Conn = PgConnection;
-type Tx = Transaction<'static, Postgres>;
 
 /// `$select` taking the row lock that orders the writers of one user or org (see `sql.rs`).
 /// NO KEY UPDATE leaves alone the key-share locks that inserts referring to the row take
@@ -116,42 +110,22 @@ macro_rules! byte_order {
     };
 }
 
-// The SQL both backends share, compiled for this one (see the file's module doc).
-#[allow(
-    clippy::duplicate_mod,
-    reason = "one source, one concrete copy per backend"
-)]
+// The SQL both backends share, compiled for this one (see its module doc).
+#[allow(clippy::duplicate_mod, reason = "one copy per backend")]
 #[path = "sql/mod.rs"]
 mod sql;
 
-/// Throttle counters as `hit_throttle` answers them: in the order of `keys`.
-fn in_order_of(keys: &[String], rows: Vec<(String, i64, i64)>) -> StoreResult<Vec<(i64, i64)>> {
-    keys.iter()
-        .map(|key| {
-            rows.iter()
-                .find(|(k, _, _)| k == key)
-                .map(|&(_, attempts, start)| (attempts, start))
-                .ok_or_else(|| StoreError::internal("a throttle counter was not returned"))
-        })
-        .collect()
-}
+use sql::{Tx, db_error};
 
-/// Maps a database failure: an unreachable or restarting database is `Unavailable` (503), the
-/// rest internal.
-fn db_error(e: sqlx::Error) -> StoreError {
-    match e {
-        sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Io(_) => {
-            StoreError::Unavailable
-        }
-        sqlx::Error::Database(d) if d.code().as_deref().is_some_and(is_transient) => {
-            StoreError::Unavailable
-        }
+/// What a failure PostgreSQL reports means here: a server restarting or out of connections
+/// is `Unavailable` (503), worth trying again.
+fn database_error(e: &dyn sqlx::error::DatabaseError) -> StoreError {
+    match e.code().as_deref() {
+        Some(code) if is_transient(code) => StoreError::Unavailable,
         // character_not_in_repertoire: a NUL in text, which SQLite stores and PostgreSQL
         // refuses. The domain's parsers keep control characters out; this is the backstop.
-        sqlx::Error::Database(d) if d.code().as_deref() == Some("22021") => {
-            StoreError::Unstorable("text contains a character that cannot be stored")
-        }
-        other => StoreError::internal(other),
+        Some("22021") => StoreError::Unstorable("text contains a character that cannot be stored"),
+        _ => StoreError::internal(e),
     }
 }
 
@@ -259,60 +233,6 @@ impl PostgresStore {
         }))
     }
 
-    async fn insert_first_key(&self, key: &StoredSigningKey) -> StoreResult<()> {
-        let mut tx = self.write_tx().await?;
-        lock_table(&mut tx, "signing_keys").await?;
-        sqlx::query(
-            "INSERT INTO signing_keys (kid, algorithm, private_key, created_at) \
-             SELECT $1, $2, $3, $4 WHERE NOT EXISTS (SELECT 1 FROM signing_keys)",
-        )
-        .bind(&key.kid)
-        .bind(&key.algorithm)
-        .bind(key.seed.as_slice())
-        .bind(key.created_at)
-        .execute(&mut *tx)
-        .await
-        .map_err(db_error)?;
-        tx.commit().await.map_err(db_error)
-    }
-
-    async fn open_session(
-        &self,
-        s: &SessionRecord,
-        audit: &NewAuditEvent,
-        clears: Option<&str>,
-    ) -> StoreResult<()> {
-        // One statement, so one round trip and its own transaction: the login's hot path.
-        // The session insert and the throttle delete must finish before the audit lock is
-        // taken, as they would in a transaction of their own statements: a login holding the
-        // lock while it waits for a row lock (the user row its session refers to, while an
-        // admin deletes the user; the throttle row, while another login clears it) could
-        // deadlock with the holder of that row lock waiting for the audit lock. PostgreSQL runs
-        // a WITH clause the main query does not read after the main query, so the lock's
-        // argument reads both: `0 * written.n` makes the lock wait for them. A NULL key deletes
-        // nothing.
-        let query = sqlx::query(concat!(
-            "WITH cleared AS (DELETE FROM throttle WHERE key = $15 RETURNING 1), opened AS (",
-            insert_session_sql!(16),
-            " RETURNING 1), \
-             used AS (UPDATE users SET last_org_id = $18 \
-             WHERE id = $17 AND last_org_id IS DISTINCT FROM $18 RETURNING 1) ",
-            insert_audit_sql!(
-                "FROM (SELECT (SELECT count(*) FROM cleared) + (SELECT count(*) FROM opened) \
-                 + (SELECT count(*) FROM used)) \
-                 AS written(n), LATERAL pg_advisory_xact_lock($14 + 0 * written.n)"
-            )
-        ));
-        let query = sql::bind_audit(query, audit)
-            .bind(AUDIT_ORDER_LOCK)
-            .bind(clears.filter(|key| storable(key)));
-        sql::bind_session(query, s)
-            .execute(self.writes())
-            .await
-            .map(|_| ())
-            .map_err(db_error)
-    }
-
     async fn write_renewals(&self, renewals: &[Renewal]) -> StoreResult<()> {
         // One transaction, so that a failure leaves nothing half-written for the retry to add
         // again. Its rows are locked first, in id order: instances writing batches over the
@@ -347,35 +267,6 @@ impl PostgresStore {
             .map_err(db_error)?;
         }
         tx.commit().await.map_err(db_error)
-    }
-
-    async fn count_attempts(
-        &self,
-        keys: &[String],
-        now: i64,
-        window_ms: i64,
-    ) -> StoreResult<Vec<(i64, i64)>> {
-        // One statement: the first attempt inserts, every other one (on any instance) takes the
-        // row lock and counts on top of the previous count, so none is lost. Rows are taken in
-        // the order of `keys`, so two statements never lock the same two rows in opposite order.
-        let rows: Vec<(String, i64, i64)> = sqlx::query_as(
-            "INSERT INTO throttle (key, attempts, window_start) \
-             SELECT k.key, 1, $2 FROM unnest($1::text[]) WITH ORDINALITY AS k(key, n) \
-             ORDER BY k.n \
-             ON CONFLICT (key) DO UPDATE SET \
-             attempts = CASE WHEN throttle.window_start + $3 <= $2 THEN 1 \
-                             ELSE throttle.attempts + 1 END, \
-             window_start = CASE WHEN throttle.window_start + $3 <= $2 THEN $2 \
-                                 ELSE throttle.window_start END \
-             RETURNING key, attempts, window_start",
-        )
-        .bind(keys)
-        .bind(now)
-        .bind(window_ms)
-        .fetch_all(self.writes())
-        .await
-        .map_err(db_error)?;
-        in_order_of(keys, rows)
     }
 }
 

@@ -12,27 +12,20 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::Duration;
 
-use sqlx::sqlite::{
-    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
-};
-use sqlx::{FromRow, Sqlite, SqliteConnection, Transaction};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::{FromRow, SqliteConnection};
 
 use super::changes::Changes;
 use super::error::{StoreError, StoreResult};
-use super::records::{
-    MemberRecord, NewAuditEvent, OrgRecord, PasswordPolicy, Renewal, SessionRecord,
-    StoredSigningKey,
-};
+use super::records::{MemberRecord, NewAuditEvent, OrgRecord, PasswordPolicy, Renewal};
 use super::rows::{PolicyRow, UserRow};
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
 
 pub struct SqliteStore {
-    /// Reads.
-    pool: SqlitePool,
-    /// Writes: a pool of one connection (the read pool itself for in-memory databases, which
-    /// are private to each connection).
-    writer: SqlitePool,
+    /// Reads share a pool; writes go through a pool of one connection (the read pool itself
+    /// for in-memory databases, which are private to each connection).
+    pools: sql::Pools,
     /// Connections the writer pool has opened: `data_version` numbers are only comparable
     /// within one connection.
     writer_connects: Arc<AtomicI64>,
@@ -87,8 +80,10 @@ impl SqliteStore {
                 .await?
         };
         Ok(Self {
-            pool,
-            writer,
+            pools: sql::Pools {
+                reads: pool,
+                writes: writer,
+            },
             writer_connects,
             changes: Changes::default(),
         })
@@ -96,29 +91,19 @@ impl SqliteStore {
 
     /// Applies the embedded migrations; fails on a database migrated by a newer coreauth.
     pub async fn migrate(&self) -> Result<(), sqlx::migrate::MigrateError> {
-        MIGRATOR.run(&self.pool).await
+        MIGRATOR.run(self.reads()).await
     }
 
     async fn write_tx(&self) -> StoreResult<Tx> {
-        self.writer
+        self.writes()
             .begin_with("BEGIN IMMEDIATE")
             .await
             .map_err(db_error)
-    }
-
-    fn reads(&self) -> &SqlitePool {
-        &self.pool
-    }
-
-    /// Every write goes through the one writer connection, transaction or single statement.
-    fn writes(&self) -> &SqlitePool {
-        &self.writer
     }
 }
 
 type Backend = SqliteStore;
 type Conn = SqliteConnection;
-type Tx = Transaction<'static, Sqlite>;
 
 /// `$select` as it is: the one writer already orders the writers of a user or org.
 macro_rules! locking {
@@ -134,22 +119,16 @@ macro_rules! byte_order {
     };
 }
 
-// The SQL both backends share, compiled for this one (see the file's module doc).
-#[allow(
-    clippy::duplicate_mod,
-    reason = "one source, one concrete copy per backend"
-)]
+// The SQL both backends share, compiled for this one (see its module doc).
+#[allow(clippy::duplicate_mod, reason = "one copy per backend")]
 #[path = "sql/mod.rs"]
 mod sql;
 
-/// Maps a database failure: an unreachable database is `Unavailable` (503), the rest internal.
-fn db_error(e: sqlx::Error) -> StoreError {
-    match e {
-        sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Io(_) => {
-            StoreError::Unavailable
-        }
-        other => StoreError::internal(other),
-    }
+use sql::{Tx, db_error};
+
+/// What a failure SQLite reports means here: nothing to try again (its busy handler has waited).
+fn database_error(e: &dyn sqlx::error::DatabaseError) -> StoreError {
+    StoreError::internal(e)
 }
 
 /// SQLite stores any text.
@@ -234,7 +213,7 @@ impl SqliteStore {
     /// counts from scratch, and must read as a change, not as a coincidentally equal number.
     async fn data_version(&self) -> StoreResult<Option<i64>> {
         let version: i64 = sqlx::query_scalar("PRAGMA data_version")
-            .fetch_one(&self.writer)
+            .fetch_one(self.writes())
             .await
             .map_err(db_error)?;
         let connects = self.writer_connects.load(Ordering::Relaxed);
@@ -259,7 +238,7 @@ impl SqliteStore {
         )
         .bind(org_id)
         .bind(user_id)
-        .fetch_optional(&self.pool)
+        .fetch_optional(self.reads())
         .await
         .map_err(db_error)?;
         row.map(|r| {
@@ -280,48 +259,6 @@ impl SqliteStore {
         .transpose()
     }
 
-    async fn insert_first_key(&self, key: &StoredSigningKey) -> StoreResult<()> {
-        // One statement is one write transaction: SQLite's single writer makes the check and
-        // the insert atomic, even across processes sharing the file.
-        sqlx::query(
-            "INSERT INTO signing_keys (kid, algorithm, private_key, created_at) \
-             SELECT $1, $2, $3, $4 WHERE NOT EXISTS (SELECT 1 FROM signing_keys)",
-        )
-        .bind(&key.kid)
-        .bind(&key.algorithm)
-        .bind(key.seed.as_slice())
-        .bind(key.created_at)
-        .execute(&self.writer)
-        .await
-        .map(|_| ())
-        .map_err(db_error)
-    }
-
-    async fn open_session(
-        &self,
-        s: &SessionRecord,
-        audit: &NewAuditEvent,
-        clears: Option<&str>,
-    ) -> StoreResult<()> {
-        let mut tx = self.write_tx().await?;
-        sql::bind_session(sqlx::query(insert_session_sql!(1)), s)
-            .execute(&mut *tx)
-            .await
-            .map_err(db_error)?;
-        // Only when it changes: a login to the same org as last time writes nothing more.
-        sqlx::query("UPDATE users SET last_org_id = $1 WHERE id = $2 AND last_org_id IS NOT $1")
-            .bind(s.org_id)
-            .bind(s.user_id)
-            .execute(&mut *tx)
-            .await
-            .map_err(db_error)?;
-        insert_audit(&mut tx, audit).await?;
-        if let Some(key) = clears {
-            sql::delete_throttle(&mut tx, key).await?;
-        }
-        tx.commit().await.map_err(db_error)
-    }
-
     async fn write_renewals(&self, renewals: &[Renewal]) -> StoreResult<()> {
         // One statement for the whole batch: the rows travel as one JSON array.
         let rows: Vec<_> = renewals
@@ -338,40 +275,9 @@ impl SqliteStore {
              WHERE sessions.id = r.id AND sessions.revoked_at IS NULL",
         )
         .bind(serde_json::Value::Array(rows).to_string())
-        .execute(&self.writer)
+        .execute(self.writes())
         .await
         .map_err(db_error)?;
         Ok(())
-    }
-
-    async fn count_attempts(
-        &self,
-        keys: &[String],
-        now: i64,
-        window_ms: i64,
-    ) -> StoreResult<Vec<(i64, i64)>> {
-        let mut tx = self.write_tx().await?;
-        let mut counted = Vec::with_capacity(keys.len());
-        for key in keys {
-            counted.push(
-                sqlx::query_as(
-                    "INSERT INTO throttle (key, attempts, window_start) VALUES ($1, 1, $2) \
-                     ON CONFLICT (key) DO UPDATE SET \
-                     attempts = CASE WHEN throttle.window_start + $3 <= $2 THEN 1 \
-                                     ELSE throttle.attempts + 1 END, \
-                     window_start = CASE WHEN throttle.window_start + $3 <= $2 THEN $2 \
-                                         ELSE throttle.window_start END \
-                     RETURNING attempts, window_start",
-                )
-                .bind(key)
-                .bind(now)
-                .bind(window_ms)
-                .fetch_one(&mut *tx)
-                .await
-                .map_err(db_error)?,
-            );
-        }
-        tx.commit().await.map_err(db_error)?;
-        Ok(counted)
     }
 }

@@ -21,7 +21,9 @@
 use async_trait::async_trait;
 use zeroize::Zeroizing;
 
-use super::{Backend, Conn, Tx, db_error, insert_audit, insert_default_org, lock_table, storable};
+use super::{
+    Backend, Conn, database_error, insert_audit, insert_default_org, lock_table, storable,
+};
 use crate::store::changes::{Change, Changes};
 use crate::store::records::{
     ApiKeyContext, ApiKeyRecord, AuditQuery, AuditRecord, IntegrationRecord, MemberRecord,
@@ -36,12 +38,44 @@ use crate::store::{
     StoreError, StoreResult, ThrottleStore, UserStore,
 };
 
+type Db = <Conn as sqlx::Connection>::Database;
+/// A write transaction of this backend (`write_tx`).
+pub(super) type Tx = sqlx::Transaction<'static, Db>;
+
+/// The pools a backend reads and writes on. Single-statement writes go to `writes` as
+/// transactions do: on SQLite that is the one writer connection.
+pub(super) struct Pools {
+    pub(super) reads: sqlx::Pool<Db>,
+    pub(super) writes: sqlx::Pool<Db>,
+}
+
+impl Backend {
+    pub(super) fn reads(&self) -> &sqlx::Pool<Db> {
+        &self.pools.reads
+    }
+
+    pub(super) fn writes(&self) -> &sqlx::Pool<Db> {
+        &self.pools.writes
+    }
+}
+
+/// Maps a database failure: an unreachable database is `Unavailable` (503); what the database
+/// itself reports, as the backend reads it (`database_error`); the rest internal.
+pub(super) fn db_error(e: sqlx::Error) -> StoreError {
+    match e {
+        sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Io(_) => {
+            StoreError::Unavailable
+        }
+        sqlx::Error::Database(d) => database_error(d.as_ref()),
+        other => StoreError::internal(other),
+    }
+}
+
 fn is_unique_violation(e: &sqlx::Error) -> bool {
     matches!(e, sqlx::Error::Database(d) if d.is_unique_violation())
 }
 
-type Query<'q> = sqlx::query::Query<'q, <Conn as sqlx::Connection>::Database, QueryArguments>;
-type QueryArguments = <<Conn as sqlx::Connection>::Database as sqlx::Database>::Arguments;
+type Query<'q> = sqlx::query::Query<'q, Db, <Db as sqlx::Database>::Arguments>;
 
 /// Binds an event to `insert_audit_sql!`'s thirteen parameters.
 pub(super) fn bind_audit<'q>(query: Query<'q>, e: &NewAuditEvent) -> Query<'q> {
@@ -62,7 +96,7 @@ pub(super) fn bind_audit<'q>(query: Query<'q>, e: &NewAuditEvent) -> Query<'q> {
 }
 
 /// Binds a session to `insert_session_sql!`'s fourteen parameters.
-pub(super) fn bind_session<'q>(query: Query<'q>, s: &SessionRecord) -> Query<'q> {
+fn bind_session<'q>(query: Query<'q>, s: &SessionRecord) -> Query<'q> {
     query
         .bind(&s.id)
         .bind(s.user_id)
@@ -81,7 +115,7 @@ pub(super) fn bind_session<'q>(query: Query<'q>, s: &SessionRecord) -> Query<'q>
 }
 
 /// Forgets a throttle counter (`clear_throttle`; a login clears its own in `create_session`).
-pub(super) async fn delete_throttle(conn: &mut Conn, key: &str) -> StoreResult<()> {
+async fn delete_throttle(conn: &mut Conn, key: &str) -> StoreResult<()> {
     if !storable(key) {
         return Ok(());
     }
@@ -286,7 +320,21 @@ impl Store for Backend {
     }
 
     async fn insert_first_signing_key(&self, key: &StoredSigningKey) -> StoreResult<()> {
-        self.insert_first_key(key).await
+        let mut tx = self.write_tx().await?;
+        // Instances starting together on an empty PostgreSQL database would each see no key.
+        lock_table(&mut tx, "signing_keys").await?;
+        sqlx::query(
+            "INSERT INTO signing_keys (kid, algorithm, private_key, created_at) \
+             SELECT $1, $2, $3, $4 WHERE NOT EXISTS (SELECT 1 FROM signing_keys)",
+        )
+        .bind(&key.kid)
+        .bind(&key.algorithm)
+        .bind(key.seed.as_slice())
+        .bind(key.created_at)
+        .execute(&mut *tx)
+        .await
+        .map_err(db_error)?;
+        tx.commit().await.map_err(db_error)
     }
 
     async fn bootstrap(

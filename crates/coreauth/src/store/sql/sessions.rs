@@ -6,11 +6,32 @@ use super::*;
 impl SessionStore for Backend {
     async fn create_session(
         &self,
-        session: &SessionRecord,
+        s: &SessionRecord,
         audit: &NewAuditEvent,
         clears: Option<&str>,
     ) -> StoreResult<()> {
-        self.open_session(session, audit, clears).await
+        let mut tx = self.write_tx().await?;
+        // The audit insert comes last, as in every audited write: on PostgreSQL it takes the
+        // audit lock, and a login holding it while waiting for a row lock (the throttle row,
+        // while another login clears it) could deadlock with that row's holder.
+        if let Some(key) = clears {
+            delete_throttle(&mut tx, key).await?;
+        }
+        bind_session(sqlx::query(insert_session_sql!()), s)
+            .execute(&mut *tx)
+            .await
+            .map_err(db_error)?;
+        // Only when it changes: a login to the same org as last time writes nothing more.
+        sqlx::query(
+            "UPDATE users SET last_org_id = $1 WHERE id = $2 AND last_org_id IS DISTINCT FROM $1",
+        )
+        .bind(s.org_id)
+        .bind(s.user_id)
+        .execute(&mut *tx)
+        .await
+        .map_err(db_error)?;
+        insert_audit(&mut tx, audit).await?;
+        tx.commit().await.map_err(db_error)
     }
 
     async fn session_context(&self, id: &str) -> StoreResult<Option<SessionContext>> {

@@ -10,11 +10,36 @@ impl ThrottleStore for Backend {
         now: i64,
         window_ms: i64,
     ) -> StoreResult<Vec<(i64, i64)>> {
-        self.count_attempts(keys, now, window_ms).await
+        // The first attempt inserts, every other one (on any instance) takes the row lock and
+        // counts on top of the previous count, so none is lost. Rows are taken in the order of
+        // `keys`, so two transactions never lock the same two rows in opposite order.
+        let mut tx = self.write_tx().await?;
+        let mut counted = Vec::with_capacity(keys.len());
+        for key in keys {
+            counted.push(
+                sqlx::query_as(
+                    "INSERT INTO throttle (key, attempts, window_start) VALUES ($1, 1, $2) \
+                     ON CONFLICT (key) DO UPDATE SET \
+                     attempts = CASE WHEN throttle.window_start + $3 <= $2 THEN 1 \
+                                     ELSE throttle.attempts + 1 END, \
+                     window_start = CASE WHEN throttle.window_start + $3 <= $2 THEN $2 \
+                                         ELSE throttle.window_start END \
+                     RETURNING attempts, window_start",
+                )
+                .bind(key)
+                .bind(now)
+                .bind(window_ms)
+                .fetch_one(&mut *tx)
+                .await
+                .map_err(db_error)?,
+            );
+        }
+        tx.commit().await.map_err(db_error)?;
+        Ok(counted)
     }
 
     async fn clear_throttle(&self, key: &str) -> StoreResult<()> {
-        let mut conn = self.pool.acquire().await.map_err(db_error)?;
+        let mut conn = self.writes().acquire().await.map_err(db_error)?;
         delete_throttle(&mut conn, key).await
     }
 
