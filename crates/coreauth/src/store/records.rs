@@ -7,7 +7,7 @@ use std::sync::Arc;
 use serde_json::{Map, Value};
 use zeroize::Zeroizing;
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
 pub struct UserRecord {
     pub id: i64,
     pub uuid: String,
@@ -102,7 +102,7 @@ pub struct MembershipPatch {
     pub is_active: Option<bool>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
 pub struct SessionRecord {
     pub id: String,
     pub user_id: i64,
@@ -147,7 +147,7 @@ pub struct SessionContext {
     pub membership_active: bool,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
 pub struct ApiKeyRecord {
     pub id: i64,
     pub public_id: String,
@@ -327,11 +327,12 @@ pub struct SsoConfigRecord {
 }
 
 /// An SSO login between its start and its callback.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
 pub struct SsoLoginRecord {
     pub state: String,
     pub org_id: i64,
     pub nonce: String,
+    #[sqlx(rename = "pkce_verifier")]
     pub sealed_pkce_verifier: String,
     pub return_to: Option<String>,
     pub client: Option<String>,

@@ -7,45 +7,8 @@ use sqlx::FromRow;
 use super::error::{StoreError, StoreResult};
 use super::records::{
     ApiKeyRecord, AuditRecord, IntegrationAlgorithm, IntegrationRecord, MembershipRecord,
-    NewAuditEvent, PasswordPolicy, Role, SessionRecord, SsoLoginRecord, UserRecord,
+    NewAuditEvent, PasswordPolicy, Role, SessionRecord,
 };
-
-#[derive(FromRow)]
-pub(super) struct UserRow {
-    pub(super) id: i64,
-    pub(super) uuid: String,
-    pub(super) email: String,
-    pub(super) first: String,
-    pub(super) last: String,
-    pub(super) is_active: bool,
-    pub(super) is_platform_admin: bool,
-    pub(super) password_hash: Option<String>,
-    pub(super) password_set_at: Option<i64>,
-    pub(super) must_change_password: bool,
-    pub(super) created_at: i64,
-    pub(super) home_org_id: Option<i64>,
-    pub(super) last_org_id: Option<i64>,
-}
-
-impl From<UserRow> for UserRecord {
-    fn from(r: UserRow) -> Self {
-        Self {
-            id: r.id,
-            uuid: r.uuid,
-            email: r.email,
-            first: r.first,
-            last: r.last,
-            is_active: r.is_active,
-            is_platform_admin: r.is_platform_admin,
-            password_hash: r.password_hash,
-            password_set_at: r.password_set_at,
-            must_change_password: r.must_change_password,
-            created_at: r.created_at,
-            home_org_id: r.home_org_id,
-            last_org_id: r.last_org_id,
-        }
-    }
-}
 
 /// `SELECT <every user column> FROM users <rest>` as one static string.
 macro_rules! select_user {
@@ -85,48 +48,9 @@ pub(super) fn parse_role(stored: &str) -> StoreResult<Role> {
 }
 
 #[derive(FromRow)]
-pub(super) struct SessionRow {
-    pub(super) id: String,
-    pub(super) user_id: i64,
-    pub(super) org_id: i64,
-    pub(super) method: String,
-    pub(super) client: Option<String>,
-    pub(super) address: Option<String>,
-    pub(super) user_agent: Option<String>,
-    pub(super) created_at: i64,
-    pub(super) expires_at: i64,
-    pub(super) token_expires_at: i64,
-    pub(super) last_renewed_at: Option<i64>,
-    pub(super) renew_count: i64,
-    pub(super) revoked_at: Option<i64>,
-    pub(super) restriction: Option<String>,
-}
-
-impl From<SessionRow> for SessionRecord {
-    fn from(r: SessionRow) -> Self {
-        Self {
-            id: r.id,
-            user_id: r.user_id,
-            org_id: r.org_id,
-            method: r.method,
-            client: r.client,
-            address: r.address,
-            user_agent: r.user_agent,
-            created_at: r.created_at,
-            expires_at: r.expires_at,
-            token_expires_at: r.token_expires_at,
-            last_renewed_at: r.last_renewed_at,
-            renew_count: r.renew_count,
-            revoked_at: r.revoked_at,
-            restriction: r.restriction,
-        }
-    }
-}
-
-#[derive(FromRow)]
 pub(super) struct SessionContextRow {
     #[sqlx(flatten)]
-    pub(super) session: SessionRow,
+    pub(super) session: SessionRecord,
     pub(super) user_uuid: String,
     pub(super) user_active: bool,
     pub(super) is_platform_admin: bool,
@@ -135,42 +59,9 @@ pub(super) struct SessionContextRow {
 }
 
 #[derive(FromRow)]
-pub(super) struct ApiKeyRow {
-    pub(super) id: i64,
-    pub(super) public_id: String,
-    pub(super) user_id: i64,
-    pub(super) org_id: i64,
-    pub(super) name: String,
-    pub(super) prefix: String,
-    pub(super) read_only: bool,
-    pub(super) created_at: i64,
-    pub(super) expires_at: Option<i64>,
-    pub(super) last_used_at: Option<i64>,
-    pub(super) last_used_address: Option<String>,
-}
-
-impl From<ApiKeyRow> for ApiKeyRecord {
-    fn from(r: ApiKeyRow) -> Self {
-        Self {
-            id: r.id,
-            public_id: r.public_id,
-            user_id: r.user_id,
-            org_id: r.org_id,
-            name: r.name,
-            prefix: r.prefix,
-            read_only: r.read_only,
-            created_at: r.created_at,
-            expires_at: r.expires_at,
-            last_used_at: r.last_used_at,
-            last_used_address: r.last_used_address,
-        }
-    }
-}
-
-#[derive(FromRow)]
 pub(super) struct ApiKeyContextRow {
     #[sqlx(flatten)]
-    pub(super) key: ApiKeyRow,
+    pub(super) key: ApiKeyRecord,
     pub(super) user_uuid: String,
     pub(super) user_active: bool,
     pub(super) is_platform_admin: bool,
@@ -288,36 +179,6 @@ macro_rules! select_integration {
     };
 }
 
-#[derive(FromRow)]
-pub(super) struct SsoLoginRow {
-    pub(super) state: String,
-    pub(super) org_id: i64,
-    pub(super) nonce: String,
-    pub(super) pkce_verifier: String,
-    pub(super) return_to: Option<String>,
-    pub(super) client: Option<String>,
-    pub(super) created_at: i64,
-    pub(super) expires_at: i64,
-    pub(super) link_user_id: Option<i64>,
-    pub(super) browser_binding: Option<String>,
-}
-
-impl From<SsoLoginRow> for SsoLoginRecord {
-    fn from(r: SsoLoginRow) -> Self {
-        Self {
-            state: r.state,
-            org_id: r.org_id,
-            nonce: r.nonce,
-            sealed_pkce_verifier: r.pkce_verifier,
-            return_to: r.return_to,
-            client: r.client,
-            created_at: r.created_at,
-            expires_at: r.expires_at,
-            link_user_id: r.link_user_id,
-            browser_binding: r.browser_binding,
-        }
-    }
-}
 pub(super) const SELECT_MEMBERSHIP: &str = "SELECT m.user_id, m.org_id, o.name AS org_name, m.role, \
      m.is_active FROM memberships m JOIN orgs o ON o.id = m.org_id \
      WHERE m.user_id = $1 AND m.org_id = $2";

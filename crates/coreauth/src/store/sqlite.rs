@@ -17,8 +17,9 @@ use sqlx::{FromRow, SqliteConnection};
 
 use super::changes::Changes;
 use super::error::{StoreError, StoreResult};
+use super::records::UserRecord;
 use super::records::{MemberRecord, NewAuditEvent, OrgRecord, PasswordPolicy, Renewal};
-use super::rows::{PolicyRow, UserRow};
+use super::rows::PolicyRow;
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
 
@@ -163,7 +164,7 @@ async fn insert_default_org(tx: &mut Tx, now: i64) -> StoreResult<()> {
 #[derive(FromRow)]
 struct MemberProfileRow {
     #[sqlx(flatten)]
-    user: UserRow,
+    user: UserRecord,
     org_id: i64,
     org_name: String,
     /// A JSON array of the org's email domains, sorted.
@@ -246,7 +247,7 @@ impl SqliteStore {
                 .map_err(|e| StoreError::internal(format!("stored org domains: {e}")))?;
             let policy = r.policy();
             Ok(MemberRecord {
-                user: r.user.into(),
+                user: r.user,
                 org: OrgRecord {
                     id: r.org_id,
                     name: r.org_name,

@@ -8,21 +8,21 @@ impl UserStore for Backend {
         if !storable(email_key) {
             return Ok(None);
         }
-        let row: Option<UserRow> = sqlx::query_as(select_user!("WHERE email_key = $1"))
+        let row: Option<UserRecord> = sqlx::query_as(select_user!("WHERE email_key = $1"))
             .bind(email_key)
             .fetch_optional(self.reads())
             .await
             .map_err(db_error)?;
-        Ok(row.map(UserRecord::from))
+        Ok(row)
     }
 
     async fn user_by_id(&self, id: i64) -> StoreResult<Option<UserRecord>> {
-        let row: Option<UserRow> = sqlx::query_as(select_user!("WHERE id = $1"))
+        let row: Option<UserRecord> = sqlx::query_as(select_user!("WHERE id = $1"))
             .bind(id)
             .fetch_optional(self.reads())
             .await
             .map_err(db_error)?;
-        Ok(row.map(UserRecord::from))
+        Ok(row)
     }
 
     async fn create_user(&self, user: NewUser, audit: &NewAuditEvent) -> StoreResult<UserRecord> {

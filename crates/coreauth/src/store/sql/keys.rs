@@ -29,7 +29,7 @@ impl KeyStore for Backend {
                 "a user may have at most {max_per_user} API keys; delete one first"
             )));
         }
-        let row: ApiKeyRow = sqlx::query_as(returning_api_key!(
+        let row: ApiKeyRecord = sqlx::query_as(returning_api_key!(
             "INSERT INTO api_keys (public_id, user_id, org_id, name, prefix, key_hash, read_only, \
              created_at, expires_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)"
         ))
@@ -47,7 +47,7 @@ impl KeyStore for Backend {
         .map_err(db_error)?;
         insert_audit(&mut tx, audit).await?;
         tx.commit().await.map_err(db_error)?;
-        Ok(row.into())
+        Ok(row)
     }
 
     async fn api_key_context(&self, key_hash: &[u8]) -> StoreResult<Option<ApiKeyContext>> {
@@ -66,7 +66,7 @@ impl KeyStore for Backend {
         row.map(|r| {
             Ok(ApiKeyContext {
                 role: parse_role(&r.role)?,
-                key: std::sync::Arc::new(r.key.into()),
+                key: std::sync::Arc::new(r.key),
                 user_uuid: r.user_uuid.into(),
                 user_active: r.user_active,
                 is_platform_admin: r.is_platform_admin,
@@ -77,7 +77,7 @@ impl KeyStore for Backend {
     }
 
     async fn api_keys_of(&self, user_id: i64, org_id: i64) -> StoreResult<Vec<ApiKeyRecord>> {
-        let rows: Vec<ApiKeyRow> = sqlx::query_as(api_key_columns!(
+        let rows: Vec<ApiKeyRecord> = sqlx::query_as(api_key_columns!(
             "SELECT",
             "FROM api_keys k WHERE k.user_id = $1 AND k.org_id = $2 ORDER BY k.id"
         ))
@@ -86,11 +86,11 @@ impl KeyStore for Backend {
         .fetch_all(self.reads())
         .await
         .map_err(db_error)?;
-        Ok(rows.into_iter().map(ApiKeyRecord::from).collect())
+        Ok(rows.into_iter().collect())
     }
 
     async fn api_keys_in_org(&self, org_id: i64) -> StoreResult<Vec<ApiKeyRecord>> {
-        let rows: Vec<ApiKeyRow> = sqlx::query_as(api_key_columns!(
+        let rows: Vec<ApiKeyRecord> = sqlx::query_as(api_key_columns!(
             "SELECT",
             "FROM api_keys k WHERE k.org_id = $1 ORDER BY k.id"
         ))
@@ -98,7 +98,7 @@ impl KeyStore for Backend {
         .fetch_all(self.reads())
         .await
         .map_err(db_error)?;
-        Ok(rows.into_iter().map(ApiKeyRecord::from).collect())
+        Ok(rows.into_iter().collect())
     }
 
     async fn delete_api_key(
@@ -114,7 +114,7 @@ impl KeyStore for Backend {
         // Whose key it was is known once it is deleted; a failure before that may be anyone's.
         let mut changed = self.changes.on_return(Change::Everything);
         let mut tx = self.write_tx().await?;
-        let row: Option<ApiKeyRow> = sqlx::query_as(returning_api_key!(
+        let row: Option<ApiKeyRecord> = sqlx::query_as(returning_api_key!(
             "DELETE FROM api_keys WHERE public_id = $1 AND org_id = $2 \
              AND (CAST($3 AS BIGINT) IS NULL OR user_id = $3)"
         ))
@@ -137,7 +137,7 @@ impl KeyStore for Backend {
     ) -> StoreResult<Option<ApiKeyRecord>> {
         let mut changed = self.changes.on_return(Change::Everything);
         let mut tx = self.write_tx().await?;
-        let row: Option<ApiKeyRow> = sqlx::query_as(returning_api_key!(
+        let row: Option<ApiKeyRecord> = sqlx::query_as(returning_api_key!(
             "DELETE FROM api_keys WHERE key_hash = $1 AND org_id = $2 AND user_id = $3"
         ))
         .bind(key_hash)

@@ -130,7 +130,7 @@ async fn delete_throttle(conn: &mut Conn, key: &str) -> StoreResult<()> {
 /// Records the deletion of `row` (if one was deleted) and commits.
 async fn finish_key_deletion(
     mut tx: Tx,
-    row: Option<ApiKeyRow>,
+    row: Option<ApiKeyRecord>,
     audit: &NewAuditEvent,
 ) -> StoreResult<Option<ApiKeyRecord>> {
     let Some(row) = row else {
@@ -142,7 +142,7 @@ async fn finish_key_deletion(
     audit.details["name"] = row.name.clone().into();
     insert_audit(&mut tx, &audit).await?;
     tx.commit().await.map_err(db_error)?;
-    Ok(Some(row.into()))
+    Ok(Some(row))
 }
 
 async fn insert_sso_identity(
@@ -196,12 +196,12 @@ async fn org_exists(tx: &mut Tx, id: i64) -> StoreResult<bool> {
 }
 
 async fn user_in(tx: &mut Tx, id: i64) -> StoreResult<Option<UserRecord>> {
-    let row: Option<UserRow> = sqlx::query_as(select_user!("WHERE id = $1"))
+    let row: Option<UserRecord> = sqlx::query_as(select_user!("WHERE id = $1"))
         .bind(id)
         .fetch_optional(&mut **tx)
         .await
         .map_err(db_error)?;
-    Ok(row.map(UserRecord::from))
+    Ok(row)
 }
 
 async fn insert_user(tx: &mut Tx, user: &NewUser) -> StoreResult<i64> {

@@ -55,7 +55,7 @@ impl SessionStore for Backend {
         row.map(|r| {
             Ok(SessionContext {
                 role: parse_role(&r.role)?,
-                session: std::sync::Arc::new(r.session.into()),
+                session: std::sync::Arc::new(r.session),
                 user_uuid: r.user_uuid.into(),
                 user_active: r.user_active,
                 is_platform_admin: r.is_platform_admin,
@@ -172,7 +172,7 @@ impl SessionStore for Backend {
     }
 
     async fn live_sessions_of(&self, user_id: i64, now: i64) -> StoreResult<Vec<SessionRecord>> {
-        let rows: Vec<SessionRow> = sqlx::query_as(
+        let rows: Vec<SessionRecord> = sqlx::query_as(
             "SELECT id, user_id, org_id, method, client, address, user_agent, created_at, \
              expires_at, token_expires_at, last_renewed_at, renew_count, revoked_at, restriction \
              FROM sessions WHERE user_id = $1 AND revoked_at IS NULL AND token_expires_at > $2 \
@@ -183,6 +183,6 @@ impl SessionStore for Backend {
         .fetch_all(self.reads())
         .await
         .map_err(db_error)?;
-        Ok(rows.into_iter().map(SessionRecord::from).collect())
+        Ok(rows.into_iter().collect())
     }
 }

@@ -229,7 +229,7 @@ impl SsoStore for Backend {
         }
         // One conditional UPDATE: two callbacks with the same state (on any instances) queue on
         // the row lock, and the second re-reads `used_at` and takes nothing.
-        let row: Option<SsoLoginRow> = sqlx::query_as(
+        let row: Option<SsoLoginRecord> = sqlx::query_as(
             "UPDATE sso_logins SET used_at = $1 WHERE state = $2 AND used_at IS NULL \
              RETURNING state, org_id, nonce, pkce_verifier, return_to, client, created_at, \
              expires_at, link_user_id, browser_binding",
@@ -239,7 +239,7 @@ impl SsoStore for Backend {
         .fetch_optional(self.writes())
         .await
         .map_err(db_error)?;
-        Ok(row.map(SsoLoginRecord::from))
+        Ok(row)
     }
 
     async fn prune_sso_logins(&self, before: i64) -> StoreResult<u64> {
