@@ -16,8 +16,8 @@ use tokio::sync::watch;
 mod cli;
 
 /// mimalloc rather than glibc's allocator: a request allocates and frees a few dozen small
-/// buffers across the runtime's threads, and glibc's arenas spent about a tenth of a token
-/// check's CPU in `malloc`, `free` and their lock (perf, bench/README.md).
+/// buffers across the runtime's threads, and glibc's arenas spent a measurable share of a token
+/// check's CPU in `malloc`, `free` and their lock (the profile is in bench/README.md).
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 

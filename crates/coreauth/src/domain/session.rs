@@ -18,7 +18,7 @@ pub use crate::store::records::MemberRecord;
 /// Renewals counted in memory and written in batches (`Auth::flush_renewals`, every second and
 /// before anything reads or ends a session through this instance). A renewal is on every
 /// client's path every few minutes; a database write for each made the one SQLite writer the
-/// limit of renewals (a fifth of the `/healthz` rate in the benchmark). Nothing is decided on
+/// limit of renewals (bench/README.md has the figures). Nothing is decided on
 /// what waits here: whether a session may be used is its `revoked_at` and `expires_at`, which
 /// are written at once. A crash loses what is pending: a second of renewal counts, or more while
 /// the database refuses the writes.

@@ -45,8 +45,8 @@ struct SigningKey {
     kid: String,
     /// The key itself, kept expanded (jsonwebtoken's `EncodingKey` re-parses its DER and derives
     /// the public key on every signature, which doubles the cost of issuing a token), in
-    /// AWS-LC's form: its Ed25519 signs in ~10 µs here against ed25519-dalek's ~20 µs, and
-    /// every login and renewal signs. The signatures are the same (Ed25519 is deterministic):
+    /// AWS-LC's form, which signs faster than ed25519-dalek here (bench/README.md), and every
+    /// login and renewal signs. The signatures are the same (Ed25519 is deterministic):
     /// `tokens_are_what_jsonwebtoken_would_sign` compares them with jsonwebtoken's, which
     /// signs with ed25519-dalek.
     signing: aws_lc_rs::signature::Ed25519KeyPair,

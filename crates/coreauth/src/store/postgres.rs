@@ -50,7 +50,7 @@ impl PostgresStore {
             .max_connections(settings.max_connections.max(1))
             .acquire_timeout(settings.acquire_timeout)
             // sqlx pings every idle connection it hands out by default: one more round trip to
-            // the server per query, which doubled a login's. A connection back in the pool
+            // the server per query. A connection back in the pool
             // within the last second has just answered, so only one idle for longer is pinged
             // (and closed, and another one taken, when the server hung up on it, e.g. after a
             // restart).
