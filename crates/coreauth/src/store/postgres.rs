@@ -13,7 +13,7 @@ use super::StoreResult;
 use super::changes::Changes;
 use super::error::StoreError;
 use super::pg_changes::ChangeFeed;
-use super::records::{MemberRecord, NewAuditEvent, Renewal};
+use super::records::{MemberRecord, NewAuditEvent, Renewal, SessionRecord};
 use super::{CredentialStore, UserStore};
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
@@ -268,6 +268,86 @@ impl PostgresStore {
         }
         tx.commit().await.map_err(db_error)
     }
+}
+
+/// A login's writes and an attempt's count, each in one statement (see `sql::Shortcuts`).
+impl sql::Shortcuts for PostgresStore {
+    async fn open_session(
+        &self,
+        s: &SessionRecord,
+        audit: &NewAuditEvent,
+        clears: Option<&str>,
+    ) -> Option<StoreResult<()>> {
+        // One statement, so one round trip and its own transaction: the login's hot path.
+        // The session insert and the throttle delete must finish before the audit lock is
+        // taken, as they would in a transaction of their own statements: a login holding the
+        // lock while it waits for a row lock (the user row its session refers to, while an
+        // admin deletes the user; the throttle row, while another login clears it) could
+        // deadlock with the holder of that row lock waiting for the audit lock. PostgreSQL runs
+        // a WITH clause the main query does not read after the main query, so the lock's
+        // argument reads both: `0 * written.n` makes the lock wait for them. A NULL key deletes
+        // nothing.
+        let query = sqlx::query(concat!(
+            "WITH cleared AS (DELETE FROM throttle WHERE key = $15 RETURNING 1), opened AS (",
+            insert_session_sql!(16),
+            " RETURNING 1), \
+             used AS (UPDATE users SET last_org_id = $18 \
+             WHERE id = $17 AND last_org_id IS DISTINCT FROM $18 RETURNING 1) ",
+            insert_audit_sql!(
+                "FROM (SELECT (SELECT count(*) FROM cleared) + (SELECT count(*) FROM opened) \
+                 + (SELECT count(*) FROM used)) \
+                 AS written(n), LATERAL pg_advisory_xact_lock($14 + 0 * written.n)"
+            )
+        ));
+        let query = sql::bind_audit(query, audit)
+            .bind(AUDIT_ORDER_LOCK)
+            .bind(clears.filter(|key| storable(key)));
+        let done = sql::bind_session(query, s).execute(self.writes()).await;
+        Some(done.map(|_| ()).map_err(db_error))
+    }
+
+    async fn count_attempts(
+        &self,
+        keys: &[String],
+        now: i64,
+        window_ms: i64,
+    ) -> Option<StoreResult<Vec<(i64, i64)>>> {
+        // One statement: the first attempt inserts, every other one (on any instance) takes the
+        // row lock and counts on top of the previous count, so none is lost. Rows are taken in
+        // the order of `keys`, so two statements never lock the same two rows in opposite order.
+        let rows: Result<Vec<(String, i64, i64)>, _> = sqlx::query_as(
+            "INSERT INTO throttle (key, attempts, window_start) \
+             SELECT k.key, 1, $2 FROM unnest($1::text[]) WITH ORDINALITY AS k(key, n) \
+             ORDER BY k.n \
+             ON CONFLICT (key) DO UPDATE SET \
+             attempts = CASE WHEN throttle.window_start + $3 <= $2 THEN 1 \
+                             ELSE throttle.attempts + 1 END, \
+             window_start = CASE WHEN throttle.window_start + $3 <= $2 THEN $2 \
+                                 ELSE throttle.window_start END \
+             RETURNING key, attempts, window_start",
+        )
+        .bind(keys)
+        .bind(now)
+        .bind(window_ms)
+        .fetch_all(self.writes())
+        .await;
+        Some(
+            rows.map_err(db_error)
+                .and_then(|rows| in_order_of(keys, rows)),
+        )
+    }
+}
+
+/// Throttle counters as `hit_throttle` answers them: in the order of `keys`.
+fn in_order_of(keys: &[String], rows: Vec<(String, i64, i64)>) -> StoreResult<Vec<(i64, i64)>> {
+    keys.iter()
+        .map(|key| {
+            rows.iter()
+                .find(|(k, _, _)| k == key)
+                .map(|&(_, attempts, start)| (attempts, start))
+                .ok_or_else(|| StoreError::internal("a throttle counter was not returned"))
+        })
+        .collect()
 }
 
 #[cfg(test)]

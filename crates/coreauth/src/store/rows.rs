@@ -217,11 +217,22 @@ macro_rules! insert_audit_sql {
     };
 }
 
-/// A session insert from parameters `$1`–`$14` (`sql::bind_session`).
+/// A session insert from fourteen parameters (`sql::bind_session`): `$1`–`$14`, or `$16`–`$29`
+/// for PostgreSQL's one-statement login.
 macro_rules! insert_session_sql {
     () => {
-        "INSERT INTO sessions (id, user_id, org_id, method, client, address, user_agent, \
-         created_at, expires_at, token_expires_at, last_renewed_at, renew_count, revoked_at, \
-         restriction) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)"
+        insert_session_sql!("$1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14")
+    };
+    (16) => {
+        insert_session_sql!("$16, $17, $18, $19, $20, $21, $22, $23, $24, $25, $26, $27, $28, $29")
+    };
+    ($values:literal) => {
+        concat!(
+            "INSERT INTO sessions (id, user_id, org_id, method, client, address, user_agent, \
+             created_at, expires_at, token_expires_at, last_renewed_at, renew_count, revoked_at, \
+             restriction) VALUES (",
+            $values,
+            ")"
+        )
     };
 }

@@ -282,3 +282,6 @@ impl SqliteStore {
         Ok(())
     }
 }
+
+/// The shared transactions: SQLite's round trips are calls into the library.
+impl sql::Shortcuts for SqliteStore {}

@@ -71,6 +71,30 @@ pub(super) fn db_error(e: sqlx::Error) -> StoreError {
     }
 }
 
+/// Writes a backend makes in one statement where the code here takes a transaction of several
+/// statements. On PostgreSQL every round trip costs the database server CPU, which on a busy
+/// machine is taken from the logins' hashing (the login rows of `bench/RESULTS.md`); SQLite's
+/// round trips are calls into the library, so it takes the transactions. `None`: no shortcut.
+pub(super) trait Shortcuts {
+    async fn open_session(
+        &self,
+        _session: &SessionRecord,
+        _audit: &NewAuditEvent,
+        _clears: Option<&str>,
+    ) -> Option<StoreResult<()>> {
+        None
+    }
+
+    async fn count_attempts(
+        &self,
+        _keys: &[String],
+        _now: i64,
+        _window_ms: i64,
+    ) -> Option<StoreResult<Vec<(i64, i64)>>> {
+        None
+    }
+}
+
 fn is_unique_violation(e: &sqlx::Error) -> bool {
     matches!(e, sqlx::Error::Database(d) if d.is_unique_violation())
 }
@@ -96,7 +120,7 @@ pub(super) fn bind_audit<'q>(query: Query<'q>, e: &NewAuditEvent) -> Query<'q> {
 }
 
 /// Binds a session to `insert_session_sql!`'s fourteen parameters.
-fn bind_session<'q>(query: Query<'q>, s: &SessionRecord) -> Query<'q> {
+pub(super) fn bind_session<'q>(query: Query<'q>, s: &SessionRecord) -> Query<'q> {
     query
         .bind(&s.id)
         .bind(s.user_id)

@@ -10,6 +10,9 @@ impl SessionStore for Backend {
         audit: &NewAuditEvent,
         clears: Option<&str>,
     ) -> StoreResult<()> {
+        if let Some(done) = Shortcuts::open_session(self, s, audit, clears).await {
+            return done;
+        }
         let mut tx = self.write_tx().await?;
         // The audit insert comes last, as in every audited write: on PostgreSQL it takes the
         // audit lock, and a login holding it while waiting for a row lock (the throttle row,
