@@ -13,8 +13,7 @@ use super::StoreResult;
 use super::changes::Changes;
 use super::error::StoreError;
 use super::pg_changes::ChangeFeed;
-use super::records::{MemberRecord, NewAuditEvent, Renewal, SessionRecord};
-use super::{CredentialStore, UserStore};
+use super::records::{NewAuditEvent, Renewal, SessionRecord};
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
 
@@ -94,7 +93,7 @@ impl PostgresStore {
 type Backend = PostgresStore;
 type Conn = PgConnection;
 
-/// `$select` taking the row lock that orders the writers of one user or org (see `sql.rs`).
+/// `$select` taking the row lock that orders the writers of one user or org (see `sql/mod.rs`).
 /// NO KEY UPDATE leaves alone the key-share locks that inserts referring to the row take
 /// (through foreign keys), so logins and key creations of others are not held up.
 macro_rules! locking {
@@ -184,53 +183,32 @@ async fn lock_table(tx: &mut Tx, table: &'static str) -> StoreResult<()> {
         .map_err(db_error)
 }
 
-/// Org 1 ("Default"), which the first admin administers.
-async fn insert_default_org(tx: &mut Tx, now: i64) -> StoreResult<()> {
-    sqlx::query(
-        "INSERT INTO orgs (id, name, created_at) VALUES (1, 'Default', $1) \
-         ON CONFLICT (id) DO NOTHING",
-    )
-    .bind(now)
-    .execute(&mut **tx)
-    .await
-    .map_err(db_error)?;
-    // An explicit id does not advance the identity sequence: move it past every existing org
-    // so the next `create_org` gets a fresh id instead of colliding with org 1.
-    sqlx::query(
-        "SELECT setval(pg_get_serial_sequence('orgs', 'id'), \
-         (SELECT COALESCE(MAX(id), 1) FROM orgs))",
-    )
-    .execute(&mut **tx)
-    .await
-    .map(|_| ())
-    .map_err(db_error)
+/// An explicit id does not advance the identity sequence: moves it past every existing row of
+/// `table`, so the next insert gets a fresh id instead of colliding (org 1, inserted by id).
+async fn advance_ids(tx: &mut Tx, table: &'static str) -> StoreResult<()> {
+    let statement = match table {
+        "orgs" => {
+            "SELECT setval(pg_get_serial_sequence('orgs', 'id'), \
+                   (SELECT COALESCE(MAX(id), 1) FROM orgs))"
+        }
+        other => {
+            return Err(StoreError::internal(format!(
+                "no identity for table {other}"
+            )));
+        }
+    };
+    sqlx::query(statement)
+        .execute(&mut **tx)
+        .await
+        .map(|_| ())
+        .map_err(db_error)
 }
 
-/// What only PostgreSQL's SQL says this way: arrays, one-statement logins under the audit lock.
+/// What only PostgreSQL's SQL says this way: a batch of renewals as arrays.
 impl PostgresStore {
     /// Other instances' writes come through the change feed; there is no marker to poll.
     async fn data_version(&self) -> StoreResult<Option<i64>> {
         Ok(None)
-    }
-
-    /// Read piece by piece: the user, the org, its policy (the defaults when it has none) and
-    /// whether the user has a confirmed second factor.
-    async fn read_member(&self, user_id: i64, org_id: i64) -> StoreResult<Option<MemberRecord>> {
-        let (Some(user), Some(org)) = (self.user_by_id(user_id).await?, self.org(org_id).await?)
-        else {
-            return Ok(None);
-        };
-        let policy = self.password_policy(org_id).await?.unwrap_or_default();
-        let mfa_enabled = self
-            .totp_of(user_id)
-            .await?
-            .is_some_and(|t| t.confirmed_at.is_some());
-        Ok(Some(MemberRecord {
-            user,
-            org,
-            policy,
-            mfa_enabled,
-        }))
     }
 
     async fn write_renewals(&self, renewals: &[Renewal]) -> StoreResult<()> {

@@ -182,7 +182,6 @@ pub struct ApiKeyContext {
     pub key: Arc<ApiKeyRecord>,
     pub user_uuid: Arc<str>,
     pub user_active: bool,
-    pub is_platform_admin: bool,
     pub role: Role,
     pub membership_active: bool,
 }

@@ -7,7 +7,7 @@ use sqlx::FromRow;
 use super::error::{StoreError, StoreResult};
 use super::records::{
     ApiKeyRecord, AuditRecord, IntegrationAlgorithm, IntegrationRecord, MembershipRecord,
-    NewAuditEvent, PasswordPolicy, Role, SessionRecord,
+    NewAuditEvent, PasswordPolicy, Role, SessionRecord, UserRecord,
 };
 
 /// `SELECT <every user column> FROM users <rest>` as one static string.
@@ -64,7 +64,6 @@ pub(super) struct ApiKeyContextRow {
     pub(super) key: ApiKeyRecord,
     pub(super) user_uuid: String,
     pub(super) user_active: bool,
-    pub(super) is_platform_admin: bool,
     pub(super) role: String,
     pub(super) membership_active: bool,
 }
@@ -235,4 +234,48 @@ macro_rules! insert_session_sql {
             ")"
         )
     };
+}
+
+/// A member as `Store::member` reads it: the user, the org's name, the org's policy (all null
+/// when it has none: the defaults) and whether the user has a confirmed second factor.
+#[derive(FromRow)]
+pub(super) struct MemberRow {
+    #[sqlx(flatten)]
+    pub(super) user: UserRecord,
+    pub(super) org_name: String,
+    pub(super) min_length: Option<i64>,
+    pub(super) max_age_days: Option<i64>,
+    pub(super) history_count: Option<i64>,
+    pub(super) reject_common: Option<bool>,
+    pub(super) require_mfa: Option<bool>,
+    pub(super) mfa_enabled: bool,
+}
+
+impl MemberRow {
+    pub(super) fn policy(&self) -> PasswordPolicy {
+        let (
+            Some(min_length),
+            Some(max_age_days),
+            Some(history_count),
+            Some(reject_common),
+            Some(require_mfa),
+        ) = (
+            self.min_length,
+            self.max_age_days,
+            self.history_count,
+            self.reject_common,
+            self.require_mfa,
+        )
+        else {
+            return PasswordPolicy::default();
+        };
+        PolicyRow {
+            min_length,
+            max_age_days,
+            history_count,
+            reject_common,
+            require_mfa,
+        }
+        .into()
+    }
 }

@@ -12,14 +12,12 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::Duration;
 
+use sqlx::SqliteConnection;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
-use sqlx::{FromRow, SqliteConnection};
 
 use super::changes::Changes;
 use super::error::{StoreError, StoreResult};
-use super::records::UserRecord;
-use super::records::{MemberRecord, NewAuditEvent, OrgRecord, PasswordPolicy, Renewal};
-use super::rows::PolicyRow;
+use super::records::{NewAuditEvent, Renewal};
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
 
@@ -151,61 +149,12 @@ async fn lock_table(_tx: &mut Tx, _table: &'static str) -> StoreResult<()> {
     Ok(())
 }
 
-/// Org 1 ("Default"), which the first admin administers.
-async fn insert_default_org(tx: &mut Tx, now: i64) -> StoreResult<()> {
-    sqlx::query("INSERT INTO orgs (id, name, created_at) VALUES (1, 'Default', $1) ON CONFLICT (id) DO NOTHING")
-        .bind(now)
-        .execute(&mut **tx)
-        .await
-        .map(|_| ())
-        .map_err(db_error)
+/// Nothing to advance: a rowid is always past the largest one, explicit or not.
+async fn advance_ids(_tx: &mut Tx, _table: &'static str) -> StoreResult<()> {
+    Ok(())
 }
 
-#[derive(FromRow)]
-struct MemberProfileRow {
-    #[sqlx(flatten)]
-    user: UserRecord,
-    org_id: i64,
-    org_name: String,
-    /// A JSON array of the org's email domains, sorted.
-    org_domains: String,
-    /// The org's policy row, all null when the org has none (the defaults).
-    min_length: Option<i64>,
-    max_age_days: Option<i64>,
-    history_count: Option<i64>,
-    reject_common: Option<bool>,
-    require_mfa: Option<bool>,
-    mfa_enabled: bool,
-}
-
-impl MemberProfileRow {
-    fn policy(&self) -> PasswordPolicy {
-        match (
-            self.min_length,
-            self.max_age_days,
-            self.history_count,
-            self.reject_common,
-            self.require_mfa,
-        ) {
-            (
-                Some(min_length),
-                Some(max_age_days),
-                Some(history_count),
-                Some(common),
-                Some(mfa),
-            ) => PasswordPolicy::from(PolicyRow {
-                min_length,
-                max_age_days,
-                history_count,
-                reject_common: common,
-                require_mfa: mfa,
-            }),
-            _ => PasswordPolicy::default(),
-        }
-    }
-}
-
-/// What only SQLite's SQL says this way: JSON for batches, one join for a member's profile.
+/// What only SQLite's SQL says this way: a batch of renewals as JSON.
 impl SqliteStore {
     /// SQLite's `data_version` as the writer connection sees it: it changes when any other
     /// connection commits, and no other connection of this process writes (the read pool only
@@ -219,45 +168,6 @@ impl SqliteStore {
             .map_err(db_error)?;
         let connects = self.writer_connects.load(Ordering::Relaxed);
         Ok(Some((connects << 32) | (version & 0xFFFF_FFFF)))
-    }
-
-    /// One query for what PostgreSQL reads in four.
-    async fn read_member(&self, user_id: i64, org_id: i64) -> StoreResult<Option<MemberRecord>> {
-        let row: Option<MemberProfileRow> = sqlx::query_as(
-            "SELECT u.id, u.uuid, u.email, u.first, u.last, u.is_active, u.is_platform_admin, \
-             u.password_hash, u.password_set_at, u.must_change_password, u.created_at, \
-             u.home_org_id, u.last_org_id, \
-             o.id AS org_id, o.name AS org_name, \
-             (SELECT json_group_array(domain) FROM (SELECT domain FROM org_email_domains \
-              WHERE org_id = o.id ORDER BY domain)) AS org_domains, \
-             p.min_length, p.max_age_days, p.history_count, p.reject_common, p.require_mfa, \
-             EXISTS (SELECT 1 FROM mfa_totp t WHERE t.user_id = u.id \
-              AND t.confirmed_at IS NOT NULL) AS mfa_enabled \
-             FROM users u JOIN orgs o ON o.id = $1 \
-             LEFT JOIN password_policies p ON p.org_id = o.id \
-             WHERE u.id = $2",
-        )
-        .bind(org_id)
-        .bind(user_id)
-        .fetch_optional(self.reads())
-        .await
-        .map_err(db_error)?;
-        row.map(|r| {
-            let email_domains: Vec<String> = serde_json::from_str(&r.org_domains)
-                .map_err(|e| StoreError::internal(format!("stored org domains: {e}")))?;
-            let policy = r.policy();
-            Ok(MemberRecord {
-                user: r.user,
-                org: OrgRecord {
-                    id: r.org_id,
-                    name: r.org_name,
-                    email_domains,
-                },
-                policy,
-                mfa_enabled: r.mfa_enabled,
-            })
-        })
-        .transpose()
     }
 
     async fn write_renewals(&self, renewals: &[Renewal]) -> StoreResult<()> {

@@ -33,7 +33,6 @@ fn key(user_id: i64, org_id: i64) -> ApiKeyContext {
         }),
         user_uuid: format!("u-{user_id}").into(),
         user_active: true,
-        is_platform_admin: false,
         role: Role::Member,
         membership_active: true,
     }

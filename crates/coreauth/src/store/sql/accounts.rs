@@ -146,18 +146,10 @@ impl UserStore for Backend {
         let Some(name) = name else {
             return Ok(None);
         };
-        let email_domains: Vec<String> = sqlx::query_scalar(concat!(
-            "SELECT domain FROM org_email_domains WHERE org_id = $1 ORDER BY domain",
-            byte_order!()
-        ))
-        .bind(id)
-        .fetch_all(self.reads())
-        .await
-        .map_err(db_error)?;
         Ok(Some(OrgRecord {
             id,
             name,
-            email_domains,
+            email_domains: org_domains(self.reads(), id).await?,
         }))
     }
 

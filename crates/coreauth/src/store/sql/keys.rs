@@ -53,7 +53,7 @@ impl KeyStore for Backend {
     async fn api_key_context(&self, key_hash: &[u8]) -> StoreResult<Option<ApiKeyContext>> {
         let row: Option<ApiKeyContextRow> = sqlx::query_as(api_key_columns!(
             "SELECT",
-            ", u.uuid AS user_uuid, u.is_active AS user_active, u.is_platform_admin, m.role, \
+            ", u.uuid AS user_uuid, u.is_active AS user_active, m.role, \
              m.is_active AS membership_active FROM api_keys k \
              JOIN users u ON u.id = k.user_id \
              JOIN memberships m ON m.user_id = k.user_id AND m.org_id = k.org_id \
@@ -69,7 +69,6 @@ impl KeyStore for Backend {
                 key: std::sync::Arc::new(r.key),
                 user_uuid: r.user_uuid.into(),
                 user_active: r.user_active,
-                is_platform_admin: r.is_platform_admin,
                 membership_active: r.membership_active,
             })
         })

@@ -1,16 +1,20 @@
 //! The `Store` both SQL backends share: every statement and transaction written once, compiled
-//! once for each backend. `sqlite.rs` and `postgres.rs` each include this file as a module of
-//! their own (`#[path = "sql.rs"]`), after defining what it takes from `super`: the store type
-//! (`Backend`), its connection and transaction types, the pools it reads and writes on
-//! (`reads`, `writes`, `write_tx`), how a database error maps (`db_error`), which text the
-//! database can hold (`storable`), the audit insert, the `locking!` suffix for row locks, and
-//! the few operations whose SQL really differs (`dialect` methods on `Backend`).
+//! once for each backend. `sqlite.rs` and `postgres.rs` each include this directory as a module
+//! of their own (`#[path = "sql/mod.rs"]`), one file per area of the store, after defining
+//! what it takes from `super`:
+//! - the store type (`Backend`, holding `Pools`) and its connection type (`Conn`);
+//! - `write_tx`, a write transaction; `database_error`, what a failure the database reports
+//!   means; `storable`, which text the database can hold; `insert_audit`;
+//! - `locking!` (the row lock of a read that orders writers), `byte_order!` (sorting), and
+//!   `lock_table`, `advance_ids`;
+//! - what it says in its own SQL: `write_renewals`, `data_version`, and `Shortcuts`, the writes
+//!   it makes in one statement where this code takes a transaction.
 //!
 //! Why this and not generic code over `sqlx::Database`, a query builder or `sqlx::Any`: each
 //! copy is concrete, so there are no trait bounds to spell out for every bound value and row,
 //! statements stay static strings `sqlx` prepares once and caches per connection, and nothing
 //! is converted at run time (`Any` copies every row into its own value type and knows neither
-//! SQLite's single writer nor PostgreSQL's locks). The cost is compiling this file twice, as
+//! SQLite's single writer nor PostgreSQL's locks). The cost is compiling this code twice, as
 //! the two hand copies it replaces were. Placeholders are `$N` in both: SQLite takes `$N` as
 //! the N-th parameter, as PostgreSQL does.
 //!
@@ -21,9 +25,7 @@
 use async_trait::async_trait;
 use zeroize::Zeroizing;
 
-use super::{
-    Backend, Conn, database_error, insert_audit, insert_default_org, lock_table, storable,
-};
+use super::{Backend, Conn, advance_ids, database_error, insert_audit, lock_table, storable};
 use crate::store::changes::{Change, Changes};
 use crate::store::records::{
     ApiKeyContext, ApiKeyRecord, AuditQuery, AuditRecord, IntegrationRecord, MemberRecord,
@@ -194,6 +196,31 @@ async fn insert_sso_identity(
         )),
         Err(e) => Err(db_error(e)),
     }
+}
+
+/// Org 1 ("Default"), which the first admin administers.
+async fn insert_default_org(tx: &mut Tx, now: i64) -> StoreResult<()> {
+    sqlx::query(
+        "INSERT INTO orgs (id, name, created_at) VALUES (1, 'Default', $1) \
+         ON CONFLICT (id) DO NOTHING",
+    )
+    .bind(now)
+    .execute(&mut **tx)
+    .await
+    .map_err(db_error)?;
+    advance_ids(tx, "orgs").await
+}
+
+/// The email domains set on an org, in byte order.
+async fn org_domains(pool: &sqlx::Pool<Db>, org_id: i64) -> StoreResult<Vec<String>> {
+    sqlx::query_scalar(concat!(
+        "SELECT domain FROM org_email_domains WHERE org_id = $1 ORDER BY domain",
+        byte_order!()
+    ))
+    .bind(org_id)
+    .fetch_all(pool)
+    .await
+    .map_err(db_error)
 }
 
 /// Deletes the user's API keys, or those in `in_org` only; answers how many.

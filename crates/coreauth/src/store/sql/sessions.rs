@@ -69,7 +69,36 @@ impl SessionStore for Backend {
     }
 
     async fn member(&self, user_id: i64, org_id: i64) -> StoreResult<Option<MemberRecord>> {
-        self.read_member(user_id, org_id).await
+        let row: Option<MemberRow> = sqlx::query_as(
+            "SELECT u.id, u.uuid, u.email, u.first, u.last, u.is_active, u.is_platform_admin, \
+             u.password_hash, u.password_set_at, u.must_change_password, u.created_at, \
+             u.home_org_id, u.last_org_id, o.name AS org_name, \
+             p.min_length, p.max_age_days, p.history_count, p.reject_common, p.require_mfa, \
+             EXISTS (SELECT 1 FROM mfa_totp t WHERE t.user_id = u.id \
+              AND t.confirmed_at IS NOT NULL) AS mfa_enabled \
+             FROM users u JOIN orgs o ON o.id = $1 \
+             LEFT JOIN password_policies p ON p.org_id = o.id \
+             WHERE u.id = $2",
+        )
+        .bind(org_id)
+        .bind(user_id)
+        .fetch_optional(self.reads())
+        .await
+        .map_err(db_error)?;
+        let Some(row) = row else {
+            return Ok(None);
+        };
+        let policy = row.policy();
+        Ok(Some(MemberRecord {
+            org: OrgRecord {
+                id: org_id,
+                name: row.org_name,
+                email_domains: org_domains(self.reads(), org_id).await?,
+            },
+            user: row.user,
+            policy,
+            mfa_enabled: row.mfa_enabled,
+        }))
     }
 
     async fn record_renewals(&self, renewals: &[Renewal]) -> StoreResult<()> {
