@@ -7,13 +7,14 @@ use time::OffsetDateTime;
 
 use super::audit::NewAuditEvent;
 use super::clock::to_millis;
-use super::credentials::{Credentials, policy_of};
+use super::credentials::Credentials;
 use super::email::{Email, EmailDomain};
 use super::error::{DomainError, DomainResult};
 use super::mfa::Mfa;
 use super::org::{MembershipPatch, MembershipRecord, Name, OrgRecord, Role};
 use super::password::{Password, PasswordHashing};
 use super::policy::PasswordPolicy;
+use super::policy::policy_of;
 use super::session::Principal;
 use super::user::{NewUser, UserPatch, UserRecord};
 use crate::cache::CachedReads;

@@ -18,10 +18,10 @@ use sha2::{Digest, Sha256};
 use time::OffsetDateTime;
 
 use super::audit::NewAuditEvent;
-use super::auth::RequestOrigin;
 use super::clock::to_millis;
 use super::error::{DomainError, DomainResult};
 use super::org::Name;
+use super::origin::RequestOrigin;
 use super::session::{AuthMethod, Principal};
 use crate::cache::CachedReads;
 use crate::store::Store;

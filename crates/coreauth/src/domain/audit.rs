@@ -8,9 +8,9 @@ use std::sync::Arc;
 
 use time::OffsetDateTime;
 
-use super::auth::RequestOrigin;
 use super::clock::to_millis;
 use super::error::{DomainError, DomainResult};
+use super::origin::RequestOrigin;
 use super::session::Principal;
 use crate::store::Store;
 

@@ -7,13 +7,14 @@ use std::sync::Arc;
 use time::OffsetDateTime;
 
 use super::audit::NewAuditEvent;
-use super::auth::{RequestOrigin, choose_membership};
 use super::clock::to_millis;
 use super::email::Email;
 use super::error::{DomainError, DomainResult};
+use super::membership::choose_membership;
 use super::mfa::Mfa;
+use super::origin::RequestOrigin;
 use super::password::{Password, PasswordHashing};
-use super::policy::PasswordPolicy;
+use super::policy::{PasswordPolicy, policy_of};
 use super::session::Principal;
 use super::throttle::{Subject, Throttle};
 use super::user::UserRecord;
@@ -247,9 +248,4 @@ impl Credentials {
         }
         self.hashing.hash(new).await
     }
-}
-
-/// An org's policy, or the defaults when it has none.
-pub async fn policy_of(reads: &CachedReads, org_id: i64) -> DomainResult<PasswordPolicy> {
-    Ok(reads.password_policy(org_id).await?.unwrap_or_default())
 }

@@ -12,9 +12,9 @@ use totp_rs::Totp;
 use zeroize::Zeroizing;
 
 use super::audit::NewAuditEvent;
-use super::auth::RequestOrigin;
 use super::clock::to_millis;
 use super::error::{DomainError, DomainResult};
+use super::origin::RequestOrigin;
 use super::password::{Password, PasswordHashing};
 use super::secrets::SecretBox;
 use super::session::Principal;

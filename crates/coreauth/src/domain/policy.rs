@@ -5,13 +5,12 @@
 
 pub use crate::store::records::PasswordPolicy;
 
-use crate::cache::MemberProfile;
-
 use std::collections::HashSet;
 use std::sync::LazyLock;
 
 use super::error::{DomainError, DomainResult};
 use super::password::Password;
+use crate::cache::{CachedReads, MemberProfile};
 
 const DAY_MS: i64 = 24 * 3600 * 1000;
 
@@ -124,6 +123,11 @@ impl MemberProfile {
     pub fn password_expires_at(&self) -> Option<i64> {
         self.policy().expires_at(self.user().password_set_at)
     }
+}
+
+/// An org's policy, or the defaults when it has none.
+pub async fn policy_of(reads: &CachedReads, org_id: i64) -> DomainResult<PasswordPolicy> {
+    Ok(reads.password_policy(org_id).await?.unwrap_or_default())
 }
 
 fn is_common(password: &Password) -> bool {

@@ -8,9 +8,9 @@ use std::sync::{Arc, Mutex};
 
 use time::OffsetDateTime;
 
-use super::auth::RequestOrigin;
 use super::clock::{from_millis, to_millis};
 use super::org::Role;
+use super::origin::RequestOrigin;
 pub use crate::cache::MemberProfile;
 pub use crate::cache::token_memo::VerifiedToken;
 pub use crate::store::records::MemberRecord;

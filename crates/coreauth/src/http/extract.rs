@@ -10,8 +10,8 @@ use coreauth_proto::credential_from_header;
 
 use super::AppState;
 use super::error::ApiError;
-use crate::domain::auth::RequestOrigin;
 use crate::domain::error::DomainError;
+use crate::domain::origin::RequestOrigin;
 use crate::domain::session::Principal;
 
 /// The caller, authenticated by `Authorization: Bearer <token>` or a bare `Authorization:

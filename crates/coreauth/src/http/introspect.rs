@@ -11,7 +11,7 @@ use utoipa_axum::routes;
 use super::AppState;
 use super::error::{ApiJson, ApiResult};
 use super::extract::Reader;
-use crate::domain::auth::RequestOrigin;
+use crate::domain::origin::RequestOrigin;
 use crate::domain::session::Principal;
 use crate::domain::session::VerifiedToken;
 

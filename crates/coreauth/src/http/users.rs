@@ -237,14 +237,14 @@ mod tests {
     use proptest::prelude::*;
 
     use super::me_answer;
-    use crate::domain::auth::RequestOrigin;
     use crate::domain::clock::{from_millis, iso8601};
     use crate::domain::org::{OrgRecord, Role};
+    use crate::domain::origin::RequestOrigin;
     use crate::domain::policy::PasswordPolicy;
-    use crate::domain::session::MemberProfile;
-    use crate::domain::session::{AuthMethod, Principal, SessionRecord};
+    use crate::domain::session::{
+        AuthMethod, MemberProfile, MemberRecord, Principal, SessionRecord,
+    };
     use crate::domain::user::UserRecord;
-    use crate::store::records::MemberRecord;
 
     /// What `/user/me` answered before it was rendered in two parts: a `Me`, serialized.
     fn as_me(profile: &MemberProfile, caller: &Principal) -> Me {

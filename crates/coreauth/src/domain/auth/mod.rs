@@ -1,6 +1,5 @@
 //! Logging in, checking a caller on every request, renewing and ending sessions.
 
-use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -9,12 +8,14 @@ use time::OffsetDateTime;
 use super::apikey::{ApiKeys, looks_like_key};
 use super::audit::NewAuditEvent;
 use super::clock::to_millis;
-use super::credentials::policy_of;
 use super::email::Email;
 use super::error::{DomainError, DomainResult, SsoFailure};
+use super::membership::choose_membership;
 use super::mfa::Mfa;
 use super::org::{MembershipRecord, Role};
+pub use super::origin::RequestOrigin;
 use super::password::{Password, PasswordHashing};
+use super::policy::policy_of;
 use super::session::{
     AuthMethod, MFA_CHALLENGE, MFA_ENROLLMENT, PendingRenewals, Principal, SessionRecord,
 };
@@ -24,10 +25,7 @@ use super::user::UserRecord;
 use crate::cache::{CachedReads, MemberProfile};
 use crate::store::Store;
 
-mod membership;
 mod second_factor;
-
-pub(crate) use membership::choose_membership;
 
 /// How long tokens and sessions live.
 #[derive(Debug, Clone, Copy)]
@@ -36,33 +34,6 @@ pub struct SessionPolicy {
     pub token_ttl: Duration,
     /// Absolute lifetime of a session from its login (`COREAUTH_SESSION_MAX`, 12 hours).
     pub session_max: Duration,
-}
-
-/// Where a request came from, recorded with the session.
-#[derive(Debug, Clone, Default)]
-pub struct RequestOrigin {
-    /// The peer's address, kept as it came: most requests never write it anywhere, so it is
-    /// only turned into text where it is stored (`address_text`).
-    pub address: Option<IpAddr>,
-    pub user_agent: Option<String>,
-    /// The `x-request-id` of the request, to tie audit events to log lines.
-    pub request_id: Option<String>,
-}
-
-impl RequestOrigin {
-    /// The address as it is stored in sessions, audit events and API key records.
-    pub fn address_text(&self) -> Option<String> {
-        self.address.map(|a| a.to_string())
-    }
-
-    /// What an attempt from here counts against: `subject`, and this address when known.
-    pub fn subjects<'a>(&'a self, subject: Subject<'a>) -> Vec<Subject<'a>> {
-        let mut subjects = vec![subject];
-        if let Some(address) = self.address {
-            subjects.push(Subject::Address(address));
-        }
-        subjects
-    }
 }
 
 /// A password login as the user sent it.

@@ -6,10 +6,10 @@ use time::OffsetDateTime;
 
 use super::{Auth, IssuedToken, Opening, RequestOrigin};
 use crate::domain::audit::NewAuditEvent;
-use crate::domain::credentials::policy_of;
 use crate::domain::email::Email;
 use crate::domain::error::{DomainError, DomainResult};
 use crate::domain::org::Role;
+use crate::domain::policy::policy_of;
 use crate::domain::session::{MFA_CHALLENGE, MFA_ENROLLMENT, Principal, SessionRecord};
 use crate::domain::throttle::Subject;
 use crate::domain::user::UserRecord;

@@ -5,11 +5,11 @@ use time::OffsetDateTime;
 
 use super::{Sso, failure};
 use crate::domain::audit::NewAuditEvent;
-use crate::domain::auth::RequestOrigin;
 use crate::domain::clock::to_millis;
 use crate::domain::email::Email;
 use crate::domain::error::{DomainResult, SsoFailure};
 use crate::domain::org::{Name, Role};
+use crate::domain::origin::RequestOrigin;
 use crate::domain::user::{NewUser, UserRecord};
 use crate::store::{SsoConfigRecord, SsoLoginRecord, StoreError};
 

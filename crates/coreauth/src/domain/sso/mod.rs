@@ -22,10 +22,11 @@ use openidconnect::{
 use time::OffsetDateTime;
 
 use super::audit::NewAuditEvent;
-use super::auth::{Auth, IssuedToken, RequestOrigin};
+use super::auth::{Auth, IssuedToken};
 use super::clock::to_millis;
 use super::email::Email;
 use super::error::{DomainError, DomainResult, SsoFailure};
+use super::origin::RequestOrigin;
 use super::secrets::SecretBox;
 use super::session::Principal;
 use super::throttle::{Subject, Throttle};
