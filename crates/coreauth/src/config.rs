@@ -42,6 +42,9 @@ pub struct Settings {
     /// `COREAUTH_SSO_ALLOWED_NETWORKS`: comma-separated CIDRs of non-public networks identity
     /// providers may be on (an on-premises ADFS); others than public addresses are refused.
     pub sso_allowed_networks: Option<String>,
+    /// `COREAUTH_DNS_SERVERS`: comma-separated `ip:port` of DNS servers to look up
+    /// domain-verification TXT records with. Default: the system's resolver.
+    pub dns_servers: Option<String>,
     /// `COREAUTH_METRICS_TOKEN`: `/metrics` on the main listener answers to
     /// `Authorization: Bearer <this>` only.
     #[serde(deserialize_with = "secret_text")]
@@ -144,6 +147,7 @@ impl Default for Settings {
             log_format: LogFormat::Text,
             public_url: None,
             sso_allowed_networks: None,
+            dns_servers: None,
             metrics_token: None,
             metrics_listen: None,
             issuer: "coreauth".into(),

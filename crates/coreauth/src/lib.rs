@@ -2,13 +2,15 @@
 //!
 //! `domain` holds the rules, `store` the storage behind a trait, `http` the axum layer, and
 //! `startup::Application` wires them together for `main` and for tests. `hash_pool` (the
-//! threads argon2 runs on) and `oidc_client` (how identity providers are reached) are
-//! machinery the domain uses; neither knows of it.
+//! threads argon2 runs on), `oidc_client` (how identity providers are reached) and `dns` (the
+//! TXT look-ups that prove an org owns an email domain) are machinery the domain uses; none
+//! knows of it.
 #![deny(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::todo)]
 
 pub mod audit_export;
 pub mod cache;
 pub mod config;
+pub mod dns;
 pub mod domain;
 pub mod hash_pool;
 pub mod http;
