@@ -9,6 +9,8 @@ mod binary;
 mod cache;
 mod cli;
 mod connections;
+mod dns;
+mod dns_server;
 mod docs;
 mod helpers;
 mod hostile_input;
