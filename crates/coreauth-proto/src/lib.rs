@@ -8,6 +8,9 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
+mod sso;
+pub use sso::*;
+
 /// A secret as it travels on the wire (a password, a token). Its `Debug` prints `[REDACTED]`, so
 /// a stray `{:?}` of a request body cannot leak it. The server wraps it in `secrecy` at the edge.
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
@@ -614,123 +617,6 @@ pub fn credential_from_header(value: &str) -> Option<&str> {
         None => value,
     };
     (!credential.is_empty()).then_some(credential)
-}
-
-/// `POST /user/authenticate/strategy`.
-#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct StrategyRequest {
-    pub email: String,
-}
-
-/// How an email signs in: `{"strategy":"password"}` or
-/// `{"strategy":"sso","provider":"oidc","orgId":…,"redirectUrl":"…"}`.
-#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct StrategyResponse {
-    /// `password` or `sso`.
-    pub strategy: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub provider: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub org_id: Option<i64>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub redirect_url: Option<String>,
-}
-
-/// `PUT /admin/orgs/{orgId}/sso`.
-#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct SsoConfigRequest {
-    /// The provider's issuer URL; its `/.well-known/openid-configuration` is read at sign-in.
-    pub issuer: String,
-    pub client_id: String,
-    pub client_secret: SecretText,
-    pub email_domains: Vec<String>,
-    /// Create a member on first sign-in when no account exists.
-    #[serde(default)]
-    pub allow_jit: bool,
-    /// Let the org's users also log in with a password.
-    #[serde(default)]
-    pub allow_password: bool,
-    /// Where `returnTo` may send the browser after sign-in.
-    #[serde(default)]
-    pub redirect_allow_list: Vec<String>,
-}
-
-/// An org's SSO settings; the client secret is never shown.
-#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct SsoConfig {
-    pub org_id: i64,
-    pub issuer: String,
-    pub client_id: String,
-    /// The domains that sign in through this provider: verified ones only.
-    pub email_domains: Vec<String>,
-    /// Domains asked for by an org admin that do nothing until a platform admin sets them.
-    #[serde(default)]
-    pub pending_domains: Vec<String>,
-    pub allow_jit: bool,
-    pub allow_password: bool,
-    pub redirect_allow_list: Vec<String>,
-    /// The redirect URI to register at the provider.
-    pub redirect_uri: String,
-}
-
-/// `POST /user/authenticate/sso/link`: link the caller's account to their identity at an
-/// org's provider.
-#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct SsoLinkRequest {
-    pub org_id: i64,
-    /// As for `/sso/start`: where the browser goes with the token, from the allow-list.
-    #[serde(default)]
-    pub return_to: Option<String>,
-}
-
-/// Where to send the browser to sign in at the provider and complete the link.
-#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct SsoLinkResponse {
-    pub redirect_url: String,
-}
-
-/// The query of `GET /user/authenticate/sso/start`.
-#[cfg_attr(feature = "openapi", derive(utoipa::IntoParams))]
-#[cfg_attr(feature = "openapi", into_params(parameter_in = Query))]
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct SsoStartQuery {
-    pub org: i64,
-    /// Where to send the browser with the token (in the URL fragment); must be on the org's
-    /// allow-list. Without it the callback answers JSON.
-    #[serde(default)]
-    pub return_to: Option<String>,
-    #[serde(default)]
-    pub client: Option<String>,
-}
-
-/// The query the provider sends to `GET /user/authenticate/sso/callback`.
-#[cfg_attr(feature = "openapi", derive(utoipa::IntoParams))]
-#[cfg_attr(feature = "openapi", into_params(parameter_in = Query))]
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
-pub struct SsoCallbackQuery {
-    #[serde(default)]
-    pub code: Option<String>,
-    #[serde(default)]
-    pub state: Option<String>,
-    #[serde(default)]
-    pub error: Option<String>,
-    #[serde(default)]
-    pub error_description: Option<String>,
-    #[serde(default)]
-    pub iss: Option<String>,
 }
 
 #[cfg(test)]

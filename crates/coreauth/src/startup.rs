@@ -13,6 +13,7 @@ use tokio::net::TcpListener;
 use crate::audit_export::{AuditExport, ExportTarget};
 use crate::cache::{self, CachedReads, SessionCache};
 use crate::config::Settings;
+use crate::dns::TxtResolver;
 use crate::domain::admin::Admin;
 use crate::domain::apikey::ApiKeys;
 use crate::domain::audit::Audit;
@@ -233,6 +234,8 @@ impl Application {
         };
         let networks = NetworkPolicy::parse(settings.sso_allowed_networks.as_deref().unwrap_or(""))
             .map_err(|e| StartupError::Setup(format!("COREAUTH_SSO_ALLOWED_NETWORKS: {e}")))?;
+        let dns = TxtResolver::new(settings.dns_servers.as_deref())
+            .map_err(|e| StartupError::Setup(format!("COREAUTH_DNS_SERVERS: {e}")))?;
         let sso = Arc::new(
             Sso::new(
                 store.clone(),
@@ -241,6 +244,7 @@ impl Application {
                 throttle.clone(),
                 public_url,
                 networks,
+                dns,
             )
             .map_err(|e| StartupError::Setup(e.to_string()))?,
         );

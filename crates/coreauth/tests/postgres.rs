@@ -295,7 +295,7 @@ async fn org_settings_cached_for_logins_follow_changes_made_elsewhere() {
 
     // By hand, as an operator would: the triggers announce it too.
     let mut db = PgConnection::connect(&a.database_url).await.unwrap();
-    sqlx::query("UPDATE sso_configs SET allow_password = true WHERE org_id = 1")
+    sqlx::query("UPDATE sso_connections SET allow_password = true WHERE org_id = 1")
         .execute(&mut db)
         .await
         .unwrap();

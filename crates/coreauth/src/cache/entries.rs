@@ -2,7 +2,7 @@
 //! API key contexts by key hash, and member profiles (what `/user/me` and renewals show) by user
 //! and org. Without it every request costs several database reads; with it, a busy session
 //! costs one read per TTL. Two org settings every password login reads after the hash, the
-//! password policy and the SSO configuration, are kept by org the same way.
+//! password policy and the SSO connections, are kept by org the same way.
 //!
 //! Correctness rests on three rules:
 //! - Entries live at most `ttl` (`COREAUTH_SESSION_CACHE_TTL`, 60 s), so a change made by
@@ -41,7 +41,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use super::profile::MemberProfile;
-use crate::store::SsoConfigRecord;
+use crate::store::SsoConnectionRecord;
 use crate::store::changes::{Change, ChangeListener};
 use crate::store::records::{ApiKeyContext, PasswordPolicy, Renewal, SessionContext};
 
@@ -120,7 +120,7 @@ struct Inner {
     /// By org, `None` when the org has none (that is worth remembering too). These entries
     /// belong to no user: `invalidate_org` and `clear` forget them, `invalidate_user` does not.
     policies: Map<i64, Option<PasswordPolicy>>,
-    sso_configs: Map<i64, Option<SsoConfigRecord>>,
+    sso_connections: Map<i64, Vec<SsoConnectionRecord>>,
 }
 
 impl Inner {
@@ -129,11 +129,11 @@ impl Inner {
         self.keys.entries.clear();
         self.profiles.entries.clear();
         self.policies.entries.clear();
-        self.sso_configs.entries.clear();
+        self.sso_connections.entries.clear();
     }
 
     fn org_entries(&self) -> usize {
-        self.policies.entries.len() + self.sso_configs.entries.len()
+        self.policies.entries.len() + self.sso_connections.entries.len()
     }
 }
 
@@ -176,7 +176,7 @@ impl SessionCache {
                 keys: Map::new(),
                 profiles: Map::new(),
                 policies: Map::new(),
-                sso_configs: Map::new(),
+                sso_connections: Map::new(),
             }),
             generation: AtomicU64::new(0),
             hits: AtomicU64::new(0),
@@ -369,31 +369,31 @@ impl SessionCache {
         });
     }
 
-    /// The org's SSO configuration as last read (`Some(None)`: it has none).
-    pub fn sso_config(&self, org_id: i64, now: Instant) -> Option<Option<SsoConfigRecord>> {
-        self.sso_config_leased(org_id, now)
-            .map(|(config, _)| config)
+    /// The org's SSO connections as last read (`Some(vec![])`: it has none).
+    pub fn sso_connections(&self, org_id: i64, now: Instant) -> Option<Vec<SsoConnectionRecord>> {
+        self.sso_connections_leased(org_id, now)
+            .map(|(connections, _)| connections)
     }
 
-    /// `sso_config`, with its lease.
-    pub fn sso_config_leased(
+    /// `sso_connections`, with its lease.
+    pub fn sso_connections_leased(
         &self,
         org_id: i64,
         now: Instant,
-    ) -> Option<(Option<SsoConfigRecord>, Lease)> {
-        self.lookup(|i| i.sso_configs.get(&org_id, self.ttl, now))
+    ) -> Option<(Vec<SsoConnectionRecord>, Lease)> {
+        self.lookup(|i| i.sso_connections.get(&org_id, self.ttl, now))
     }
 
-    pub fn insert_sso_config(
+    pub fn insert_sso_connections(
         &self,
         ticket: Ticket,
         org_id: i64,
-        config: &Option<SsoConfigRecord>,
+        connections: &[SsoConnectionRecord],
         now: Instant,
     ) {
-        let entry = org_entry(org_id, config.clone(), now);
+        let entry = org_entry(org_id, connections.to_vec(), now);
         self.insert_with(ticket, now, |i, ttl, cap| {
-            i.sso_configs.insert(org_id, entry, ttl, cap);
+            i.sso_connections.insert(org_id, entry, ttl, cap);
         });
     }
 
@@ -459,7 +459,7 @@ impl SessionCache {
         self.invalidating(|i| {
             i.profiles.retain(|e| e.org_id != org_id);
             i.policies.entries.remove(&org_id);
-            i.sso_configs.entries.remove(&org_id);
+            i.sso_connections.entries.remove(&org_id);
         });
     }
 

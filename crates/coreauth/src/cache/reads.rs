@@ -1,5 +1,5 @@
 //! `CachedReads`: the reads every request makes (session and API key contexts, member profiles)
-//! and the org settings every login reads (password policy, SSO configuration), served from a
+//! and the org settings every login reads (password policy, SSO connections), served from a
 //! `SessionCache` for up to its TTL. What makes a copy stale is announced by the store
 //! (`store::changes`) to the cache, not seen here: this only reads.
 //!
@@ -16,7 +16,7 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use super::entries::{Lease, SessionCache, Ticket};
 use super::profile::MemberProfile;
 use crate::store::records::{ApiKeyContext, PasswordPolicy, SessionContext};
-use crate::store::{SsoConfigRecord, Store, StoreResult};
+use crate::store::{SsoConnectionRecord, Store, StoreResult};
 
 /// The monotonic time the cache's rules are read with: `Instant::now`, or a clock tests move.
 pub type MonotonicNow = Arc<dyn Fn() -> Instant + Send + Sync>;
@@ -49,7 +49,7 @@ enum Refresh {
     Profile(i64, i64),
     Key(Vec<u8>),
     Policy(i64),
-    SsoConfig(i64),
+    SsoConnections(i64),
 }
 
 impl Refresh {
@@ -83,9 +83,9 @@ impl Refresh {
                 let policy = inner.password_policy(*org_id).await?;
                 cache.insert_policy(ticket, *org_id, policy, now);
             }
-            Self::SsoConfig(org_id) => {
-                let config = inner.sso_config(*org_id).await?;
-                cache.insert_sso_config(ticket, *org_id, &config, now);
+            Self::SsoConnections(org_id) => {
+                let connections = inner.sso_connections(*org_id).await?;
+                cache.insert_sso_connections(ticket, *org_id, &connections, now);
             }
         }
         Ok(())
@@ -326,12 +326,15 @@ impl CachedReads {
         .await
     }
 
-    pub async fn sso_config(&self, org_id: i64) -> StoreResult<Option<SsoConfigRecord>> {
+    pub async fn sso_connections(&self, org_id: i64) -> StoreResult<Vec<SsoConnectionRecord>> {
         self.read_through(
-            |now| self.cache.sso_config_leased(org_id, now),
-            self.inner.sso_config(org_id),
-            |ticket, found, now| self.cache.insert_sso_config(ticket, org_id, found, now),
-            || Refresh::SsoConfig(org_id),
+            |now| self.cache.sso_connections_leased(org_id, now),
+            self.inner.sso_connections(org_id),
+            |ticket, found, now| {
+                self.cache
+                    .insert_sso_connections(ticket, org_id, found, now)
+            },
+            || Refresh::SsoConnections(org_id),
         )
         .await
     }
@@ -561,7 +564,7 @@ mod tests {
             let (profile, _) = f.reads.member_profile(user_id, org_id).await.unwrap();
             assert!(f.reads.api_key_context(&KEY_HASH).await.unwrap().is_some());
             let policy = f.reads.password_policy(org_id).await.unwrap();
-            assert!(f.reads.sso_config(org_id).await.unwrap().is_none());
+            assert!(f.reads.sso_connections(org_id).await.unwrap().is_empty());
             (profile.unwrap().user().first.clone(), policy)
         };
         assert_eq!(read_all().await, ("Ada".into(), None));

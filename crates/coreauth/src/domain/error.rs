@@ -92,7 +92,7 @@ impl From<StoreError> for DomainError {
 }
 
 /// Why a single sign-on did not complete, in terms a person can act on.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, PartialEq, Eq, thiserror::Error)]
 pub enum SsoFailure {
     /// The detail goes to the audit trail only: the issuer is an org admin's choice, and the
     /// reason a fetch failed would map the network behind coreauth for anyone who asks.
@@ -126,6 +126,17 @@ pub enum SsoFailure {
     LinkMismatch,
     #[error("this sign-in was started in another browser; start again from this one")]
     BrowserMismatch,
+    #[error("the identity provider asserted no email address in the claims this connection reads")]
+    EmailMissing,
+    #[error("none of your groups at the identity provider gives a role in this org")]
+    NoRole,
+    #[error(
+        "the domain's TXT records do not hold this org's verification value; publish it and try again"
+    )]
+    DomainNotProven,
+    /// As for `IdpUnreachable`, the detail goes to the audit trail only.
+    #[error("the domain's DNS could not be reached; try again later")]
+    DnsUnreachable(String),
 }
 
 impl SsoFailure {
@@ -144,6 +155,10 @@ impl SsoFailure {
             Self::NotLinked => "sso_account_not_linked",
             Self::LinkMismatch => "sso_link_mismatch",
             Self::BrowserMismatch => "sso_browser_mismatch",
+            Self::EmailMissing => "sso_email_missing",
+            Self::NoRole => "sso_no_role",
+            Self::DomainNotProven => "domain_not_verified",
+            Self::DnsUnreachable(_) => "dns_unreachable",
         }
     }
 }

@@ -11,6 +11,7 @@ use std::sync::LazyLock;
 use super::error::{DomainError, DomainResult};
 use super::password::Password;
 use crate::cache::{CachedReads, MemberProfile};
+use crate::store::SsoConnectionRecord;
 
 const DAY_MS: i64 = 24 * 3600 * 1000;
 
@@ -132,6 +133,19 @@ pub async fn policy_of(reads: &CachedReads, org_id: i64) -> DomainResult<Passwor
 
 fn is_common(password: &Password) -> bool {
     COMMON_PASSWORDS.contains(password.expose().to_lowercase().as_str())
+}
+
+/// Whether a password may open a session in an org with these SSO connections, for an email in
+/// `email_domain`: the connection the domain signs in through decides; for an address in none
+/// of them, passwords are allowed only if every connection allows them.
+pub fn password_allowed(connections: &[SsoConnectionRecord], email_domain: &str) -> bool {
+    match connections
+        .iter()
+        .find(|c| c.email_domains.iter().any(|d| d == email_domain))
+    {
+        Some(connection) => connection.allow_password,
+        None => connections.iter().all(|c| c.allow_password),
+    }
 }
 
 #[cfg(test)]

@@ -45,7 +45,9 @@ pub fn status_of(e: &DomainError) -> StatusCode {
         }
         DomainError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         DomainError::Sso(failure) => match failure {
-            SsoFailure::IdpUnreachable(_) | SsoFailure::ProviderError(_) => StatusCode::BAD_GATEWAY,
+            SsoFailure::IdpUnreachable(_)
+            | SsoFailure::ProviderError(_)
+            | SsoFailure::DnsUnreachable(_) => StatusCode::BAD_GATEWAY,
             SsoFailure::StateInvalid | SsoFailure::StateExpired | SsoFailure::BrowserMismatch => {
                 StatusCode::BAD_REQUEST
             }
@@ -56,7 +58,10 @@ pub fn status_of(e: &DomainError) -> StatusCode {
             | SsoFailure::NoAccount
             | SsoFailure::SsoRequired
             | SsoFailure::NotLinked
-            | SsoFailure::LinkMismatch => StatusCode::FORBIDDEN,
+            | SsoFailure::LinkMismatch
+            | SsoFailure::EmailMissing
+            | SsoFailure::NoRole => StatusCode::FORBIDDEN,
+            SsoFailure::DomainNotProven => StatusCode::CONFLICT,
         },
     }
 }

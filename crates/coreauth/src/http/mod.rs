@@ -35,6 +35,7 @@ pub mod audit;
 mod auth;
 pub mod connections;
 mod docs;
+mod domains;
 pub mod error;
 pub mod extract;
 mod integrations;
@@ -45,6 +46,7 @@ mod mfa;
 pub mod ops;
 mod passwords;
 mod sso;
+mod sso_admin;
 mod users;
 
 pub use connections::ConnectionLimits;
@@ -122,6 +124,8 @@ fn api_routes() -> OpenApiRouter<AppState> {
         .merge(mfa::routes())
         .merge(integrations::routes())
         .merge(sso::routes())
+        .merge(sso_admin::routes())
+        .merge(domains::routes())
         .merge(introspect::routes())
         .merge(ops::routes())
         .merge(docs::routes())

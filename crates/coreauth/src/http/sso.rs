@@ -1,5 +1,6 @@
-//! Login strategy discovery and SSO (SPEC §4): `POST /user/authenticate/strategy`, the browser
-//! legs `GET /user/authenticate/sso/start` and `/callback`, and `/admin/orgs/{orgId}/sso`.
+//! Login strategy discovery and SSO sign-in (SPEC §4): `POST /user/authenticate/strategy`, the
+//! browser legs `GET /user/authenticate/sso/start` and `/callback`, and linking an account.
+//! Connections are configured in `sso_admin`, email domains proven in `domains`.
 
 use axum::extract::State;
 use axum::http::{HeaderValue, StatusCode, header};
@@ -11,10 +12,9 @@ use utoipa_axum::routes;
 
 use super::AppState;
 use super::auth::session_answer;
-use super::error::{ApiJson, ApiPath, ApiQuery, ApiResult};
+use super::error::{ApiJson, ApiQuery, ApiResult};
 use super::extract::{Caller, Origin, cookie_value, secure_cookie_attribute};
-use crate::domain::sso::SsoConfigRecord;
-use crate::domain::sso::{Callback, SsoRequest, Strategy, binding_cookie};
+use crate::domain::sso::{Callback, Strategy, binding_cookie};
 
 pub fn routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
@@ -22,7 +22,6 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(start))
         .routes(routes!(link))
         .routes(routes!(callback))
-        .routes(routes!(configure, get_config, remove))
 }
 
 /// Password or SSO for an email, decided by its domain only (the same answer for unknown
@@ -48,15 +47,18 @@ async fn strategy(
             strategy: "password".into(),
             provider: None,
             org_id: None,
+            connection_id: None,
             redirect_url: None,
         },
         Strategy::Sso {
             org_id,
+            connection_id,
             redirect_url,
         } => proto::StrategyResponse {
             strategy: "sso".into(),
             provider: Some("oidc".into()),
             org_id: Some(org_id),
+            connection_id: Some(connection_id),
             redirect_url: Some(redirect_url),
         },
     };
@@ -69,7 +71,7 @@ async fn strategy(
     responses(
         (status = 303, description = "To the identity provider"),
         (status = 400, description = "returnTo is not on the allow-list", body = ErrorBody),
-        (status = 404, description = "The org has no SSO", body = ErrorBody),
+        (status = 404, description = "The org has no such SSO connection", body = ErrorBody),
         (status = 429, description = "rate_limited", body = ErrorBody),
         (status = 502, description = "The identity provider cannot be reached", body = ErrorBody),
     ))]
@@ -82,6 +84,7 @@ async fn start(
         .sso
         .start(
             query.org,
+            query.connection,
             query.return_to,
             query.client,
             &origin,
@@ -123,7 +126,13 @@ async fn link(
 ) -> ApiResult<ApiJson<proto::SsoLinkResponse>> {
     let redirect_url = state
         .sso
-        .start_link(&caller, body.org_id, body.return_to, state.now())
+        .start_link(
+            &caller,
+            body.org_id,
+            body.connection_id,
+            body.return_to,
+            state.now(),
+        )
         .await?;
     Ok(ApiJson(proto::SsoLinkResponse { redirect_url }))
 }
@@ -137,7 +146,7 @@ async fn link(
         (status = 303, description = "Signed in; to returnTo with the token in the fragment"),
         (status = 400, description = "Unknown, used or expired sign-in (state)", body = ErrorBody),
         (status = 401, description = "The ID token did not verify", body = ErrorBody),
-        (status = 403, description = "Consent denied, email unverified, domain mismatch, no account, or an account not linked to this provider", body = ErrorBody),
+        (status = 403, description = "Consent denied; no email, or one unverified, or outside the connection's verified domains; no account; an account not linked to this provider; no role from the groups", body = ErrorBody),
         (status = 502, description = "The identity provider failed", body = ErrorBody),
     ))]
 async fn callback(
@@ -185,90 +194,4 @@ async fn callback(
         HeaderValue::from_static("no-referrer"),
     );
     Ok(response)
-}
-
-/// Configure an org's OpenID Connect provider.
-#[utoipa::path(put, path = "/admin/orgs/{org_id}/sso", tag = "admin",
-    params(("org_id" = i64, Path, description = "Org id")),
-    request_body = proto::SsoConfigRequest,
-    security(("bearer" = []), ("api_key" = [])),
-    responses(
-        (status = 200, description = "Configured (the secret is not echoed)", body = proto::SsoConfig),
-        (status = 400, description = "Bad issuer, client, domains or allow-list", body = ErrorBody),
-        (status = 403, description = "unauthenticated, or forbidden: not an admin of this org", body = ErrorBody),
-        (status = 404, description = "No such org", body = ErrorBody),
-        (status = 409, description = "A domain belongs to another org", body = ErrorBody),
-    ))]
-async fn configure(
-    State(state): State<AppState>,
-    Caller(caller): Caller,
-    ApiPath(org_id): ApiPath<i64>,
-    ApiJson(body): ApiJson<proto::SsoConfigRequest>,
-) -> ApiResult<ApiJson<proto::SsoConfig>> {
-    let request = SsoRequest {
-        issuer: body.issuer,
-        client_id: body.client_id,
-        client_secret: body.client_secret.into_inner(),
-        email_domains: body.email_domains,
-        allow_jit: body.allow_jit,
-        allow_password: body.allow_password,
-        redirect_allow_list: body.redirect_allow_list,
-    };
-    let record = state
-        .sso
-        .configure(&caller, org_id, request, state.now())
-        .await?;
-    Ok(ApiJson(view(&state, record)))
-}
-
-/// An org's SSO settings.
-#[utoipa::path(get, path = "/admin/orgs/{org_id}/sso", tag = "admin",
-    params(("org_id" = i64, Path, description = "Org id")),
-    security(("bearer" = []), ("api_key" = [])),
-    responses(
-        (status = 200, description = "The settings", body = proto::SsoConfig),
-        (status = 400, description = "Bad id", body = ErrorBody),
-        (status = 403, description = "unauthenticated, or forbidden: not an admin of this org", body = ErrorBody),
-        (status = 404, description = "No SSO configured", body = ErrorBody),
-    ))]
-async fn get_config(
-    State(state): State<AppState>,
-    Caller(caller): Caller,
-    ApiPath(org_id): ApiPath<i64>,
-) -> ApiResult<ApiJson<proto::SsoConfig>> {
-    let record = state.sso.config(&caller, org_id).await?;
-    Ok(ApiJson(view(&state, record)))
-}
-
-/// Remove an org's SSO: its users log in with passwords again.
-#[utoipa::path(delete, path = "/admin/orgs/{org_id}/sso", tag = "admin",
-    params(("org_id" = i64, Path, description = "Org id")),
-    security(("bearer" = []), ("api_key" = [])),
-    responses(
-        (status = 204, description = "Removed"),
-        (status = 400, description = "Bad id", body = ErrorBody),
-        (status = 403, description = "unauthenticated, or forbidden: not an admin of this org", body = ErrorBody),
-        (status = 404, description = "No SSO configured", body = ErrorBody),
-    ))]
-async fn remove(
-    State(state): State<AppState>,
-    Caller(caller): Caller,
-    ApiPath(org_id): ApiPath<i64>,
-) -> ApiResult<StatusCode> {
-    state.sso.remove(&caller, org_id, state.now()).await?;
-    Ok(StatusCode::NO_CONTENT)
-}
-
-fn view(state: &AppState, record: SsoConfigRecord) -> proto::SsoConfig {
-    proto::SsoConfig {
-        org_id: record.org_id,
-        issuer: record.issuer,
-        client_id: record.client_id,
-        email_domains: record.email_domains,
-        pending_domains: record.pending_domains,
-        allow_jit: record.allow_jit,
-        allow_password: record.allow_password,
-        redirect_allow_list: record.redirect_allow_list,
-        redirect_uri: state.sso.callback_url(),
-    }
 }

@@ -28,7 +28,8 @@ pub mod sqlite;
 
 pub use self::error::{StoreError, StoreResult};
 pub use self::records::{
-    PASSWORD_HISTORY_KEPT, PasswordChange, Revoked, SsoConfigRecord, SsoLoginRecord, TotpRecord,
+    DomainClaimRecord, PASSWORD_HISTORY_KEPT, PasswordChange, Revoked, SsoConnectionRecord,
+    SsoLoginRecord, TotpRecord,
 };
 
 /// All of the store, area by area: the domain holds an `Arc<dyn Store>` and calls any of them.
@@ -317,27 +318,63 @@ pub trait CredentialStore: Send + Sync {
     async fn delete_totp(&self, user_id: i64, audit: &NewAuditEvent) -> StoreResult<bool>;
 }
 
-/// Single sign-on: settings, linked identities, sign-ons in flight.
+/// Single sign-on: connections, the org's claims to email domains, linked identities, sign-ons
+/// in flight.
 #[async_trait]
 pub trait SsoStore: Send + Sync {
-    /// Creates or replaces an org's SSO settings and its email domains; `Conflict` when a domain
-    /// already belongs to another org's SSO.
-    async fn save_sso_config(
+    /// Creates (`id` 0) or replaces one of an org's connections and its domains, and adds the
+    /// org's claims to them (a claim the org holds already is kept, a verified one in
+    /// `claims` verifies a pending one); answers the connection's id. `Conflict` when another
+    /// connection of the org has the name or one of the domains, or when a claim given as
+    /// verified is another org's verified domain; `NotFound` for an unknown org or connection.
+    async fn save_sso_connection(
         &self,
-        config: &SsoConfigRecord,
+        connection: &SsoConnectionRecord,
+        claims: &[DomainClaimRecord],
         now: i64,
+        audit: &NewAuditEvent,
+    ) -> StoreResult<i64>;
+
+    /// The org's connections, oldest first.
+    async fn sso_connections(&self, org_id: i64) -> StoreResult<Vec<SsoConnectionRecord>>;
+
+    async fn sso_connection(&self, connection_id: i64) -> StoreResult<Option<SsoConnectionRecord>>;
+
+    /// Deletes one of the org's connections, or all of them (`None`); false when there was
+    /// none.
+    async fn delete_sso_connections(
+        &self,
+        org_id: i64,
+        connection_id: Option<i64>,
+        audit: &NewAuditEvent,
+    ) -> StoreResult<bool>;
+
+    /// The org and connection this email domain signs in through: the connection holding the
+    /// domain in the org whose claim to it is verified.
+    async fn sso_connection_for_domain(&self, domain: &str) -> StoreResult<Option<(i64, i64)>>;
+
+    /// The orgs holding this domain: set on the org by a platform admin, or verified.
+    async fn orgs_holding_domain(&self, domain: &str) -> StoreResult<Vec<i64>>;
+
+    /// The org's claims to domains, by domain.
+    async fn domain_claims(&self, org_id: i64) -> StoreResult<Vec<DomainClaimRecord>>;
+
+    /// Adds a claim, or verifies the org's pending one when `claim` is verified; `Conflict`
+    /// when it is verified and another org's claim to the domain is too.
+    async fn save_domain_claim(
+        &self,
+        claim: &DomainClaimRecord,
         audit: &NewAuditEvent,
     ) -> StoreResult<()>;
 
-    async fn sso_config(&self, org_id: i64) -> StoreResult<Option<SsoConfigRecord>>;
-
-    async fn delete_sso_config(&self, org_id: i64, audit: &NewAuditEvent) -> StoreResult<bool>;
-
-    /// The org whose SSO claims this email domain.
-    async fn sso_org_for_domain(&self, domain: &str) -> StoreResult<Option<i64>>;
-
-    /// The orgs holding this domain: set on the org by a platform admin, or verified for SSO.
-    async fn orgs_holding_domain(&self, domain: &str) -> StoreResult<Vec<i64>>;
+    /// Withdraws a claim, and takes the domain off the org's connections; false when there was
+    /// none.
+    async fn delete_domain_claim(
+        &self,
+        org_id: i64,
+        domain: &str,
+        audit: &NewAuditEvent,
+    ) -> StoreResult<bool>;
 
     /// The user linked to this identity at the org's provider.
     async fn sso_identity(

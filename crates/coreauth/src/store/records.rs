@@ -309,20 +309,56 @@ pub struct TotpRecord {
     pub last_used_step: Option<i64>,
 }
 
-/// An org's SSO settings as stored (the client secret sealed).
+/// One of an org's SSO connections as stored (the client secret sealed).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SsoConfigRecord {
+pub struct SsoConnectionRecord {
+    /// 0 for a connection not stored yet.
+    pub id: i64,
     pub org_id: i64,
+    pub name: String,
+    /// `entra`, `adfs` or `generic`: where the claim mapping's defaults came from.
+    pub preset: String,
     pub issuer: String,
     pub client_id: String,
     pub sealed_client_secret: String,
-    /// Verified domains: strategy discovery and the callback count these only.
+    pub claims: ClaimMapping,
+    /// The domains that sign in through this connection; each counts only while the org's
+    /// claim to it is verified (`DomainClaimRecord`).
     pub email_domains: Vec<String>,
-    /// Domains an org admin asked for, doing nothing until a platform admin sets them.
-    pub pending_domains: Vec<String>,
     pub allow_jit: bool,
     pub allow_password: bool,
     pub redirect_allow_list: Vec<String>,
+}
+
+/// Which of a provider's claims say who someone is and what they may do (stored as JSON).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ClaimMapping {
+    /// The claims tried in turn for the email address.
+    pub email_claims: Vec<String>,
+    /// Take the email without `email_verified: true` (Entra and ADFS never send it); it still
+    /// has to be in one of the connection's verified domains.
+    pub trust_unverified_email: bool,
+    /// The claim holding the user's groups (a string or an array of strings).
+    pub groups_claim: Option<String>,
+    /// Group → `admin` or `member`; the highest role matched wins.
+    pub role_mapping: std::collections::BTreeMap<String, String>,
+    /// The role when no group matches (`None`: the sign-in is refused), or always when the
+    /// mapping is empty.
+    pub default_role: Option<String>,
+}
+
+/// An org's claim to an email domain.
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct DomainClaimRecord {
+    pub org_id: i64,
+    pub domain: String,
+    /// Published as the TXT record `coreauth-verification=<token>` to prove the domain.
+    pub token: String,
+    pub created_at: i64,
+    pub verified_at: Option<i64>,
+    /// `dns` or `platform-admin`.
+    pub verified_by: Option<String>,
 }
 
 /// An SSO login between its start and its callback.
@@ -330,6 +366,7 @@ pub struct SsoConfigRecord {
 pub struct SsoLoginRecord {
     pub state: String,
     pub org_id: i64,
+    pub connection_id: i64,
     pub nonce: String,
     #[sqlx(rename = "pkce_verifier")]
     pub sealed_pkce_verifier: String,

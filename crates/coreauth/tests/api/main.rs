@@ -12,6 +12,7 @@ mod connections;
 mod dns;
 mod dns_server;
 mod docs;
+mod domains;
 mod helpers;
 mod hostile_input;
 mod integrations;

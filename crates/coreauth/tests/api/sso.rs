@@ -59,9 +59,13 @@ async fn the_strategy_depends_on_the_domain_only() {
     assert_eq!(known["strategy"], "sso");
     assert_eq!(known["provider"], "oidc");
     assert_eq!(known["orgId"], org);
+    let connection = known["connectionId"].as_i64().unwrap();
     assert_eq!(
         known["redirectUrl"],
-        format!("{}/user/authenticate/sso/start?org={org}", app.address)
+        format!(
+            "{}/user/authenticate/sso/start?org={org}&connection={connection}",
+            app.address
+        )
     );
     assert_eq!(
         strategy(&app, "someone@other.example").await,

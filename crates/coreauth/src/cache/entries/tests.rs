@@ -259,11 +259,11 @@ fn org_settings_are_kept_by_org_and_forgotten_with_it_not_with_a_user() {
     };
     cache.insert_policy(cache.ticket(), 1, Some(strict), t0);
     cache.insert_policy(cache.ticket(), 2, None, t0);
-    cache.insert_sso_config(cache.ticket(), 1, &None, t0);
+    cache.insert_sso_connections(cache.ticket(), 1, &[], t0);
     // An org without a policy is remembered as such, not as unknown.
     assert_eq!(cache.policy(1, t0), Some(Some(strict)));
     assert_eq!(cache.policy(2, t0), Some(None));
-    assert_eq!(cache.sso_config(1, t0), Some(None));
+    assert_eq!(cache.sso_connections(1, t0), Some(vec![]));
     assert_eq!(cache.policy(3, t0), None);
     assert_eq!(cache.stats().entries, 3);
     assert!(!cache.is_empty());
@@ -273,14 +273,14 @@ fn org_settings_are_kept_by_org_and_forgotten_with_it_not_with_a_user() {
     assert!(cache.policy(1, t0 + TTL).is_none(), "past the TTL");
     cache.invalidate_org(1);
     assert!(cache.policy(1, t0).is_none());
-    assert!(cache.sso_config(1, t0).is_none());
+    assert!(cache.sso_connections(1, t0).is_none());
     assert!(cache.policy(2, t0).is_some());
     // A read that raced with the change is not kept.
     let ticket = cache.ticket();
     cache.invalidate_org(2);
     cache.insert_policy(ticket, 2, None, t0);
     assert!(cache.policy(2, t0).is_none());
-    cache.insert_sso_config(cache.ticket(), 4, &None, t0);
+    cache.insert_sso_connections(cache.ticket(), 4, &[], t0);
     cache.clear();
     assert!(cache.is_empty());
 }

@@ -15,7 +15,7 @@ use super::mfa::Mfa;
 use super::org::{MembershipRecord, Role};
 pub use super::origin::RequestOrigin;
 use super::password::{Password, PasswordHashing};
-use super::policy::policy_of;
+use super::policy::{password_allowed, policy_of};
 use super::session::{
     AuthMethod, MFA_CHALLENGE, MFA_ENROLLMENT, PendingRenewals, Principal, SessionRecord,
 };
@@ -26,6 +26,8 @@ use crate::cache::{CachedReads, MemberProfile};
 use crate::store::Store;
 
 mod second_factor;
+
+pub(crate) use second_factor::Vouched;
 
 /// How long tokens and sessions live.
 #[derive(Debug, Clone, Copy)]
@@ -208,9 +210,8 @@ impl Auth {
         let memberships = self.store.memberships_of(user.id).await?;
         let membership = choose_membership(&memberships, attempt.selected_org, &user)?;
         // Only now, with the password verified, may the answer say more than "invalid".
-        if let Some(sso) = self.reads.sso_config(membership.org_id).await?
-            && !sso.allow_password
-        {
+        let connections = self.reads.sso_connections(membership.org_id).await?;
+        if !password_allowed(&connections, email.domain().as_str()) {
             return Err(DomainError::Sso(SsoFailure::SsoRequired));
         }
         self.mfa

@@ -14,21 +14,38 @@ use crate::domain::session::{MFA_CHALLENGE, MFA_ENROLLMENT, Principal, SessionRe
 use crate::domain::throttle::Subject;
 use crate::domain::user::UserRecord;
 
+/// Whom an identity provider vouched for, as which member, and whether with several factors.
+pub(crate) struct Vouched {
+    pub user: UserRecord,
+    pub org_id: i64,
+    pub role: Role,
+    /// The provider's `amr` held `mfa`.
+    pub multi_factor: bool,
+}
+
 impl Auth {
     /// A session for a user whose identity provider vouched for them (the SSO callback). An
     /// account with a second factor gets a session that can only answer it (`answer_challenge`),
     /// and one whose org requires a second factor it lacks a session that can only enrol, as a
-    /// password login would.
+    /// password login would; unless the provider asserted a multi-factor sign-in.
     pub(crate) async fn open_sso_session(
         &self,
-        user: UserRecord,
-        org_id: i64,
-        role: Role,
+        vouched: Vouched,
         client: Option<String>,
         origin: RequestOrigin,
         now: OffsetDateTime,
     ) -> DomainResult<IssuedToken> {
-        let restriction = if self.mfa.is_enabled(user.id).await? {
+        let Vouched {
+            user,
+            org_id,
+            role,
+            multi_factor,
+        } = vouched;
+        let restriction = if multi_factor {
+            // The provider asserted it authenticated with more than one factor: asking for
+            // coreauth's TOTP as well would only add a step.
+            None
+        } else if self.mfa.is_enabled(user.id).await? {
             Some(MFA_CHALLENGE.to_owned())
         } else {
             let policy = policy_of(&self.reads, org_id).await?;

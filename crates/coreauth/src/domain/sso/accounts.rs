@@ -1,8 +1,12 @@
-//! Which account a provider's verified identity signs in as: the one linked to it, the one
-//! being linked, or a new one; never an existing account on the provider's word alone.
+//! Which account a provider's verified identity signs in as, and with which role: the one
+//! linked to it, the one being linked, or a new one; never an existing account on the
+//! provider's word alone. When the connection maps groups to roles, the groups decide the role
+//! at every sign-in (the directory is the source of truth).
 
 use time::OffsetDateTime;
 
+use super::claims::default_role;
+use super::token::Assertion;
 use super::{Sso, failure};
 use crate::domain::audit::NewAuditEvent;
 use crate::domain::clock::to_millis;
@@ -11,7 +15,8 @@ use crate::domain::error::{DomainResult, SsoFailure};
 use crate::domain::org::{Name, Role};
 use crate::domain::origin::RequestOrigin;
 use crate::domain::user::{NewUser, UserRecord};
-use crate::store::{SsoConfigRecord, SsoLoginRecord, StoreError};
+use crate::store::records::MembershipPatch;
+use crate::store::{SsoConnectionRecord, SsoLoginRecord, StoreError};
 
 impl Sso {
     /// The account behind the provider's identity, as an active member of the org: the one
@@ -19,25 +24,29 @@ impl Sso {
     /// email is its own; or a new account when none has this email and the org allows
     /// just-in-time provisioning. An existing account that is not linked is refused, whatever
     /// the provider asserts: an org admin controls their provider and could assert anyone.
+    /// `role` is what the groups give (`None`: the mapping names no groups).
     #[allow(clippy::too_many_arguments)]
     pub(super) async fn account_for(
         &self,
-        config: &SsoConfigRecord,
+        connection: &SsoConnectionRecord,
         login: &SsoLoginRecord,
-        identity: (&str, &str),
+        assertion: &Assertion,
         email: &Email,
-        (given, family): (Option<String>, Option<String>),
+        role: Option<Role>,
         origin: &RequestOrigin,
         now: OffsetDateTime,
     ) -> DomainResult<(UserRecord, Role)> {
-        let org_id = config.org_id;
-        let (issuer, subject) = identity;
+        let org_id = connection.org_id;
+        let issuer = connection.issuer.as_str();
+        let subject = assertion.subject.as_str();
+        let identity = (issuer, subject);
         if let Some(user_id) = self.store.sso_identity(org_id, issuer, subject).await? {
             if login.link_user_id.is_some_and(|linking| linking != user_id) {
                 return Err(failure(SsoFailure::LinkMismatch));
             }
             let user = self.store.user_by_id(user_id).await?;
-            return self.active_member(user, org_id).await;
+            let member = self.active_member(user, org_id).await?;
+            return self.with_role(member, role, connection, origin, now).await;
         }
         if let Some(linking) = login.link_user_id {
             let user = self.store.user_by_id(linking).await?;
@@ -47,12 +56,16 @@ impl Sso {
             if !same_email {
                 return Err(failure(SsoFailure::LinkMismatch));
             }
-            let (user, role) = self.active_member(user, org_id).await?;
+            let (user, current) = self.active_member(user, org_id).await?;
             let audit = NewAuditEvent::new("sso.linked", now)
                 .from(origin)
                 .org(org_id)
                 .subject_user(user.id)
-                .details(serde_json::json!({ "issuer": issuer, "email": email.as_str() }));
+                .details(serde_json::json!({
+                    "connectionId": connection.id,
+                    "issuer": issuer,
+                    "email": email.as_str(),
+                }));
             self.store
                 .link_sso_identity(org_id, identity, user.id, to_millis(now), &audit)
                 .await
@@ -60,32 +73,91 @@ impl Sso {
                     StoreError::Conflict(_) => failure(SsoFailure::LinkMismatch),
                     other => other.into(),
                 })?;
-            return Ok((user, role));
+            return self
+                .with_role((user, current), role, connection, origin, now)
+                .await;
         }
         if self.store.user_by_email(&email.key()).await?.is_some() {
             return Err(failure(SsoFailure::NotLinked));
         }
-        if !config.allow_jit {
+        if !connection.allow_jit {
             return Err(failure(SsoFailure::NoAccount));
         }
-        let first = Name::parse("first", given.as_deref().unwrap_or(""), true)?;
-        let last = Name::parse("last", family.as_deref().unwrap_or(""), true)?;
+        let role = role
+            .or_else(|| default_role(&connection.claims))
+            .ok_or(failure(SsoFailure::NoRole))?;
+        let given = assertion.given_name.as_deref().unwrap_or("");
+        let family = assertion.family_name.as_deref().unwrap_or("");
+        let first = Name::parse("first", given, true)?;
+        let last = Name::parse("last", family, true)?;
         let audit = NewAuditEvent::new("user.created", now)
             .from(origin)
             .org(org_id)
-            .details(serde_json::json!({ "email": email.as_str(), "via": "sso" }));
+            .details(serde_json::json!({
+                "email": email.as_str(),
+                "via": "sso",
+                "connectionId": connection.id,
+                "role": role.as_str(),
+            }));
         let user = self
             .store
             .create_user(
                 NewUser {
-                    membership: Some((org_id, Role::Member)),
+                    membership: Some((org_id, role)),
                     sso_identity: Some((issuer.to_owned(), subject.to_owned())),
                     ..NewUser::person(email, first, last, to_millis(now))
                 },
                 &audit,
             )
             .await?;
-        Ok((user, Role::Member))
+        Ok((user, role))
+    }
+
+    /// The member with the role the groups give, their membership changed when it differs.
+    /// A change that would leave the org without an active admin is not made: the member
+    /// keeps the role, and the refusal is audited.
+    async fn with_role(
+        &self,
+        (user, current): (UserRecord, Role),
+        asserted: Option<Role>,
+        connection: &SsoConnectionRecord,
+        origin: &RequestOrigin,
+        now: OffsetDateTime,
+    ) -> DomainResult<(UserRecord, Role)> {
+        let Some(role) = asserted.filter(|&role| role != current) else {
+            return Ok((user, current));
+        };
+        let audit = NewAuditEvent::new("member.updated", now)
+            .from(origin)
+            .org(connection.org_id)
+            .subject_user(user.id)
+            .details(serde_json::json!({
+                "role": role.as_str(),
+                "via": "sso",
+                "connectionId": connection.id,
+            }));
+        let patch = MembershipPatch {
+            role: Some(role),
+            is_active: None,
+        };
+        match self
+            .store
+            .update_membership(connection.org_id, user.id, &patch, to_millis(now), &audit)
+            .await
+        {
+            Ok(_) => Ok((user, role)),
+            Err(StoreError::Conflict(_)) => {
+                let refused = NewAuditEvent::new("member.updated", now)
+                    .from(origin)
+                    .org(connection.org_id)
+                    .subject_user(user.id)
+                    .failed("last_admin")
+                    .details(serde_json::json!({ "role": role.as_str(), "via": "sso" }));
+                self.store.record_audit(&refused).await?;
+                Ok((user, current))
+            }
+            Err(other) => Err(other.into()),
+        }
     }
 
     /// The user's role in the org, when both the user and the membership are active.

@@ -1,28 +1,23 @@
-//! Login strategy discovery and single sign-on through an org's OpenID Connect provider (Azure
-//! AD/Entra and ADFS speak it): authorization code with PKCE (S256), `state` and `nonce` bound to
-//! a short-lived, single-use server-side record, the ID token checked against the provider's
-//! JWKS (re-fetched once when it names a key we have not seen: the provider rotated), its
-//! issuer, audience, expiry and nonce. The verified email then finds the user (or creates a
-//! member when the org allows it) and the same session token as a password login is issued.
+//! Login strategy discovery and single sign-on through an org's OpenID Connect connections
+//! (Azure AD/Entra and ADFS speak it): authorization code with PKCE (S256), `state` and `nonce`
+//! bound to a short-lived, single-use server-side record and to the browser that started it.
+//! An org may have several connections (Entra for staff, ADFS for a subsidiary), each with its
+//! own email domains, which count only once the org's claim to them is verified.
 //!
-//! `settings` holds who may configure an org's SSO and which domains count, `accounts` which
-//! account an identity signs in as, and `crate::oidc_client` the reaching of the provider itself.
+//! `settings` holds who may configure connections, `domains` the claims to email domains and
+//! their proof, `token` the provider's side of a callback, `claims` what its claims mean under
+//! a connection's mapping, `accounts` which account an identity signs in as, and
+//! `crate::oidc_client` the reaching of the provider itself.
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use openidconnect::core::{
-    CoreAuthenticationFlow, CoreClient, CoreIdTokenClaims, CoreProviderMetadata, CoreUserInfoClaims,
-};
-use openidconnect::{
-    AuthorizationCode, ClaimsVerificationError, ClientId, ClientSecret, CsrfToken, Nonce,
-    OAuth2TokenResponse, PkceCodeChallenge, PkceCodeVerifier, RedirectUrl, Scope,
-    SignatureVerificationError, TokenResponse,
-};
+use openidconnect::core::{CoreAuthenticationFlow, CoreProviderMetadata};
+use openidconnect::{CsrfToken, Nonce, PkceCodeChallenge, Scope};
 use time::OffsetDateTime;
 
 use super::audit::NewAuditEvent;
-use super::auth::{Auth, IssuedToken};
+use super::auth::{Auth, IssuedToken, Vouched};
 use super::clock::to_millis;
 use super::email::Email;
 use super::error::{DomainError, DomainResult, SsoFailure};
@@ -30,14 +25,20 @@ use super::origin::RequestOrigin;
 use super::secrets::SecretBox;
 use super::session::Principal;
 use super::throttle::{Subject, Throttle};
+use crate::dns::TxtResolver;
 use crate::oidc_client::{NetworkPolicy, Providers};
-use crate::store::{SsoLoginRecord, Store};
+use crate::store::{SsoConnectionRecord, SsoLoginRecord, Store};
 
 mod accounts;
+mod claims;
+mod domains;
 mod settings;
+mod token;
 
-pub use crate::store::SsoConfigRecord;
-pub use settings::{SsoRequest, allowed_return};
+pub use crate::store::records::{ClaimMapping, DomainClaimRecord};
+pub use claims::{MappingRequest, Preset};
+pub use domains::verification_record;
+pub use settings::{ConnectionView, DEFAULT_CONNECTION, SsoRequest, allowed_return};
 
 /// How long a started login may take to come back.
 const LOGIN_TTL: Duration = Duration::from_secs(10 * 60);
@@ -53,7 +54,11 @@ enum Binding {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Strategy {
     Password,
-    Sso { org_id: i64, redirect_url: String },
+    Sso {
+        org_id: i64,
+        connection_id: i64,
+        redirect_url: String,
+    },
 }
 
 /// What comes back to the browser: the token, and where to send it.
@@ -101,7 +106,29 @@ pub struct Sso {
     auth: Arc<Auth>,
     throttle: Arc<Throttle>,
     providers: Providers,
+    dns: TxtResolver,
     public_url: String,
+}
+
+/// A failed sign-on, with what its audit event records of the assertion.
+struct Refusal {
+    error: DomainError,
+    details: serde_json::Value,
+}
+
+impl From<crate::store::StoreError> for Refusal {
+    fn from(error: crate::store::StoreError) -> Self {
+        DomainError::from(error).into()
+    }
+}
+
+impl From<DomainError> for Refusal {
+    fn from(error: DomainError) -> Self {
+        Self {
+            error,
+            details: serde_json::json!({}),
+        }
+    }
 }
 
 fn sealed_binding(org_id: i64) -> String {
@@ -129,6 +156,7 @@ impl Sso {
         throttle: Arc<Throttle>,
         public_url: String,
         networks: NetworkPolicy,
+        dns: TxtResolver,
     ) -> DomainResult<Self> {
         Ok(Self {
             store,
@@ -136,6 +164,7 @@ impl Sso {
             auth,
             throttle,
             providers: Providers::new(networks).map_err(DomainError::internal)?,
+            dns,
             public_url: public_url.trim_end_matches('/').to_owned(),
         })
     }
@@ -151,8 +180,8 @@ impl Sso {
         format!("{}/user/authenticate/sso/callback", self.public_url)
     }
 
-    /// Password or SSO for this email, by its domain alone: the answer is the same whether or
-    /// not the user exists.
+    /// Password or SSO for this email, by its domain alone (the connection holding it in the
+    /// org that verified it): the answer is the same whether or not the user exists.
     pub async fn strategy(
         &self,
         email: &str,
@@ -167,13 +196,14 @@ impl Sso {
         let email = Email::parse(email)?;
         match self
             .store
-            .sso_org_for_domain(email.domain().as_str())
+            .sso_connection_for_domain(email.domain().as_str())
             .await?
         {
-            Some(org_id) => Ok(Strategy::Sso {
+            Some((org_id, connection_id)) => Ok(Strategy::Sso {
                 org_id,
+                connection_id,
                 redirect_url: format!(
-                    "{}/user/authenticate/sso/start?org={org_id}",
+                    "{}/user/authenticate/sso/start?org={org_id}&connection={connection_id}",
                     self.public_url
                 ),
             }),
@@ -193,32 +223,22 @@ impl Sso {
             .map_err(|detail| failure(SsoFailure::IdpUnreachable(detail)))
     }
 
-    fn client(
+    /// The connection a sign-on goes through: the one named, which must be the org's, or
+    /// the org's first.
+    async fn connection_of(
         &self,
-        config: &SsoConfigRecord,
-        metadata: CoreProviderMetadata,
-    ) -> DomainResult<
-        openidconnect::core::CoreClient<
-            openidconnect::EndpointSet,
-            openidconnect::EndpointNotSet,
-            openidconnect::EndpointNotSet,
-            openidconnect::EndpointNotSet,
-            openidconnect::EndpointMaybeSet,
-            openidconnect::EndpointMaybeSet,
-        >,
-    > {
-        let secret = self
-            .secrets
-            .open(&config.sealed_client_secret, &sealed_binding(config.org_id))?;
-        let secret = String::from_utf8(secret.plaintext.to_vec())
-            .map_err(|_| DomainError::internal("stored client secret is not text"))?;
-        let redirect = RedirectUrl::new(self.callback_url()).map_err(DomainError::internal)?;
-        Ok(CoreClient::from_provider_metadata(
-            metadata,
-            ClientId::new(config.client_id.clone()),
-            Some(ClientSecret::new(secret)),
-        )
-        .set_redirect_uri(redirect))
+        org_id: i64,
+        connection_id: Option<i64>,
+    ) -> DomainResult<SsoConnectionRecord> {
+        let found = match connection_id {
+            Some(id) => self
+                .store
+                .sso_connection(id)
+                .await?
+                .filter(|c| c.org_id == org_id),
+            None => self.store.sso_connections(org_id).await?.into_iter().next(),
+        };
+        found.ok_or(DomainError::NotFound("SSO connection"))
     }
 
     /// Starts a login: records state, nonce and PKCE verifier, and answers the provider's
@@ -228,6 +248,7 @@ impl Sso {
     pub async fn start(
         &self,
         org_id: i64,
+        connection_id: Option<i64>,
         return_to: Option<String>,
         client: Option<String>,
         origin: &RequestOrigin,
@@ -243,7 +264,10 @@ impl Sso {
         let browser_secret =
             base64::Engine::encode(&base64::engine::general_purpose::URL_SAFE_NO_PAD, secret);
         let binding = Binding::Browser(binding_hash(&browser_secret));
-        let (url, state) = self.begin(org_id, return_to, client, binding, now).await?;
+        let connection = self.connection_of(org_id, connection_id).await?;
+        let (url, state) = self
+            .begin(&connection, return_to, client, binding, now)
+            .await?;
         Ok(SsoStart {
             url,
             state,
@@ -259,6 +283,7 @@ impl Sso {
         &self,
         caller: &Principal,
         org_id: i64,
+        connection_id: Option<i64>,
         return_to: Option<String>,
         now: OffsetDateTime,
     ) -> DomainResult<String> {
@@ -277,14 +302,17 @@ impl Sso {
         }
         let client = Some("sso-link".to_owned());
         let binding = Binding::Account(caller.user_id);
-        let (url, _) = self.begin(org_id, return_to, client, binding, now).await?;
+        let connection = self.connection_of(org_id, connection_id).await?;
+        let (url, _) = self
+            .begin(&connection, return_to, client, binding, now)
+            .await?;
         Ok(url)
     }
 
     /// Records a sign-on in flight; answers the provider URL and the state.
     async fn begin(
         &self,
-        org_id: i64,
+        connection: &SsoConnectionRecord,
         return_to: Option<String>,
         client: Option<String>,
         binding: Binding,
@@ -294,30 +322,29 @@ impl Sso {
             Binding::Browser(hash) => (None, Some(hash)),
             Binding::Account(user_id) => (Some(user_id), None),
         };
-        let config = self
-            .store
-            .sso_config(org_id)
-            .await?
-            .ok_or(DomainError::NotFound("SSO configuration"))?;
+        let org_id = connection.org_id;
         if let Some(target) = return_to.as_deref()
-            && !allowed_return(target, &config.redirect_allow_list)
+            && !allowed_return(target, &connection.redirect_allow_list)
         {
             return Err(DomainError::invalid(
                 "returnTo is not on this org's redirect allow-list",
             ));
         }
-        let metadata = match self.provider(&config.issuer, false, now).await {
+        let metadata = match self.provider(&connection.issuer, false, now).await {
             Ok(metadata) => metadata,
             Err(error) => {
                 let audit = NewAuditEvent::new("sso.login", now)
                     .org(org_id)
                     .failed(error.code())
-                    .details(serde_json::json!({ "detail": failure_detail(&error) }));
+                    .details(serde_json::json!({
+                        "connectionId": connection.id,
+                        "detail": failure_detail(&error),
+                    }));
                 self.store.record_audit(&audit).await?;
                 return Err(error);
             }
         };
-        let oidc = self.client(&config, metadata)?;
+        let oidc = self.client(connection, metadata)?;
         let (challenge, verifier) = PkceCodeChallenge::new_random_sha256();
         let (url, state, nonce) = oidc
             .authorize_url(
@@ -335,6 +362,7 @@ impl Sso {
             .create_sso_login(&SsoLoginRecord {
                 state: state.secret().clone(),
                 org_id,
+                connection_id: connection.id,
                 nonce: nonce.secret().clone(),
                 sealed_pkce_verifier: self.secrets.seal(
                     verifier.secret().as_bytes(),
@@ -367,20 +395,24 @@ impl Sso {
         let org_id = login.as_ref().map(|l| l.org_id);
         let result = match login {
             Some(login) => self.finish(login, callback, &origin, now).await,
-            None => Err(failure(SsoFailure::StateInvalid)),
+            None => Err(failure(SsoFailure::StateInvalid).into()),
         };
         // Successes are audited as `login.succeeded` (method sso) with the session.
-        if let Err(error) = &result {
-            let mut audit = NewAuditEvent::new("sso.login", now)
-                .from(&origin)
-                .failed(error.code());
-            audit.org_id = org_id;
-            if let DomainError::Sso(SsoFailure::IdpUnreachable(_)) = error {
-                audit.details = serde_json::json!({ "detail": failure_detail(error) });
+        match result {
+            Ok(outcome) => Ok(outcome),
+            Err(Refusal { error, details }) => {
+                let mut audit = NewAuditEvent::new("sso.login", now)
+                    .from(&origin)
+                    .failed(error.code())
+                    .details(details);
+                audit.org_id = org_id;
+                if let DomainError::Sso(SsoFailure::IdpUnreachable(_)) = error {
+                    audit.details = serde_json::json!({ "detail": failure_detail(&error) });
+                }
+                self.store.record_audit(&audit).await?;
+                Err(error)
             }
-            self.store.record_audit(&audit).await?;
         }
-        result
     }
 
     async fn finish(
@@ -389,9 +421,9 @@ impl Sso {
         callback: Callback,
         origin: &RequestOrigin,
         now: OffsetDateTime,
-    ) -> DomainResult<SsoOutcome> {
+    ) -> Result<SsoOutcome, Refusal> {
         if login.expires_at <= to_millis(now) {
-            return Err(failure(SsoFailure::StateExpired));
+            return Err(failure(SsoFailure::StateExpired).into());
         }
         if let Some(expected) = &login.browser_binding {
             use subtle::ConstantTimeEq;
@@ -399,7 +431,7 @@ impl Sso {
             let same =
                 presented.is_some_and(|p| bool::from(p.as_bytes().ct_eq(expected.as_bytes())));
             if !same {
-                return Err(failure(SsoFailure::BrowserMismatch));
+                return Err(failure(SsoFailure::BrowserMismatch).into());
             }
         }
         if let Some(error) = callback.error.as_deref() {
@@ -407,110 +439,65 @@ impl Sso {
                 SsoFailure::Denied
             } else {
                 SsoFailure::ProviderError(error.chars().take(100).collect())
-            }));
+            })
+            .into());
         }
         let code = callback
             .code
             .ok_or_else(|| DomainError::invalid("the callback carries no code"))?;
-        let config = self
+        let connection = self
             .store
-            .sso_config(login.org_id)
+            .sso_connection(login.connection_id)
             .await?
-            .ok_or(DomainError::NotFound("SSO configuration"))?;
-        let verifier = self.secrets.open(
-            &login.sealed_pkce_verifier,
-            &format!("sso-login:{}", login.state),
-        )?;
-        let verifier = String::from_utf8(verifier.plaintext.to_vec())
-            .map_err(|_| DomainError::internal("stored PKCE verifier is not text"))?;
-
-        let metadata = self.provider(&config.issuer, false, now).await?;
-        let oidc = self.client(&config, metadata)?;
-        let tokens = oidc
-            .exchange_code(AuthorizationCode::new(code))
-            .map_err(|e| failure(SsoFailure::IdpUnreachable(e.to_string())))?
-            .set_pkce_verifier(PkceCodeVerifier::new(verifier))
-            .request_async(self.providers.http())
+            .filter(|c| c.org_id == login.org_id)
+            .ok_or(DomainError::NotFound("SSO connection"))?;
+        let assertion = self.assertion(&connection, &login, code, now).await?;
+        let refused = |failure: SsoFailure| {
+            // What the provider asserted, for the audit trail of a refusal: the admin reading
+            // it can tell a misconfigured mapping from an attempt.
+            let claims = &assertion.claims;
+            let shown = |name: &str| claims.get(name).and_then(|v| v.as_str()).map(str::to_owned);
+            Refusal {
+                error: DomainError::Sso(failure),
+                details: serde_json::json!({
+                    "connectionId": connection.id,
+                    "subject": assertion.subject,
+                    "email": shown("email"),
+                    "preferredUsername": shown("preferred_username"),
+                    "upn": shown("upn"),
+                }),
+            }
+        };
+        let email =
+            claims::asserted_email(&connection.claims, &assertion.claims).map_err(refused)?;
+        let served = self
+            .store
+            .sso_connection_for_domain(email.domain().as_str())
+            .await?;
+        if served != Some((connection.org_id, connection.id)) {
+            return Err(refused(SsoFailure::DomainMismatch));
+        }
+        let role = claims::asserted_role(&connection.claims, &assertion.claims).map_err(refused)?;
+        let (user, role) = self
+            .account_for(&connection, &login, &assertion, &email, role, origin, now)
             .await
             .map_err(|e| match e {
-                openidconnect::RequestTokenError::ServerResponse(r) => {
-                    failure(SsoFailure::ProviderError(r.error().to_string()))
-                }
-                other => failure(SsoFailure::IdpUnreachable(other.to_string())),
+                DomainError::Sso(failure) => refused(failure),
+                other => other.into(),
             })?;
-        let id_token = tokens
-            .id_token()
-            .ok_or(failure(SsoFailure::InvalidToken))?
-            .clone();
-        let nonce = Nonce::new(login.nonce.clone());
-        let claims: CoreIdTokenClaims = match id_token.claims(&oidc.id_token_verifier(), &nonce) {
-            Ok(claims) => claims.clone(),
-            Err(ClaimsVerificationError::SignatureVerification(
-                SignatureVerificationError::NoMatchingKey,
-            )) => {
-                // A key we have not seen: the provider rotated. Fetch its keys again, once.
-                let fresh =
-                    self.client(&config, self.provider(&config.issuer, true, now).await?)?;
-                id_token
-                    .claims(&fresh.id_token_verifier(), &nonce)
-                    .map_err(|_| failure(SsoFailure::InvalidToken))?
-                    .clone()
-            }
-            Err(_) => return Err(failure(SsoFailure::InvalidToken)),
-        };
-
-        let (mut email, mut verified) = (
-            claims.email().map(|e| e.as_str().to_owned()),
-            claims.email_verified(),
-        );
-        if email.is_none() {
-            let info: CoreUserInfoClaims = oidc
-                .user_info(
-                    tokens.access_token().clone(),
-                    Some(claims.subject().clone()),
-                )
-                .map_err(|e| failure(SsoFailure::IdpUnreachable(e.to_string())))?
-                .request_async(self.providers.http())
-                .await
-                .map_err(|e| failure(SsoFailure::IdpUnreachable(e.to_string())))?;
-            email = info.email().map(|e| e.as_str().to_owned());
-            verified = info.email_verified();
-        }
-        let email = email.ok_or(failure(SsoFailure::EmailUnverified))?;
-        if verified != Some(true) {
-            return Err(failure(SsoFailure::EmailUnverified));
-        }
-        let email = Email::parse(&email).map_err(|_| failure(SsoFailure::DomainMismatch))?;
-        if !config
-            .email_domains
-            .iter()
-            .any(|d| d == email.domain().as_str())
-        {
-            return Err(failure(SsoFailure::DomainMismatch));
-        }
-        let given = claims
-            .given_name()
-            .and_then(|n| n.get(None))
-            .map(|n| n.as_str().to_owned());
-        let family = claims
-            .family_name()
-            .and_then(|n| n.get(None))
-            .map(|n| n.as_str().to_owned());
-        let identity = (config.issuer.as_str(), claims.subject().as_str());
-        let (user, role) = self
-            .account_for(
-                &config,
-                &login,
-                identity,
-                &email,
-                (given, family),
-                origin,
-                now,
-            )
-            .await?;
         let issued = self
             .auth
-            .open_sso_session(user, config.org_id, role, login.client, origin.clone(), now)
+            .open_sso_session(
+                Vouched {
+                    user,
+                    org_id: connection.org_id,
+                    role,
+                    multi_factor: assertion.multi_factor,
+                },
+                login.client,
+                origin.clone(),
+                now,
+            )
             .await?;
         Ok(SsoOutcome {
             issued,

@@ -1,20 +1,27 @@
-//! An org's SSO settings: who may set them, which email domains count (verified ones only:
-//! an org admin's additions wait for a platform admin), and where a sign-in may return to.
+//! An org's SSO connections: who may set them, which email domains they serve (each counts
+//! only once the org's claim to it is verified: an org admin's additions stay pending until
+//! proven by DNS or approved by a platform admin), and where a sign-in may return to.
 
 use time::OffsetDateTime;
 use url::Url;
 
+use super::claims::{MappingRequest, Preset};
+use super::domains::new_claim;
 use super::{Sso, sealed_binding};
 use crate::domain::audit::NewAuditEvent;
 use crate::domain::clock::to_millis;
 use crate::domain::email::EmailDomain;
 use crate::domain::error::{DomainError, DomainResult};
+use crate::domain::org::Name;
 use crate::domain::session::Principal;
-use crate::store::SsoConfigRecord;
+use crate::store::{DomainClaimRecord, SsoConnectionRecord};
 
-/// SSO settings as an admin sends them.
+/// A connection as an admin sends it.
 #[derive(Debug)]
 pub struct SsoRequest {
+    pub name: String,
+    pub preset: String,
+    pub mapping: MappingRequest,
     pub issuer: String,
     pub client_id: String,
     pub client_secret: String,
@@ -23,6 +30,17 @@ pub struct SsoRequest {
     pub allow_password: bool,
     pub redirect_allow_list: Vec<String>,
 }
+
+/// A connection, with which of its domains count.
+#[derive(Debug, Clone)]
+pub struct ConnectionView {
+    pub connection: SsoConnectionRecord,
+    pub verified_domains: Vec<String>,
+    pub pending_domains: Vec<String>,
+}
+
+/// The name `PUT /admin/orgs/{orgId}/sso` gives the connection it sets.
+pub const DEFAULT_CONNECTION: &str = "default";
 
 const MAX_ALLOW_LIST: usize = 50;
 
@@ -65,16 +83,28 @@ fn under_path(path: &str, base: &str) -> bool {
 }
 
 impl Sso {
-    pub async fn configure(
+    /// Creates a connection (`connection_id` `None`) or replaces one of the org's.
+    pub async fn save_connection(
         &self,
         caller: &Principal,
         org_id: i64,
+        connection_id: Option<i64>,
         request: SsoRequest,
         now: OffsetDateTime,
-    ) -> DomainResult<SsoConfigRecord> {
+    ) -> DomainResult<ConnectionView> {
         if !caller.administers_org(org_id) {
             return Err(DomainError::Forbidden);
         }
+        let existing = match connection_id {
+            Some(id) => Some(self.connection_of(org_id, Some(id)).await?),
+            None => None,
+        };
+        let name = Name::parse("name", &request.name, false)?;
+        if name.as_str().len() > 100 {
+            return Err(DomainError::invalid("name must be at most 100 characters"));
+        }
+        let preset = Preset::parse(&request.preset)?;
+        let claims = request.mapping.apply_to(preset)?;
         let issuer = Url::parse(request.issuer.trim())
             .ok()
             .filter(|u| matches!(u.scheme(), "https" | "http") && u.host_str().is_some())
@@ -101,7 +131,6 @@ impl Sso {
         if domains.is_empty() || domains.len() > 100 {
             return Err(DomainError::invalid("give 1-100 email domains"));
         }
-        let (email_domains, pending_domains) = self.vet_domains(caller, org_id, domains).await?;
         if request.redirect_allow_list.len() > MAX_ALLOW_LIST
             || request
                 .redirect_allow_list
@@ -112,15 +141,19 @@ impl Sso {
                 "redirectAllowList holds at most {MAX_ALLOW_LIST} absolute http(s) URLs"
             )));
         }
-        let record = SsoConfigRecord {
+        let claims_to_add = self.vet_domains(caller, org_id, &domains, now).await?;
+        let record = SsoConnectionRecord {
+            id: existing.map_or(0, |c| c.id),
             org_id,
+            name: name.as_str().to_owned(),
+            preset: preset.as_str().to_owned(),
             issuer: issuer.as_str().trim_end_matches('/').to_owned(),
             client_id: client_id.to_owned(),
             sealed_client_secret: self
                 .secrets
                 .seal(request.client_secret.as_bytes(), &sealed_binding(org_id))?,
-            email_domains,
-            pending_domains,
+            claims,
+            email_domains: domains,
             allow_jit: request.allow_jit,
             allow_password: request.allow_password,
             redirect_allow_list: request.redirect_allow_list,
@@ -129,66 +162,138 @@ impl Sso {
             .by(caller)
             .org(org_id)
             .details(serde_json::json!({
+                "connectionId": connection_id,
+                "name": record.name,
+                "preset": record.preset,
                 "issuer": record.issuer,
                 "clientId": record.client_id,
                 "emailDomains": record.email_domains,
-                "pendingDomains": record.pending_domains,
+                "claims": record.claims,
                 "allowJit": record.allow_jit,
                 "allowPassword": record.allow_password,
             }));
-        self.store
-            .save_sso_config(&record, to_millis(now), &audit)
+        let id = self
+            .store
+            .save_sso_connection(&record, &claims_to_add, to_millis(now), &audit)
             .await?;
-        Ok(record)
+        let saved = SsoConnectionRecord { id, ..record };
+        self.view(saved).await
     }
 
-    /// Splits the domains asked for into those that count at once and those held pending. A
-    /// domain counts when a platform admin sets it, when a platform admin put it on the org, or
-    /// when it was verified for this org before; one an org admin adds otherwise waits, so an
-    /// org admin cannot point another org's addresses at an identity provider they control. A
-    /// domain another org holds is refused.
+    /// `PUT /admin/orgs/{orgId}/sso`: sets the org's connection named `default`.
+    pub async fn configure(
+        &self,
+        caller: &Principal,
+        org_id: i64,
+        request: SsoRequest,
+        now: OffsetDateTime,
+    ) -> DomainResult<ConnectionView> {
+        if !caller.administers_org(org_id) {
+            return Err(DomainError::Forbidden);
+        }
+        let existing = self
+            .store
+            .sso_connections(org_id)
+            .await?
+            .into_iter()
+            .find(|c| c.name == DEFAULT_CONNECTION)
+            .map(|c| c.id);
+        self.save_connection(caller, org_id, existing, request, now)
+            .await
+    }
+
+    /// The claims the org must be given for these domains: none for a domain it has verified
+    /// already; a verified one when a platform admin sets it or put it on the org; a pending
+    /// one otherwise (when it has none), so an org admin cannot point another org's addresses at an identity
+    /// provider they control. A platform admin setting a domain another org verified is
+    /// refused.
     async fn vet_domains(
         &self,
         caller: &Principal,
         org_id: i64,
-        domains: Vec<String>,
-    ) -> DomainResult<(Vec<String>, Vec<String>)> {
-        if self.store.org(org_id).await?.is_none() {
-            return Err(DomainError::NotFound("org"));
-        }
-        let (mut verified, mut pending) = (Vec::new(), Vec::new());
+        domains: &[String],
+        now: OffsetDateTime,
+    ) -> DomainResult<Vec<DomainClaimRecord>> {
+        let held = self.store.domain_claims(org_id).await?;
+        let mut claims = Vec::new();
         for domain in domains {
-            // The org's own domains and its verified SSO domains, as for account creation.
-            let holders = self.store.orgs_holding_domain(&domain).await?;
-            if holders.iter().any(|&holder| holder != org_id) {
-                return Err(DomainError::Conflict(format!(
-                    "the domain {domain} belongs to another org"
-                )));
+            let claim = held.iter().find(|c| &c.domain == domain);
+            if claim.is_some_and(|c| c.verified_at.is_some()) {
+                continue;
             }
-            let approved = caller.is_platform_admin || holders.contains(&org_id);
-            if approved {
-                verified.push(domain);
-            } else {
-                pending.push(domain);
+            let approved = self.approved(caller, org_id, domain).await?;
+            if claim.is_none() || approved {
+                // A pending claim is verified by the upsert of a verified one.
+                claims.push(new_claim(org_id, domain, approved, now)?);
             }
         }
-        Ok((verified, pending))
+        Ok(claims)
     }
 
-    pub async fn config(&self, caller: &Principal, org_id: i64) -> DomainResult<SsoConfigRecord> {
+    /// Which of the connection's domains count.
+    pub(super) async fn view(
+        &self,
+        connection: SsoConnectionRecord,
+    ) -> DomainResult<ConnectionView> {
+        let held = self.store.domain_claims(connection.org_id).await?;
+        let (verified_domains, pending_domains) =
+            connection.email_domains.iter().cloned().partition(|d| {
+                held.iter()
+                    .any(|c| &c.domain == d && c.verified_at.is_some())
+            });
+        Ok(ConnectionView {
+            connection,
+            verified_domains,
+            pending_domains,
+        })
+    }
+
+    pub async fn connections(
+        &self,
+        caller: &Principal,
+        org_id: i64,
+    ) -> DomainResult<Vec<ConnectionView>> {
         if !caller.administers_org(org_id) {
             return Err(DomainError::Forbidden);
         }
-        self.store
-            .sso_config(org_id)
-            .await?
-            .ok_or(DomainError::NotFound("SSO configuration"))
+        let mut views = Vec::new();
+        for connection in self.store.sso_connections(org_id).await? {
+            views.push(self.view(connection).await?);
+        }
+        Ok(views)
     }
 
+    /// One of the org's connections; `None` for the one `PUT /admin/orgs/{orgId}/sso` set
+    /// (or, without it, the org's first).
+    pub async fn connection(
+        &self,
+        caller: &Principal,
+        org_id: i64,
+        connection_id: Option<i64>,
+    ) -> DomainResult<ConnectionView> {
+        if !caller.administers_org(org_id) {
+            return Err(DomainError::Forbidden);
+        }
+        let connection = match connection_id {
+            Some(id) => self.connection_of(org_id, Some(id)).await?,
+            None => {
+                let all = self.store.sso_connections(org_id).await?;
+                let default = all.iter().position(|c| c.name == DEFAULT_CONNECTION);
+                all.into_iter()
+                    .nth(default.unwrap_or(0))
+                    .ok_or(DomainError::NotFound("SSO configuration"))?
+            }
+        };
+        self.view(connection).await
+    }
+
+    /// Removes one of the org's connections, or all of them (`None`): its users sign in with
+    /// passwords again. Its claims to domains stay.
     pub async fn remove(
         &self,
         caller: &Principal,
         org_id: i64,
+        connection_id: Option<i64>,
         now: OffsetDateTime,
     ) -> DomainResult<()> {
         if !caller.administers_org(org_id) {
@@ -196,8 +301,13 @@ impl Sso {
         }
         let audit = NewAuditEvent::new("sso.removed", now)
             .by(caller)
-            .org(org_id);
-        if self.store.delete_sso_config(org_id, &audit).await? {
+            .org(org_id)
+            .details(serde_json::json!({ "connectionId": connection_id }));
+        if self
+            .store
+            .delete_sso_connections(org_id, connection_id, &audit)
+            .await?
+        {
             Ok(())
         } else {
             Err(DomainError::NotFound("SSO configuration"))

@@ -28,11 +28,11 @@ use zeroize::Zeroizing;
 use super::{Backend, Conn, advance_ids, database_error, insert_audit, lock_table, storable};
 use crate::store::changes::{Change, Changes};
 use crate::store::records::{
-    ApiKeyContext, ApiKeyRecord, AuditQuery, AuditRecord, IntegrationRecord, MemberRecord,
-    MembershipPatch, MembershipRecord, NewApiKey, NewAuditEvent, NewUser, OrgRecord,
-    PASSWORD_HISTORY_KEPT, PasswordChange, PasswordPolicy, Renewal, Revoked, Role, SessionContext,
-    SessionRecord, SsoConfigRecord, SsoLoginRecord, StoredSigningKey, TotpRecord, UserPatch,
-    UserRecord,
+    ApiKeyContext, ApiKeyRecord, AuditQuery, AuditRecord, ClaimMapping, DomainClaimRecord,
+    IntegrationRecord, MemberRecord, MembershipPatch, MembershipRecord, NewApiKey, NewAuditEvent,
+    NewUser, OrgRecord, PASSWORD_HISTORY_KEPT, PasswordChange, PasswordPolicy, Renewal, Revoked,
+    Role, SessionContext, SessionRecord, SsoConnectionRecord, SsoLoginRecord, StoredSigningKey,
+    TotpRecord, UserPatch, UserRecord,
 };
 use crate::store::rows::*;
 use crate::store::{

@@ -1,157 +1,274 @@
-//! Single sign-on: settings, linked identities, sign-ons in flight.
+//! Single sign-on: connections, claims to email domains, linked identities, sign-ons in flight.
 
 use super::*;
 
+/// A connection's row, before its domains and mapping are read.
+#[derive(sqlx::FromRow)]
+struct ConnectionRow {
+    id: i64,
+    org_id: i64,
+    name: String,
+    preset: String,
+    issuer: String,
+    client_id: String,
+    client_secret: String,
+    claim_mapping: String,
+    allow_jit: bool,
+    allow_password: bool,
+    redirect_allow_list: String,
+}
+
+macro_rules! select_connection {
+    ($filter:literal) => {
+        concat!(
+            "SELECT id, org_id, name, preset, issuer, client_id, client_secret, claim_mapping, \
+             allow_jit, allow_password, redirect_allow_list FROM sso_connections ",
+            $filter
+        )
+    };
+}
+
+impl ConnectionRow {
+    fn into_record(self, email_domains: Vec<String>) -> StoreResult<SsoConnectionRecord> {
+        Ok(SsoConnectionRecord {
+            id: self.id,
+            org_id: self.org_id,
+            name: self.name,
+            preset: self.preset,
+            issuer: self.issuer,
+            client_id: self.client_id,
+            sealed_client_secret: self.client_secret,
+            claims: serde_json::from_str::<ClaimMapping>(&self.claim_mapping)
+                .map_err(|_| StoreError::internal("stored SSO claim mapping"))?,
+            email_domains,
+            allow_jit: self.allow_jit,
+            allow_password: self.allow_password,
+            redirect_allow_list: serde_json::from_str(&self.redirect_allow_list)
+                .map_err(|_| StoreError::internal("stored SSO allow-list"))?,
+        })
+    }
+}
+
+fn json_text<T: serde::Serialize>(value: &T) -> StoreResult<String> {
+    serde_json::to_string(value).map_err(StoreError::internal)
+}
+
+/// A verified claim of another org's stands in the way (the partial unique index).
+fn domain_taken(domain: &str) -> StoreError {
+    StoreError::Conflict(format!("the domain {domain} is verified by another org"))
+}
+
+/// Adds the org's claim to a domain or, when `claim` is verified, verifies its pending one.
+async fn upsert_domain_claim(tx: &mut Tx, claim: &DomainClaimRecord) -> StoreResult<()> {
+    sqlx::query(
+        "INSERT INTO domain_claims (org_id, domain, token, created_at, verified_at, verified_by) \
+         VALUES ($1, $2, $3, $4, $5, $6) \
+         ON CONFLICT (org_id, domain) DO UPDATE SET \
+         verified_at = COALESCE(domain_claims.verified_at, excluded.verified_at), \
+         verified_by = COALESCE(domain_claims.verified_by, excluded.verified_by)",
+    )
+    .bind(claim.org_id)
+    .bind(&claim.domain)
+    .bind(&claim.token)
+    .bind(claim.created_at)
+    .bind(claim.verified_at)
+    .bind(claim.verified_by.as_deref())
+    .execute(&mut **tx)
+    .await
+    .map(|_| ())
+    .map_err(|e| {
+        if is_unique_violation(&e) {
+            domain_taken(&claim.domain)
+        } else {
+            db_error(e)
+        }
+    })
+}
+
 #[async_trait]
 impl SsoStore for Backend {
-    async fn save_sso_config(
+    async fn save_sso_connection(
         &self,
-        c: &SsoConfigRecord,
+        c: &SsoConnectionRecord,
+        claims: &[DomainClaimRecord],
         now: i64,
         audit: &NewAuditEvent,
-    ) -> StoreResult<()> {
+    ) -> StoreResult<i64> {
         let _changed = self.changes.on_return(Change::Org(c.org_id));
-        let taken = |domain: &str| {
-            StoreError::Conflict(format!(
-                "the domain {domain} already signs in through another org's SSO"
-            ))
-        };
         let mut tx = self.write_tx().await?;
         if !org_exists(&mut tx, c.org_id).await? {
             return Err(StoreError::NotFound("org"));
         }
-        for domain in &c.email_domains {
-            let owner: Option<i64> =
-                sqlx::query_scalar("SELECT org_id FROM sso_domains WHERE domain = $1")
-                    .bind(domain)
-                    .fetch_optional(&mut *tx)
-                    .await
-                    .map_err(db_error)?;
-            if owner.is_some_and(|o| o != c.org_id) {
-                return Err(taken(domain));
+        let named = |e: sqlx::Error| {
+            if is_unique_violation(&e) {
+                StoreError::Conflict(format!("the org has a connection named {}", c.name))
+            } else {
+                db_error(e)
             }
-        }
-        // Saves of one org's settings queue on this row (the upsert locks it), so the delete and
+        };
+        let mapping = json_text(&c.claims)?;
+        let allow_list = json_text(&c.redirect_allow_list)?;
+        // Saves of one connection queue on its row (the update locks it), so the delete and
         // re-insert of its domains below never interleave with another save's.
-        sqlx::query(
-            "INSERT INTO sso_configs (org_id, issuer, client_id, client_secret, allow_jit, \
-             allow_password, redirect_allow_list, updated_at, pending_domains) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) \
-             ON CONFLICT (org_id) DO UPDATE SET issuer = excluded.issuer, \
-             client_id = excluded.client_id, client_secret = excluded.client_secret, \
-             allow_jit = excluded.allow_jit, allow_password = excluded.allow_password, \
-             redirect_allow_list = excluded.redirect_allow_list, updated_at = excluded.updated_at, \
-             pending_domains = excluded.pending_domains",
-        )
-        .bind(c.org_id)
-        .bind(&c.issuer)
-        .bind(&c.client_id)
-        .bind(&c.sealed_client_secret)
-        .bind(c.allow_jit)
-        .bind(c.allow_password)
-        .bind(serde_json::to_string(&c.redirect_allow_list).map_err(StoreError::internal)?)
-        .bind(now)
-        .bind(serde_json::to_string(&c.pending_domains).map_err(StoreError::internal)?)
-        .execute(&mut *tx)
-        .await
-        .map_err(db_error)?;
-        sqlx::query("DELETE FROM sso_domains WHERE org_id = $1")
+        let id = if c.id == 0 {
+            sqlx::query_scalar(
+                "INSERT INTO sso_connections (org_id, name, preset, issuer, client_id, \
+                 client_secret, claim_mapping, allow_jit, allow_password, redirect_allow_list, \
+                 created_at, updated_at) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $11) RETURNING id",
+            )
             .bind(c.org_id)
+            .bind(&c.name)
+            .bind(&c.preset)
+            .bind(&c.issuer)
+            .bind(&c.client_id)
+            .bind(&c.sealed_client_secret)
+            .bind(&mapping)
+            .bind(c.allow_jit)
+            .bind(c.allow_password)
+            .bind(&allow_list)
+            .bind(now)
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(named)?
+        } else {
+            let updated: Option<i64> = sqlx::query_scalar(
+                "UPDATE sso_connections SET name = $1, preset = $2, issuer = $3, \
+                 client_id = $4, client_secret = $5, claim_mapping = $6, allow_jit = $7, \
+                 allow_password = $8, redirect_allow_list = $9, updated_at = $10 \
+                 WHERE id = $11 AND org_id = $12 RETURNING id",
+            )
+            .bind(&c.name)
+            .bind(&c.preset)
+            .bind(&c.issuer)
+            .bind(&c.client_id)
+            .bind(&c.sealed_client_secret)
+            .bind(&mapping)
+            .bind(c.allow_jit)
+            .bind(c.allow_password)
+            .bind(&allow_list)
+            .bind(now)
+            .bind(c.id)
+            .bind(c.org_id)
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(named)?;
+            updated.ok_or(StoreError::NotFound("SSO connection"))?
+        };
+        sqlx::query("DELETE FROM sso_connection_domains WHERE connection_id = $1")
+            .bind(id)
             .execute(&mut *tx)
             .await
             .map_err(db_error)?;
         for domain in &c.email_domains {
-            // Another org claiming the domain at the same moment passed the check above too;
-            // the primary key lets one of them have it and refuses the other the same way.
-            sqlx::query("INSERT INTO sso_domains (domain, org_id) VALUES ($1, $2)")
-                .bind(domain)
-                .bind(c.org_id)
-                .execute(&mut *tx)
-                .await
-                .map_err(|e| {
-                    if is_unique_violation(&e) {
-                        taken(domain)
-                    } else {
-                        db_error(e)
-                    }
-                })?;
+            sqlx::query(
+                "INSERT INTO sso_connection_domains (connection_id, org_id, domain) \
+                 VALUES ($1, $2, $3)",
+            )
+            .bind(id)
+            .bind(c.org_id)
+            .bind(domain)
+            .execute(&mut *tx)
+            .await
+            .map_err(|e| {
+                if is_unique_violation(&e) {
+                    StoreError::Conflict(format!(
+                        "the domain {domain} signs in through another of the org's connections"
+                    ))
+                } else {
+                    db_error(e)
+                }
+            })?;
+        }
+        for claim in claims {
+            upsert_domain_claim(&mut tx, claim).await?;
         }
         insert_audit(&mut tx, audit).await?;
-        tx.commit().await.map_err(db_error)
+        tx.commit().await.map_err(db_error)?;
+        Ok(id)
     }
 
-    async fn sso_config(&self, org_id: i64) -> StoreResult<Option<SsoConfigRecord>> {
-        let row: Option<(String, String, String, bool, bool, String, String)> = sqlx::query_as(
-            "SELECT issuer, client_id, client_secret, allow_jit, allow_password, \
-             redirect_allow_list, pending_domains FROM sso_configs WHERE org_id = $1",
-        )
-        .bind(org_id)
-        .fetch_optional(self.reads())
-        .await
-        .map_err(db_error)?;
-        let Some((
-            issuer,
-            client_id,
-            sealed_client_secret,
-            allow_jit,
-            allow_password,
-            list,
-            pending,
-        )) = row
-        else {
-            return Ok(None);
-        };
-        let email_domains: Vec<String> = sqlx::query_scalar(concat!(
-            "SELECT domain FROM sso_domains WHERE org_id = $1 ORDER BY domain",
+    async fn sso_connections(&self, org_id: i64) -> StoreResult<Vec<SsoConnectionRecord>> {
+        let rows: Vec<ConnectionRow> =
+            sqlx::query_as(select_connection!("WHERE org_id = $1 ORDER BY id"))
+                .bind(org_id)
+                .fetch_all(self.reads())
+                .await
+                .map_err(db_error)?;
+        let domains: Vec<(i64, String)> = sqlx::query_as(concat!(
+            "SELECT connection_id, domain FROM sso_connection_domains WHERE org_id = $1 \
+             ORDER BY domain",
             byte_order!()
         ))
         .bind(org_id)
         .fetch_all(self.reads())
         .await
         .map_err(db_error)?;
-        Ok(Some(SsoConfigRecord {
-            org_id,
-            issuer,
-            client_id,
-            sealed_client_secret,
-            email_domains,
-            pending_domains: serde_json::from_str(&pending)
-                .map_err(|_| StoreError::internal("stored pending SSO domains"))?,
-            allow_jit,
-            allow_password,
-            redirect_allow_list: serde_json::from_str(&list)
-                .map_err(|_| StoreError::internal("stored SSO allow-list"))?,
-        }))
+        rows.into_iter()
+            .map(|row| {
+                let mine = domains
+                    .iter()
+                    .filter(|(id, _)| *id == row.id)
+                    .map(|(_, d)| d.clone())
+                    .collect();
+                row.into_record(mine)
+            })
+            .collect()
     }
 
-    async fn delete_sso_config(&self, org_id: i64, audit: &NewAuditEvent) -> StoreResult<bool> {
-        let _changed = self.changes.on_return(Change::Org(org_id));
-        let mut tx = self.write_tx().await?;
-        let done = sqlx::query("DELETE FROM sso_configs WHERE org_id = $1")
-            .bind(org_id)
-            .execute(&mut *tx)
+    async fn sso_connection(&self, connection_id: i64) -> StoreResult<Option<SsoConnectionRecord>> {
+        let row: Option<ConnectionRow> = sqlx::query_as(select_connection!("WHERE id = $1"))
+            .bind(connection_id)
+            .fetch_optional(self.reads())
             .await
             .map_err(db_error)?;
+        let Some(row) = row else {
+            return Ok(None);
+        };
+        let domains = sqlx::query_scalar(concat!(
+            "SELECT domain FROM sso_connection_domains WHERE connection_id = $1 ORDER BY domain",
+            byte_order!()
+        ))
+        .bind(connection_id)
+        .fetch_all(self.reads())
+        .await
+        .map_err(db_error)?;
+        row.into_record(domains).map(Some)
+    }
+
+    async fn delete_sso_connections(
+        &self,
+        org_id: i64,
+        connection_id: Option<i64>,
+        audit: &NewAuditEvent,
+    ) -> StoreResult<bool> {
+        let _changed = self.changes.on_return(Change::Org(org_id));
+        let mut tx = self.write_tx().await?;
+        // The domains go with their connection (ON DELETE CASCADE).
+        let done = sqlx::query(
+            "DELETE FROM sso_connections WHERE org_id = $1 AND ($2 IS NULL OR id = $2)",
+        )
+        .bind(org_id)
+        .bind(connection_id)
+        .execute(&mut *tx)
+        .await
+        .map_err(db_error)?;
         if done.rows_affected() == 0 {
             return Ok(false);
         }
-        sqlx::query("DELETE FROM sso_domains WHERE org_id = $1")
-            .bind(org_id)
-            .execute(&mut *tx)
-            .await
-            .map_err(db_error)?;
         insert_audit(&mut tx, audit).await?;
         tx.commit().await.map_err(db_error)?;
         Ok(true)
     }
 
-    async fn sso_org_for_domain(&self, domain: &str) -> StoreResult<Option<i64>> {
+    async fn sso_connection_for_domain(&self, domain: &str) -> StoreResult<Option<(i64, i64)>> {
         if !storable(domain) {
             return Ok(None);
         }
-        sqlx::query_scalar(
-            "SELECT d.org_id FROM sso_domains d JOIN sso_configs c ON c.org_id = d.org_id \
-             WHERE d.domain = $1",
+        sqlx::query_as(
+            "SELECT d.org_id, d.connection_id FROM sso_connection_domains d \
+             JOIN domain_claims c ON c.org_id = d.org_id AND c.domain = d.domain \
+             WHERE d.domain = $1 AND c.verified_at IS NOT NULL",
         )
         .bind(domain)
         .fetch_optional(self.reads())
@@ -162,12 +279,67 @@ impl SsoStore for Backend {
     async fn orgs_holding_domain(&self, domain: &str) -> StoreResult<Vec<i64>> {
         sqlx::query_scalar(
             "SELECT org_id FROM org_email_domains WHERE domain = $1 \
-             UNION SELECT org_id FROM sso_domains WHERE domain = $1",
+             UNION SELECT org_id FROM domain_claims WHERE domain = $1 AND verified_at IS NOT NULL",
         )
         .bind(domain)
         .fetch_all(self.reads())
         .await
         .map_err(db_error)
+    }
+
+    async fn domain_claims(&self, org_id: i64) -> StoreResult<Vec<DomainClaimRecord>> {
+        sqlx::query_as(concat!(
+            "SELECT org_id, domain, token, created_at, verified_at, verified_by \
+             FROM domain_claims WHERE org_id = $1 ORDER BY domain",
+            byte_order!()
+        ))
+        .bind(org_id)
+        .fetch_all(self.reads())
+        .await
+        .map_err(db_error)
+    }
+
+    async fn save_domain_claim(
+        &self,
+        claim: &DomainClaimRecord,
+        audit: &NewAuditEvent,
+    ) -> StoreResult<()> {
+        let _changed = self.changes.on_return(Change::Org(claim.org_id));
+        let mut tx = self.write_tx().await?;
+        if !org_exists(&mut tx, claim.org_id).await? {
+            return Err(StoreError::NotFound("org"));
+        }
+        upsert_domain_claim(&mut tx, claim).await?;
+        insert_audit(&mut tx, audit).await?;
+        tx.commit().await.map_err(db_error)
+    }
+
+    async fn delete_domain_claim(
+        &self,
+        org_id: i64,
+        domain: &str,
+        audit: &NewAuditEvent,
+    ) -> StoreResult<bool> {
+        let _changed = self.changes.on_return(Change::Org(org_id));
+        let mut tx = self.write_tx().await?;
+        let done = sqlx::query("DELETE FROM domain_claims WHERE org_id = $1 AND domain = $2")
+            .bind(org_id)
+            .bind(domain)
+            .execute(&mut *tx)
+            .await
+            .map_err(db_error)?;
+        if done.rows_affected() == 0 {
+            return Ok(false);
+        }
+        sqlx::query("DELETE FROM sso_connection_domains WHERE org_id = $1 AND domain = $2")
+            .bind(org_id)
+            .bind(domain)
+            .execute(&mut *tx)
+            .await
+            .map_err(db_error)?;
+        insert_audit(&mut tx, audit).await?;
+        tx.commit().await.map_err(db_error)?;
+        Ok(true)
     }
 
     async fn sso_identity(
@@ -204,8 +376,8 @@ impl SsoStore for Backend {
     async fn create_sso_login(&self, l: &SsoLoginRecord) -> StoreResult<()> {
         sqlx::query(
             "INSERT INTO sso_logins (state, org_id, nonce, pkce_verifier, return_to, client, \
-             created_at, expires_at, link_user_id, browser_binding) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+             created_at, expires_at, link_user_id, browser_binding, connection_id) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
         )
         .bind(&l.state)
         .bind(l.org_id)
@@ -217,6 +389,7 @@ impl SsoStore for Backend {
         .bind(l.expires_at)
         .bind(l.link_user_id)
         .bind(l.browser_binding.as_deref())
+        .bind(l.connection_id)
         .execute(self.writes())
         .await
         .map(|_| ())
@@ -232,7 +405,7 @@ impl SsoStore for Backend {
         let row: Option<SsoLoginRecord> = sqlx::query_as(
             "UPDATE sso_logins SET used_at = $1 WHERE state = $2 AND used_at IS NULL \
              RETURNING state, org_id, nonce, pkce_verifier, return_to, client, created_at, \
-             expires_at, link_user_id, browser_binding",
+             expires_at, link_user_id, browser_binding, connection_id",
         )
         .bind(now)
         .bind(state)

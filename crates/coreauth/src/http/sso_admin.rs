@@ -1,0 +1,291 @@
+//! An org's SSO connections: `/admin/orgs/{orgId}/sso/connections` (several per org, each with
+//! its preset, claim mapping and domains) and SPEC §7's `/admin/orgs/{orgId}/sso`, which sets the
+//! connection named `default`.
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use coreauth_proto as proto;
+use coreauth_proto::ErrorBody;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+use super::AppState;
+use super::error::{ApiJson, ApiPath, ApiResult};
+use super::extract::Caller;
+use crate::domain::sso::{ClaimMapping, ConnectionView, MappingRequest, SsoRequest};
+
+pub fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(configure, get_config, remove))
+        .routes(routes!(list, create))
+        .routes(routes!(get_connection, update, delete_connection))
+}
+
+fn mapping_request(claims: Option<proto::ClaimMappingRequest>) -> MappingRequest {
+    let claims = claims.unwrap_or_default();
+    MappingRequest {
+        email_claims: claims.email_claims,
+        trust_unverified_email: claims.trust_unverified_email,
+        groups_claim: claims.groups_claim,
+        role_mapping: claims.role_mapping,
+        default_role: claims.default_role,
+    }
+}
+
+fn connection_request(body: proto::SsoConnectionRequest) -> SsoRequest {
+    SsoRequest {
+        name: body.name,
+        preset: body.preset.unwrap_or_else(|| "generic".into()),
+        mapping: mapping_request(body.claims),
+        issuer: body.issuer,
+        client_id: body.client_id,
+        client_secret: body.client_secret.into_inner(),
+        email_domains: body.email_domains,
+        allow_jit: body.allow_jit,
+        allow_password: body.allow_password,
+        redirect_allow_list: body.redirect_allow_list,
+    }
+}
+
+/// Configure an org's OpenID Connect provider: its connection named `default`.
+#[utoipa::path(put, path = "/admin/orgs/{org_id}/sso", tag = "admin",
+    params(("org_id" = i64, Path, description = "Org id")),
+    request_body = proto::SsoConfigRequest,
+    security(("bearer" = []), ("api_key" = [])),
+    responses(
+        (status = 200, description = "Configured (the secret is not echoed); domains an org admin adds stay pending until verified", body = proto::SsoConfig),
+        (status = 400, description = "Bad issuer, client, domains, mapping or allow-list", body = ErrorBody),
+        (status = 403, description = "unauthenticated, or forbidden: not an admin of this org", body = ErrorBody),
+        (status = 404, description = "No such org", body = ErrorBody),
+        (status = 409, description = "A platform admin set a domain another org holds", body = ErrorBody),
+    ))]
+async fn configure(
+    State(state): State<AppState>,
+    Caller(caller): Caller,
+    ApiPath(org_id): ApiPath<i64>,
+    ApiJson(body): ApiJson<proto::SsoConfigRequest>,
+) -> ApiResult<ApiJson<proto::SsoConfig>> {
+    let request = SsoRequest {
+        name: crate::domain::sso::DEFAULT_CONNECTION.into(),
+        preset: body.preset.unwrap_or_else(|| "generic".into()),
+        mapping: mapping_request(body.claims),
+        issuer: body.issuer,
+        client_id: body.client_id,
+        client_secret: body.client_secret.into_inner(),
+        email_domains: body.email_domains,
+        allow_jit: body.allow_jit,
+        allow_password: body.allow_password,
+        redirect_allow_list: body.redirect_allow_list,
+    };
+    let saved = state
+        .sso
+        .configure(&caller, org_id, request, state.now())
+        .await?;
+    Ok(ApiJson(config_view(&state, saved)))
+}
+
+/// An org's SSO settings: its connection named `default` (or its first).
+#[utoipa::path(get, path = "/admin/orgs/{org_id}/sso", tag = "admin",
+    params(("org_id" = i64, Path, description = "Org id")),
+    security(("bearer" = []), ("api_key" = [])),
+    responses(
+        (status = 200, description = "The settings", body = proto::SsoConfig),
+        (status = 400, description = "Bad id", body = ErrorBody),
+        (status = 403, description = "unauthenticated, or forbidden: not an admin of this org", body = ErrorBody),
+        (status = 404, description = "No SSO configured", body = ErrorBody),
+    ))]
+async fn get_config(
+    State(state): State<AppState>,
+    Caller(caller): Caller,
+    ApiPath(org_id): ApiPath<i64>,
+) -> ApiResult<ApiJson<proto::SsoConfig>> {
+    let view = state.sso.connection(&caller, org_id, None).await?;
+    Ok(ApiJson(config_view(&state, view)))
+}
+
+/// Remove an org's SSO, every connection: its users log in with passwords again.
+#[utoipa::path(delete, path = "/admin/orgs/{org_id}/sso", tag = "admin",
+    params(("org_id" = i64, Path, description = "Org id")),
+    security(("bearer" = []), ("api_key" = [])),
+    responses(
+        (status = 204, description = "Removed"),
+        (status = 400, description = "Bad id", body = ErrorBody),
+        (status = 403, description = "unauthenticated, or forbidden: not an admin of this org", body = ErrorBody),
+        (status = 404, description = "No SSO configured", body = ErrorBody),
+    ))]
+async fn remove(
+    State(state): State<AppState>,
+    Caller(caller): Caller,
+    ApiPath(org_id): ApiPath<i64>,
+) -> ApiResult<StatusCode> {
+    state.sso.remove(&caller, org_id, None, state.now()).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// An org's SSO connections, oldest first.
+#[utoipa::path(get, path = "/admin/orgs/{org_id}/sso/connections", tag = "admin",
+    params(("org_id" = i64, Path, description = "Org id")),
+    security(("bearer" = []), ("api_key" = [])),
+    responses(
+        (status = 200, description = "The connections", body = [proto::SsoConnection]),
+        (status = 400, description = "Bad id", body = ErrorBody),
+        (status = 403, description = "unauthenticated, or forbidden: not an admin of this org", body = ErrorBody),
+    ))]
+async fn list(
+    State(state): State<AppState>,
+    Caller(caller): Caller,
+    ApiPath(org_id): ApiPath<i64>,
+) -> ApiResult<ApiJson<Vec<proto::SsoConnection>>> {
+    let views = state.sso.connections(&caller, org_id).await?;
+    Ok(ApiJson(
+        views
+            .into_iter()
+            .map(|v| connection_view(&state, v))
+            .collect(),
+    ))
+}
+
+/// Add an SSO connection to an org (Entra for staff, ADFS for a subsidiary, …).
+#[utoipa::path(post, path = "/admin/orgs/{org_id}/sso/connections", tag = "admin",
+    params(("org_id" = i64, Path, description = "Org id")),
+    request_body = proto::SsoConnectionRequest,
+    security(("bearer" = []), ("api_key" = [])),
+    responses(
+        (status = 201, description = "Added (the secret is not echoed); domains an org admin adds stay pending until verified", body = proto::SsoConnection),
+        (status = 400, description = "Bad name, preset, issuer, client, domains, mapping or allow-list", body = ErrorBody),
+        (status = 403, description = "unauthenticated, or forbidden: not an admin of this org", body = ErrorBody),
+        (status = 404, description = "No such org", body = ErrorBody),
+        (status = 409, description = "The name or a domain is another connection's of the org, or a platform admin set a domain another org holds", body = ErrorBody),
+    ))]
+async fn create(
+    State(state): State<AppState>,
+    Caller(caller): Caller,
+    ApiPath(org_id): ApiPath<i64>,
+    ApiJson(body): ApiJson<proto::SsoConnectionRequest>,
+) -> ApiResult<(StatusCode, ApiJson<proto::SsoConnection>)> {
+    let saved = state
+        .sso
+        .save_connection(&caller, org_id, None, connection_request(body), state.now())
+        .await?;
+    Ok((StatusCode::CREATED, ApiJson(connection_view(&state, saved))))
+}
+
+/// One of an org's SSO connections.
+#[utoipa::path(get, path = "/admin/orgs/{org_id}/sso/connections/{connection_id}", tag = "admin",
+    params(("org_id" = i64, Path, description = "Org id"), ("connection_id" = i64, Path, description = "Connection id")),
+    security(("bearer" = []), ("api_key" = [])),
+    responses(
+        (status = 200, description = "The connection", body = proto::SsoConnection),
+        (status = 400, description = "Bad id", body = ErrorBody),
+        (status = 403, description = "unauthenticated, or forbidden: not an admin of this org", body = ErrorBody),
+        (status = 404, description = "No such connection in this org", body = ErrorBody),
+    ))]
+async fn get_connection(
+    State(state): State<AppState>,
+    Caller(caller): Caller,
+    ApiPath((org_id, connection_id)): ApiPath<(i64, i64)>,
+) -> ApiResult<ApiJson<proto::SsoConnection>> {
+    let view = state
+        .sso
+        .connection(&caller, org_id, Some(connection_id))
+        .await?;
+    Ok(ApiJson(connection_view(&state, view)))
+}
+
+/// Replace one of an org's SSO connections.
+#[utoipa::path(put, path = "/admin/orgs/{org_id}/sso/connections/{connection_id}", tag = "admin",
+    params(("org_id" = i64, Path, description = "Org id"), ("connection_id" = i64, Path, description = "Connection id")),
+    request_body = proto::SsoConnectionRequest,
+    security(("bearer" = []), ("api_key" = [])),
+    responses(
+        (status = 200, description = "Replaced (the secret is not echoed)", body = proto::SsoConnection),
+        (status = 400, description = "Bad name, preset, issuer, client, domains, mapping or allow-list", body = ErrorBody),
+        (status = 403, description = "unauthenticated, or forbidden: not an admin of this org", body = ErrorBody),
+        (status = 404, description = "No such connection in this org", body = ErrorBody),
+        (status = 409, description = "The name or a domain is another connection's of the org, or a platform admin set a domain another org holds", body = ErrorBody),
+    ))]
+async fn update(
+    State(state): State<AppState>,
+    Caller(caller): Caller,
+    ApiPath((org_id, connection_id)): ApiPath<(i64, i64)>,
+    ApiJson(body): ApiJson<proto::SsoConnectionRequest>,
+) -> ApiResult<ApiJson<proto::SsoConnection>> {
+    let saved = state
+        .sso
+        .save_connection(
+            &caller,
+            org_id,
+            Some(connection_id),
+            connection_request(body),
+            state.now(),
+        )
+        .await?;
+    Ok(ApiJson(connection_view(&state, saved)))
+}
+
+/// Remove one of an org's SSO connections (the org's claims to its domains stay).
+#[utoipa::path(delete, path = "/admin/orgs/{org_id}/sso/connections/{connection_id}", tag = "admin",
+    params(("org_id" = i64, Path, description = "Org id"), ("connection_id" = i64, Path, description = "Connection id")),
+    security(("bearer" = []), ("api_key" = [])),
+    responses(
+        (status = 204, description = "Removed"),
+        (status = 400, description = "Bad id", body = ErrorBody),
+        (status = 403, description = "unauthenticated, or forbidden: not an admin of this org", body = ErrorBody),
+        (status = 404, description = "No such connection in this org", body = ErrorBody),
+    ))]
+async fn delete_connection(
+    State(state): State<AppState>,
+    Caller(caller): Caller,
+    ApiPath((org_id, connection_id)): ApiPath<(i64, i64)>,
+) -> ApiResult<StatusCode> {
+    state
+        .sso
+        .remove(&caller, org_id, Some(connection_id), state.now())
+        .await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+fn mapping_view(claims: ClaimMapping) -> proto::ClaimMapping {
+    proto::ClaimMapping {
+        email_claims: claims.email_claims,
+        trust_unverified_email: claims.trust_unverified_email,
+        groups_claim: claims.groups_claim,
+        role_mapping: claims.role_mapping,
+        default_role: claims.default_role.unwrap_or_else(|| "none".into()),
+    }
+}
+
+fn connection_view(state: &AppState, view: ConnectionView) -> proto::SsoConnection {
+    let c = view.connection;
+    proto::SsoConnection {
+        id: c.id,
+        org_id: c.org_id,
+        name: c.name,
+        preset: c.preset,
+        issuer: c.issuer,
+        client_id: c.client_id,
+        email_domains: view.verified_domains,
+        pending_domains: view.pending_domains,
+        claims: mapping_view(c.claims),
+        allow_jit: c.allow_jit,
+        allow_password: c.allow_password,
+        redirect_allow_list: c.redirect_allow_list,
+        redirect_uri: state.sso.callback_url(),
+    }
+}
+
+fn config_view(state: &AppState, view: ConnectionView) -> proto::SsoConfig {
+    let c = view.connection;
+    proto::SsoConfig {
+        org_id: c.org_id,
+        connection_id: c.id,
+        issuer: c.issuer,
+        client_id: c.client_id,
+        email_domains: view.verified_domains,
+        pending_domains: view.pending_domains,
+        allow_jit: c.allow_jit,
+        allow_password: c.allow_password,
+        redirect_allow_list: c.redirect_allow_list,
+        redirect_uri: state.sso.callback_url(),
+    }
+}
