@@ -148,7 +148,7 @@ pub struct TestApp {
     /// The store under the app, for tests that look at what it wrote.
     #[allow(dead_code)]
     pub store: Arc<dyn coreauth::store::Store>,
-    /// The database this app runs on (for tests that tamper with it, as `tests/sso.rs` does).
+    /// The database this app runs on (for tests that tamper with it, as `tests/sso/` does).
     #[allow(dead_code)]
     pub database_url: String,
 }

@@ -1,5 +1,5 @@
 //! Strategy discovery and SSO settings (SPEC §4) without an identity provider; the full
-//! sign-in against a real OpenID provider is in `tests/sso.rs`, run by `scripts/test`.
+//! sign-in against a real OpenID provider is in `tests/sso/`, run by `scripts/test`.
 
 use reqwest::StatusCode;
 use reqwest::redirect::Policy;
@@ -274,4 +274,107 @@ async fn a_callback_with_an_unknown_state_is_refused_and_audited() {
     .await;
     assert_eq!(audit["events"].as_array().unwrap().len(), 2);
     assert_eq!(audit["events"][0]["reason"], "sso_state_invalid");
+}
+
+/// Applies the schema as it was before SSO connections (migrations 0001–0013) to `database`.
+async fn migrate_to_0013(database: &TestDatabase) {
+    let backend = if database.is_postgres() {
+        "postgres"
+    } else {
+        "sqlite"
+    };
+    let source = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("migrations")
+        .join(backend);
+    let older = tempfile::tempdir().unwrap();
+    for entry in std::fs::read_dir(&source).unwrap() {
+        let path = entry.unwrap().path();
+        let name = path.file_name().unwrap().to_str().unwrap().to_owned();
+        if name.as_str() < "0014" {
+            std::fs::copy(&path, older.path().join(&name)).unwrap();
+        }
+    }
+    let migrator = sqlx::migrate::Migrator::new(older.path()).await.unwrap();
+    if database.is_postgres() {
+        let pool = sqlx::PgPool::connect(&database.url).await.unwrap();
+        migrator.run(&pool).await.unwrap();
+        for sql in OLD_SSO_ROWS {
+            sqlx::query(sql).execute(&pool).await.unwrap();
+        }
+    } else {
+        let options: sqlx::sqlite::SqliteConnectOptions = database.url.parse().unwrap();
+        let pool = sqlx::SqlitePool::connect_with(options.create_if_missing(true))
+            .await
+            .unwrap();
+        migrator.run(&pool).await.unwrap();
+        for sql in OLD_SSO_ROWS {
+            sqlx::query(sql).execute(&pool).await.unwrap();
+        }
+    }
+}
+
+/// An org's SSO settings as coreauth stored them before connections: one verified domain, one
+/// pending.
+const OLD_SSO_ROWS: [&str; 3] = [
+    "INSERT INTO orgs (id, name, created_at) VALUES (7, 'Acme', 0)",
+    "INSERT INTO sso_configs (org_id, issuer, client_id, client_secret, allow_jit, \
+     allow_password, redirect_allow_list, updated_at, pending_domains) \
+     VALUES (7, 'https://idp.acme.example', 'coreauth', 'sealed', true, false, \
+     '[\"https://app.acme.example/\"]', 1000, '[\"acme-labs.example\"]')",
+    "INSERT INTO sso_domains (domain, org_id) VALUES ('acme.example', 7)",
+];
+
+#[tokio::test]
+async fn sso_settings_stored_before_connections_become_the_orgs_default_connection() {
+    let database = std::sync::Arc::new(TestDatabase::fresh().await);
+    migrate_to_0013(&database).await;
+    let app = TestApp::spawn_on(&database, |_| {}).await;
+
+    let config = body(app.get("/admin/orgs/7/sso", Some(&app.admin_token)).await).await;
+    assert_eq!(config["issuer"], "https://idp.acme.example");
+    assert_eq!(config["emailDomains"], json!(["acme.example"]));
+    assert_eq!(config["pendingDomains"], json!(["acme-labs.example"]));
+    assert_eq!(config["allowJit"], true);
+    assert_eq!(config["allowPassword"], false);
+    assert_eq!(
+        config["redirectAllowList"],
+        json!(["https://app.acme.example/"])
+    );
+    let connections = body(
+        app.get("/admin/orgs/7/sso/connections", Some(&app.admin_token))
+            .await,
+    )
+    .await;
+    assert_eq!(connections[0]["name"], "default");
+    assert_eq!(connections[0]["preset"], "generic");
+    assert_eq!(connections[0]["claims"]["emailClaims"], json!(["email"]));
+    let claims = body(
+        app.get("/admin/orgs/7/domains", Some(&app.admin_token))
+            .await,
+    )
+    .await;
+    let statuses: Vec<(&str, &str)> = claims
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| (c["domain"].as_str().unwrap(), c["status"].as_str().unwrap()))
+        .collect();
+    assert_eq!(
+        statuses,
+        vec![
+            ("acme-labs.example", "pending"),
+            ("acme.example", "verified")
+        ]
+    );
+    let strategy = body(
+        app.post(
+            "/user/authenticate/strategy",
+            None,
+            &json!({"email": "ann@acme.example"}),
+        )
+        .await,
+    )
+    .await;
+    assert_eq!(strategy["orgId"], 7);
+    assert_eq!(strategy["connectionId"], connections[0]["id"]);
 }
