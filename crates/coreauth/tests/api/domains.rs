@@ -270,3 +270,86 @@ async fn an_unreachable_dns_is_a_bad_gateway_and_the_claim_stays_pending() {
     .await;
     assert_eq!(listed[0]["status"], "pending");
 }
+
+#[tokio::test]
+async fn an_org_admin_reaches_no_other_orgs_connections_even_by_id() {
+    let dns = TestDns::start(&["acme.example"]).await;
+    let app = app_with(&dns).await;
+    let (acme, acme_admin) = org_admin(&app, "Acme", "it@acme.example").await;
+    let (rogue, rogue_admin) = org_admin(&app, "Rogue", "boss@rogue.example").await;
+    connect(&app, &acme_admin, acme, "acme.example").await;
+    let listed = body(
+        app.get(
+            &format!("/admin/orgs/{acme}/sso/connections"),
+            Some(&acme_admin),
+        )
+        .await,
+    )
+    .await;
+    let id = listed[0]["id"].as_i64().unwrap();
+    let replacement = json!({"name": "mine", "issuer": "http://127.0.0.1:9", "clientId": "c",
+        "clientSecret": "s", "emailDomains": ["rogue.example"]});
+
+    // Through Acme's path: not an admin there.
+    let path = format!("/admin/orgs/{acme}/sso/connections/{id}");
+    for response in [
+        app.get(&path, Some(&rogue_admin)).await,
+        app.send(
+            reqwest::Method::PUT,
+            &path,
+            Some(&rogue_admin),
+            Some(&replacement),
+        )
+        .await,
+        app.delete(&path, Some(&rogue_admin)).await,
+    ] {
+        assert_error(response, StatusCode::FORBIDDEN, "forbidden").await;
+    }
+    // Through its own org's path with Acme's connection id: no such connection there.
+    let path = format!("/admin/orgs/{rogue}/sso/connections/{id}");
+    for response in [
+        app.get(&path, Some(&rogue_admin)).await,
+        app.send(
+            reqwest::Method::PUT,
+            &path,
+            Some(&rogue_admin),
+            Some(&replacement),
+        )
+        .await,
+        app.delete(&path, Some(&rogue_admin)).await,
+    ] {
+        assert_error(response, StatusCode::NOT_FOUND, "not_found").await;
+    }
+    let still = body(
+        app.get(
+            &format!("/admin/orgs/{acme}/sso/connections/{id}"),
+            Some(&acme_admin),
+        )
+        .await,
+    )
+    .await;
+    assert_eq!(still["name"], "staff");
+    assert_eq!(still["pendingDomains"], json!(["acme.example"]));
+
+    // Two connections of one org cannot serve the same domain, nor share a name.
+    let twin = json!({"name": "staff", "issuer": "http://127.0.0.1:9", "clientId": "c",
+        "clientSecret": "s", "emailDomains": ["acme-labs.example"]});
+    let response = app
+        .post(
+            &format!("/admin/orgs/{acme}/sso/connections"),
+            Some(&acme_admin),
+            &twin,
+        )
+        .await;
+    assert_error(response, StatusCode::CONFLICT, "conflict").await;
+    let overlap = json!({"name": "labs", "issuer": "http://127.0.0.1:9", "clientId": "c",
+        "clientSecret": "s", "emailDomains": ["acme.example"]});
+    let response = app
+        .post(
+            &format!("/admin/orgs/{acme}/sso/connections"),
+            Some(&acme_admin),
+            &overlap,
+        )
+        .await;
+    assert_error(response, StatusCode::CONFLICT, "conflict").await;
+}
