@@ -261,3 +261,43 @@ pub struct DomainClaim {
     /// `dns` or `platform-admin`.
     pub verified_by: Option<String>,
 }
+
+/// `POST /user/authenticate/sso/device`: a device without a browser of its own (a CLI) asks to
+/// sign in through the SSO connection of `email`'s domain.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct SsoDeviceRequest {
+    pub email: String,
+    /// Shown to the person confirming the sign-in, and kept with the session.
+    #[serde(default)]
+    pub client: Option<String>,
+}
+
+/// What the device shows its user (`userCode`, `verificationUri`) and polls with
+/// (`deviceCode`, every `interval` seconds, for `expiresIn` seconds at most).
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SsoDeviceStart {
+    /// A secret: only the device that asked holds it.
+    pub device_code: String,
+    /// Short, to compare by eye: the page at `verificationUri` shows it too.
+    pub user_code: String,
+    pub verification_uri: String,
+    /// `verificationUri` with the user code in it.
+    pub verification_uri_complete: String,
+    pub expires_in: u64,
+    pub interval: u64,
+}
+
+/// `POST /user/authenticate/sso/device/token`: `200` with the session once the person signed
+/// in (once only); `400 authorization_pending` until then; `400 expired_token` for a code
+/// unknown, expired or already used; `403` with the sign-in's refusal (e.g.
+/// `sso_account_not_linked`).
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct SsoDeviceTokenRequest {
+    pub device_code: SecretText,
+}
