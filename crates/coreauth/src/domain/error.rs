@@ -137,6 +137,10 @@ pub enum SsoFailure {
     /// As for `IdpUnreachable`, the detail goes to the audit trail only.
     #[error("the domain's DNS could not be reached; try again later")]
     DnsUnreachable(String),
+    #[error("the sign-in in the browser is not finished yet; ask again in a few seconds")]
+    AuthorizationPending,
+    #[error("this device code is unknown, expired or already used; start again")]
+    ExpiredToken,
 }
 
 impl SsoFailure {
@@ -159,6 +163,8 @@ impl SsoFailure {
             Self::NoRole => "sso_no_role",
             Self::DomainNotProven => "domain_not_verified",
             Self::DnsUnreachable(_) => "dns_unreachable",
+            Self::AuthorizationPending => "authorization_pending",
+            Self::ExpiredToken => "expired_token",
         }
     }
 }

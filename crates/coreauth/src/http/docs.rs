@@ -27,7 +27,7 @@ use utoipa_swagger_ui::{Config, SwaggerUi};
 use super::AppState;
 use super::error::{ApiError, error_response};
 use super::extract::{Origin, origin_of};
-use crate::domain::auth::LoginAttempt;
+use crate::domain::auth::{IssuedToken, LoginAttempt};
 use crate::domain::error::DomainError;
 use crate::domain::password::Password;
 use coreauth_proto::credential_from_header;
@@ -142,6 +142,7 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(openapi_json))
         .routes(routes!(docs_entry))
         .routes(routes!(docs_login))
+        .routes(routes!(docs_sso))
 }
 
 /// Swagger UI's static assets (HTML, JS, CSS from inside the binary), for admins only.
@@ -282,28 +283,11 @@ async fn docs_login(
         .metrics
         .count_login(result.as_ref().map_or_else(|e| e.code(), |_| "success"));
     match result {
-        Ok(issued) => {
-            let max_age = (issued.expires_at - crate::domain::clock::to_millis(state.now())) / 1000;
-            let secure = super::extract::secure_cookie_attribute(&state);
-            let cookie = format!(
-                "{DOCS_COOKIE}={}; HttpOnly; SameSite=Strict; Path=/; Max-Age={}{secure}",
-                issued.token,
-                max_age.max(0)
-            );
-            let mut response = Redirect::to(&format!("{UI_PATH}/")).into_response();
-            match HeaderValue::from_str(&cookie) {
-                Ok(value) => {
-                    response.headers_mut().insert(header::SET_COOKIE, value);
-                    response
-                }
-                Err(_) => error_response(
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    "internal_error",
-                    "could not set the session cookie".into(),
-                    None,
-                ),
-            }
-        }
+        Ok(issued) => with_docs_cookie(
+            &state,
+            &issued,
+            Redirect::to(&format!("{UI_PATH}/")).into_response(),
+        ),
         Err(DomainError::Forbidden) => login_page(
             StatusCode::FORBIDDEN,
             "The API documentation is for administrators only.",
@@ -313,6 +297,92 @@ async fn docs_login(
             login_page(status, &e.to_string())
         }
     }
+}
+
+/// `response` with the cookie that holds the documentation's session.
+fn with_docs_cookie(state: &AppState, issued: &IssuedToken, mut response: Response) -> Response {
+    let max_age = (issued.expires_at - crate::domain::clock::to_millis(state.now())) / 1000;
+    let secure = super::extract::secure_cookie_attribute(state);
+    let cookie = format!(
+        "{DOCS_COOKIE}={}; HttpOnly; SameSite=Strict; Path=/; Max-Age={}{secure}",
+        issued.token,
+        max_age.max(0)
+    );
+    match HeaderValue::from_str(&cookie) {
+        Ok(value) => {
+            response.headers_mut().insert(header::SET_COOKIE, value);
+            response
+        }
+        Err(_) => error_response(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal_error",
+            "could not set the session cookie".into(),
+            None,
+        ),
+    }
+}
+
+#[derive(Deserialize, ToSchema)]
+struct DocsSsoForm {
+    email: String,
+}
+
+/// The documentation's sign-in through the SSO connection of the email's domain: to the
+/// provider, whose callback sets the documentation's cookie for an administrator.
+#[utoipa::path(post, path = "/docs/sso", tag = "operations",
+    request_body(content = DocsSsoForm, content_type = "application/x-www-form-urlencoded"),
+    responses(
+        (status = 303, description = "To the identity provider"),
+        (status = 400, description = "Not an email, or one that signs in with a password", content_type = "text/html", body = String),
+        (status = 429, description = "rate_limited", content_type = "text/html", body = String),
+        (status = 502, description = "The identity provider cannot be reached", content_type = "text/html", body = String),
+    ))]
+async fn docs_sso(
+    State(state): State<AppState>,
+    Origin(origin): Origin,
+    form: Result<Form<DocsSsoForm>, axum::extract::rejection::FormRejection>,
+) -> Response {
+    let Ok(Form(form)) = form else {
+        return login_page(StatusCode::BAD_REQUEST, "Fill in your email.");
+    };
+    match state
+        .sso
+        .start_docs(&form.email, &origin, state.now())
+        .await
+    {
+        Ok(Some(started)) => super::sso::to_provider(&state, &started),
+        Ok(None) => login_page(
+            StatusCode::BAD_REQUEST,
+            "This email signs in with a password: use the form above.",
+        ),
+        Err(e) => login_page(super::error::status_of(&e), &e.to_string()),
+    }
+}
+
+/// The SSO callback's answer to a documentation sign-in: the cookie for an administrator whose
+/// session is whole. The page moves on to Swagger UI itself: the cookie is SameSite=Strict, and a
+/// browser does not send it on a redirect that a cross-site provider's redirect led to.
+pub(super) fn signed_in(state: &AppState, issued: IssuedToken) -> Response {
+    if issued.mfa_required || issued.mfa_enrollment_required {
+        return login_page(
+            StatusCode::FORBIDDEN,
+            "Your account needs its second factor: sign in with your password and one-time code.",
+        );
+    }
+    if !issued.role.is_admin() {
+        return login_page(
+            StatusCode::FORBIDDEN,
+            "The API documentation is for administrators only.",
+        );
+    }
+    let page = format!(
+        r#"<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>coreauth API documentation</title>
+<meta http-equiv="refresh" content="0; url={UI_PATH}/"></head>
+<body style="font-family: sans-serif; max-width: 24rem; margin: 4rem auto">
+<p>Signed in. <a href="{UI_PATH}/">Open the API documentation</a>.</p></body></html>"#
+    );
+    with_docs_cookie(state, &issued, (StatusCode::OK, Html(page)).into_response())
 }
 
 /// Guards the Swagger UI assets: no admin, no page (back to the login form).
@@ -348,12 +418,17 @@ fn login_page(status: StatusCode, message: &str) -> Response {
 <p><label>Org id (optional)<br><input name="selectedOrg" inputmode="numeric"></label></p>
 <p><label>One-time code (if you use one)<br><input name="mfaTokenCode" autocomplete="one-time-code" inputmode="numeric"></label></p>
 <p><button type="submit">Sign in</button></p>
+</form>
+<h2>Single sign-on</h2>
+<form method="post" action="/docs/sso">
+<p><label>Email<br><input name="email" type="email" autocomplete="username" required></label></p>
+<p><button type="submit">Sign in with your organisation</button></p>
 </form></body></html>"#
     );
     (status, Html(page)).into_response()
 }
 
-fn html_escape(text: &str) -> String {
+pub(super) fn html_escape(text: &str) -> String {
     text.chars()
         .map(|c| match c {
             '<' => "&lt;".to_owned(),

@@ -48,9 +48,11 @@ pub fn status_of(e: &DomainError) -> StatusCode {
             SsoFailure::IdpUnreachable(_)
             | SsoFailure::ProviderError(_)
             | SsoFailure::DnsUnreachable(_) => StatusCode::BAD_GATEWAY,
-            SsoFailure::StateInvalid | SsoFailure::StateExpired | SsoFailure::BrowserMismatch => {
-                StatusCode::BAD_REQUEST
-            }
+            SsoFailure::StateInvalid
+            | SsoFailure::StateExpired
+            | SsoFailure::BrowserMismatch
+            | SsoFailure::AuthorizationPending
+            | SsoFailure::ExpiredToken => StatusCode::BAD_REQUEST,
             SsoFailure::InvalidToken => StatusCode::UNAUTHORIZED,
             SsoFailure::Denied
             | SsoFailure::EmailUnverified

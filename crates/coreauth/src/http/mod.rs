@@ -47,6 +47,7 @@ pub mod ops;
 mod passwords;
 mod sso;
 mod sso_admin;
+mod sso_device;
 mod users;
 
 pub use connections::ConnectionLimits;
@@ -125,6 +126,7 @@ fn api_routes() -> OpenApiRouter<AppState> {
         .merge(integrations::routes())
         .merge(sso::routes())
         .merge(sso_admin::routes())
+        .merge(sso_device::routes())
         .merge(domains::routes())
         .merge(introspect::routes())
         .merge(ops::routes())

@@ -14,7 +14,8 @@ use super::AppState;
 use super::auth::session_answer;
 use super::error::{ApiJson, ApiQuery, ApiResult};
 use super::extract::{Caller, Origin, cookie_value, secure_cookie_attribute};
-use crate::domain::sso::{Callback, Strategy, binding_cookie};
+use super::{docs, sso_device};
+use crate::domain::sso::{Callback, SsoOutcome, SsoStart, Strategy, binding_cookie};
 
 pub fn routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
@@ -91,17 +92,22 @@ async fn start(
             state.now(),
         )
         .await?;
+    Ok(to_provider(&state, &started))
+}
+
+/// Sends the browser to the provider with the cookie that binds the sign-on to it.
+pub(super) fn to_provider(state: &AppState, started: &SsoStart) -> Response {
     let mut response = Redirect::to(&started.url).into_response();
     let cookie = format!(
         "{}={}; HttpOnly; SameSite=Lax; Path={CALLBACK_PATH}; Max-Age=600{}",
         binding_cookie(&started.state),
         started.browser_secret,
-        secure_cookie_attribute(&state),
+        secure_cookie_attribute(state),
     );
     if let Ok(value) = HeaderValue::from_str(&cookie) {
         response.headers_mut().append(header::SET_COOKIE, value);
     }
-    Ok(response)
+    response
 }
 
 const CALLBACK_PATH: &str = "/user/authenticate/sso/callback";
@@ -142,7 +148,7 @@ async fn link(
 #[utoipa::path(get, path = "/user/authenticate/sso/callback", tag = "authenticate",
     params(proto::SsoCallbackQuery),
     responses(
-        (status = 200, description = "Signed in", body = proto::AuthenticateResponse),
+        (status = 200, description = "Signed in: the session as JSON, or (a sign-in for the API documentation or a device) a page saying so", body = proto::AuthenticateResponse),
         (status = 303, description = "Signed in; to returnTo with the token in the fragment"),
         (status = 400, description = "Unknown, used or expired sign-in (state)", body = ErrorBody),
         (status = 401, description = "The ID token did not verify", body = ErrorBody),
@@ -173,8 +179,13 @@ async fn callback(
         )
         .await?;
     state.metrics.count_login("success");
-    let answer = session_answer(outcome.issued);
-    let Some(return_to) = outcome.return_to else {
+    let (issued, return_to) = match outcome {
+        SsoOutcome::Caller { issued, return_to } => (issued, return_to),
+        SsoOutcome::Docs(issued) => return Ok(docs::signed_in(&state, issued)),
+        SsoOutcome::Device { client } => return Ok(sso_device::signed_in_page(client)),
+    };
+    let answer = session_answer(issued);
+    let Some(return_to) = return_to else {
         return Ok(ApiJson(answer).into_response());
     };
     let mut target = format!(

@@ -29,7 +29,7 @@ pub mod sqlite;
 pub use self::error::{StoreError, StoreResult};
 pub use self::records::{
     DomainClaimRecord, PASSWORD_HISTORY_KEPT, PasswordChange, Revoked, SsoConnectionRecord,
-    SsoLoginRecord, TotpRecord,
+    SsoDeviceRecord, SsoLoginRecord, TotpRecord,
 };
 
 /// All of the store, area by area: the domain holds an `Arc<dyn Store>` and calls any of them.
@@ -400,8 +400,33 @@ pub trait SsoStore: Send + Sync {
     /// nothing. Expired ones are returned too (the caller tells the user it expired).
     async fn take_sso_login(&self, state: &str, now: i64) -> StoreResult<Option<SsoLoginRecord>>;
 
-    /// Deletes sign-ons in flight that were used, or that expired before `before`.
+    /// Deletes sign-ons in flight, and device sign-ins, that were used, or that expired before
+    /// `before`.
     async fn prune_sso_logins(&self, before: i64) -> StoreResult<u64>;
+
+    async fn create_sso_device(&self, device: &SsoDeviceRecord) -> StoreResult<()>;
+
+    /// The device sign-in with this user code (its hash), whatever its state.
+    async fn sso_device_by_user_code(
+        &self,
+        user_code: &str,
+    ) -> StoreResult<Option<SsoDeviceRecord>>;
+
+    /// Records how the person's sign-in ended, once: false when it had ended already.
+    async fn complete_sso_device(
+        &self,
+        id: &str,
+        sealed_session: Option<&str>,
+        refusal: Option<&str>,
+    ) -> StoreResult<bool>;
+
+    /// Takes the device sign-in's session, once: the record, and whether this call took it
+    /// (false: pending, refused, or taken before), or `None`.
+    async fn take_sso_device(
+        &self,
+        id: &str,
+        now: i64,
+    ) -> StoreResult<Option<(SsoDeviceRecord, bool)>>;
 }
 
 /// The audit trail.

@@ -378,6 +378,28 @@ pub struct SsoLoginRecord {
     pub link_user_id: Option<i64>,
     /// SHA-256 (hex) of the secret in the starting browser's cookie; `None` for a link.
     pub browser_binding: Option<String>,
+    /// Where the callback hands the session, for a sign-on coreauth started for itself:
+    /// `docs`, or `device:<id>`.
+    pub hand_off: Option<String>,
+}
+
+/// A device sign-in (a CLI's), from its request to the device taking the session.
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct SsoDeviceRecord {
+    /// SHA-256 (hex) of the device code.
+    pub id: String,
+    /// SHA-256 (hex) of the user code.
+    pub user_code: String,
+    pub org_id: i64,
+    pub connection_id: i64,
+    pub client: Option<String>,
+    pub created_at: i64,
+    pub expires_at: i64,
+    /// The session, sealed, once the person signed in.
+    pub sealed_session: Option<String>,
+    /// The refusal's code, when the sign-in was refused.
+    pub refusal: Option<String>,
+    pub taken_at: Option<i64>,
 }
 
 /// Previous hashes kept per user, enough for the strictest `historyCount`.

@@ -4,10 +4,12 @@
 //!
 //! Run by `scripts/test`, which installs Node's packages and sets `COREAUTH_TEST_OIDC_DIR`;
 //! without it these tests fail rather than pass silently. `scripts/test` runs them on SQLite,
-//! then again on PostgreSQL (with `COREAUTH_TEST_POSTGRES_URL`, as for `tests/api`).//!
+//! then again on PostgreSQL (with `COREAUTH_TEST_POSTGRES_URL`, as for `tests/api`).
+//!
 //! `harness` starts the provider and plays the browser; `sign_in` holds the sign-in's defences
 //! (state, nonce, browser binding, key rotation, linking), `enterprise` Entra- and ADFS-shaped
-//! identities, claim mapping, several connections and the cross-org takeover.
+//! identities, claim mapping, several connections and the cross-org takeover, `hand_off` the
+//! documentation's and a device's SSO sign-in.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 #[path = "../api/helpers.rs"]
@@ -15,5 +17,6 @@
 mod helpers;
 
 mod enterprise;
+mod hand_off;
 mod harness;
 mod sign_in;

@@ -32,12 +32,15 @@ use crate::store::{SsoConnectionRecord, SsoLoginRecord, Store};
 mod accounts;
 mod claims;
 mod domains;
+mod hand_off;
 mod settings;
 mod token;
 
 pub use crate::store::records::{ClaimMapping, DomainClaimRecord};
 pub use claims::{MappingRequest, Preset};
 pub use domains::verification_record;
+use hand_off::HandOff;
+pub use hand_off::{DEVICE_INTERVAL, DeviceStart, PendingDevice};
 pub use settings::{ConnectionView, DEFAULT_CONNECTION, SsoRequest, allowed_return};
 
 /// How long a started login may take to come back.
@@ -61,10 +64,17 @@ pub enum Strategy {
     },
 }
 
-/// What comes back to the browser: the token, and where to send it.
-pub struct SsoOutcome {
-    pub issued: IssuedToken,
-    pub return_to: Option<String>,
+/// Where a finished sign-on's session goes.
+pub enum SsoOutcome {
+    /// To the browser: as JSON, or to `return_to` with the token in the fragment.
+    Caller {
+        issued: IssuedToken,
+        return_to: Option<String>,
+    },
+    /// To the API documentation's cookie.
+    Docs(IssuedToken),
+    /// To the device that asked for it (`start_device`); the browser only hears it is done.
+    Device { client: Option<String> },
 }
 
 /// The provider's answer at the callback.
@@ -86,7 +96,17 @@ pub struct SsoStart {
     pub browser_secret: String,
 }
 
-fn binding_hash(secret: &str) -> String {
+/// 256 random bits, URL-safe.
+fn random_secret() -> DomainResult<String> {
+    let mut secret = [0u8; 32];
+    getrandom::fill(&mut secret).map_err(DomainError::internal)?;
+    Ok(base64::Engine::encode(
+        &base64::engine::general_purpose::URL_SAFE_NO_PAD,
+        secret,
+    ))
+}
+
+fn sha256_hex(secret: &str) -> String {
     use sha2::Digest;
     sha2::Sha256::digest(secret.as_bytes())
         .iter()
@@ -97,7 +117,7 @@ fn binding_hash(secret: &str) -> String {
 /// The name of the cookie that carries a sign-on's browser secret: its own for each sign-on
 /// (from its state), so that sign-ons started in two tabs do not overwrite each other's.
 pub fn binding_cookie(state: &str) -> String {
-    format!("coreauth_sso_{}", &binding_hash(state)[..16])
+    format!("coreauth_sso_{}", &sha256_hex(state)[..16])
 }
 
 pub struct Sso {
@@ -173,6 +193,11 @@ impl Sso {
     /// one, and nothing else ever deletes them.
     pub async fn prune(&self, now: OffsetDateTime) -> DomainResult<u64> {
         Ok(self.store.prune_sso_logins(to_millis(now)).await?)
+    }
+
+    /// Where browsers reach coreauth.
+    pub fn public_url(&self) -> &str {
+        &self.public_url
     }
 
     /// The redirect URI to register at the provider.
@@ -259,14 +284,24 @@ impl Sso {
                 .attempt(&[Subject::Address(address)], now)
                 .await?;
         }
-        let mut secret = [0u8; 32];
-        getrandom::fill(&mut secret).map_err(DomainError::internal)?;
-        let browser_secret =
-            base64::Engine::encode(&base64::engine::general_purpose::URL_SAFE_NO_PAD, secret);
-        let binding = Binding::Browser(binding_hash(&browser_secret));
         let connection = self.connection_of(org_id, connection_id).await?;
+        self.start_in_browser(&connection, return_to, client, HandOff::Caller, now)
+            .await
+    }
+
+    /// A sign-on bound to the browser that starts it (a secret for its cookie).
+    async fn start_in_browser(
+        &self,
+        connection: &SsoConnectionRecord,
+        return_to: Option<String>,
+        client: Option<String>,
+        hand_off: HandOff,
+        now: OffsetDateTime,
+    ) -> DomainResult<SsoStart> {
+        let browser_secret = random_secret()?;
+        let binding = Binding::Browser(sha256_hex(&browser_secret));
         let (url, state) = self
-            .begin(&connection, return_to, client, binding, now)
+            .begin(connection, return_to, client, binding, hand_off, now)
             .await?;
         Ok(SsoStart {
             url,
@@ -304,7 +339,14 @@ impl Sso {
         let binding = Binding::Account(caller.user_id);
         let connection = self.connection_of(org_id, connection_id).await?;
         let (url, _) = self
-            .begin(&connection, return_to, client, binding, now)
+            .begin(
+                &connection,
+                return_to,
+                client,
+                binding,
+                HandOff::Caller,
+                now,
+            )
             .await?;
         Ok(url)
     }
@@ -316,6 +358,7 @@ impl Sso {
         return_to: Option<String>,
         client: Option<String>,
         binding: Binding,
+        hand_off: HandOff,
         now: OffsetDateTime,
     ) -> DomainResult<(String, String)> {
         let (link_user_id, browser_binding) = match binding {
@@ -374,6 +417,7 @@ impl Sso {
                 expires_at: created_at + ttl,
                 link_user_id,
                 browser_binding,
+                hand_off: hand_off.stored(),
             })
             .await?;
         Ok((url.to_string(), state.secret().clone()))
@@ -393,6 +437,7 @@ impl Sso {
             self.store.take_sso_login(&state, to_millis(now)).await?
         };
         let org_id = login.as_ref().map(|l| l.org_id);
+        let hand_off = HandOff::from_stored(login.as_ref().and_then(|l| l.hand_off.as_deref()));
         let result = match login {
             Some(login) => self.finish(login, callback, &origin, now).await,
             None => Err(failure(SsoFailure::StateInvalid).into()),
@@ -401,6 +446,11 @@ impl Sso {
         match result {
             Ok(outcome) => Ok(outcome),
             Err(Refusal { error, details }) => {
+                if let HandOff::Device(device) = &hand_off {
+                    self.store
+                        .complete_sso_device(device, None, Some(error.code()))
+                        .await?;
+                }
                 let mut audit = NewAuditEvent::new("sso.login", now)
                     .from(&origin)
                     .failed(error.code())
@@ -427,7 +477,7 @@ impl Sso {
         }
         if let Some(expected) = &login.browser_binding {
             use subtle::ConstantTimeEq;
-            let presented = callback.browser_secret.as_deref().map(binding_hash);
+            let presented = callback.browser_secret.as_deref().map(sha256_hex);
             let same =
                 presented.is_some_and(|p| bool::from(p.as_bytes().ct_eq(expected.as_bytes())));
             if !same {
@@ -494,14 +544,23 @@ impl Sso {
                     role,
                     multi_factor: assertion.multi_factor,
                 },
-                login.client,
+                login.client.clone(),
                 origin.clone(),
                 now,
             )
             .await?;
-        Ok(SsoOutcome {
-            issued,
-            return_to: login.return_to,
+        Ok(match HandOff::from_stored(login.hand_off.as_deref()) {
+            HandOff::Caller => SsoOutcome::Caller {
+                issued,
+                return_to: login.return_to,
+            },
+            HandOff::Docs => SsoOutcome::Docs(issued),
+            HandOff::Device(device) => {
+                self.hand_to_device(&device, &issued).await?;
+                SsoOutcome::Device {
+                    client: login.client,
+                }
+            }
         })
     }
 }

@@ -2,6 +2,20 @@
 
 use super::*;
 
+/// A device sign-in's columns.
+macro_rules! device_columns {
+    () => {
+        "id, user_code, org_id, connection_id, client, created_at, expires_at, sealed_session, \
+         refusal, taken_at"
+    };
+}
+
+macro_rules! select_device {
+    ($filter:literal) => {
+        concat!("SELECT ", device_columns!(), " FROM sso_devices ", $filter)
+    };
+}
+
 /// A connection's row, before its domains and mapping are read.
 #[derive(sqlx::FromRow)]
 struct ConnectionRow {
@@ -376,8 +390,8 @@ impl SsoStore for Backend {
     async fn create_sso_login(&self, l: &SsoLoginRecord) -> StoreResult<()> {
         sqlx::query(
             "INSERT INTO sso_logins (state, org_id, nonce, pkce_verifier, return_to, client, \
-             created_at, expires_at, link_user_id, browser_binding, connection_id) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
+             created_at, expires_at, link_user_id, browser_binding, connection_id, hand_off) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
         )
         .bind(&l.state)
         .bind(l.org_id)
@@ -390,6 +404,7 @@ impl SsoStore for Backend {
         .bind(l.link_user_id)
         .bind(l.browser_binding.as_deref())
         .bind(l.connection_id)
+        .bind(l.hand_off.as_deref())
         .execute(self.writes())
         .await
         .map(|_| ())
@@ -405,7 +420,7 @@ impl SsoStore for Backend {
         let row: Option<SsoLoginRecord> = sqlx::query_as(
             "UPDATE sso_logins SET used_at = $1 WHERE state = $2 AND used_at IS NULL \
              RETURNING state, org_id, nonce, pkce_verifier, return_to, client, created_at, \
-             expires_at, link_user_id, browser_binding, connection_id",
+             expires_at, link_user_id, browser_binding, connection_id, hand_off",
         )
         .bind(now)
         .bind(state)
@@ -416,11 +431,99 @@ impl SsoStore for Backend {
     }
 
     async fn prune_sso_logins(&self, before: i64) -> StoreResult<u64> {
-        sqlx::query("DELETE FROM sso_logins WHERE used_at IS NOT NULL OR expires_at < $1")
-            .bind(before)
-            .execute(self.writes())
+        let logins =
+            sqlx::query("DELETE FROM sso_logins WHERE used_at IS NOT NULL OR expires_at < $1")
+                .bind(before)
+                .execute(self.writes())
+                .await
+                .map_err(db_error)?;
+        let devices =
+            sqlx::query("DELETE FROM sso_devices WHERE taken_at IS NOT NULL OR expires_at < $1")
+                .bind(before)
+                .execute(self.writes())
+                .await
+                .map_err(db_error)?;
+        Ok(logins.rows_affected() + devices.rows_affected())
+    }
+
+    async fn create_sso_device(&self, d: &SsoDeviceRecord) -> StoreResult<()> {
+        sqlx::query(
+            "INSERT INTO sso_devices (id, user_code, org_id, connection_id, client, created_at, \
+             expires_at) VALUES ($1, $2, $3, $4, $5, $6, $7)",
+        )
+        .bind(&d.id)
+        .bind(&d.user_code)
+        .bind(d.org_id)
+        .bind(d.connection_id)
+        .bind(d.client.as_deref())
+        .bind(d.created_at)
+        .bind(d.expires_at)
+        .execute(self.writes())
+        .await
+        .map(|_| ())
+        .map_err(db_error)
+    }
+
+    async fn sso_device_by_user_code(
+        &self,
+        user_code: &str,
+    ) -> StoreResult<Option<SsoDeviceRecord>> {
+        if !storable(user_code) {
+            return Ok(None);
+        }
+        sqlx::query_as(select_device!("WHERE user_code = $1"))
+            .bind(user_code)
+            .fetch_optional(self.reads())
             .await
-            .map(|done| done.rows_affected())
             .map_err(db_error)
+    }
+
+    async fn complete_sso_device(
+        &self,
+        id: &str,
+        sealed_session: Option<&str>,
+        refusal: Option<&str>,
+    ) -> StoreResult<bool> {
+        sqlx::query(
+            "UPDATE sso_devices SET sealed_session = $1, refusal = $2 \
+             WHERE id = $3 AND sealed_session IS NULL AND refusal IS NULL",
+        )
+        .bind(sealed_session)
+        .bind(refusal)
+        .bind(id)
+        .execute(self.writes())
+        .await
+        .map(|done| done.rows_affected() == 1)
+        .map_err(db_error)
+    }
+
+    async fn take_sso_device(
+        &self,
+        id: &str,
+        now: i64,
+    ) -> StoreResult<Option<(SsoDeviceRecord, bool)>> {
+        if !storable(id) {
+            return Ok(None);
+        }
+        // One conditional UPDATE, as for sign-ons in flight: two polls racing take it once.
+        let taken: Option<SsoDeviceRecord> = sqlx::query_as(concat!(
+            "UPDATE sso_devices SET taken_at = $1 WHERE id = $2 AND taken_at IS NULL \
+             AND sealed_session IS NOT NULL RETURNING ",
+            device_columns!()
+        ))
+        .bind(now)
+        .bind(id)
+        .fetch_optional(self.writes())
+        .await
+        .map_err(db_error)?;
+        if let Some(device) = taken {
+            return Ok(Some((device, true)));
+        }
+        let device: Option<SsoDeviceRecord> = sqlx::query_as(select_device!("WHERE id = $1"))
+            .bind(id)
+            .fetch_optional(self.writes())
+            .await
+            .map_err(db_error)?;
+        Ok(device.map(|d| (d, false)))
     }
 }
