@@ -301,3 +301,26 @@ pub struct SsoDeviceStart {
 pub struct SsoDeviceTokenRequest {
     pub device_code: SecretText,
 }
+
+/// `POST /admin/users/{userId}/sso-identities`: a platform admin links an account to its
+/// identity at a connection's provider (`subject`: the provider's `sub` for the person).
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct SsoIdentityLink {
+    pub connection_id: i64,
+    pub subject: String,
+}
+
+/// An account's link to an identity at one of an org's providers.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SsoIdentity {
+    pub org_id: i64,
+    pub issuer: String,
+    pub subject: String,
+    pub user_id: i64,
+    /// Unix epoch milliseconds.
+    pub created_at: i64,
+}

@@ -1,6 +1,7 @@
 //! An org's SSO connections: `/admin/orgs/{orgId}/sso/connections` (several per org, each with
 //! its preset, claim mapping and domains) and SPEC §7's `/admin/orgs/{orgId}/sso`, which sets the
-//! connection named `default`.
+//! connection named `default`; and the links of accounts to identities that platform admins
+//! manage, `/admin/users/{userId}/sso-identities`.
 
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -12,13 +13,107 @@ use utoipa_axum::routes;
 use super::AppState;
 use super::error::{ApiJson, ApiPath, ApiResult};
 use super::extract::Caller;
-use crate::domain::sso::{ClaimMapping, ConnectionView, MappingRequest, SsoRequest};
+use crate::domain::sso::{
+    ClaimMapping, ConnectionView, MappingRequest, SsoIdentityRecord, SsoRequest,
+};
 
 pub fn routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(configure, get_config, remove))
         .routes(routes!(list, create))
         .routes(routes!(get_connection, update, delete_connection))
+        .routes(routes!(identities, link_identity, unlink_identity))
+}
+
+/// The identities at SSO providers linked to an account (platform admins only).
+#[utoipa::path(get, path = "/admin/users/{user_id}/sso-identities", tag = "admin",
+    params(("user_id" = i64, Path, description = "User id")),
+    security(("bearer" = []), ("api_key" = [])),
+    responses(
+        (status = 200, description = "The linked identities", body = [proto::SsoIdentity]),
+        (status = 400, description = "Bad id", body = ErrorBody),
+        (status = 403, description = "unauthenticated, or forbidden: not a platform admin", body = ErrorBody),
+        (status = 404, description = "No such user", body = ErrorBody),
+    ))]
+async fn identities(
+    State(state): State<AppState>,
+    Caller(caller): Caller,
+    ApiPath(user_id): ApiPath<i64>,
+) -> ApiResult<ApiJson<Vec<proto::SsoIdentity>>> {
+    let linked = state.sso.identities_of(&caller, user_id).await?;
+    Ok(ApiJson(linked.into_iter().map(identity_view).collect()))
+}
+
+/// Link an account to its identity at a connection's provider, so its first SSO sign-in finds
+/// it (platform admins only; an account's owner links it from a password session instead).
+#[utoipa::path(post, path = "/admin/users/{user_id}/sso-identities", tag = "admin",
+    params(("user_id" = i64, Path, description = "User id")),
+    request_body = proto::SsoIdentityLink,
+    security(("bearer" = []), ("api_key" = [])),
+    responses(
+        (status = 201, description = "Linked", body = proto::SsoIdentity),
+        (status = 400, description = "Bad id or subject", body = ErrorBody),
+        (status = 403, description = "unauthenticated, or forbidden: not a platform admin", body = ErrorBody),
+        (status = 404, description = "No such user or connection", body = ErrorBody),
+        (status = 409, description = "The identity is linked already, or the user is not an active member of the connection's org", body = ErrorBody),
+    ))]
+async fn link_identity(
+    State(state): State<AppState>,
+    Caller(caller): Caller,
+    ApiPath(user_id): ApiPath<i64>,
+    ApiJson(body): ApiJson<proto::SsoIdentityLink>,
+) -> ApiResult<(StatusCode, ApiJson<proto::SsoIdentity>)> {
+    let linked = state
+        .sso
+        .link_identity(
+            &caller,
+            user_id,
+            body.connection_id,
+            &body.subject,
+            state.now(),
+        )
+        .await?;
+    Ok((StatusCode::CREATED, ApiJson(identity_view(linked))))
+}
+
+/// Undo an account's link to an identity at a connection's provider (platform admins only).
+#[utoipa::path(delete, path = "/admin/users/{user_id}/sso-identities", tag = "admin",
+    params(("user_id" = i64, Path, description = "User id")),
+    request_body = proto::SsoIdentityLink,
+    security(("bearer" = []), ("api_key" = [])),
+    responses(
+        (status = 204, description = "Unlinked"),
+        (status = 400, description = "Bad id or subject", body = ErrorBody),
+        (status = 403, description = "unauthenticated, or forbidden: not a platform admin", body = ErrorBody),
+        (status = 404, description = "No such connection or link", body = ErrorBody),
+    ))]
+async fn unlink_identity(
+    State(state): State<AppState>,
+    Caller(caller): Caller,
+    ApiPath(user_id): ApiPath<i64>,
+    ApiJson(body): ApiJson<proto::SsoIdentityLink>,
+) -> ApiResult<StatusCode> {
+    state
+        .sso
+        .unlink_identity(
+            &caller,
+            user_id,
+            body.connection_id,
+            &body.subject,
+            state.now(),
+        )
+        .await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+fn identity_view(identity: SsoIdentityRecord) -> proto::SsoIdentity {
+    proto::SsoIdentity {
+        org_id: identity.org_id,
+        issuer: identity.issuer,
+        subject: identity.subject,
+        user_id: identity.user_id,
+        created_at: identity.created_at,
+    }
 }
 
 fn mapping_request(claims: Option<proto::ClaimMappingRequest>) -> MappingRequest {

@@ -29,7 +29,7 @@ pub mod sqlite;
 pub use self::error::{StoreError, StoreResult};
 pub use self::records::{
     DomainClaimRecord, PASSWORD_HISTORY_KEPT, PasswordChange, Revoked, SsoConnectionRecord,
-    SsoDeviceRecord, SsoLoginRecord, TotpRecord,
+    SsoDeviceRecord, SsoIdentityRecord, SsoLoginRecord, TotpRecord,
 };
 
 /// All of the store, area by area: the domain holds an `Arc<dyn Store>` and calls any of them.
@@ -393,6 +393,18 @@ pub trait SsoStore: Send + Sync {
         now: i64,
         audit: &NewAuditEvent,
     ) -> StoreResult<()>;
+
+    /// The identities linked to the user, by org.
+    async fn sso_identities_of(&self, user_id: i64) -> StoreResult<Vec<SsoIdentityRecord>>;
+
+    /// Removes the user's link to this identity; false when there was none.
+    async fn unlink_sso_identity(
+        &self,
+        user_id: i64,
+        org_id: i64,
+        identity: (&str, &str),
+        audit: &NewAuditEvent,
+    ) -> StoreResult<bool>;
 
     async fn create_sso_login(&self, login: &SsoLoginRecord) -> StoreResult<()>;
 

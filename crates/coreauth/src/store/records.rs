@@ -383,6 +383,16 @@ pub struct SsoLoginRecord {
     pub hand_off: Option<String>,
 }
 
+/// An account's link to an identity at one of an org's providers.
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct SsoIdentityRecord {
+    pub org_id: i64,
+    pub issuer: String,
+    pub subject: String,
+    pub user_id: i64,
+    pub created_at: i64,
+}
+
 /// A device sign-in (a CLI's), from its request to the device taking the session.
 #[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
 pub struct SsoDeviceRecord {

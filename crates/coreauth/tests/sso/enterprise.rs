@@ -330,3 +330,79 @@ async fn an_org_cannot_take_over_another_orgs_people_by_claiming_their_domain() 
     assert_eq!(orgs.as_array().unwrap().len(), 1, "not pulled into Rogue");
     provider.stop().await;
 }
+
+#[tokio::test]
+async fn a_platform_admin_links_an_existing_account_so_its_first_sso_sign_in_finds_it() {
+    let (app, org, provider) = acme_with_provider(false).await;
+    let alice = app.create_user("alice@acme.example", org, "member").await;
+    app.create_user("it@acme.example", org, "admin").await;
+    // Acme's admin keeps a password (the connection allows both) but is no platform admin.
+    let both = json!({"issuer": provider.issuer, "clientId": CLIENT_ID,
+        "clientSecret": CLIENT_SECRET, "emailDomains": ["acme.example"],
+        "allowPassword": true, "redirectAllowList": [RETURN_TO]});
+    let response = app
+        .send(
+            reqwest::Method::PUT,
+            &format!("/admin/orgs/{org}/sso"),
+            Some(&app.admin_token),
+            Some(&both),
+        )
+        .await;
+    assert_eq!(response.status(), StatusCode::OK);
+    let org_admin = app.login_ok("it@acme.example", PASSWORD).await.token;
+    let connection = body(
+        app.get(
+            &format!("/admin/orgs/{org}/sso/connections"),
+            Some(&app.admin_token),
+        )
+        .await,
+    )
+    .await[0]["id"]
+        .as_i64()
+        .unwrap();
+    let sign_in_as_alice = || async {
+        let browser = browser();
+        let url = start_url(&app, &browser, org, None).await;
+        sign_in(&app, &browser, &url, "alice@acme.example", false).await
+    };
+    let refused = sign_in_as_alice().await;
+    assert_eq!(refused.body["error"], "sso_account_not_linked");
+
+    let path = format!("/admin/users/{alice}/sso-identities");
+    let link = json!({"connectionId": connection, "subject": "alice@acme.example"});
+    let response = app.post(&path, Some(&org_admin), &link).await;
+    assert_error(response, StatusCode::FORBIDDEN, "forbidden").await;
+    let response = app.post(&path, Some(&app.admin_token), &link).await;
+    assert_eq!(response.status(), StatusCode::CREATED);
+    let again = app.post(&path, Some(&app.admin_token), &link).await;
+    assert_error(again, StatusCode::CONFLICT, "conflict").await;
+    let linked = body(app.get(&path, Some(&app.admin_token)).await).await;
+    assert_eq!(linked[0]["subject"], "alice@acme.example");
+    assert_eq!(linked[0]["orgId"], org);
+
+    let landing = sign_in_as_alice().await;
+    assert_eq!(landing.status, StatusCode::OK, "{}", landing.body);
+    assert_eq!(landing.body["user"]["id"], alice);
+
+    let response = app
+        .send(
+            reqwest::Method::DELETE,
+            &path,
+            Some(&app.admin_token),
+            Some(&link),
+        )
+        .await;
+    assert_eq!(response.status(), StatusCode::NO_CONTENT);
+    let refused = sign_in_as_alice().await;
+    assert_eq!(refused.body["error"], "sso_account_not_linked");
+    let audit = body(
+        app.get(
+            &format!("/admin/audit?event=sso.linked&userId={alice}"),
+            Some(&app.admin_token),
+        )
+        .await,
+    )
+    .await;
+    assert_eq!(audit["events"][0]["details"]["via"], "platform-admin");
+    provider.stop().await;
+}

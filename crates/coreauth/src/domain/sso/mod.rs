@@ -6,8 +6,9 @@
 //!
 //! `settings` holds who may configure connections, `domains` the claims to email domains and
 //! their proof, `token` the provider's side of a callback, `claims` what its claims mean under
-//! a connection's mapping, `accounts` which account an identity signs in as, and
-//! `crate::oidc_client` the reaching of the provider itself.
+//! a connection's mapping, `accounts` which account an identity signs in as, `identities` the
+//! links a platform admin manages, `hand_off` the sign-ons for coreauth's own documentation and
+//! for devices, and `crate::oidc_client` the reaching of the provider itself.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -33,10 +34,11 @@ mod accounts;
 mod claims;
 mod domains;
 mod hand_off;
+mod identities;
 mod settings;
 mod token;
 
-pub use crate::store::records::{ClaimMapping, DomainClaimRecord};
+pub use crate::store::records::{ClaimMapping, DomainClaimRecord, SsoIdentityRecord};
 pub use claims::{MappingRequest, Preset};
 pub use domains::verification_record;
 use hand_off::HandOff;

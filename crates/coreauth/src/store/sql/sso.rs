@@ -387,6 +387,44 @@ impl SsoStore for Backend {
         tx.commit().await.map_err(db_error)
     }
 
+    async fn sso_identities_of(&self, user_id: i64) -> StoreResult<Vec<SsoIdentityRecord>> {
+        sqlx::query_as(
+            "SELECT org_id, issuer, subject, user_id, created_at FROM sso_identities \
+             WHERE user_id = $1 ORDER BY org_id, created_at",
+        )
+        .bind(user_id)
+        .fetch_all(self.reads())
+        .await
+        .map_err(db_error)
+    }
+
+    async fn unlink_sso_identity(
+        &self,
+        user_id: i64,
+        org_id: i64,
+        (issuer, subject): (&str, &str),
+        audit: &NewAuditEvent,
+    ) -> StoreResult<bool> {
+        let mut tx = self.write_tx().await?;
+        let done = sqlx::query(
+            "DELETE FROM sso_identities WHERE user_id = $1 AND org_id = $2 AND issuer = $3 \
+             AND subject = $4",
+        )
+        .bind(user_id)
+        .bind(org_id)
+        .bind(issuer)
+        .bind(subject)
+        .execute(&mut *tx)
+        .await
+        .map_err(db_error)?;
+        if done.rows_affected() == 0 {
+            return Ok(false);
+        }
+        insert_audit(&mut tx, audit).await?;
+        tx.commit().await.map_err(db_error)?;
+        Ok(true)
+    }
+
     async fn create_sso_login(&self, l: &SsoLoginRecord) -> StoreResult<()> {
         sqlx::query(
             "INSERT INTO sso_logins (state, org_id, nonce, pkce_verifier, return_to, client, \
