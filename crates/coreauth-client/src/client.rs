@@ -1,6 +1,6 @@
-//! `Client`: logs in (password with an optional MFA code, or an API key), sends requests with
-//! the current token, and keeps the session alive with a background renewer that stops on
-//! logout and when the last clone of the client is dropped.
+//! `Client`: logs in (password with an optional MFA code, an API key, or single sign-on from a
+//! device: `device.rs`), sends requests with the current token, and keeps the session alive with
+//! a background renewer that stops on logout and when the last clone of the client is dropped.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -13,8 +13,9 @@ use serde::de::DeserializeOwned;
 use tokio::task::JoinHandle;
 
 use crate::clock::{self, Clock};
+use crate::device::DeviceSignIn;
 use crate::error::{EndReason, Error, Result};
-use crate::renewal::{RenewalPolicy, Session, SessionStatus};
+use crate::renewal::{Issued, RenewalPolicy, Restriction, Session, SessionStatus};
 use crate::wire;
 
 /// The prefix of every coreauth API key.
@@ -113,7 +114,15 @@ impl ClientBuilder {
         self
     }
 
-    fn parts(&self) -> Result<(reqwest::Client, String)> {
+    pub(crate) fn clock_ref(&self) -> &Arc<dyn Clock> {
+        &self.clock
+    }
+
+    pub(crate) fn client_name_ref(&self) -> &str {
+        &self.client_name
+    }
+
+    pub(crate) fn parts(&self) -> Result<(reqwest::Client, String)> {
         let server = wire::server_url(&self.server)?;
         let http = match &self.http {
             Some(http) => http.clone(),
@@ -140,20 +149,29 @@ impl ClientBuilder {
             .send()
             .await?;
         let answer: proto::AuthenticateResponse = wire::answer(response).await?;
-        self.start(
-            http,
-            server,
-            answer.token.into(),
-            answer.expires_at,
-            Some(answer.user),
-        )
+        self.start(http, server, answer.into())
+    }
+
+    /// Starts signing in through the SSO connection of `email`'s domain from a device that
+    /// cannot show the provider's pages itself, such as a CLI (`POST
+    /// /user/authenticate/sso/device`). Show the person [`DeviceSignIn::verification_uri_complete`]
+    /// and [`DeviceSignIn::user_code`], then [`DeviceSignIn::wait`] for the session. An email
+    /// that signs in with a password is refused with `400 invalid_request`.
+    pub async fn sso_device(self, email: impl Into<String>) -> Result<DeviceSignIn> {
+        DeviceSignIn::start(self, email.into()).await
     }
 
     /// Goes on with a session token obtained earlier (a CLI's stored session), `expires_at` as
     /// coreauth sent it. Nothing is sent until the token is needed.
     pub fn resume(self, token: SecretString, expires_at: i64) -> Result<Client> {
         let (http, server) = self.parts()?;
-        self.start(http, server, token, expires_at, None)
+        let issued = Issued {
+            token,
+            expires_at,
+            user: None,
+            restriction: Restriction::None,
+        };
+        self.start(http, server, issued)
     }
 
     /// Authenticates with an API key (`cak_…`), which is sent as it is and never renewed.
@@ -168,22 +186,19 @@ impl ClientBuilder {
         Ok(Client::from_parts(session, None))
     }
 
-    fn start(
+    /// A client for an issued session token (a password login's, a device sign-in's).
+    pub(crate) fn start(
         self,
         http: reqwest::Client,
         server: String,
-        token: SecretString,
-        expires_at: i64,
-        user: Option<proto::SessionUser>,
+        issued: Issued,
     ) -> Result<Client> {
         let session = Arc::new(Session::for_token(
             http,
             server,
             self.clock,
             self.policy,
-            token,
-            expires_at,
-            user,
+            issued,
         ));
         let renewer = if self.background_renewal {
             let runtime = tokio::runtime::Handle::try_current()
@@ -254,6 +269,26 @@ impl Client {
     /// not yet renewed).
     pub fn user(&self) -> Option<proto::SessionUser> {
         self.session.user()
+    }
+
+    /// The session waits for its second factor: a single sign-on of an account with TOTP. Its
+    /// token is good for nothing but [`Client::verify_mfa`], and is not renewed until then.
+    pub fn mfa_required(&self) -> bool {
+        self.session.restriction() == Restriction::MfaChallenge
+    }
+
+    /// The org requires a second factor the user has not enrolled: until `POST
+    /// /user/mfa/totp/confirm`, only the enrolment calls, `/user/me`, renewal and logout work.
+    pub fn mfa_enrollment_required(&self) -> bool {
+        self.session.restriction() == Restriction::MfaEnrollment
+    }
+
+    /// Answers the second factor of a session that waits for one ([`Client::mfa_required`]):
+    /// `POST /user/mfa/verify {code}` with a current TOTP code or an unused recovery code. The
+    /// complete session's new token replaces the challenged one. A wrong or reused code is
+    /// `Error::Api` with code `mfa_invalid`, and the session still waits: try another.
+    pub async fn verify_mfa(&self, code: SecretString) -> Result<()> {
+        self.session.answer_challenge(&code).await
     }
 
     /// Waits until the session ends (logout, revocation, expiry), with background renewal on.

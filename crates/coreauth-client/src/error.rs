@@ -51,6 +51,11 @@ pub enum Error {
     /// The request did not get an answer (connection refused, timeout, …).
     #[error("cannot reach coreauth: {0}")]
     Network(#[from] reqwest::Error),
+    /// A device sign-in (`ClientBuilder::sso_device`) was not finished at the provider before
+    /// its code ran out, or coreauth no longer knows the code (`400 expired_token`): start a
+    /// new one.
+    #[error("the sign-in was not finished in time: start it again")]
+    SignInExpired,
     /// An answer that is not what the API promises.
     #[error("unexpected answer from coreauth: {0}")]
     Protocol(String),

@@ -52,7 +52,7 @@ impl Default for RenewalPolicy {
     }
 }
 
-fn millis(d: Duration) -> i64 {
+pub(crate) fn millis(d: Duration) -> i64 {
     i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
 }
 
@@ -145,6 +145,52 @@ pub enum SessionStatus {
     Ended(EndReason),
 }
 
+/// What a session's token is good for until its user does one more thing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub(crate) enum Restriction {
+    #[default]
+    None,
+    /// A single sign-on of an account with TOTP: the token is good only for
+    /// `POST /user/mfa/verify`, and is not renewed.
+    MfaChallenge,
+    /// The org requires a second factor the user has not enrolled: only the enrolment calls,
+    /// `/user/me`, renewal and logout.
+    MfaEnrollment,
+}
+
+impl Restriction {
+    pub(crate) fn of(answer: &AuthenticateResponse) -> Self {
+        if answer.mfa_required {
+            Self::MfaChallenge
+        } else if answer.mfa_enrollment_required {
+            Self::MfaEnrollment
+        } else {
+            Self::None
+        }
+    }
+}
+
+/// A session token as coreauth issued it (a login, renewal or verification answer), or as a
+/// caller kept it.
+pub(crate) struct Issued {
+    pub token: SecretString,
+    /// `expiresAt` as the server sent it.
+    pub expires_at: i64,
+    pub user: Option<SessionUser>,
+    pub restriction: Restriction,
+}
+
+impl From<AuthenticateResponse> for Issued {
+    fn from(answer: AuthenticateResponse) -> Self {
+        Self {
+            restriction: Restriction::of(&answer),
+            token: SecretString::from(answer.token),
+            expires_at: answer.expires_at,
+            user: Some(answer.user),
+        }
+    }
+}
+
 /// The credential in use and its schedule.
 struct Current {
     token: SecretString,
@@ -159,6 +205,7 @@ struct Current {
     failures: u32,
     last_failure: Option<String>,
     user: Option<SessionUser>,
+    restriction: Restriction,
 }
 
 impl Current {
@@ -196,18 +243,16 @@ pub(crate) struct Session {
 }
 
 impl Session {
-    /// A session token and its `expiresAt`, received at `received`.
+    /// A session token, received now.
     pub(crate) fn for_token(
         http: reqwest::Client,
         server: String,
         clock: Arc<dyn Clock>,
         policy: RenewalPolicy,
-        token: SecretString,
-        expires_at: i64,
-        user: Option<SessionUser>,
+        issued: Issued,
     ) -> Self {
         let received = clock.now_millis();
-        let current = schedule(&policy, token, expires_at, received, 0, user);
+        let current = schedule(&policy, issued, received, 0);
         Self {
             http,
             server,
@@ -234,6 +279,7 @@ impl Session {
             failures: 0,
             last_failure: None,
             user: None,
+            restriction: Restriction::None,
         };
         Self {
             http,
@@ -276,6 +322,14 @@ impl Session {
         match &*self.state.borrow() {
             State::Active(current) => current.user.clone(),
             State::Ended(_) => None,
+        }
+    }
+
+    /// What the current token is limited to (`None` once the session has ended).
+    pub(crate) fn restriction(&self) -> Restriction {
+        match &*self.state.borrow() {
+            State::Active(current) => current.restriction,
+            State::Ended(_) => Restriction::None,
         }
     }
 
@@ -349,14 +403,7 @@ impl Session {
                     let at_cap = current
                         .expires_at
                         .is_some_and(|old| answer.expires_at <= old);
-                    let mut next = schedule(
-                        policy,
-                        SecretString::from(answer.token),
-                        answer.expires_at,
-                        received,
-                        generation + 1,
-                        Some(answer.user),
-                    );
+                    let mut next = schedule(policy, answer.into(), received, generation + 1);
                     if at_cap {
                         // The session reached its maximum lifetime: renewing gives nothing more.
                         next.next_attempt_at = i64::MAX;
@@ -389,6 +436,68 @@ impl Session {
             }
             true
         });
+    }
+
+    /// Answers the second factor the session waits for (`POST /user/mfa/verify {code}`); the
+    /// complete session's token replaces the challenged one and is renewed from then on. A
+    /// wrong code (`401 mfa_invalid`) leaves the session as it was, to try again.
+    pub(crate) async fn answer_challenge(&self, code: &SecretString) -> Result<()> {
+        let _renewing = self.renewing.lock().await;
+        let (token, generation) = match self.usable(self.clock.now_millis()) {
+            Usable::Ended(reason) => return Err(Error::SessionEnded(reason)),
+            Usable::RunOut(generation) => {
+                self.run_out(generation);
+                return Err(Error::SessionEnded(self.end_reason()));
+            }
+            Usable::Ready(token) | Usable::Due(token, _) => (token, self.generation()),
+        };
+        let body = coreauth_proto::TotpCode {
+            code: coreauth_proto::SecretText::new(code.expose_secret()),
+        };
+        let response = self
+            .http
+            .post(format!("{}/user/mfa/verify", self.server))
+            .bearer_auth(token.expose_secret())
+            .json(&body)
+            .send()
+            .await?;
+        let answer: AuthenticateResponse = match wire::answer(response).await {
+            Ok(answer) => answer,
+            Err(e) if e.is_unauthenticated() => {
+                self.end(EndReason::Revoked);
+                return Err(Error::SessionEnded(EndReason::Revoked));
+            }
+            Err(e) => return Err(e),
+        };
+        let received = self.clock.now_millis();
+        let policy = &self.policy;
+        let installed = self.state.send_if_modified(|state| match state {
+            State::Active(current) if current.generation == generation => {
+                **current = schedule(policy, answer.into(), received, generation + 1);
+                true
+            }
+            _ => false,
+        });
+        if installed {
+            Ok(())
+        } else {
+            // Logged out (or ended otherwise) while the code was on its way.
+            Err(Error::SessionEnded(self.end_reason()))
+        }
+    }
+
+    fn generation(&self) -> u64 {
+        match &*self.state.borrow() {
+            State::Active(current) => current.generation,
+            State::Ended(_) => u64::MAX,
+        }
+    }
+
+    fn end_reason(&self) -> EndReason {
+        match &*self.state.borrow() {
+            State::Ended(reason) => reason.clone(),
+            State::Active(current) => current.run_out_reason(),
+        }
     }
 
     async fn request_renewal(&self, token: &SecretString) -> Result<AuthenticateResponse> {
@@ -443,25 +552,30 @@ impl Session {
     }
 }
 
-/// The schedule of a freshly received token.
-fn schedule(
-    policy: &RenewalPolicy,
-    token: SecretString,
-    expires_at: i64,
-    received: i64,
-    generation: u64,
-    user: Option<SessionUser>,
-) -> Current {
+/// The schedule of a freshly received token. One waiting for its second factor cannot be
+/// renewed (coreauth would refuse it with `mfa_required`): it is used until answered or run out.
+fn schedule(policy: &RenewalPolicy, issued: Issued, received: i64, generation: u64) -> Current {
+    let Issued {
+        token,
+        expires_at,
+        user,
+        restriction,
+    } = issued;
     let lifetime = Lifetime::of(token.expose_secret(), expires_at, received);
+    let next_attempt_at = match restriction {
+        Restriction::MfaChallenge => i64::MAX,
+        Restriction::None | Restriction::MfaEnrollment => policy.renew_at(lifetime, random_unit()),
+    };
     Current {
         token,
         generation,
         expires_at: Some(expires_at),
         send_until: policy.send_until(lifetime),
-        next_attempt_at: policy.renew_at(lifetime, random_unit()),
+        next_attempt_at,
         failures: 0,
         last_failure: None,
         user,
+        restriction,
     }
 }
 

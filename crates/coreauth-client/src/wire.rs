@@ -1,8 +1,11 @@
 //! Turning coreauth's HTTP answers into values or `Error::Api`. A body that does not match is
 //! reported by position only: serde's messages can quote values, and a value here can be a token.
 
-use coreauth_proto::ErrorBody;
+use std::time::Duration;
+
 use reqwest::StatusCode;
+use reqwest::header::{HeaderMap, RETRY_AFTER};
+use serde::Deserialize;
 use serde::de::DeserializeOwned;
 
 use crate::error::{Error, Result};
@@ -25,9 +28,18 @@ pub(crate) async fn answer<T: DeserializeOwned>(response: reqwest::Response) -> 
     })
 }
 
+/// `ErrorBody`, read leniently: some answers (a device sign-in's `authorization_pending`) are
+/// just `{"error": code}`, and `error_description` is OAuth's name for the message.
+#[derive(Deserialize)]
+struct LenientErrorBody {
+    error: String,
+    #[serde(default, alias = "error_description")]
+    message: String,
+}
+
 /// coreauth's error body, or a stand-in when something in between answered.
 pub(crate) fn api_error(status: StatusCode, body: &[u8]) -> Error {
-    match serde_json::from_slice::<ErrorBody>(body) {
+    match serde_json::from_slice::<LenientErrorBody>(body) {
         Ok(body) => Error::Api {
             status: status.as_u16(),
             code: body.error,
@@ -39,6 +51,19 @@ pub(crate) fn api_error(status: StatusCode, body: &[u8]) -> Error {
             message: format!("HTTP {status} without coreauth's error body"),
         },
     }
+}
+
+/// The `Retry-After` of an answer, in seconds (coreauth sends it with `429` and `503`; the
+/// HTTP-date form is not used by coreauth and is ignored).
+pub(crate) fn retry_after(headers: &HeaderMap) -> Option<Duration> {
+    let secs: u64 = headers
+        .get(RETRY_AFTER)?
+        .to_str()
+        .ok()?
+        .trim()
+        .parse()
+        .ok()?;
+    Some(Duration::from_secs(secs))
 }
 
 /// The HTTP client a builder makes when it is given none.
@@ -109,5 +134,33 @@ mod tests {
         let e = api_error(StatusCode::BAD_GATEWAY, b"<html>");
         assert!(matches!(e, Error::Api { status: 502, .. }));
         assert_eq!(e.code(), Some("http_error"));
+    }
+
+    #[test]
+    fn an_error_body_without_a_message_keeps_its_code() {
+        let e = api_error(
+            StatusCode::BAD_REQUEST,
+            br#"{"error":"authorization_pending"}"#,
+        );
+        assert!(matches!(&e, Error::Api { status: 400, message, .. } if message.is_empty()));
+        assert_eq!(e.code(), Some("authorization_pending"));
+        let e = api_error(
+            StatusCode::BAD_REQUEST,
+            br#"{"error":"slow_down","error_description":"poll less often"}"#,
+        );
+        assert!(matches!(&e, Error::Api { message, .. } if message == "poll less often"));
+    }
+
+    #[test]
+    fn retry_after_is_read_in_seconds() {
+        let mut headers = HeaderMap::new();
+        assert_eq!(retry_after(&headers), None);
+        headers.insert(RETRY_AFTER, "7".parse().unwrap());
+        assert_eq!(retry_after(&headers), Some(Duration::from_secs(7)));
+        headers.insert(
+            RETRY_AFTER,
+            "Wed, 21 Oct 2015 07:28:00 GMT".parse().unwrap(),
+        );
+        assert_eq!(retry_after(&headers), None);
     }
 }
