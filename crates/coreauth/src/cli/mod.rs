@@ -1,20 +1,20 @@
-//! The client commands of the `coreauth` binary — `login`, `whoami`, `token`, `keys`,
+//! The client commands of the `coreauth` binary — `login` (in `login`: with a password, or with
+//! `--sso` through the org's identity provider, from any browser), `whoami`, `token`, `keys`,
 //! `logout` — built on `coreauth-client`. The session lives in the user's config directory
 //! (`session_file`); each command renews the stored token first when less than a third of its
 //! life is left, so `coreauth token` always prints one a script can use for a while.
 
-use std::io::{IsTerminal, Read};
-
 use anyhow::{Context, bail};
 use clap::{Args, Subcommand};
-use coreauth::domain::clock::{from_millis, iso8601};
 use coreauth_client::{
-    Client, EndReason, Error, ExposeSecret, Login, RenewalPolicy, SecretString, SessionStatus,
+    Client, EndReason, Error, ExposeSecret, RenewalPolicy, SecretString, SessionStatus,
 };
 use coreauth_proto::SecretText;
 
+mod login;
 mod session_file;
 
+use login::{LoginArgs, login};
 use session_file::{SessionFile, StoredSession};
 
 const DEFAULT_SERVER: &str = "http://127.0.0.1:8080";
@@ -29,7 +29,8 @@ pub struct ServerArg {
 
 #[derive(Subcommand)]
 pub enum ClientCommand {
-    /// Log in and keep the session (in ~/.config/coreauth/session.json, mode 0600).
+    /// Log in with a password, or with --sso through your org's identity provider, and keep
+    /// the session (in ~/.config/coreauth/session.json, mode 0600).
     Login(LoginArgs),
     /// Show who the stored session is.
     Whoami(ServerArg),
@@ -45,23 +46,6 @@ pub enum ClientCommand {
     },
     /// End the session at the server and forget it.
     Logout(ServerArg),
-}
-
-#[derive(Args)]
-pub struct LoginArgs {
-    #[arg(long)]
-    email: String,
-    /// Read the password from standard input instead of asking for it.
-    #[arg(long)]
-    password_stdin: bool,
-    /// The org to log in to (see `GET /user/orgs`); default: your first.
-    #[arg(long)]
-    org: Option<i64>,
-    /// The one-time code of an account with MFA (asked for when needed on a terminal).
-    #[arg(long)]
-    mfa_code: Option<String>,
-    #[command(flatten)]
-    server: ServerArg,
 }
 
 #[derive(Subcommand)]
@@ -156,55 +140,6 @@ pub async fn run(command: ClientCommand) -> anyhow::Result<()> {
             Ok(())
         }
     }
-}
-
-async fn login(file: &SessionFile, args: LoginArgs) -> anyhow::Result<()> {
-    let server = args.server.server.unwrap_or_else(|| DEFAULT_SERVER.into());
-    let password = if args.password_stdin {
-        let mut text = zeroize::Zeroizing::new(String::new());
-        std::io::stdin()
-            .read_to_string(&mut text)
-            .context("reading the password from standard input")?;
-        SecretString::from(text.trim_end_matches(['\r', '\n']))
-    } else {
-        ask_secret(&format!("Password for {}: ", args.email))?
-    };
-    let mut login = Login::new(args.email.clone(), password);
-    if let Some(org) = args.org {
-        login = login.org(org);
-    }
-    let builder = || client_builder(&server);
-    let client = match args.mfa_code {
-        Some(code) => builder().login(login.mfa_code(code.into())).await,
-        None => match builder().login(login.clone()).await {
-            Err(e) if e.code() == Some("mfa_required") => {
-                if args.password_stdin || !std::io::stdin().is_terminal() {
-                    bail!("this account needs a one-time code: add --mfa-code");
-                }
-                let code = ask_secret("One-time code: ")?;
-                builder().login(login.mfa_code(code)).await
-            }
-            other => other,
-        },
-    }
-    .map_err(|e| match e {
-        Error::Api { message, .. } => anyhow::anyhow!("login refused: {message}"),
-        other => other.into(),
-    })?;
-    let stored = stored_session(&client).await?;
-    file.save(&stored)?;
-    let user = client.user();
-    let (email, org, role) = user
-        .map(|u| (u.email, u.org_id, u.role))
-        .unwrap_or_else(|| (args.email, 0, String::new()));
-    println!(
-        "logged in to {} as {email} (org {org}, {role}); the token expires at {}, renewed by \
-         every command; session kept in {}",
-        client.server(),
-        iso8601(from_millis(stored.expires_at)),
-        file.path().display()
-    );
-    Ok(())
 }
 
 /// A CLI is short-lived: no background task, and a renewal exactly when a third is left.
