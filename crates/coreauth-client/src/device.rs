@@ -80,7 +80,7 @@ impl DeviceSignIn {
                 "verificationUriComplete",
                 start.verification_uri_complete,
             )?,
-            device_code: SecretString::from(start.device_code),
+            device_code: SecretString::from(start.device_code.into_inner()),
             expires_in,
             expires_at: received.saturating_add(millis(expires_in)),
             interval: Duration::from_secs(start.interval).max(MIN_INTERVAL),

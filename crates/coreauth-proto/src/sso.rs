@@ -281,7 +281,7 @@ pub struct SsoDeviceRequest {
 #[serde(rename_all = "camelCase")]
 pub struct SsoDeviceStart {
     /// A secret: only the device that asked holds it.
-    pub device_code: String,
+    pub device_code: SecretText,
     /// Short, to compare by eye: the page at `verificationUri` shows it too.
     pub user_code: String,
     pub verification_uri: String,

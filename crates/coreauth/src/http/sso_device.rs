@@ -53,7 +53,7 @@ async fn start(
     Ok(ApiJson(proto::SsoDeviceStart {
         verification_uri_complete: format!("{verification_uri}?code={}", started.user_code),
         verification_uri,
-        device_code: started.device_code,
+        device_code: proto::SecretText::new(started.device_code),
         user_code: started.user_code,
         expires_in: started.expires_in,
         interval: DEVICE_INTERVAL,

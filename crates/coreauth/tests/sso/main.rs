@@ -9,13 +9,14 @@
 //! `harness` starts the provider and plays the browser; `sign_in` holds the sign-in's defences
 //! (state, nonce, browser binding, key rotation, linking), `enterprise` Entra- and ADFS-shaped
 //! identities, claim mapping, several connections and the cross-org takeover, `hand_off` the
-//! documentation's and a device's SSO sign-in.
+//! documentation's and a device's SSO sign-in, `cli` `coreauth login --sso`.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 #[path = "../api/helpers.rs"]
 #[allow(dead_code)]
 mod helpers;
 
+mod cli;
 mod enterprise;
 mod hand_off;
 mod harness;
