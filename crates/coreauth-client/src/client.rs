@@ -13,7 +13,6 @@ use serde::de::DeserializeOwned;
 use tokio::task::JoinHandle;
 
 use crate::clock::{self, Clock};
-use crate::device::DeviceSignIn;
 use crate::error::{EndReason, Error, Result};
 use crate::renewal::{Issued, RenewalPolicy, Restriction, Session, SessionStatus};
 use crate::wire;
@@ -150,15 +149,6 @@ impl ClientBuilder {
             .await?;
         let answer: proto::AuthenticateResponse = wire::answer(response).await?;
         self.start(http, server, answer.into())
-    }
-
-    /// Starts signing in through the SSO connection of `email`'s domain from a device that
-    /// cannot show the provider's pages itself, such as a CLI (`POST
-    /// /user/authenticate/sso/device`). Show the person [`DeviceSignIn::verification_uri_complete`]
-    /// and [`DeviceSignIn::user_code`], then [`DeviceSignIn::wait`] for the session. An email
-    /// that signs in with a password is refused with `400 invalid_request`.
-    pub async fn sso_device(self, email: impl Into<String>) -> Result<DeviceSignIn> {
-        DeviceSignIn::start(self, email.into()).await
     }
 
     /// Goes on with a session token obtained earlier (a CLI's stored session), `expires_at` as

@@ -57,6 +57,17 @@ impl fmt::Debug for DeviceSignIn {
     }
 }
 
+impl ClientBuilder {
+    /// Starts signing in through the SSO connection of `email`'s domain from a device that
+    /// cannot show the provider's pages itself, such as a CLI (`POST
+    /// /user/authenticate/sso/device`). Show the person [`DeviceSignIn::verification_uri_complete`]
+    /// and [`DeviceSignIn::user_code`], then [`DeviceSignIn::wait`] for the session. An email
+    /// that signs in with a password is refused with `400 invalid_request`.
+    pub async fn sso_device(self, email: impl Into<String>) -> Result<DeviceSignIn> {
+        DeviceSignIn::start(self, email.into()).await
+    }
+}
+
 impl DeviceSignIn {
     /// `POST /user/authenticate/sso/device {email, client}`.
     pub(crate) async fn start(builder: ClientBuilder, email: String) -> Result<Self> {

@@ -25,6 +25,7 @@ use utoipa_axum::routes;
 use utoipa_swagger_ui::{Config, SwaggerUi};
 
 use super::AppState;
+use super::browser::{html_escape, to_provider};
 use super::error::{ApiError, error_response};
 use super::extract::{Origin, origin_of};
 use crate::domain::auth::{IssuedToken, LoginAttempt};
@@ -350,7 +351,7 @@ async fn docs_sso(
         .start_docs(&form.email, &origin, state.now())
         .await
     {
-        Ok(Some(started)) => super::sso::to_provider(&state, &started),
+        Ok(Some(started)) => to_provider(&state, &started),
         Ok(None) => login_page(
             StatusCode::BAD_REQUEST,
             "This email signs in with a password: use the form above.",
@@ -426,17 +427,4 @@ fn login_page(status: StatusCode, message: &str) -> Response {
 </form></body></html>"#
     );
     (status, Html(page)).into_response()
-}
-
-pub(super) fn html_escape(text: &str) -> String {
-    text.chars()
-        .map(|c| match c {
-            '<' => "&lt;".to_owned(),
-            '>' => "&gt;".to_owned(),
-            '&' => "&amp;".to_owned(),
-            '"' => "&quot;".to_owned(),
-            '\'' => "&#39;".to_owned(),
-            c => c.to_string(),
-        })
-        .collect()
 }

@@ -33,6 +33,7 @@ mod admin;
 mod apikeys;
 pub mod audit;
 mod auth;
+mod browser;
 pub mod connections;
 mod docs;
 mod domains;

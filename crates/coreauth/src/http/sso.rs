@@ -4,7 +4,7 @@
 
 use axum::extract::State;
 use axum::http::{HeaderValue, StatusCode, header};
-use axum::response::{IntoResponse, Redirect, Response};
+use axum::response::{IntoResponse, Response};
 use coreauth_proto as proto;
 use coreauth_proto::ErrorBody;
 use utoipa_axum::router::OpenApiRouter;
@@ -12,10 +12,11 @@ use utoipa_axum::routes;
 
 use super::AppState;
 use super::auth::session_answer;
+use super::browser::to_provider;
 use super::error::{ApiJson, ApiQuery, ApiResult};
-use super::extract::{Caller, Origin, cookie_value, secure_cookie_attribute};
+use super::extract::{Caller, Origin, cookie_value};
 use super::{docs, sso_device};
-use crate::domain::sso::{Callback, SsoOutcome, SsoStart, Strategy, binding_cookie};
+use crate::domain::sso::{Callback, SsoOutcome, Strategy, binding_cookie};
 
 pub fn routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
@@ -94,23 +95,6 @@ async fn start(
         .await?;
     Ok(to_provider(&state, &started))
 }
-
-/// Sends the browser to the provider with the cookie that binds the sign-on to it.
-pub(super) fn to_provider(state: &AppState, started: &SsoStart) -> Response {
-    let mut response = Redirect::to(&started.url).into_response();
-    let cookie = format!(
-        "{}={}; HttpOnly; SameSite=Lax; Path={CALLBACK_PATH}; Max-Age=600{}",
-        binding_cookie(&started.state),
-        started.browser_secret,
-        secure_cookie_attribute(state),
-    );
-    if let Ok(value) = HeaderValue::from_str(&cookie) {
-        response.headers_mut().append(header::SET_COOKIE, value);
-    }
-    response
-}
-
-const CALLBACK_PATH: &str = "/user/authenticate/sso/callback";
 
 /// Link your account to your identity at an org's provider: answers the provider's sign-in URL
 /// to send the browser to. Only from a session opened with the account's password, and the

@@ -16,10 +16,9 @@ use utoipa_axum::routes;
 
 use super::AppState;
 use super::auth::session_answer;
-use super::docs::html_escape;
+use super::browser::{html_escape, to_provider};
 use super::error::{ApiJson, ApiQuery, ApiResult, status_of};
 use super::extract::Origin;
-use super::sso::to_provider;
 use crate::domain::sso::DEVICE_INTERVAL;
 
 const VERIFY_PATH: &str = "/user/authenticate/sso/device/verify";
