@@ -131,6 +131,10 @@ pub struct Settings {
     /// `COREAUTH_CORS_ALLOWED_ORIGINS`: comma-separated origins that browsers may call from
     /// (e.g. `https://app.example.com`). CORS is off without it.
     pub cors_allowed_origins: Option<String>,
+    /// `COREAUTH_TRUSTED_PROXIES`: comma-separated CIDRs of the proxies (load balancers) in
+    /// front of coreauth. Only from those peers is the client's address taken from `Forwarded`
+    /// or `X-Forwarded-For`; without it the socket's address is the client's.
+    pub trusted_proxies: Option<String>,
     /// How long SIGTERM waits for in-flight requests.
     #[serde(with = "humantime_serde")]
     pub shutdown_grace: Duration,
@@ -180,6 +184,7 @@ impl Default for Settings {
             idle_timeout: Duration::from_secs(60),
             max_connections: 10_000,
             cors_allowed_origins: None,
+            trusted_proxies: None,
             shutdown_grace: Duration::from_secs(20),
         }
     }

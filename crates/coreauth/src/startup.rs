@@ -27,6 +27,7 @@ use crate::domain::secrets::SecretBox;
 use crate::domain::sso::Sso;
 use crate::domain::throttle::{Throttle, ThrottleLimits};
 use crate::domain::tokens::{StoredSigningKey, TokenSigner};
+use crate::http::client_address::TrustedProxies;
 use crate::http::{self, AppParts, AppState, ConnectionLimits, HttpLimits, Metrics, MetricsAccess};
 use crate::oidc_client::NetworkPolicy;
 use crate::store::Store;
@@ -278,7 +279,7 @@ impl Application {
         });
         Ok(Self {
             listener,
-            router: http::router(state.clone(), &http_limits(&settings)),
+            router: http::router(state.clone(), &http_limits(&settings)?),
             connections: connection_limits(&settings),
             state,
             audit_export: settings.audit_export.as_deref().map(ExportTarget::parse),
@@ -439,8 +440,10 @@ async fn bootstrap_from_settings(
     }
 }
 
-pub fn http_limits(settings: &Settings) -> HttpLimits {
-    HttpLimits {
+pub fn http_limits(settings: &Settings) -> Result<HttpLimits, StartupError> {
+    let trusted_proxies = TrustedProxies::parse(settings.trusted_proxies.as_deref().unwrap_or(""))
+        .map_err(|e| StartupError::Setup(format!("COREAUTH_TRUSTED_PROXIES: {e}")))?;
+    Ok(HttpLimits {
         max_concurrent_requests: settings.max_concurrent_requests,
         request_timeout: settings.request_timeout,
         body_timeout: settings.body_timeout,
@@ -454,7 +457,8 @@ pub fn http_limits(settings: &Settings) -> HttpLimits {
             .filter(|o| !o.is_empty())
             .map(str::to_owned)
             .collect(),
-    }
+        trusted_proxies,
+    })
 }
 
 pub fn connection_limits(settings: &Settings) -> ConnectionLimits {

@@ -153,10 +153,17 @@ const MAX_USER_AGENT_CHARS: usize = 300;
 pub fn origin_of(parts: &Parts) -> RequestOrigin {
     let header_text = |name: &HeaderName| parts.headers.get(name).and_then(|v| v.to_str().ok());
     RequestOrigin {
+        // The client as the trusted proxies tell it (`client_address`), else the socket's peer.
         address: parts
             .extensions
-            .get::<ConnectInfo<SocketAddr>>()
-            .map(|ConnectInfo(addr)| addr.ip()),
+            .get::<super::client_address::ClientAddress>()
+            .map(|client| client.0)
+            .or_else(|| {
+                parts
+                    .extensions
+                    .get::<ConnectInfo<SocketAddr>>()
+                    .map(|ConnectInfo(addr)| addr.ip())
+            }),
         user_agent: header_text(&header::USER_AGENT).map(|agent| {
             agent
                 .chars()

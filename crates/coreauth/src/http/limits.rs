@@ -31,6 +31,8 @@ pub struct HttpLimits {
     pub body_min_rate: u64,
     /// Origins allowed to call from a browser (CORS); empty: none.
     pub cors_allowed_origins: Vec<String>,
+    /// The proxies whose forwarding headers name the client (`client_address`).
+    pub trusted_proxies: super::client_address::TrustedProxies,
 }
 
 impl Default for HttpLimits {
@@ -41,6 +43,7 @@ impl Default for HttpLimits {
             body_timeout: Duration::from_secs(10),
             body_min_rate: 500,
             cors_allowed_origins: Vec::new(),
+            trusted_proxies: super::client_address::TrustedProxies::default(),
         }
     }
 }

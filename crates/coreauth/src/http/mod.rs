@@ -34,6 +34,7 @@ mod apikeys;
 pub mod audit;
 mod auth;
 mod browser;
+pub mod client_address;
 pub mod connections;
 mod docs;
 mod domains;
@@ -170,6 +171,10 @@ pub fn router(state: AppState, limits: &HttpLimits) -> Router {
         .layer(
             ServiceBuilder::new()
                 .layer(axum::middleware::from_fn(drop_unsafe_request_id))
+                .layer(axum::middleware::from_fn_with_state(
+                    Arc::new(limits.trusted_proxies.clone()),
+                    client_address::resolve,
+                ))
                 .layer(SetRequestIdLayer::new(
                     x_request_id.clone(),
                     MakeRequestUuid,

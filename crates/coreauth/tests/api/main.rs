@@ -23,6 +23,7 @@ mod login_paths;
 mod mfa;
 mod ops;
 mod passwords;
+mod proxies;
 mod sessions;
 mod sso;
 mod tenancy;
