@@ -84,11 +84,6 @@ impl IntegrationStore for Backend {
             .execute(&mut *tx)
             .await
             .map_err(db_error)?;
-        if done.rows_affected() == 0 {
-            return Ok(false);
-        }
-        insert_audit(&mut tx, audit).await?;
-        tx.commit().await.map_err(db_error)?;
-        Ok(true)
+        commit_if_changed(tx, done.rows_affected(), audit).await
     }
 }

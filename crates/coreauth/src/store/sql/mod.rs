@@ -153,6 +153,17 @@ async fn delete_throttle(conn: &mut Conn, key: &str) -> StoreResult<()> {
         .map_err(db_error)
 }
 
+/// Audits and commits a write that changed `rows` rows; one that changed none is rolled back
+/// unaudited. Answers whether it changed any.
+async fn commit_if_changed(mut tx: Tx, rows: u64, audit: &NewAuditEvent) -> StoreResult<bool> {
+    if rows == 0 {
+        return Ok(false);
+    }
+    insert_audit(&mut tx, audit).await?;
+    tx.commit().await.map_err(db_error)?;
+    Ok(true)
+}
+
 /// Records the deletion of `row` (if one was deleted) and commits.
 async fn finish_key_deletion(
     mut tx: Tx,

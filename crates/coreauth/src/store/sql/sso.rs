@@ -267,12 +267,7 @@ impl SsoStore for Backend {
         .execute(&mut *tx)
         .await
         .map_err(db_error)?;
-        if done.rows_affected() == 0 {
-            return Ok(false);
-        }
-        insert_audit(&mut tx, audit).await?;
-        tx.commit().await.map_err(db_error)?;
-        Ok(true)
+        commit_if_changed(tx, done.rows_affected(), audit).await
     }
 
     async fn sso_connection_for_domain(&self, domain: &str) -> StoreResult<Option<(i64, i64)>> {
@@ -417,12 +412,7 @@ impl SsoStore for Backend {
         .execute(&mut *tx)
         .await
         .map_err(db_error)?;
-        if done.rows_affected() == 0 {
-            return Ok(false);
-        }
-        insert_audit(&mut tx, audit).await?;
-        tx.commit().await.map_err(db_error)?;
-        Ok(true)
+        commit_if_changed(tx, done.rows_affected(), audit).await
     }
 
     async fn create_sso_login(&self, l: &SsoLoginRecord) -> StoreResult<()> {
