@@ -203,6 +203,20 @@ pub struct Overrides {
 
 /// figment reads an all-digit environment value as a number; a password is text whatever it
 /// looks like.
+/// A setting that lists networks (`COREAUTH_SSO_ALLOWED_NETWORKS`, `COREAUTH_TRUSTED_PROXIES`):
+/// comma-separated CIDRs (`10.20.0.0/16, 127.0.0.1/32`), a bare address a network of one.
+pub fn parse_networks(list: &str) -> Result<Vec<ipnet::IpNet>, String> {
+    list.split(',')
+        .map(str::trim)
+        .filter(|item| !item.is_empty())
+        .map(|item| {
+            item.parse::<ipnet::IpNet>()
+                .or_else(|_| item.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
+                .map_err(|_| format!("'{item}' is not a network (CIDR) or an address"))
+        })
+        .collect()
+}
+
 fn secret_text<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<SecretString>, D::Error> {
     #[derive(Deserialize)]
     #[serde(untagged)]

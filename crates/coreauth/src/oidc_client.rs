@@ -41,17 +41,9 @@ impl NetworkPolicy {
     /// From a comma-separated list of CIDRs (`10.20.0.0/16, 127.0.0.1/32`); a bare address is
     /// a network of one.
     pub fn parse(list: &str) -> Result<Self, String> {
-        let allowed = list
-            .split(',')
-            .map(str::trim)
-            .filter(|item| !item.is_empty())
-            .map(|item| {
-                item.parse::<IpNet>()
-                    .or_else(|_| item.parse::<IpAddr>().map(IpNet::from))
-                    .map_err(|_| format!("'{item}' is not a network (CIDR) or an address"))
-            })
-            .collect::<Result<Vec<_>, _>>()?;
-        Ok(Self { allowed })
+        Ok(Self {
+            allowed: crate::config::parse_networks(list)?,
+        })
     }
 
     pub fn permits(&self, address: IpAddr) -> bool {

@@ -93,17 +93,9 @@ impl TrustedProxies {
     /// From a comma-separated list of CIDRs (`10.0.0.0/8, 192.0.2.10`); a bare address is a
     /// network of one.
     pub fn parse(list: &str) -> Result<Self, String> {
-        let networks = list
-            .split(',')
-            .map(str::trim)
-            .filter(|item| !item.is_empty())
-            .map(|item| {
-                item.parse::<IpNet>()
-                    .or_else(|_| item.parse::<IpAddr>().map(IpNet::from))
-                    .map_err(|_| format!("'{item}' is not a network (CIDR) or an address"))
-            })
-            .collect::<Result<Vec<_>, _>>()?;
-        Ok(Self { networks })
+        Ok(Self {
+            networks: crate::config::parse_networks(list)?,
+        })
     }
 
     fn trusts(&self, address: IpAddr) -> bool {
