@@ -12,7 +12,6 @@ use time::OffsetDateTime;
 use super::{Sso, SsoStart, random_secret, sha256_hex};
 use crate::domain::auth::IssuedToken;
 use crate::domain::clock::to_millis;
-use crate::domain::email::Email;
 use crate::domain::error::{DomainError, DomainResult, SsoFailure};
 use crate::domain::org::Role;
 use crate::domain::origin::RequestOrigin;
@@ -145,17 +144,8 @@ impl Sso {
         origin: &RequestOrigin,
         now: OffsetDateTime,
     ) -> DomainResult<DeviceStart> {
-        if let Some(address) = origin.address {
-            self.throttle
-                .attempt(&[Subject::Address(address)], now)
-                .await?;
-        }
-        let email = Email::parse(email)?;
-        let Some((org_id, connection_id)) = self
-            .store
-            .sso_connection_for_domain(email.domain().as_str())
-            .await?
-        else {
+        self.count_anonymous(origin, Subject::Address, now).await?;
+        let Some((org_id, connection_id)) = self.connection_for_email(email).await? else {
             return Err(DomainError::invalid(
                 "this email signs in with a password, not single sign-on",
             ));
@@ -194,11 +184,7 @@ impl Sso {
         origin: &RequestOrigin,
         now: OffsetDateTime,
     ) -> DomainResult<SsoDeviceRecord> {
-        if let Some(address) = origin.address {
-            self.throttle
-                .attempt(&[Subject::Lookup(address)], now)
-                .await?;
-        }
+        self.count_anonymous(origin, Subject::Lookup, now).await?;
         let unknown = || DomainError::NotFound("device sign-in (check the code, or start again)");
         let key = user_code_key(typed).ok_or_else(unknown)?;
         self.store
@@ -249,17 +235,8 @@ impl Sso {
         origin: &RequestOrigin,
         now: OffsetDateTime,
     ) -> DomainResult<Option<SsoStart>> {
-        if let Some(address) = origin.address {
-            self.throttle
-                .attempt(&[Subject::Address(address)], now)
-                .await?;
-        }
-        let email = Email::parse(email)?;
-        let Some((org_id, connection_id)) = self
-            .store
-            .sso_connection_for_domain(email.domain().as_str())
-            .await?
-        else {
+        self.count_anonymous(origin, Subject::Address, now).await?;
+        let Some((org_id, connection_id)) = self.connection_for_email(email).await? else {
             return Ok(None);
         };
         let connection = self.connection_of(org_id, Some(connection_id)).await?;

@@ -215,17 +215,8 @@ impl Sso {
         origin: &RequestOrigin,
         now: OffsetDateTime,
     ) -> DomainResult<Strategy> {
-        if let Some(address) = origin.address {
-            self.throttle
-                .attempt(&[Subject::Lookup(address)], now)
-                .await?;
-        }
-        let email = Email::parse(email)?;
-        match self
-            .store
-            .sso_connection_for_domain(email.domain().as_str())
-            .await?
-        {
+        self.count_anonymous(origin, Subject::Lookup, now).await?;
+        match self.connection_for_email(email).await? {
             Some((org_id, connection_id)) => Ok(Strategy::Sso {
                 org_id,
                 connection_id,
@@ -248,6 +239,29 @@ impl Sso {
             .metadata(issuer, fresh, now)
             .await
             .map_err(|detail| failure(SsoFailure::IdpUnreachable(detail)))
+    }
+
+    /// Counts an anonymous call against the caller's address, as `subject` (`Subject::Lookup`
+    /// for look-ups, `Subject::Address` for calls that store something).
+    async fn count_anonymous(
+        &self,
+        origin: &RequestOrigin,
+        subject: fn(std::net::IpAddr) -> Subject<'static>,
+        now: OffsetDateTime,
+    ) -> DomainResult<()> {
+        if let Some(address) = origin.address {
+            self.throttle.attempt(&[subject(address)], now).await?;
+        }
+        Ok(())
+    }
+
+    /// The org and connection `email`'s domain signs in through, by its domain alone.
+    async fn connection_for_email(&self, email: &str) -> DomainResult<Option<(i64, i64)>> {
+        let email = Email::parse(email)?;
+        Ok(self
+            .store
+            .sso_connection_for_domain(email.domain().as_str())
+            .await?)
     }
 
     /// The connection a sign-on goes through: the one named, which must be the org's, or
@@ -281,11 +295,7 @@ impl Sso {
         origin: &RequestOrigin,
         now: OffsetDateTime,
     ) -> DomainResult<SsoStart> {
-        if let Some(address) = origin.address {
-            self.throttle
-                .attempt(&[Subject::Address(address)], now)
-                .await?;
-        }
+        self.count_anonymous(origin, Subject::Address, now).await?;
         let connection = self.connection_of(org_id, connection_id).await?;
         self.start_in_browser(&connection, return_to, client, HandOff::Caller, now)
             .await
