@@ -73,15 +73,19 @@ impl Sso {
             .await?
             .ok_or(DomainError::NotFound("org"))?;
         let approved = caller.is_platform_admin || org.email_domains.iter().any(|d| d == domain);
-        if approved {
-            let holders = self.store.orgs_holding_domain(domain).await?;
-            if holders.iter().any(|&holder| holder != org_id) {
-                return Err(DomainError::Conflict(format!(
-                    "the domain {domain} belongs to another org"
-                )));
-            }
+        if approved && self.held_elsewhere(org_id, domain).await? {
+            return Err(DomainError::Conflict(format!(
+                "the domain {domain} belongs to another org"
+            )));
         }
         Ok(approved)
+    }
+
+    /// Whether another org than `org_id` holds `domain`: set on it by a platform admin, or
+    /// verified.
+    async fn held_elsewhere(&self, org_id: i64, domain: &str) -> DomainResult<bool> {
+        let holders = self.store.orgs_holding_domain(domain).await?;
+        Ok(holders.iter().any(|&holder| holder != org_id))
     }
 
     async fn claim_of(&self, org_id: i64, domain: &str) -> DomainResult<DomainClaimRecord> {
@@ -225,8 +229,10 @@ impl Sso {
             .details(serde_json::json!({ "method": method }));
         // Another org's verified claim is refused by the store; a domain a platform admin set
         // on another org is checked here.
-        let holders = self.store.orgs_holding_domain(&verified.domain).await?;
-        let saved = if holders.iter().any(|&holder| holder != verified.org_id) {
+        let saved = if self
+            .held_elsewhere(verified.org_id, &verified.domain)
+            .await?
+        {
             Err(StoreError::Conflict(String::new()))
         } else {
             self.store.save_domain_claim(&verified, &audit).await
