@@ -39,6 +39,22 @@ pub struct ConnectionView {
     pub pending_domains: Vec<String>,
 }
 
+impl ConnectionView {
+    /// The connection, with its domains split by the org's claims to them (`held`).
+    fn of(connection: SsoConnectionRecord, held: &[DomainClaimRecord]) -> Self {
+        let (verified_domains, pending_domains) =
+            connection.email_domains.iter().cloned().partition(|d| {
+                held.iter()
+                    .any(|c| &c.domain == d && c.verified_at.is_some())
+            });
+        Self {
+            connection,
+            verified_domains,
+            pending_domains,
+        }
+    }
+}
+
 /// The name `PUT /admin/orgs/{orgId}/sso` gives the connection it sets.
 pub const DEFAULT_CONNECTION: &str = "default";
 
@@ -231,21 +247,9 @@ impl Sso {
     }
 
     /// Which of the connection's domains count.
-    pub(super) async fn view(
-        &self,
-        connection: SsoConnectionRecord,
-    ) -> DomainResult<ConnectionView> {
+    async fn view(&self, connection: SsoConnectionRecord) -> DomainResult<ConnectionView> {
         let held = self.store.domain_claims(connection.org_id).await?;
-        let (verified_domains, pending_domains) =
-            connection.email_domains.iter().cloned().partition(|d| {
-                held.iter()
-                    .any(|c| &c.domain == d && c.verified_at.is_some())
-            });
-        Ok(ConnectionView {
-            connection,
-            verified_domains,
-            pending_domains,
-        })
+        Ok(ConnectionView::of(connection, &held))
     }
 
     pub async fn connections(
@@ -256,11 +260,13 @@ impl Sso {
         if !caller.administers_org(org_id) {
             return Err(DomainError::Forbidden);
         }
-        let mut views = Vec::new();
-        for connection in self.store.sso_connections(org_id).await? {
-            views.push(self.view(connection).await?);
-        }
-        Ok(views)
+        // The org's claims once, for all its connections.
+        let held = self.store.domain_claims(org_id).await?;
+        let connections = self.store.sso_connections(org_id).await?;
+        Ok(connections
+            .into_iter()
+            .map(|connection| ConnectionView::of(connection, &held))
+            .collect())
     }
 
     /// One of the org's connections; `None` for the one `PUT /admin/orgs/{orgId}/sso` set
