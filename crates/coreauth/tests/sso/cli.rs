@@ -42,14 +42,7 @@ async fn coreauth_login_sso_signs_in_through_the_provider_and_keeps_the_session(
     let connection = json!({"name": "staff", "preset": "entra", "issuer": provider.issuer,
         "clientId": CLIENT_ID, "clientSecret": CLIENT_SECRET,
         "emailDomains": ["contoso.example"], "allowJit": true});
-    let response = app
-        .post(
-            &format!("/admin/orgs/{org}/sso/connections"),
-            Some(&app.admin_token),
-            &connection,
-        )
-        .await;
-    assert_eq!(response.status(), StatusCode::CREATED);
+    add_connection(&app, &app.admin_token, org, &connection).await;
 
     let home = tempfile::tempdir().unwrap();
     let mut login = coreauth(home.path(), &app.address)

@@ -12,19 +12,6 @@ use crate::helpers::*;
 const ENTRA_ADMINS: &str = "a1b2c3d4-0000-0000-0000-0000000000ad";
 const ENTRA_STAFF: &str = "a1b2c3d4-0000-0000-0000-000000000057";
 
-/// Adds a connection to `org` as `token`'s holder; answers the response.
-async fn add_connection(app: &TestApp, token: &str, org: i64, connection: &Value) -> Value {
-    let response = app
-        .post(
-            &format!("/admin/orgs/{org}/sso/connections"),
-            Some(token),
-            connection,
-        )
-        .await;
-    assert_eq!(response.status(), StatusCode::CREATED);
-    body(response).await
-}
-
 fn entra(issuer: &str) -> Value {
     json!({"name": "staff", "preset": "entra", "issuer": issuer, "clientId": CLIENT_ID,
         "clientSecret": CLIENT_SECRET, "emailDomains": ["contoso.example"], "allowJit": true,

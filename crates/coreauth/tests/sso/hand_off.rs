@@ -25,14 +25,7 @@ async fn contoso() -> (TestApp, i64, Provider) {
         "clientId": CLIENT_ID, "clientSecret": CLIENT_SECRET,
         "emailDomains": ["contoso.example"], "allowJit": true,
         "claims": {"roleMapping": {ADMINS: "admin"}, "defaultRole": "member"}});
-    let response = app
-        .post(
-            &format!("/admin/orgs/{org}/sso/connections"),
-            Some(&app.admin_token),
-            &connection,
-        )
-        .await;
-    assert_eq!(response.status(), StatusCode::CREATED);
+    add_connection(&app, &app.admin_token, org, &connection).await;
     (app, org, provider)
 }
 

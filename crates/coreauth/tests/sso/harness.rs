@@ -285,3 +285,16 @@ pub fn fragment_token(landing: &Landing) -> String {
         .expect(&location);
     fragment.split('&').next().unwrap().to_owned()
 }
+
+/// Adds a connection to `org` as `token`'s holder; answers the response.
+pub async fn add_connection(app: &TestApp, token: &str, org: i64, connection: &Value) -> Value {
+    let response = app
+        .post(
+            &format!("/admin/orgs/{org}/sso/connections"),
+            Some(token),
+            connection,
+        )
+        .await;
+    assert_eq!(response.status(), StatusCode::CREATED);
+    body(response).await
+}
