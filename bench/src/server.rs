@@ -29,6 +29,7 @@ pub fn base_env(workdir: &Path) -> Vec<(String, String)> {
         // Every bench request comes from 127.0.0.1: the throttle must not count them.
         ("COREAUTH_LOGIN_ATTEMPTS_PER_ACCOUNT", "1000000000".into()),
         ("COREAUTH_LOGIN_ATTEMPTS_PER_ADDRESS", "1000000000".into()),
+        ("COREAUTH_LOGIN_TRAFFIC_PER_ADDRESS", "1000000000".into()),
     ]
     .into_iter()
     .map(|(k, v)| (k.to_owned(), v))

@@ -94,10 +94,13 @@ pub struct Settings {
     /// `COREAUTH_HASH_NICENESS`: how much lower than request handling the hashing threads run
     /// (Linux `nice`, 0–19), so that a flood of logins takes only the CPU token checks leave.
     pub hash_niceness: i32,
-    /// Throttling of guesses (logins, codes, password changes): attempts allowed per account
-    /// and per address within each window, after which callers get 429 until it ends.
+    /// Throttling of guesses (logins, codes, password changes): failed attempts allowed per
+    /// account and per address within each window, after which callers get 429 until it ends.
     pub login_attempts_per_account: u32,
     pub login_attempts_per_address: u32,
+    /// All sign-in attempts (right or wrong, and SSO starts) allowed per address per window;
+    /// also the budget of strategy look-ups.
+    pub login_traffic_per_address: u32,
     #[serde(with = "humantime_serde")]
     pub throttle_window: Duration,
     /// How long audit events are kept (pruned hourly); `0s` keeps them forever.
@@ -173,6 +176,7 @@ impl Default for Settings {
             hash_niceness: 10,
             login_attempts_per_account: 10,
             login_attempts_per_address: 100,
+            login_traffic_per_address: 3000,
             throttle_window: Duration::from_secs(15 * 60),
             audit_retention: Duration::from_secs(365 * 24 * 3600),
             audit_export: None,

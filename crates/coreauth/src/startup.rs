@@ -473,6 +473,7 @@ pub fn throttle_limits(settings: &Settings) -> ThrottleLimits {
     ThrottleLimits {
         per_account: settings.login_attempts_per_account,
         per_address: settings.login_attempts_per_address,
+        traffic_per_address: settings.login_traffic_per_address,
         window: settings.throttle_window,
     }
 }

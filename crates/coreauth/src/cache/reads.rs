@@ -443,7 +443,7 @@ mod tests {
             let session =
                 SessionRecord::for_tests(id, self.user_id, self.org_id, now, now + 3_600_000);
             self.inner
-                .create_session(&session, &audit, None)
+                .create_session(&session, &audit, &Default::default())
                 .await
                 .unwrap();
         }

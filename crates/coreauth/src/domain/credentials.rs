@@ -110,9 +110,9 @@ impl Credentials {
             .ok_or(DomainError::Unauthenticated)?;
         let hash = user.password_hash.clone();
         let email_key = user.email.to_lowercase();
-        let account = Subject::Account(&email_key);
-        self.throttle
-            .attempt(&caller.origin.subjects(account.clone()), now)
+        let guess = self
+            .throttle
+            .guess(Some(Subject::Account(&email_key)), &caller.origin, now)
             .await?;
         if !self.hashing.verify(&current, hash.as_deref()).await? {
             let audit = NewAuditEvent::new("password.changed", now)
@@ -141,7 +141,7 @@ impl Credentials {
                 &audit,
             )
             .await?;
-        self.throttle.clear(&account).await
+        self.throttle.settle(&guess.proved()).await
     }
 
     /// A user whose password expired sets a new one without a token. The same checks as a
@@ -154,8 +154,9 @@ impl Credentials {
     ) -> DomainResult<()> {
         let email = Email::parse(&change.email)?;
         let email_key = email.key();
-        self.throttle
-            .attempt(&change.origin.subjects(Subject::Account(&email_key)), now)
+        let guess = self
+            .throttle
+            .guess(Some(Subject::Account(&email_key)), &change.origin, now)
             .await?;
         let user = self.store.user_by_email(&email_key).await?;
         let hash = user
@@ -214,7 +215,7 @@ impl Credentials {
                 &audit,
             )
             .await?;
-        Ok(())
+        self.throttle.settle(&guess.proved()).await
     }
 
     /// Checks a new password against `policy` together with the policy of every org the user

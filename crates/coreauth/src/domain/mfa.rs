@@ -259,8 +259,9 @@ impl Mfa {
             .filter(|r| r.confirmed_at.is_some())
             .ok_or(DomainError::NotFound("TOTP enrolment"))?;
         let account = format!("user:{}", caller.user_id);
-        self.throttle
-            .attempt(&caller.origin.subjects(Subject::Account(&account)), now)
+        let guess = self
+            .throttle
+            .guess(Some(Subject::Account(&account)), &caller.origin, now)
             .await?;
         let proven = match proof {
             Proof::Code(code) => {
@@ -282,6 +283,7 @@ impl Mfa {
         if !proven {
             return Err(DomainError::MfaInvalid);
         }
+        self.throttle.settle(&guess.proved()).await?;
         let audit = NewAuditEvent::new("mfa.disabled", now)
             .by(caller)
             .subject_user(caller.user_id);

@@ -3,8 +3,6 @@
 
 use std::net::IpAddr;
 
-use super::throttle::Subject;
-
 /// Where a request came from, recorded with the session.
 #[derive(Debug, Clone, Default)]
 pub struct RequestOrigin {
@@ -20,14 +18,5 @@ impl RequestOrigin {
     /// The address as it is stored in sessions, audit events and API key records.
     pub fn address_text(&self) -> Option<String> {
         self.address.map(|a| a.to_string())
-    }
-
-    /// What an attempt from here counts against: `subject`, and this address when known.
-    pub fn subjects<'a>(&'a self, subject: Subject<'a>) -> Vec<Subject<'a>> {
-        let mut subjects = vec![subject];
-        if let Some(address) = self.address {
-            subjects.push(Subject::Address(address));
-        }
-        subjects
     }
 }

@@ -1,12 +1,22 @@
-//! Throttling of guessing: failed logins, one-time codes, password changes and strategy
-//! look-ups, per account and per address. Counters live in the database, so every instance
-//! shares them, and an attempt is counted *before* any hashing with one atomic
-//! increment-and-read: a burst of 50 parallel guesses gets exactly `limit` through, not 50.
+//! Throttling of guessing: failed logins, one-time codes, password changes and device codes,
+//! per account and per address, and a much higher cap on all the sign-in traffic of one
+//! address. Counters live in the database, so every instance shares them, and an attempt is
+//! counted *before* any hashing with one atomic increment-and-read: a burst of 50 parallel
+//! guesses gets exactly `limit` through, not 50.
 //!
 //! A counter counts attempts in a fixed window (15 minutes by default); past the limit, attempts
 //! are refused with `429` and `Retry-After` until the window ends, so a lock-out is always
-//! bounded and a real user's correct password works again after the delay. A successful login
-//! clears its account's counter.
+//! bounded and a real user's correct password works again after the delay.
+//!
+//! What each counter defends (README, "Throttling"):
+//! - an account's failures (10): guessing one password. A success clears it.
+//! - an address's failures (100): one client spraying a common password over many accounts.
+//!   A guess counts before it is checked and is given back once it proves right, so an office
+//!   behind one NAT, whose people mostly type their passwords right, never spends it.
+//! - an address's traffic (3000): every sign-in attempt, right or wrong, and every SSO start:
+//!   the work (an argon2 hash each) one address can make coreauth do. Never given back.
+//! - an address's look-ups (3000): strategy look-ups and device-code checks, which a page may
+//!   make as people type, on a budget of their own so they cannot spend sign-ins.
 
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -16,12 +26,17 @@ use time::OffsetDateTime;
 
 use super::clock::to_millis;
 use super::error::{DomainError, DomainResult};
-use crate::store::Store;
+use super::origin::RequestOrigin;
+use crate::store::{Store, ThrottleSettlement};
 
 #[derive(Debug, Clone, Copy)]
 pub struct ThrottleLimits {
+    /// Failed guesses per account.
     pub per_account: u32,
+    /// Failed guesses per address.
     pub per_address: u32,
+    /// Every attempt per address, right or wrong; also the look-ups' budget.
+    pub traffic_per_address: u32,
     pub window: Duration,
 }
 
@@ -30,6 +45,7 @@ impl Default for ThrottleLimits {
         Self {
             per_account: 10,
             per_address: 100,
+            traffic_per_address: 3000,
             window: Duration::from_secs(15 * 60),
         }
     }
@@ -40,10 +56,13 @@ impl Default for ThrottleLimits {
 pub enum Subject<'a> {
     /// An account, by its case-insensitive email.
     Account(&'a str),
-    /// A client address, for guesses (logins, codes, password changes, SSO starts).
+    /// A client address, for its failed guesses (logins, codes, password changes, device
+    /// codes): counted before the check, given back when it proves right (`Guess`).
     Address(IpAddr),
+    /// A client address, for all of its sign-in attempts and SSO starts, right or wrong.
+    Traffic(IpAddr),
     /// A client address, for strategy look-ups: a budget of their own, so a page that looks up
-    /// strategies as people type cannot spend its users' login attempts.
+    /// strategies as people type cannot spend its users' sign-ins.
     Lookup(IpAddr),
 }
 
@@ -53,6 +72,7 @@ impl Subject<'_> {
         match self {
             Self::Account(email) => format!("account:{email}"),
             Self::Address(address) => format!("address:{}", network_of(*address)),
+            Self::Traffic(address) => format!("traffic:{}", network_of(*address)),
             Self::Lookup(address) => format!("lookup:{}", network_of(*address)),
         }
     }
@@ -72,6 +92,34 @@ fn network_of(address: IpAddr) -> String {
                 format!("{prefix}/64")
             }
         },
+    }
+}
+
+/// A guess counted before it was checked, to settle once it proves right.
+#[derive(Debug, Clone)]
+#[must_use = "a right guess is settled, a wrong one dropped"]
+pub struct Guess {
+    account: Option<String>,
+    address: Option<String>,
+}
+
+impl Guess {
+    /// It proved right: the account's failures are forgotten and the address gets it back.
+    pub fn proved(self) -> ThrottleSettlement {
+        ThrottleSettlement {
+            clear: self.account,
+            refund: self.address,
+        }
+    }
+
+    /// The password proved right but the sign-in went no further (a second factor to answer,
+    /// an expired password, SSO required): no failed guess, so the address gets it back, but
+    /// the account's count stands until it signs in.
+    pub fn password_proved(self) -> ThrottleSettlement {
+        ThrottleSettlement {
+            clear: None,
+            refund: self.address,
+        }
     }
 }
 
@@ -102,7 +150,8 @@ impl Throttle {
         for (subject, (attempts, window_start)) in subjects.iter().zip(counted) {
             let limit = match subject {
                 Subject::Account(_) => self.limits.per_account,
-                Subject::Address(_) | Subject::Lookup(_) => self.limits.per_address,
+                Subject::Address(_) => self.limits.per_address,
+                Subject::Traffic(_) | Subject::Lookup(_) => self.limits.traffic_per_address,
             };
             if attempts > i64::from(limit) {
                 retry_after_ms = retry_after_ms.max(window_start + self.window_ms() - now_ms);
@@ -117,9 +166,29 @@ impl Throttle {
         Ok(())
     }
 
-    /// Forgets an account's failures after it proved itself.
-    pub async fn clear(&self, subject: &Subject<'_>) -> DomainResult<()> {
-        Ok(self.store.clear_throttle(&subject.key()).await?)
+    /// Counts a guess from `origin`, at `account` when there is one: against the account, the
+    /// address's failures and the address's traffic, in that order (the order every
+    /// transaction takes these rows in). Refused when any is past its limit.
+    pub async fn guess(
+        &self,
+        account: Option<Subject<'_>>,
+        origin: &RequestOrigin,
+        now: OffsetDateTime,
+    ) -> DomainResult<Guess> {
+        let mut subjects: Vec<Subject<'_>> = account.iter().cloned().collect();
+        if let Some(address) = origin.address {
+            subjects.extend([Subject::Address(address), Subject::Traffic(address)]);
+        }
+        self.attempt(&subjects, now).await?;
+        Ok(Guess {
+            account: account.as_ref().map(Subject::key),
+            address: origin.address.map(|a| Subject::Address(a).key()),
+        })
+    }
+
+    /// Settles a guess on its own, where no other write carries the settlement.
+    pub async fn settle(&self, settlement: &ThrottleSettlement) -> DomainResult<()> {
+        Ok(self.store.settle_throttle(settlement).await?)
     }
 
     /// Drops counters whose window has ended.
@@ -150,11 +219,15 @@ mod tests {
     }
 
     #[test]
-    fn look_ups_and_guesses_have_separate_budgets() {
+    fn look_ups_guesses_and_traffic_have_separate_budgets() {
         let address: IpAddr = [192, 0, 2, 7].into();
-        assert_ne!(
+        let keys = [
             Subject::Lookup(address).key(),
-            Subject::Address(address).key()
-        );
+            Subject::Address(address).key(),
+            Subject::Traffic(address).key(),
+        ];
+        assert_ne!(keys[0], keys[1]);
+        assert_ne!(keys[1], keys[2]);
+        assert_ne!(keys[0], keys[2]);
     }
 }

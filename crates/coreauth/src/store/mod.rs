@@ -29,7 +29,7 @@ pub mod sqlite;
 pub use self::error::{StoreError, StoreResult};
 pub use self::records::{
     DomainClaimRecord, PASSWORD_HISTORY_KEPT, PasswordChange, Revoked, SsoConnectionRecord,
-    SsoDeviceRecord, SsoIdentityRecord, SsoLoginRecord, TotpRecord,
+    SsoDeviceRecord, SsoIdentityRecord, SsoLoginRecord, ThrottleSettlement, TotpRecord,
 };
 
 /// All of the store, area by area: the domain holds an `Arc<dyn Store>` and calls any of them.
@@ -134,13 +134,13 @@ pub trait UserStore: Send + Sync {
 /// Sessions, and what a request reads about the member behind one.
 #[async_trait]
 pub trait SessionStore: Send + Sync {
-    /// Stores a new session and its audit event; `clears` names the throttle counter the login
-    /// proved itself against, deleted in the same transaction (one commit for both).
+    /// Stores a new session and its audit event, and settles the throttle counters the login
+    /// proved itself against in the same transaction (one commit for both).
     async fn create_session(
         &self,
         session: &SessionRecord,
         audit: &NewAuditEvent,
-        clears: Option<&str>,
+        settles: &ThrottleSettlement,
     ) -> StoreResult<()>;
 
     async fn session_context(&self, id: &str) -> StoreResult<Option<SessionContext>>;
@@ -487,7 +487,7 @@ pub trait ThrottleStore: Send + Sync {
     /// current one (`window_ms` long) has ended; answers, in the order of `keys`, the attempts
     /// in each window and when it started. One atomic statement and one commit for all keys
     /// (a login counts against its account and its address), so parallel attempts are all
-    /// counted.
+    /// counted; rows are locked in the order of `keys`.
     async fn hit_throttle(
         &self,
         keys: &[String],
@@ -495,7 +495,9 @@ pub trait ThrottleStore: Send + Sync {
         window_ms: i64,
     ) -> StoreResult<Vec<(i64, i64)>>;
 
-    async fn clear_throttle(&self, key: &str) -> StoreResult<()>;
+    /// Settles a guess that proved right: the counter to clear is deleted, then the one to
+    /// refund gives back one attempt (the order `hit_throttle` locks them in).
+    async fn settle_throttle(&self, settlement: &ThrottleSettlement) -> StoreResult<()>;
 
     /// Deletes counters whose window started before `before`.
     async fn prune_throttle(&self, before: i64) -> StoreResult<u64>;

@@ -13,7 +13,7 @@ use super::StoreResult;
 use super::changes::Changes;
 use super::error::StoreError;
 use super::pg_changes::ChangeFeed;
-use super::records::{NewAuditEvent, Renewal, SessionRecord};
+use super::records::{NewAuditEvent, Renewal, SessionRecord, ThrottleSettlement};
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
 
@@ -254,33 +254,41 @@ impl sql::Shortcuts for PostgresStore {
         &self,
         s: &SessionRecord,
         audit: &NewAuditEvent,
-        clears: Option<&str>,
+        settles: &ThrottleSettlement,
     ) -> Option<StoreResult<()>> {
         // One statement, so one round trip and its own transaction: the login's hot path.
-        // The session insert and the throttle delete must finish before the audit lock is
+        // The session insert and the throttle settlement must finish before the audit lock is
         // taken, as they would in a transaction of their own statements: a login holding the
         // lock while it waits for a row lock (the user row its session refers to, while an
-        // admin deletes the user; the throttle row, while another login clears it) could
+        // admin deletes the user; a throttle row, while another login counts on it) could
         // deadlock with the holder of that row lock waiting for the audit lock. PostgreSQL runs
         // a WITH clause the main query does not read after the main query, so the lock's
-        // argument reads both: `0 * written.n` makes the lock wait for them. A NULL key deletes
-        // nothing.
+        // argument reads them all: `0 * written.n` makes the lock wait for them. The refund
+        // reads `cleared`, so the account's row is locked before the address's, the order
+        // `count_attempts` takes them in. A NULL key settles nothing.
         let query = sqlx::query(concat!(
-            "WITH cleared AS (DELETE FROM throttle WHERE key = $15 RETURNING 1), opened AS (",
+            "WITH cleared AS (DELETE FROM throttle WHERE key = $15 RETURNING 1), \
+             refunded AS (UPDATE throttle SET attempts = attempts - 1 \
+             WHERE key = $30 AND attempts > 0 AND (SELECT count(*) FROM cleared) >= 0 \
+             RETURNING 1), opened AS (",
             insert_session_sql!(16),
             " RETURNING 1), \
              used AS (UPDATE users SET last_org_id = $18 \
              WHERE id = $17 AND last_org_id IS DISTINCT FROM $18 RETURNING 1) ",
             insert_audit_sql!(
-                "FROM (SELECT (SELECT count(*) FROM cleared) + (SELECT count(*) FROM opened) \
-                 + (SELECT count(*) FROM used)) \
+                "FROM (SELECT (SELECT count(*) FROM cleared) + (SELECT count(*) FROM refunded) \
+                 + (SELECT count(*) FROM opened) + (SELECT count(*) FROM used)) \
                  AS written(n), LATERAL pg_advisory_xact_lock($14 + 0 * written.n)"
             )
         ));
+        let key = |key: &Option<String>| key.clone().filter(|key| storable(key));
         let query = sql::bind_audit(query, audit)
             .bind(AUDIT_ORDER_LOCK)
-            .bind(clears.filter(|key| storable(key)));
-        let done = sql::bind_session(query, s).execute(self.writes()).await;
+            .bind(key(&settles.clear));
+        let done = sql::bind_session(query, s)
+            .bind(key(&settles.refund))
+            .execute(self.writes())
+            .await;
         Some(done.map(|_| ()).map_err(db_error))
     }
 

@@ -415,6 +415,15 @@ pub struct SsoDeviceRecord {
 /// Previous hashes kept per user, enough for the strictest `historyCount`.
 pub const PASSWORD_HISTORY_KEPT: i64 = 24;
 
+/// What a guess that proved right settles in the throttle (`domain::throttle::Guess`): a
+/// counter deleted (the account's failures) and one given back an attempt (the address's
+/// failures, never below zero). Empty: nothing.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ThrottleSettlement {
+    pub clear: Option<String>,
+    pub refund: Option<String>,
+}
+
 /// What an admin change revoked along with it, for the caller's information.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Revoked {

@@ -259,7 +259,8 @@ async fn a_kill_in_the_middle_of_writes_loses_nothing_that_was_acknowledged() {
             .env("COREAUTH_ARGON2_MEMORY_KIB", "256")
             .env("COREAUTH_ARGON2_ITERATIONS", "1")
             .env("COREAUTH_LOGIN_ATTEMPTS_PER_ACCOUNT", "100000")
-            .env("COREAUTH_LOGIN_ATTEMPTS_PER_ADDRESS", "100000");
+            .env("COREAUTH_LOGIN_ATTEMPTS_PER_ADDRESS", "100000")
+            .env("COREAUTH_LOGIN_TRAFFIC_PER_ADDRESS", "100000");
     };
     let mut command = serve(dir.path());
     configure(&mut command);

@@ -55,7 +55,7 @@ impl TestDatabase {
 
     /// A new database on the server named by `COREAUTH_TEST_POSTGRES_URL`; panics without it,
     /// for tests that mean PostgreSQL and must not quietly test something else.
-    #[allow(dead_code)] // used by tests/postgres.rs, which includes this file
+    #[allow(dead_code)] // used by tests/postgres/, which includes this file
     pub async fn postgres() -> Self {
         let server = std::env::var(POSTGRES_URL_VAR).unwrap_or_default();
         assert!(

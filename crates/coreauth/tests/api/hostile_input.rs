@@ -21,8 +21,9 @@ async fn failed_logins(app: &TestApp) -> Vec<Value> {
 
 #[tokio::test]
 async fn junk_logins_are_throttled_and_leave_bounded_traces() {
-    // Six per address: the test admin's own login at spawn counted one.
-    let app = TestApp::spawn_with(|s| s.login_attempts_per_address = 6).await;
+    // Five failures per address: the test admin's own login at spawn was right, so it was
+    // given back.
+    let app = TestApp::spawn_with(|s| s.login_attempts_per_address = 5).await;
     let junk_email = "x".repeat(60_000);
     let junk_agent = "A".repeat(4_000);
     let mut statuses = Vec::new();
@@ -105,8 +106,8 @@ async fn only_short_safe_request_ids_are_kept() {
 
 #[tokio::test]
 async fn anonymous_sso_starts_are_throttled_and_return_targets_are_checked_first() {
-    // Four per address: the test admin's own login at spawn counted one.
-    let app = TestApp::spawn_with(|s| s.login_attempts_per_address = 4).await;
+    // Four sign-ins per address: the test admin's own login at spawn counted one.
+    let app = TestApp::spawn_with(|s| s.login_traffic_per_address = 4).await;
     let config = json!({"issuer": "http://127.0.0.1:9", "clientId": "c", "clientSecret": "s",
         "emailDomains": ["acme.example"], "redirectAllowList": ["https://app.acme.example/cb"]});
     let response = app
@@ -165,8 +166,8 @@ async fn two_authorization_headers_are_refused() {
 
 #[tokio::test]
 async fn strategy_look_ups_do_not_spend_the_login_budget() {
-    // Three per address: the test admin's own login at spawn counted one of the logins'.
-    let app = TestApp::spawn_with(|s| s.login_attempts_per_address = 3).await;
+    // Three per address: the test admin's own login at spawn counted one of the sign-ins'.
+    let app = TestApp::spawn_with(|s| s.login_traffic_per_address = 3).await;
     let mut statuses = Vec::new();
     for _ in 0..5 {
         let response = app

@@ -84,7 +84,7 @@ async fn the_strategy_depends_on_the_domain_only() {
 
 #[tokio::test]
 async fn strategy_lookups_are_rate_limited_per_address() {
-    let app = TestApp::spawn_with(|s| s.login_attempts_per_address = 5).await;
+    let app = TestApp::spawn_with(|s| s.login_traffic_per_address = 5).await;
     // Look-ups have a budget of their own: the admin's login at spawn spent none of it.
     for i in 0..5 {
         strategy(&app, &format!("probe{i}@example.com")).await;

@@ -97,8 +97,8 @@ async fn unknown_emails_are_counted_like_known_ones() {
 
 #[tokio::test]
 async fn one_address_spraying_many_accounts_is_throttled() {
-    let app = TestApp::spawn_with(|s| s.login_attempts_per_address = 20).await;
-    // The bootstrap admin's login from this address was the first of the 20.
+    // 19 failures: the bootstrap admin's login from this address was right and was given back.
+    let app = TestApp::spawn_with(|s| s.login_attempts_per_address = 19).await;
     for i in 0..19 {
         let response = app
             .login(&format!("user{i}@example.com"), "Winter2026!", 0)
@@ -139,4 +139,74 @@ async fn the_limits_and_window_are_settings() {
         app.login("a@example.com", "x", 0).await.status(),
         StatusCode::UNAUTHORIZED
     );
+}
+
+#[tokio::test]
+async fn an_office_behind_one_address_signs_in_while_a_guesser_is_stopped() {
+    // The defaults: 10 failures per account, 100 per address, 3000 attempts per address.
+    let app = TestApp::spawn().await;
+    let people: Vec<String> = (0..20)
+        .map(|i| format!("person{i}@office.example"))
+        .collect();
+    for email in &people {
+        app.create_user(email, 1, "member").await;
+    }
+    // 200 sign-ins from 127.0.0.1, all in the same minute of the server's clock, eight at a
+    // time as people arrive.
+    let app = std::sync::Arc::new(app);
+    let mut statuses = Vec::new();
+    for arrivals in (0..200).collect::<Vec<usize>>().chunks(8) {
+        let mut logins = tokio::task::JoinSet::new();
+        for &i in arrivals {
+            let (app, email) = (app.clone(), people[i % people.len()].clone());
+            logins.spawn(async move { app.login(&email, PASSWORD, 0).await.status() });
+        }
+        statuses.extend(logins.join_all().await);
+    }
+    assert_eq!(statuses.len(), 200);
+    assert!(
+        statuses.iter().all(|s| *s == StatusCode::OK),
+        "every sign-in succeeded: {statuses:?}"
+    );
+    for _ in 0..10 {
+        let response = app.login(&people[0], "a wrong guess", 0).await;
+        assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+    }
+    assert_throttled(app.login(&people[0], "a wrong guess", 0).await).await;
+    // The guesser's account is locked, not the office.
+    app.login_ok(&people[1], PASSWORD).await;
+}
+
+#[tokio::test]
+async fn a_right_password_awaiting_its_second_factor_spends_no_address_guess() {
+    let app = TestApp::spawn_with(|s| s.login_attempts_per_address = 3).await;
+    app.create_user("two@example.com", 1, "member").await;
+    let token = app.login_ok("two@example.com", PASSWORD).await.token;
+    app.enrol_totp(&token).await;
+    for _ in 0..6 {
+        let response = app.login("two@example.com", PASSWORD, 0).await;
+        assert_error(response, StatusCode::UNAUTHORIZED, "mfa_required").await;
+    }
+    // Wrong codes are guesses: they count, against the account and the address.
+    let wrong_code =
+        json!({"email": "two@example.com", "password": PASSWORD, "mfaTokenCode": "000000"});
+    for _ in 0..3 {
+        let response = app.post("/user/authenticate", None, &wrong_code).await;
+        assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+    }
+    assert_throttled(app.post("/user/authenticate", None, &wrong_code).await).await;
+}
+
+#[tokio::test]
+async fn all_attempts_from_one_address_have_a_cap_of_their_own() {
+    let app = TestApp::spawn_with(|s| s.login_traffic_per_address = 6).await;
+    app.create_user("busy@example.com", 1, "member").await;
+    // The bootstrap admin's login at spawn was the first of the six.
+    for _ in 0..5 {
+        app.login_ok("busy@example.com", PASSWORD).await;
+    }
+    let wait = assert_throttled(app.login("busy@example.com", PASSWORD, 0).await).await;
+    assert_throttled(app.login("other@example.com", "a guess", 0).await).await;
+    app.advance(Duration::from_secs(wait));
+    app.login_ok("busy@example.com", PASSWORD).await;
 }

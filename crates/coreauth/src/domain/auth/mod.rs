@@ -8,25 +8,24 @@ use time::OffsetDateTime;
 use super::apikey::{ApiKeys, looks_like_key};
 use super::audit::NewAuditEvent;
 use super::clock::to_millis;
-use super::email::Email;
-use super::error::{DomainError, DomainResult, SsoFailure};
-use super::membership::choose_membership;
+use super::error::{DomainError, DomainResult};
 use super::mfa::Mfa;
 use super::org::{MembershipRecord, Role};
 pub use super::origin::RequestOrigin;
-use super::password::{Password, PasswordHashing};
-use super::policy::{password_allowed, policy_of};
+use super::password::PasswordHashing;
 use super::session::{
     AuthMethod, MFA_CHALLENGE, MFA_ENROLLMENT, PendingRenewals, Principal, SessionRecord,
 };
-use super::throttle::{Subject, Throttle};
+use super::throttle::Throttle;
 use super::tokens::{SESSION_AUDIENCE, SessionClaims, TokenSigner};
 use super::user::UserRecord;
 use crate::cache::{CachedReads, MemberProfile};
-use crate::store::Store;
+use crate::store::{Store, ThrottleSettlement};
 
+mod login;
 mod second_factor;
 
+pub use login::LoginAttempt;
 pub(crate) use second_factor::Vouched;
 
 /// How long tokens and sessions live.
@@ -38,30 +37,14 @@ pub struct SessionPolicy {
     pub session_max: Duration,
 }
 
-/// A password login as the user sent it.
-#[derive(Debug, Clone)]
-pub struct LoginAttempt {
-    pub email: String,
-    pub password: Password,
-    /// 0 or `None`: the first active membership.
-    pub selected_org: Option<i64>,
-    pub client: Option<String>,
-    /// A TOTP code or a recovery code, for users with a second factor.
-    pub mfa_code: Option<String>,
-    pub origin: RequestOrigin,
-    /// Open a session only for an admin of the org (or a platform admin): anyone else is
-    /// `Forbidden` after the password verified, and no session is made for them.
-    pub admins_only: bool,
-}
-
 /// How a session is being opened.
 struct Opening {
     method: &'static str,
     client: Option<String>,
     origin: RequestOrigin,
     restriction: Option<String>,
-    /// The throttle counter a password login clears, with the session's own commit.
-    clears: Option<String>,
+    /// What a password login settles in the throttle, with the session's own commit.
+    settles: ThrottleSettlement,
 }
 
 /// A token and who it is for.
@@ -132,138 +115,6 @@ impl Auth {
         }
     }
 
-    /// Checks the password, picks the org, and opens a session. Every way of failing before the
-    /// password is verified answers `InvalidCredentials` after one argon2 verification, so
-    /// neither the answer nor its timing tells whether the account exists.
-    pub async fn login(
-        &self,
-        attempt: LoginAttempt,
-        now: OffsetDateTime,
-    ) -> DomainResult<IssuedToken> {
-        let client = bounded_text(attempt.client.clone(), MAX_CLIENT_CHARS);
-        let mut known_user = None;
-        let result = self
-            .try_login(attempt.clone(), client.clone(), &mut known_user, now)
-            .await;
-        if let Err(error) = &result {
-            if matches!(
-                error,
-                DomainError::Overloaded { .. }
-                    | DomainError::Unavailable
-                    | DomainError::Internal(_)
-            ) {
-                return result;
-            }
-            // Only an address is kept: what is typed into the email field may be a password,
-            // and anything longer than an address is junk that would grow the trail.
-            let email = Email::parse(&attempt.email)
-                .map(|e| serde_json::Value::from(e.as_str()))
-                .unwrap_or_else(|_| serde_json::Value::from(NOT_AN_EMAIL));
-            let mut event = NewAuditEvent::new("login.failed", now)
-                .from(&attempt.origin)
-                .failed(error.code())
-                .client(client.as_deref())
-                .details(serde_json::json!({ "email": email }));
-            if let Some(user_id) = known_user {
-                event = event.subject_user(user_id);
-            }
-            self.store.record_audit(&event).await?;
-        }
-        result
-    }
-
-    async fn try_login(
-        &self,
-        attempt: LoginAttempt,
-        client: Option<String>,
-        known_user: &mut Option<i64>,
-        now: OffsetDateTime,
-    ) -> DomainResult<IssuedToken> {
-        let email = match Email::parse(&attempt.email) {
-            Ok(email) => email,
-            Err(error) => {
-                // Malformed attempts count against the address like any other guess.
-                if let Some(address) = attempt.origin.address {
-                    self.throttle
-                        .attempt(&[Subject::Address(address)], now)
-                        .await?;
-                }
-                return Err(error);
-            }
-        };
-        let email_key = email.key();
-        let account = Subject::Account(&email_key);
-        // Counted before any hashing, for known and unknown emails alike.
-        self.throttle
-            .attempt(&attempt.origin.subjects(account.clone()), now)
-            .await?;
-        let user = self.store.user_by_email(&email_key).await?;
-        *known_user = user.as_ref().map(|u| u.id);
-        let hash = user
-            .as_ref()
-            .filter(|u| u.is_active)
-            .and_then(|u| u.password_hash.as_deref());
-        let verified = self.hashing.verify(&attempt.password, hash).await?;
-        let Some(user) = user.filter(|_| verified) else {
-            return Err(DomainError::InvalidCredentials);
-        };
-        let memberships = self.store.memberships_of(user.id).await?;
-        let membership = choose_membership(&memberships, attempt.selected_org, &user)?;
-        // Only now, with the password verified, may the answer say more than "invalid".
-        let connections = self.reads.sso_connections(membership.org_id).await?;
-        if !password_allowed(&connections, email.domain().as_str()) {
-            return Err(DomainError::Sso(SsoFailure::SsoRequired));
-        }
-        self.mfa
-            .check_login(user.id, attempt.mfa_code.as_deref(), &attempt.origin, now)
-            .await?;
-        let policy = policy_of(&self.reads, membership.org_id).await?;
-        if user.must_change_password || policy.is_expired(user.password_set_at, to_millis(now)) {
-            return Err(DomainError::PasswordExpired);
-        }
-        if attempt.admins_only && !(membership.role.is_admin() || user.is_platform_admin) {
-            return Err(DomainError::Forbidden);
-        }
-        self.upgrade_hash(&user, &attempt.password).await;
-        let restriction = (policy.require_mfa && !self.mfa.is_enabled(user.id).await?)
-            .then(|| MFA_ENROLLMENT.to_owned());
-        let (org_id, role) = (membership.org_id, membership.role);
-        let opening = Opening {
-            method: "password",
-            client,
-            origin: attempt.origin,
-            restriction,
-            // A successful login forgets the account's failures.
-            clears: Some(account.key()),
-        };
-        let mut issued = self.open_session(user, org_id, role, opening, now).await?;
-        issued.password_expires_at = policy.expires_at(issued.user.password_set_at);
-        Ok(issued)
-    }
-
-    /// Re-hashes a password verified against a hash made with weaker parameters than today's.
-    /// A failure here must not fail the login: it is logged and retried at the next one.
-    async fn upgrade_hash(&self, user: &UserRecord, password: &Password) {
-        let Some(old) = user.password_hash.as_deref() else {
-            return;
-        };
-        if !self.hashing.needs_rehash(old) {
-            return;
-        }
-        let upgraded = match self.hashing.hash(password).await {
-            Ok(new) => self
-                .store
-                .upgrade_password_hash(user.id, old, &new)
-                .await
-                .map_err(DomainError::from),
-            Err(e) => Err(e),
-        };
-        match upgraded {
-            Ok(_) => tracing::info!(user_id = user.id, "upgraded a password hash"),
-            Err(e) => tracing::warn!(user_id = user.id, "could not upgrade a password hash: {e}"),
-        }
-    }
-
     async fn open_session(
         &self,
         user: UserRecord,
@@ -277,7 +128,7 @@ impl Auth {
             client,
             origin,
             restriction,
-            clears,
+            settles,
         } = opening;
         let created_at = to_millis(now);
         let max = i64::try_from(self.policy.session_max.as_millis()).unwrap_or(i64::MAX);
@@ -307,7 +158,7 @@ impl Auth {
             .client(session.client.as_deref())
             .details(serde_json::json!({ "method": method }));
         self.store
-            .create_session(&session, &audit, clears.as_deref())
+            .create_session(&session, &audit, &settles)
             .await?;
         self.issue(user, &session, role, now, expiry)
     }

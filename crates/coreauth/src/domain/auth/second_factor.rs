@@ -56,7 +56,7 @@ impl Auth {
             client,
             origin,
             restriction,
-            clears: None,
+            settles: Default::default(),
         };
         self.open_session(user, org_id, role, opening, now).await
     }
@@ -79,14 +79,14 @@ impl Auth {
             })?;
         let profile = self.profile_of(caller).await?;
         let email_key = Email::parse(&profile.user().email)?.key();
-        let account = Subject::Account(&email_key);
-        self.throttle
-            .attempt(&caller.origin.subjects(account.clone()), now)
+        let guess = self
+            .throttle
+            .guess(Some(Subject::Account(&email_key)), &caller.origin, now)
             .await?;
         self.mfa
             .check_login(caller.user_id, Some(code), &caller.origin, now)
             .await?;
-        self.throttle.clear(&account).await?;
+        self.throttle.settle(&guess.proved()).await?;
         let audit = NewAuditEvent::new("mfa.verified", now)
             .by(caller)
             .subject_user(caller.user_id)

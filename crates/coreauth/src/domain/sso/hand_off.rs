@@ -136,7 +136,7 @@ fn refusal_of(code: &str) -> SsoFailure {
 
 impl Sso {
     /// A device asks to sign in `email` through the connection serving its domain. Anonymous:
-    /// counted against the caller's address like a login attempt.
+    /// counted against the caller's address's sign-in traffic.
     pub async fn start_device(
         &self,
         email: &str,
@@ -144,7 +144,7 @@ impl Sso {
         origin: &RequestOrigin,
         now: OffsetDateTime,
     ) -> DomainResult<DeviceStart> {
-        self.count_anonymous(origin, Subject::Address, now).await?;
+        self.count_anonymous(origin, Subject::Traffic, now).await?;
         let Some((org_id, connection_id)) = self.connection_for_email(email).await? else {
             return Err(DomainError::invalid(
                 "this email signs in with a password, not single sign-on",
@@ -177,23 +177,27 @@ impl Sso {
     }
 
     /// The device sign-in waiting for this user code: `NotFound` for one unknown, expired or
-    /// done. Counted against the caller's address: user codes are short.
+    /// done. A guess from the caller's address, as user codes are short; a right one is given
+    /// back.
     async fn waiting_device(
         &self,
         typed: &str,
         origin: &RequestOrigin,
         now: OffsetDateTime,
     ) -> DomainResult<SsoDeviceRecord> {
-        self.count_anonymous(origin, Subject::Lookup, now).await?;
+        let guess = self.throttle.guess(None, origin, now).await?;
         let unknown = || DomainError::NotFound("device sign-in (check the code, or start again)");
         let key = user_code_key(typed).ok_or_else(unknown)?;
-        self.store
+        let device = self
+            .store
             .sso_device_by_user_code(&key)
             .await?
             .filter(|d| {
                 d.expires_at > to_millis(now) && d.sealed_session.is_none() && d.refusal.is_none()
             })
-            .ok_or_else(unknown)
+            .ok_or_else(unknown)?;
+        self.throttle.settle(&guess.proved()).await?;
+        Ok(device)
     }
 
     /// What the confirmation page shows of the device sign-in with this code.
@@ -235,7 +239,7 @@ impl Sso {
         origin: &RequestOrigin,
         now: OffsetDateTime,
     ) -> DomainResult<Option<SsoStart>> {
-        self.count_anonymous(origin, Subject::Address, now).await?;
+        self.count_anonymous(origin, Subject::Traffic, now).await?;
         let Some((org_id, connection_id)) = self.connection_for_email(email).await? else {
             return Ok(None);
         };

@@ -242,7 +242,7 @@ impl Sso {
     }
 
     /// Counts an anonymous call against the caller's address, as `subject` (`Subject::Lookup`
-    /// for look-ups, `Subject::Address` for calls that store something).
+    /// for look-ups, `Subject::Traffic` for sign-ins it starts).
     async fn count_anonymous(
         &self,
         origin: &RequestOrigin,
@@ -295,7 +295,7 @@ impl Sso {
         origin: &RequestOrigin,
         now: OffsetDateTime,
     ) -> DomainResult<SsoStart> {
-        self.count_anonymous(origin, Subject::Address, now).await?;
+        self.count_anonymous(origin, Subject::Traffic, now).await?;
         let connection = self.connection_of(org_id, connection_id).await?;
         self.start_in_browser(&connection, return_to, client, HandOff::Caller, now)
             .await

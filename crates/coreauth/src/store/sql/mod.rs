@@ -32,7 +32,7 @@ use crate::store::records::{
     IntegrationRecord, MemberRecord, MembershipPatch, MembershipRecord, NewApiKey, NewAuditEvent,
     NewUser, OrgRecord, PASSWORD_HISTORY_KEPT, PasswordChange, PasswordPolicy, Renewal, Revoked,
     Role, SessionContext, SessionRecord, SsoConnectionRecord, SsoDeviceRecord, SsoIdentityRecord,
-    SsoLoginRecord, StoredSigningKey, TotpRecord, UserPatch, UserRecord,
+    SsoLoginRecord, StoredSigningKey, ThrottleSettlement, TotpRecord, UserPatch, UserRecord,
 };
 use crate::store::rows::*;
 use crate::store::{
@@ -82,7 +82,7 @@ pub(super) trait Shortcuts {
         &self,
         _session: &SessionRecord,
         _audit: &NewAuditEvent,
-        _clears: Option<&str>,
+        _settles: &ThrottleSettlement,
     ) -> Option<StoreResult<()>> {
         None
     }
@@ -141,16 +141,23 @@ pub(super) fn bind_session<'q>(query: Query<'q>, s: &SessionRecord) -> Query<'q>
 }
 
 /// Forgets a throttle counter (`clear_throttle`; a login clears its own in `create_session`).
-async fn delete_throttle(conn: &mut Conn, key: &str) -> StoreResult<()> {
-    if !storable(key) {
-        return Ok(());
+/// Settles a right guess's counters, the cleared one first (`ThrottleStore::settle_throttle`).
+async fn settle_throttle(conn: &mut Conn, settlement: &ThrottleSettlement) -> StoreResult<()> {
+    if let Some(key) = settlement.clear.as_deref().filter(|key| storable(key)) {
+        sqlx::query("DELETE FROM throttle WHERE key = $1")
+            .bind(key)
+            .execute(&mut *conn)
+            .await
+            .map_err(db_error)?;
     }
-    sqlx::query("DELETE FROM throttle WHERE key = $1")
-        .bind(key)
-        .execute(&mut *conn)
-        .await
-        .map(|_| ())
-        .map_err(db_error)
+    if let Some(key) = settlement.refund.as_deref().filter(|key| storable(key)) {
+        sqlx::query("UPDATE throttle SET attempts = attempts - 1 WHERE key = $1 AND attempts > 0")
+            .bind(key)
+            .execute(&mut *conn)
+            .await
+            .map_err(db_error)?;
+    }
+    Ok(())
 }
 
 /// Audits and commits a write that changed `rows` rows; one that changed none is rolled back

@@ -8,18 +8,16 @@ impl SessionStore for Backend {
         &self,
         s: &SessionRecord,
         audit: &NewAuditEvent,
-        clears: Option<&str>,
+        settles: &ThrottleSettlement,
     ) -> StoreResult<()> {
-        if let Some(done) = Shortcuts::open_session(self, s, audit, clears).await {
+        if let Some(done) = Shortcuts::open_session(self, s, audit, settles).await {
             return done;
         }
         let mut tx = self.write_tx().await?;
         // The audit insert comes last, as in every audited write: on PostgreSQL it takes the
         // audit lock, and a login holding it while waiting for a row lock (the throttle row,
-        // while another login clears it) could deadlock with that row's holder.
-        if let Some(key) = clears {
-            delete_throttle(&mut tx, key).await?;
-        }
+        // while another login counts on it) could deadlock with that row's holder.
+        settle_throttle(&mut tx, settles).await?;
         bind_session(sqlx::query(insert_session_sql!()), s)
             .execute(&mut *tx)
             .await

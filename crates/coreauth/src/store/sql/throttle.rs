@@ -41,9 +41,10 @@ impl ThrottleStore for Backend {
         Ok(counted)
     }
 
-    async fn clear_throttle(&self, key: &str) -> StoreResult<()> {
-        let mut conn = self.writes().acquire().await.map_err(db_error)?;
-        delete_throttle(&mut conn, key).await
+    async fn settle_throttle(&self, settlement: &ThrottleSettlement) -> StoreResult<()> {
+        let mut tx = self.write_tx().await?;
+        settle_throttle(&mut tx, settlement).await?;
+        tx.commit().await.map_err(db_error)
     }
 
     async fn prune_throttle(&self, before: i64) -> StoreResult<u64> {
