@@ -32,6 +32,13 @@ pub struct Settings {
     /// `COREAUTH_SESSION_MAX`: absolute lifetime of a session from its login.
     #[serde(with = "humantime_serde")]
     pub session_max: Duration,
+    /// `COREAUTH_SIGNING_KEY_ROTATION`: a new signing key this long after the last one started
+    /// signing (`0s`: only by hand, `coreauth admin signing-keys rotate`).
+    #[serde(with = "humantime_serde")]
+    pub signing_key_rotation: Duration,
+    /// `COREAUTH_SIGNING_KEY_PUBLISH_AHEAD`: how long a new key is in the JWKS before it signs.
+    #[serde(with = "humantime_serde")]
+    pub signing_key_publish_ahead: Duration,
     /// `COREAUTH_LOG`: a tracing filter such as `info` or `coreauth=debug,tower_http=info`.
     pub log: String,
     /// `COREAUTH_LOG_FORMAT`: `text` or `json`.
@@ -150,6 +157,8 @@ impl Default for Settings {
             database_url: "sqlite://coreauth.db".into(),
             token_ttl: Duration::from_secs(15 * 60),
             session_max: Duration::from_secs(12 * 3600),
+            signing_key_rotation: Duration::from_secs(30 * 24 * 3600),
+            signing_key_publish_ahead: Duration::from_secs(24 * 3600),
             log: "info".into(),
             log_format: LogFormat::Text,
             public_url: None,

@@ -1,18 +1,19 @@
-//! The `coreauth` binary: `serve`, `migrate`, `admin bootstrap`, and the client commands
+//! The `coreauth` binary: `serve`, `migrate`, the `admin` commands, and the client commands
 //! (`login`, `whoami`, `token`, `keys`, `logout`) of the `cli` module.
 
 use std::io::Read;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use anyhow::{Context, bail};
+use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
 use coreauth::config::{LogFormat, Overrides, Settings};
-use coreauth::domain::clock::{Clock, SystemClock};
+use coreauth::domain::clock::SystemClock;
 use coreauth::domain::password::Password;
 use coreauth::startup::{Application, open_store};
 use tokio::sync::watch;
 
+mod admin;
 mod cli;
 
 /// mimalloc rather than glibc's allocator: a request allocates and frees a few dozen small
@@ -79,6 +80,14 @@ enum AdminCommand {
         #[command(flatten)]
         database: DatabaseArgs,
     },
+    /// The keys tokens are signed with: list them, add the next one, or retire one.
+    SigningKeys {
+        #[command(subcommand)]
+        action: admin::KeyAction,
+        /// Database URL (COREAUTH_DATABASE_URL), before or after the action.
+        #[arg(long, global = true)]
+        database: Option<String>,
+    },
 }
 
 #[tokio::main]
@@ -123,7 +132,16 @@ async fn main() -> anyhow::Result<()> {
                 .context("reading the password from standard input")?;
             let password = Password::parse(password.trim_end_matches(['\r', '\n']).to_owned())?;
             settings.bootstrap_admin_email = None;
-            bootstrap(settings, &email, password).await
+            admin::bootstrap(settings, &email, password).await
+        }
+        Command::Admin(AdminCommand::SigningKeys { action, database }) => {
+            let overrides = Overrides {
+                database_url: database,
+                ..Overrides::default()
+            };
+            let settings = Settings::load(cli.config.as_deref(), &overrides)?;
+            init_logging(&settings)?;
+            admin::signing_keys(settings, action).await
         }
         Command::Client(command) => cli::run(command).await,
     }
@@ -156,60 +174,6 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
     }
     tracing::info!("stopped");
     Ok(())
-}
-
-async fn bootstrap(settings: Settings, email: &str, password: Password) -> anyhow::Result<()> {
-    use coreauth::domain::admin::Admin;
-    use coreauth::domain::credentials::Credentials;
-    use coreauth::domain::mfa::Mfa;
-    use coreauth::domain::password::{HashCost, HashLimits, PasswordHashing};
-    use coreauth::domain::throttle::Throttle;
-
-    let store = open_store(&settings, settings.migrate).await?;
-    let hashing = PasswordHashing::new(
-        HashCost {
-            memory_kib: settings.argon2_memory_kib,
-            iterations: settings.argon2_iterations,
-            parallelism: settings.argon2_parallelism,
-        },
-        HashLimits {
-            concurrent: 1,
-            queued: 1,
-            niceness: 0,
-        },
-    )
-    .await?;
-    let hashing = Arc::new(hashing);
-    let secrets = Arc::new(coreauth::startup::load_secret_box(&settings)?);
-    let throttle = Arc::new(Throttle::new(
-        store.clone(),
-        coreauth::startup::throttle_limits(&settings),
-    ));
-    let mfa = Arc::new(Mfa::new(
-        store.clone(),
-        secrets,
-        hashing.clone(),
-        throttle.clone(),
-    ));
-    let reads = Arc::new(coreauth::cache::CachedReads::uncached(store.clone()));
-    let credentials = Arc::new(Credentials::new(
-        store.clone(),
-        reads.clone(),
-        hashing.clone(),
-        mfa.clone(),
-        throttle,
-    ));
-    let admin = Admin::new(store, reads, hashing, credentials, mfa);
-    match admin.bootstrap(email, password, SystemClock.now()).await? {
-        Some(user) => {
-            println!(
-                "created org 1 (Default) and admin {} (id {})",
-                user.email, user.id
-            );
-            Ok(())
-        }
-        None => bail!("the database already has users; bootstrap changes nothing"),
-    }
 }
 
 /// SIGTERM or Ctrl-C.

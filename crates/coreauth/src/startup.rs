@@ -24,6 +24,7 @@ use crate::domain::integrations::Integrations;
 use crate::domain::mfa::Mfa;
 use crate::domain::password::{HashCost, HashLimits, Password, PasswordHashing};
 use crate::domain::secrets::SecretBox;
+use crate::domain::signing_keys::{KeySchedule, SigningKeys};
 use crate::domain::sso::Sso;
 use crate::domain::throttle::{Throttle, ThrottleLimits};
 use crate::domain::tokens::{StoredSigningKey, TokenSigner};
@@ -272,6 +273,11 @@ impl Application {
             integrations,
             throttle,
             sso,
+            signing_keys: Arc::new(SigningKeys::new(
+                store.clone(),
+                signer.clone(),
+                key_schedule(&settings),
+            )),
             signer,
             clock,
             metrics,
@@ -360,7 +366,12 @@ impl Application {
                 {
                     tracing::warn!("exporting audit events: {e}");
                 }
-                // Every 5 minutes and every hour (ticks are 1 s).
+                // Every 5 seconds, 5 minutes and hour (ticks are 1 s).
+                if tick % 5 == 0
+                    && let Err(e) = state.signing_keys.maintain(state.now()).await
+                {
+                    tracing::warn!("rotating signing keys: {e}");
+                }
                 if tick % 300 == 0
                     && let Err(e) = state.throttle.prune(state.now()).await
                 {
@@ -397,7 +408,7 @@ impl Application {
 
 /// The oldest signing key in the database, creating one on first start. Instances racing on an
 /// empty database each offer a key, but only the first one offered is stored, so they agree.
-async fn load_signer(
+pub async fn load_signer(
     store: &dyn Store,
     settings: &Settings,
     clock: &dyn Clock,
@@ -466,6 +477,17 @@ pub fn connection_limits(settings: &Settings) -> ConnectionLimits {
         max_connections: settings.max_connections,
         header_timeout: settings.header_timeout,
         idle_timeout: settings.idle_timeout,
+    }
+}
+
+/// How signing keys rotate under `settings`.
+pub fn key_schedule(settings: &Settings) -> KeySchedule {
+    let integration_max =
+        Duration::from_secs(u64::from(crate::domain::integrations::MAX_LIFETIME_SECS));
+    KeySchedule {
+        rotate_every: settings.signing_key_rotation,
+        publish_ahead: settings.signing_key_publish_ahead,
+        longest_token: settings.token_ttl.max(integration_max),
     }
 }
 

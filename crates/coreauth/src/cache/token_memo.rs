@@ -148,6 +148,13 @@ impl VerifiedTokens {
         verified
     }
 
+    /// Forgets every token (a signing key was retired).
+    pub fn clear(&self) {
+        if let Ok(mut generations) = self.generations.lock() {
+            *generations = Generations::default();
+        }
+    }
+
     /// Tokens remembered, both generations.
     pub fn len(&self) -> usize {
         self.generations

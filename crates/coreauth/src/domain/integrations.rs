@@ -297,7 +297,7 @@ impl Integrations {
         claims.insert("jti".into(), json!(uuid::Uuid::new_v4().to_string()));
         let claims = Value::Object(claims);
         let token = match integration.algorithm {
-            IntegrationAlgorithm::EdDsa => self.signer.sign_integration(&claims)?,
+            IntegrationAlgorithm::EdDsa => self.signer.sign_integration(&claims, now)?,
             IntegrationAlgorithm::Hs256 => {
                 let sealed = integration
                     .sealed_secret

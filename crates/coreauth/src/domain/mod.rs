@@ -18,6 +18,7 @@ pub mod password;
 pub mod policy;
 pub mod secrets;
 pub mod session;
+pub mod signing_keys;
 pub mod sso;
 pub mod throttle;
 pub mod tokens;

@@ -8,7 +8,7 @@
 
 pub use crate::store::records::StoredSigningKey;
 
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -37,6 +37,8 @@ impl StoredSigningKey {
             algorithm: "EdDSA".into(),
             seed,
             created_at: to_millis(now),
+            activates_at: to_millis(now),
+            retired_at: None,
         })
     }
 }
@@ -106,36 +108,71 @@ fn integration_key(session: &StoredSigningKey) -> StoredSigningKey {
         algorithm: session.algorithm.clone(),
         seed: Zeroizing::new(derived.as_ref().to_vec()),
         created_at: session.created_at,
+        activates_at: session.activates_at,
+        retired_at: session.retired_at,
     }
 }
 
-/// Signs and checks session tokens with the keys in the database; the oldest key signs, every
-/// key verifies, so keys made by other instances are honoured.
-pub struct TokenSigner {
-    issuer: String,
+/// The keys an instance holds, as loaded from the database: those not retired, by
+/// `activates_at`.
+struct KeySet {
     keys: Vec<SigningKey>,
     /// One per session key, in the same order: these sign integration tokens, never sessions.
     integration_keys: Vec<SigningKey>,
+    /// When each key starts signing (epoch ms), in the same order.
+    activations: Vec<i64>,
+}
+
+impl KeySet {
+    fn new(mut stored: Vec<StoredSigningKey>) -> DomainResult<Self> {
+        stored.retain(|k| k.retired_at.is_none());
+        stored.sort_by(|a, b| (a.activates_at, &a.kid).cmp(&(b.activates_at, &b.kid)));
+        if stored.is_empty() {
+            return Err(DomainError::internal("no signing key"));
+        }
+        Ok(Self {
+            keys: stored
+                .iter()
+                .map(SigningKey::from_stored)
+                .collect::<DomainResult<_>>()?,
+            integration_keys: stored
+                .iter()
+                .map(|k| SigningKey::from_stored(&integration_key(k)))
+                .collect::<DomainResult<_>>()?,
+            activations: stored.iter().map(|k| k.activates_at).collect(),
+        })
+    }
+
+    /// Which key signs at `at` (epoch ms): the one activated last, or, when none has (every
+    /// key left is still to come, after a retirement), the first to come.
+    fn signing_at(&self, at: i64) -> usize {
+        self.activations
+            .iter()
+            .rposition(|&activates| activates <= at)
+            .unwrap_or(0)
+    }
+
+    fn kids(&self) -> Vec<&str> {
+        self.keys.iter().map(|k| k.kid.as_str()).collect()
+    }
+}
+
+/// Signs and checks session tokens with the keys in the database: the key activated last
+/// signs, every key not retired verifies, so keys made by other instances are honoured, and
+/// `reload` takes in keys rotated or retired since.
+pub struct TokenSigner {
+    issuer: String,
+    /// Replaced whole by `reload`; read for each signature and each token not in the memo.
+    keys: RwLock<Arc<KeySet>>,
     validation: Validation,
     /// Tokens already verified, so a token used again skips the signature check.
     verified: VerifiedTokens,
 }
 
 impl TokenSigner {
-    /// `stored` must hold at least one key; the oldest one signs.
-    pub fn new(issuer: String, mut stored: Vec<StoredSigningKey>) -> DomainResult<Self> {
-        stored.sort_by(|a, b| (a.created_at, &a.kid).cmp(&(b.created_at, &b.kid)));
-        let keys = stored
-            .iter()
-            .map(SigningKey::from_stored)
-            .collect::<DomainResult<Vec<_>>>()?;
-        if keys.is_empty() {
-            return Err(DomainError::internal("no signing key"));
-        }
-        let integration_keys = stored
-            .iter()
-            .map(|k| SigningKey::from_stored(&integration_key(k)))
-            .collect::<DomainResult<Vec<_>>>()?;
+    /// `stored` must hold at least one key not retired.
+    pub fn new(issuer: String, stored: Vec<StoredSigningKey>) -> DomainResult<Self> {
+        let keys = KeySet::new(stored)?;
         let mut validation = Validation::new(Algorithm::EdDSA);
         validation.validate_exp = false; // checked against our clock below
         validation.validate_nbf = false;
@@ -147,11 +184,45 @@ impl TokenSigner {
         validation.set_audience(&[SESSION_AUDIENCE]);
         Ok(Self {
             issuer,
-            keys,
-            integration_keys,
+            keys: RwLock::new(Arc::new(keys)),
             validation,
             verified: VerifiedTokens::new(token_memo::DEFAULT_CAPACITY),
         })
+    }
+
+    fn key_set(&self) -> Arc<KeySet> {
+        match self.keys.read() {
+            Ok(keys) => keys.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        }
+    }
+
+    /// Takes in the keys as the database now holds them; answers whether they changed. When
+    /// a key was retired, the tokens it signed are forgotten by the memo, so they fail at once.
+    pub fn reload(&self, stored: Vec<StoredSigningKey>) -> DomainResult<bool> {
+        let loaded = KeySet::new(stored)?;
+        let current = self.key_set();
+        if loaded.kids() == current.kids() {
+            return Ok(false);
+        }
+        let retired = current
+            .kids()
+            .iter()
+            .any(|kid| !loaded.kids().contains(kid));
+        match self.keys.write() {
+            Ok(mut keys) => *keys = Arc::new(loaded),
+            Err(poisoned) => *poisoned.into_inner() = Arc::new(loaded),
+        }
+        if retired {
+            self.verified.clear();
+        }
+        Ok(true)
+    }
+
+    /// The `kid` of the key that signs at `now`.
+    pub fn signing_kid(&self, now: OffsetDateTime) -> String {
+        let keys = self.key_set();
+        keys.keys[keys.signing_at(to_millis(now))].kid.clone()
     }
 
     pub fn issuer(&self) -> &str {
@@ -162,10 +233,8 @@ impl TokenSigner {
     /// `jsonwebtoken::encode` makes, with the key's expanded form and encoded header kept
     /// between calls.
     pub fn sign(&self, claims: &SessionClaims) -> DomainResult<String> {
-        let key = self
-            .keys
-            .first()
-            .ok_or_else(|| DomainError::internal("no signing key"))?;
+        let keys = self.key_set();
+        let key = &keys.keys[keys.signing_at(claims.iat.saturating_mul(1000))];
         let claims = serde_json::to_vec(claims).map_err(DomainError::internal)?;
         // header.claims.signature, built in one buffer: 4/3 of the claims, 86 for the signature.
         let mut token = String::with_capacity(key.session_header.len() + claims.len() * 4 / 3 + 90);
@@ -178,13 +247,15 @@ impl TokenSigner {
         Ok(token)
     }
 
-    /// Signs an integration token's claims with the current integration key (never a session
-    /// key), as `typ: JWT`, which `verify` refuses.
-    pub fn sign_integration(&self, claims: &serde_json::Value) -> DomainResult<String> {
-        let key = self
-            .integration_keys
-            .first()
-            .ok_or_else(|| DomainError::internal("no signing key"))?;
+    /// Signs an integration token's claims with the integration key of the session key that
+    /// signs at `now` (never a session key), as `typ: JWT`, which `verify` refuses.
+    pub fn sign_integration(
+        &self,
+        claims: &serde_json::Value,
+        now: OffsetDateTime,
+    ) -> DomainResult<String> {
+        let keys = self.key_set();
+        let key = &keys.integration_keys[keys.signing_at(to_millis(now))];
         let mut header = Header::new(Algorithm::EdDSA);
         header.kid = Some(key.kid.clone());
         header.typ = Some("JWT".into());
@@ -224,7 +295,8 @@ impl TokenSigner {
             return Err(DomainError::Unauthenticated);
         }
         let kid = header.kid.ok_or(DomainError::Unauthenticated)?;
-        let key = self
+        let keys = self.key_set();
+        let key = keys
             .keys
             .iter()
             .find(|k| k.kid == kid)
@@ -236,12 +308,12 @@ impl TokenSigner {
 
     /// The session keys' public halves as a JWK Set, for `/.well-known/jwks.json`.
     pub fn jwks(&self) -> serde_json::Value {
-        jwk_set(&self.keys)
+        jwk_set(&self.key_set().keys)
     }
 
     /// The integration keys' public halves, for `/.well-known/integrations/jwks.json`.
     pub fn integration_jwks(&self) -> serde_json::Value {
-        jwk_set(&self.integration_keys)
+        jwk_set(&self.key_set().integration_keys)
     }
 }
 
@@ -326,7 +398,8 @@ mod tests {
     fn tokens_are_what_jsonwebtoken_would_sign() {
         let signer = signer();
         let now = from_millis(1_700_000_000_000);
-        let key = &signer.keys[0];
+        let keys = signer.key_set();
+        let key = &keys.keys[0];
         let mut header = Header::new(Algorithm::EdDSA);
         header.kid = Some(key.kid.clone());
         header.typ = Some(SESSION_TOKEN_TYPE.into());
@@ -365,11 +438,12 @@ mod tests {
     fn hs256_signed_with_the_public_key_fails() {
         let signer = signer();
         let now = from_millis(1_700_000_000_000);
-        let kid = signer.keys[0].kid.clone();
+        let keys = signer.key_set();
+        let kid = keys.keys[0].kid.clone();
         let mut header = Header::new(Algorithm::HS256);
         header.kid = Some(kid);
         header.typ = Some(SESSION_TOKEN_TYPE.into());
-        let public = signer.keys[0].public_x.as_bytes();
+        let public = keys.keys[0].public_x.as_bytes();
         let token =
             jsonwebtoken::encode(&header, &claims(now), &EncodingKey::from_secret(public)).unwrap();
         assert!(signer.verify(&token, now).is_err());
@@ -386,7 +460,8 @@ mod tests {
         c.aud = "productboard".into();
         assert!(signer.verify(&signer.sign(&c).unwrap(), now).is_err());
 
-        let key = &signer.keys[0];
+        let keys = signer.key_set();
+        let key = &keys.keys[0];
         let mut header = Header::new(Algorithm::EdDSA);
         header.kid = Some(key.kid.clone());
         header.typ = Some("JWT".into());
@@ -398,9 +473,44 @@ mod tests {
     fn jwks_publishes_every_key_with_its_kid() {
         let signer = signer();
         let jwks = signer.jwks();
-        assert_eq!(jwks["keys"][0]["kid"], signer.keys[0].kid.as_str());
+        assert_eq!(jwks["keys"][0]["kid"], signer.signing_kid(from_millis(0)));
         assert_eq!(jwks["keys"][0]["kty"], "OKP");
         assert_eq!(jwks["keys"][0]["alg"], "EdDSA");
+    }
+
+    #[test]
+    fn the_key_activated_last_signs_and_a_retired_key_verifies_nothing() {
+        let switch = 1_700_000_000_000;
+        let first = StoredSigningKey::generate(from_millis(0)).unwrap();
+        let mut next = StoredSigningKey::generate(from_millis(0)).unwrap();
+        next.activates_at = switch;
+        let signer = TokenSigner::new(
+            "https://auth.example".into(),
+            vec![next.clone(), first.clone()],
+        )
+        .unwrap();
+        let kid = |token: &str| jsonwebtoken::decode_header(token).unwrap().kid.unwrap();
+        let before = from_millis(switch - 1000);
+        let after = from_millis(switch);
+        let old = signer.sign(&claims(before)).unwrap();
+        assert_eq!(kid(&old), first.kid);
+        assert_eq!(kid(&signer.sign(&claims(after)).unwrap()), next.kid);
+        assert_eq!(signer.signing_kid(after), next.kid);
+        assert!(signer.verify(&old, after).is_ok(), "across the switch");
+        let integration = serde_json::json!({"iat": 1, "exp": 2});
+        assert_eq!(
+            kid(&signer.sign_integration(&integration, after).unwrap()),
+            format!("int-{}", next.kid)
+        );
+
+        let mut retired = first.clone();
+        retired.retired_at = Some(switch + 1);
+        assert!(signer.reload(vec![retired, next.clone()]).unwrap());
+        assert!(
+            signer.verify(&old, after).is_err(),
+            "not even from the memo"
+        );
+        assert!(!signer.reload(vec![next]).unwrap(), "nothing changed");
     }
 
     proptest::proptest! {

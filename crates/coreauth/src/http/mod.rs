@@ -25,6 +25,7 @@ use crate::domain::clock::Clock;
 use crate::domain::credentials::Credentials;
 use crate::domain::integrations::Integrations;
 use crate::domain::mfa::Mfa;
+use crate::domain::signing_keys::SigningKeys;
 use crate::domain::sso::Sso;
 use crate::domain::throttle::Throttle;
 use crate::domain::tokens::TokenSigner;
@@ -102,6 +103,7 @@ pub struct AppParts {
     pub throttle: Arc<Throttle>,
     pub sso: Arc<Sso>,
     pub signer: Arc<TokenSigner>,
+    pub signing_keys: Arc<SigningKeys>,
     pub clock: Arc<dyn Clock>,
     pub metrics: Arc<Metrics>,
     pub metrics_access: MetricsAccess,

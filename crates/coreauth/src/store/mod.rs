@@ -43,6 +43,7 @@ pub trait Store:
     + AuditStore
     + IntegrationStore
     + ThrottleStore
+    + SigningKeyStore
     + Send
     + Sync
     + 'static
@@ -57,13 +58,6 @@ pub trait Store:
     /// so that what this instance remembers can be forgotten then; `None` where the backend
     /// cannot tell (PostgreSQL, whose other instances write all the time).
     async fn foreign_write_marker(&self) -> StoreResult<Option<i64>>;
-
-    async fn signing_keys(&self) -> StoreResult<Vec<StoredSigningKey>>;
-
-    /// Stores `key` only when there is no signing key yet, checked atomically: instances that
-    /// start together on an empty database then all read back the same single key, instead of
-    /// each signing with its own key that the others have not loaded.
-    async fn insert_first_signing_key(&self, key: &StoredSigningKey) -> StoreResult<()>;
 
     /// Creates org 1 ("Default") and `admin` as its admin and a platform admin, only when the
     /// database has no user yet (checked in the same transaction). `None` when it had users.
@@ -501,4 +495,34 @@ pub trait ThrottleStore: Send + Sync {
 
     /// Deletes counters whose window started before `before`.
     async fn prune_throttle(&self, before: i64) -> StoreResult<u64>;
+}
+
+/// The keys tokens are signed with, retired ones included.
+#[async_trait]
+pub trait SigningKeyStore: Send + Sync {
+    /// Every key, by `activates_at`.
+    async fn signing_keys(&self) -> StoreResult<Vec<StoredSigningKey>>;
+
+    /// Stores `key` only when there is no signing key yet, checked atomically: instances that
+    /// start together on an empty database then all read back the same single key, instead of
+    /// each signing with its own key that the others have not loaded.
+    async fn insert_first_signing_key(&self, key: &StoredSigningKey) -> StoreResult<()>;
+
+    /// Stores `key`, unless `after` is given and a key not retired activates after it (checked
+    /// atomically: instances rotating at the same moment add one key between them). Answers
+    /// whether it was stored.
+    async fn add_signing_key(
+        &self,
+        key: &StoredSigningKey,
+        after: Option<i64>,
+        audit: &NewAuditEvent,
+    ) -> StoreResult<bool>;
+
+    /// Retires a key not yet retired, erasing its seed; whether there was one.
+    async fn retire_signing_key(
+        &self,
+        kid: &str,
+        now: i64,
+        audit: &NewAuditEvent,
+    ) -> StoreResult<bool>;
 }

@@ -277,12 +277,17 @@ pub struct IntegrationRecord {
     pub allow_api_keys: bool,
 }
 
-/// An Ed25519 signing key as stored: the 32-byte seed and its key id.
+/// An Ed25519 signing key as stored: the 32-byte seed and its key id. Published from
+/// `created_at`, signs from `activates_at` until a later key activates, verifies until
+/// `retired_at` (when its seed is erased). No `Debug`: it holds the private key.
+#[derive(Clone)]
 pub struct StoredSigningKey {
     pub kid: String,
     pub algorithm: String,
     pub seed: Zeroizing<Vec<u8>>,
     pub created_at: i64,
+    pub activates_at: i64,
+    pub retired_at: Option<i64>,
 }
 
 /// A new password hash for a user, with what else changes with it.

@@ -5,7 +5,7 @@
 use std::path::Path;
 use std::process::Stdio;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use reqwest::StatusCode;
 use serde_json::json;
@@ -241,6 +241,83 @@ async fn migrate_creates_the_schema_and_serve_can_skip_it() {
         .await
         .unwrap();
     assert_eq!(ready.status(), StatusCode::OK);
+    let (status, _) = server.sigterm_and_wait().await;
+    assert!(status.success());
+}
+
+/// `coreauth admin signing-keys` works on the database of a running server, which takes the
+/// change in within seconds without a restart.
+#[tokio::test]
+async fn signing_keys_rotated_and_retired_from_the_command_line_reach_a_running_server() {
+    let dir = tempfile::tempdir().unwrap();
+    let fresh = TestDatabase::fresh().await;
+    let database = fresh.url.clone();
+    let mut command = serve(dir.path());
+    command
+        .args(["--database", &database])
+        .env("COREAUTH_LISTEN", "127.0.0.1:0")
+        .env("COREAUTH_LOG_FORMAT", "json");
+    let server = start(command).await;
+    let jwks_url = format!("{}/.well-known/jwks.json", server.address);
+    let published = || async {
+        let jwks: serde_json::Value = reqwest::get(&jwks_url).await.unwrap().json().await.unwrap();
+        let kids: Vec<String> = jwks["keys"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|k| k["kid"].as_str().unwrap().to_owned())
+            .collect();
+        kids
+    };
+    let keys = |action: &[&str]| {
+        let mut command = coreauth(dir.path());
+        command
+            .args(["admin", "signing-keys"])
+            .args(action)
+            .args(["--database", &database]);
+        command
+    };
+    let first = published().await;
+    assert_eq!(first.len(), 1);
+
+    let rotated = keys(&["rotate"]).output().await.unwrap();
+    assert!(rotated.status.success());
+    let said = String::from_utf8(rotated.stdout).unwrap();
+    assert!(said.starts_with("added "), "{said}");
+    let until = Instant::now() + Duration::from_secs(20);
+    while published().await.len() < 2 {
+        assert!(
+            Instant::now() < until,
+            "the server did not publish the new key"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let listed = keys(&["list"]).output().await.unwrap();
+    let table = String::from_utf8(listed.stdout).unwrap();
+    let state_of = |kid: &str| {
+        let line = table.lines().find(|l| l.starts_with(kid));
+        line.and_then(|l| l.split_whitespace().nth(1))
+            .map(str::to_owned)
+    };
+    assert_eq!(state_of(&first[0]).as_deref(), Some("active"), "{table}");
+    assert_eq!(
+        table.lines().filter(|l| l.contains(" next ")).count(),
+        1,
+        "{table}"
+    );
+
+    let retired = keys(&["retire", &first[0]]).output().await.unwrap();
+    assert!(retired.status.success());
+    while published().await.contains(&first[0]) {
+        assert!(
+            Instant::now() < until,
+            "the server still publishes the retired key"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let last = published().await;
+    let refused = keys(&["retire", &last[0]]).output().await.unwrap();
+    assert!(!refused.status.success(), "the last key stays");
     let (status, _) = server.sigterm_and_wait().await;
     assert!(status.success());
 }

@@ -480,3 +480,14 @@ pub fn claims_of(token: &str) -> Value {
         .expect("base64url");
     serde_json::from_slice(&bytes).expect("JSON claims")
 }
+
+/// The `kid` of a token's header: which key signed it.
+pub fn kid_of(token: &str) -> String {
+    use base64::Engine;
+    let header = token.split('.').next().expect("three parts");
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(header)
+        .expect("base64url");
+    let header: Value = serde_json::from_slice(&bytes).expect("JSON header");
+    header["kid"].as_str().expect("a kid").to_owned()
+}

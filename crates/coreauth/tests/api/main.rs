@@ -25,6 +25,7 @@ mod ops;
 mod passwords;
 mod proxies;
 mod sessions;
+mod signing_keys;
 mod sso;
 mod tenancy;
 mod throttle;

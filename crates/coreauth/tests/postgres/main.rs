@@ -29,6 +29,7 @@ use helpers::*;
 mod binary;
 mod caches;
 mod races;
+mod signing_keys;
 mod startup;
 
 /// Three instances on one fresh PostgreSQL database, started one after the other.

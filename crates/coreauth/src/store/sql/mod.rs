@@ -36,8 +36,8 @@ use crate::store::records::{
 };
 use crate::store::rows::*;
 use crate::store::{
-    AuditStore, CredentialStore, IntegrationStore, KeyStore, SessionStore, SsoStore, Store,
-    StoreError, StoreResult, ThrottleStore, UserStore,
+    AuditStore, CredentialStore, IntegrationStore, KeyStore, SessionStore, SigningKeyStore,
+    SsoStore, Store, StoreError, StoreResult, ThrottleStore, UserStore,
 };
 
 type Db = <Conn as sqlx::Connection>::Database;
@@ -349,6 +349,7 @@ mod credentials;
 mod integrations;
 mod keys;
 mod sessions;
+mod signing_keys;
 mod sso;
 mod throttle;
 
@@ -368,42 +369,6 @@ impl Store for Backend {
 
     async fn foreign_write_marker(&self) -> StoreResult<Option<i64>> {
         self.data_version().await
-    }
-
-    async fn signing_keys(&self) -> StoreResult<Vec<StoredSigningKey>> {
-        let rows: Vec<(String, String, Vec<u8>, i64)> = sqlx::query_as(
-            "SELECT kid, algorithm, private_key, created_at FROM signing_keys ORDER BY created_at",
-        )
-        .fetch_all(self.reads())
-        .await
-        .map_err(db_error)?;
-        Ok(rows
-            .into_iter()
-            .map(|(kid, algorithm, seed, created_at)| StoredSigningKey {
-                kid,
-                algorithm,
-                seed: Zeroizing::new(seed),
-                created_at,
-            })
-            .collect())
-    }
-
-    async fn insert_first_signing_key(&self, key: &StoredSigningKey) -> StoreResult<()> {
-        let mut tx = self.write_tx().await?;
-        // Instances starting together on an empty PostgreSQL database would each see no key.
-        lock_table(&mut tx, "signing_keys").await?;
-        sqlx::query(
-            "INSERT INTO signing_keys (kid, algorithm, private_key, created_at) \
-             SELECT $1, $2, $3, $4 WHERE NOT EXISTS (SELECT 1 FROM signing_keys)",
-        )
-        .bind(&key.kid)
-        .bind(&key.algorithm)
-        .bind(key.seed.as_slice())
-        .bind(key.created_at)
-        .execute(&mut *tx)
-        .await
-        .map_err(db_error)?;
-        tx.commit().await.map_err(db_error)
     }
 
     async fn bootstrap(
