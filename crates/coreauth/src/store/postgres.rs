@@ -120,7 +120,7 @@ use sql::{Tx, db_error};
 /// is `Unavailable` (503), worth trying again.
 fn database_error(e: &dyn sqlx::error::DatabaseError) -> StoreError {
     match e.code().as_deref() {
-        Some(code) if is_transient(code) => StoreError::Unavailable,
+        Some(code) if is_transient(code) || is_rolled_back(code) => StoreError::Unavailable,
         // character_not_in_repertoire: a NUL in text, which SQLite stores and PostgreSQL
         // refuses. The domain's parsers keep control characters out; this is the backstop.
         Some("22021") => StoreError::Unstorable("text contains a character that cannot be stored"),
@@ -132,6 +132,14 @@ fn database_error(e: &dyn sqlx::error::DatabaseError) -> StoreError {
 /// server shutting down or starting up (57P01–57P03).
 fn is_transient(code: &str) -> bool {
     code.starts_with("08") || matches!(code, "53300" | "57P01" | "57P02" | "57P03")
+}
+
+/// SQLSTATEs of a transaction PostgreSQL rolled back to break a deadlock or a serialisation
+/// conflict (40P01, 40001): nothing of it was written, and the client's retry finds the other
+/// transaction done. Answered `503` rather than retried here: a login's attempt was counted
+/// before its check, and counting it again would spend a guess it never made.
+fn is_rolled_back(code: &str) -> bool {
+    matches!(code, "40P01" | "40001")
 }
 
 /// Whether PostgreSQL text can hold `key`. A lookup by a key it cannot hold (one with a NUL)
@@ -347,6 +355,16 @@ mod tests {
         }
         for code in ["23505", "42P01", "40001"] {
             assert!(!is_transient(code), "{code}");
+        }
+    }
+
+    #[test]
+    fn deadlock_and_serialisation_victims_are_rolled_back() {
+        for code in ["40P01", "40001"] {
+            assert!(is_rolled_back(code), "{code}");
+        }
+        for code in ["23505", "08006", "40002"] {
+            assert!(!is_rolled_back(code), "{code}");
         }
     }
 

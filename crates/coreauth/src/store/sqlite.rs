@@ -125,9 +125,28 @@ mod sql;
 
 use sql::{Tx, db_error};
 
-/// What a failure SQLite reports means here: nothing to try again (its busy handler has waited).
+/// What a failure SQLite reports means here. A full disk, a file made read-only, an I/O error
+/// or a database still locked once the busy handler has waited are the machine's state, not a
+/// bug: `Unavailable` (`503` with `Retry-After`), with a log line that names the cause, since
+/// only the operator can mend it. SQLite refuses the write whole, so nothing is half-written.
 fn database_error(e: &dyn sqlx::error::DatabaseError) -> StoreError {
-    StoreError::internal(e)
+    // The extended result code; its low byte is the primary code.
+    let primary = e
+        .code()
+        .and_then(|c| c.parse::<i32>().ok())
+        .map(|c| c & 0xff);
+    let cause = match primary {
+        Some(13) => "the disk holding the SQLite database is full",
+        Some(8) => {
+            "the SQLite database is read-only (file or directory permissions, or a read-only mount)"
+        }
+        Some(10) => "an I/O error reading or writing the SQLite database",
+        Some(14) => "the SQLite database file cannot be opened",
+        Some(5 | 6) => "the SQLite database stayed locked by another writer past the busy timeout",
+        _ => return StoreError::internal(e),
+    };
+    tracing::error!("{cause}: {}", e.message());
+    StoreError::Unavailable
 }
 
 /// SQLite stores any text.
@@ -195,3 +214,47 @@ impl SqliteStore {
 
 /// The shared transactions: SQLite's round trips are calls into the library.
 impl sql::Shortcuts for SqliteStore {}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use sqlx::{Connection, SqliteConnection};
+
+    use super::*;
+
+    /// Real SQLite refusals, as a full disk and a read-only database give them.
+    #[tokio::test]
+    async fn a_full_disk_and_a_read_only_database_are_unavailable_not_internal() {
+        let mut db = SqliteConnection::connect("sqlite::memory:").await.unwrap();
+        sqlx::query("CREATE TABLE t (b BLOB)")
+            .execute(&mut db)
+            .await
+            .unwrap();
+        // The database may not grow past its current pages: what a full disk looks like.
+        sqlx::query("PRAGMA max_page_count = 2")
+            .execute(&mut db)
+            .await
+            .unwrap();
+        let full = sqlx::query("INSERT INTO t VALUES (zeroblob(100000))")
+            .execute(&mut db)
+            .await
+            .unwrap_err();
+        assert!(matches!(db_error(full), StoreError::Unavailable));
+
+        sqlx::query("PRAGMA query_only = ON")
+            .execute(&mut db)
+            .await
+            .unwrap();
+        let read_only = sqlx::query("INSERT INTO t VALUES (x'00')")
+            .execute(&mut db)
+            .await
+            .unwrap_err();
+        assert!(matches!(db_error(read_only), StoreError::Unavailable));
+
+        let bug = sqlx::query("INSERT INTO missing VALUES (1)")
+            .execute(&mut db)
+            .await
+            .unwrap_err();
+        assert!(matches!(db_error(bug), StoreError::Internal(_)));
+    }
+}

@@ -90,6 +90,14 @@ impl TestDatabase {
         self.postgres.is_some()
     }
 
+    /// The PostgreSQL server's URL and this database's name on it.
+    #[allow(dead_code)] // used by tests/postgres/, which includes this file
+    pub fn postgres_server(&self) -> Option<(&str, &str)> {
+        self.postgres
+            .as_ref()
+            .map(|(s, n)| (s.as_str(), n.as_str()))
+    }
+
     /// The key file that seals secrets at rest, shared by every instance on this database.
     pub fn secret_key_file(&self) -> std::path::PathBuf {
         self.dir.path().join(SECRET_KEY_FILE)

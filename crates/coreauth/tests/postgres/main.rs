@@ -28,6 +28,7 @@ use helpers::*;
 
 mod binary;
 mod caches;
+mod faults;
 mod races;
 mod signing_keys;
 mod startup;
