@@ -165,7 +165,7 @@ impl SigningKeys {
         let kept = millis(self.schedule.longest_token) + millis(CLOCK_SKEW);
         for pair in live.windows(2) {
             let (older, newer) = (pair[0], pair[1]);
-            if newer.activates_at <= at && at >= newer.activates_at + kept {
+            if at >= newer.activates_at + kept {
                 let audit = retired(&older.kid, now, "on schedule");
                 if self
                     .store
