@@ -214,8 +214,6 @@ pub struct Overrides {
     pub migrate: Option<bool>,
 }
 
-/// figment reads an all-digit environment value as a number; a password is text whatever it
-/// looks like.
 /// A setting that lists networks (`COREAUTH_SSO_ALLOWED_NETWORKS`, `COREAUTH_TRUSTED_PROXIES`):
 /// comma-separated CIDRs (`10.20.0.0/16, 127.0.0.1/32`), a bare address a network of one.
 pub fn parse_networks(list: &str) -> Result<Vec<ipnet::IpNet>, String> {
@@ -230,6 +228,8 @@ pub fn parse_networks(list: &str) -> Result<Vec<ipnet::IpNet>, String> {
         .collect()
 }
 
+/// figment reads an all-digit environment value as a number; a password is text whatever it
+/// looks like.
 fn secret_text<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<SecretString>, D::Error> {
     #[derive(Deserialize)]
     #[serde(untagged)]

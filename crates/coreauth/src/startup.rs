@@ -406,8 +406,8 @@ impl Application {
     }
 }
 
-/// The oldest signing key in the database, creating one on first start. Instances racing on an
-/// empty database each offer a key, but only the first one offered is stored, so they agree.
+/// The signing keys in the database, creating the first one on first start. Instances racing on
+/// an empty database each offer a key, but only the first one offered is stored, so they agree.
 pub async fn load_signer(
     store: &dyn Store,
     settings: &Settings,

@@ -144,6 +144,8 @@ impl SigningKeys {
         let at = to_millis(now);
         let keys = self.store.signing_keys().await?;
         let live: Vec<&StoredSigningKey> = keys.iter().filter(|k| k.retired_at.is_none()).collect();
+        // Whether the keys read are out of date: this instance, or another, wrote since.
+        let mut stale = false;
         if let Some(newest) = live.last()
             && !self.schedule.rotate_every.is_zero()
             && at
@@ -152,6 +154,7 @@ impl SigningKeys {
         {
             let key = self.next_key(now)?;
             let audit = created(&key, now, "on schedule");
+            stale = true;
             if self
                 .store
                 .add_signing_key(&key, Some(newest.activates_at), &audit)
@@ -167,6 +170,7 @@ impl SigningKeys {
             let (older, newer) = (pair[0], pair[1]);
             if at >= newer.activates_at + kept {
                 let audit = retired(&older.kid, now, "on schedule");
+                stale = true;
                 if self
                     .store
                     .retire_signing_key(&older.kid, at, &audit)
@@ -176,12 +180,20 @@ impl SigningKeys {
                 }
             }
         }
-        self.refresh().await
+        if stale {
+            self.refresh().await
+        } else {
+            self.take_in(keys)
+        }
     }
 
     /// Takes in the keys the database holds now.
     pub async fn refresh(&self) -> DomainResult<()> {
-        if self.signer.reload(self.store.signing_keys().await?)? {
+        self.take_in(self.store.signing_keys().await?)
+    }
+
+    fn take_in(&self, keys: Vec<StoredSigningKey>) -> DomainResult<()> {
+        if self.signer.reload(keys)? {
             tracing::info!("signing keys changed");
         }
         Ok(())

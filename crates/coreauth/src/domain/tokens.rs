@@ -202,13 +202,11 @@ impl TokenSigner {
     pub fn reload(&self, stored: Vec<StoredSigningKey>) -> DomainResult<bool> {
         let loaded = KeySet::new(stored)?;
         let current = self.key_set();
-        if loaded.kids() == current.kids() {
+        let (kept, held) = (loaded.kids(), current.kids());
+        if kept == held {
             return Ok(false);
         }
-        let retired = current
-            .kids()
-            .iter()
-            .any(|kid| !loaded.kids().contains(kid));
+        let retired = held.iter().any(|kid| !kept.contains(kid));
         match self.keys.write() {
             Ok(mut keys) => *keys = Arc::new(loaded),
             Err(poisoned) => *poisoned.into_inner() = Arc::new(loaded),

@@ -140,7 +140,6 @@ pub(super) fn bind_session<'q>(query: Query<'q>, s: &SessionRecord) -> Query<'q>
         .bind(s.restriction.as_deref())
 }
 
-/// Forgets a throttle counter (`clear_throttle`; a login clears its own in `create_session`).
 /// Settles a right guess's counters, the cleared one first (`ThrottleStore::settle_throttle`).
 async fn settle_throttle(conn: &mut Conn, settlement: &ThrottleSettlement) -> StoreResult<()> {
     if let Some(key) = settlement.clear.as_deref().filter(|key| storable(key)) {
