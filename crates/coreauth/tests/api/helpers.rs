@@ -66,7 +66,8 @@ impl TestDatabase {
         Self::postgres_on(&server).await
     }
 
-    async fn postgres_on(server: &str) -> Self {
+    /// A fresh database on the PostgreSQL server at `server` (a cluster a test started itself).
+    pub async fn postgres_on(server: &str) -> Self {
         let name = format!("coreauth_test_{}", uuid::Uuid::new_v4().simple());
         let mut admin = PgConnection::connect(server)
             .await

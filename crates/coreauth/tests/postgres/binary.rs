@@ -1,59 +1,7 @@
 //! The real binary on PostgreSQL.
 
+use super::processes::{coreauth, serve, sigterm_and_wait};
 use super::*;
-
-const BIN: &str = env!("CARGO_BIN_EXE_coreauth");
-
-/// `coreauth <args>` with no COREAUTH_* variable from the test's environment but `env`.
-fn coreauth(args: &[&str], env: &[(&str, &str)]) -> Command {
-    let mut command = Command::new(BIN);
-    command.args(args).kill_on_drop(true);
-    for (key, _) in std::env::vars() {
-        if key.starts_with("COREAUTH_") {
-            command.env_remove(key);
-        }
-    }
-    command.envs(env.iter().copied());
-    command
-}
-
-/// Starts `coreauth serve` and waits for its "listening" log line; the address it names.
-async fn serve(mut command: Command) -> (Child, String) {
-    command.stderr(Stdio::piped()).stdout(Stdio::null());
-    let mut child = command.spawn().expect("coreauth starts");
-    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
-    let address = tokio::time::timeout(Duration::from_secs(60), async {
-        while let Some(line) = lines.next_line().await.unwrap() {
-            let json: serde_json::Value = serde_json::from_str(&line).unwrap_or_default();
-            if let (true, Some(address)) = (
-                line.contains("coreauth listening"),
-                json["address"].as_str(),
-            ) {
-                return address.to_owned();
-            }
-        }
-        panic!("coreauth exited without listening");
-    })
-    .await
-    .expect("the server says where it listens");
-    // Keep reading so the server never blocks on a full pipe.
-    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
-    (child, format!("http://{address}"))
-}
-
-async fn sigterm_and_wait(mut child: Child) -> std::process::ExitStatus {
-    let pid = child.id().unwrap().to_string();
-    let sent = Command::new("kill")
-        .args(["-TERM", &pid])
-        .status()
-        .await
-        .unwrap();
-    assert!(sent.success());
-    tokio::time::timeout(Duration::from_secs(30), child.wait())
-        .await
-        .expect("exits after SIGTERM")
-        .unwrap()
-}
 
 #[tokio::test]
 async fn the_binary_migrates_serves_and_logs_in_on_postgres() {

@@ -29,6 +29,8 @@ use helpers::*;
 mod binary;
 mod caches;
 mod faults;
+mod killed;
+mod processes;
 mod races;
 mod signing_keys;
 mod startup;
