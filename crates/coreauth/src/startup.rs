@@ -36,6 +36,9 @@ use crate::store::pg_changes::{AbortOnDrop, ChangeFeed};
 use crate::store::postgres::{PostgresSettings, PostgresStore};
 use crate::store::sqlite::{SqliteSettings, SqliteStore};
 
+/// How long shutdown waits for the database connections to come back and close.
+const CLOSE_GRACE: Duration = Duration::from_secs(5);
+
 /// The beat of the background work: pending renewals are written at every tick.
 const TICK: Duration = Duration::from_secs(1);
 /// Ticks between writes of API-key usage (`lastUsed`): often enough to be useful, rarely enough
@@ -401,6 +404,12 @@ impl Application {
         }
         if let Err(e) = self.state.keys.flush_usage().await {
             tracing::warn!("writing API key usage at shutdown: {e}");
+        }
+        if tokio::time::timeout(CLOSE_GRACE, self.store.close())
+            .await
+            .is_err()
+        {
+            tracing::warn!("a database connection was still in use at shutdown");
         }
         served
     }

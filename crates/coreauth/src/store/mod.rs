@@ -54,6 +54,11 @@ pub trait Store:
     /// Whether the database answers.
     async fn ping(&self) -> StoreResult<()>;
 
+    /// Closes every connection, once each is back from whatever was using it. On SQLite the
+    /// last one to close folds the write-ahead log into the database file, so that a stopped
+    /// server leaves one self-contained file (what an operator copies as a backup).
+    async fn close(&self);
+
     /// A number that changes whenever a process other than this one commits to the database,
     /// so that what this instance remembers can be forgotten then; `None` where the backend
     /// cannot tell (PostgreSQL, whose other instances write all the time).

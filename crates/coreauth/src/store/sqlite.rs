@@ -12,8 +12,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::Duration;
 
-use sqlx::SqliteConnection;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::{Connection, SqliteConnection};
 
 use super::changes::Changes;
 use super::error::{StoreError, StoreResult};
@@ -46,15 +46,18 @@ impl SqliteStore {
             .synchronous(SqliteSynchronous::Normal)
             .foreign_keys(true)
             .busy_timeout(Duration::from_secs(5));
+        let in_memory = settings.url.contains(":memory:") || settings.url.contains("mode=memory");
         // A connection to a local file cannot go stale: no ping before every query (each ping
         // is one more round trip to the connection's thread).
-        let pool = SqlitePoolOptions::new()
+        let mut reads = SqlitePoolOptions::new()
             .test_before_acquire(false)
             .max_connections(settings.max_connections.max(1))
-            .acquire_timeout(settings.acquire_timeout)
-            .connect_with(options.clone())
-            .await?;
-        let in_memory = settings.url.contains(":memory:") || settings.url.contains("mode=memory");
+            .acquire_timeout(settings.acquire_timeout);
+        if !in_memory {
+            // (In memory, closing the last connection would drop the database.)
+            reads = reads.after_release(|conn, _| Box::pin(still_usable(conn)));
+        }
+        let pool = reads.connect_with(options.clone()).await?;
         let writer_connects = Arc::new(AtomicI64::new(0));
         let counted = writer_connects.clone();
         let writer = if in_memory {
@@ -68,6 +71,7 @@ impl SqliteStore {
                 .max_lifetime(None)
                 .idle_timeout(None)
                 .acquire_timeout(settings.acquire_timeout)
+                .after_release(|conn, _| Box::pin(still_usable(conn)))
                 .after_connect(move |_, _| {
                     let counted = counted.clone();
                     Box::pin(async move {
@@ -118,6 +122,20 @@ macro_rules! byte_order {
     };
 }
 
+/// Whether a connection handed back to its pool may serve again: not when it is still inside a
+/// transaction once the rollback its `Transaction` queued on drop has run. When a disk-full or
+/// I/O error makes SQLite roll a transaction back by itself, sqlx's rollback then fails ("no
+/// transaction is active") and leaves its transaction depth at 1, so every later `BEGIN` on
+/// that connection fails; closing it lets the pool open a fresh one once the disk has room.
+async fn still_usable(conn: &mut SqliteConnection) -> Result<bool, sqlx::Error> {
+    if !conn.is_in_transaction() {
+        return Ok(true);
+    }
+    // A round trip to the connection's thread, which runs the queued rollback first.
+    conn.ping().await?;
+    Ok(!conn.is_in_transaction())
+}
+
 // The SQL both backends share, compiled for this one (see its module doc).
 #[allow(clippy::duplicate_mod, reason = "one copy per backend")]
 #[path = "sql/mod.rs"]
@@ -131,12 +149,14 @@ use sql::{Tx, db_error};
 /// only the operator can mend it. SQLite refuses the write whole, so nothing is half-written.
 fn database_error(e: &dyn sqlx::error::DatabaseError) -> StoreError {
     // The extended result code; its low byte is the primary code.
-    let primary = e
-        .code()
-        .and_then(|c| c.parse::<i32>().ok())
-        .map(|c| c & 0xff);
-    let cause = match primary {
+    let extended = e.code().and_then(|c| c.parse::<i32>().ok());
+    let cause = match extended.map(|c| c & 0xff) {
         Some(13) => "the disk holding the SQLite database is full",
+        // SQLITE_IOERR_WRITE: a write the system refused, as it does past a file-size limit.
+        Some(10) if extended == Some(778) => {
+            "writing the SQLite database failed: its disk may be full, or the file over a size \
+             limit (ulimit -f)"
+        }
         Some(8) => {
             "the SQLite database is read-only (file or directory permissions, or a read-only mount)"
         }

@@ -14,7 +14,7 @@ use tokio::process::{Child, Command};
 
 use crate::helpers::TestDatabase;
 
-const BIN: &str = env!("CARGO_BIN_EXE_coreauth");
+pub(crate) const BIN: &str = env!("CARGO_BIN_EXE_coreauth");
 const CANARY_PASSWORD: &str = "canary-Password-7f3a9c";
 
 /// The binary in `dir`, with no COREAUTH_* variable from the test's environment.
@@ -30,20 +30,20 @@ pub(crate) fn coreauth(dir: &Path) -> Command {
 }
 
 /// `coreauth serve` in `dir`, with no COREAUTH_* variable from the test's environment.
-fn serve(dir: &Path) -> Command {
+pub(crate) fn serve(dir: &Path) -> Command {
     let mut command = coreauth(dir);
     command.arg("serve");
     command
 }
 
 /// A running server: its address and everything it has logged so far.
-struct Server {
-    child: Child,
-    address: String,
-    log: Arc<Mutex<String>>,
+pub(crate) struct Server {
+    pub(crate) child: Child,
+    pub(crate) address: String,
+    pub(crate) log: Arc<Mutex<String>>,
 }
 
-async fn start(mut command: Command) -> Server {
+pub(crate) async fn start(mut command: Command) -> Server {
     command.stderr(Stdio::piped()).stdout(Stdio::piped());
     let mut child = command.spawn().expect("coreauth starts");
     let stderr = child.stderr.take().expect("stderr");
@@ -79,7 +79,7 @@ async fn start(mut command: Command) -> Server {
 }
 
 impl Server {
-    async fn sigterm_and_wait(mut self) -> (std::process::ExitStatus, String) {
+    pub(crate) async fn sigterm_and_wait(mut self) -> (std::process::ExitStatus, String) {
         let pid = self.child.id().expect("pid").to_string();
         let sent = Command::new("kill")
             .args(["-TERM", &pid])
@@ -154,6 +154,12 @@ async fn serve_needs_no_configuration_keeps_secrets_out_of_the_log_and_stops_on_
     assert!(!log.contains(CANARY_PASSWORD), "a password reached the log");
     let signature = token.rsplit('.').next().unwrap();
     assert!(!log.contains(signature), "a token reached the log");
+    // What an operator copies as a backup once the server is stopped is one whole file.
+    assert!(dir.path().join("coreauth.db").exists());
+    assert!(
+        !dir.path().join("coreauth.db-wal").exists(),
+        "the write-ahead log was folded into the database at shutdown"
+    );
 }
 
 #[tokio::test]

@@ -26,6 +26,7 @@ mod passwords;
 mod proxies;
 mod sessions;
 mod signing_keys;
+mod sqlite_faults;
 mod sso;
 mod tenancy;
 mod throttle;

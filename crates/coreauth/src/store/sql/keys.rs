@@ -193,6 +193,19 @@ impl KeyStore for Backend {
         now: i64,
         audit: &NewAuditEvent,
     ) -> StoreResult<bool> {
+        // Each instance asks once per key and address (it remembers the answer): a pair known
+        // already, as after every restart, costs a read rather than a turn at the writer.
+        let known: Option<i32> = sqlx::query_scalar(
+            "SELECT 1 FROM api_key_addresses WHERE key_id = $1 AND address = $2",
+        )
+        .bind(key_id)
+        .bind(address)
+        .fetch_optional(self.reads())
+        .await
+        .map_err(db_error)?;
+        if known.is_some() {
+            return Ok(false);
+        }
         let mut tx = self.write_tx().await?;
         // A concurrent insert of the same pair waits for the first to commit, then does nothing:
         // the first use from an address is recorded, and audited, once.

@@ -366,6 +366,12 @@ impl Store for Backend {
             .map_err(|_| StoreError::Unavailable)
     }
 
+    async fn close(&self) {
+        // On PostgreSQL both are the same pool; closing it twice is harmless.
+        self.writes().close().await;
+        self.reads().close().await;
+    }
+
     async fn foreign_write_marker(&self) -> StoreResult<Option<i64>> {
         self.data_version().await
     }
