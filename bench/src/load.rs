@@ -33,6 +33,11 @@ impl Workload {
         })
     }
 
+    /// The `n`th request, cycling.
+    pub fn request(&self, n: usize) -> &[u8] {
+        &self.requests[n % self.requests.len()]
+    }
+
     /// `GET path` with `Authorization: Bearer <credential>`, one request per credential.
     pub fn get_with(addr: SocketAddr, path: &str, credentials: &[String]) -> anyhow::Result<Self> {
         Self::new(

@@ -9,6 +9,7 @@ mod report;
 mod seed;
 mod server;
 mod slow;
+mod soak;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -111,6 +112,14 @@ struct Args {
     /// measure something other than the defaults; the run's notes list them.
     #[arg(long = "server-env", value_parser = parse_setting)]
     server_env: Vec<(String, String)>,
+    /// Instead of the scenarios, a soak run of this many minutes on the small database: logins
+    /// at `--soak-share` of the login capacity measured first, with validations and renewals
+    /// (`soak.rs`). Fails when any answer was an error.
+    #[arg(long)]
+    soak: Option<f64>,
+    /// The share of the measured login capacity the soak logs in at.
+    #[arg(long, default_value_t = 0.8)]
+    soak_share: f64,
     /// Print the Markdown instead of appending it to the results file.
     #[arg(long)]
     dry_run: bool,
@@ -130,6 +139,21 @@ async fn main() -> anyhow::Result<()> {
         std::env::temp_dir().join(format!("coreauth-bench-{}", std::process::id()))
     });
     std::fs::create_dir_all(&workdir)?;
+    if let Some(minutes) = args.soak {
+        let result = soak::soak_run(&args, &coreauth, &workdir, minutes).await;
+        if !args.keep {
+            let _ = std::fs::remove_dir_all(&workdir);
+        }
+        let soak = result?;
+        if !args.dry_run {
+            append(&args.results, &soak.markdown)?;
+        }
+        println!("{}", soak.markdown);
+        if soak.errors > 0 {
+            bail!("the soak saw {} errors", soak.errors);
+        }
+        return Ok(());
+    }
     let result = bench(&args, &coreauth, &workdir).await;
     if !args.keep {
         let _ = std::fs::remove_dir_all(&workdir);
@@ -188,24 +212,17 @@ async fn bench(args: &Args, coreauth: &Path, workdir: &Path) -> anyhow::Result<R
         report::thousands(cores as f64 * 1e6 / sign_us)
     ));
 
-    let backend = match &args.postgres {
-        Some(server) => Backend::Postgres {
-            server: server.clone(),
-        },
-        None => Backend::Sqlite,
-    };
+    let backend = backend_of(args);
     let database = backend.describe().await?;
     say(&format!("database: {database}"));
     // The small database: every scenario but scale.
-    let small_dir = workdir.join("small");
-    std::fs::create_dir_all(&small_dir)?;
-    let small_url = backend.create(&small_dir, "coreauth_bench_small").await?;
-    seed::migrate(coreauth, &small_url, &small_dir)?;
-    let seeded = seed::seed(&small_url, args.small_users, &hash).await?;
-    let small = Server::start(coreauth, &small_url, &small_dir, &args.server_env).await?;
+    let Small {
+        server: small,
+        users,
+        tokens,
+        seeded,
+    } = small_database(args, &backend, coreauth, workdir, &hash).await?;
     let addr = small.addr;
-    let users = seed::spread(args.small_users, args.sessions);
-    let tokens = seed::session_tokens(&small_url, &users).await?;
     let keys = create_keys(addr, &tokens[..tokens.len().min(args.keys as usize)]).await?;
     let logins = login_bodies(&users);
     let ceiling = Workload::new(vec![load::get_request(addr, "/healthz", None)])?;
@@ -362,11 +379,7 @@ async fn bench(args: &Args, coreauth: &Path, workdir: &Path) -> anyhow::Result<R
         ),
     );
     Ok(Run {
-        date: time::OffsetDateTime::now_utc()
-            .format(&time::format_description::parse_borrowed::<2>(
-                "[year]-[month]-[day] [hour]:[minute] UTC",
-            )?)
-            .unwrap_or_default(),
+        date: now_text()?,
         commit: commit(),
         // The heading names the database, so the two sections of one run are told apart.
         label: Some(match (&backend, &args.label) {
@@ -667,6 +680,55 @@ fn report_line(scenario: Scenario, connections: usize, m: &load::Measurement) {
 
 fn say(line: &str) {
     eprintln!("bench: {line}");
+}
+
+fn backend_of(args: &Args) -> Backend {
+    match &args.postgres {
+        Some(server) => Backend::Postgres {
+            server: server.clone(),
+        },
+        None => Backend::Sqlite,
+    }
+}
+
+fn now_text() -> anyhow::Result<String> {
+    Ok(time::OffsetDateTime::now_utc()
+        .format(&time::format_description::parse_borrowed::<2>(
+            "[year]-[month]-[day] [hour]:[minute] UTC",
+        )?)
+        .unwrap_or_default())
+}
+
+/// The small database, seeded, and a server on it.
+struct Small {
+    server: Server,
+    /// The users whose sessions and logins the loads cycle through.
+    users: Vec<u64>,
+    tokens: Vec<String>,
+    seeded: Duration,
+}
+
+async fn small_database(
+    args: &Args,
+    backend: &Backend,
+    coreauth: &Path,
+    workdir: &Path,
+    hash: &str,
+) -> anyhow::Result<Small> {
+    let dir = workdir.join("small");
+    std::fs::create_dir_all(&dir)?;
+    let url = backend.create(&dir, "coreauth_bench_small").await?;
+    seed::migrate(coreauth, &url, &dir)?;
+    let seeded = seed::seed(&url, args.small_users, hash).await?;
+    let server = Server::start(coreauth, &url, &dir, &args.server_env).await?;
+    let users = seed::spread(args.small_users, args.sessions);
+    let tokens = seed::session_tokens(&url, &users).await?;
+    Ok(Small {
+        server,
+        users,
+        tokens,
+        seeded,
+    })
 }
 
 fn login_bodies(users: &[u64]) -> Vec<String> {
