@@ -188,9 +188,18 @@ pub struct SsoConnectionRequest {
     /// `entra`, `adfs` or `generic` (the default): the claim mapping's defaults.
     #[serde(default)]
     pub preset: Option<String>,
+    /// OpenID Connect: the provider's issuer URL (empty for SAML).
+    #[serde(default)]
     pub issuer: String,
+    /// OpenID Connect (empty for SAML).
+    #[serde(default)]
     pub client_id: String,
+    /// OpenID Connect (empty for SAML).
+    #[serde(default)]
     pub client_secret: SecretText,
+    /// Makes this a SAML 2.0 connection: the identity provider, and what its answers must be.
+    #[serde(default)]
+    pub saml: Option<SamlConnectionRequest>,
     pub email_domains: Vec<String>,
     #[serde(default)]
     pub allow_jit: bool,
@@ -200,6 +209,74 @@ pub struct SsoConnectionRequest {
     pub redirect_allow_list: Vec<String>,
     #[serde(default)]
     pub claims: Option<ClaimMappingRequest>,
+}
+
+/// A SAML connection's identity provider: by its metadata (pasted, or a URL read once when the
+/// connection is saved), or field by field; fields given override the metadata's.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct SamlConnectionRequest {
+    /// The IdP's metadata XML (an `EntityDescriptor`).
+    #[serde(default)]
+    pub metadata_xml: Option<String>,
+    /// Where to read the IdP's metadata (ADFS: `https://adfs.example/FederationMetadata/2007-06/FederationMetadata.xml`).
+    #[serde(default)]
+    pub metadata_url: Option<String>,
+    /// The IdP's entity id.
+    #[serde(default)]
+    pub entity_id: Option<String>,
+    /// The IdP's single sign-on URL for the HTTP-Redirect binding.
+    #[serde(default)]
+    pub sso_url: Option<String>,
+    /// The IdP's signing certificates, PEM or base64 DER: several while it rolls its key over.
+    /// Only these are trusted.
+    #[serde(default)]
+    pub certificates: Option<Vec<String>>,
+    /// The NameID format to ask for, e.g. `urn:oasis:names:tc:SAML:1.1:nameid-format:emailAddress`.
+    #[serde(default)]
+    pub name_id_format: Option<String>,
+    /// The assertion must be signed itself (default true).
+    #[serde(default)]
+    pub want_assertions_signed: Option<bool>,
+    /// The whole response must be signed (default false).
+    #[serde(default)]
+    pub want_response_signed: Option<bool>,
+    /// How far the IdP's clock may be off, in seconds (default 120, at most 600).
+    #[serde(default)]
+    pub clock_skew_seconds: Option<u32>,
+    /// Accept sign-ins the IdP starts unasked (not offered yet: refused).
+    #[serde(default)]
+    pub allow_idp_initiated: bool,
+    /// The attribute holding the first name (the preset's by default).
+    #[serde(default)]
+    pub first_name_attribute: Option<String>,
+    /// The attribute holding the last name (the preset's by default).
+    #[serde(default)]
+    pub last_name_attribute: Option<String>,
+}
+
+/// A SAML connection's settings as shown, with what to register at the IdP.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SamlConnection {
+    /// The IdP's single sign-on URL.
+    pub sso_url: String,
+    /// The IdP certificates trusted (base64 DER).
+    pub certificates: Vec<String>,
+    pub name_id_format: Option<String>,
+    pub want_assertions_signed: bool,
+    pub want_response_signed: bool,
+    pub clock_skew_seconds: u32,
+    pub allow_idp_initiated: bool,
+    pub first_name_attribute: Option<String>,
+    pub last_name_attribute: Option<String>,
+    pub metadata_url: Option<String>,
+    /// coreauth's entity id for this connection (also the URL of its SP metadata).
+    pub sp_entity_id: String,
+    /// The assertion consumer service URL to register at the IdP.
+    pub acs_url: String,
 }
 
 /// One of an org's SSO connections; the client secret is never shown.
@@ -221,8 +298,13 @@ pub struct SsoConnection {
     pub allow_jit: bool,
     pub allow_password: bool,
     pub redirect_allow_list: Vec<String>,
-    /// The redirect URI to register at the provider.
+    /// The redirect URI to register at the provider (OpenID Connect).
     pub redirect_uri: String,
+    /// `oidc` or `saml`.
+    pub protocol: String,
+    /// For a SAML connection: its settings; `issuer` is then the IdP's entity id.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub saml: Option<SamlConnection>,
 }
 
 /// `POST /admin/orgs/{orgId}/domains`.

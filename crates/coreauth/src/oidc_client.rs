@@ -183,6 +183,29 @@ impl Providers {
         &self.http
     }
 
+    /// A document an admin pointed coreauth at (a SAML IdP's metadata): at most `limit` bytes,
+    /// fetched under the same network policy as the providers.
+    pub async fn fetch_document(&self, url: &Url, limit: usize) -> Result<String, String> {
+        self.policy.check_url(url)?;
+        let mut response = self
+            .http
+            .get(url.clone())
+            .send()
+            .await
+            .map_err(|e| e.to_string())?;
+        if !response.status().is_success() {
+            return Err(format!("{url} answered {}", response.status()));
+        }
+        let mut body = Vec::new();
+        while let Some(chunk) = response.chunk().await.map_err(|e| e.to_string())? {
+            if body.len() + chunk.len() > limit {
+                return Err(format!("{url} answered more than {limit} bytes"));
+            }
+            body.extend_from_slice(&chunk);
+        }
+        String::from_utf8(body).map_err(|_| format!("{url} answered something other than text"))
+    }
+
     /// The issuer's discovery document: the one read less than `METADATA_TTL` ago unless
     /// `fresh`; none while the last attempt failed less than `FAILURE_BACKOFF` ago. Every
     /// endpoint it names that coreauth fetches must be on a permitted network.

@@ -141,6 +141,70 @@ pub enum SsoFailure {
     AuthorizationPending,
     #[error("this device code is unknown, expired or already used; start again")]
     ExpiredToken,
+    #[error("{0}")]
+    Saml(SamlRefusal),
+}
+
+/// Why coreauth refused a SAML response. Each has its own code, so that an admin reading the
+/// audit trail tells a misconfigured IdP from an attack.
+#[derive(Debug, PartialEq, Eq, thiserror::Error)]
+pub enum SamlRefusal {
+    #[error("the SAML response is not well-formed: {0}")]
+    Malformed(String),
+    #[error("the SAML response holds a DOCTYPE or an entity declaration, which SAML never needs")]
+    Doctype,
+    #[error("the SAML response holds more than one assertion, or a signature over something else")]
+    Wrapping,
+    #[error("the SAML response is not signed as this connection requires")]
+    Unsigned,
+    #[error("the SAML response is signed with a certificate this connection does not trust")]
+    UntrustedCertificate,
+    #[error("the SAML response's signature does not verify")]
+    BadSignature,
+    #[error("the SAML assertion is not meant for this service (Audience)")]
+    WrongAudience,
+    #[error("the SAML assertion is outside its validity period (NotBefore / NotOnOrAfter)")]
+    Expired,
+    #[error("the SAML response is addressed to another service (Destination / Recipient)")]
+    WrongDestination,
+    #[error("the SAML assertion comes from another identity provider (Issuer)")]
+    WrongIssuer,
+    #[error("the SAML response answers no sign-in started here (InResponseTo); start again")]
+    UnknownRequest,
+    #[error("this SAML assertion was used before")]
+    Replayed,
+    #[error("this connection does not accept sign-ins its identity provider starts unasked")]
+    IdpInitiated,
+    #[error("the identity provider refused the sign-in (its status: {0})")]
+    IdpStatus(String),
+    #[error("{0}")]
+    Unsupported(String),
+    /// The detail goes to the audit trail only.
+    #[error("the SAML response could not be verified")]
+    Invalid(String),
+}
+
+impl SamlRefusal {
+    pub fn code(&self) -> &'static str {
+        match self {
+            Self::Malformed(_) => "saml_malformed",
+            Self::Doctype => "saml_doctype",
+            Self::Wrapping => "saml_wrapping",
+            Self::Unsigned => "saml_unsigned",
+            Self::UntrustedCertificate => "saml_untrusted_certificate",
+            Self::BadSignature => "saml_signature_invalid",
+            Self::WrongAudience => "saml_audience",
+            Self::Expired => "saml_expired",
+            Self::WrongDestination => "saml_destination",
+            Self::WrongIssuer => "saml_issuer",
+            Self::UnknownRequest => "saml_unknown_request",
+            Self::Replayed => "saml_replayed",
+            Self::IdpInitiated => "saml_idp_initiated",
+            Self::IdpStatus(_) => "saml_idp_refused",
+            Self::Unsupported(_) => "saml_unsupported",
+            Self::Invalid(_) => "saml_invalid",
+        }
+    }
 }
 
 impl SsoFailure {
@@ -165,6 +229,7 @@ impl SsoFailure {
             Self::DnsUnreachable(_) => "dns_unreachable",
             Self::AuthorizationPending => "authorization_pending",
             Self::ExpiredToken => "expired_token",
+            Self::Saml(refusal) => refusal.code(),
         }
     }
 }

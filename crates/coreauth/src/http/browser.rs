@@ -9,16 +9,14 @@ use super::AppState;
 use super::extract::secure_cookie_attribute;
 use crate::domain::sso::{SsoStart, binding_cookie};
 
-/// Where the provider sends the browser back; the binding cookie is sent there only.
-pub(super) const CALLBACK_PATH: &str = "/user/authenticate/sso/callback";
-
 /// Sends the browser to the provider with the cookie that binds the sign-on to it.
 pub(super) fn to_provider(state: &AppState, started: &SsoStart) -> Response {
     let mut response = Redirect::to(&started.url).into_response();
     let cookie = format!(
-        "{}={}; HttpOnly; SameSite=Lax; Path={CALLBACK_PATH}; Max-Age=600{}",
+        "{}={}; HttpOnly; SameSite=Lax; Path={}; Max-Age=600{}",
         binding_cookie(&started.state),
         started.browser_secret,
+        started.return_path,
         secure_cookie_attribute(state),
     );
     if let Ok(value) = HeaderValue::from_str(&cookie) {

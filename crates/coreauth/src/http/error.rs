@@ -11,7 +11,7 @@ use coreauth_proto::ErrorBody;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use crate::domain::error::{DomainError, SsoFailure};
+use crate::domain::error::{DomainError, SamlRefusal, SsoFailure};
 
 /// A domain error on its way out as an HTTP answer.
 #[derive(Debug)]
@@ -64,6 +64,14 @@ pub fn status_of(e: &DomainError) -> StatusCode {
             | SsoFailure::EmailMissing
             | SsoFailure::NoRole => StatusCode::FORBIDDEN,
             SsoFailure::DomainNotProven => StatusCode::CONFLICT,
+            SsoFailure::Saml(refusal) => match refusal {
+                SamlRefusal::Malformed(_)
+                | SamlRefusal::Doctype
+                | SamlRefusal::UnknownRequest
+                | SamlRefusal::Unsupported(_) => StatusCode::BAD_REQUEST,
+                SamlRefusal::IdpInitiated | SamlRefusal::IdpStatus(_) => StatusCode::FORBIDDEN,
+                _ => StatusCode::UNAUTHORIZED,
+            },
         },
     }
 }

@@ -48,6 +48,7 @@ pub mod metrics;
 mod mfa;
 pub mod ops;
 mod passwords;
+mod saml;
 mod sso;
 mod sso_admin;
 mod sso_device;
@@ -129,6 +130,7 @@ fn api_routes() -> OpenApiRouter<AppState> {
         .merge(mfa::routes())
         .merge(integrations::routes())
         .merge(sso::routes())
+        .merge(saml::routes())
         .merge(sso_admin::routes())
         .merge(sso_device::routes())
         .merge(domains::routes())

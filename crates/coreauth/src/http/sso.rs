@@ -55,10 +55,11 @@ async fn strategy(
         Strategy::Sso {
             org_id,
             connection_id,
+            provider,
             redirect_url,
         } => proto::StrategyResponse {
             strategy: "sso".into(),
-            provider: Some("oidc".into()),
+            provider: Some(provider.into()),
             org_id: Some(org_id),
             connection_id: Some(connection_id),
             redirect_url: Some(redirect_url),
@@ -162,15 +163,21 @@ async fn callback(
             state.now(),
         )
         .await?;
+    Ok(signed_in(&state, outcome))
+}
+
+/// The answer to a browser whose sign-on finished: the session as JSON, or to `returnTo`
+/// with the token in the fragment, or the page of a sign-on coreauth started for itself.
+pub(super) fn signed_in(state: &AppState, outcome: SsoOutcome) -> Response {
     state.metrics.count_login("success");
     let (issued, return_to) = match outcome {
         SsoOutcome::Caller { issued, return_to } => (issued, return_to),
-        SsoOutcome::Docs(issued) => return Ok(docs::signed_in(&state, issued)),
-        SsoOutcome::Device { client } => return Ok(sso_device::signed_in_page(client)),
+        SsoOutcome::Docs(issued) => return docs::signed_in(state, issued),
+        SsoOutcome::Device { client } => return sso_device::signed_in_page(client),
     };
     let answer = session_answer(issued);
     let Some(return_to) = return_to else {
-        return Ok(ApiJson(answer).into_response());
+        return ApiJson(answer).into_response();
     };
     let mut target = format!(
         "{return_to}#token={}&expiresAt={}",
@@ -188,5 +195,5 @@ async fn callback(
         header::REFERRER_POLICY,
         HeaderValue::from_static("no-referrer"),
     );
-    Ok(response)
+    response
 }

@@ -14,7 +14,7 @@ use super::AppState;
 use super::error::{ApiJson, ApiPath, ApiResult};
 use super::extract::Caller;
 use crate::domain::sso::{
-    ClaimMapping, ConnectionView, MappingRequest, SsoIdentityRecord, SsoRequest,
+    ClaimMapping, ConnectionView, MappingRequest, SamlRequest, SsoIdentityRecord, SsoRequest,
 };
 
 pub fn routes() -> OpenApiRouter<AppState> {
@@ -139,6 +139,20 @@ fn connection_request(body: proto::SsoConnectionRequest) -> SsoRequest {
         allow_jit: body.allow_jit,
         allow_password: body.allow_password,
         redirect_allow_list: body.redirect_allow_list,
+        saml: body.saml.map(|saml| SamlRequest {
+            metadata_xml: saml.metadata_xml,
+            metadata_url: saml.metadata_url,
+            entity_id: saml.entity_id,
+            sso_url: saml.sso_url,
+            certificates: saml.certificates,
+            name_id_format: saml.name_id_format,
+            want_assertions_signed: saml.want_assertions_signed,
+            want_response_signed: saml.want_response_signed,
+            clock_skew_seconds: saml.clock_skew_seconds,
+            allow_idp_initiated: saml.allow_idp_initiated,
+            first_name_attribute: saml.first_name_attribute,
+            last_name_attribute: saml.last_name_attribute,
+        }),
     }
 }
 
@@ -171,6 +185,7 @@ async fn configure(
         allow_jit: body.allow_jit,
         allow_password: body.allow_password,
         redirect_allow_list: body.redirect_allow_list,
+        saml: None,
     };
     let saved = state
         .sso
@@ -366,6 +381,21 @@ fn connection_view(state: &AppState, view: ConnectionView) -> proto::SsoConnecti
         allow_password: c.allow_password,
         redirect_allow_list: c.redirect_allow_list,
         redirect_uri: state.sso.callback_url(),
+        protocol: if c.saml.is_some() { "saml" } else { "oidc" }.into(),
+        saml: c.saml.map(|s| proto::SamlConnection {
+            sso_url: s.sso_url,
+            certificates: s.certificates,
+            name_id_format: s.name_id_format,
+            want_assertions_signed: s.want_assertions_signed,
+            want_response_signed: s.want_response_signed,
+            clock_skew_seconds: s.clock_skew_seconds,
+            allow_idp_initiated: s.allow_idp_initiated,
+            first_name_attribute: s.first_name_attribute,
+            last_name_attribute: s.last_name_attribute,
+            metadata_url: s.metadata_url,
+            sp_entity_id: state.sso.saml_entity_id(c.id),
+            acs_url: state.sso.saml_acs_url(),
+        }),
     }
 }
 

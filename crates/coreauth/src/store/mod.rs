@@ -415,6 +415,19 @@ pub trait SsoStore: Send + Sync {
     /// `before`.
     async fn prune_sso_logins(&self, before: i64) -> StoreResult<u64>;
 
+    /// Records a SAML assertion as consumed until `expires_at` (its `NotOnOrAfter`, skew
+    /// included), once for all instances: false when it was consumed before (a replay).
+    /// Expired ones go with `prune_sso_logins`.
+    async fn consume_saml_assertion(
+        &self,
+        issuer: &str,
+        assertion_id: &str,
+        expires_at: i64,
+    ) -> StoreResult<bool>;
+
+    /// Whether this assertion was consumed already (and is not pruned yet).
+    async fn saml_assertion_seen(&self, issuer: &str, assertion_id: &str) -> StoreResult<bool>;
+
     async fn create_sso_device(&self, device: &SsoDeviceRecord) -> StoreResult<()>;
 
     /// The device sign-in with this user code (its hash), whatever its state.

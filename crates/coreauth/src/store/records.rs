@@ -333,6 +333,36 @@ pub struct SsoConnectionRecord {
     pub allow_jit: bool,
     pub allow_password: bool,
     pub redirect_allow_list: Vec<String>,
+    /// Set for a SAML connection (whose `issuer` is then the IdP's entity id, and whose client
+    /// id and secret are empty); `None` for OpenID Connect.
+    pub saml: Option<SamlSettings>,
+}
+
+/// What a SAML connection knows of its identity provider and requires of its answers (stored
+/// as JSON).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SamlSettings {
+    /// Where the browser is sent with the AuthnRequest (HTTP-Redirect binding).
+    pub sso_url: String,
+    /// The IdP's signing certificates (base64 DER), several during a key rollover: only these
+    /// are trusted, never one a message carries.
+    pub certificates: Vec<String>,
+    /// Asked for in the AuthnRequest's NameIDPolicy, e.g.
+    /// `urn:oasis:names:tc:SAML:1.1:nameid-format:emailAddress`.
+    pub name_id_format: Option<String>,
+    /// The assertion must carry its own signature.
+    pub want_assertions_signed: bool,
+    /// The response must be signed as a whole.
+    pub want_response_signed: bool,
+    pub clock_skew_seconds: u32,
+    /// Responses the IdP sends unasked (IdP-initiated) are accepted.
+    pub allow_idp_initiated: bool,
+    /// The attributes that hold the first and last name.
+    pub first_name_attribute: Option<String>,
+    pub last_name_attribute: Option<String>,
+    /// Where the IdP's metadata was read from, if from a URL.
+    pub metadata_url: Option<String>,
 }
 
 /// Which of a provider's claims say who someone is and what they may do (stored as JSON).

@@ -66,6 +66,44 @@ impl Preset {
     }
 }
 
+impl Preset {
+    /// The mapping a SAML connection of this kind starts from: the claim types ADFS and Entra
+    /// send as attribute names, and the common names (or the NameID) otherwise. The email is
+    /// believed as asserted: SAML has no `email_verified`, and it must still be in one of the
+    /// connection's verified domains.
+    pub fn saml_mapping(self) -> ClaimMapping {
+        const CLAIMS: &str = "http://schemas.xmlsoap.org/ws/2005/05/identity/claims";
+        let (email_claims, groups) = match self {
+            Self::Entra => (
+                vec![format!("{CLAIMS}/emailaddress"), format!("{CLAIMS}/name")],
+                "http://schemas.microsoft.com/ws/2008/06/identity/claims/groups".to_owned(),
+            ),
+            Self::Adfs => (
+                vec![format!("{CLAIMS}/emailaddress"), format!("{CLAIMS}/upn")],
+                "http://schemas.xmlsoap.org/claims/Group".to_owned(),
+            ),
+            Self::Generic => (
+                [
+                    "email",
+                    "mail",
+                    "urn:oid:0.9.2342.19200300.100.1.3",
+                    "nameid",
+                ]
+                .map(str::to_owned)
+                .to_vec(),
+                "groups".to_owned(),
+            ),
+        };
+        ClaimMapping {
+            email_claims,
+            trust_unverified_email: true,
+            groups_claim: Some(groups),
+            role_mapping: BTreeMap::new(),
+            default_role: Some(Role::Member.as_str().to_owned()),
+        }
+    }
+}
+
 /// What an admin may change of a preset's mapping; what is absent keeps the preset's value.
 #[derive(Debug, Default, Clone)]
 pub struct MappingRequest {
@@ -105,7 +143,15 @@ fn role_name(field: &str, role: &str) -> DomainResult<String> {
 impl MappingRequest {
     /// The preset's mapping with the request's changes, checked.
     pub fn apply_to(self, preset: Preset) -> DomainResult<ClaimMapping> {
-        let mut mapping = preset.mapping();
+        self.apply(preset.mapping())
+    }
+
+    /// The preset's SAML mapping with the request's changes, checked.
+    pub fn apply_to_saml(self, preset: Preset) -> DomainResult<ClaimMapping> {
+        self.apply(preset.saml_mapping())
+    }
+
+    fn apply(self, mut mapping: ClaimMapping) -> DomainResult<ClaimMapping> {
         if let Some(claims) = self.email_claims {
             if claims.is_empty() || claims.len() > MAX_EMAIL_CLAIMS {
                 return Err(DomainError::invalid(format!(

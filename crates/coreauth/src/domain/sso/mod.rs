@@ -35,6 +35,7 @@ mod claims;
 mod domains;
 mod hand_off;
 mod identities;
+mod saml;
 mod settings;
 mod token;
 
@@ -43,7 +44,11 @@ pub use claims::{MappingRequest, Preset};
 pub use domains::verification_record;
 use hand_off::HandOff;
 pub use hand_off::{DEVICE_INTERVAL, DeviceStart, PendingDevice};
+pub use saml::{ACS_PATH, SamlPost, SamlRequest};
 pub use settings::{ConnectionView, DEFAULT_CONNECTION, SsoRequest, allowed_return};
+
+/// Where an OpenID provider sends the browser back.
+pub const CALLBACK_PATH: &str = "/user/authenticate/sso/callback";
 
 /// How long a started login may take to come back.
 const LOGIN_TTL: Duration = Duration::from_secs(10 * 60);
@@ -62,6 +67,8 @@ pub enum Strategy {
     Sso {
         org_id: i64,
         connection_id: i64,
+        /// `oidc` or `saml`.
+        provider: &'static str,
         redirect_url: String,
     },
 }
@@ -96,6 +103,8 @@ pub struct SsoStart {
     pub url: String,
     pub state: String,
     pub browser_secret: String,
+    /// The path the provider sends the browser back to (the cookie is sent there only).
+    pub return_path: &'static str,
 }
 
 /// 256 random bits, URL-safe.
@@ -204,7 +213,7 @@ impl Sso {
 
     /// The redirect URI to register at the provider.
     pub fn callback_url(&self) -> String {
-        format!("{}/user/authenticate/sso/callback", self.public_url)
+        format!("{}{CALLBACK_PATH}", self.public_url)
     }
 
     /// Password or SSO for this email, by its domain alone (the connection holding it in the
@@ -216,17 +225,23 @@ impl Sso {
         now: OffsetDateTime,
     ) -> DomainResult<Strategy> {
         self.count_anonymous(origin, Subject::Lookup, now).await?;
-        match self.connection_for_email(email).await? {
-            Some((org_id, connection_id)) => Ok(Strategy::Sso {
-                org_id,
-                connection_id,
-                redirect_url: format!(
-                    "{}/user/authenticate/sso/start?org={org_id}&connection={connection_id}",
-                    self.public_url
-                ),
-            }),
-            None => Ok(Strategy::Password),
-        }
+        let Some((org_id, connection_id)) = self.connection_for_email(email).await? else {
+            return Ok(Strategy::Password);
+        };
+        let saml = self
+            .store
+            .sso_connection(connection_id)
+            .await?
+            .is_some_and(|c| c.saml.is_some());
+        Ok(Strategy::Sso {
+            org_id,
+            connection_id,
+            provider: if saml { "saml" } else { "oidc" },
+            redirect_url: format!(
+                "{}/user/authenticate/sso/start?org={org_id}&connection={connection_id}",
+                self.public_url
+            ),
+        })
     }
 
     async fn provider(
@@ -319,6 +334,11 @@ impl Sso {
             url,
             state,
             browser_secret,
+            return_path: if connection.saml.is_some() {
+                ACS_PATH
+            } else {
+                CALLBACK_PATH
+            },
         })
     }
 
@@ -385,6 +405,29 @@ impl Sso {
                 "returnTo is not on this org's redirect allow-list",
             ));
         }
+        let created_at = to_millis(now);
+        let ttl = i64::try_from(LOGIN_TTL.as_millis()).unwrap_or(i64::MAX);
+        let mut login = SsoLoginRecord {
+            state: String::new(),
+            org_id,
+            connection_id: connection.id,
+            nonce: String::new(),
+            sealed_pkce_verifier: String::new(),
+            return_to,
+            client: client.map(|c| c.chars().take(100).collect()),
+            created_at,
+            expires_at: created_at + ttl,
+            link_user_id,
+            browser_binding,
+            hand_off: hand_off.stored(),
+        };
+        if let Some(settings) = &connection.saml {
+            // SAML: the request id is the state; the IdP echoes it as InResponseTo.
+            let (url, request_id) = self.saml_redirect(connection, settings)?;
+            login.state = request_id.clone();
+            self.store.create_sso_login(&login).await?;
+            return Ok((url, request_id));
+        }
         let metadata = match self.provider(&connection.issuer, false, now).await {
             Ok(metadata) => metadata,
             Err(error) => {
@@ -411,27 +454,13 @@ impl Sso {
             .add_scope(Scope::new("profile".into()))
             .set_pkce_challenge(challenge)
             .url();
-        let created_at = to_millis(now);
-        let ttl = i64::try_from(LOGIN_TTL.as_millis()).unwrap_or(i64::MAX);
-        self.store
-            .create_sso_login(&SsoLoginRecord {
-                state: state.secret().clone(),
-                org_id,
-                connection_id: connection.id,
-                nonce: nonce.secret().clone(),
-                sealed_pkce_verifier: self.secrets.seal(
-                    verifier.secret().as_bytes(),
-                    &format!("sso-login:{}", state.secret()),
-                )?,
-                return_to,
-                client: client.map(|c| c.chars().take(100).collect()),
-                created_at,
-                expires_at: created_at + ttl,
-                link_user_id,
-                browser_binding,
-                hand_off: hand_off.stored(),
-            })
-            .await?;
+        login.state = state.secret().clone();
+        login.nonce = nonce.secret().clone();
+        login.sealed_pkce_verifier = self.secrets.seal(
+            verifier.secret().as_bytes(),
+            &format!("sso-login:{}", state.secret()),
+        )?;
+        self.store.create_sso_login(&login).await?;
         Ok((url.to_string(), state.secret().clone()))
     }
 
@@ -448,54 +477,76 @@ impl Sso {
         } else {
             self.store.take_sso_login(&state, to_millis(now)).await?
         };
-        let org_id = login.as_ref().map(|l| l.org_id);
-        let hand_off = HandOff::from_stored(login.as_ref().and_then(|l| l.hand_off.as_deref()));
-        let result = match login {
+        let result = match &login {
             Some(login) => self.finish(login, callback, &origin, now).await,
             None => Err(failure(SsoFailure::StateInvalid).into()),
         };
-        // Successes are audited as `login.succeeded` (method sso) with the session.
-        match result {
-            Ok(outcome) => Ok(outcome),
-            Err(Refusal { error, details }) => {
-                if let HandOff::Device(device) = &hand_off {
-                    self.store
-                        .complete_sso_device(device, None, Some(error.code()))
-                        .await?;
-                }
-                let mut audit = NewAuditEvent::new("sso.login", now)
-                    .from(&origin)
-                    .failed(error.code())
-                    .details(details);
-                audit.org_id = org_id;
-                if let DomainError::Sso(SsoFailure::IdpUnreachable(_)) = error {
-                    audit.details = serde_json::json!({ "detail": failure_detail(&error) });
-                }
-                self.store.record_audit(&audit).await?;
-                Err(error)
-            }
-        }
+        self.concluded(login.as_ref(), result, &origin, now).await
     }
 
-    async fn finish(
+    /// A finished sign-on's answer; a refusal is audited with its reason (successes are
+    /// audited as `login.succeeded`, method sso, with the session), and a device waiting for
+    /// the sign-on is told.
+    async fn concluded(
         &self,
-        login: SsoLoginRecord,
-        callback: Callback,
+        login: Option<&SsoLoginRecord>,
+        result: Result<SsoOutcome, Refusal>,
         origin: &RequestOrigin,
         now: OffsetDateTime,
-    ) -> Result<SsoOutcome, Refusal> {
+    ) -> DomainResult<SsoOutcome> {
+        let Refusal { error, details } = match result {
+            Ok(outcome) => return Ok(outcome),
+            Err(refusal) => refusal,
+        };
+        let hand_off = HandOff::from_stored(login.and_then(|l| l.hand_off.as_deref()));
+        if let HandOff::Device(device) = &hand_off {
+            self.store
+                .complete_sso_device(device, None, Some(error.code()))
+                .await?;
+        }
+        let mut audit = NewAuditEvent::new("sso.login", now)
+            .from(origin)
+            .failed(error.code())
+            .details(details);
+        audit.org_id = login.map(|l| l.org_id);
+        if let DomainError::Sso(SsoFailure::IdpUnreachable(_)) = error {
+            audit.details = serde_json::json!({ "detail": failure_detail(&error) });
+        }
+        self.store.record_audit(&audit).await?;
+        Err(error)
+    }
+
+    /// Refuses a sign-on in flight that expired, or that comes back to another browser than
+    /// the one that started it.
+    fn check_login(
+        &self,
+        login: &SsoLoginRecord,
+        browser_secret: Option<&str>,
+        now: OffsetDateTime,
+    ) -> Result<(), Refusal> {
         if login.expires_at <= to_millis(now) {
             return Err(failure(SsoFailure::StateExpired).into());
         }
         if let Some(expected) = &login.browser_binding {
             use subtle::ConstantTimeEq;
-            let presented = callback.browser_secret.as_deref().map(sha256_hex);
+            let presented = browser_secret.map(sha256_hex);
             let same =
                 presented.is_some_and(|p| bool::from(p.as_bytes().ct_eq(expected.as_bytes())));
             if !same {
                 return Err(failure(SsoFailure::BrowserMismatch).into());
             }
         }
+        Ok(())
+    }
+
+    async fn finish(
+        &self,
+        login: &SsoLoginRecord,
+        callback: Callback,
+        origin: &RequestOrigin,
+        now: OffsetDateTime,
+    ) -> Result<SsoOutcome, Refusal> {
+        self.check_login(login, callback.browser_secret.as_deref(), now)?;
         if let Some(error) = callback.error.as_deref() {
             return Err(failure(if error == "access_denied" {
                 SsoFailure::Denied
@@ -513,7 +564,24 @@ impl Sso {
             .await?
             .filter(|c| c.org_id == login.org_id)
             .ok_or(DomainError::NotFound("SSO connection"))?;
-        let assertion = self.assertion(&connection, &login, code, now).await?;
+        if connection.saml.is_some() {
+            return Err(failure(SsoFailure::StateInvalid).into());
+        }
+        let assertion = self.assertion(&connection, login, code, now).await?;
+        self.sign_in(&connection, login, assertion, origin, now)
+            .await
+    }
+
+    /// Opens the session an asserted identity signs in to, by the connection's mapping, and
+    /// hands it where the sign-on said.
+    async fn sign_in(
+        &self,
+        connection: &SsoConnectionRecord,
+        login: &SsoLoginRecord,
+        assertion: token::Assertion,
+        origin: &RequestOrigin,
+        now: OffsetDateTime,
+    ) -> Result<SsoOutcome, Refusal> {
         let refused = |failure: SsoFailure| {
             // What the provider asserted, for the audit trail of a refusal: the admin reading
             // it can tell a misconfigured mapping from an attempt.
@@ -541,7 +609,7 @@ impl Sso {
         }
         let role = claims::asserted_role(&connection.claims, &assertion.claims).map_err(refused)?;
         let (user, role) = self
-            .account_for(&connection, &login, &assertion, &email, role, origin, now)
+            .account_for(connection, login, &assertion, &email, role, origin, now)
             .await
             .map_err(|e| match e {
                 DomainError::Sso(failure) => refused(failure),
@@ -564,13 +632,13 @@ impl Sso {
         Ok(match HandOff::from_stored(login.hand_off.as_deref()) {
             HandOff::Caller => SsoOutcome::Caller {
                 issued,
-                return_to: login.return_to,
+                return_to: login.return_to.clone(),
             },
             HandOff::Docs => SsoOutcome::Docs(issued),
             HandOff::Device(device) => {
                 self.hand_to_device(&device, &issued).await?;
                 SsoOutcome::Device {
-                    client: login.client,
+                    client: login.client.clone(),
                 }
             }
         })

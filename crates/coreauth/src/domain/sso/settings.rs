@@ -7,6 +7,7 @@ use url::Url;
 
 use super::claims::{MappingRequest, Preset};
 use super::domains::new_claim;
+use super::saml::SamlRequest;
 use super::{Sso, sealed_binding};
 use crate::domain::audit::NewAuditEvent;
 use crate::domain::clock::to_millis;
@@ -29,6 +30,8 @@ pub struct SsoRequest {
     pub allow_jit: bool,
     pub allow_password: bool,
     pub redirect_allow_list: Vec<String>,
+    /// Set for a SAML connection, whose `issuer`, `client_id` and `client_secret` stay empty.
+    pub saml: Option<SamlRequest>,
 }
 
 /// A connection, with which of its domains count.
@@ -105,7 +108,7 @@ impl Sso {
         caller: &Principal,
         org_id: i64,
         connection_id: Option<i64>,
-        request: SsoRequest,
+        mut request: SsoRequest,
         now: OffsetDateTime,
     ) -> DomainResult<ConnectionView> {
         if !caller.administers_org(org_id) {
@@ -120,23 +123,32 @@ impl Sso {
             return Err(DomainError::invalid("name must be at most 100 characters"));
         }
         let preset = Preset::parse(&request.preset)?;
-        let claims = request.mapping.apply_to(preset)?;
-        let issuer = Url::parse(request.issuer.trim())
-            .ok()
-            .filter(|u| matches!(u.scheme(), "https" | "http") && u.host_str().is_some())
-            .ok_or_else(|| DomainError::invalid("issuer must be an http(s) URL"))?;
-        self.providers
-            .policy()
-            .check_issuer(&issuer)
-            .await
-            .map_err(DomainError::Invalid)?;
-        let client_id = request.client_id.trim();
-        if client_id.is_empty() || client_id.len() > 255 {
-            return Err(DomainError::invalid("clientId must be 1-255 characters"));
-        }
-        if request.client_secret.is_empty() || request.client_secret.len() > 1024 {
-            return Err(DomainError::invalid("clientSecret must be 1-1024 bytes"));
-        }
+        let claims = if request.saml.is_some() {
+            request.mapping.clone().apply_to_saml(preset)?
+        } else {
+            request.mapping.clone().apply_to(preset)?
+        };
+        let (issuer, client_id, sealed_client_secret, saml) = match request.saml.take() {
+            Some(saml) => {
+                if !request.issuer.is_empty()
+                    || !request.client_id.is_empty()
+                    || !request.client_secret.is_empty()
+                {
+                    return Err(DomainError::invalid(
+                        "a SAML connection takes no issuer, clientId or clientSecret: the IdP is in saml",
+                    ));
+                }
+                let (entity_id, settings) = self.saml_settings(saml, preset).await?;
+                (entity_id, String::new(), String::new(), Some(settings))
+            }
+            None => {
+                let (issuer, client_id) = self.oidc_provider(&request).await?;
+                let sealed = self
+                    .secrets
+                    .seal(request.client_secret.as_bytes(), &sealed_binding(org_id))?;
+                (issuer, client_id, sealed, None)
+            }
+        };
         let mut domains = request
             .email_domains
             .iter()
@@ -163,16 +175,15 @@ impl Sso {
             org_id,
             name: name.as_str().to_owned(),
             preset: preset.as_str().to_owned(),
-            issuer: issuer.as_str().trim_end_matches('/').to_owned(),
-            client_id: client_id.to_owned(),
-            sealed_client_secret: self
-                .secrets
-                .seal(request.client_secret.as_bytes(), &sealed_binding(org_id))?,
+            issuer,
+            client_id,
+            sealed_client_secret,
             claims,
             email_domains: domains,
             allow_jit: request.allow_jit,
             allow_password: request.allow_password,
             redirect_allow_list: request.redirect_allow_list,
+            saml,
         };
         let audit = NewAuditEvent::new("sso.configured", now)
             .by(caller)
@@ -187,6 +198,14 @@ impl Sso {
                 "claims": record.claims,
                 "allowJit": record.allow_jit,
                 "allowPassword": record.allow_password,
+                "protocol": if record.saml.is_some() { "saml" } else { "oidc" },
+                "saml": record.saml.as_ref().map(|s| serde_json::json!({
+                    "ssoUrl": s.sso_url,
+                    "certificates": s.certificates.len(),
+                    "wantAssertionsSigned": s.want_assertions_signed,
+                    "wantResponseSigned": s.want_response_signed,
+                    "clockSkewSeconds": s.clock_skew_seconds,
+                })),
             }));
         let id = self
             .store
@@ -194,6 +213,30 @@ impl Sso {
             .await?;
         let saved = SsoConnectionRecord { id, ..record };
         self.view(saved).await
+    }
+
+    /// An OpenID connection's issuer (checked against the network policy) and client id.
+    async fn oidc_provider(&self, request: &SsoRequest) -> DomainResult<(String, String)> {
+        let issuer = Url::parse(request.issuer.trim())
+            .ok()
+            .filter(|u| matches!(u.scheme(), "https" | "http") && u.host_str().is_some())
+            .ok_or_else(|| DomainError::invalid("issuer must be an http(s) URL"))?;
+        self.providers
+            .policy()
+            .check_issuer(&issuer)
+            .await
+            .map_err(DomainError::Invalid)?;
+        let client_id = request.client_id.trim();
+        if client_id.is_empty() || client_id.len() > 255 {
+            return Err(DomainError::invalid("clientId must be 1-255 characters"));
+        }
+        if request.client_secret.is_empty() || request.client_secret.len() > 1024 {
+            return Err(DomainError::invalid("clientSecret must be 1-1024 bytes"));
+        }
+        Ok((
+            issuer.as_str().trim_end_matches('/').to_owned(),
+            client_id.to_owned(),
+        ))
     }
 
     /// `PUT /admin/orgs/{orgId}/sso`: sets the org's connection named `default`.

@@ -31,8 +31,9 @@ use crate::store::records::{
     ApiKeyContext, ApiKeyRecord, AuditQuery, AuditRecord, ClaimMapping, DomainClaimRecord,
     IntegrationRecord, MemberRecord, MembershipPatch, MembershipRecord, NewApiKey, NewAuditEvent,
     NewUser, OrgRecord, PASSWORD_HISTORY_KEPT, PasswordChange, PasswordPolicy, Renewal, Revoked,
-    Role, SessionContext, SessionRecord, SsoConnectionRecord, SsoDeviceRecord, SsoIdentityRecord,
-    SsoLoginRecord, StoredSigningKey, ThrottleSettlement, TotpRecord, UserPatch, UserRecord,
+    Role, SamlSettings, SessionContext, SessionRecord, SsoConnectionRecord, SsoDeviceRecord,
+    SsoIdentityRecord, SsoLoginRecord, StoredSigningKey, ThrottleSettlement, TotpRecord, UserPatch,
+    UserRecord,
 };
 use crate::store::rows::*;
 use crate::store::{

@@ -30,13 +30,14 @@ struct ConnectionRow {
     allow_jit: bool,
     allow_password: bool,
     redirect_allow_list: String,
+    saml: Option<String>,
 }
 
 macro_rules! select_connection {
     ($filter:literal) => {
         concat!(
             "SELECT id, org_id, name, preset, issuer, client_id, client_secret, claim_mapping, \
-             allow_jit, allow_password, redirect_allow_list FROM sso_connections ",
+             allow_jit, allow_password, redirect_allow_list, saml FROM sso_connections ",
             $filter
         )
     };
@@ -59,6 +60,11 @@ impl ConnectionRow {
             allow_password: self.allow_password,
             redirect_allow_list: serde_json::from_str(&self.redirect_allow_list)
                 .map_err(|_| StoreError::internal("stored SSO allow-list"))?,
+            saml: self
+                .saml
+                .map(|text| serde_json::from_str::<SamlSettings>(&text))
+                .transpose()
+                .map_err(|_| StoreError::internal("stored SAML settings"))?,
         })
     }
 }
@@ -122,14 +128,15 @@ impl SsoStore for Backend {
         };
         let mapping = json_text(&c.claims)?;
         let allow_list = json_text(&c.redirect_allow_list)?;
+        let saml = c.saml.as_ref().map(json_text).transpose()?;
         // Saves of one connection queue on its row (the update locks it), so the delete and
         // re-insert of its domains below never interleave with another save's.
         let id = if c.id == 0 {
             sqlx::query_scalar(
                 "INSERT INTO sso_connections (org_id, name, preset, issuer, client_id, \
                  client_secret, claim_mapping, allow_jit, allow_password, redirect_allow_list, \
-                 created_at, updated_at) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $11) RETURNING id",
+                 saml, created_at, updated_at) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $12) RETURNING id",
             )
             .bind(c.org_id)
             .bind(&c.name)
@@ -141,6 +148,7 @@ impl SsoStore for Backend {
             .bind(c.allow_jit)
             .bind(c.allow_password)
             .bind(&allow_list)
+            .bind(saml.as_deref())
             .bind(now)
             .fetch_one(&mut *tx)
             .await
@@ -149,8 +157,8 @@ impl SsoStore for Backend {
             let updated: Option<i64> = sqlx::query_scalar(
                 "UPDATE sso_connections SET name = $1, preset = $2, issuer = $3, \
                  client_id = $4, client_secret = $5, claim_mapping = $6, allow_jit = $7, \
-                 allow_password = $8, redirect_allow_list = $9, updated_at = $10 \
-                 WHERE id = $11 AND org_id = $12 RETURNING id",
+                 allow_password = $8, redirect_allow_list = $9, saml = $10, updated_at = $11 \
+                 WHERE id = $12 AND org_id = $13 RETURNING id",
             )
             .bind(&c.name)
             .bind(&c.preset)
@@ -161,6 +169,7 @@ impl SsoStore for Backend {
             .bind(c.allow_jit)
             .bind(c.allow_password)
             .bind(&allow_list)
+            .bind(saml.as_deref())
             .bind(now)
             .bind(c.id)
             .bind(c.org_id)
@@ -471,7 +480,44 @@ impl SsoStore for Backend {
                 .execute(self.writes())
                 .await
                 .map_err(db_error)?;
-        Ok(logins.rows_affected() + devices.rows_affected())
+        let assertions = sqlx::query("DELETE FROM saml_assertions_seen WHERE expires_at < $1")
+            .bind(before)
+            .execute(self.writes())
+            .await
+            .map_err(db_error)?;
+        Ok(logins.rows_affected() + devices.rows_affected() + assertions.rows_affected())
+    }
+
+    async fn consume_saml_assertion(
+        &self,
+        issuer: &str,
+        assertion_id: &str,
+        expires_at: i64,
+    ) -> StoreResult<bool> {
+        // The primary key decides between two instances consuming the same assertion at once.
+        let done = sqlx::query(
+            "INSERT INTO saml_assertions_seen (issuer, assertion_id, expires_at) \
+             VALUES ($1, $2, $3) ON CONFLICT (issuer, assertion_id) DO NOTHING",
+        )
+        .bind(issuer)
+        .bind(assertion_id)
+        .bind(expires_at)
+        .execute(self.writes())
+        .await
+        .map_err(db_error)?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn saml_assertion_seen(&self, issuer: &str, assertion_id: &str) -> StoreResult<bool> {
+        let seen: Option<i64> = sqlx::query_scalar(
+            "SELECT expires_at FROM saml_assertions_seen WHERE issuer = $1 AND assertion_id = $2",
+        )
+        .bind(issuer)
+        .bind(assertion_id)
+        .fetch_optional(self.writes())
+        .await
+        .map_err(db_error)?;
+        Ok(seen.is_some())
     }
 
     async fn create_sso_device(&self, d: &SsoDeviceRecord) -> StoreResult<()> {
