@@ -31,15 +31,21 @@ pub fn routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(metadata))
         .routes(routes!(acs))
-        .route(
-            REPOST_SCRIPT_PATH,
-            axum::routing::get(|| async {
-                (
-                    [(header::CONTENT_TYPE, "text/javascript; charset=utf-8")],
-                    "document.getElementById('saml-repost').submit();\n",
-                )
-            }),
-        )
+        .routes(routes!(repost_script))
+}
+
+/// The script of the page that posts the IdP's form again (the page's CSP admits scripts
+/// from coreauth only, none inline).
+#[utoipa::path(get, path = "/user/authenticate/saml/repost.js", tag = "authenticate",
+    responses(
+        (status = 200, description = "Submits the page's form", content_type = "text/javascript", body = String),
+    ))]
+async fn repost_script() -> Response {
+    (
+        [(header::CONTENT_TYPE, "text/javascript; charset=utf-8")],
+        "document.getElementById('saml-repost').submit();\n",
+    )
+        .into_response()
 }
 
 /// The SP metadata of a SAML connection: import it at the IdP (ADFS: a relying party trust
