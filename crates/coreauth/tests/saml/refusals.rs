@@ -266,3 +266,38 @@ async fn a_response_with_a_doctype_is_refused() {
     .await;
     assert_refused(&acme, &landing, StatusCode::BAD_REQUEST, "saml_doctype").await;
 }
+
+#[tokio::test]
+async fn a_response_addressed_to_another_service_is_refused() {
+    let acme = acme_with_idp().await;
+    let browser = browser();
+    let url = start(&acme.app, &browser, acme.org, None).await;
+    // The IdP addresses its answer (Destination, Recipient) to the ACS the request names.
+    let posted = sign_in_at_idp(&browser, &url, &ALICE, |request| {
+        request["acsUrl"] = "https://elsewhere.example/saml/acs".into();
+    })
+    .await;
+    assert!(
+        posted
+            .xml()
+            .contains("Destination=\"https://elsewhere.example/saml/acs\"")
+    );
+    let landing = post_to_acs(&acme.app, &browser, &posted).await;
+    assert_refused(
+        &acme,
+        &landing,
+        StatusCode::UNAUTHORIZED,
+        "saml_destination",
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn an_assertion_from_another_issuer_is_refused() {
+    let acme = acme_with_idp().await;
+    acme.idp
+        .set(&[("issuer", "urn:coreauth-test:other-idp")])
+        .await;
+    let (_, landing) = sign_in(&acme, &ALICE).await;
+    assert_refused(&acme, &landing, StatusCode::UNAUTHORIZED, "saml_issuer").await;
+}
