@@ -277,6 +277,8 @@ pub struct SamlConnection {
     pub sp_entity_id: String,
     /// The assertion consumer service URL to register at the IdP.
     pub acs_url: String,
+    /// The certificate (base64 DER) an IdP encrypts assertions to (also in the SP metadata).
+    pub sp_certificate: Option<String>,
 }
 
 /// One of an org's SSO connections; the client secret is never shown.

@@ -395,6 +395,7 @@ fn connection_view(state: &AppState, view: ConnectionView) -> proto::SsoConnecti
             metadata_url: s.metadata_url,
             sp_entity_id: state.sso.saml_entity_id(c.id),
             acs_url: state.sso.saml_acs_url(),
+            sp_certificate: s.sp_certificate,
         }),
     }
 }

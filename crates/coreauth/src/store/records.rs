@@ -343,6 +343,12 @@ pub struct SsoConnectionRecord {
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct SamlSettings {
+    /// The certificate (base64 DER) of the key IdPs encrypt assertions to, made with the
+    /// connection; its private key sealed like client secrets.
+    #[serde(default)]
+    pub sp_certificate: Option<String>,
+    #[serde(default)]
+    pub sealed_sp_key: Option<String>,
     /// Where the browser is sent with the AuthnRequest (HTTP-Redirect binding).
     pub sso_url: String,
     /// The IdP's signing certificates (base64 DER), several during a key rollover: only these

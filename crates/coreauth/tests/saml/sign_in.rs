@@ -288,3 +288,110 @@ async fn another_orgs_admin_cannot_add_or_read_saml_connections() {
         .await;
     assert_error(response, StatusCode::FORBIDDEN, "forbidden").await;
 }
+
+/// Has the IdP encrypt its assertions to the connection's key (from its SP certificate).
+async fn encrypt_to(acme: &Acme, connection: &serde_json::Value) {
+    let der = base64::Engine::decode(
+        &base64::engine::general_purpose::STANDARD,
+        connection["saml"]["spCertificate"].as_str().unwrap(),
+    )
+    .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let der_path = dir.path().join("sp.der");
+    std::fs::write(&der_path, der).unwrap();
+    let openssl = |args: &[&str]| {
+        let out = std::process::Command::new("openssl")
+            .args(args)
+            .arg("-in")
+            .arg(&der_path)
+            .output()
+            .unwrap();
+        assert!(out.status.success());
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let cert = openssl(&["x509", "-inform", "DER"]);
+    let public_key = openssl(&["x509", "-inform", "DER", "-pubkey", "-noout"]);
+    acme.idp
+        .set(&[
+            ("encryptAssertion", "true"),
+            ("encryptionCert", &cert),
+            ("encryptionPublicKey", &public_key),
+        ])
+        .await;
+}
+
+#[tokio::test]
+async fn an_encrypted_assertion_is_decrypted_and_signs_in() {
+    let acme = acme_with_idp().await;
+    encrypt_to(&acme, &acme.connection).await;
+    let (posted, landing) = sign_in(&acme, &ALICE).await;
+    let xml = posted.xml();
+    assert!(xml.contains("EncryptedAssertion"), "{xml}");
+    assert!(
+        !xml.contains("alice@acme.example"),
+        "nothing of Alice in the clear"
+    );
+    assert!(
+        xml.contains("aes256-cbc"),
+        "the IdP's AES-256, as ADFS and Entra use"
+    );
+    assert_eq!(landing.status, StatusCode::OK, "{}", landing.body);
+    assert_eq!(landing.body["user"]["email"], "alice@acme.example");
+    assert_eq!(landing.body["user"]["role"], "admin");
+
+    // The SP metadata offers the key; a change of the connection keeps it.
+    let id = acme.connection["id"].as_i64().unwrap();
+    let metadata = acme
+        .app
+        .get(&format!("/user/authenticate/saml/{id}/metadata"), None)
+        .await
+        .text()
+        .await
+        .unwrap();
+    let certificate = acme.connection["saml"]["spCertificate"].as_str().unwrap();
+    assert!(metadata.contains("use=\"encryption\""), "{metadata}");
+    assert!(metadata.contains(certificate), "{metadata}");
+    let changed = acme
+        .app
+        .send(
+            reqwest::Method::PUT,
+            &format!("/admin/orgs/{}/sso/connections/{id}", acme.org),
+            Some(&acme.app.admin_token),
+            Some(
+                &json!({"name": "adfs", "emailDomains": ["acme.example"], "allowJit": true,
+                "claims": {"roleMapping": {"admins": "admin"}},
+                "saml": {"metadataUrl": format!("{}/metadata", acme.idp.url),
+                    "wantAssertionsSigned": false}}),
+            ),
+        )
+        .await;
+    assert_eq!(changed.status(), StatusCode::OK);
+    let changed = body(changed).await;
+    assert_eq!(changed["saml"]["spCertificate"], certificate);
+
+    // Only the response signed, over the ciphertext: enough once it verifies, when the
+    // connection does not require a signed assertion.
+    acme.idp
+        .set(&[("signResponse", "true"), ("signAssertion", "false")])
+        .await;
+    let (_, landing) = sign_in(&acme, &ALICE).await;
+    assert_eq!(landing.status, StatusCode::OK, "{}", landing.body);
+}
+
+#[tokio::test]
+async fn a_changed_ciphertext_is_refused_before_it_is_decrypted() {
+    let acme = acme_with_idp().await;
+    encrypt_to(&acme, &acme.connection).await;
+    let browser = browser();
+    let url = start(&acme.app, &browser, acme.org, None).await;
+    let posted = sign_in_at_idp(&browser, &url, &ALICE, |_| {}).await;
+    let xml = posted.xml();
+    // One base64 character of the content's ciphertext changed.
+    let data = xml.rfind("<xenc:CipherValue>").unwrap() + "<xenc:CipherValue>".len() + 40;
+    let original = &xml[data..data + 1];
+    let replacement = if original == "A" { "B" } else { "A" };
+    let changed = format!("{}{replacement}{}", &xml[..data], &xml[data + 1..]);
+    let landing = post_to_acs(&acme.app, &browser, &posted.with_xml(&changed)).await;
+    assert_eq!(landing.status, StatusCode::UNAUTHORIZED, "{}", landing.body);
+    assert_eq!(landing.body["error"], "saml_signature_invalid");
+}

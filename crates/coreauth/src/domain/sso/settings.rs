@@ -138,7 +138,8 @@ impl Sso {
                         "a SAML connection takes no issuer, clientId or clientSecret: the IdP is in saml",
                     ));
                 }
-                let (entity_id, settings) = self.saml_settings(saml, preset).await?;
+                let kept = existing.as_ref().and_then(|c| c.saml.as_ref());
+                let (entity_id, settings) = self.saml_settings(saml, preset, org_id, kept).await?;
                 (entity_id, String::new(), String::new(), Some(settings))
             }
             None => {

@@ -25,9 +25,10 @@ fn malformed(detail: &str) -> SamlRefusal {
     SamlRefusal::Malformed(detail.to_owned())
 }
 
-/// Checks a decoded response: no DTD, a `samlp:Response` root with exactly one assertion as
-/// its child (an encrypted one is not supported yet), unique IDs, every signature a child of
-/// the response or the assertion referring to exactly its parent, and at least one of them.
+/// Checks a decoded response: no DTD, a `samlp:Response` root with exactly one assertion (or
+/// encrypted assertion) as its child, unique IDs, every signature a child of the response or
+/// the assertion referring to exactly its parent. Whether what is signed suffices is the
+/// connection's to say.
 pub fn inspect(xml: &str) -> Result<Inspected, SamlRefusal> {
     // roxmltree refuses a DTD too; this also catches one it would stop at for another reason.
     if xml.contains("<!DOCTYPE") || xml.contains("<!ENTITY") {
@@ -46,24 +47,17 @@ pub fn inspect(xml: &str) -> Result<Inspected, SamlRefusal> {
         return Err(malformed("the root element is not a samlp:Response"));
     }
     let everything: Vec<Node<'_, '_>> = root.descendants().filter(Node::is_element).collect();
-    if everything
-        .iter()
-        .any(|n| named(*n, ASSERTION, "EncryptedAssertion"))
-    {
-        return Err(SamlRefusal::Unsupported(
-            "encrypted SAML assertions are not supported yet: turn off the IdP's assertion encryption for this service".into(),
-        ));
-    }
     let assertions: Vec<Node<'_, '_>> = everything
         .iter()
         .copied()
-        .filter(|n| named(*n, ASSERTION, "Assertion"))
+        .filter(|n| named(*n, ASSERTION, "Assertion") || named(*n, ASSERTION, "EncryptedAssertion"))
         .collect();
     let assertion = match assertions.as_slice() {
         [only] if only.parent() == Some(root) => *only,
         [] => return Err(malformed("the response holds no assertion")),
         _ => return Err(SamlRefusal::Wrapping),
     };
+    let encrypted = named(assertion, ASSERTION, "EncryptedAssertion");
     let mut ids: Vec<&str> = everything
         .iter()
         .filter_map(|n| n.attribute("ID"))
@@ -76,7 +70,9 @@ pub fn inspect(xml: &str) -> Result<Inspected, SamlRefusal> {
     }
     let mut named_certificates = Vec::new();
     for signature in everything.iter().filter(|n| named(**n, DSIG, "Signature")) {
-        let parent = signature.parent().filter(|p| *p == root || *p == assertion);
+        let parent = signature
+            .parent()
+            .filter(|p| *p == root || (*p == assertion && !encrypted));
         let Some(parent) = parent else {
             return Err(SamlRefusal::Wrapping);
         };
@@ -92,26 +88,31 @@ pub fn inspect(xml: &str) -> Result<Inspected, SamlRefusal> {
         );
     }
     let signed = |element: Node<'_, '_>| element.children().any(|c| named(c, DSIG, "Signature"));
-    let (response_signed, assertion_signed) = (signed(root), signed(assertion));
-    if !response_signed && !assertion_signed {
-        return Err(SamlRefusal::Unsigned);
-    }
-    let issuer = assertion
-        .children()
-        .find(|c| named(*c, ASSERTION, "Issuer"))
-        .and_then(|i| i.text())
-        .map(|t| t.trim().to_owned())
-        .ok_or_else(|| malformed("the assertion names no Issuer"))?;
-    let assertion_id = assertion
-        .attribute("ID")
-        .ok_or_else(|| malformed("the assertion has no ID"))?
-        .to_owned();
+    let issuer_of = |element: Node<'_, '_>| {
+        element
+            .children()
+            .find(|c| named(*c, ASSERTION, "Issuer"))
+            .and_then(|i| i.text())
+            .map(|t| t.trim().to_owned())
+    };
+    // Until it is decrypted, an encrypted assertion is known by its response's issuer.
+    let (issuer, assertion_id) = if encrypted {
+        (issuer_of(root).unwrap_or_default(), String::new())
+    } else {
+        let issuer =
+            issuer_of(assertion).ok_or_else(|| malformed("the assertion names no Issuer"))?;
+        let id = assertion
+            .attribute("ID")
+            .ok_or_else(|| malformed("the assertion has no ID"))?;
+        (issuer, id.to_owned())
+    };
     Ok(Inspected {
         in_response_to: root.attribute("InResponseTo").map(str::to_owned),
         issuer,
         assertion_id,
-        response_signed,
-        assertion_signed,
+        encrypted,
+        response_signed: signed(root),
+        assertion_signed: signed(assertion),
         named_certificates,
     })
 }
@@ -185,10 +186,22 @@ AAAA</ds:X509Certificate></ds:X509Data></ds:KeyInfo></ds:Signature>"##
     }
 
     #[test]
-    fn nothing_signed_is_unsigned() {
+    fn what_is_signed_is_told() {
+        let seen = inspect(&response(false, &assertion("a1", false, "alice"))).unwrap();
+        assert!(!seen.response_signed && !seen.assertion_signed && !seen.encrypted);
+    }
+
+    #[test]
+    fn an_encrypted_assertion_is_one_assertion() {
+        let encrypted = r#"<saml:EncryptedAssertion><xenc:EncryptedData xmlns:xenc="http://www.w3.org/2001/04/xmlenc#"/></saml:EncryptedAssertion>"#;
+        let seen = inspect(&response(true, encrypted)).unwrap();
+        assert!(seen.encrypted && seen.response_signed);
+        assert_eq!(seen.issuer, "urn:idp");
+        assert_eq!(seen.assertion_id, "");
+        let beside = format!("{encrypted}{}", assertion("a1", true, "mallory"));
         assert_eq!(
-            inspect(&response(false, &assertion("a1", false, "alice"))),
-            Err(SamlRefusal::Unsigned)
+            inspect(&response(true, &beside)),
+            Err(SamlRefusal::Wrapping)
         );
     }
 

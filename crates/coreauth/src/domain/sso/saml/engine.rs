@@ -6,15 +6,16 @@
 //! Audience and keeps the replay cache.
 
 use roxmltree::{Document, ParsingOptions};
-use samael::crypto::AllowedSignatureAlgorithm;
+use samael::crypto::{AllowedSignatureAlgorithm, Crypto, CryptoProvider, ReduceMode};
 use samael::metadata::EntityDescriptor;
 use samael::schema::Assertion;
 use samael::service_provider::{Error as SamlError, ServiceProviderBuilder};
 use serde_json::{Map, Value};
 
+pub use super::decrypt::decrypt;
 pub use super::document::inspect;
 use super::document::{DSIG, named, without_whitespace};
-use super::{AuthnRequestSpec, Expected, IdpDescriptor, Verified, escape_xml};
+use super::{AuthnRequestSpec, Expected, IdpDescriptor, Signatures, Verified, escape_xml};
 use crate::domain::error::SamlRefusal;
 
 const METADATA: &str = "urn:oasis:names:tc:SAML:2.0:metadata";
@@ -113,29 +114,99 @@ fn idp_entity(entity_id: &str, certificates: &[String]) -> Result<EntityDescript
         .map_err(|e| SamlRefusal::Invalid(format!("the connection's IdP settings: {e}")))
 }
 
-/// Verifies `xml` (already through `document::inspect`) against the connection's certificates
-/// and the request, and reads the assertion.
-pub fn verify(xml: &str, expected: &Expected<'_>) -> Result<Verified, SamlRefusal> {
-    if expected.certificates.is_empty() {
-        // samael would take a response unsigned when it knows no certificate.
+/// The signature algorithms accepted: SHA-2 only.
+const ALGORITHMS: [AllowedSignatureAlgorithm; 4] = [
+    AllowedSignatureAlgorithm::RsaSha256,
+    AllowedSignatureAlgorithm::RsaSha384,
+    AllowedSignatureAlgorithm::RsaSha512,
+    AllowedSignatureAlgorithm::EcdsaSha256,
+];
+
+fn ders(certificates: &[String]) -> Result<Vec<samael::crypto::CertificateDer>, SamlRefusal> {
+    certificates
+        .iter()
+        .map(|c| samael::crypto::decode_x509_cert(c))
+        .collect::<Result<_, _>>()
+        .map_err(|_| SamlRefusal::Invalid("a stored certificate is not base64".into()))
+}
+
+/// Verifies every signature of `xml` against `certificates`, and nothing else (an encrypted
+/// response's signature, over its ciphertext).
+pub fn verify_signatures(xml: &str, certificates: &[String]) -> Result<(), SamlRefusal> {
+    if certificates.is_empty() {
         return Err(SamlRefusal::Invalid(
             "the connection has no certificate".into(),
         ));
     }
+    Crypto::reduce_xml_to_signed_with_allowed_algorithms(
+        xml,
+        &ders(certificates)?,
+        ReduceMode::default(),
+        Some(&ALGORITHMS),
+    )
+    .map(|_| ())
+    .map_err(|_| SamlRefusal::BadSignature)
+}
+
+/// A new RSA key for IdPs to encrypt assertions to, and its self-signed certificate: the
+/// certificate as base64 DER, the key as PKCS#8 PEM.
+pub fn new_sp_key() -> Result<(String, Vec<u8>), String> {
+    use openssl::asn1::Asn1Time;
+    use openssl::bn::{BigNum, MsbOption};
+    use openssl::hash::MessageDigest;
+    use openssl::pkey::PKey;
+    use openssl::rsa::Rsa;
+    use openssl::x509::{X509Builder, X509NameBuilder};
+    let made = || -> Result<(String, Vec<u8>), openssl::error::ErrorStack> {
+        let key = PKey::from_rsa(Rsa::generate(2048)?)?;
+        let mut name = X509NameBuilder::new()?;
+        name.append_entry_by_text("CN", "coreauth SAML service provider")?;
+        let name = name.build();
+        let mut serial = BigNum::new()?;
+        serial.rand(127, MsbOption::MAYBE_ZERO, false)?;
+        let mut builder = X509Builder::new()?;
+        builder.set_version(2)?;
+        let serial = serial.to_asn1_integer()?;
+        builder.set_serial_number(&serial)?;
+        builder.set_subject_name(&name)?;
+        builder.set_issuer_name(&name)?;
+        builder.set_pubkey(&key)?;
+        let (from, until) = (Asn1Time::days_from_now(0)?, Asn1Time::days_from_now(3650)?);
+        builder.set_not_before(&from)?;
+        builder.set_not_after(&until)?;
+        builder.sign(&key, MessageDigest::sha256())?;
+        let certificate = builder.build().to_der()?;
+        Ok((
+            base64::Engine::encode(&base64::engine::general_purpose::STANDARD, certificate),
+            key.private_key_to_pem_pkcs8()?,
+        ))
+    };
+    made().map_err(|e| e.to_string())
+}
+
+/// Verifies `xml` (already through `document::inspect`) against the connection's certificates
+/// and the request, and reads the assertion.
+pub fn verify(xml: &str, expected: &Expected<'_>) -> Result<Verified, SamlRefusal> {
+    // samael checks no signature when it knows no certificate: only for a decrypted assertion
+    // whose response signature was verified over the ciphertext.
+    let certificates: &[String] = match expected.signatures {
+        Signatures::Check([]) => {
+            return Err(SamlRefusal::Invalid(
+                "the connection has no certificate".into(),
+            ));
+        }
+        Signatures::Check(certificates) => certificates,
+        Signatures::VerifiedOverCiphertext => &[],
+    };
     let skew = chrono::Duration::from_std(expected.clock_skew)
         .map_err(|e| SamlRefusal::Invalid(e.to_string()))?;
     let sp = ServiceProviderBuilder::default()
         .entity_id(expected.sp_entity_id.to_owned())
         .acs_url(expected.acs_url.to_owned())
-        .idp_metadata(idp_entity(expected.idp_entity_id, expected.certificates)?)
+        .idp_metadata(idp_entity(expected.idp_entity_id, certificates)?)
         .max_clock_skew(skew)
         .allow_idp_initiated(expected.request_id.is_none())
-        .allowed_signature_algorithms(Some(vec![
-            AllowedSignatureAlgorithm::RsaSha256,
-            AllowedSignatureAlgorithm::RsaSha384,
-            AllowedSignatureAlgorithm::RsaSha512,
-            AllowedSignatureAlgorithm::EcdsaSha256,
-        ]))
+        .allowed_signature_algorithms(Some(ALGORITHMS.to_vec()))
         .build()
         .map_err(|e| SamlRefusal::Invalid(e.to_string()))?;
     let request_ids: Vec<&str> = expected.request_id.into_iter().collect();

@@ -22,6 +22,8 @@ use crate::store::records::SamlSettings;
 use crate::store::{SsoConnectionRecord, SsoLoginRecord};
 
 #[cfg(feature = "saml")]
+mod decrypt;
+#[cfg(feature = "saml")]
 mod document;
 #[cfg(feature = "saml")]
 mod engine;
@@ -65,9 +67,12 @@ pub struct IdpDescriptor {
 pub struct Inspected {
     /// The request it answers; `None` when the IdP sent it unasked.
     pub in_response_to: Option<String>,
-    /// The assertion's issuer, as claimed (verified later).
+    /// The assertion's issuer, as claimed (verified later); the response's while the
+    /// assertion is encrypted.
     pub issuer: String,
+    /// Empty while the assertion is encrypted.
     pub assertion_id: String,
+    pub encrypted: bool,
     pub response_signed: bool,
     pub assertion_signed: bool,
     /// The certificates the signatures' `KeyInfo` names: never trusted, only compared with the
@@ -87,11 +92,21 @@ pub struct AuthnRequestSpec<'a> {
     pub relay_state: &'a str,
 }
 
+/// Which signatures `verify` checks.
+#[cfg_attr(not(feature = "saml"), allow(dead_code))]
+pub enum Signatures<'a> {
+    /// Every signature in the document, against these certificates only.
+    Check(&'a [String]),
+    /// None: the document is a decrypted one whose response signature, over the ciphertext,
+    /// was verified before decrypting, and its assertion carries none.
+    VerifiedOverCiphertext,
+}
+
 /// What a response must match.
 #[cfg_attr(not(feature = "saml"), allow(dead_code))]
 pub struct Expected<'a> {
     pub idp_entity_id: &'a str,
-    pub certificates: &'a [String],
+    pub signatures: Signatures<'a>,
     pub sp_entity_id: &'a str,
     pub acs_url: &'a str,
     /// The request it answers; `None` for an IdP-initiated response the connection allows.
@@ -201,6 +216,8 @@ impl Sso {
         &self,
         request: SamlRequest,
         preset: Preset,
+        org_id: i64,
+        existing: Option<&SamlSettings>,
     ) -> DomainResult<(String, SamlSettings)> {
         if !backend::BUILT {
             return Err(DomainError::invalid(
@@ -276,7 +293,27 @@ impl Sso {
                 Ok(Some(name))
             }
         };
+        // The key IdPs encrypt assertions to: made once, kept when the connection changes.
+        let (sp_certificate, sealed_sp_key) = match existing {
+            Some(SamlSettings {
+                sp_certificate: Some(certificate),
+                sealed_sp_key: Some(sealed),
+                ..
+            }) => (certificate.clone(), sealed.clone()),
+            _ => {
+                let (certificate, key) = tokio::task::spawn_blocking(backend::new_sp_key)
+                    .await
+                    .map_err(DomainError::internal)?
+                    .map_err(DomainError::internal)?;
+                (
+                    certificate,
+                    self.secrets.seal(&key, &sp_key_binding(org_id))?,
+                )
+            }
+        };
         let settings = SamlSettings {
+            sp_certificate: Some(sp_certificate),
+            sealed_sp_key: Some(sealed_sp_key),
             sso_url: sso_url.to_string(),
             certificates,
             name_id_format: request.name_id_format.filter(|f| !f.is_empty()),
@@ -328,10 +365,14 @@ impl Sso {
             .map_or(String::new(), |f| {
                 format!("\n    <md:NameIDFormat>{}</md:NameIDFormat>", escape_xml(f))
             });
+        let encryption = settings
+            .sp_certificate
+            .as_deref()
+            .map_or(String::new(), encryption_key_descriptor);
         Ok(format!(
             r#"<?xml version="1.0" encoding="UTF-8"?>
-<md:EntityDescriptor xmlns:md="urn:oasis:names:tc:SAML:2.0:metadata" entityID="{entity}">
-  <md:SPSSODescriptor AuthnRequestsSigned="false" WantAssertionsSigned="{want}" protocolSupportEnumeration="urn:oasis:names:tc:SAML:2.0:protocol">{name_id_format}
+<md:EntityDescriptor xmlns:md="urn:oasis:names:tc:SAML:2.0:metadata" xmlns:ds="http://www.w3.org/2000/09/xmldsig#" entityID="{entity}">
+  <md:SPSSODescriptor AuthnRequestsSigned="false" WantAssertionsSigned="{want}" protocolSupportEnumeration="urn:oasis:names:tc:SAML:2.0:protocol">{encryption}{name_id_format}
     <md:AssertionConsumerService Binding="urn:oasis:names:tc:SAML:2.0:bindings:HTTP-POST" Location="{acs}" index="0" isDefault="true"/>
   </md:SPSSODescriptor>
 </md:EntityDescriptor>
@@ -446,43 +487,42 @@ impl Sso {
         let Some(settings) = connection.saml.clone() else {
             return Err(refusal(SamlRefusal::UnknownRequest));
         };
-        if (settings.want_assertions_signed && !inspected.assertion_signed)
-            || (settings.want_response_signed && !inspected.response_signed)
-        {
-            return Err(refusal(SamlRefusal::Unsigned));
-        }
-        if inspected.issuer != connection.issuer {
-            return Err(refusal(SamlRefusal::WrongIssuer));
-        }
-        let skew = std::time::Duration::from_secs(u64::from(settings.clock_skew_seconds));
+        let key = match (inspected.encrypted, &settings.sealed_sp_key) {
+            (true, Some(sealed)) => Some(
+                self.secrets
+                    .open(sealed, &sp_key_binding(connection.org_id))?
+                    .plaintext,
+            ),
+            (true, None) => return Err(refusal(SamlRefusal::Invalid("no SP key".into()))),
+            (false, _) => None,
+        };
         let sp_entity_id = self.saml_entity_id(connection.id);
-        let acs_url = self.saml_acs_url();
-        let certificates = settings.certificates.clone();
-        let idp = connection.issuer.clone();
-        let request_id = login.state.clone();
-        let verifying_entity = sp_entity_id.clone();
-        // Signature checks cost a millisecond or two of CPU each: off the async workers.
-        let verified = tokio::task::spawn_blocking(move || {
-            backend::verify(
-                &xml,
-                &Expected {
-                    idp_entity_id: &idp,
-                    certificates: &certificates,
-                    sp_entity_id: &verifying_entity,
-                    acs_url: &acs_url,
-                    request_id: Some(&request_id),
-                    clock_skew: skew,
-                },
-            )
-        })
-        .await
-        .map_err(DomainError::internal)?;
-        let verified = verified.map_err(|e| match e {
-            SamlRefusal::BadSignature if signed_by_stranger(inspected, &settings) => {
-                refusal(SamlRefusal::UntrustedCertificate)
+        let check = Check {
+            xml,
+            seen: inspected.clone(),
+            key,
+            settings: settings.clone(),
+            idp_entity_id: connection.issuer.clone(),
+            sp_entity_id: sp_entity_id.clone(),
+            acs_url: self.saml_acs_url(),
+            request_id: login.state.clone(),
+        };
+        // Decrypting and checking signatures cost a millisecond or two of CPU each: off the
+        // async workers.
+        let checked = tokio::task::spawn_blocking(move || check.run())
+            .await
+            .map_err(DomainError::internal)?;
+        let (verified, inspected) = match checked {
+            Ok(checked) => checked,
+            Err(rejected) => {
+                let error = refused(rejected.refusal);
+                return Err(Refusal {
+                    details: details_of(Some(connection.id), Some(&rejected.seen), &error),
+                    error,
+                });
             }
-            other => refusal(other),
-        })?;
+        };
+        let inspected = &inspected;
         // samael checks the audience only when there is one, and times on the wall clock.
         if !verified.audiences.iter().any(|a| a == &sp_entity_id) {
             return Err(refusal(SamlRefusal::WrongAudience));
@@ -510,6 +550,131 @@ impl Sso {
         let assertion = assertion_of(verified, &settings);
         self.sign_in(&connection, login, assertion, origin, now)
             .await
+    }
+}
+
+/// The SP metadata's key for encryption, with the algorithms `decrypt` reads.
+fn encryption_key_descriptor(certificate: &str) -> String {
+    let methods: String = [
+        "http://www.w3.org/2009/xmlenc11#aes256-gcm",
+        "http://www.w3.org/2009/xmlenc11#aes128-gcm",
+        "http://www.w3.org/2001/04/xmlenc#aes256-cbc",
+        "http://www.w3.org/2001/04/xmlenc#aes128-cbc",
+        "http://www.w3.org/2001/04/xmlenc#rsa-oaep-mgf1p",
+    ]
+    .iter()
+    .map(|m| format!("\n      <md:EncryptionMethod Algorithm=\"{m}\"/>"))
+    .collect();
+    format!(
+        "\n    <md:KeyDescriptor use=\"encryption\">\n      <ds:KeyInfo><ds:X509Data><ds:X509Certificate>{}</ds:X509Certificate></ds:X509Data></ds:KeyInfo>{methods}\n    </md:KeyDescriptor>",
+        escape_xml(certificate)
+    )
+}
+
+/// The binding of a connection's sealed SP key.
+fn sp_key_binding(org_id: i64) -> String {
+    format!("saml-sp:{org_id}")
+}
+
+/// A refusal, and what was seen of the response by then (for the audit trail).
+struct Rejected {
+    refusal: SamlRefusal,
+    seen: Inspected,
+}
+
+fn rejected(refusal: SamlRefusal, seen: &Inspected) -> Box<Rejected> {
+    Box::new(Rejected {
+        refusal,
+        seen: seen.clone(),
+    })
+}
+
+/// A response to check against its connection, in one blocking call.
+struct Check {
+    xml: String,
+    seen: Inspected,
+    /// The SP key, for an encrypted assertion.
+    key: Option<zeroize::Zeroizing<Vec<u8>>>,
+    settings: SamlSettings,
+    idp_entity_id: String,
+    sp_entity_id: String,
+    acs_url: String,
+    request_id: String,
+}
+
+impl Check {
+    /// Decrypts (when encrypted), applies the connection's signature requirements and has
+    /// `engine` verify signatures and conditions; answers the assertion, and what was seen of
+    /// the response in the clear.
+    fn run(self) -> Result<(Verified, Inspected), Box<Rejected>> {
+        let (xml, seen) = match &self.key {
+            Some(key) => self.decrypted(key)?,
+            None => (self.xml.clone(), self.seen.clone()),
+        };
+        // A signed response counts for an encrypted assertion once its signature over the
+        // ciphertext held (`decrypted`).
+        let unsigned = (!seen.assertion_signed
+            && (self.settings.want_assertions_signed || !seen.response_signed))
+            || (self.settings.want_response_signed && !seen.response_signed);
+        if unsigned {
+            return Err(rejected(SamlRefusal::Unsigned, &seen));
+        }
+        if seen.issuer != self.idp_entity_id {
+            return Err(rejected(SamlRefusal::WrongIssuer, &seen));
+        }
+        let signatures = if seen.encrypted && !seen.assertion_signed {
+            Signatures::VerifiedOverCiphertext
+        } else {
+            Signatures::Check(&self.settings.certificates)
+        };
+        let verified = backend::verify(
+            &xml,
+            &Expected {
+                idp_entity_id: &self.idp_entity_id,
+                signatures,
+                sp_entity_id: &self.sp_entity_id,
+                acs_url: &self.acs_url,
+                request_id: Some(&self.request_id),
+                clock_skew: std::time::Duration::from_secs(u64::from(
+                    self.settings.clock_skew_seconds,
+                )),
+            },
+        );
+        match verified {
+            Ok(verified) => Ok((verified, seen)),
+            Err(refusal) => Err(rejected(self.named(refusal, &seen), &seen)),
+        }
+    }
+
+    /// A signature failure named for what the signatures claim: a stranger's certificate.
+    fn named(&self, refusal: SamlRefusal, seen: &Inspected) -> SamlRefusal {
+        match refusal {
+            SamlRefusal::BadSignature if signed_by_stranger(seen, &self.settings) => {
+                SamlRefusal::UntrustedCertificate
+            }
+            other => other,
+        }
+    }
+
+    /// The response decrypted and inspected again, its own signature (over the ciphertext)
+    /// verified first.
+    fn decrypted(&self, key: &[u8]) -> Result<(String, Inspected), Box<Rejected>> {
+        let fail = |refusal: SamlRefusal| rejected(refusal, &self.seen);
+        if self.seen.response_signed {
+            backend::verify_signatures(&self.xml, &self.settings.certificates)
+                .map_err(|e| fail(self.named(e, &self.seen)))?;
+        }
+        let plain = backend::decrypt(&self.xml, key).map_err(fail)?;
+        let mut again = backend::inspect(&plain).map_err(fail)?;
+        if again.encrypted {
+            return Err(fail(SamlRefusal::Wrapping));
+        }
+        again.encrypted = true;
+        again.response_signed = self.seen.response_signed;
+        again
+            .named_certificates
+            .extend(self.seen.named_certificates.iter().cloned());
+        Ok((plain, again))
     }
 }
 
@@ -622,6 +787,8 @@ mod tests {
     #[test]
     fn a_stranger_is_one_only_the_message_names() {
         let settings = SamlSettings {
+            sp_certificate: None,
+            sealed_sp_key: None,
             sso_url: String::new(),
             certificates: vec!["known".into()],
             name_id_format: None,
@@ -637,6 +804,7 @@ mod tests {
             in_response_to: None,
             issuer: String::new(),
             assertion_id: String::new(),
+            encrypted: false,
             response_signed: false,
             assertion_signed: true,
             named_certificates: vec!["other".into()],

@@ -24,6 +24,18 @@ pub fn inspect(_xml: &str) -> Result<Inspected, SamlRefusal> {
     Err(SamlRefusal::Unsupported(NOT_BUILT.into()))
 }
 
+pub fn verify_signatures(_xml: &str, _certificates: &[String]) -> Result<(), SamlRefusal> {
+    Err(SamlRefusal::Unsupported(NOT_BUILT.into()))
+}
+
+pub fn decrypt(_xml: &str, _key_pem: &[u8]) -> Result<String, SamlRefusal> {
+    Err(SamlRefusal::Unsupported(NOT_BUILT.into()))
+}
+
+pub fn new_sp_key() -> Result<(String, Vec<u8>), String> {
+    Err(NOT_BUILT.into())
+}
+
 pub fn verify(_xml: &str, _expected: &Expected<'_>) -> Result<Verified, SamlRefusal> {
     Err(SamlRefusal::Unsupported(NOT_BUILT.into()))
 }
