@@ -15,7 +15,8 @@ use serde_json::{Map, Value};
 pub use super::decrypt::decrypt;
 pub use super::document::inspect;
 use super::document::{DSIG, named, without_whitespace};
-use super::{AuthnRequestSpec, Expected, IdpDescriptor, Signatures, Verified, escape_xml};
+use super::metadata::escape_xml;
+use super::{AuthnRequestSpec, Expected, IdpDescriptor, Signatures, Verified};
 use crate::domain::error::SamlRefusal;
 
 const METADATA: &str = "urn:oasis:names:tc:SAML:2.0:metadata";
