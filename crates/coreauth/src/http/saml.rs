@@ -88,7 +88,10 @@ struct AcsForm {
 #[utoipa::path(post, path = "/user/authenticate/saml/acs", tag = "authenticate",
     request_body(content = AcsForm, content_type = "application/x-www-form-urlencoded"),
     responses(
-        (status = 200, description = "Signed in: the session as JSON, a page saying so (documentation, device), or the page that posts the form again with the browser's cookie", body = coreauth_proto::AuthenticateResponse),
+        (status = 200, description = "Signed in: the session as JSON, or a page: saying so (a sign-in for the documentation or a device), or posting the form again with the browser's cookie", content(
+            (coreauth_proto::AuthenticateResponse = "application/json"),
+            (String = "text/html"),
+        )),
         (status = 303, description = "Signed in; to returnTo with the token in the fragment"),
         (status = 400, description = "saml_malformed, saml_doctype, saml_unknown_request, sso_state_expired, sso_browser_mismatch", body = ErrorBody),
         (status = 401, description = "saml_unsigned, saml_untrusted_certificate, saml_signature_invalid, saml_wrapping, saml_audience, saml_expired, saml_destination, saml_issuer, saml_replayed, saml_invalid", body = ErrorBody),
