@@ -103,12 +103,19 @@ async fn acs(
     headers: HeaderMap,
     form: Result<Form<AcsForm>, FormRejection>,
 ) -> ApiResult<Response> {
-    let Ok(Form(form)) = form else {
+    let Ok(Form(mut form)) = form else {
         return Err(DomainError::Sso(SsoFailure::Saml(SamlRefusal::Malformed(
             "post SAMLResponse (and RelayState) as a form".into(),
         )))
         .into());
     };
+    if form.saml_response.trim().is_empty() {
+        return Err(DomainError::Sso(SsoFailure::Saml(SamlRefusal::Malformed(
+            "SAMLResponse is empty".into(),
+        )))
+        .into());
+    }
+    form.relay_state = form.relay_state.filter(|r| !r.is_empty());
     let browser_secret = form
         .relay_state
         .as_deref()
