@@ -245,7 +245,9 @@ pub struct SamlConnectionRequest {
     /// How far the IdP's clock may be off, in seconds (default 120, at most 600).
     #[serde(default)]
     pub clock_skew_seconds: Option<u32>,
-    /// Accept sign-ins the IdP starts unasked (not offered yet: refused).
+    /// Accept sign-ins the IdP starts unasked (default false): nothing binds them to the
+    /// browser, so anyone's browser can be made to post one (login CSRF). Their `RelayState`
+    /// may name a `returnTo` on the allow-list. The replay cache still refuses a second use.
     #[serde(default)]
     pub allow_idp_initiated: bool,
     /// The attribute holding the first name (the preset's by default).

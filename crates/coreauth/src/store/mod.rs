@@ -425,6 +425,12 @@ pub trait SsoStore: Send + Sync {
         expires_at: i64,
     ) -> StoreResult<bool>;
 
+    /// The SAML connections, in any org, whose IdP has this entity id.
+    async fn saml_connections_of_issuer(
+        &self,
+        issuer: &str,
+    ) -> StoreResult<Vec<SsoConnectionRecord>>;
+
     /// Whether this assertion was consumed already (and is not pruned yet).
     async fn saml_assertion_seen(&self, issuer: &str, assertion_id: &str) -> StoreResult<bool>;
 

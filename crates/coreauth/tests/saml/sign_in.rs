@@ -395,3 +395,58 @@ async fn a_changed_ciphertext_is_refused_before_it_is_decrypted() {
     assert_eq!(landing.status, StatusCode::UNAUTHORIZED, "{}", landing.body);
     assert_eq!(landing.body["error"], "saml_signature_invalid");
 }
+
+#[tokio::test]
+async fn an_idp_initiated_sign_in_is_taken_when_the_connection_allows_it() {
+    let app = TestApp::spawn().await;
+    let org = app.create_org("Acme").await;
+    let idp = start_idp(&app).await;
+    let connection = add_saml_connection(
+        &app,
+        org,
+        json!({"metadataUrl": format!("{}/metadata", idp.url), "allowIdpInitiated": true}),
+    )
+    .await;
+    assert_eq!(connection["saml"]["allowIdpInitiated"], true);
+    idp.set(&[(
+        "audience",
+        connection["saml"]["spEntityId"].as_str().unwrap(),
+    )])
+    .await;
+    let acme = Acme {
+        app,
+        org,
+        idp,
+        connection,
+    };
+    let browser = browser();
+    let url = start(&acme.app, &browser, acme.org, None).await;
+    // The IdP's own start page: no request, and where to go as RelayState.
+    let posted = sign_in_at_idp(&browser, &url, &ALICE, |request| {
+        let request = request.as_object_mut().unwrap();
+        request.remove("id");
+        request.insert("relayState".into(), RETURN_TO.into());
+    })
+    .await;
+    assert!(!posted.xml().contains("InResponseTo"));
+    assert_eq!(posted.relay_state, RETURN_TO);
+    let stranger = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let landing = post_to_acs(&acme.app, &stranger, &posted).await;
+    assert_eq!(landing.status, StatusCode::SEE_OTHER, "{}", landing.body);
+    let location = landing.location.unwrap();
+    let token = location
+        .strip_prefix(&format!("{RETURN_TO}#token="))
+        .expect(&location)
+        .split('&')
+        .next()
+        .unwrap();
+    let me = body(acme.app.me(token).await).await;
+    assert_eq!(me["email"], "alice@acme.example");
+    // Without a request to consume, the replay cache is what refuses it a second time.
+    let again = post_to_acs(&acme.app, &stranger, &posted).await;
+    assert_eq!(again.status, StatusCode::UNAUTHORIZED, "{}", again.body);
+    assert_eq!(again.body["error"], "saml_replayed");
+}

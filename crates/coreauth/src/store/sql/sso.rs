@@ -508,6 +508,24 @@ impl SsoStore for Backend {
         Ok(done.rows_affected() == 1)
     }
 
+    async fn saml_connections_of_issuer(
+        &self,
+        issuer: &str,
+    ) -> StoreResult<Vec<SsoConnectionRecord>> {
+        let ids: Vec<i64> = sqlx::query_scalar(
+            "SELECT id FROM sso_connections WHERE issuer = $1 AND saml IS NOT NULL ORDER BY id",
+        )
+        .bind(issuer)
+        .fetch_all(self.reads())
+        .await
+        .map_err(db_error)?;
+        let mut found = Vec::with_capacity(ids.len());
+        for id in ids {
+            found.extend(self.sso_connection(id).await?);
+        }
+        Ok(found)
+    }
+
     async fn saml_assertion_seen(&self, issuer: &str, assertion_id: &str) -> StoreResult<bool> {
         let seen: Option<i64> = sqlx::query_scalar(
             "SELECT expires_at FROM saml_assertions_seen WHERE issuer = $1 AND assertion_id = $2",

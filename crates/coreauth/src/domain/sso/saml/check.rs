@@ -29,7 +29,8 @@ pub(super) struct Check {
     pub(super) idp_entity_id: String,
     pub(super) sp_entity_id: String,
     pub(super) acs_url: String,
-    pub(super) request_id: String,
+    /// `None` for a response the IdP sent unasked.
+    pub(super) request_id: Option<String>,
 }
 
 impl Check {
@@ -64,7 +65,7 @@ impl Check {
                 signatures,
                 sp_entity_id: &self.sp_entity_id,
                 acs_url: &self.acs_url,
-                request_id: Some(&self.request_id),
+                request_id: self.request_id.as_deref(),
                 clock_skew: std::time::Duration::from_secs(u64::from(
                     self.settings.clock_skew_seconds,
                 )),

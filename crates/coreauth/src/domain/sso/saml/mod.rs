@@ -197,10 +197,8 @@ impl Sso {
         };
         let (xml, inspected) = inspected;
         let Some(request_id) = inspected.in_response_to.clone() else {
-            // Nothing binds an unasked response to a browser (login CSRF): refused until a
-            // connection may allow it, which this version does not offer yet.
             return self
-                .refuse_unattributed(SamlRefusal::IdpInitiated, Some(&inspected), &origin, now)
+                .idp_initiated(xml, inspected, post.relay_state, &origin, now)
                 .await;
         };
         let Some(login) = self
@@ -221,10 +219,60 @@ impl Sso {
                 .refuse_unattributed(refusal, Some(&inspected), &origin, now)
                 .await;
         };
-        let outcome = self
-            .finish_saml(&login, xml, &inspected, post.browser_secret, &origin, now)
-            .await;
+        let outcome = match self.check_login(&login, post.browser_secret.as_deref(), now) {
+            Ok(()) => {
+                self.finish_saml(&login, xml, &inspected, Some(request_id), &origin, now)
+                    .await
+            }
+            Err(refusal) => Err(refusal),
+        };
         self.concluded(Some(&login), outcome, &origin, now).await
+    }
+
+    /// A response the IdP sent unasked: nothing binds it to a browser (an attacker can have
+    /// anyone's browser post theirs: login CSRF), so it is refused unless the one SAML
+    /// connection of that IdP which accepts such sign-ins says otherwise; its `RelayState`
+    /// may then name where to go, on the connection's allow-list.
+    async fn idp_initiated(
+        &self,
+        xml: String,
+        inspected: Inspected,
+        relay_state: Option<String>,
+        origin: &RequestOrigin,
+        now: OffsetDateTime,
+    ) -> DomainResult<SsoOutcome> {
+        let accepting: Vec<SsoConnectionRecord> = self
+            .store
+            .saml_connections_of_issuer(&inspected.issuer)
+            .await?
+            .into_iter()
+            .filter(|c| c.saml.as_ref().is_some_and(|s| s.allow_idp_initiated))
+            .collect();
+        let [connection] = accepting.as_slice() else {
+            return self
+                .refuse_unattributed(SamlRefusal::IdpInitiated, Some(&inspected), origin, now)
+                .await;
+        };
+        let created_at = to_millis(now);
+        let login = SsoLoginRecord {
+            state: String::new(),
+            org_id: connection.org_id,
+            connection_id: connection.id,
+            nonce: String::new(),
+            sealed_pkce_verifier: String::new(),
+            return_to: relay_state
+                .filter(|target| super::allowed_return(target, &connection.redirect_allow_list)),
+            client: Some("saml-idp-initiated".into()),
+            created_at,
+            expires_at: created_at,
+            link_user_id: None,
+            browser_binding: None,
+            hand_off: None,
+        };
+        let outcome = self
+            .finish_saml(&login, xml, &inspected, None, origin, now)
+            .await;
+        self.concluded(Some(&login), outcome, origin, now).await
     }
 
     /// Audits a refusal that no sign-on in flight can be tied to.
@@ -243,16 +291,16 @@ impl Sso {
         self.concluded(None, outcome, origin, now).await
     }
 
+    /// Verifies a response to `request_id` (`None`: unasked) and signs its identity in.
     async fn finish_saml(
         &self,
         login: &SsoLoginRecord,
         xml: String,
         inspected: &Inspected,
-        browser_secret: Option<String>,
+        request_id: Option<String>,
         origin: &RequestOrigin,
         now: OffsetDateTime,
     ) -> Result<SsoOutcome, Refusal> {
-        self.check_login(login, browser_secret.as_deref(), now)?;
         let connection = self
             .store
             .sso_connection(login.connection_id)
@@ -287,7 +335,7 @@ impl Sso {
             idp_entity_id: connection.issuer.clone(),
             sp_entity_id: sp_entity_id.clone(),
             acs_url: self.saml_acs_url(),
-            request_id: login.state.clone(),
+            request_id,
         };
         // Decrypting and checking signatures cost a millisecond or two of CPU each: off the
         // async workers.
