@@ -96,6 +96,7 @@ struct AcsForm {
         (status = 400, description = "saml_malformed, saml_doctype, saml_unknown_request, sso_state_expired, sso_browser_mismatch", body = ErrorBody),
         (status = 401, description = "saml_unsigned, saml_untrusted_certificate, saml_signature_invalid, saml_wrapping, saml_audience, saml_expired, saml_destination, saml_issuer, saml_replayed, saml_invalid", body = ErrorBody),
         (status = 403, description = "Refused by the IdP or by the connection's rules (domains, accounts, roles), or IdP-initiated", body = ErrorBody),
+        (status = 429, description = "rate_limited", body = ErrorBody),
     ))]
 async fn acs(
     State(state): State<AppState>,
