@@ -170,3 +170,150 @@ pub fn decrypt(xml: &str, key_pem: &[u8]) -> Result<String, SamlRefusal> {
     }
     Ok(out)
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use openssl::rsa::Rsa;
+    use openssl::symm::encrypt_aead;
+
+    use super::*;
+
+    const ASSERTION_XML: &str = r#"<saml:Assertion xmlns:saml="urn:oasis:names:tc:SAML:2.0:assertion" ID="a1"><saml:Issuer>urn:idp</saml:Issuer></saml:Assertion>"#;
+    const CBC256: &str = "http://www.w3.org/2001/04/xmlenc#aes256-cbc";
+    const GCM128: &str = "http://www.w3.org/2009/xmlenc11#aes128-gcm";
+    const OAEP: &str = "http://www.w3.org/2001/04/xmlenc#rsa-oaep-mgf1p";
+
+    fn key() -> PKey<Private> {
+        PKey::from_rsa(Rsa::generate(2048).unwrap()).unwrap()
+    }
+
+    fn pem(key: &PKey<Private>) -> Vec<u8> {
+        key.private_key_to_pem_pkcs8().unwrap()
+    }
+
+    fn random(n: usize) -> Vec<u8> {
+        let mut bytes = vec![0u8; n];
+        openssl::rand::rand_bytes(&mut bytes).unwrap();
+        bytes
+    }
+
+    /// The content encrypted as XML Encryption writes it: IV, ciphertext (and GCM's tag).
+    fn encrypt_content(algorithm: &str, key: &[u8], plain: &[u8]) -> Vec<u8> {
+        if algorithm == GCM128 {
+            let iv = random(12);
+            let mut tag = [0u8; 16];
+            let sealed =
+                encrypt_aead(Cipher::aes_128_gcm(), key, Some(&iv), &[], plain, &mut tag).unwrap();
+            [iv, sealed, tag.to_vec()].concat()
+        } else {
+            let iv = random(16);
+            let pad = 16 - plain.len() % 16;
+            let mut padded = plain.to_vec();
+            // ISO 10126: any bytes, then the length.
+            padded.extend(random(pad - 1));
+            padded.push(u8::try_from(pad).unwrap());
+            let mut crypter =
+                Crypter::new(Cipher::aes_256_cbc(), Mode::Encrypt, key, Some(&iv)).unwrap();
+            crypter.pad(false);
+            let mut out = vec![0u8; padded.len() + 16];
+            let n = crypter.update(&padded, &mut out).unwrap();
+            out.truncate(n);
+            [iv, out].concat()
+        }
+    }
+
+    fn response(algorithm: &str, transport: &str, to: &PKey<Private>, content: &[u8]) -> String {
+        let content_key = random(if algorithm == GCM128 { 16 } else { 32 });
+        let rsa = to.rsa().unwrap();
+        let mut wrapped = vec![0u8; rsa.size() as usize];
+        let n = rsa
+            .public_encrypt(&content_key, &mut wrapped, Padding::PKCS1_OAEP)
+            .unwrap();
+        wrapped.truncate(n);
+        let data = encrypt_content(algorithm, &content_key, content);
+        format!(
+            r#"<samlp:Response xmlns:samlp="urn:oasis:names:tc:SAML:2.0:protocol" xmlns:saml="{ASSERTION}" ID="r1"><saml:Issuer>urn:idp</saml:Issuer><ds:Signature xmlns:ds="{DSIG}"/><saml:EncryptedAssertion><xenc:EncryptedData xmlns:xenc="{XENC}"><xenc:EncryptionMethod Algorithm="{algorithm}"/><ds:KeyInfo xmlns:ds="{DSIG}"><xenc:EncryptedKey><xenc:EncryptionMethod Algorithm="{transport}"/><xenc:CipherData><xenc:CipherValue>{}</xenc:CipherValue></xenc:CipherData></xenc:EncryptedKey></ds:KeyInfo><xenc:CipherData><xenc:CipherValue>{}</xenc:CipherValue></xenc:CipherData></xenc:EncryptedData></saml:EncryptedAssertion></samlp:Response>"#,
+            STANDARD.encode(wrapped),
+            STANDARD.encode(data),
+        )
+    }
+
+    #[test]
+    fn aes_cbc_and_gcm_assertions_are_decrypted_in_place() {
+        let key = key();
+        for algorithm in [CBC256, GCM128] {
+            let xml = response(algorithm, OAEP, &key, ASSERTION_XML.as_bytes());
+            let out = decrypt(&xml, &pem(&key)).unwrap();
+            assert!(out.contains(ASSERTION_XML), "{out}");
+            assert!(!out.contains("EncryptedAssertion"), "{out}");
+            assert!(
+                !out.contains("<ds:Signature"),
+                "the signature over the ciphertext is gone: {out}"
+            );
+            assert!(out.starts_with("<samlp:Response") && out.ends_with("</samlp:Response>"));
+        }
+    }
+
+    #[test]
+    fn another_key_a_changed_byte_and_other_algorithms_are_refused() {
+        let key = key();
+        let xml = response(CBC256, OAEP, &key, ASSERTION_XML.as_bytes());
+        assert!(matches!(
+            decrypt(&xml, &pem(&self::key())),
+            Err(SamlRefusal::Invalid(_))
+        ));
+        // GCM's tag notices a changed byte.
+        let xml = response(GCM128, OAEP, &key, ASSERTION_XML.as_bytes());
+        let at = xml.rfind("<xenc:CipherValue>").unwrap() + "<xenc:CipherValue>".len() + 30;
+        let flipped = if &xml[at..=at] == "A" { "B" } else { "A" };
+        let changed = format!("{}{flipped}{}", &xml[..at], &xml[at + 1..]);
+        assert!(matches!(
+            decrypt(&changed, &pem(&key)),
+            Err(SamlRefusal::Invalid(_))
+        ));
+        // RSA PKCS#1 v1.5 key transport is refused outright.
+        let legacy = xml.replace(OAEP, "http://www.w3.org/2001/04/xmlenc#rsa-1_5");
+        assert!(matches!(
+            decrypt(&legacy, &pem(&key)),
+            Err(SamlRefusal::Unsupported(_))
+        ));
+        // An unknown content algorithm, or a key of the wrong size for it.
+        let other = xml.replace(GCM128, "http://www.w3.org/2001/04/xmlenc#tripledes-cbc");
+        assert!(matches!(
+            decrypt(&other, &pem(&key)),
+            Err(SamlRefusal::Unsupported(_))
+        ));
+        let mismatched = xml.replace(GCM128, CBC256);
+        assert!(decrypt(&mismatched, &pem(&key)).is_err());
+    }
+
+    #[test]
+    fn a_padding_length_out_of_range_is_refused() {
+        let content_key = random(32);
+        let iv = random(16);
+        // A final byte of 0 claims no padding, which XML Encryption never writes.
+        let mut padded = ASSERTION_XML.as_bytes().to_vec();
+        padded.extend(vec![0u8; 16 - padded.len() % 16]);
+        let mut crypter = Crypter::new(
+            Cipher::aes_256_cbc(),
+            Mode::Encrypt,
+            &content_key,
+            Some(&iv),
+        )
+        .unwrap();
+        crypter.pad(false);
+        let mut out = vec![0u8; padded.len() + 16];
+        let n = crypter.update(&padded, &mut out).unwrap();
+        out.truncate(n);
+        let data = [iv, out].concat();
+        assert!(matches!(
+            content(CBC256, &content_key, &data),
+            Err(SamlRefusal::Invalid(_))
+        ));
+        assert!(matches!(
+            content(CBC256, &content_key, &data[..10]),
+            Err(SamlRefusal::Invalid(_))
+        ));
+    }
+}
