@@ -6,6 +6,8 @@
 mod hashlimit;
 mod load;
 mod report;
+#[cfg(feature = "saml")]
+mod saml;
 mod seed;
 mod server;
 mod slow;
@@ -117,6 +119,10 @@ struct Args {
     /// (`soak.rs`). Fails when any answer was an error.
     #[arg(long)]
     soak: Option<f64>,
+    /// Instead of the scenarios, the SAML figure (needs the harness built with `--features
+    /// saml`): SAML sign-ins per second at the ACS against password logins (`saml.rs`).
+    #[arg(long)]
+    saml: bool,
     /// The share of the measured login capacity the soak logs in at.
     #[arg(long, default_value_t = 0.8)]
     soak_share: f64,
@@ -141,18 +147,16 @@ async fn main() -> anyhow::Result<()> {
     std::fs::create_dir_all(&workdir)?;
     if let Some(minutes) = args.soak {
         let result = soak::soak_run(&args, &coreauth, &workdir, minutes).await;
-        if !args.keep {
-            let _ = std::fs::remove_dir_all(&workdir);
+        return section(&args, &workdir, "soak", result);
+    }
+    if args.saml {
+        #[cfg(feature = "saml")]
+        {
+            let result = saml::saml_run(&args, &coreauth, &workdir).await;
+            return section(&args, &workdir, "SAML run", result);
         }
-        let soak = result?;
-        if !args.dry_run {
-            append(&args.results, &soak.markdown)?;
-        }
-        println!("{}", soak.markdown);
-        if soak.errors > 0 {
-            bail!("the soak saw {} errors", soak.errors);
-        }
-        return Ok(());
+        #[cfg(not(feature = "saml"))]
+        bail!("--saml needs the harness built with --features saml (./scripts/bench --saml)");
     }
     let result = bench(&args, &coreauth, &workdir).await;
     if !args.keep {
@@ -221,6 +225,7 @@ async fn bench(args: &Args, coreauth: &Path, workdir: &Path) -> anyhow::Result<R
         users,
         tokens,
         seeded,
+        ..
     } = small_database(args, &backend, coreauth, workdir, &hash).await?;
     let addr = small.addr;
     let keys = create_keys(addr, &tokens[..tokens.len().min(args.keys as usize)]).await?;
@@ -678,6 +683,28 @@ fn report_line(scenario: Scenario, connections: usize, m: &load::Measurement) {
     ));
 }
 
+/// Ends a run that measures one section (the soak, the SAML figure): appends it to the results
+/// unless dry, and fails when it saw errors.
+fn section(
+    args: &Args,
+    workdir: &Path,
+    what: &str,
+    result: anyhow::Result<soak::Soak>,
+) -> anyhow::Result<()> {
+    if !args.keep {
+        let _ = std::fs::remove_dir_all(workdir);
+    }
+    let measured = result?;
+    if !args.dry_run {
+        append(&args.results, &measured.markdown)?;
+    }
+    println!("{}", measured.markdown);
+    if measured.errors > 0 {
+        bail!("the {what} saw {} errors", measured.errors);
+    }
+    Ok(())
+}
+
 fn say(line: &str) {
     eprintln!("bench: {line}");
 }
@@ -706,6 +733,9 @@ struct Small {
     users: Vec<u64>,
     tokens: Vec<String>,
     seeded: Duration,
+    /// The database's URL (the SAML figure changes it behind the server's back).
+    #[cfg_attr(not(feature = "saml"), allow(dead_code))]
+    url: String,
 }
 
 async fn small_database(
@@ -728,6 +758,7 @@ async fn small_database(
         users,
         tokens,
         seeded,
+        url,
     })
 }
 

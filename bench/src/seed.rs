@@ -134,6 +134,24 @@ impl Backend {
     }
 }
 
+/// Makes seeded user `user` a platform admin (the SAML figure's admin calls), before it ever
+/// signs in.
+#[cfg(feature = "saml")]
+pub async fn make_platform_admin(database_url: &str, user: u64) -> anyhow::Result<()> {
+    let sql = "UPDATE users SET is_platform_admin = TRUE WHERE id = $1";
+    let id = i64::try_from(user)?;
+    if database_url.starts_with("postgres") {
+        let mut conn = PgConnection::connect(database_url).await?;
+        sqlx::query(sql).bind(id).execute(&mut conn).await?;
+    } else {
+        let mut conn = SqliteConnectOptions::from_str(database_url)?
+            .connect()
+            .await?;
+        sqlx::query(sql).bind(id).execute(&mut conn).await?;
+    }
+    Ok(())
+}
+
 /// One argon2id hash of `PASSWORD` with coreauth's default parameters, for every user.
 pub fn password_hash() -> anyhow::Result<String> {
     let params = Params::new(19_456, 2, 1, None).map_err(|e| anyhow::anyhow!("{e}"))?;
