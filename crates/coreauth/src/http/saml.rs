@@ -104,17 +104,13 @@ async fn acs(
     headers: HeaderMap,
     form: Result<Form<AcsForm>, FormRejection>,
 ) -> ApiResult<Response> {
+    let malformed =
+        |why: &str| DomainError::Sso(SsoFailure::Saml(SamlRefusal::Malformed(why.to_owned())));
     let Ok(Form(mut form)) = form else {
-        return Err(DomainError::Sso(SsoFailure::Saml(SamlRefusal::Malformed(
-            "post SAMLResponse (and RelayState) as a form".into(),
-        )))
-        .into());
+        return Err(malformed("post SAMLResponse (and RelayState) as a form").into());
     };
     if form.saml_response.trim().is_empty() {
-        return Err(DomainError::Sso(SsoFailure::Saml(SamlRefusal::Malformed(
-            "SAMLResponse is empty".into(),
-        )))
-        .into());
+        return Err(malformed("SAMLResponse is empty").into());
     }
     form.relay_state = form.relay_state.filter(|r| !r.is_empty());
     let browser_secret = form
