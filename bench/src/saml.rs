@@ -29,8 +29,8 @@ use crate::{Args, backend_of, commit, login_bodies, machine, now_text, say, seed
 const IDP_ENTITY_ID: &str = "urn:coreauth-bench:idp";
 const CONNECTIONS: usize = 16;
 /// Responses minted: each connection of the load uses its own share once, so this bounds the
-/// rate measurable over warm-up and window (about 1,000 sign-ins per second).
-const RESPONSES: usize = 6000;
+/// rate measurable over warm-up and window (about 2,400 sign-ins per second).
+const RESPONSES: usize = 12_000;
 
 pub async fn saml_run(args: &Args, coreauth: &Path, workdir: &Path) -> anyhow::Result<Soak> {
     let backend = backend_of(args);
