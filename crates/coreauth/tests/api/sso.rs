@@ -378,3 +378,32 @@ async fn sso_settings_stored_before_connections_become_the_orgs_default_connecti
     assert_eq!(strategy["orgId"], 7);
     assert_eq!(strategy["connectionId"], connections[0]["id"]);
 }
+
+/// The plain build (`cargo run`, no `saml` feature) refuses SAML connections, saying how to
+/// get a build that takes them; `tests/saml/` tests the build that does.
+#[cfg(not(feature = "saml"))]
+#[tokio::test]
+async fn a_build_without_saml_refuses_saml_connections_and_says_why() {
+    let app = TestApp::spawn().await;
+    let org = app.create_org("Acme").await;
+    let response = app
+        .post(
+            &format!("/admin/orgs/{org}/sso/connections"),
+            Some(&app.admin_token),
+            &json!({"name": "adfs", "emailDomains": ["acme.example"],
+                "saml": {"entityId": "urn:idp", "ssoUrl": "https://idp.acme.example/sso",
+                    "certificates": ["MIIB"]}}),
+        )
+        .await;
+    let message = assert_error(response, StatusCode::BAD_REQUEST, "invalid_request").await;
+    assert!(message.contains("--features saml"), "{message}");
+    // And the ACS says so too rather than failing.
+    let acs = app
+        .client
+        .post(app.url("/user/authenticate/saml/acs"))
+        .form(&[("SAMLResponse", "PHNhbWxwOlJlc3BvbnNlLz4=")])
+        .send()
+        .await
+        .unwrap();
+    assert_error(acs, StatusCode::BAD_REQUEST, "saml_unsupported").await;
+}
