@@ -271,10 +271,10 @@ pub struct Membership {
     pub is_active: bool,
 }
 
-/// `POST /authheader/add`.
+/// `POST /authheader/add` (seed 004; unknown fields are ignored).
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[serde(rename_all = "camelCase")]
 pub struct AddAuthHeaderRequest {
     pub name: String,
     /// Unix epoch milliseconds; absent: the key does not expire.
@@ -313,10 +313,10 @@ pub struct AuthHeader {
     pub user_id: i64,
 }
 
-/// `POST /authheader/delete`: the full key as `text` (as the seed says), or the key's `id`.
+/// `POST /authheader/delete`: the full key as `text` (as the seed says), or the `token` that
+/// `/authheader/list` shows for it, or the key's `id` (seed 004; unknown fields are ignored).
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct DeleteAuthHeaderRequest {
     #[serde(default)]
     pub text: Option<SecretText>,
@@ -380,13 +380,16 @@ pub struct AuditQuery {
     pub limit: Option<u32>,
 }
 
-/// `POST /user/login` (seed 004): `username` is the email.
+/// `POST /user/login` (seed 004): `username` is the email. Unknown fields are ignored, as by
+/// `/user/authenticate`: a client written from the seed may send more than it names.
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct JwtLoginRequest {
     pub username: String,
     pub password: SecretText,
+    /// The TOTP (or a recovery) code, for a user with a second factor.
+    #[serde(default, rename = "mfaTokenCode")]
+    pub mfa_token_code: Option<SecretText>,
 }
 
 /// The answer of `POST /user/login`, in the seed's PascalCase.

@@ -265,9 +265,14 @@ impl ApiKeys {
         let (user, org) = (caller.user_id, caller.org_id);
         let deleted = match which {
             KeySelector::FullKey(key) => {
-                self.store
+                match self
+                    .store
                     .delete_api_key_by_hash(&hash_key(&key), user, org, &audit)
                     .await?
+                {
+                    Some(deleted) => Some(deleted),
+                    None => self.delete_listed(caller, &key, &audit).await?,
+                }
             }
             KeySelector::Id(id) => {
                 self.store
@@ -276,6 +281,36 @@ impl ApiKeys {
             }
         };
         deleted.ok_or(DomainError::NotFound("API key"))
+    }
+
+    /// Deletes the caller's key whose listed `token` (its first characters, which
+    /// `/authheader/list` shows) is `shown`: a client written from seed 004 lists, then deletes
+    /// with what the list gave it. Not a secret, so compared plainly; several keys starting
+    /// alike are a conflict (delete by `id` then).
+    async fn delete_listed(
+        &self,
+        caller: &Principal,
+        shown: &str,
+        audit: &NewAuditEvent,
+    ) -> DomainResult<Option<ApiKeyRecord>> {
+        if shown.chars().count() != SHOWN_CHARS {
+            return Ok(None);
+        }
+        let keys = self
+            .store
+            .api_keys_of(caller.user_id, caller.org_id)
+            .await?;
+        let named: Vec<&ApiKeyRecord> = keys.iter().filter(|k| k.prefix == shown).collect();
+        match named.as_slice() {
+            [] => Ok(None),
+            [key] => Ok(self
+                .store
+                .delete_api_key(&key.public_id, Some(caller.user_id), caller.org_id, audit)
+                .await?),
+            _ => Err(DomainError::Conflict(
+                "several of your keys start with this token: delete by `id`".into(),
+            )),
+        }
     }
 
     /// Every key of an org's members (org admins and platform admins).

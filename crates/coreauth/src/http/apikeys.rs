@@ -69,7 +69,8 @@ async fn list(
     Ok(ApiJson(keys.into_iter().map(listed).collect()))
 }
 
-/// Delete one of the caller's keys, by the full key (`text`) or by `id`.
+/// Delete one of the caller's keys: by the full key (`text`), by the `token` the list shows
+/// for it (also as `text`), or by `id`.
 #[utoipa::path(post, path = "/authheader/delete", tag = "authheader",
     request_body = proto::DeleteAuthHeaderRequest,
     security(("bearer" = []), ("api_key" = [])),
@@ -78,6 +79,7 @@ async fn list(
         (status = 400, description = "Neither or both of text and id", body = ErrorBody),
         (status = 403, description = "unauthenticated, or forbidden for a read-only key", body = ErrorBody),
         (status = 404, description = "No such key of yours", body = ErrorBody),
+        (status = 409, description = "Several of your keys start with this listed token", body = ErrorBody),
     ))]
 async fn delete_key(
     State(state): State<AppState>,
@@ -89,7 +91,7 @@ async fn delete_key(
         (None, Some(id)) => KeySelector::Id(id),
         _ => {
             return Err(DomainError::invalid(
-                "give either `text` (the full key) or `id`, not both",
+                "give either `text` (the full key, or the token the list shows) or `id`, not both",
             )
             .into());
         }

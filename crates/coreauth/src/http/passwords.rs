@@ -32,7 +32,7 @@ pub fn routes() -> OpenApiRouter<AppState> {
     responses(
         (status = 200, description = "Successful authentication", body = proto::JwtLoginResponse),
         (status = 400, description = "Malformed request", body = ErrorBody),
-        (status = 401, description = "Incorrect credentials", body = ErrorBody),
+        (status = 401, description = "Incorrect credentials; mfa_required (send mfaTokenCode) or mfa_invalid", body = ErrorBody),
         (status = 403, description = "Password expired", body = ErrorBody),
         (status = 404, description = "no_active_org", body = ErrorBody),
         (status = 429, description = "rate_limited", body = ErrorBody),
@@ -48,7 +48,10 @@ async fn jwt_login(
         password: Password::parse(body.password.into_inner())?,
         selected_org: None,
         client: Some("jwt-login".into()),
-        mfa_code: None,
+        mfa_code: body
+            .mfa_token_code
+            .map(|c| c.into_inner())
+            .filter(|c| !c.trim().is_empty()),
         origin,
         admins_only: false,
     };

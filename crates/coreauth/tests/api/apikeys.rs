@@ -530,3 +530,58 @@ async fn ending_every_session_leaves_keys_unless_asked_to_take_them_too() {
         "the reset's, in its own transaction and event"
     );
 }
+
+/// Seed 004 as a client written from it would call it: add (with a field the seed does not
+/// name), list, then delete with the `token` the list showed.
+#[tokio::test]
+async fn a_seed_client_lists_then_deletes_by_the_listed_token() {
+    let app = TestApp::spawn().await;
+    let (_, _, token) = app.member_of_new_org("Acme", "dev@acme.example").await;
+    let added = app
+        .post(
+            "/authheader/add",
+            Some(&token),
+            &json!({"name": "production-api-key", "description": "the nightly export"}),
+        )
+        .await;
+    assert_eq!(added.status(), StatusCode::OK);
+    let key = body(added).await["token"].as_str().unwrap().to_owned();
+    let listed = body(app.get("/authheader/list", Some(&token)).await).await;
+    let shown = listed[0]["token"].as_str().unwrap().to_owned();
+    assert!(
+        key.starts_with(&shown) && shown.len() < key.len(),
+        "{shown}"
+    );
+
+    let deleted = app
+        .post("/authheader/delete", Some(&token), &json!({"text": shown}))
+        .await;
+    assert_eq!(deleted.status(), StatusCode::OK);
+    assert_eq!(body(deleted).await["message"], "Success");
+    assert_error(app.me(&key).await, StatusCode::FORBIDDEN, "unauthenticated").await;
+    let again = app
+        .post("/authheader/delete", Some(&token), &json!({"text": shown}))
+        .await;
+    assert_error(again, StatusCode::NOT_FOUND, "not_found").await;
+}
+
+#[tokio::test]
+async fn a_listed_token_that_names_several_keys_deletes_none() {
+    let app = TestApp::spawn().await;
+    let (_, _, token) = app.member_of_new_org("Acme", "dev@acme.example").await;
+    let (_, first) = app.add_key(&token, "one").await;
+    let (_, second) = app.add_key(&token, "two").await;
+    // Eight random characters alike: made so behind the app's back.
+    app.execute_sql("UPDATE api_keys SET prefix = 'cak_00000000'")
+        .await;
+    let response = app
+        .post(
+            "/authheader/delete",
+            Some(&token),
+            &json!({"text": "cak_00000000"}),
+        )
+        .await;
+    assert_error(response, StatusCode::CONFLICT, "conflict").await;
+    assert_eq!(app.me(&first).await.status(), StatusCode::OK);
+    assert_eq!(app.me(&second).await.status(), StatusCode::OK);
+}

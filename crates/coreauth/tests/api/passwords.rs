@@ -509,3 +509,54 @@ async fn a_new_password_meets_the_strictest_policy_of_the_users_orgs() {
         .await;
     assert_eq!(response.status(), StatusCode::NO_CONTENT);
 }
+
+/// Seed 004 as a client written from it would call it: more fields than the seed names, and
+/// a user with a second factor sending it as `mfaTokenCode`.
+#[tokio::test]
+async fn the_seed_login_ignores_unknown_fields_and_takes_a_second_factor() {
+    let app = TestApp::spawn().await;
+    let org = app.create_org("Acme").await;
+    app.create_user("john.doe@acme.example", org, "member")
+        .await;
+    let response = app
+        .post(
+            "/user/login",
+            None,
+            &json!({"username": "john.doe@acme.example", "password": PASSWORD,
+                "rememberMe": true, "client": "legacy-portal"}),
+        )
+        .await;
+    assert_eq!(response.status(), StatusCode::OK);
+    let token = body(response).await["Token"].as_str().unwrap().to_owned();
+    let (secret, _) = app.enrol_totp(&token).await;
+
+    let without = app
+        .post(
+            "/user/login",
+            None,
+            &json!({"username": "john.doe@acme.example", "password": PASSWORD}),
+        )
+        .await;
+    assert_error(without, StatusCode::UNAUTHORIZED, "mfa_required").await;
+    let wrong = app
+        .post(
+            "/user/login",
+            None,
+            &json!({"username": "john.doe@acme.example", "password": PASSWORD,
+                "mfaTokenCode": "000000"}),
+        )
+        .await;
+    assert_error(wrong, StatusCode::UNAUTHORIZED, "mfa_invalid").await;
+    app.advance(Duration::from_secs(30));
+    let with = app
+        .post(
+            "/user/login",
+            None,
+            &json!({"username": "john.doe@acme.example", "password": PASSWORD,
+                "mfaTokenCode": app.totp_code(&secret, 0)}),
+        )
+        .await;
+    assert_eq!(with.status(), StatusCode::OK);
+    let token = body(with).await["Token"].as_str().unwrap().to_owned();
+    assert_eq!(app.me(&token).await.status(), StatusCode::OK);
+}
