@@ -123,10 +123,11 @@ impl Sso {
             return Err(DomainError::invalid("name must be at most 100 characters"));
         }
         let preset = Preset::parse(&request.preset)?;
+        let mapping = std::mem::take(&mut request.mapping);
         let claims = if request.saml.is_some() {
-            request.mapping.clone().apply_to_saml(preset)?
+            mapping.apply_to_saml(preset)?
         } else {
-            request.mapping.clone().apply_to(preset)?
+            mapping.apply_to(preset)?
         };
         let (issuer, client_id, sealed_client_secret, saml) = match request.saml.take() {
             Some(saml) => {
