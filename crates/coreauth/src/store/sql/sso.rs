@@ -527,6 +527,7 @@ impl SsoStore for Backend {
     }
 
     async fn saml_assertion_seen(&self, issuer: &str, assertion_id: &str) -> StoreResult<bool> {
+        // From the writers: a replay may follow the first use within milliseconds.
         let seen: Option<i64> = sqlx::query_scalar(
             "SELECT expires_at FROM saml_assertions_seen WHERE issuer = $1 AND assertion_id = $2",
         )
