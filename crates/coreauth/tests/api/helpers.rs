@@ -432,6 +432,16 @@ impl TestApp {
     }
 }
 
+/// A loopback port free a moment ago, for a listener started by its number (another process,
+/// a second listener of the app).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
 /// Polls `app` with `token` until it is refused, failing if it is still honoured `limit` after
 /// `since` (real time: how long another instance's copy may last is what is tested).
 pub async fn refused_within(app: &TestApp, token: &str, since: Instant, limit: Duration) {

@@ -82,11 +82,7 @@ async fn metrics_answer_only_to_the_operators_token() {
 
 #[tokio::test]
 async fn metrics_can_have_a_listener_of_their_own() {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = free_port();
     let app = TestApp::spawn_with(|s| s.metrics_listen = Some(format!("127.0.0.1:{port}"))).await;
     let response = app.get("/metrics", Some(METRICS_TOKEN)).await;
     assert_error(response, StatusCode::NOT_FOUND, "not_found").await;

@@ -146,10 +146,7 @@ impl PrivateCluster {
                 .unwrap();
             assert!(owned.success());
         }
-        let port = {
-            let free = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-            free.local_addr().unwrap().port()
-        };
+        let port = crate::helpers::free_port();
         let cluster = Self {
             url: format!("postgres://postgres@127.0.0.1:{port}/postgres"),
             bin: postgres_binaries(),

@@ -23,14 +23,6 @@ pub fn idp_dir() -> String {
     )
 }
 
-pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 /// An RSA key pair and its self-signed certificate, made by the `openssl` command.
 pub struct KeyPair {
     pub key: PathBuf,
@@ -155,15 +147,16 @@ pub struct Acme {
 }
 
 pub async fn acme_with_idp() -> Acme {
+    acme_with(|idp| json!({"metadataUrl": format!("{}/metadata", idp.url)})).await
+}
+
+/// As `acme_with_idp`, the connection's `saml` settings made by `saml` from the IdP; the IdP
+/// is told the connection's entity id as its audience.
+pub async fn acme_with(saml: impl FnOnce(&Idp) -> Value) -> Acme {
     let app = TestApp::spawn().await;
     let org = app.create_org("Acme").await;
     let idp = start_idp(&app).await;
-    let connection = add_saml_connection(
-        &app,
-        org,
-        json!({"metadataUrl": format!("{}/metadata", idp.url)}),
-    )
-    .await;
+    let connection = add_saml_connection(&app, org, saml(&idp)).await;
     let audience = connection["saml"]["spEntityId"]
         .as_str()
         .unwrap()
@@ -175,6 +168,12 @@ pub async fn acme_with_idp() -> Acme {
         idp,
         connection,
     }
+}
+
+/// The PEM of a new certificate the IdP does not sign with.
+pub fn other_certificate(name: &str) -> String {
+    let dir = tempfile::tempdir().unwrap();
+    key_pair(dir.path(), name).pem
 }
 
 pub fn browser() -> reqwest::Client {

@@ -76,33 +76,15 @@ async fn a_response_signed_only_outside_the_assertion_is_refused_when_the_assert
 
 #[tokio::test]
 async fn a_signature_by_an_unknown_certificate_is_refused() {
-    let app = TestApp::spawn().await;
-    let org = app.create_org("Acme").await;
-    let idp = start_idp(&app).await;
-    let dir = tempfile::tempdir().unwrap();
-    let stranger = key_pair(dir.path(), "stranger");
     // The connection trusts another certificate than the one the IdP signs with.
-    let connection = add_saml_connection(
-        &app,
-        org,
+    let acme = acme_with(|idp| {
         serde_json::json!({
             "entityId": IDP_ISSUER,
             "ssoUrl": format!("{}/saml/sso", idp.url),
-            "certificates": [stranger.pem],
-        }),
-    )
+            "certificates": [other_certificate("stranger")],
+        })
+    })
     .await;
-    idp.set(&[(
-        "audience",
-        connection["saml"]["spEntityId"].as_str().unwrap(),
-    )])
-    .await;
-    let acme = Acme {
-        app,
-        org,
-        idp,
-        connection,
-    };
     let (_, landing) = sign_in(&acme, &ALICE).await;
     assert_refused(
         &acme,

@@ -129,36 +129,21 @@ async fn return_to_gets_the_token_in_the_fragment() {
 
 #[tokio::test]
 async fn during_a_key_rollover_both_certificates_are_trusted() {
-    let app = TestApp::spawn().await;
-    let org = app.create_org("Acme").await;
-    let idp = start_idp(&app).await;
-    let dir = tempfile::tempdir().unwrap();
-    let next = key_pair(dir.path(), "next");
-    let connection = add_saml_connection(
-        &app,
-        org,
+    let acme = acme_with(|idp| {
         json!({
             "entityId": IDP_ISSUER,
             "ssoUrl": format!("{}/saml/sso", idp.url),
-            "certificates": [next.pem, idp.keys.pem],
-        }),
-    )
+            "certificates": [other_certificate("next"), idp.keys.pem],
+        })
+    })
     .await;
     assert_eq!(
-        connection["saml"]["certificates"].as_array().unwrap().len(),
+        acme.connection["saml"]["certificates"]
+            .as_array()
+            .unwrap()
+            .len(),
         2
     );
-    idp.set(&[(
-        "audience",
-        connection["saml"]["spEntityId"].as_str().unwrap(),
-    )])
-    .await;
-    let acme = Acme {
-        app,
-        org,
-        idp,
-        connection,
-    };
     let (_, landing) = sign_in(&acme, &ALICE).await;
     assert_eq!(landing.status, StatusCode::OK, "{}", landing.body);
 }
@@ -398,27 +383,11 @@ async fn a_changed_ciphertext_is_refused_before_it_is_decrypted() {
 
 #[tokio::test]
 async fn an_idp_initiated_sign_in_is_taken_when_the_connection_allows_it() {
-    let app = TestApp::spawn().await;
-    let org = app.create_org("Acme").await;
-    let idp = start_idp(&app).await;
-    let connection = add_saml_connection(
-        &app,
-        org,
-        json!({"metadataUrl": format!("{}/metadata", idp.url), "allowIdpInitiated": true}),
+    let acme = acme_with(
+        |idp| json!({"metadataUrl": format!("{}/metadata", idp.url), "allowIdpInitiated": true}),
     )
     .await;
-    assert_eq!(connection["saml"]["allowIdpInitiated"], true);
-    idp.set(&[(
-        "audience",
-        connection["saml"]["spEntityId"].as_str().unwrap(),
-    )])
-    .await;
-    let acme = Acme {
-        app,
-        org,
-        idp,
-        connection,
-    };
+    assert_eq!(acme.connection["saml"]["allowIdpInitiated"], true);
     let browser = browser();
     let url = start(&acme.app, &browser, acme.org, None).await;
     // The IdP's own start page: no request, and where to go as RelayState.

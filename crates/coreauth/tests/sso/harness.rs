@@ -28,14 +28,6 @@ pub fn provider_dir() -> String {
     )
 }
 
-pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 pub async fn start_provider(app: &TestApp, port: u16, key_id: &str) -> Provider {
     // Once in CI a provider had not printed "ready" after 30 s on a loaded machine: a second
     // process on the same port gets another chance before the test fails.
