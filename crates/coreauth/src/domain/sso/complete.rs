@@ -111,11 +111,8 @@ impl Sso {
             .code
             .ok_or_else(|| DomainError::invalid("the callback carries no code"))?;
         let connection = self
-            .store
-            .sso_connection(login.connection_id)
-            .await?
-            .filter(|c| c.org_id == login.org_id)
-            .ok_or(DomainError::NotFound("SSO connection"))?;
+            .connection_of(login.org_id, Some(login.connection_id))
+            .await?;
         if connection.saml.is_some() {
             return Err(failure(SsoFailure::StateInvalid).into());
         }

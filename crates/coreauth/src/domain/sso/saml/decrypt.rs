@@ -16,7 +16,7 @@ use openssl::rsa::Padding;
 use openssl::symm::{Cipher, Crypter, Mode};
 use roxmltree::{Document, Node, ParsingOptions};
 
-use super::document::{ASSERTION, DSIG, named};
+use super::document::{ASSERTION, DSIG, child, named};
 use crate::domain::error::SamlRefusal;
 
 const XENC: &str = "http://www.w3.org/2001/04/xmlenc#";
@@ -26,16 +26,12 @@ fn invalid(detail: &str) -> SamlRefusal {
 }
 
 fn algorithm<'a>(node: Node<'a, '_>) -> Option<&'a str> {
-    node.children()
-        .find(|c| named(*c, XENC, "EncryptionMethod"))
-        .and_then(|m| m.attribute("Algorithm"))
+    child(node, XENC, "EncryptionMethod").and_then(|m| m.attribute("Algorithm"))
 }
 
 fn cipher_value(node: Node<'_, '_>) -> Result<Vec<u8>, SamlRefusal> {
-    let text = node
-        .children()
-        .find(|c| named(*c, XENC, "CipherData"))
-        .and_then(|d| d.children().find(|c| named(*c, XENC, "CipherValue")))
+    let text = child(node, XENC, "CipherData")
+        .and_then(|d| child(d, XENC, "CipherValue"))
         .and_then(|v| v.text())
         .ok_or_else(|| invalid("no CipherValue"))?;
     let compact: String = text.chars().filter(|c| !c.is_whitespace()).collect();
@@ -46,14 +42,9 @@ fn cipher_value(node: Node<'_, '_>) -> Result<Vec<u8>, SamlRefusal> {
 
 /// Unwraps the content key with the SP's private key.
 fn content_key(encrypted_key: Node<'_, '_>, key: &PKey<Private>) -> Result<Vec<u8>, SamlRefusal> {
-    let method = encrypted_key
-        .children()
-        .find(|c| named(*c, XENC, "EncryptionMethod"))
+    let method = child(encrypted_key, XENC, "EncryptionMethod")
         .ok_or_else(|| invalid("no key transport method"))?;
-    let oaep_digest = method
-        .children()
-        .find(|c| named(*c, DSIG, "DigestMethod"))
-        .and_then(|d| d.attribute("Algorithm"));
+    let oaep_digest = child(method, DSIG, "DigestMethod").and_then(|d| d.attribute("Algorithm"));
     match (method.attribute("Algorithm"), oaep_digest) {
         (Some("http://www.w3.org/2001/04/xmlenc#rsa-oaep-mgf1p"), None)
         | (
@@ -140,14 +131,10 @@ pub fn decrypt(xml: &str, key_pem: &[u8]) -> Result<String, SamlRefusal> {
     let document = Document::parse_with_options(xml, options)
         .map_err(|e| SamlRefusal::Malformed(e.to_string()))?;
     let root = document.root_element();
-    let encrypted = root
-        .children()
-        .find(|c| named(*c, ASSERTION, "EncryptedAssertion"))
+    let encrypted = child(root, ASSERTION, "EncryptedAssertion")
         .ok_or_else(|| invalid("none in the response"))?;
-    let data = encrypted
-        .children()
-        .find(|c| named(*c, XENC, "EncryptedData"))
-        .ok_or_else(|| invalid("no EncryptedData"))?;
+    let data =
+        child(encrypted, XENC, "EncryptedData").ok_or_else(|| invalid("no EncryptedData"))?;
     // The key sits in the data's KeyInfo, or beside the data (referred to by RetrievalMethod).
     let encrypted_key = encrypted
         .descendants()

@@ -21,6 +21,15 @@ pub fn named(node: Node<'_, '_>, namespace: &str, name: &str) -> bool {
         && node.tag_name().namespace() == Some(namespace)
 }
 
+/// `node`'s first child element of this name.
+pub fn child<'a, 'input>(
+    node: Node<'a, 'input>,
+    namespace: &str,
+    name: &str,
+) -> Option<Node<'a, 'input>> {
+    node.children().find(|c| named(*c, namespace, name))
+}
+
 fn malformed(detail: &str) -> SamlRefusal {
     SamlRefusal::Malformed(detail.to_owned())
 }
@@ -87,11 +96,9 @@ pub fn inspect(xml: &str) -> Result<Inspected, SamlRefusal> {
                 .map(without_whitespace),
         );
     }
-    let signed = |element: Node<'_, '_>| element.children().any(|c| named(c, DSIG, "Signature"));
+    let signed = |element: Node<'_, '_>| child(element, DSIG, "Signature").is_some();
     let issuer_of = |element: Node<'_, '_>| {
-        element
-            .children()
-            .find(|c| named(*c, ASSERTION, "Issuer"))
+        child(element, ASSERTION, "Issuer")
             .and_then(|i| i.text())
             .map(|t| t.trim().to_owned())
     };

@@ -14,7 +14,7 @@ use serde_json::{Map, Value};
 
 pub use super::decrypt::decrypt;
 pub use super::document::inspect;
-use super::document::{DSIG, named, without_whitespace};
+use super::document::{DSIG, child, named, without_whitespace};
 use super::metadata::escape_xml;
 use super::{AuthnRequestSpec, Expected, IdpDescriptor, Signatures, Verified};
 use crate::domain::error::SamlRefusal;
@@ -35,15 +35,13 @@ pub fn read_idp_metadata(xml: &str) -> Result<IdpDescriptor, String> {
     let entity = document
         .descendants()
         .filter(|n| named(*n, METADATA, "EntityDescriptor"))
-        .find(|n| n.children().any(|c| named(c, METADATA, "IDPSSODescriptor")))
+        .find(|n| child(*n, METADATA, "IDPSSODescriptor").is_some())
         .ok_or("the metadata describes no identity provider (IDPSSODescriptor)")?;
     let entity_id = entity
         .attribute("entityID")
         .ok_or("the metadata's EntityDescriptor has no entityID")?
         .to_owned();
-    let idp = entity
-        .children()
-        .find(|c| named(*c, METADATA, "IDPSSODescriptor"))
+    let idp = child(entity, METADATA, "IDPSSODescriptor")
         .ok_or("the metadata describes no identity provider (IDPSSODescriptor)")?;
     let sso_url = idp
         .children()

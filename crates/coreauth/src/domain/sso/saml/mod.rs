@@ -303,11 +303,8 @@ impl Sso {
         now: OffsetDateTime,
     ) -> Result<SsoOutcome, Refusal> {
         let connection = self
-            .store
-            .sso_connection(login.connection_id)
-            .await?
-            .filter(|c| c.org_id == login.org_id)
-            .ok_or(DomainError::NotFound("SSO connection"))?;
+            .connection_of(login.org_id, Some(login.connection_id))
+            .await?;
         let refusal = |refusal: SamlRefusal| {
             let error = refused(refusal);
             Refusal {
