@@ -89,7 +89,8 @@ pub fn authn_request_url(spec: &AuthnRequestSpec<'_>) -> Result<String, String> 
     // samael's own ids hold 32 random bits; the request id is the single-use key here.
     request.id = spec.request_id.to_owned();
     request
-        .redirect(spec.relay_state)
+        // RelayState is the request id too: the ACS finds the browser's cookie by it.
+        .redirect(spec.request_id)
         .map_err(|e| e.to_string())?
         .map(|url| url.to_string())
         .ok_or_else(|| "the AuthnRequest has no destination".to_owned())

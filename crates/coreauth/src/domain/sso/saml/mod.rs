@@ -85,9 +85,9 @@ pub struct AuthnRequestSpec<'a> {
     pub sso_url: &'a str,
     pub sp_entity_id: &'a str,
     pub acs_url: &'a str,
+    /// Also sent as the RelayState.
     pub request_id: &'a str,
     pub name_id_format: Option<&'a str>,
-    pub relay_state: &'a str,
 }
 
 /// Which signatures `verify` checks.
@@ -113,7 +113,7 @@ pub struct Expected<'a> {
 }
 
 /// A verified assertion, read.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct Verified {
     pub name_id: String,
     /// Every attribute under its `Name` (and its `FriendlyName`): one value as a string,
@@ -177,7 +177,6 @@ impl Sso {
             acs_url: &self.saml_acs_url(),
             request_id: &id,
             name_id_format: settings.name_id_format.as_deref(),
-            relay_state: &id,
         })
         .map_err(|detail| refused(SamlRefusal::Unsupported(detail)))?;
         Ok((url, id))
