@@ -24,6 +24,7 @@ use crate::domain::integrations::Integrations;
 use crate::domain::mfa::Mfa;
 use crate::domain::password::{HashCost, HashLimits, Password, PasswordHashing};
 use crate::domain::secrets::SecretBox;
+use crate::domain::service_accounts::ServiceAccounts;
 use crate::domain::signing_keys::{KeySchedule, SigningKeys};
 use crate::domain::sso::Sso;
 use crate::domain::throttle::{Throttle, ThrottleLimits};
@@ -269,6 +270,7 @@ impl Application {
         let state = AppState::new(AppParts {
             auth,
             admin,
+            service_accounts: Arc::new(ServiceAccounts::new(store.clone(), keys.clone())),
             keys,
             audit: Arc::new(Audit::new(store.clone(), settings.audit_retention)),
             credentials,

@@ -62,6 +62,8 @@ impl MemberProfile {
                 created_at: 0,
                 home_org_id: None,
                 last_org_id: None,
+                username: None,
+                is_service: false,
             },
             org: OrgRecord {
                 id: org_id,

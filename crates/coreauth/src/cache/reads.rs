@@ -402,6 +402,8 @@ mod tests {
                 created_at: now,
                 membership: Some((org.id, Role::Member)),
                 sso_identity: None,
+                username: None,
+                is_service: false,
             };
             let user = inner.create_user(user, &audit).await.unwrap();
             let cache = Arc::new(SessionCache::new(TTL, 100));
@@ -425,7 +427,7 @@ mod tests {
                 name: "ci".into(),
                 prefix: "cak_x".into(),
                 key_hash: KEY_HASH.to_vec(),
-                read_only: false,
+                scopes: "read".into(),
                 created_at: now,
                 expires_at: None,
             };

@@ -16,7 +16,7 @@ use super::password::{Password, PasswordHashing};
 use super::policy::PasswordPolicy;
 use super::policy::policy_of;
 use super::session::Principal;
-use super::user::{NewUser, UserPatch, UserRecord};
+use super::user::{NewUser, UserPatch, UserRecord, Username};
 use crate::cache::CachedReads;
 use crate::store::{PasswordChange, Revoked, Store};
 
@@ -29,6 +29,7 @@ pub struct UserRequest {
     pub last: String,
     pub org_id: i64,
     pub role: String,
+    pub username: Option<String>,
 }
 
 pub struct Admin {
@@ -129,6 +130,11 @@ impl Admin {
         let first = Name::parse("first", &request.first, false)?;
         let last = Name::parse("last", &request.last, true)?;
         let role = Role::parse(&request.role)?;
+        let username = request
+            .username
+            .as_deref()
+            .map(Username::parse)
+            .transpose()?;
         let Some(org) = self.store.org(request.org_id).await? else {
             return Err(DomainError::NotFound("org"));
         };
@@ -158,6 +164,7 @@ impl Admin {
                 NewUser {
                     password_hash: Some(hash),
                     membership: Some((request.org_id, role)),
+                    username: username.as_ref().map(Username::stored),
                     ..NewUser::person(&email, first, last, to_millis(now))
                 },
                 &audit,
@@ -245,6 +252,7 @@ impl Admin {
                 "first": patch.first,
                 "last": patch.last,
                 "isActive": patch.is_active,
+                "username": patch.username.as_ref().map(|u| u.as_ref().map(|(name, _)| name)),
             }));
         self.store
             .update_user(user_id, &patch, to_millis(now), &audit)
@@ -370,6 +378,12 @@ impl Admin {
             .user_by_id(user_id)
             .await?
             .ok_or(DomainError::NotFound("user"))?;
+        if target.is_service {
+            return Err(DomainError::ForbiddenBecause(
+                "this is a service account: manage it under /admin/orgs/{orgId}/service-accounts"
+                    .into(),
+            ));
+        }
         if caller.is_platform_admin {
             return Ok(target);
         }

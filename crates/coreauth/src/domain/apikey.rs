@@ -1,6 +1,8 @@
 //! API keys ("auth headers", seed 004): long-lived credentials for static integrations. A key
-//! acts as its owner in the org it was made in, with the owner's current role, and stops working
-//! the moment it is deleted or its owner or membership is deactivated.
+//! acts as its owner (a person, or a service account of the org) in the org it was made in,
+//! with the owner's current role narrowed by the key's scopes (`scopes`), and stops working the
+//! moment it is deleted, expires, or its owner or membership is deactivated. A rotation makes a
+//! successor and lets the old key live on for an overlap the caller chooses.
 //!
 //! A key is `cak_` + 256 bits from the OS, shown once and stored only as its SHA-256 (a fast
 //! hash is right for high-entropy secrets: there is nothing to brute-force). Lookups go through
@@ -22,6 +24,7 @@ use super::clock::to_millis;
 use super::error::{DomainError, DomainResult};
 use super::org::Name;
 use super::origin::RequestOrigin;
+use super::scopes::Scopes;
 use super::session::{AuthMethod, Principal};
 use crate::cache::CachedReads;
 use crate::store::Store;
@@ -46,7 +49,34 @@ pub struct KeyRequest {
     pub name: String,
     /// Unix epoch milliseconds; must be in the future.
     pub expires_at: Option<i64>,
+    /// Scope names; none given: the caller's own (every scope, for a session).
+    pub scopes: Option<Vec<String>>,
+    /// The seed-era form of `scopes: ["read"]`.
     pub read_only: bool,
+}
+
+/// What a caller asked for when rotating a key.
+#[derive(Debug, Default)]
+pub struct RotateRequest {
+    /// How long the old key keeps working: default `DEFAULT_OVERLAP_SECS`, at most
+    /// `MAX_OVERLAP_SECS`; 0 ends it at once.
+    pub overlap_secs: Option<u64>,
+    /// The new key's expiry (epoch ms); none given: as long a life as the old key was given.
+    pub expires_at: Option<i64>,
+}
+
+pub const DEFAULT_OVERLAP_SECS: u64 = 24 * 3600;
+pub const MAX_OVERLAP_SECS: u64 = 7 * 24 * 3600;
+
+/// Where a key stands, as lists show it.
+pub fn key_state(key: &ApiKeyRecord, now_ms: i64) -> &'static str {
+    if key.expires_at.is_some_and(|at| at <= now_ms) {
+        "expired"
+    } else if key.replaced_by.is_some() {
+        "rotating"
+    } else {
+        "active"
+    }
 }
 
 pub fn hash_key(full_key: &str) -> Vec<u8> {
@@ -106,6 +136,68 @@ pub struct ApiKeys {
     seen_addresses: Mutex<HashSet<(i64, IpAddr)>>,
 }
 
+/// A fresh key of `owner` (user id, org id), not yet stored, and its full text.
+fn new_key(
+    (owner, org_id): (i64, i64),
+    name: String,
+    scopes: Scopes,
+    now_ms: i64,
+) -> DomainResult<(String, NewApiKey)> {
+    let full_key = generate_key()?;
+    let new = NewApiKey {
+        public_id: uuid::Uuid::new_v4().to_string(),
+        user_id: owner,
+        org_id,
+        name,
+        prefix: full_key.chars().take(SHOWN_CHARS).collect(),
+        key_hash: hash_key(&full_key),
+        scopes: scopes.to_stored(),
+        created_at: now_ms,
+        expires_at: None,
+    };
+    Ok((full_key, new))
+}
+
+/// The scopes a new key gets: those asked for (or `read` for `readOnly`), else the caller's
+/// own; never more than the caller's.
+fn requested_scopes(caller: &Principal, request: &KeyRequest) -> DomainResult<Scopes> {
+    let scopes = match &request.scopes {
+        Some(names) => Scopes::parse(names)?,
+        None if request.read_only => Scopes::READ,
+        None => caller.scopes,
+    };
+    if request.read_only && !scopes.read_only() {
+        return Err(DomainError::invalid(
+            "readOnly keys take only read scopes: drop readOnly or the write scopes",
+        ));
+    }
+    if !scopes.within(caller.scopes) {
+        return Err(DomainError::ForbiddenBecause(
+            "a key can only make keys within its own scopes".into(),
+        ));
+    }
+    Ok(scopes)
+}
+
+/// A new key's expiry: in the future, and, for a key made by a key, never past the maker's (a
+/// leaked key must not outlast its own expiry through a child).
+fn bounded_expiry(
+    caller: &Principal,
+    wanted: Option<i64>,
+    now_ms: i64,
+) -> DomainResult<Option<i64>> {
+    if wanted.is_some_and(|at| at <= now_ms) {
+        return Err(DomainError::invalid("expiresAt must be in the future"));
+    }
+    match (wanted, caller.key_expires_at) {
+        (Some(at), Some(limit)) if at > limit => Err(DomainError::invalid(
+            "a key cannot make a key that outlives it: expiresAt must be before your key's",
+        )),
+        (None, Some(limit)) => Ok(Some(limit)),
+        (wanted, _) => Ok(wanted),
+    }
+}
+
 /// Past this many remembered (key, address) pairs the memory is cleared and rebuilt from use.
 const MAX_SEEN_ADDRESSES: usize = 100_000;
 
@@ -151,7 +243,7 @@ impl ApiKeys {
             is_platform_admin: false,
             method: AuthMethod::ApiKey,
             session: None,
-            read_only: ctx.key.read_only,
+            scopes: Scopes::from_stored(&ctx.key.scopes),
             key_expires_at: ctx.key.expires_at,
             origin,
             token: None,
@@ -201,47 +293,114 @@ impl ApiKeys {
         request: KeyRequest,
         now: OffsetDateTime,
     ) -> DomainResult<(ApiKeyRecord, String)> {
-        caller.require_session("create API keys")?;
+        self.create(caller, (caller.user_id, caller.org_id), request, now)
+            .await
+    }
+
+    /// A new key of `owner` (a user id, in org id) made by `caller`, who may make it: the
+    /// owner themself, or an admin for a service account of the org (`ServiceAccounts`).
+    pub(super) async fn create(
+        &self,
+        caller: &Principal,
+        (owner, org_id): (i64, i64),
+        request: KeyRequest,
+        now: OffsetDateTime,
+    ) -> DomainResult<(ApiKeyRecord, String)> {
         let name = Name::parse("name", &request.name, false)?;
         if name.as_str().chars().count() > MAX_NAME_CHARS {
             return Err(DomainError::invalid(format!(
                 "name must be at most {MAX_NAME_CHARS} characters"
             )));
         }
+        let scopes = requested_scopes(caller, &request)?;
         let now_ms = to_millis(now);
-        if request.expires_at.is_some_and(|at| at <= now_ms) {
-            return Err(DomainError::invalid("expiresAt must be in the future"));
-        }
-        let full_key = generate_key()?;
-        let public_id = uuid::Uuid::new_v4().to_string();
+        let expires_at = bounded_expiry(caller, request.expires_at, now_ms)?;
+        let (full_key, new) = new_key((owner, org_id), name.into_string(), scopes, now_ms)?;
+        let new = NewApiKey { expires_at, ..new };
         let audit = NewAuditEvent::new("apikey.added", now)
             .by(caller)
-            .subject_user(caller.user_id)
-            .subject(public_id.clone())
+            .org(org_id)
+            .subject_user(owner)
+            .subject(new.public_id.clone())
             .details(serde_json::json!({
-                "name": name.as_str(),
-                "readOnly": request.read_only,
-                "expiresAt": request.expires_at,
+                "name": new.name,
+                "scopes": scopes.names(),
+                "expiresAt": expires_at,
             }));
         let record = self
             .store
-            .create_api_key(
-                NewApiKey {
-                    public_id,
-                    user_id: caller.user_id,
-                    org_id: caller.org_id,
-                    name: name.into_string(),
-                    prefix: full_key.chars().take(SHOWN_CHARS).collect(),
-                    key_hash: hash_key(&full_key),
-                    read_only: request.read_only,
-                    created_at: now_ms,
-                    expires_at: request.expires_at,
-                },
-                MAX_KEYS_PER_USER,
-                &audit,
-            )
+            .create_api_key(new, MAX_KEYS_PER_USER, &audit)
             .await?;
         Ok((record, full_key))
+    }
+
+    /// Replaces one of the caller's keys (by public id) with a new one; the old one keeps
+    /// working until the overlap ends.
+    pub async fn rotate(
+        &self,
+        caller: &Principal,
+        id: &str,
+        request: RotateRequest,
+        now: OffsetDateTime,
+    ) -> DomainResult<(ApiKeyRecord, ApiKeyRecord, String)> {
+        self.rotate_of(caller, (caller.user_id, caller.org_id), id, request, now)
+            .await
+    }
+
+    /// `rotate` for a key of `owner` (user id, org id), whom `caller` may act for.
+    pub(super) async fn rotate_of(
+        &self,
+        caller: &Principal,
+        (owner, org_id): (i64, i64),
+        id: &str,
+        request: RotateRequest,
+        now: OffsetDateTime,
+    ) -> DomainResult<(ApiKeyRecord, ApiKeyRecord, String)> {
+        let overlap = request.overlap_secs.unwrap_or(DEFAULT_OVERLAP_SECS);
+        if overlap > MAX_OVERLAP_SECS {
+            return Err(DomainError::invalid(format!(
+                "overlapSeconds must be at most {MAX_OVERLAP_SECS} (7 days)"
+            )));
+        }
+        let now_ms = to_millis(now);
+        let old = self
+            .store
+            .api_keys_of(owner, org_id)
+            .await?
+            .into_iter()
+            .find(|key| key.public_id == id)
+            .ok_or(DomainError::NotFound("API key"))?;
+        let scopes = Scopes::from_stored(&old.scopes);
+        // A new secret for a key is that key's power: a key may only renew what it could make.
+        if !scopes.within(caller.scopes) {
+            return Err(DomainError::ForbiddenBecause(
+                "this key has scopes yours lacks: rotate it with a session or a broader key".into(),
+            ));
+        }
+        let lifetime = old.expires_at.map(|at| at - old.created_at);
+        let wanted = request
+            .expires_at
+            .or_else(|| lifetime.map(|life| now_ms + life));
+        let expires_at = bounded_expiry(caller, wanted, now_ms)?;
+        let (full_key, new) = new_key((owner, org_id), old.name.clone(), scopes, now_ms)?;
+        let new = NewApiKey { expires_at, ..new };
+        let overlap_ends = now_ms + i64::try_from(overlap * 1000).unwrap_or(i64::MAX);
+        let audit = NewAuditEvent::new("apikey.rotated", now)
+            .by(caller)
+            .org(org_id)
+            .subject_user(owner)
+            .subject(old.public_id.clone())
+            .details(serde_json::json!({
+                "name": old.name,
+                "replacedBy": new.public_id,
+                "overlapEndsAt": overlap_ends,
+            }));
+        let (old, new) = self
+            .store
+            .rotate_api_key(&old.public_id, owner, org_id, new, overlap_ends, &audit)
+            .await?
+            .ok_or(DomainError::NotFound("API key"))?;
+        Ok((old, new, full_key))
     }
 
     /// The caller's keys in the caller's org.
@@ -311,6 +470,29 @@ impl ApiKeys {
                 "several of your keys start with this token: delete by `id`".into(),
             )),
         }
+    }
+
+    /// The keys of `owner` in `org_id`, for whoever may see them (`ServiceAccounts`).
+    pub(super) async fn keys_of(&self, owner: i64, org_id: i64) -> DomainResult<Vec<ApiKeyRecord>> {
+        let keys = self.store.api_keys_of(owner, org_id).await?;
+        Ok(self.with_usage(keys))
+    }
+
+    /// Deletes a key of `owner` in `org_id` by its public id, for whoever may.
+    pub(super) async fn delete_of(
+        &self,
+        caller: &Principal,
+        (owner, org_id): (i64, i64),
+        id: &str,
+        now: OffsetDateTime,
+    ) -> DomainResult<ApiKeyRecord> {
+        let audit = NewAuditEvent::new("apikey.deleted", now)
+            .by(caller)
+            .org(org_id);
+        self.store
+            .delete_api_key(id, Some(owner), org_id, &audit)
+            .await?
+            .ok_or(DomainError::NotFound("API key"))
     }
 
     /// Every key of an org's members (org admins and platform admins).

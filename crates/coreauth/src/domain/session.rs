@@ -11,6 +11,7 @@ use time::OffsetDateTime;
 use super::clock::{from_millis, to_millis};
 use super::org::Role;
 use super::origin::RequestOrigin;
+use super::scopes::Scopes;
 pub use crate::cache::MemberProfile;
 pub use crate::cache::token_memo::VerifiedToken;
 pub use crate::store::records::MemberRecord;
@@ -164,8 +165,8 @@ pub struct Principal {
     pub method: AuthMethod,
     /// The session behind a session token; `None` for an API key.
     pub session: Option<Arc<SessionRecord>>,
-    /// A read-only API key: only reading calls are allowed.
-    pub read_only: bool,
+    /// What an API key may do (`http::scopes` checks each route); every scope for a session.
+    pub scopes: Scopes,
     /// When the API key used ends (Unix epoch ms), if it was made to expire.
     pub key_expires_at: Option<i64>,
     /// Where this request came from, for the audit trail.

@@ -14,7 +14,7 @@ use super::extract::Caller;
 use crate::domain::admin::UserRequest;
 use crate::domain::org::{MembershipPatch, MembershipRecord, Name, Role};
 use crate::domain::password::Password;
-use crate::domain::user::{UserPatch, UserRecord};
+use crate::domain::user::{UserPatch, UserRecord, Username};
 
 pub fn routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
@@ -63,7 +63,7 @@ async fn create_org(
         (status = 400, description = "Bad email, name, role, or a password the policy refuses", body = ErrorBody),
         (status = 403, description = "unauthenticated, or forbidden: not an admin of this org", body = ErrorBody),
         (status = 404, description = "No such org", body = ErrorBody),
-        (status = 409, description = "The email is taken", body = ErrorBody),
+        (status = 409, description = "The email or username is taken", body = ErrorBody),
     ))]
 async fn create_user(
     State(state): State<AppState>,
@@ -77,6 +77,7 @@ async fn create_user(
         last: body.last,
         org_id: body.org_id,
         role: body.role,
+        username: body.username,
     };
     let user = state
         .admin
@@ -95,7 +96,7 @@ async fn create_user(
         (status = 400, description = "Bad input", body = ErrorBody),
         (status = 403, description = "unauthenticated, or forbidden: not an admin of this org", body = ErrorBody),
         (status = 404, description = "No such user in your orgs", body = ErrorBody),
-        (status = 409, description = "You cannot deactivate yourself", body = ErrorBody),
+        (status = 409, description = "You cannot deactivate yourself, or the username is taken", body = ErrorBody),
     ))]
 async fn update_user(
     State(state): State<AppState>,
@@ -113,6 +114,13 @@ async fn update_user(
             .map(|l| Name::parse("last", &l, true).map(Name::into_string))
             .transpose()?,
         is_active: body.is_active,
+        username: body
+            .username
+            .map(|u| match u.trim() {
+                "" => Ok(None),
+                name => Username::parse(name).map(|u| Some(u.stored())),
+            })
+            .transpose()?,
     };
     let user = state
         .admin
@@ -207,6 +215,7 @@ fn user_answer(user: UserRecord) -> proto::User {
         first: user.first,
         last: user.last,
         is_active: user.is_active,
+        username: user.username,
     }
 }
 

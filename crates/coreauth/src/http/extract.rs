@@ -3,16 +3,17 @@
 
 use std::net::SocketAddr;
 
-use axum::extract::{ConnectInfo, FromRequestParts};
+use axum::extract::{ConnectInfo, FromRequestParts, MatchedPath};
 use axum::http::request::Parts;
 use axum::http::{HeaderName, header};
 use coreauth_proto::credential_from_header;
 
 use super::AppState;
 use super::error::ApiError;
+use super::scopes;
 use crate::domain::error::DomainError;
 use crate::domain::origin::RequestOrigin;
-use crate::domain::session::Principal;
+use crate::domain::session::{AuthMethod, Principal};
 
 /// The caller, authenticated by `Authorization: Bearer <token>` or a bare `Authorization:
 /// <token>`. A missing, malformed, expired or revoked credential answers `403 unauthenticated`.
@@ -24,12 +25,7 @@ impl FromRequestParts<AppState> for EnrollingCaller {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
-        let principal = authenticate_complete(parts, state).await?;
-        // A read-only API key may only read.
-        if principal.read_only && !parts.method.is_safe() {
-            return Err(DomainError::Forbidden.into());
-        }
-        Ok(EnrollingCaller(principal))
+        Ok(EnrollingCaller(authenticate_complete(parts, state).await?))
     }
 }
 
@@ -46,22 +42,6 @@ impl FromRequestParts<AppState> for Caller {
             return Err(DomainError::MfaEnrollmentRequired.into());
         }
         Ok(Caller(principal))
-    }
-}
-
-/// A caller whose request changes nothing even though it is a POST (token introspection), so
-/// a read-only API key may make it too.
-pub struct Reader(pub Principal);
-
-impl FromRequestParts<AppState> for Reader {
-    type Rejection = ApiError;
-
-    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
-        let principal = authenticate_complete(parts, state).await?;
-        if principal.must_enroll_mfa() {
-            return Err(DomainError::MfaEnrollmentRequired.into());
-        }
-        Ok(Reader(principal))
     }
 }
 
@@ -100,7 +80,35 @@ pub fn authorization(
     Ok(first)
 }
 
+/// The caller, and for an API key, whether its scopes reach this route (`scopes::needed`).
 async fn authenticate(parts: &Parts, state: &AppState) -> Result<Principal, ApiError> {
+    let principal = authenticate_credential(parts, state).await?;
+    if principal.method == AuthMethod::ApiKey {
+        let route = parts
+            .extensions
+            .get::<MatchedPath>()
+            .map(MatchedPath::as_str);
+        match route.and_then(|route| scopes::needed(&parts.method, route)) {
+            Some(scope) if principal.scopes.allow(scope) => {}
+            Some(scope) => {
+                return Err(DomainError::ForbiddenBecause(format!(
+                    "this API key lacks the scope {}",
+                    scope.name()
+                ))
+                .into());
+            }
+            None => {
+                return Err(DomainError::ForbiddenBecause(
+                    "only a session may call this, not an API key".into(),
+                )
+                .into());
+            }
+        }
+    }
+    Ok(principal)
+}
+
+async fn authenticate_credential(parts: &Parts, state: &AppState) -> Result<Principal, ApiError> {
     let credential = authorization(&parts.headers)?
         // Not `to_str`, which checks a ~500-byte token one byte at a time on every request:
         // UTF-8 validation takes whole words. Anything it lets through that `to_str` would not

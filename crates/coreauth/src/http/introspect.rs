@@ -10,7 +10,7 @@ use utoipa_axum::routes;
 
 use super::AppState;
 use super::error::{ApiJson, ApiResult};
-use super::extract::Reader;
+use super::extract::Caller;
 use crate::domain::origin::RequestOrigin;
 use crate::domain::session::Principal;
 use crate::domain::session::VerifiedToken;
@@ -30,7 +30,7 @@ pub fn routes() -> OpenApiRouter<AppState> {
     ))]
 async fn introspect(
     State(state): State<AppState>,
-    Reader(caller): Reader,
+    Caller(caller): Caller,
     ApiJson(body): ApiJson<IntrospectRequest>,
 ) -> ApiResult<ApiJson<IntrospectResponse>> {
     // The introspected credential is presented by someone else, from elsewhere: record only

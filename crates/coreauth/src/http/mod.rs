@@ -25,6 +25,7 @@ use crate::domain::clock::Clock;
 use crate::domain::credentials::Credentials;
 use crate::domain::integrations::Integrations;
 use crate::domain::mfa::Mfa;
+use crate::domain::service_accounts::ServiceAccounts;
 use crate::domain::signing_keys::SigningKeys;
 use crate::domain::sso::Sso;
 use crate::domain::throttle::Throttle;
@@ -49,6 +50,8 @@ mod mfa;
 pub mod ops;
 mod passwords;
 mod saml;
+pub mod scopes;
+mod service_accounts;
 mod sso;
 mod sso_admin;
 mod sso_device;
@@ -97,6 +100,7 @@ pub struct AppParts {
     pub auth: Arc<Auth>,
     pub admin: Arc<Admin>,
     pub keys: Arc<ApiKeys>,
+    pub service_accounts: Arc<ServiceAccounts>,
     pub audit: Arc<Audit>,
     pub credentials: Arc<Credentials>,
     pub mfa: Arc<Mfa>,
@@ -125,6 +129,7 @@ fn api_routes() -> OpenApiRouter<AppState> {
         .merge(users::routes())
         .merge(admin::routes())
         .merge(apikeys::routes())
+        .merge(service_accounts::routes())
         .merge(audit::routes())
         .merge(passwords::routes())
         .merge(mfa::routes())

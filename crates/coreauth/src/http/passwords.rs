@@ -64,7 +64,7 @@ async fn jwt_login(
     Ok(ApiJson(proto::JwtLoginResponse {
         id: user.uuid,
         created: iso8601(from_millis(user.created_at)),
-        username: user.email.clone(),
+        username: user.username.clone().unwrap_or_else(|| user.email.clone()),
         email: user.email,
         firstname: user.first,
         lastname: user.last,

@@ -241,6 +241,7 @@ mod tests {
     use crate::domain::org::{OrgRecord, Role};
     use crate::domain::origin::RequestOrigin;
     use crate::domain::policy::PasswordPolicy;
+    use crate::domain::scopes::Scopes;
     use crate::domain::session::{
         AuthMethod, MemberProfile, MemberRecord, Principal, SessionRecord,
     };
@@ -306,6 +307,8 @@ mod tests {
                     created_at: 0,
                     home_org_id: None,
                     last_org_id: None,
+                    username: None,
+                    is_service: false,
                 },
                 org: OrgRecord { id: org_id, name: texts[4].clone(), email_domains: vec![] },
                 policy: PasswordPolicy { max_age_days, ..PasswordPolicy::default() },
@@ -320,7 +323,7 @@ mod tests {
                 method: if by_key { AuthMethod::ApiKey } else { AuthMethod::Session },
                 session: (!by_key)
                     .then(|| Arc::new(SessionRecord::for_tests(&texts[1], id, org_id, 0, expires_at))),
-                read_only: false,
+                scopes: Scopes::ALL,
                 key_expires_at: None,
                 origin: RequestOrigin::default(),
                 token: None,

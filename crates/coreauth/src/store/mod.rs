@@ -12,8 +12,8 @@ use self::changes::Changes;
 use self::records::{
     ApiKeyContext, ApiKeyRecord, AuditQuery, AuditRecord, IntegrationRecord, MemberRecord,
     MembershipPatch, MembershipRecord, NewApiKey, NewAuditEvent, NewUser, OrgRecord,
-    PasswordPolicy, Renewal, Role, SessionContext, SessionRecord, StoredSigningKey, UserPatch,
-    UserRecord,
+    PasswordPolicy, Renewal, Role, ServiceAccountRecord, SessionContext, SessionRecord,
+    StoredSigningKey, UserPatch, UserRecord,
 };
 
 pub mod changes;
@@ -80,6 +80,9 @@ pub trait UserStore: Send + Sync {
     async fn user_by_email(&self, email_key: &str) -> StoreResult<Option<UserRecord>>;
 
     async fn user_by_id(&self, id: i64) -> StoreResult<Option<UserRecord>>;
+
+    /// The user with this username (its lookup key), if any.
+    async fn user_by_username(&self, username_key: &str) -> StoreResult<Option<UserRecord>>;
 
     /// `Conflict` when the email is taken; `NotFound("org")` for an unknown membership org.
     async fn create_user(&self, user: NewUser, audit: &NewAuditEvent) -> StoreResult<UserRecord>;
@@ -227,6 +230,38 @@ pub trait KeyStore: Send + Sync {
         in_org: Option<i64>,
         audit: &NewAuditEvent,
     ) -> StoreResult<u64>;
+
+    /// Replaces key `public_id` (of `owner` in `org_id`) with `new`, in one transaction: the new
+    /// key is inserted, and the old one marked replaced and made to expire at `overlap_ends`
+    /// unless it expires sooner. `None` for no such key; `Conflict` for a key already replaced
+    /// or expired (at `new.created_at`).
+    async fn rotate_api_key(
+        &self,
+        public_id: &str,
+        owner: i64,
+        org_id: i64,
+        new: NewApiKey,
+        overlap_ends: i64,
+        audit: &NewAuditEvent,
+    ) -> StoreResult<Option<(ApiKeyRecord, ApiKeyRecord)>>;
+
+    /// The service accounts of an org, oldest first.
+    async fn service_accounts_in(&self, org_id: i64) -> StoreResult<Vec<ServiceAccountRecord>>;
+
+    /// The service account with this uuid in `org_id`.
+    async fn service_account(
+        &self,
+        org_id: i64,
+        uuid: &str,
+    ) -> StoreResult<Option<ServiceAccountRecord>>;
+
+    /// Deletes a service account with its keys and membership; false when there was none.
+    async fn delete_service_account(
+        &self,
+        user_id: i64,
+        org_id: i64,
+        audit: &NewAuditEvent,
+    ) -> StoreResult<bool>;
 
     /// Records when (and from where) keys were last used: `(key id, time, address)`.
     async fn record_api_key_usage(&self, usage: &[(i64, i64, Option<String>)]) -> StoreResult<()>;

@@ -27,6 +27,10 @@ pub struct UserRecord {
     /// The org of the user's newest session, where a login without `selectedOrg` goes when the
     /// home membership is inactive.
     pub last_org_id: Option<i64>,
+    /// The optional login name besides the email.
+    pub username: Option<String>,
+    /// A service account (acts only through API keys), not a person.
+    pub is_service: bool,
 }
 
 /// A user to create, already validated.
@@ -46,6 +50,10 @@ pub struct NewUser {
     /// The identity `(issuer, subject)` at that org's SSO provider that created the account
     /// (just-in-time provisioning), linked in the same transaction.
     pub sso_identity: Option<(String, String)>,
+    /// The login name and its lookup key (`Username::key`).
+    pub username: Option<(String, String)>,
+    /// A service account: it has no email (its `email_key` is `service:<uuid>`) and no password.
+    pub is_service: bool,
 }
 
 /// A change to a user; `None` leaves a field as it is.
@@ -54,6 +62,8 @@ pub struct UserPatch {
     pub first: Option<String>,
     pub last: Option<String>,
     pub is_active: Option<bool>,
+    /// `Some(None)` removes the username; `Some(Some((name, key)))` sets it.
+    pub username: Option<Option<(String, String)>>,
 }
 
 /// A member's role in one org.
@@ -155,11 +165,15 @@ pub struct ApiKeyRecord {
     pub org_id: i64,
     pub name: String,
     pub prefix: String,
-    pub read_only: bool,
+    /// Space-separated scope names (`domain::scopes::Scopes`).
+    pub scopes: String,
     pub created_at: i64,
     pub expires_at: Option<i64>,
     pub last_used_at: Option<i64>,
     pub last_used_address: Option<String>,
+    /// The key that replaced this one in a rotation (its public id), and when.
+    pub replaced_by: Option<String>,
+    pub replaced_at: Option<i64>,
 }
 
 #[derive(Debug, Clone)]
@@ -170,9 +184,22 @@ pub struct NewApiKey {
     pub name: String,
     pub prefix: String,
     pub key_hash: Vec<u8>,
-    pub read_only: bool,
+    pub scopes: String,
     pub created_at: i64,
     pub expires_at: Option<i64>,
+}
+
+/// A service account: a user of kind `service` living in one org, acting through its keys.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServiceAccountRecord {
+    pub user_id: i64,
+    /// Its public id.
+    pub uuid: String,
+    pub org_id: i64,
+    pub name: String,
+    pub role: Role,
+    pub is_active: bool,
+    pub created_at: i64,
 }
 
 /// A key with what authenticating it needs to know about its owner, read in one query.

@@ -7,7 +7,7 @@ use sqlx::FromRow;
 use super::error::{StoreError, StoreResult};
 use super::records::{
     ApiKeyRecord, AuditRecord, IntegrationAlgorithm, IntegrationRecord, MembershipRecord,
-    NewAuditEvent, PasswordPolicy, Role, SessionRecord, UserRecord,
+    NewAuditEvent, PasswordPolicy, Role, ServiceAccountRecord, SessionRecord, UserRecord,
 };
 
 /// `SELECT <every user column> FROM users <rest>` as one static string.
@@ -15,7 +15,8 @@ macro_rules! select_user {
     ($rest:literal) => {
         concat!(
             "SELECT id, uuid, email, first, last, is_active, is_platform_admin, password_hash, ",
-            "password_set_at, must_change_password, created_at, home_org_id, last_org_id FROM users ",
+            "password_set_at, must_change_password, created_at, home_org_id, last_org_id, username, ",
+            "kind = 'service' AS is_service FROM users ",
             $rest
         )
     };
@@ -73,8 +74,8 @@ macro_rules! api_key_columns {
     ($before:literal, $after:literal) => {
         concat!(
             $before,
-            " k.id, k.public_id, k.user_id, k.org_id, k.name, k.prefix, k.read_only, ",
-            "k.created_at, k.expires_at, k.last_used_at, k.last_used_address ",
+            " k.id, k.public_id, k.user_id, k.org_id, k.name, k.prefix, k.scopes, k.created_at, ",
+            "k.expires_at, k.last_used_at, k.last_used_address, k.replaced_by, k.replaced_at ",
             $after
         )
     };
@@ -85,8 +86,46 @@ macro_rules! returning_api_key {
     ($statement:literal) => {
         concat!(
             $statement,
-            " RETURNING id, public_id, user_id, org_id, name, prefix, read_only, created_at, ",
-            "expires_at, last_used_at, last_used_address"
+            " RETURNING id, public_id, user_id, org_id, name, prefix, scopes, created_at, ",
+            "expires_at, last_used_at, last_used_address, replaced_by, replaced_at"
+        )
+    };
+}
+
+#[derive(FromRow)]
+pub(super) struct ServiceAccountRow {
+    pub(super) user_id: i64,
+    pub(super) uuid: String,
+    pub(super) org_id: i64,
+    pub(super) name: String,
+    pub(super) role: String,
+    pub(super) is_active: bool,
+    pub(super) created_at: i64,
+}
+
+impl ServiceAccountRow {
+    pub(super) fn into_record(self) -> StoreResult<ServiceAccountRecord> {
+        Ok(ServiceAccountRecord {
+            role: parse_role(&self.role)?,
+            user_id: self.user_id,
+            uuid: self.uuid,
+            org_id: self.org_id,
+            name: self.name,
+            is_active: self.is_active,
+            created_at: self.created_at,
+        })
+    }
+}
+
+/// `SELECT <a service account> FROM users u JOIN memberships m <rest>`: its membership is the
+/// one in its home org.
+macro_rules! service_account_columns {
+    ($rest:literal) => {
+        concat!(
+            "SELECT u.id AS user_id, u.uuid, m.org_id, u.first AS name, m.role, ",
+            "u.is_active AS is_active, u.created_at FROM users u ",
+            "JOIN memberships m ON m.user_id = u.id AND m.org_id = u.home_org_id ",
+            $rest
         )
     };
 }

@@ -301,18 +301,9 @@ async fn a_read_only_key_may_only_read() {
 async fn a_key_is_not_a_session() {
     let app = TestApp::spawn().await;
     let (_, key) = app.add_key(&app.admin_token, "k").await;
-    assert_error(
-        app.renew(&key).await,
-        StatusCode::BAD_REQUEST,
-        "invalid_request",
-    )
-    .await;
-    assert_error(
-        app.logout(&key).await,
-        StatusCode::BAD_REQUEST,
-        "invalid_request",
-    )
-    .await;
+    // Renewal and logout are for sessions: the route table closes them to every key.
+    assert_error(app.renew(&key).await, StatusCode::FORBIDDEN, "forbidden").await;
+    assert_error(app.logout(&key).await, StatusCode::FORBIDDEN, "forbidden").await;
     assert_eq!(app.me(&key).await.status(), StatusCode::OK);
 }
 
@@ -426,7 +417,7 @@ async fn a_platform_admins_key_has_no_platform_power() {
 }
 
 #[tokio::test]
-async fn a_key_neither_mints_keys_nor_touches_the_accounts_security() {
+async fn a_key_mints_keys_only_within_its_life_and_never_touches_the_accounts_security() {
     let app = TestApp::spawn().await;
     let (_, _, token) = app.member_of_new_org("Acme", "dev@acme.example").await;
     let expires_at = app.now_millis() + 60_000;
@@ -442,9 +433,20 @@ async fn a_key_neither_mints_keys_nor_touches_the_accounts_security() {
         .as_str()
         .unwrap()
         .to_owned();
+    // A key may make keys (within its scopes: tests/api/scopes.rs), never one that outlives it.
+    let forever = app
+        .post(
+            "/authheader/add",
+            Some(&key),
+            &json!({"name": "forever", "expiresAt": expires_at + 1}),
+        )
+        .await;
+    assert_error(forever, StatusCode::BAD_REQUEST, "invalid_request").await;
+    let child = app
+        .post("/authheader/add", Some(&key), &json!({"name": "child"}))
+        .await;
+    assert_eq!(body(child).await["expiresAt"], expires_at);
     let attempts = [
-        app.post("/authheader/add", Some(&key), &json!({"name": "forever"}))
-            .await,
         app.post("/user/mfa/totp/enroll", Some(&key), &json!({}))
             .await,
         app.post(
@@ -467,11 +469,11 @@ async fn a_key_neither_mints_keys_nor_touches_the_accounts_security() {
     for response in attempts {
         assert_error(response, StatusCode::FORBIDDEN, "forbidden").await;
     }
-    // Nothing changed: the session lives, the password is the old one, one key exists.
+    // Nothing else changed: the session lives, the password is the old one, two keys exist.
     assert_eq!(app.me(&token).await.status(), StatusCode::OK);
     app.login_ok("dev@acme.example", PASSWORD).await;
     let keys = body(app.get("/authheader/list", Some(&token)).await).await;
-    assert_eq!(keys.as_array().unwrap().len(), 1);
+    assert_eq!(keys.as_array().unwrap().len(), 2);
 }
 
 #[tokio::test]

@@ -226,11 +226,12 @@ async fn unknown_routes_bad_ids_and_wrong_methods_use_the_error_body() {
 }
 
 #[tokio::test]
-async fn a_malformed_email_at_login_is_a_400() {
+async fn a_malformed_email_or_username_at_login_is_a_400() {
     let app = TestApp::spawn().await;
     for email in [
         "",
-        "no-at",
+        // Without an `@` a login name is a username, and this is none.
+        "no at",
         "a@b",
         &format!("{}@example.com", "x".repeat(300)),
     ] {

@@ -24,6 +24,8 @@ mod mfa;
 mod ops;
 mod passwords;
 mod proxies;
+mod scopes;
+mod service_accounts;
 mod sessions;
 mod signing_keys;
 mod sqlite_faults;

@@ -14,11 +14,12 @@ use crate::domain::password::Password;
 use crate::domain::policy::{password_allowed, policy_of};
 use crate::domain::session::MFA_ENROLLMENT;
 use crate::domain::throttle::{Guess, Subject};
-use crate::domain::user::UserRecord;
+use crate::domain::user::{UserRecord, Username};
 
 /// A password login as the user sent it.
 #[derive(Debug, Clone)]
 pub struct LoginAttempt {
+    /// The email, or a username (anything without an `@`).
     pub email: String,
     pub password: Password,
     /// 0 or `None`: the first active membership.
@@ -80,22 +81,20 @@ impl Auth {
         known_user: &mut Option<i64>,
         now: OffsetDateTime,
     ) -> DomainResult<IssuedToken> {
-        let email = match Email::parse(&attempt.email) {
-            Ok(email) => email,
+        let (account_key, user) = match self.named_account(&attempt.email).await {
+            Ok(named) => named,
             Err(error) => {
                 // A malformed attempt counts against the address like any failed guess.
                 let _failed = self.throttle.guess(None, &attempt.origin, now).await?;
                 return Err(error);
             }
         };
-        let email_key = email.key();
-        // Counted before any hashing, for known and unknown emails alike.
-        let account = Subject::Account(&email_key);
+        // Counted before any hashing, for known and unknown accounts alike, and against the
+        // account whichever of its names was typed.
         let guess = self
             .throttle
-            .guess(Some(account), &attempt.origin, now)
+            .guess(Some(Subject::Account(&account_key)), &attempt.origin, now)
             .await?;
-        let user = self.store.user_by_email(&email_key).await?;
         *known_user = user.as_ref().map(|u| u.id);
         let hash = user
             .as_ref()
@@ -106,6 +105,7 @@ impl Auth {
             // A failed guess: it stays counted.
             return Err(DomainError::InvalidCredentials);
         };
+        let email = Email::parse(&user.email)?;
         let refund = guess.clone().password_proved();
         match self
             .open_verified(user, &email, attempt, client, guess, now)
@@ -120,6 +120,25 @@ impl Auth {
             }
             done => done,
         }
+    }
+
+    /// The account a login names, by email or (without an `@`) by username, and the key its
+    /// guesses are counted under: its email's when it exists, so that both names share one
+    /// budget. An unknown username counts under itself.
+    async fn named_account(&self, login: &str) -> DomainResult<(String, Option<UserRecord>)> {
+        if login.contains('@') {
+            let key = Email::parse(login)?.key();
+            let user = self.store.user_by_email(&key).await?;
+            return Ok((key, user));
+        }
+        let username = Username::parse(login)
+            .map_err(|_| DomainError::invalid("give an email address or a username"))?;
+        let user = self.store.user_by_username(&username.key()).await?;
+        let key = match &user {
+            Some(user) => Email::parse(&user.email)?.key(),
+            None => format!("username:{}", username.key()),
+        };
+        Ok((key, user))
     }
 
     /// The rest of a login whose password verified: only now may the answer say more than

@@ -13,6 +13,7 @@ use super::mfa::Mfa;
 use super::org::{MembershipRecord, Role};
 pub use super::origin::RequestOrigin;
 use super::password::PasswordHashing;
+use super::scopes::Scopes;
 use super::session::{
     AuthMethod, MFA_CHALLENGE, MFA_ENROLLMENT, PendingRenewals, Principal, SessionRecord,
 };
@@ -261,7 +262,7 @@ impl Auth {
             is_platform_admin: ctx.is_platform_admin && session.grants_platform_power(),
             method: AuthMethod::Session,
             session: Some(ctx.session),
-            read_only: false,
+            scopes: Scopes::ALL,
             key_expires_at: None,
             origin,
             token: Some(token),

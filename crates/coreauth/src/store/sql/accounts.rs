@@ -16,6 +16,18 @@ impl UserStore for Backend {
         Ok(row)
     }
 
+    async fn user_by_username(&self, username_key: &str) -> StoreResult<Option<UserRecord>> {
+        if !storable(username_key) {
+            return Ok(None);
+        }
+        let row: Option<UserRecord> = sqlx::query_as(select_user!("WHERE username_key = $1"))
+            .bind(username_key)
+            .fetch_optional(self.reads())
+            .await
+            .map_err(db_error)?;
+        Ok(row)
+    }
+
     async fn user_by_id(&self, id: i64) -> StoreResult<Option<UserRecord>> {
         let row: Option<UserRecord> = sqlx::query_as(select_user!("WHERE id = $1"))
             .bind(id)
@@ -62,17 +74,37 @@ impl UserStore for Backend {
         let mut tx = self.write_tx().await?;
         // One statement: the row lock it takes makes concurrent patches apply one after the
         // other, each to the other's result.
-        let updated: Option<i64> = sqlx::query_scalar(
+        let username = patch.username.as_ref();
+        let updated: Result<Option<i64>, sqlx::Error> = sqlx::query_scalar(
             "UPDATE users SET first = COALESCE($1, first), last = COALESCE($2, last), \
-             is_active = COALESCE($3, is_active) WHERE id = $4 RETURNING id",
+             is_active = COALESCE($3, is_active), \
+             username = CASE WHEN $4 THEN $5 ELSE username END, \
+             username_key = CASE WHEN $4 THEN $6 ELSE username_key END \
+             WHERE id = $7 RETURNING id",
         )
         .bind(patch.first.as_deref())
         .bind(patch.last.as_deref())
         .bind(patch.is_active)
+        .bind(username.is_some())
+        .bind(
+            username
+                .and_then(|u| u.as_ref())
+                .map(|(name, _)| name.as_str()),
+        )
+        .bind(
+            username
+                .and_then(|u| u.as_ref())
+                .map(|(_, key)| key.as_str()),
+        )
         .bind(id)
         .fetch_optional(&mut *tx)
-        .await
-        .map_err(db_error)?;
+        .await;
+        let updated = match updated {
+            Err(e) if is_unique_violation(&e) => {
+                return Err(StoreError::Conflict("this username is taken".into()));
+            }
+            other => other.map_err(db_error)?,
+        };
         if updated.is_none() {
             return Ok(None);
         }
@@ -231,7 +263,7 @@ impl UserStore for Backend {
             let other_admins: i64 = sqlx::query_scalar(
                 "SELECT COUNT(*) FROM memberships m JOIN users u ON u.id = m.user_id \
                  WHERE m.org_id = $1 AND m.user_id <> $2 AND m.role = 'admin' \
-                 AND m.is_active AND u.is_active",
+                 AND m.is_active AND u.is_active AND u.kind = 'person'",
             )
             .bind(org_id)
             .bind(user_id)

@@ -30,7 +30,7 @@ impl KeyStore for Backend {
             )));
         }
         let row: ApiKeyRecord = sqlx::query_as(returning_api_key!(
-            "INSERT INTO api_keys (public_id, user_id, org_id, name, prefix, key_hash, read_only, \
+            "INSERT INTO api_keys (public_id, user_id, org_id, name, prefix, key_hash, scopes, \
              created_at, expires_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)"
         ))
         .bind(&key.public_id)
@@ -39,7 +39,7 @@ impl KeyStore for Backend {
         .bind(&key.name)
         .bind(&key.prefix)
         .bind(&key.key_hash)
-        .bind(key.read_only)
+        .bind(&key.scopes)
         .bind(key.created_at)
         .bind(key.expires_at)
         .fetch_one(&mut *tx)
@@ -163,6 +163,150 @@ impl KeyStore for Backend {
         insert_audit(&mut tx, &audit).await?;
         tx.commit().await.map_err(db_error)?;
         Ok(deleted)
+    }
+
+    async fn rotate_api_key(
+        &self,
+        public_id: &str,
+        owner: i64,
+        org_id: i64,
+        new: NewApiKey,
+        overlap_ends: i64,
+        audit: &NewAuditEvent,
+    ) -> StoreResult<Option<(ApiKeyRecord, ApiKeyRecord)>> {
+        if !storable(public_id) {
+            return Ok(None);
+        }
+        let _changed = self.changes.on_return(Change::User(owner));
+        let mut tx = self.write_tx().await?;
+        // Locked, so two rotations of one key at once make one new key, not two.
+        let id: Option<i64> = sqlx::query_scalar(locking!(
+            "SELECT id FROM api_keys WHERE public_id = $1 AND user_id = $2 AND org_id = $3"
+        ))
+        .bind(public_id)
+        .bind(owner)
+        .bind(org_id)
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(db_error)?;
+        let Some(id) = id else {
+            return Ok(None);
+        };
+        let old: ApiKeyRecord = sqlx::query_as(api_key_columns!(
+            "SELECT",
+            "FROM api_keys k WHERE k.id = $1"
+        ))
+        .bind(id)
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(db_error)?;
+        if let Some(successor) = &old.replaced_by {
+            return Err(StoreError::Conflict(format!(
+                "this key was already rotated: its successor is {successor}"
+            )));
+        }
+        if old.expires_at.is_some_and(|at| at <= new.created_at) {
+            return Err(StoreError::Conflict(
+                "this key has expired: create a new one".into(),
+            ));
+        }
+        let created: ApiKeyRecord = sqlx::query_as(returning_api_key!(
+            "INSERT INTO api_keys (public_id, user_id, org_id, name, prefix, key_hash, scopes, \
+             created_at, expires_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)"
+        ))
+        .bind(&new.public_id)
+        .bind(new.user_id)
+        .bind(new.org_id)
+        .bind(&new.name)
+        .bind(&new.prefix)
+        .bind(&new.key_hash)
+        .bind(&new.scopes)
+        .bind(new.created_at)
+        .bind(new.expires_at)
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(db_error)?;
+        let replaced: ApiKeyRecord = sqlx::query_as(returning_api_key!(
+            "UPDATE api_keys SET replaced_by = $1, replaced_at = $2, \
+             expires_at = CASE WHEN expires_at IS NULL OR expires_at > $3 THEN $3 \
+             ELSE expires_at END WHERE id = $4"
+        ))
+        .bind(&new.public_id)
+        .bind(new.created_at)
+        .bind(overlap_ends)
+        .bind(old.id)
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(db_error)?;
+        insert_audit(&mut tx, audit).await?;
+        tx.commit().await.map_err(db_error)?;
+        Ok(Some((replaced, created)))
+    }
+
+    async fn service_accounts_in(&self, org_id: i64) -> StoreResult<Vec<ServiceAccountRecord>> {
+        let rows: Vec<ServiceAccountRow> = sqlx::query_as(service_account_columns!(
+            "WHERE u.kind = 'service' AND u.home_org_id = $1 ORDER BY u.id"
+        ))
+        .bind(org_id)
+        .fetch_all(self.reads())
+        .await
+        .map_err(db_error)?;
+        rows.into_iter()
+            .map(ServiceAccountRow::into_record)
+            .collect()
+    }
+
+    async fn service_account(
+        &self,
+        org_id: i64,
+        uuid: &str,
+    ) -> StoreResult<Option<ServiceAccountRecord>> {
+        if !storable(uuid) {
+            return Ok(None);
+        }
+        let row: Option<ServiceAccountRow> = sqlx::query_as(service_account_columns!(
+            "WHERE u.kind = 'service' AND u.home_org_id = $1 AND u.uuid = $2"
+        ))
+        .bind(org_id)
+        .bind(uuid)
+        .fetch_optional(self.reads())
+        .await
+        .map_err(db_error)?;
+        row.map(ServiceAccountRow::into_record).transpose()
+    }
+
+    async fn delete_service_account(
+        &self,
+        user_id: i64,
+        org_id: i64,
+        audit: &NewAuditEvent,
+    ) -> StoreResult<bool> {
+        let _changed = self.changes.on_return(Change::User(user_id));
+        let mut tx = self.write_tx().await?;
+        let keys = delete_keys_in(&mut tx, user_id, None).await?;
+        sqlx::query("DELETE FROM memberships WHERE user_id = $1")
+            .bind(user_id)
+            .execute(&mut *tx)
+            .await
+            .map_err(db_error)?;
+        let deleted = sqlx::query(
+            "DELETE FROM users WHERE id = $1 AND kind = 'service' AND home_org_id = $2",
+        )
+        .bind(user_id)
+        .bind(org_id)
+        .execute(&mut *tx)
+        .await
+        .map_err(db_error)?
+        .rows_affected();
+        if deleted == 0 {
+            // Not a service account of this org: nothing of it may go.
+            return Ok(false);
+        }
+        let mut audit = audit.clone();
+        audit.details["keysDeleted"] = keys.into();
+        insert_audit(&mut tx, &audit).await?;
+        tx.commit().await.map_err(db_error)?;
+        Ok(true)
     }
 
     async fn record_api_key_usage(&self, usage: &[(i64, i64, Option<String>)]) -> StoreResult<()> {

@@ -31,9 +31,9 @@ use crate::store::records::{
     ApiKeyContext, ApiKeyRecord, AuditQuery, AuditRecord, ClaimMapping, DomainClaimRecord,
     IntegrationRecord, MemberRecord, MembershipPatch, MembershipRecord, NewApiKey, NewAuditEvent,
     NewUser, OrgRecord, PASSWORD_HISTORY_KEPT, PasswordChange, PasswordPolicy, Renewal, Revoked,
-    Role, SamlSettings, SessionContext, SessionRecord, SsoConnectionRecord, SsoDeviceRecord,
-    SsoIdentityRecord, SsoLoginRecord, StoredSigningKey, ThrottleSettlement, TotpRecord, UserPatch,
-    UserRecord,
+    Role, SamlSettings, ServiceAccountRecord, SessionContext, SessionRecord, SsoConnectionRecord,
+    SsoDeviceRecord, SsoIdentityRecord, SsoLoginRecord, StoredSigningKey, ThrottleSettlement,
+    TotpRecord, UserPatch, UserRecord,
 };
 use crate::store::rows::*;
 use crate::store::{
@@ -276,8 +276,8 @@ async fn user_in(tx: &mut Tx, id: i64) -> StoreResult<Option<UserRecord>> {
 async fn insert_user(tx: &mut Tx, user: &NewUser) -> StoreResult<i64> {
     let result: Result<i64, sqlx::Error> = sqlx::query_scalar(
         "INSERT INTO users (uuid, email, email_key, first, last, is_active, is_platform_admin, \
-         password_hash, password_set_at, created_at, home_org_id) \
-         VALUES ($1, $2, $3, $4, $5, TRUE, $6, $7, $8, $9, $10) RETURNING id",
+         password_hash, password_set_at, created_at, home_org_id, username, username_key, kind) \
+         VALUES ($1, $2, $3, $4, $5, TRUE, $6, $7, $8, $9, $10, $11, $12, $13) RETURNING id",
     )
     .bind(&user.uuid)
     .bind(&user.email)
@@ -289,12 +289,15 @@ async fn insert_user(tx: &mut Tx, user: &NewUser) -> StoreResult<i64> {
     .bind(user.password_hash.as_ref().map(|_| user.created_at))
     .bind(user.created_at)
     .bind(user.membership.map(|(org_id, _)| org_id))
+    .bind(user.username.as_ref().map(|(name, _)| name.as_str()))
+    .bind(user.username.as_ref().map(|(_, key)| key.as_str()))
+    .bind(if user.is_service { "service" } else { "person" })
     .fetch_one(&mut **tx)
     .await;
     match result {
         Ok(id) => Ok(id),
         Err(e) if is_unique_violation(&e) => Err(StoreError::Conflict(
-            "a user with this email already exists".into(),
+            "a user with this email or username already exists".into(),
         )),
         Err(e) => Err(db_error(e)),
     }

@@ -70,7 +70,8 @@ impl SessionStore for Backend {
         let row: Option<MemberRow> = sqlx::query_as(
             "SELECT u.id, u.uuid, u.email, u.first, u.last, u.is_active, u.is_platform_admin, \
              u.password_hash, u.password_set_at, u.must_change_password, u.created_at, \
-             u.home_org_id, u.last_org_id, o.name AS org_name, \
+             u.home_org_id, u.last_org_id, u.username, u.kind = 'service' AS is_service, \
+             o.name AS org_name, \
              p.min_length, p.max_age_days, p.history_count, p.reject_common, p.require_mfa, \
              EXISTS (SELECT 1 FROM mfa_totp t WHERE t.user_id = u.id \
               AND t.confirmed_at IS NOT NULL) AS mfa_enabled \
