@@ -607,25 +607,61 @@ pub struct DisableTotpRequest {
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct IntegrationConfig {
-    /// `HS256` (with `secret`, shared with the portal) or `EdDSA` (coreauth's own key).
-    pub algorithm: String,
+    /// `HS256` (with `secret`, shared with the portal) or `EdDSA` (coreauth's own key); absent
+    /// for a remote integration.
+    #[serde(default)]
+    pub algorithm: Option<String>,
     #[serde(default)]
     pub secret: Option<SecretText>,
-    pub audience: String,
+    /// The tokens' `aud`; absent for a remote integration.
+    #[serde(default)]
+    pub audience: Option<String>,
     /// `iss` of the tokens; coreauth's issuer when absent.
     #[serde(default)]
     pub issuer: Option<String>,
-    /// At most 3600.
+    /// The portal mints the tokens itself: coreauth asks this endpoint for one instead of
+    /// signing it (no `algorithm`, `secret`, `audience` or `issuer` then).
+    #[serde(default)]
+    pub remote: Option<RemoteIntegrationConfig>,
+    /// At most 3600. A remote integration's tokens expire when its answer says, or after this.
     pub lifetime_seconds: u32,
-    /// User fields to include: email, name, firstName, lastName, userId, orgId, role.
+    /// User fields to include: email, name, firstName, lastName, userId, orgId, role (for a
+    /// remote integration: fields of the JSON body sent to its endpoint).
     #[serde(default)]
     pub claims: Vec<String>,
-    /// Static claims added to every token.
+    /// Static claims added to every token (or to the remote endpoint's body).
     #[serde(default)]
     pub custom_claims: serde_json::Map<String, serde_json::Value>,
     /// Whether a caller authenticated by an API key may mint tokens.
     #[serde(default)]
     pub allow_api_keys: bool,
+}
+
+/// Where a remote integration's tokens come from: coreauth POSTs the user's fields as JSON to
+/// `url`, with `apiKey` in the `apiKeyHeader` header, and returns the token it answers.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct RemoteIntegrationConfig {
+    /// `https` (plain `http` only to a loopback address the operator allowed in
+    /// `COREAUTH_SSO_ALLOWED_NETWORKS`, for tests).
+    pub url: String,
+    /// Sealed at rest, never shown again.
+    pub api_key: SecretText,
+    /// Default `x-api-key`.
+    #[serde(default)]
+    pub api_key_header: Option<String>,
+    /// Default 5, at most 30.
+    #[serde(default)]
+    pub timeout_seconds: Option<u32>,
+    /// Where the token is in the JSON answer (a field, or a dotted path like `data.token`);
+    /// default `token`.
+    #[serde(default)]
+    pub token_field: Option<String>,
+    /// Where its expiry is (epoch seconds or milliseconds, or RFC 3339), if the answer says;
+    /// default `expiresAt`.
+    #[serde(default)]
+    pub expires_at_field: Option<String>,
 }
 
 /// An integration as configured; the secret is never shown.
@@ -634,14 +670,34 @@ pub struct IntegrationConfig {
 #[serde(rename_all = "camelCase")]
 pub struct Integration {
     pub name: String,
-    pub algorithm: String,
-    pub audience: String,
+    /// Absent for a remote integration.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub algorithm: Option<String>,
+    /// Absent for a remote integration.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub audience: Option<String>,
     pub issuer: Option<String>,
+    /// Present for a remote integration only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub remote: Option<RemoteIntegration>,
     pub lifetime_seconds: u32,
     pub claims: Vec<String>,
     pub custom_claims: serde_json::Map<String, serde_json::Value>,
     pub allow_api_keys: bool,
+    /// An HS256 secret, or a remote integration's API key, is set.
     pub has_secret: bool,
+}
+
+/// A remote integration's endpoint as configured (its API key is never shown).
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RemoteIntegration {
+    pub url: String,
+    pub api_key_header: String,
+    pub timeout_seconds: u32,
+    pub token_field: String,
+    pub expires_at_field: String,
 }
 
 /// `POST /user/authenticate/{name}`: a token for a third-party portal.

@@ -47,7 +47,9 @@ pub struct Settings {
     /// (SSO redirect URI, strategy answers). Default: `http://` + the listening address.
     pub public_url: Option<String>,
     /// `COREAUTH_SSO_ALLOWED_NETWORKS`: comma-separated CIDRs of non-public networks identity
-    /// providers may be on (an on-premises ADFS); others than public addresses are refused.
+    /// providers and remote integrations' endpoints may be on (an on-premises ADFS); others
+    /// than public addresses are refused. A loopback address listed may be called over plain
+    /// `http` (the tests' local servers).
     pub sso_allowed_networks: Option<String>,
     /// `COREAUTH_DNS_SERVERS`: comma-separated `ip:port` of DNS servers to look up
     /// domain-verification TXT records with. Default: the system's resolver.

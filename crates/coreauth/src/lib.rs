@@ -2,8 +2,9 @@
 //!
 //! `domain` holds the rules, `store` the storage behind a trait, `http` the axum layer, and
 //! `startup::Application` wires them together for `main` and for tests. `hash_pool` (the
-//! threads argon2 runs on), `oidc_client` (how identity providers are reached) and `dns` (the
-//! TXT look-ups that prove an org owns an email domain) are machinery the domain uses; none
+//! threads argon2 runs on), `oidc_client` (how identity providers are reached), `remote_tokens`
+//! (how remote integrations' endpoints are asked for tokens) and `dns` (the TXT look-ups that
+//! prove an org owns an email domain) are machinery the domain uses; none
 //! knows of it.
 #![deny(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::todo)]
 
@@ -15,6 +16,7 @@ pub mod domain;
 pub mod hash_pool;
 pub mod http;
 pub mod oidc_client;
+pub mod remote_tokens;
 pub mod startup;
 pub mod store;
 

@@ -30,7 +30,8 @@ const METADATA_TTL: Duration = Duration::from_secs(10 * 60);
 /// costs one fetch per this period, however often anonymous callers start a sign-in.
 const FAILURE_BACKOFF: Duration = Duration::from_secs(30);
 
-/// Which addresses outbound requests to identity providers may reach: public unicast ones,
+/// Which addresses outbound requests (to identity providers, and remote integrations'
+/// endpoints) may reach: public unicast ones,
 /// and those in the networks the operator allowed.
 #[derive(Debug, Clone, Default)]
 pub struct NetworkPolicy {
@@ -54,9 +55,20 @@ impl NetworkPolicy {
         is_public(address) || self.allowed.iter().any(|net| net.contains(&address))
     }
 
+    /// Whether `url` may be plain `http`: only to a loopback address the operator listed (the
+    /// tests' local servers); everything else coreauth sends a secret to must be `https`.
+    pub fn allows_plain_http(&self, url: &Url) -> bool {
+        let address = match url.host() {
+            Some(Host::Ipv4(v4)) => IpAddr::V4(v4),
+            Some(Host::Ipv6(v6)) => IpAddr::V6(v6),
+            _ => return false,
+        };
+        address.is_loopback() && self.allowed.iter().any(|net| net.contains(&address))
+    }
+
     /// Refuses a URL whose host is an address this policy does not permit (names are checked
     /// when they resolve, by `PolicedResolver`).
-    fn check_url(&self, url: &Url) -> Result<(), String> {
+    pub(crate) fn check_url(&self, url: &Url) -> Result<(), String> {
         let address = match url.host() {
             Some(Host::Ipv4(v4)) => IpAddr::V4(v4),
             Some(Host::Ipv6(v6)) => IpAddr::V6(v6),
@@ -66,29 +78,34 @@ impl NetworkPolicy {
         if self.permits(address) {
             Ok(())
         } else {
-            Err(format!(
-                "{address} is on a network identity providers may not be on"
-            ))
+            Err(format!("{address} is on a network coreauth may not reach"))
         }
     }
 
     /// Refuses an issuer on a network that is not permitted: its address, or every address its
     /// name resolves to now (a name that does not resolve is left to fail at sign-in).
     pub async fn check_issuer(&self, issuer: &Url) -> Result<(), String> {
+        self.check_destination(issuer, "the issuer").await
+    }
+
+    /// Refuses `url` (`what`, as the message names it) on a network that is not permitted, as
+    /// `check_issuer` does: checked at configuration so an admin hears of it then; the
+    /// resolver checks again at every request.
+    pub async fn check_destination(&self, url: &Url, what: &str) -> Result<(), String> {
         let refused = |detail: String| {
             format!(
-                "the issuer is refused: {detail} (an operator may allow it with \
+                "{what} is refused: {detail} (an operator may allow it with \
                  COREAUTH_SSO_ALLOWED_NETWORKS)"
             )
         };
-        self.check_url(issuer).map_err(refused)?;
-        if let Some(Host::Domain(name)) = issuer.host() {
-            let port = issuer.port_or_known_default().unwrap_or(443);
+        self.check_url(url).map_err(refused)?;
+        if let Some(Host::Domain(name)) = url.host() {
+            let port = url.port_or_known_default().unwrap_or(443);
             if let Ok(addresses) = tokio::net::lookup_host((name, port)).await {
                 let addresses: Vec<SocketAddr> = addresses.collect();
                 if !addresses.is_empty() && !addresses.iter().any(|a| self.permits(a.ip())) {
                     return Err(refused(format!(
-                        "{name} resolves to a network identity providers may not be on"
+                        "{name} resolves to a network coreauth may not reach"
                     )));
                 }
             }
@@ -138,7 +155,7 @@ impl reqwest::dns::Resolve for PolicedResolver {
             let permitted: Vec<SocketAddr> = found.filter(|a| policy.permits(a.ip())).collect();
             if permitted.is_empty() {
                 return Err(format!(
-                    "{} resolves to no address identity providers may be on",
+                    "{} resolves to no address coreauth may reach",
                     name.as_str()
                 )
                 .into());
@@ -157,14 +174,19 @@ pub struct Providers {
     failures: Mutex<HashMap<String, OffsetDateTime>>,
 }
 
+/// A client whose names resolve only to addresses `policy` permits, and that follows no
+/// redirect (an endpoint must answer, not send coreauth elsewhere: SSRF hygiene).
+pub(crate) fn policed_client(policy: &Arc<NetworkPolicy>) -> reqwest::ClientBuilder {
+    reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .dns_resolver(Arc::new(PolicedResolver(policy.clone())))
+}
+
 impl Providers {
     pub fn new(policy: NetworkPolicy) -> Result<Self, reqwest::Error> {
         let policy = Arc::new(policy);
-        let http = reqwest::Client::builder()
-            // The token endpoint must answer, not redirect (SSRF hygiene).
-            .redirect(reqwest::redirect::Policy::none())
+        let http = policed_client(&policy)
             .timeout(Duration::from_secs(10))
-            .dns_resolver(Arc::new(PolicedResolver(policy.clone())))
             .build()?;
         Ok(Self {
             http,

@@ -32,6 +32,7 @@ use crate::domain::tokens::{StoredSigningKey, TokenSigner};
 use crate::http::client_address::TrustedProxies;
 use crate::http::{self, AppParts, AppState, ConnectionLimits, HttpLimits, Metrics, MetricsAccess};
 use crate::oidc_client::NetworkPolicy;
+use crate::remote_tokens::RemoteTokens;
 use crate::store::Store;
 use crate::store::pg_changes::{AbortOnDrop, ChangeFeed};
 use crate::store::postgres::{PostgresSettings, PostgresStore};
@@ -192,10 +193,13 @@ impl Application {
             hashing.clone(),
             throttle.clone(),
         ));
+        let networks = NetworkPolicy::parse(settings.sso_allowed_networks.as_deref().unwrap_or(""))
+            .map_err(|e| StartupError::Setup(format!("COREAUTH_SSO_ALLOWED_NETWORKS: {e}")))?;
         let integrations = Arc::new(Integrations::new(
             store.clone(),
             secrets.clone(),
             signer.clone(),
+            RemoteTokens::new(networks.clone()).map_err(|e| StartupError::Setup(e.to_string()))?,
         ));
         let keys = Arc::new(ApiKeys::new(store.clone(), reads.clone()));
         let auth = Arc::new(Auth::new(
@@ -238,8 +242,6 @@ impl Application {
                 format!("http://{address}")
             }
         };
-        let networks = NetworkPolicy::parse(settings.sso_allowed_networks.as_deref().unwrap_or(""))
-            .map_err(|e| StartupError::Setup(format!("COREAUTH_SSO_ALLOWED_NETWORKS: {e}")))?;
         let dns = TxtResolver::new(settings.dns_servers.as_deref())
             .map_err(|e| StartupError::Setup(format!("COREAUTH_DNS_SERVERS: {e}")))?;
         let sso = Arc::new(

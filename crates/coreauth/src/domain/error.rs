@@ -40,6 +40,10 @@ pub enum DomainError {
     Unavailable,
     #[error("{0}")]
     Sso(SsoFailure),
+    /// A remote integration's endpoint gave no token; the text says why, never what it
+    /// answered.
+    #[error("the integration's portal gave no token: {0}")]
+    IntegrationUnavailable(String),
     /// Unexpected failures: logged with the request id, never shown to the caller.
     #[error("internal error: {0}")]
     Internal(String),
@@ -64,6 +68,7 @@ impl DomainError {
             Self::Overloaded { .. } => "overloaded",
             Self::Unavailable => "unavailable",
             Self::Sso(failure) => failure.code(),
+            Self::IntegrationUnavailable(_) => "integration_unavailable",
             Self::Internal(_) => "internal_error",
         }
     }

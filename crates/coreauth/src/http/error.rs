@@ -44,6 +44,7 @@ pub fn status_of(e: &DomainError) -> StatusCode {
             StatusCode::SERVICE_UNAVAILABLE
         }
         DomainError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        DomainError::IntegrationUnavailable(_) => StatusCode::BAD_GATEWAY,
         DomainError::Sso(failure) => match failure {
             SsoFailure::IdpUnreachable(_)
             | SsoFailure::ProviderError(_)

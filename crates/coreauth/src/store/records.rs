@@ -289,15 +289,41 @@ impl IntegrationAlgorithm {
     }
 }
 
+/// How an integration's tokens are made.
+#[derive(Debug, Clone, PartialEq)]
+pub enum IntegrationKind {
+    /// coreauth signs a JWT for the portal.
+    Jwt {
+        algorithm: IntegrationAlgorithm,
+        audience: String,
+        issuer: Option<String>,
+    },
+    /// coreauth asks the portal's own API for one (stored with algorithm `remote`).
+    Remote(RemoteEndpoint),
+}
+
+/// Where a remote integration's tokens come from, and how to read its answer (stored as JSON).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RemoteEndpoint {
+    pub url: String,
+    /// The request header that carries the API key.
+    pub api_key_header: String,
+    pub timeout_secs: u32,
+    /// Dotted path to the token in the JSON answer (`token`, `data.token`).
+    pub token_field: String,
+    /// Dotted path to its expiry, if the answer says when.
+    pub expires_at_field: String,
+}
+
 /// An integration as configured (the secret only ever sealed).
 #[derive(Debug, Clone, PartialEq)]
 pub struct IntegrationRecord {
     pub org_id: i64,
     pub name: String,
-    pub algorithm: IntegrationAlgorithm,
+    pub kind: IntegrationKind,
+    /// HS256: the shared secret; remote: the API key.
     pub sealed_secret: Option<String>,
-    pub audience: String,
-    pub issuer: Option<String>,
     pub lifetime_secs: u32,
     pub claims: Vec<String>,
     pub custom_claims: Map<String, Value>,

@@ -6,8 +6,9 @@ use sqlx::FromRow;
 
 use super::error::{StoreError, StoreResult};
 use super::records::{
-    ApiKeyRecord, AuditRecord, IntegrationAlgorithm, IntegrationRecord, MembershipRecord,
-    NewAuditEvent, PasswordPolicy, Role, ServiceAccountRecord, SessionRecord, UserRecord,
+    ApiKeyRecord, AuditRecord, IntegrationAlgorithm, IntegrationKind, IntegrationRecord,
+    MembershipRecord, NewAuditEvent, PasswordPolicy, Role, ServiceAccountRecord, SessionRecord,
+    UserRecord,
 };
 
 /// `SELECT <every user column> FROM users <rest>` as one static string.
@@ -177,26 +178,62 @@ pub(super) struct IntegrationRow {
     pub(super) name: String,
     pub(super) algorithm: String,
     pub(super) secret: Option<String>,
-    pub(super) audience: String,
+    pub(super) audience: Option<String>,
     pub(super) issuer: Option<String>,
     pub(super) lifetime_secs: i64,
     pub(super) claims: String,
     pub(super) custom_claims: String,
     pub(super) allow_api_keys: bool,
+    pub(super) remote: Option<String>,
 }
+
+/// How `kind` is stored: `algorithm` (`remote` for a remote one), `audience`, `issuer`, `remote`.
+pub(super) type StoredKind<'a> = (&'a str, Option<&'a str>, Option<&'a str>, Option<String>);
+
+pub(super) fn stored_kind(kind: &IntegrationKind) -> StoreResult<StoredKind<'_>> {
+    Ok(match kind {
+        IntegrationKind::Jwt {
+            algorithm,
+            audience,
+            issuer,
+        } => (
+            algorithm.as_str(),
+            Some(audience.as_str()),
+            issuer.as_deref(),
+            None,
+        ),
+        IntegrationKind::Remote(endpoint) => (
+            REMOTE_ALGORITHM,
+            None,
+            None,
+            Some(serde_json::to_string(endpoint).map_err(StoreError::internal)?),
+        ),
+    })
+}
+
+const REMOTE_ALGORITHM: &str = "remote";
 
 impl TryFrom<IntegrationRow> for IntegrationRecord {
     type Error = StoreError;
     fn try_from(r: IntegrationRow) -> StoreResult<Self> {
         let corrupt = |what: &str| StoreError::internal(format!("stored integration {what}"));
+        let kind = match (r.algorithm.as_str(), r.remote, r.audience) {
+            (REMOTE_ALGORITHM, Some(remote), None) => IntegrationKind::Remote(
+                serde_json::from_str(&remote).map_err(|_| corrupt("endpoint"))?,
+            ),
+            (algorithm, None, Some(audience)) => IntegrationKind::Jwt {
+                algorithm: IntegrationAlgorithm::from_stored(algorithm)
+                    .ok_or_else(|| corrupt("algorithm"))?,
+                audience,
+                issuer: r.issuer,
+            },
+            _ => return Err(corrupt("kind")),
+        };
         Ok(Self {
             org_id: r.org_id,
-            algorithm: IntegrationAlgorithm::from_stored(&r.algorithm)
-                .ok_or_else(|| corrupt("algorithm"))?,
             name: r.name,
+            kind,
             sealed_secret: r.secret,
-            audience: r.audience,
-            issuer: r.issuer,
             lifetime_secs: u32::try_from(r.lifetime_secs).map_err(|_| corrupt("lifetime"))?,
             claims: serde_json::from_str(&r.claims).map_err(|_| corrupt("claims"))?,
             custom_claims: serde_json::from_str(&r.custom_claims)
@@ -211,7 +248,7 @@ macro_rules! select_integration {
     ($rest:literal) => {
         concat!(
             "SELECT org_id, name, algorithm, secret, audience, issuer, lifetime_secs, claims, ",
-            "custom_claims, allow_api_keys FROM integrations ",
+            "custom_claims, allow_api_keys, remote FROM integrations ",
             $rest
         )
     };

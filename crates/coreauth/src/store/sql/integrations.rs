@@ -14,27 +14,29 @@ impl IntegrationStore for Backend {
         if !org_exists(&mut tx, i.org_id).await? {
             return Err(StoreError::NotFound("org"));
         }
+        let (algorithm, audience, issuer, remote) = stored_kind(&i.kind)?;
         sqlx::query(
             "INSERT INTO integrations (org_id, name, algorithm, secret, audience, issuer, \
-             lifetime_secs, claims, custom_claims, allow_api_keys, updated_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) \
+             lifetime_secs, claims, custom_claims, allow_api_keys, updated_at, remote) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) \
              ON CONFLICT (org_id, name) DO UPDATE SET algorithm = excluded.algorithm, \
              secret = excluded.secret, audience = excluded.audience, issuer = excluded.issuer, \
              lifetime_secs = excluded.lifetime_secs, claims = excluded.claims, \
              custom_claims = excluded.custom_claims, allow_api_keys = excluded.allow_api_keys, \
-             updated_at = excluded.updated_at",
+             updated_at = excluded.updated_at, remote = excluded.remote",
         )
         .bind(i.org_id)
         .bind(&i.name)
-        .bind(i.algorithm.as_str())
+        .bind(algorithm)
         .bind(i.sealed_secret.as_deref())
-        .bind(&i.audience)
-        .bind(i.issuer.as_deref())
+        .bind(audience)
+        .bind(issuer)
         .bind(i64::from(i.lifetime_secs))
         .bind(serde_json::to_string(&i.claims).map_err(StoreError::internal)?)
         .bind(serde_json::Value::Object(i.custom_claims.clone()).to_string())
         .bind(i.allow_api_keys)
         .bind(now)
+        .bind(remote)
         .execute(&mut *tx)
         .await
         .map_err(db_error)?;

@@ -10,6 +10,8 @@ use sha2::Sha256;
 
 use crate::helpers::*;
 
+mod remote;
+
 const SHARED: &str = "a-shared-secret-of-at-least-32-bytes!!";
 
 async fn configure(
