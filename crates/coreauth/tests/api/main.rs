@@ -33,3 +33,4 @@ mod sso;
 mod tenancy;
 mod throttle;
 mod tokens;
+mod usernames;
