@@ -78,6 +78,8 @@ pub fn signing_micros(rounds: u32) -> anyhow::Result<f64> {
         iat: now.unix_timestamp(),
         exp: now.unix_timestamp() + 900,
         jti: "00000000-0000-4000-8000-000000000003".into(),
+        scope: None,
+        client_id: None,
     };
     let started = Instant::now();
     for _ in 0..rounds.max(1) {

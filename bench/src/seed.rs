@@ -345,6 +345,8 @@ pub async fn session_tokens(database_url: &str, user_ids: &[u64]) -> anyhow::Res
             // end, so that a long run (more rounds, longer windows) cannot outlive them.
             exp: now + 11 * 3600,
             jti: uuid::Uuid::new_v4().to_string(),
+            scope: None,
+            client_id: None,
         };
         tokens.push(
             signer

@@ -126,6 +126,12 @@ pub struct SessionClaims {
     /// Unix epoch seconds.
     pub exp: i64,
     pub jti: String,
+    /// For an OAuth client's token (client credentials): what it may do, space-separated.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scope: Option<String>,
+    /// For an OAuth client's token: the client (the service account's id).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_id: Option<String>,
 }
 
 /// `GET /user/me`.

@@ -184,6 +184,8 @@ mod tests {
             iat: 0,
             exp: 900,
             jti: "j".into(),
+            scope: None,
+            client_id: None,
         }
     }
 

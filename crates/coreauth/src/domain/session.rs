@@ -142,6 +142,9 @@ impl SessionRecord {
 pub enum AuthMethod {
     Session,
     ApiKey,
+    /// An OAuth client's access token (client credentials, `POST /oauth/token`): a session of
+    /// a service account that cannot be renewed and carries the scopes it was granted.
+    Client,
 }
 
 impl AuthMethod {
@@ -149,7 +152,13 @@ impl AuthMethod {
         match self {
             Self::Session => "session",
             Self::ApiKey => "api_key",
+            Self::Client => "client_credentials",
         }
+    }
+
+    /// A person's session: the one way of calling that scopes do not narrow.
+    pub fn is_person(self) -> bool {
+        self == Self::Session
     }
 }
 
@@ -188,9 +197,9 @@ impl Principal {
     /// must not be able to outlive its own deletion through a child, nor outlast its own
     /// expiry) and the account's security settings (password, second factor, sessions).
     pub fn require_session(&self, what: &str) -> Result<(), super::error::DomainError> {
-        if self.method == AuthMethod::ApiKey {
+        if !self.method.is_person() {
             return Err(super::error::DomainError::ForbiddenBecause(format!(
-                "an API key cannot {what}; use a session token"
+                "an API key or client token cannot {what}; use a session token"
             )));
         }
         Ok(())

@@ -355,6 +355,8 @@ mod tests {
             iat: now.unix_timestamp(),
             exp: now.unix_timestamp() + 900,
             jti: "j-1".into(),
+            scope: None,
+            client_id: None,
         }
     }
 

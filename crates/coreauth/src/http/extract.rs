@@ -13,7 +13,7 @@ use super::error::ApiError;
 use super::scopes;
 use crate::domain::error::DomainError;
 use crate::domain::origin::RequestOrigin;
-use crate::domain::session::{AuthMethod, Principal};
+use crate::domain::session::Principal;
 
 /// The caller, authenticated by `Authorization: Bearer <token>` or a bare `Authorization:
 /// <token>`. A missing, malformed, expired or revoked credential answers `403 unauthenticated`.
@@ -83,7 +83,7 @@ pub fn authorization(
 /// The caller, and for an API key, whether its scopes reach this route (`scopes::needed`).
 async fn authenticate(parts: &Parts, state: &AppState) -> Result<Principal, ApiError> {
     let principal = authenticate_credential(parts, state).await?;
-    if principal.method == AuthMethod::ApiKey {
+    if !principal.method.is_person() {
         let route = parts
             .extensions
             .get::<MatchedPath>()
@@ -99,7 +99,7 @@ async fn authenticate(parts: &Parts, state: &AppState) -> Result<Principal, ApiE
             }
             None => {
                 return Err(DomainError::ForbiddenBecause(
-                    "only a session may call this, not an API key".into(),
+                    "only a session may call this, not an API key or client token".into(),
                 )
                 .into());
             }

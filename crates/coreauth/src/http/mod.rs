@@ -47,6 +47,7 @@ mod introspect;
 pub mod limits;
 pub mod metrics;
 mod mfa;
+mod oauth;
 pub mod ops;
 mod passwords;
 mod saml;
@@ -140,6 +141,7 @@ fn api_routes() -> OpenApiRouter<AppState> {
         .merge(sso_device::routes())
         .merge(domains::routes())
         .merge(introspect::routes())
+        .merge(oauth::routes())
         .merge(ops::routes())
         .merge(docs::routes())
 }

@@ -21,6 +21,7 @@ mod limits;
 mod login;
 mod login_paths;
 mod mfa;
+mod oauth;
 mod ops;
 mod passwords;
 mod proxies;

@@ -180,6 +180,7 @@ impl Auth {
             // The account's failures are forgotten and the address gets its guess back, in
             // the session's own commit.
             settles: guess.proved(),
+            grant: None,
         };
         let mut issued = self.open_session(user, org_id, role, opening, now).await?;
         issued.password_expires_at = policy.expires_at(issued.user.password_set_at);

@@ -23,9 +23,11 @@ use super::user::UserRecord;
 use crate::cache::{CachedReads, MemberProfile};
 use crate::store::{Store, ThrottleSettlement};
 
+mod client_credentials;
 mod login;
 mod second_factor;
 
+pub use client_credentials::{ClientToken, ClientTokenError, ClientTokenRequest, OAuthRefusal};
 pub use login::LoginAttempt;
 pub(crate) use second_factor::Vouched;
 
@@ -46,7 +48,19 @@ struct Opening {
     restriction: Option<String>,
     /// What a password login settles in the throttle, with the session's own commit.
     settles: ThrottleSettlement,
+    /// For an OAuth client's session: the grant its one token carries.
+    grant: Option<ClientGrant>,
 }
+
+/// What an OAuth client's token was granted: the client and the scopes.
+#[derive(Debug, Clone)]
+struct ClientGrant {
+    client_id: String,
+    scopes: Scopes,
+}
+
+/// The session method of an OAuth client's session.
+const CLIENT_CREDENTIALS: &str = "client_credentials";
 
 /// A token and who it is for.
 #[derive(Debug, Clone)]
@@ -130,9 +144,15 @@ impl Auth {
             origin,
             restriction,
             settles,
+            grant,
         } = opening;
         let created_at = to_millis(now);
-        let max = i64::try_from(self.policy.session_max.as_millis()).unwrap_or(i64::MAX);
+        // A client's session is its one token: it ends when the token does.
+        let life = match grant {
+            Some(_) => self.policy.token_ttl,
+            None => self.policy.session_max,
+        };
+        let max = i64::try_from(life.as_millis()).unwrap_or(i64::MAX);
         let mut session = SessionRecord {
             id: uuid::Uuid::new_v4().to_string(),
             user_id: user.id,
@@ -161,7 +181,7 @@ impl Auth {
         self.store
             .create_session(&session, &audit, &settles)
             .await?;
-        self.issue(user, &session, role, now, expiry)
+        self.issue(user, &session, role, (now, expiry), grant.as_ref())
     }
 
     fn issue(
@@ -169,8 +189,8 @@ impl Auth {
         user: UserRecord,
         session: &SessionRecord,
         role: Role,
-        now: OffsetDateTime,
-        expiry: OffsetDateTime,
+        (now, expiry): (OffsetDateTime, OffsetDateTime),
+        grant: Option<&ClientGrant>,
     ) -> DomainResult<IssuedToken> {
         let claims = SessionClaims {
             iss: self.signer.issuer().to_owned(),
@@ -183,6 +203,8 @@ impl Auth {
             iat: now.unix_timestamp(),
             exp: expiry.unix_timestamp(),
             jti: uuid::Uuid::new_v4().to_string(),
+            scope: grant.map(|g| g.scopes.to_stored()),
+            client_id: grant.map(|g| g.client_id.clone()),
         };
         Ok(IssuedToken {
             token: self.signer.sign(&claims)?,
@@ -254,15 +276,23 @@ impl Auth {
         {
             return Err(DomainError::Unauthenticated);
         }
+        // An OAuth client's token holds what it was granted, under the signature; a person's
+        // session is not scoped.
+        let (method, scopes) = if session.method == CLIENT_CREDENTIALS {
+            let granted = claims.scope.as_deref().unwrap_or_default();
+            (AuthMethod::Client, Scopes::from_stored(granted))
+        } else {
+            (AuthMethod::Session, Scopes::ALL)
+        };
         let principal = Principal {
             user_id: session.user_id,
             user_uuid: ctx.user_uuid,
             org_id: session.org_id,
             role: ctx.role,
             is_platform_admin: ctx.is_platform_admin && session.grants_platform_power(),
-            method: AuthMethod::Session,
+            method,
             session: Some(ctx.session),
-            scopes: Scopes::ALL,
+            scopes,
             key_expires_at: None,
             origin,
             token: Some(token),
@@ -280,7 +310,12 @@ impl Auth {
         let session = caller
             .session
             .as_ref()
-            .ok_or_else(|| DomainError::invalid("API keys do not expire and cannot be renewed"))?;
+            .filter(|_| caller.method.is_person())
+            .ok_or_else(|| {
+                DomainError::invalid(
+                    "API keys do not expire and client tokens are not renewed: ask for a new one",
+                )
+            })?;
         let expiry = session.token_expiry(now, self.policy.token_ttl);
         if expiry <= now {
             return Err(DomainError::Unauthenticated);
@@ -291,7 +326,7 @@ impl Auth {
             .note(&session.id, to_millis(expiry), to_millis(now));
         let profile = self.profile_of(caller).await?;
         let user = UserRecord::clone(profile.user());
-        let mut issued = self.issue(user, session, caller.role, now, expiry)?;
+        let mut issued = self.issue(user, session, caller.role, (now, expiry), None)?;
         issued.password_expires_at = profile.password_expires_at();
         Ok(issued)
     }

@@ -57,6 +57,7 @@ impl Auth {
             origin,
             restriction,
             settles: Default::default(),
+            grant: None,
         };
         self.open_session(user, org_id, role, opening, now).await
     }
@@ -102,7 +103,7 @@ impl Auth {
         lifted.restriction = None;
         let expiry = lifted.token_expiry(now, self.policy.token_ttl);
         let user = UserRecord::clone(profile.user());
-        let mut issued = self.issue(user, &lifted, caller.role, now, expiry)?;
+        let mut issued = self.issue(user, &lifted, caller.role, (now, expiry), None)?;
         issued.password_expires_at = profile.password_expires_at();
         Ok(issued)
     }

@@ -25,7 +25,7 @@ use super::audit::NewAuditEvent;
 use super::clock::to_millis;
 use super::error::{DomainError, DomainResult};
 use super::secrets::SecretBox;
-use super::session::{AuthMethod, Principal};
+use super::session::Principal;
 use super::tokens::{SESSION_AUDIENCE, TokenSigner};
 use crate::remote_tokens::RemoteTokens;
 use crate::store::Store;
@@ -330,7 +330,7 @@ impl Integrations {
             .integration(caller.org_id, name)
             .await?
             .ok_or(DomainError::NotFound("integration"))?;
-        if caller.method == AuthMethod::ApiKey && !integration.allow_api_keys {
+        if !caller.method.is_person() && !integration.allow_api_keys {
             return Err(DomainError::Forbidden);
         }
         let user = self

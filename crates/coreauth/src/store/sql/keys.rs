@@ -284,11 +284,17 @@ impl KeyStore for Backend {
         let _changed = self.changes.on_return(Change::User(user_id));
         let mut tx = self.write_tx().await?;
         let keys = delete_keys_in(&mut tx, user_id, None).await?;
-        sqlx::query("DELETE FROM memberships WHERE user_id = $1")
-            .bind(user_id)
-            .execute(&mut *tx)
-            .await
-            .map_err(db_error)?;
+        // Its sessions are its OAuth client tokens' (client credentials).
+        for statement in [
+            "DELETE FROM sessions WHERE user_id = $1",
+            "DELETE FROM memberships WHERE user_id = $1",
+        ] {
+            sqlx::query(statement)
+                .bind(user_id)
+                .execute(&mut *tx)
+                .await
+                .map_err(db_error)?;
+        }
         let deleted = sqlx::query(
             "DELETE FROM users WHERE id = $1 AND kind = 'service' AND home_org_id = $2",
         )
