@@ -61,8 +61,7 @@ async fn login(
     security(("bearer" = [])),
     responses(
         (status = 200, description = "Renewed", body = AuthenticateResponse),
-        (status = 400, description = "An API key cannot be renewed", body = ErrorBody),
-        (status = 403, description = "unauthenticated: missing, expired or revoked token", body = ErrorBody),
+        (status = 403, description = "unauthenticated: missing, expired or revoked token; forbidden: an API key or client token (they are not renewed)", body = ErrorBody),
     ))]
 async fn renew(
     State(state): State<AppState>,
@@ -77,8 +76,7 @@ async fn renew(
     security(("bearer" = [])),
     responses(
         (status = 204, description = "Logged out"),
-        (status = 400, description = "An API key has no session", body = ErrorBody),
-        (status = 403, description = "unauthenticated", body = ErrorBody),
+        (status = 403, description = "unauthenticated; forbidden: an API key or client token (no session to end)", body = ErrorBody),
     ))]
 async fn logout(
     State(state): State<AppState>,

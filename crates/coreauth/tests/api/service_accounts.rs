@@ -363,6 +363,12 @@ async fn a_persons_key_rotates_with_a_default_day_of_overlap_or_none() {
         .post("/authheader/nope/rotate", Some(&token), &json!({}))
         .await;
     assert_error(unknown, StatusCode::NOT_FOUND, "not_found").await;
+    // Someone else's key, even in another org an admin runs, is not yours to rotate.
+    let (theirs, _) = app.add_key(&app.admin_token, "admin's").await;
+    let stolen = app
+        .post(&format!("/authheader/{theirs}/rotate"), Some(&token), &json!({}))
+        .await;
+    assert_error(stolen, StatusCode::NOT_FOUND, "not_found").await;
 }
 
 #[tokio::test]

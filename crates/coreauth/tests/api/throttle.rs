@@ -210,3 +210,25 @@ async fn all_attempts_from_one_address_have_a_cap_of_their_own() {
     app.advance(Duration::from_secs(wait));
     app.login_ok("busy@example.com", PASSWORD).await;
 }
+
+#[tokio::test]
+async fn guesses_by_username_and_by_email_count_against_one_account() {
+    let app = TestApp::spawn_with(|s| s.login_attempts_per_account = 3).await;
+    let created = app
+        .post(
+            "/admin/users",
+            Some(&app.admin_token),
+            &json!({
+                "email": "john.doe@example.com", "password": PASSWORD, "first": "John",
+                "last": "Doe", "orgId": 1, "role": "member", "username": "john.doe",
+            }),
+        )
+        .await;
+    assert_eq!(created.status(), StatusCode::CREATED);
+    app.login("john.doe", "wrong", 0).await;
+    app.login("John.Doe", "wrong", 0).await;
+    app.login("john.doe@example.com", "wrong", 0).await;
+    // Neither name gets more guesses: the account is locked under both.
+    assert_throttled(app.login("john.doe@example.com", PASSWORD, 0).await).await;
+    assert_throttled(app.login("john.doe", PASSWORD, 0).await).await;
+}
