@@ -29,6 +29,12 @@ async fn create_account(app: &TestApp, token: &str, org: i64, role: &str) -> Val
     body(response).await
 }
 
+/// A new service account's id.
+async fn account_id(app: &TestApp, token: &str, org: i64, role: &str) -> String {
+    let account = create_account(app, token, org, role).await;
+    account["id"].as_str().unwrap().to_owned()
+}
+
 /// A key of service account `id`: `(key id, full key)`.
 async fn account_key(
     app: &TestApp,
@@ -98,10 +104,7 @@ async fn a_service_accounts_key_outlives_its_creator_but_a_persons_key_does_not(
 async fn disabling_or_deleting_a_service_account_stops_its_keys_at_once() {
     let app = TestApp::spawn().await;
     let (org, _, token) = org_with_admin(&app, "Acme").await;
-    let id = create_account(&app, &token, org, "member").await["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let id = account_id(&app, &token, org, "member").await;
     let (_, key) = account_key(&app, &token, org, &id, &["read"]).await;
     assert_eq!(app.me(&key).await.status(), StatusCode::OK);
     let account = format!("/admin/orgs/{org}/service-accounts/{id}");
@@ -141,10 +144,7 @@ async fn disabling_or_deleting_a_service_account_stops_its_keys_at_once() {
 async fn a_service_account_acts_with_its_role_and_is_no_person() {
     let app = TestApp::spawn().await;
     let (org, _, token) = org_with_admin(&app, "Acme").await;
-    let id = create_account(&app, &token, org, "member").await["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let id = account_id(&app, &token, org, "member").await;
     let (_, key) = account_key(&app, &token, org, &id, &["read", "keys:write"]).await;
     // Every scope, but a member's role: no admin calls.
     assert_error(
@@ -184,10 +184,7 @@ async fn service_accounts_are_their_orgs_alone() {
     let app = TestApp::spawn().await;
     let (acme, _, acme_token) = org_with_admin(&app, "Acme").await;
     let (globex, _, globex_token) = org_with_admin(&app, "Globex").await;
-    let id = create_account(&app, &acme_token, acme, "admin").await["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let id = account_id(&app, &acme_token, acme, "admin").await;
     let (key_id, _) = account_key(&app, &acme_token, acme, &id, &["read"]).await;
     // Globex's admin, through Acme's paths: forbidden; through Globex's: not found.
     for path in [
@@ -264,10 +261,7 @@ fn state_of<'a>(keys: &'a Value, id: &str) -> &'a Value {
 async fn a_rotated_key_works_until_its_overlap_ends_then_stops() {
     let app = TestApp::spawn().await;
     let (org, _, token) = org_with_admin(&app, "Acme").await;
-    let id = create_account(&app, &token, org, "admin").await["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let id = account_id(&app, &token, org, "admin").await;
     let (old_id, old_key) = account_key(&app, &token, org, &id, &["keys:write"]).await;
     let keys_path = format!("/admin/orgs/{org}/service-accounts/{id}/keys");
     let rotate = format!("{keys_path}/{old_id}/rotate");
@@ -366,7 +360,11 @@ async fn a_persons_key_rotates_with_a_default_day_of_overlap_or_none() {
     // Someone else's key, even in another org an admin runs, is not yours to rotate.
     let (theirs, _) = app.add_key(&app.admin_token, "admin's").await;
     let stolen = app
-        .post(&format!("/authheader/{theirs}/rotate"), Some(&token), &json!({}))
+        .post(
+            &format!("/authheader/{theirs}/rotate"),
+            Some(&token),
+            &json!({}),
+        )
         .await;
     assert_error(stolen, StatusCode::NOT_FOUND, "not_found").await;
 }
