@@ -12,7 +12,8 @@ use self::changes::Changes;
 use self::records::{
     ApiKeyContext, ApiKeyRecord, AuditQuery, AuditRecord, IntegrationRecord, MemberRecord,
     MembershipPatch, MembershipRecord, NewApiKey, NewAuditEvent, NewUser, OrgRecord,
-    PasswordPolicy, Renewal, Role, ServiceAccountRecord, SessionContext, SessionRecord,
+    MailQueueCounts, NewMail, PasswordPolicy, QueuedMail, Renewal, Role, ServiceAccountRecord,
+    SessionContext, SessionRecord,
     StoredSigningKey, UserPatch, UserRecord,
 };
 
@@ -44,6 +45,7 @@ pub trait Store:
     + IntegrationStore
     + ThrottleStore
     + SigningKeyStore
+    + MailStore
     + Send
     + Sync
     + 'static
@@ -584,4 +586,35 @@ pub trait SigningKeyStore: Send + Sync {
         now: i64,
         audit: &NewAuditEvent,
     ) -> StoreResult<bool>;
+}
+
+/// The outgoing mail queue. Messages are mostly queued by the change they announce, in its
+/// transaction (`sql::insert_mail`); a worker on each instance takes what is due and sends it.
+#[async_trait]
+pub trait MailStore: Send + Sync {
+    /// Queues one message on its own.
+    async fn queue_mail(&self, mail: &NewMail) -> StoreResult<()>;
+
+    /// Takes up to `limit` messages due at `now` (not sent, not given up, not held by another
+    /// worker), holding them until `lease_until`: no other worker takes them meanwhile, and a
+    /// worker that dies leaves them to be taken again when the lease runs out.
+    async fn claim_mail(&self, now: i64, lease_until: i64, limit: i64) -> StoreResult<Vec<QueuedMail>>;
+
+    /// Sent: the sealed message is erased; the row stays, for the counts, until pruned.
+    async fn mail_sent(&self, id: i64, now: i64) -> StoreResult<()>;
+
+    /// An attempt failed: tried again at `retry_at`, or given up when it is `None`. `error`
+    /// says what failed (never the message).
+    async fn mail_failed(
+        &self,
+        id: i64,
+        error: &str,
+        now: i64,
+        retry_at: Option<i64>,
+    ) -> StoreResult<()>;
+
+    async fn mail_counts(&self) -> StoreResult<MailQueueCounts>;
+
+    /// Deletes messages sent or given up before `before`.
+    async fn prune_mail(&self, before: i64) -> StoreResult<u64>;
 }

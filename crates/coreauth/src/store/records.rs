@@ -534,3 +534,42 @@ pub struct MemberRecord {
     /// Whether the user has a confirmed second factor.
     pub mfa_enabled: bool,
 }
+
+/// A message to queue. Its subject and bodies are sealed: its link carries a one-time token.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewMail {
+    /// Random: the message's `Message-ID`, and what its seal is bound to (`mail:<public_id>`).
+    pub public_id: String,
+    pub org_id: Option<i64>,
+    /// What it is: `invitation`, `password_reset`, `email_verification`.
+    pub kind: String,
+    pub recipient: String,
+    pub sealed: String,
+    pub created_at: i64,
+}
+
+/// A queued message, as a worker takes it.
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct QueuedMail {
+    pub id: i64,
+    pub public_id: String,
+    pub org_id: Option<i64>,
+    pub kind: String,
+    pub recipient: String,
+    pub sealed: String,
+    pub created_at: i64,
+    /// Attempts before this one.
+    pub attempts: i64,
+}
+
+/// The queue's state, for `/metrics`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct MailQueueCounts {
+    /// Not sent yet and not given up: waiting for its first or next attempt.
+    pub waiting: i64,
+    /// Of those, the ones whose last attempt failed.
+    pub retrying: i64,
+    pub sent: i64,
+    /// Given up after the last attempt.
+    pub failed: i64,
+}
