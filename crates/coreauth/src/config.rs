@@ -110,6 +110,8 @@ pub struct Settings {
     /// All sign-in attempts (right or wrong, and SSO starts) allowed per address per window;
     /// also the budget of strategy look-ups.
     pub login_traffic_per_address: u32,
+    /// Messages (forgotten passwords, resent invitations) asked for one address per window.
+    pub mails_per_recipient: u32,
     #[serde(with = "humantime_serde")]
     pub throttle_window: Duration,
     /// How long audit events are kept (pruned hourly); `0s` keeps them forever.
@@ -188,6 +190,7 @@ impl Default for Settings {
             login_attempts_per_account: 10,
             login_attempts_per_address: 100,
             login_traffic_per_address: 3000,
+            mails_per_recipient: 5,
             throttle_window: Duration::from_secs(15 * 60),
             audit_retention: Duration::from_secs(365 * 24 * 3600),
             audit_export: None,

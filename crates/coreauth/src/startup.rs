@@ -509,6 +509,7 @@ pub fn throttle_limits(settings: &Settings) -> ThrottleLimits {
         per_account: settings.login_attempts_per_account,
         per_address: settings.login_attempts_per_address,
         traffic_per_address: settings.login_traffic_per_address,
+        mails_per_recipient: settings.mails_per_recipient,
         window: settings.throttle_window,
     }
 }

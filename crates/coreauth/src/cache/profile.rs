@@ -64,6 +64,7 @@ impl MemberProfile {
                 last_org_id: None,
                 username: None,
                 is_service: false,
+                email_verified_at: None,
             },
             org: OrgRecord {
                 id: org_id,

@@ -291,6 +291,7 @@ impl Admin {
                     now: to_millis(now),
                     keep_session: None,
                     delete_api_keys: api_keys,
+                    consumes_token: None,
                 },
                 &audit,
             )

@@ -137,6 +137,7 @@ impl Credentials {
                     now: to_millis(now),
                     keep_session: caller.session.as_ref().map(|s| s.id.clone()),
                     delete_api_keys: false,
+                    consumes_token: None,
                 },
                 &audit,
             )
@@ -211,6 +212,7 @@ impl Credentials {
                     now: to_millis(now),
                     keep_session: None,
                     delete_api_keys: false,
+                    consumes_token: None,
                 },
                 &audit,
             )

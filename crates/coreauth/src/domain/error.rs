@@ -44,6 +44,9 @@ pub enum DomainError {
     /// answered.
     #[error("the integration's portal gave no token: {0}")]
     IntegrationUnavailable(String),
+    /// A mailed link's token cannot be used.
+    #[error("{0}")]
+    Link(LinkRefusal),
     /// Unexpected failures: logged with the request id, never shown to the caller.
     #[error("internal error: {0}")]
     Internal(String),
@@ -69,6 +72,7 @@ impl DomainError {
             Self::Unavailable => "unavailable",
             Self::Sso(failure) => failure.code(),
             Self::IntegrationUnavailable(_) => "integration_unavailable",
+            Self::Link(refusal) => refusal.code(),
             Self::Internal(_) => "internal_error",
         }
     }
@@ -92,6 +96,30 @@ impl From<StoreError> for DomainError {
             StoreError::Unstorable(message) => Self::invalid(message),
             StoreError::Unavailable => Self::Unavailable,
             StoreError::Internal(message) => Self::Internal(message),
+        }
+    }
+}
+
+/// Why a mailed link's token is refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum LinkRefusal {
+    #[error("this link is not valid")]
+    Unknown,
+    #[error("this link was already used")]
+    Used,
+    #[error("this link has expired; ask for a new one")]
+    Expired,
+    #[error("a newer link was sent since this one: use the newest")]
+    Superseded,
+}
+
+impl LinkRefusal {
+    pub fn code(self) -> &'static str {
+        match self {
+            Self::Unknown => "token_invalid",
+            Self::Used => "token_used",
+            Self::Expired => "token_expired",
+            Self::Superseded => "token_superseded",
         }
     }
 }

@@ -17,6 +17,7 @@ pub mod org;
 pub mod origin;
 pub mod password;
 pub mod policy;
+pub mod recovery;
 pub mod scopes;
 pub mod secrets;
 pub mod service_accounts;

@@ -37,6 +37,8 @@ pub struct ThrottleLimits {
     pub per_address: u32,
     /// Every attempt per address, right or wrong; also the look-ups' budget.
     pub traffic_per_address: u32,
+    /// Messages asked for one recipient (forgotten passwords, resent invitations).
+    pub mails_per_recipient: u32,
     pub window: Duration,
 }
 
@@ -46,6 +48,7 @@ impl Default for ThrottleLimits {
             per_account: 10,
             per_address: 100,
             traffic_per_address: 3000,
+            mails_per_recipient: 5,
             window: Duration::from_secs(15 * 60),
         }
     }
@@ -64,6 +67,9 @@ pub enum Subject<'a> {
     /// A client address, for strategy look-ups: a budget of their own, so a page that looks up
     /// strategies as people type cannot spend its users' sign-ins.
     Lookup(IpAddr),
+    /// An email address that messages are asked for (whether or not it has an account, so
+    /// the limit says nothing about that): a mailbox is not flooded through coreauth.
+    Recipient(&'a str),
 }
 
 impl Subject<'_> {
@@ -74,6 +80,7 @@ impl Subject<'_> {
             Self::Address(address) => format!("address:{}", network_of(*address)),
             Self::Traffic(address) => format!("traffic:{}", network_of(*address)),
             Self::Lookup(address) => format!("lookup:{}", network_of(*address)),
+            Self::Recipient(email) => format!("mail:{email}"),
         }
     }
 }
@@ -152,6 +159,7 @@ impl Throttle {
                 Subject::Account(_) => self.limits.per_account,
                 Subject::Address(_) => self.limits.per_address,
                 Subject::Traffic(_) | Subject::Lookup(_) => self.limits.traffic_per_address,
+                Subject::Recipient(_) => self.limits.mails_per_recipient,
             };
             if attempts > i64::from(limit) {
                 retry_after_ms = retry_after_ms.max(window_start + self.window_ms() - now_ms);

@@ -38,7 +38,7 @@ pub fn status_of(e: &DomainError) -> StatusCode {
         | DomainError::ForbiddenBecause(_)
         | DomainError::MfaEnrollmentRequired => StatusCode::FORBIDDEN,
         DomainError::Conflict(_) => StatusCode::CONFLICT,
-        DomainError::Invalid(_) => StatusCode::BAD_REQUEST,
+        DomainError::Invalid(_) | DomainError::Link(_) => StatusCode::BAD_REQUEST,
         DomainError::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
         DomainError::Overloaded { .. } | DomainError::Unavailable => {
             StatusCode::SERVICE_UNAVAILABLE

@@ -309,6 +309,7 @@ mod tests {
                     last_org_id: None,
                     username: None,
                     is_service: false,
+                    email_verified_at: None,
                 },
                 org: OrgRecord { id: org_id, name: texts[4].clone(), email_domains: vec![] },
                 policy: PasswordPolicy { max_age_days, ..PasswordPolicy::default() },

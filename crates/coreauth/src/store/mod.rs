@@ -12,7 +12,8 @@ use self::changes::Changes;
 use self::records::{
     ApiKeyContext, ApiKeyRecord, AuditQuery, AuditRecord, IntegrationRecord, MemberRecord,
     MembershipPatch, MembershipRecord, NewApiKey, NewAuditEvent, NewUser, OrgRecord,
-    MailQueueCounts, NewMail, PasswordPolicy, QueuedMail, Renewal, Role, ServiceAccountRecord,
+    EmailSettings, EmailTemplate, EmailTokenRecord, InvitationRecord, Joining, MailQueueCounts,
+    NewEmailToken, NewInvitation, NewMail, PasswordPolicy, QueuedMail, Renewal, Role, ServiceAccountRecord,
     SessionContext, SessionRecord,
     StoredSigningKey, UserPatch, UserRecord,
 };
@@ -46,6 +47,7 @@ pub trait Store:
     + ThrottleStore
     + SigningKeyStore
     + MailStore
+    + EmailStore
     + Send
     + Sync
     + 'static
@@ -617,4 +619,98 @@ pub trait MailStore: Send + Sync {
 
     /// Deletes messages sent or given up before `before`.
     async fn prune_mail(&self, before: i64) -> StoreResult<u64>;
+}
+
+/// Invitations, the one-time tokens of mailed links, and each org's mail settings.
+#[async_trait]
+pub trait EmailStore: Send + Sync {
+    /// Stores a token with the message carrying it, in one transaction: older unused tokens
+    /// of the same purpose for the same user or invitation are superseded, `mail` is queued
+    /// and `audit` written.
+    async fn create_email_token(
+        &self,
+        token: &NewEmailToken,
+        mail: &NewMail,
+        audit: &NewAuditEvent,
+    ) -> StoreResult<()>;
+
+    /// The token with this SHA-256, whatever its state.
+    async fn email_token(&self, token_hash: &[u8]) -> StoreResult<Option<EmailTokenRecord>>;
+
+    /// Records a request for a message with the message if there is one (none: an unknown
+    /// address), in one transaction, as a request that makes a token is recorded.
+    async fn record_mail_request(
+        &self,
+        mail: Option<&NewMail>,
+        audit: &NewAuditEvent,
+    ) -> StoreResult<()>;
+
+    /// Creates an invitation, its token and its message, in one transaction.
+    async fn create_invitation(
+        &self,
+        invitation: &NewInvitation,
+        token: &NewEmailToken,
+        mail: &NewMail,
+        audit: &NewAuditEvent,
+    ) -> StoreResult<InvitationRecord>;
+
+    async fn invitations_of(&self, org_id: i64) -> StoreResult<Vec<InvitationRecord>>;
+
+    async fn invitation(&self, org_id: i64, public_id: &str) -> StoreResult<Option<InvitationRecord>>;
+
+    async fn invitation_by_id(&self, id: i64) -> StoreResult<Option<InvitationRecord>>;
+
+    /// Revokes an open invitation (its tokens die with it); false when none was open.
+    async fn revoke_invitation(
+        &self,
+        org_id: i64,
+        public_id: &str,
+        now: i64,
+        audit: &NewAuditEvent,
+    ) -> StoreResult<bool>;
+
+    /// Accepts invitation `invitation_id` with the token `token_hash`, in one transaction:
+    /// the token is used (refused with `Conflict` when it is no longer usable), the invitation
+    /// marked accepted, and the user created or the membership added. The user's id.
+    async fn accept_invitation(
+        &self,
+        token_hash: &[u8],
+        invitation_id: i64,
+        joining: Joining,
+        now: i64,
+        audit: &NewAuditEvent,
+    ) -> StoreResult<i64>;
+
+    /// Marks the address `email_key` of `user_id` verified with the token, in one transaction
+    /// (`Conflict` when the token is no longer usable or the address changed).
+    async fn verify_email(
+        &self,
+        token_hash: &[u8],
+        user_id: i64,
+        email_key: &str,
+        now: i64,
+        audit: &NewAuditEvent,
+    ) -> StoreResult<()>;
+
+    async fn email_settings(&self, org_id: i64) -> StoreResult<EmailSettings>;
+
+    async fn set_email_settings(
+        &self,
+        org_id: i64,
+        settings: &EmailSettings,
+        now: i64,
+        audit: &NewAuditEvent,
+    ) -> StoreResult<()>;
+
+    async fn email_templates(&self, org_id: i64) -> StoreResult<Vec<EmailTemplate>>;
+
+    /// Sets (or with `None`, removes) the org's template of `kind`.
+    async fn set_email_template(
+        &self,
+        org_id: i64,
+        kind: &str,
+        template: Option<&EmailTemplate>,
+        now: i64,
+        audit: &NewAuditEvent,
+    ) -> StoreResult<()>;
 }

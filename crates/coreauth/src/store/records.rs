@@ -31,6 +31,8 @@ pub struct UserRecord {
     pub username: Option<String>,
     /// A service account (acts only through API keys), not a person.
     pub is_service: bool,
+    /// When the email address was proven (a mailed link followed); `None`: unproven.
+    pub email_verified_at: Option<i64>,
 }
 
 /// A user to create, already validated.
@@ -357,6 +359,9 @@ pub struct PasswordChange {
     pub keep_session: Option<String>,
     /// The user's API keys are deleted too, in the same transaction (`details.keysDeleted`).
     pub delete_api_keys: bool,
+    /// The password-reset token (its SHA-256) the change uses up, in the same transaction: a
+    /// token no longer usable, or another user's, refuses the change (`Conflict`).
+    pub consumes_token: Option<Vec<u8>>,
 }
 
 /// A user's TOTP enrolment as stored.
@@ -572,4 +577,103 @@ pub struct MailQueueCounts {
     pub sent: i64,
     /// Given up after the last attempt.
     pub failed: i64,
+}
+
+/// What a mailed link's one-time token is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TokenPurpose {
+    PasswordReset,
+    EmailVerification,
+    Invitation,
+}
+
+impl TokenPurpose {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::PasswordReset => "password_reset",
+            Self::EmailVerification => "email_verification",
+            Self::Invitation => "invitation",
+        }
+    }
+}
+
+/// A one-time token to store (only its SHA-256), with the message that carries it.
+#[derive(Debug, Clone)]
+pub struct NewEmailToken {
+    pub token_hash: Vec<u8>,
+    pub purpose: TokenPurpose,
+    /// Whose account it acts on (reset, verification).
+    pub user_id: Option<i64>,
+    /// The invitation it accepts.
+    pub invitation_id: Option<i64>,
+    /// The address a verification token proves.
+    pub email_key: Option<String>,
+    pub created_at: i64,
+    pub expires_at: i64,
+}
+
+/// A stored one-time token, as a link's use reads it.
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct EmailTokenRecord {
+    pub purpose: String,
+    pub user_id: Option<i64>,
+    pub invitation_id: Option<i64>,
+    pub email_key: Option<String>,
+    pub created_at: i64,
+    pub expires_at: i64,
+    pub used_at: Option<i64>,
+    pub superseded_at: Option<i64>,
+}
+
+/// An invitation to join an org.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InvitationRecord {
+    pub id: i64,
+    pub public_id: String,
+    pub org_id: i64,
+    pub email: String,
+    pub email_key: String,
+    pub role: Role,
+    pub invited_by: Option<i64>,
+    pub created_at: i64,
+    pub expires_at: i64,
+    pub accepted_at: Option<i64>,
+    pub accepted_by: Option<i64>,
+    pub revoked_at: Option<i64>,
+}
+
+/// An invitation to create.
+#[derive(Debug, Clone)]
+pub struct NewInvitation {
+    pub public_id: String,
+    pub org_id: i64,
+    pub email: String,
+    pub email_key: String,
+    pub role: Role,
+    pub invited_by: Option<i64>,
+    pub created_at: i64,
+    pub expires_at: i64,
+}
+
+/// How an accepted invitation joins its org: a new account, or an existing one (signed in).
+#[derive(Debug, Clone)]
+pub enum Joining {
+    NewUser(NewUser),
+    Existing(i64),
+}
+
+/// An org's sender settings.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct EmailSettings {
+    pub from_name: Option<String>,
+    pub reply_to: Option<String>,
+}
+
+/// An org's template for one kind of message, replacing the built-in one.
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct EmailTemplate {
+    pub kind: String,
+    pub subject: String,
+    pub text_body: String,
+    pub html_body: Option<String>,
 }

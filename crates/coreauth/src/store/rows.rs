@@ -7,7 +7,7 @@ use sqlx::FromRow;
 use super::error::{StoreError, StoreResult};
 use super::records::{
     ApiKeyRecord, AuditRecord, IntegrationAlgorithm, IntegrationKind, IntegrationRecord,
-    MembershipRecord, NewAuditEvent, PasswordPolicy, Role, ServiceAccountRecord, SessionRecord,
+    InvitationRecord, MembershipRecord, NewAuditEvent, PasswordPolicy, Role, ServiceAccountRecord, SessionRecord,
     UserRecord,
 };
 
@@ -17,7 +17,7 @@ macro_rules! select_user {
         concat!(
             "SELECT id, uuid, email, first, last, is_active, is_platform_admin, password_hash, ",
             "password_set_at, must_change_password, created_at, home_org_id, last_org_id, username, ",
-            "kind = 'service' AS is_service FROM users ",
+            "kind = 'service' AS is_service, email_verified_at FROM users ",
             $rest
         )
     };
@@ -126,6 +126,52 @@ macro_rules! service_account_columns {
             "SELECT u.id AS user_id, u.uuid, m.org_id, u.first AS name, m.role, ",
             "u.is_active AS is_active, u.created_at FROM users u ",
             "JOIN memberships m ON m.user_id = u.id AND m.org_id = u.home_org_id ",
+            $rest
+        )
+    };
+}
+
+#[derive(FromRow)]
+pub(super) struct InvitationRow {
+    pub(super) id: i64,
+    pub(super) public_id: String,
+    pub(super) org_id: i64,
+    pub(super) email: String,
+    pub(super) email_key: String,
+    pub(super) role: String,
+    pub(super) invited_by: Option<i64>,
+    pub(super) created_at: i64,
+    pub(super) expires_at: i64,
+    pub(super) accepted_at: Option<i64>,
+    pub(super) accepted_by: Option<i64>,
+    pub(super) revoked_at: Option<i64>,
+}
+
+impl InvitationRow {
+    pub(super) fn into_record(self) -> StoreResult<InvitationRecord> {
+        Ok(InvitationRecord {
+            role: parse_role(&self.role)?,
+            id: self.id,
+            public_id: self.public_id,
+            org_id: self.org_id,
+            email: self.email,
+            email_key: self.email_key,
+            invited_by: self.invited_by,
+            created_at: self.created_at,
+            expires_at: self.expires_at,
+            accepted_at: self.accepted_at,
+            accepted_by: self.accepted_by,
+            revoked_at: self.revoked_at,
+        })
+    }
+}
+
+/// `SELECT <every invitations column> FROM invitations <rest>`.
+macro_rules! select_invitation {
+    ($rest:literal) => {
+        concat!(
+            "SELECT id, public_id, org_id, email, email_key, role, invited_by, created_at, ",
+            "expires_at, accepted_at, accepted_by, revoked_at FROM invitations ",
             $rest
         )
     };

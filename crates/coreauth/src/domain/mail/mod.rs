@@ -5,6 +5,9 @@
 //! The transport is behind `MailTransport`: SMTP through lettre, or, with no SMTP server
 //! configured, `.eml` files in an `outbox/` folder beside the database (`crate::mail_transport`).
 
+pub mod links;
+pub mod templates;
+
 pub use crate::store::records::{MailQueueCounts, NewMail, QueuedMail};
 
 use serde::{Deserialize, Serialize};
@@ -20,6 +23,11 @@ pub struct MailContent {
     pub html: Option<String>,
     /// The link the message carries, for a transport that shows it (the outbox logs it).
     pub link: Option<String>,
+    /// The sender's display name and reply-to address: the org's email settings.
+    #[serde(default)]
+    pub from_name: Option<String>,
+    #[serde(default)]
+    pub reply_to: Option<String>,
 }
 
 /// A message ready for a transport.

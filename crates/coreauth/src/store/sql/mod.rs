@@ -29,6 +29,8 @@ use super::{Backend, Conn, advance_ids, database_error, insert_audit, lock_table
 use crate::store::changes::{Change, Changes};
 use crate::store::records::{
     ApiKeyContext, ApiKeyRecord, AuditQuery, AuditRecord, ClaimMapping, DomainClaimRecord,
+    EmailSettings, EmailTemplate, EmailTokenRecord, InvitationRecord, Joining, NewEmailToken,
+    NewInvitation, NewMail, TokenPurpose,
     IntegrationRecord, MemberRecord, MembershipPatch, MembershipRecord, NewApiKey, NewAuditEvent,
     NewUser, OrgRecord, PASSWORD_HISTORY_KEPT, PasswordChange, PasswordPolicy, Renewal, Revoked,
     Role, SamlSettings, ServiceAccountRecord, SessionContext, SessionRecord, SsoConnectionRecord,
@@ -37,7 +39,7 @@ use crate::store::records::{
 };
 use crate::store::rows::*;
 use crate::store::{
-    AuditStore, CredentialStore, IntegrationStore, KeyStore, SessionStore, SigningKeyStore,
+    AuditStore, CredentialStore, EmailStore, IntegrationStore, KeyStore, SessionStore, SigningKeyStore,
     SsoStore, Store, StoreError, StoreResult, ThrottleStore, UserStore,
 };
 
@@ -349,6 +351,7 @@ async fn membership_in(
 mod accounts;
 mod audit;
 mod credentials;
+mod email;
 mod integrations;
 mod keys;
 mod sessions;

@@ -71,6 +71,7 @@ impl SessionStore for Backend {
             "SELECT u.id, u.uuid, u.email, u.first, u.last, u.is_active, u.is_platform_admin, \
              u.password_hash, u.password_set_at, u.must_change_password, u.created_at, \
              u.home_org_id, u.last_org_id, u.username, u.kind = 'service' AS is_service, \
+             u.email_verified_at, \
              o.name AS org_name, \
              p.min_length, p.max_age_days, p.history_count, p.reject_common, p.require_mfa, \
              EXISTS (SELECT 1 FROM mfa_totp t WHERE t.user_id = u.id \
