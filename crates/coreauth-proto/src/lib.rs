@@ -825,3 +825,72 @@ mod tests {
         assert!(!format!("{req:?}").contains("t-canary"));
     }
 }
+
+/// `POST /user/password/forgot`.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ForgotPasswordRequest {
+    pub email: String,
+}
+
+/// `POST /user/password/reset`: the token from the mailed link.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ResetWithLinkRequest {
+    pub token: SecretText,
+    pub new_password: SecretText,
+}
+
+/// `POST /admin/orgs/{orgId}/invitations`.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct CreateInvitationRequest {
+    pub email: String,
+    /// `admin` or `member`.
+    pub role: String,
+}
+
+/// An invitation, as its org's admins see it.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Invitation {
+    pub id: String,
+    pub org_id: i64,
+    pub email: String,
+    pub role: String,
+    /// `pending`, `accepted`, `revoked` or `expired`.
+    pub state: String,
+    pub created: String,
+    /// Unix epoch milliseconds.
+    pub expires_at: i64,
+    pub invited_by: Option<i64>,
+    pub accepted_by: Option<i64>,
+}
+
+/// `POST /user/invitations/accept`: the token from the mailed link, and for a new account its
+/// password and names (an existing account accepts with its session instead).
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct AcceptInvitationRequest {
+    pub token: SecretText,
+    #[serde(default)]
+    pub password: Option<SecretText>,
+    #[serde(default)]
+    pub first: Option<String>,
+    #[serde(default)]
+    pub last: Option<String>,
+}
+
+/// The answer of an accepted invitation: who joined which org.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AcceptedInvitation {
+    pub user_id: i64,
+    pub org_id: i64,
+}

@@ -21,8 +21,10 @@ use crate::domain::auth::{Auth, SessionPolicy};
 use crate::domain::clock::Clock;
 use crate::domain::credentials::Credentials;
 use crate::domain::integrations::Integrations;
+use crate::domain::invitations::Invitations;
 use crate::domain::mfa::Mfa;
 use crate::domain::password::{HashCost, HashLimits, Password, PasswordHashing};
+use crate::domain::recovery::PasswordRecovery;
 use crate::domain::secrets::SecretBox;
 use crate::domain::service_accounts::ServiceAccounts;
 use crate::domain::signing_keys::{KeySchedule, SigningKeys};
@@ -224,7 +226,7 @@ impl Application {
         let admin = Arc::new(Admin::new(
             store.clone(),
             reads.clone(),
-            hashing,
+            hashing.clone(),
             credentials.clone(),
             mfa.clone(),
         ));
@@ -244,6 +246,20 @@ impl Application {
         };
         let dns = TxtResolver::new(settings.dns_servers.as_deref())
             .map_err(|e| StartupError::Setup(format!("COREAUTH_DNS_SERVERS: {e}")))?;
+        let recovery = Arc::new(PasswordRecovery::new(
+            reads.clone(),
+            credentials.clone(),
+            secrets.clone(),
+            throttle.clone(),
+            public_url.clone(),
+        ));
+        let invitations = Arc::new(Invitations::new(
+            reads.clone(),
+            hashing.clone(),
+            secrets.clone(),
+            throttle.clone(),
+            public_url.clone(),
+        ));
         let sso = Arc::new(
             Sso::new(
                 store.clone(),
@@ -273,6 +289,8 @@ impl Application {
             auth,
             admin,
             service_accounts: Arc::new(ServiceAccounts::new(store.clone(), keys.clone())),
+            recovery,
+            invitations,
             keys,
             audit: Arc::new(Audit::new(store.clone(), settings.audit_retention)),
             credentials,

@@ -10,6 +10,7 @@ pub mod credentials;
 pub mod email;
 pub mod error;
 pub mod integrations;
+pub mod invitations;
 pub mod mail;
 pub mod membership;
 pub mod mfa;

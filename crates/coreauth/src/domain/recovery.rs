@@ -165,7 +165,10 @@ impl PasswordRecovery {
         .filter(|u| u.is_active)
         .ok_or(DomainError::Link(LinkRefusal::Unknown))?;
         // A password set since the link was sent makes it a link to an old state.
-        if user.password_set_at.is_some_and(|at| at >= stored.created_at) {
+        if user
+            .password_set_at
+            .is_some_and(|at| at >= stored.created_at)
+        {
             return Err(DomainError::Link(LinkRefusal::Superseded));
         }
         let org_id = home_org(&self.store, &user).await?;
@@ -233,7 +236,11 @@ pub async fn compose(
         // A stored template rendered when it was saved; should it fail now, the message
         // still goes out, in the built-in words.
         Err(e) => {
-            tracing::warn!(org_id, kind = kind.as_str(), "an org's mail template failed: {e}");
+            tracing::warn!(
+                org_id,
+                kind = kind.as_str(),
+                "an org's mail template failed: {e}"
+            );
             super::mail::templates::render(&kind.default_template(), vars)?
         }
     };

@@ -45,6 +45,22 @@ impl FromRequestParts<AppState> for Caller {
     }
 }
 
+/// The caller when the request carries a credential, `None` when it carries none: for calls
+/// anyone may make that mean more from a signed-in caller (accepting an invitation).
+pub struct OptionalCaller(pub Option<Principal>);
+
+impl FromRequestParts<AppState> for OptionalCaller {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        if authorization(&parts.headers)?.is_none() {
+            return Ok(OptionalCaller(None));
+        }
+        let Caller(caller) = Caller::from_request_parts(parts, state).await?;
+        Ok(OptionalCaller(Some(caller)))
+    }
+}
+
 /// The caller of `POST /user/mfa/verify`: any authenticated caller, also a session that is
 /// waiting for its second factor (which every other extractor refuses with `mfa_required`).
 pub struct ChallengedCaller(pub Principal);

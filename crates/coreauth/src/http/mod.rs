@@ -24,7 +24,9 @@ use crate::domain::auth::Auth;
 use crate::domain::clock::Clock;
 use crate::domain::credentials::Credentials;
 use crate::domain::integrations::Integrations;
+use crate::domain::invitations::Invitations;
 use crate::domain::mfa::Mfa;
+use crate::domain::recovery::PasswordRecovery;
 use crate::domain::service_accounts::ServiceAccounts;
 use crate::domain::signing_keys::SigningKeys;
 use crate::domain::sso::Sso;
@@ -44,12 +46,14 @@ pub mod error;
 pub mod extract;
 mod integrations;
 mod introspect;
+mod invitations;
 pub mod limits;
 pub mod metrics;
 mod mfa;
 mod oauth;
 pub mod ops;
 mod passwords;
+mod recovery;
 mod saml;
 pub mod scopes;
 mod service_accounts;
@@ -102,6 +106,8 @@ pub struct AppParts {
     pub admin: Arc<Admin>,
     pub keys: Arc<ApiKeys>,
     pub service_accounts: Arc<ServiceAccounts>,
+    pub recovery: Arc<PasswordRecovery>,
+    pub invitations: Arc<Invitations>,
     pub audit: Arc<Audit>,
     pub credentials: Arc<Credentials>,
     pub mfa: Arc<Mfa>,
@@ -133,6 +139,8 @@ fn api_routes() -> OpenApiRouter<AppState> {
         .merge(service_accounts::routes())
         .merge(audit::routes())
         .merge(passwords::routes())
+        .merge(recovery::routes())
+        .merge(invitations::routes())
         .merge(mfa::routes())
         .merge(integrations::routes())
         .merge(sso::routes())

@@ -10,12 +10,11 @@ use async_trait::async_trait;
 
 use self::changes::Changes;
 use self::records::{
-    ApiKeyContext, ApiKeyRecord, AuditQuery, AuditRecord, IntegrationRecord, MemberRecord,
-    MembershipPatch, MembershipRecord, NewApiKey, NewAuditEvent, NewUser, OrgRecord,
-    EmailSettings, EmailTemplate, EmailTokenRecord, InvitationRecord, Joining, MailQueueCounts,
-    NewEmailToken, NewInvitation, NewMail, PasswordPolicy, QueuedMail, Renewal, Role, ServiceAccountRecord,
-    SessionContext, SessionRecord,
-    StoredSigningKey, UserPatch, UserRecord,
+    ApiKeyContext, ApiKeyRecord, AuditQuery, AuditRecord, EmailSettings, EmailTemplate,
+    EmailTokenRecord, IntegrationRecord, InvitationRecord, Joining, MailQueueCounts, MemberRecord,
+    MembershipPatch, MembershipRecord, NewApiKey, NewAuditEvent, NewEmailToken, NewInvitation,
+    NewMail, NewUser, OrgRecord, PasswordPolicy, QueuedMail, Renewal, Role, ServiceAccountRecord,
+    SessionContext, SessionRecord, StoredSigningKey, UserPatch, UserRecord,
 };
 
 pub mod changes;
@@ -600,7 +599,12 @@ pub trait MailStore: Send + Sync {
     /// Takes up to `limit` messages due at `now` (not sent, not given up, not held by another
     /// worker), holding them until `lease_until`: no other worker takes them meanwhile, and a
     /// worker that dies leaves them to be taken again when the lease runs out.
-    async fn claim_mail(&self, now: i64, lease_until: i64, limit: i64) -> StoreResult<Vec<QueuedMail>>;
+    async fn claim_mail(
+        &self,
+        now: i64,
+        lease_until: i64,
+        limit: i64,
+    ) -> StoreResult<Vec<QueuedMail>>;
 
     /// Sent: the sealed message is erased; the row stays, for the counts, until pruned.
     async fn mail_sent(&self, id: i64, now: i64) -> StoreResult<()>;
@@ -625,8 +629,8 @@ pub trait MailStore: Send + Sync {
 #[async_trait]
 pub trait EmailStore: Send + Sync {
     /// Stores a token with the message carrying it, in one transaction: older unused tokens
-    /// of the same purpose for the same user or invitation are superseded, `mail` is queued
-    /// and `audit` written.
+    /// of the same purpose for the same user or invitation are superseded (an invitation's
+    /// expiry becomes the new token's), `mail` is queued and `audit` written.
     async fn create_email_token(
         &self,
         token: &NewEmailToken,
@@ -656,7 +660,11 @@ pub trait EmailStore: Send + Sync {
 
     async fn invitations_of(&self, org_id: i64) -> StoreResult<Vec<InvitationRecord>>;
 
-    async fn invitation(&self, org_id: i64, public_id: &str) -> StoreResult<Option<InvitationRecord>>;
+    async fn invitation(
+        &self,
+        org_id: i64,
+        public_id: &str,
+    ) -> StoreResult<Option<InvitationRecord>>;
 
     async fn invitation_by_id(&self, id: i64) -> StoreResult<Option<InvitationRecord>>;
 

@@ -7,8 +7,8 @@ use sqlx::FromRow;
 use super::error::{StoreError, StoreResult};
 use super::records::{
     ApiKeyRecord, AuditRecord, IntegrationAlgorithm, IntegrationKind, IntegrationRecord,
-    InvitationRecord, MembershipRecord, NewAuditEvent, PasswordPolicy, Role, ServiceAccountRecord, SessionRecord,
-    UserRecord,
+    InvitationRecord, MembershipRecord, NewAuditEvent, PasswordPolicy, Role, ServiceAccountRecord,
+    SessionRecord, UserRecord,
 };
 
 /// `SELECT <every user column> FROM users <rest>` as one static string.

@@ -98,13 +98,28 @@ mod tests {
     #[test]
     fn each_refusal_has_its_code() {
         let reset = TokenPurpose::PasswordReset;
-        assert_eq!(refusal(usable(Some(&token(false, false, 10)), reset, 9)), "usable");
+        assert_eq!(
+            refusal(usable(Some(&token(false, false, 10)), reset, 9)),
+            "usable"
+        );
         assert_eq!(refusal(usable(None, reset, 9)), "token_invalid");
         let other = TokenPurpose::Invitation;
-        assert_eq!(refusal(usable(Some(&token(false, false, 10)), other, 9)), "token_invalid");
-        assert_eq!(refusal(usable(Some(&token(true, false, 10)), reset, 9)), "token_used");
-        assert_eq!(refusal(usable(Some(&token(false, true, 10)), reset, 9)), "token_superseded");
-        assert_eq!(refusal(usable(Some(&token(false, false, 10)), reset, 10)), "token_expired");
+        assert_eq!(
+            refusal(usable(Some(&token(false, false, 10)), other, 9)),
+            "token_invalid"
+        );
+        assert_eq!(
+            refusal(usable(Some(&token(true, false, 10)), reset, 9)),
+            "token_used"
+        );
+        assert_eq!(
+            refusal(usable(Some(&token(false, true, 10)), reset, 9)),
+            "token_superseded"
+        );
+        assert_eq!(
+            refusal(usable(Some(&token(false, false, 10)), reset, 10)),
+            "token_expired"
+        );
     }
 
     #[test]
@@ -113,7 +128,13 @@ mod tests {
         assert_eq!(URL_SAFE_NO_PAD.decode(&token.text).unwrap().len(), 32);
         assert_eq!(token.hash, hash_token(&token.text));
         let url = link("https://auth.example/", "/user/password/reset", &token);
-        assert_eq!(url, format!("https://auth.example/user/password/reset#token={}", token.text));
+        assert_eq!(
+            url,
+            format!(
+                "https://auth.example/user/password/reset#token={}",
+                token.text
+            )
+        );
     }
 
     #[test]

@@ -48,13 +48,16 @@ impl MailKind {
     }
 
     pub fn parse(text: &str) -> DomainResult<Self> {
-        KINDS.into_iter().find(|k| k.as_str() == text).ok_or_else(|| {
-            let names: Vec<&str> = KINDS.iter().map(|k| k.as_str()).collect();
-            DomainError::invalid(format!(
-                "unknown template; the templates are {}",
-                names.join(", ")
-            ))
-        })
+        KINDS
+            .into_iter()
+            .find(|k| k.as_str() == text)
+            .ok_or_else(|| {
+                let names: Vec<&str> = KINDS.iter().map(|k| k.as_str()).collect();
+                DomainError::invalid(format!(
+                    "unknown template; the templates are {}",
+                    names.join(", ")
+                ))
+            })
     }
 
     /// The built-in template.
@@ -163,15 +166,13 @@ pub fn render(template: &EmailTemplate, vars: &MailVars) -> DomainResult<MailCon
 /// Checks an org admin's template before it is stored: within bounds, and rendering its
 /// kind's variables without error.
 pub fn check(kind: MailKind, template: &EmailTemplate) -> DomainResult<()> {
-    if template.subject.trim().is_empty() || template.subject.chars().count() > MAX_SUBJECT_CHARS
-    {
+    if template.subject.trim().is_empty() || template.subject.chars().count() > MAX_SUBJECT_CHARS {
         return Err(DomainError::invalid(format!(
             "subject must be 1-{MAX_SUBJECT_CHARS} characters"
         )));
     }
     let bodies = [Some(&template.text_body), template.html_body.as_ref()];
-    if bodies.iter().flatten().any(|b| b.len() > MAX_BODY_BYTES) || template.text_body.is_empty()
-    {
+    if bodies.iter().flatten().any(|b| b.len() > MAX_BODY_BYTES) || template.text_body.is_empty() {
         return Err(DomainError::invalid(format!(
             "a body must be 1 byte to {} KiB",
             MAX_BODY_BYTES / 1024

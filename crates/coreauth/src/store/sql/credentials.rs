@@ -93,11 +93,17 @@ impl CredentialStore for Backend {
             return Err(StoreError::NotFound("user"));
         };
         if let Some(token_hash) = &change.consumes_token {
-            let token =
-                super::email::use_email_token(&mut tx, token_hash, TokenPurpose::PasswordReset, change.now)
-                    .await?;
+            let token = super::email::use_email_token(
+                &mut tx,
+                token_hash,
+                TokenPurpose::PasswordReset,
+                change.now,
+            )
+            .await?;
             if token.user_id != Some(change.user_id) {
-                return Err(StoreError::Conflict("this link is for another account".into()));
+                return Err(StoreError::Conflict(
+                    "this link is for another account".into(),
+                ));
             }
         }
         if let Some(expected) = &change.expected_hash

@@ -12,6 +12,15 @@ impl EmailStore for Backend {
     ) -> StoreResult<()> {
         let mut tx = self.write_tx().await?;
         insert_email_token(&mut tx, token).await?;
+        if let Some(invitation) = token.invitation_id {
+            // A resent invitation lives as long as its newest link.
+            sqlx::query("UPDATE invitations SET expires_at = $1 WHERE id = $2")
+                .bind(token.expires_at)
+                .bind(invitation)
+                .execute(&mut *tx)
+                .await
+                .map_err(db_error)?;
+        }
         insert_mail(&mut tx, mail).await?;
         insert_audit(&mut tx, audit).await?;
         tx.commit().await.map_err(db_error)
@@ -221,15 +230,14 @@ impl EmailStore for Backend {
         let _changed = self.changes.on_return(Change::User(user_id));
         let mut tx = self.write_tx().await?;
         use_email_token(&mut tx, token_hash, TokenPurpose::EmailVerification, now).await?;
-        let done = sqlx::query(
-            "UPDATE users SET email_verified_at = $1 WHERE id = $2 AND email_key = $3",
-        )
-        .bind(now)
-        .bind(user_id)
-        .bind(email_key)
-        .execute(&mut *tx)
-        .await
-        .map_err(db_error)?;
+        let done =
+            sqlx::query("UPDATE users SET email_verified_at = $1 WHERE id = $2 AND email_key = $3")
+                .bind(now)
+                .bind(user_id)
+                .bind(email_key)
+                .execute(&mut *tx)
+                .await
+                .map_err(db_error)?;
         if done.rows_affected() == 0 {
             return Err(StoreError::Conflict(
                 "the account's address changed since this link was sent".into(),

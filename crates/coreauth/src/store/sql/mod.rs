@@ -29,18 +29,17 @@ use super::{Backend, Conn, advance_ids, database_error, insert_audit, lock_table
 use crate::store::changes::{Change, Changes};
 use crate::store::records::{
     ApiKeyContext, ApiKeyRecord, AuditQuery, AuditRecord, ClaimMapping, DomainClaimRecord,
-    EmailSettings, EmailTemplate, EmailTokenRecord, InvitationRecord, Joining, NewEmailToken,
-    NewInvitation, NewMail, TokenPurpose,
-    IntegrationRecord, MemberRecord, MembershipPatch, MembershipRecord, NewApiKey, NewAuditEvent,
-    NewUser, OrgRecord, PASSWORD_HISTORY_KEPT, PasswordChange, PasswordPolicy, Renewal, Revoked,
-    Role, SamlSettings, ServiceAccountRecord, SessionContext, SessionRecord, SsoConnectionRecord,
-    SsoDeviceRecord, SsoIdentityRecord, SsoLoginRecord, StoredSigningKey, ThrottleSettlement,
-    TotpRecord, UserPatch, UserRecord,
+    EmailSettings, EmailTemplate, EmailTokenRecord, IntegrationRecord, InvitationRecord, Joining,
+    MemberRecord, MembershipPatch, MembershipRecord, NewApiKey, NewAuditEvent, NewEmailToken,
+    NewInvitation, NewMail, NewUser, OrgRecord, PASSWORD_HISTORY_KEPT, PasswordChange,
+    PasswordPolicy, Renewal, Revoked, Role, SamlSettings, ServiceAccountRecord, SessionContext,
+    SessionRecord, SsoConnectionRecord, SsoDeviceRecord, SsoIdentityRecord, SsoLoginRecord,
+    StoredSigningKey, ThrottleSettlement, TokenPurpose, TotpRecord, UserPatch, UserRecord,
 };
 use crate::store::rows::*;
 use crate::store::{
-    AuditStore, CredentialStore, EmailStore, IntegrationStore, KeyStore, SessionStore, SigningKeyStore,
-    SsoStore, Store, StoreError, StoreResult, ThrottleStore, UserStore,
+    AuditStore, CredentialStore, EmailStore, IntegrationStore, KeyStore, SessionStore,
+    SigningKeyStore, SsoStore, Store, StoreError, StoreResult, ThrottleStore, UserStore,
 };
 
 type Db = <Conn as sqlx::Connection>::Database;
