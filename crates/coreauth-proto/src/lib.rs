@@ -567,6 +567,9 @@ pub struct PasswordPolicy {
     /// Every member must use a second factor; false when absent.
     #[serde(default)]
     pub require_mfa: bool,
+    /// Members sign in only once their email address is proven; false when absent.
+    #[serde(default)]
+    pub require_verified_email: bool,
 }
 
 /// `POST /user/mfa/totp/enroll`: what an authenticator app needs.
@@ -893,4 +896,20 @@ pub struct AcceptInvitationRequest {
 pub struct AcceptedInvitation {
     pub user_id: i64,
     pub org_id: i64,
+}
+
+/// `POST /user/email/verify`: the token from the mailed link.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct VerifyEmailRequest {
+    pub token: SecretText,
+}
+
+/// `POST /user/email/verify/resend`.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ResendVerificationRequest {
+    pub email: String,
 }

@@ -31,6 +31,7 @@ use crate::domain::signing_keys::{KeySchedule, SigningKeys};
 use crate::domain::sso::Sso;
 use crate::domain::throttle::{Throttle, ThrottleLimits};
 use crate::domain::tokens::{StoredSigningKey, TokenSigner};
+use crate::domain::verification::EmailVerification;
 use crate::http::client_address::TrustedProxies;
 use crate::http::{self, AppParts, AppState, ConnectionLimits, HttpLimits, Metrics, MetricsAccess};
 use crate::oidc_client::NetworkPolicy;
@@ -253,6 +254,12 @@ impl Application {
             throttle.clone(),
             public_url.clone(),
         ));
+        let verification = Arc::new(EmailVerification::new(
+            store.clone(),
+            secrets.clone(),
+            throttle.clone(),
+            public_url.clone(),
+        ));
         let invitations = Arc::new(Invitations::new(
             reads.clone(),
             hashing.clone(),
@@ -291,6 +298,7 @@ impl Application {
             service_accounts: Arc::new(ServiceAccounts::new(store.clone(), keys.clone())),
             recovery,
             invitations,
+            verification,
             keys,
             audit: Arc::new(Audit::new(store.clone(), settings.audit_retention)),
             credentials,

@@ -86,6 +86,8 @@ impl Credentials {
                 "maxAgeDays": policy.max_age_days,
                 "historyCount": policy.history_count,
                 "rejectCommon": policy.reject_common,
+                "requireMfa": policy.require_mfa,
+                "requireVerifiedEmail": policy.require_verified_email,
             }));
         self.store
             .set_password_policy(org_id, &policy, to_millis(now), &audit)

@@ -19,6 +19,11 @@ pub enum DomainError {
     NoActiveOrg,
     #[error("the password has expired and must be changed")]
     PasswordExpired,
+    #[error(
+        "confirm your email address first: follow the link sent to it, or ask for a new one \
+         with POST /user/email/verify/resend"
+    )]
+    EmailUnverified,
     #[error("a valid session token or API key is required")]
     Unauthenticated,
     #[error("you are not allowed to do this")]
@@ -62,6 +67,7 @@ impl DomainError {
             Self::MfaEnrollmentRequired => "mfa_enrollment_required",
             Self::NoActiveOrg => "no_active_org",
             Self::PasswordExpired => "password_expired",
+            Self::EmailUnverified => "email_unverified",
             Self::Unauthenticated => "unauthenticated",
             Self::Forbidden | Self::ForbiddenBecause(_) => "forbidden",
             Self::NotFound(_) => "not_found",

@@ -28,3 +28,4 @@ pub mod sso;
 pub mod throttle;
 pub mod tokens;
 pub mod user;
+pub mod verification;

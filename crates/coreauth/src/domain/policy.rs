@@ -33,6 +33,7 @@ impl Default for PasswordPolicy {
             history_count: 0,
             reject_common: false,
             require_mfa: false,
+            require_verified_email: false,
         }
     }
 }
@@ -85,6 +86,7 @@ impl PasswordPolicy {
             history_count,
             reject_common,
             require_mfa: false,
+            require_verified_email: false,
         })
     }
 

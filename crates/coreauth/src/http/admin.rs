@@ -79,10 +79,21 @@ async fn create_user(
         role: body.role,
         username: body.username,
     };
-    let user = state
-        .admin
-        .create_user(&caller, request, state.now())
-        .await?;
+    let now = state.now();
+    let org_id = request.org_id;
+    let user = state.admin.create_user(&caller, request, now).await?;
+    // The account exists whatever becomes of the message: a failure to queue it is logged,
+    // and the person asks for a new link (`/user/email/verify/resend`).
+    if let Err(e) = state
+        .verification
+        .send(&user, Some(org_id), &caller.origin, now)
+        .await
+    {
+        tracing::warn!(
+            user_id = user.id,
+            "could not queue the verification message: {e}"
+        );
+    }
     Ok((StatusCode::CREATED, ApiJson(user_answer(user))))
 }
 

@@ -33,6 +33,7 @@ pub fn status_of(e: &DomainError) -> StatusCode {
         DomainError::NoActiveOrg | DomainError::NotFound(_) => StatusCode::NOT_FOUND,
         // The seeds answer 403 for a missing or bad token, not RFC 6750's 401.
         DomainError::PasswordExpired
+        | DomainError::EmailUnverified
         | DomainError::Unauthenticated
         | DomainError::Forbidden
         | DomainError::ForbiddenBecause(_)

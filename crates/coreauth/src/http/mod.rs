@@ -32,6 +32,7 @@ use crate::domain::signing_keys::SigningKeys;
 use crate::domain::sso::Sso;
 use crate::domain::throttle::Throttle;
 use crate::domain::tokens::TokenSigner;
+use crate::domain::verification::EmailVerification;
 
 mod admin;
 mod apikeys;
@@ -48,6 +49,7 @@ mod integrations;
 mod introspect;
 mod invitations;
 pub mod limits;
+mod link_pages;
 pub mod metrics;
 mod mfa;
 mod oauth;
@@ -108,6 +110,7 @@ pub struct AppParts {
     pub service_accounts: Arc<ServiceAccounts>,
     pub recovery: Arc<PasswordRecovery>,
     pub invitations: Arc<Invitations>,
+    pub verification: Arc<EmailVerification>,
     pub audit: Arc<Audit>,
     pub credentials: Arc<Credentials>,
     pub mfa: Arc<Mfa>,
@@ -178,6 +181,7 @@ pub fn router(state: AppState, limits: &HttpLimits) -> Router {
     let json = document.to_json().unwrap_or_default();
     let router = routes
         .merge(docs::ui(state.clone()))
+        .merge(link_pages::pages())
         .layer(axum::Extension(docs::OpenApiJson(Arc::new(json))))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)

@@ -164,6 +164,7 @@ async fn set_policy(
 ) -> ApiResult<ApiJson<proto::PasswordPolicy>> {
     let policy = PasswordPolicy {
         require_mfa: body.require_mfa,
+        require_verified_email: body.require_verified_email,
         ..PasswordPolicy::new(
             body.min_length,
             body.max_age_days,
@@ -217,5 +218,6 @@ fn policy_answer(p: PasswordPolicy) -> proto::PasswordPolicy {
         history_count: p.history_count,
         reject_common: p.reject_common,
         require_mfa: p.require_mfa,
+        require_verified_email: p.require_verified_email,
     }
 }

@@ -1,4 +1,5 @@
-//! `/user/password/forgot` and `/user/password/reset`: self-service password reset by mail.
+//! What mailed links lead to: `/user/password/forgot` and `/user/password/reset` (self-service
+//! password reset), `/user/email/verify` (proving an address).
 
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -16,6 +17,8 @@ pub fn routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(forgot))
         .routes(routes!(reset))
+        .routes(routes!(verify))
+        .routes(routes!(resend_verification))
 }
 
 /// Ask for a password-reset link. The answer is the same whether or not the address has an
@@ -58,4 +61,45 @@ async fn reset(
         .reset(body.token.expose(), password, &origin, state.now())
         .await?;
     Ok(StatusCode::NO_CONTENT)
+}
+
+/// Prove an address with the token of a verification link.
+#[utoipa::path(post, path = "/user/email/verify", tag = "user",
+    request_body = proto::VerifyEmailRequest,
+    responses(
+        (status = 204, description = "The address is verified"),
+        (status = 400, description = "token_invalid, token_used, token_expired, token_superseded", body = ErrorBody),
+        (status = 409, description = "Used meanwhile, or the account's address changed", body = ErrorBody),
+    ))]
+async fn verify(
+    State(state): State<AppState>,
+    Origin(origin): Origin,
+    ApiJson(body): ApiJson<proto::VerifyEmailRequest>,
+) -> ApiResult<StatusCode> {
+    state
+        .verification
+        .verify(body.token.expose(), &origin, state.now())
+        .await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Ask for a new verification link. The answer is the same whether or not the address has an
+/// account waiting for one.
+#[utoipa::path(post, path = "/user/email/verify/resend", tag = "user",
+    request_body = proto::ResendVerificationRequest,
+    responses(
+        (status = 202, description = "Accepted: a link goes out if the address has an unproven account"),
+        (status = 400, description = "Not an email address", body = ErrorBody),
+        (status = 429, description = "rate_limited: too many messages asked for this address", body = ErrorBody),
+    ))]
+async fn resend_verification(
+    State(state): State<AppState>,
+    Origin(origin): Origin,
+    ApiJson(body): ApiJson<proto::ResendVerificationRequest>,
+) -> ApiResult<StatusCode> {
+    state
+        .verification
+        .resend(&body.email, &origin, state.now())
+        .await?;
+    Ok(StatusCode::ACCEPTED)
 }

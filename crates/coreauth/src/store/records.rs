@@ -265,6 +265,8 @@ pub struct PasswordPolicy {
     pub reject_common: bool,
     /// Every member must use a second factor (TOTP); members without one can only enrol.
     pub require_mfa: bool,
+    /// Members sign in only once their address is proven (a mailed link followed).
+    pub require_verified_email: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -310,6 +310,7 @@ pub(super) struct PolicyRow {
     pub(super) history_count: i64,
     pub(super) reject_common: bool,
     pub(super) require_mfa: bool,
+    pub(super) require_verified_email: bool,
 }
 
 impl From<PolicyRow> for PasswordPolicy {
@@ -321,6 +322,7 @@ impl From<PolicyRow> for PasswordPolicy {
             history_count: clamp(r.history_count),
             reject_common: r.reject_common,
             require_mfa: r.require_mfa,
+            require_verified_email: r.require_verified_email,
         }
     }
 }
@@ -370,6 +372,7 @@ pub(super) struct MemberRow {
     pub(super) history_count: Option<i64>,
     pub(super) reject_common: Option<bool>,
     pub(super) require_mfa: Option<bool>,
+    pub(super) require_verified_email: Option<bool>,
     pub(super) mfa_enabled: bool,
 }
 
@@ -381,12 +384,14 @@ impl MemberRow {
             Some(history_count),
             Some(reject_common),
             Some(require_mfa),
+            Some(require_verified_email),
         ) = (
             self.min_length,
             self.max_age_days,
             self.history_count,
             self.reject_common,
             self.require_mfa,
+            self.require_verified_email,
         )
         else {
             return PasswordPolicy::default();
@@ -397,6 +402,7 @@ impl MemberRow {
             history_count,
             reject_common,
             require_mfa,
+            require_verified_email,
         }
         .into()
     }

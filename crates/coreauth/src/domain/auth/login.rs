@@ -165,6 +165,9 @@ impl Auth {
         if user.must_change_password || policy.is_expired(user.password_set_at, to_millis(now)) {
             return Err(DomainError::PasswordExpired);
         }
+        if policy.require_verified_email && user.email_verified_at.is_none() {
+            return Err(DomainError::EmailUnverified);
+        }
         if attempt.admins_only && !(membership.role.is_admin() || user.is_platform_admin) {
             return Err(DomainError::Forbidden);
         }

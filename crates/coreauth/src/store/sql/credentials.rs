@@ -5,26 +5,15 @@ use super::*;
 #[async_trait]
 impl CredentialStore for Backend {
     async fn password_policy(&self, org_id: i64) -> StoreResult<Option<PasswordPolicy>> {
-        let row: Option<(i64, i64, i64, bool, bool)> = sqlx::query_as(
-            "SELECT min_length, max_age_days, history_count, reject_common, require_mfa \
-             FROM password_policies WHERE org_id = $1",
+        let row: Option<PolicyRow> = sqlx::query_as(
+            "SELECT min_length, max_age_days, history_count, reject_common, require_mfa, \
+             require_verified_email FROM password_policies WHERE org_id = $1",
         )
         .bind(org_id)
         .fetch_optional(self.reads())
         .await
         .map_err(db_error)?;
-        Ok(row.map(
-            |(min_length, max_age_days, history_count, reject_common, require_mfa)| {
-                let clamp = |v: i64| u32::try_from(v.max(0)).unwrap_or(u32::MAX);
-                PasswordPolicy {
-                    min_length: clamp(min_length),
-                    max_age_days: clamp(max_age_days),
-                    history_count: clamp(history_count),
-                    reject_common,
-                    require_mfa,
-                }
-            },
-        ))
+        Ok(row.map(PasswordPolicy::from))
     }
 
     async fn set_password_policy(
@@ -42,10 +31,11 @@ impl CredentialStore for Backend {
         sqlx::query(
             "INSERT INTO password_policies \
              (org_id, min_length, max_age_days, history_count, reject_common, require_mfa, \
-             updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7) \
+             updated_at, require_verified_email) VALUES ($1, $2, $3, $4, $5, $6, $7, $8) \
              ON CONFLICT (org_id) DO UPDATE SET min_length = excluded.min_length, \
              max_age_days = excluded.max_age_days, history_count = excluded.history_count, \
              reject_common = excluded.reject_common, require_mfa = excluded.require_mfa, \
+             require_verified_email = excluded.require_verified_email, \
              updated_at = excluded.updated_at",
         )
         .bind(org_id)
@@ -55,6 +45,7 @@ impl CredentialStore for Backend {
         .bind(policy.reject_common)
         .bind(policy.require_mfa)
         .bind(now)
+        .bind(policy.require_verified_email)
         .execute(&mut *tx)
         .await
         .map_err(db_error)?;

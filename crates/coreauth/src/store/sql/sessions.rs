@@ -74,6 +74,7 @@ impl SessionStore for Backend {
              u.email_verified_at, \
              o.name AS org_name, \
              p.min_length, p.max_age_days, p.history_count, p.reject_common, p.require_mfa, \
+             p.require_verified_email, \
              EXISTS (SELECT 1 FROM mfa_totp t WHERE t.user_id = u.id \
               AND t.confirmed_at IS NOT NULL) AS mfa_enabled \
              FROM users u JOIN orgs o ON o.id = $1 \

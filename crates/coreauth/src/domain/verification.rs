@@ -1,0 +1,158 @@
+//! Proving an email address: a mailed link (single use, 24 hours, superseded by a newer one)
+//! marks it verified. Accounts an admin creates get one; an invitation's link proves the
+//! address by itself. An org may refuse logins until the address is proven (its policy's
+//! `requireVerifiedEmail`); a new link is asked for by address, answered the same whether or
+//! not there is an account to send it to.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use time::OffsetDateTime;
+
+use super::audit::NewAuditEvent;
+use super::clock::to_millis;
+use super::email::Email;
+use super::error::{DomainError, DomainResult, LinkRefusal};
+use super::mail::links::{self, OneTimeToken, in_words};
+use super::mail::templates::{MailKind, MailVars};
+use super::mail::{self};
+use super::origin::RequestOrigin;
+use super::recovery::compose;
+use super::secrets::SecretBox;
+use super::throttle::{Subject, Throttle};
+use super::user::UserRecord;
+use crate::store::Store;
+use crate::store::records::{NewEmailToken, TokenPurpose};
+
+pub const VERIFY_LIFETIME: Duration = Duration::from_secs(24 * 3600);
+/// Where a verification link leads.
+pub const VERIFY_PAGE: &str = "/user/email/verify";
+
+pub struct EmailVerification {
+    store: Arc<dyn Store>,
+    secrets: Arc<SecretBox>,
+    throttle: Arc<Throttle>,
+    public_url: String,
+}
+
+impl EmailVerification {
+    pub fn new(
+        store: Arc<dyn Store>,
+        secrets: Arc<SecretBox>,
+        throttle: Arc<Throttle>,
+        public_url: String,
+    ) -> Self {
+        Self {
+            store,
+            secrets,
+            throttle,
+            public_url,
+        }
+    }
+
+    /// Sends `user` a link proving their address, in the name of `org_id`.
+    pub async fn send(
+        &self,
+        user: &UserRecord,
+        org_id: Option<i64>,
+        origin: &RequestOrigin,
+        now: OffsetDateTime,
+    ) -> DomainResult<()> {
+        let email = Email::parse(&user.email)?;
+        let key = email.key();
+        let org_id = org_id.or(user.home_org_id);
+        let org = match org_id {
+            Some(id) => self.store.org(id).await?,
+            None => None,
+        };
+        let token = OneTimeToken::generate()?;
+        let vars = MailVars {
+            org: org.map(|o| o.name).unwrap_or_else(|| "coreauth".into()),
+            link: Some(links::link(&self.public_url, VERIFY_PAGE, &token)),
+            email: user.email.clone(),
+            name: user.first.clone(),
+            expires: in_words(VERIFY_LIFETIME.as_secs()),
+        };
+        let now_ms = to_millis(now);
+        let content = compose(&self.store, org_id, MailKind::EmailVerification, &vars).await?;
+        let mail = mail::queued(
+            &self.secrets,
+            (org_id, MailKind::EmailVerification.as_str()),
+            &user.email,
+            &content,
+            now_ms,
+        )?;
+        let stored = NewEmailToken {
+            token_hash: token.hash,
+            purpose: TokenPurpose::EmailVerification,
+            user_id: Some(user.id),
+            invitation_id: None,
+            email_key: Some(key),
+            created_at: now_ms,
+            expires_at: now_ms + i64::try_from(VERIFY_LIFETIME.as_millis()).unwrap_or(i64::MAX),
+        };
+        let mut audit = NewAuditEvent::new("email.verification_sent", now)
+            .from(origin)
+            .subject_user(user.id);
+        audit.org_id = org_id;
+        Ok(self
+            .store
+            .create_email_token(&stored, &mail, &audit)
+            .await?)
+    }
+
+    /// A new link for the account at `email` when its address is unproven; nothing otherwise,
+    /// and the caller learns which of these it was from neither the answer nor its timing.
+    pub async fn resend(
+        &self,
+        email: &str,
+        origin: &RequestOrigin,
+        now: OffsetDateTime,
+    ) -> DomainResult<()> {
+        let email = Email::parse(email)?;
+        let key = email.key();
+        let mut subjects = vec![Subject::Recipient(&key)];
+        subjects.extend(origin.address.map(Subject::Traffic));
+        self.throttle.attempt(&subjects, now).await?;
+        let user = self
+            .store
+            .user_by_email(&key)
+            .await?
+            .filter(|u| u.is_active && u.email_verified_at.is_none());
+        match user {
+            Some(user) => self.send(&user, None, origin, now).await,
+            None => {
+                let audit = NewAuditEvent::new("email.verification_requested", now)
+                    .from(origin)
+                    .details(serde_json::json!({ "email": email.as_str() }));
+                Ok(self.store.record_mail_request(None, &audit).await?)
+            }
+        }
+    }
+
+    /// Marks the address a link was sent to verified.
+    pub async fn verify(
+        &self,
+        token: &str,
+        origin: &RequestOrigin,
+        now: OffsetDateTime,
+    ) -> DomainResult<()> {
+        let now_ms = to_millis(now);
+        let hash = links::hash_token(token);
+        let stored = self.store.email_token(&hash).await?;
+        links::usable(stored.as_ref(), TokenPurpose::EmailVerification, now_ms)?;
+        let (Some(user_id), Some(email_key)) =
+            stored.map(|t| (t.user_id, t.email_key)).unwrap_or_default()
+        else {
+            return Err(DomainError::Link(LinkRefusal::Unknown));
+        };
+        let audit = NewAuditEvent::new("email.verified", now)
+            .from(origin)
+            .actor(user_id)
+            .subject_user(user_id);
+        Ok(self
+            .store
+            .verify_email(&hash, user_id, &email_key, now_ms, &audit)
+            .await?)
+    }
+}
