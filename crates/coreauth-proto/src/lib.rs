@@ -913,3 +913,51 @@ pub struct VerifyEmailRequest {
 pub struct ResendVerificationRequest {
     pub email: String,
 }
+
+/// An org's mail settings and the templates it sends (`GET /admin/orgs/{orgId}/email-settings`).
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct EmailSettingsView {
+    pub from_name: Option<String>,
+    pub reply_to: Option<String>,
+    pub templates: Vec<EmailTemplateView>,
+}
+
+/// `PUT /admin/orgs/{orgId}/email-settings`: the sender's display name and reply-to address
+/// (absent or empty: none).
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct SetEmailSettingsRequest {
+    #[serde(default)]
+    pub from_name: Option<String>,
+    #[serde(default)]
+    pub reply_to: Option<String>,
+}
+
+/// One kind of message: `invitation`, `password_reset`, `password_reset_sso` or
+/// `email_verification`, as the org sends it.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct EmailTemplateView {
+    pub kind: String,
+    pub subject: String,
+    pub text_body: String,
+    pub html_body: Option<String>,
+    /// The org's own; false: the built-in one.
+    pub custom: bool,
+}
+
+/// `PUT /admin/orgs/{orgId}/email-templates/{kind}`: Jinja templates with the variables
+/// `org`, `link`, `email`, `name` and `expires`; the HTML body is escaped.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct SetEmailTemplateRequest {
+    pub subject: String,
+    pub text_body: String,
+    #[serde(default)]
+    pub html_body: Option<String>,
+}

@@ -22,6 +22,7 @@ use crate::domain::clock::Clock;
 use crate::domain::credentials::Credentials;
 use crate::domain::integrations::Integrations;
 use crate::domain::invitations::Invitations;
+use crate::domain::mail::settings::MailSettings;
 use crate::domain::mfa::Mfa;
 use crate::domain::password::{HashCost, HashLimits, Password, PasswordHashing};
 use crate::domain::recovery::PasswordRecovery;
@@ -299,6 +300,7 @@ impl Application {
             recovery,
             invitations,
             verification,
+            mail_settings: Arc::new(MailSettings::new(store.clone())),
             keys,
             audit: Arc::new(Audit::new(store.clone(), settings.audit_retention)),
             credentials,

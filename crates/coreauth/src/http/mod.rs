@@ -25,6 +25,7 @@ use crate::domain::clock::Clock;
 use crate::domain::credentials::Credentials;
 use crate::domain::integrations::Integrations;
 use crate::domain::invitations::Invitations;
+use crate::domain::mail::settings::MailSettings;
 use crate::domain::mfa::Mfa;
 use crate::domain::recovery::PasswordRecovery;
 use crate::domain::service_accounts::ServiceAccounts;
@@ -43,6 +44,7 @@ pub mod client_address;
 pub mod connections;
 mod docs;
 mod domains;
+mod email_settings;
 pub mod error;
 pub mod extract;
 mod integrations;
@@ -111,6 +113,7 @@ pub struct AppParts {
     pub recovery: Arc<PasswordRecovery>,
     pub invitations: Arc<Invitations>,
     pub verification: Arc<EmailVerification>,
+    pub mail_settings: Arc<MailSettings>,
     pub audit: Arc<Audit>,
     pub credentials: Arc<Credentials>,
     pub mfa: Arc<Mfa>,
@@ -144,6 +147,7 @@ fn api_routes() -> OpenApiRouter<AppState> {
         .merge(passwords::routes())
         .merge(recovery::routes())
         .merge(invitations::routes())
+        .merge(email_settings::routes())
         .merge(mfa::routes())
         .merge(integrations::routes())
         .merge(sso::routes())

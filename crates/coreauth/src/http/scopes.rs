@@ -18,7 +18,8 @@ pub fn needed(method: &Method, route: &str) -> Option<Scope> {
         || route.starts_with("/admin/orgs/{org_id}/service-accounts");
     let users = matches!(route, "/user/me" | "/user/orgs")
         || route.starts_with("/admin/users")
-        || route.starts_with("/admin/orgs/{org_id}/members");
+        || route.starts_with("/admin/orgs/{org_id}/members")
+        || route.starts_with("/admin/orgs/{org_id}/invitations");
     let org = route == "/admin/orgs" || route.starts_with("/admin/orgs/{org_id}/");
     match route {
         "/token/introspect" => Some(Scope::TokensIntrospect),

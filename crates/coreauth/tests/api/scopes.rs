@@ -48,6 +48,30 @@ const NEEDS: &[(&str, &str, &str)] = &[
         "/admin/orgs/{org_id}/integrations/{name}",
         "org:write",
     ),
+    ("GET", "/admin/orgs/{org_id}/email-settings", "org:read"),
+    ("PUT", "/admin/orgs/{org_id}/email-settings", "org:write"),
+    (
+        "PUT",
+        "/admin/orgs/{org_id}/email-templates/{kind}",
+        "org:write",
+    ),
+    (
+        "DELETE",
+        "/admin/orgs/{org_id}/email-templates/{kind}",
+        "org:write",
+    ),
+    ("GET", "/admin/orgs/{org_id}/invitations", "users:read"),
+    ("POST", "/admin/orgs/{org_id}/invitations", "users:write"),
+    (
+        "DELETE",
+        "/admin/orgs/{org_id}/invitations/{id}",
+        "users:write",
+    ),
+    (
+        "POST",
+        "/admin/orgs/{org_id}/invitations/{id}/resend",
+        "users:write",
+    ),
     ("POST", "/admin/orgs/{org_id}/members", "users:write"),
     (
         "PATCH",

@@ -6,6 +6,7 @@
 //! configured, `.eml` files in an `outbox/` folder beside the database (`crate::mail_transport`).
 
 pub mod links;
+pub mod settings;
 pub mod templates;
 
 pub use crate::store::records::{MailQueueCounts, NewMail, QueuedMail};
