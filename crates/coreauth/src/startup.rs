@@ -21,6 +21,7 @@ use crate::domain::auth::{Auth, SessionPolicy};
 use crate::domain::clock::Clock;
 use crate::domain::credentials::Credentials;
 use crate::domain::integrations::Integrations;
+use crate::domain::mail::delivery::{Delivery, DeliveryStats};
 use crate::domain::mfa::Mfa;
 use crate::domain::password::{HashCost, HashLimits, Password, PasswordHashing};
 use crate::domain::secrets::SecretBox;
@@ -31,6 +32,7 @@ use crate::domain::throttle::{Throttle, ThrottleLimits};
 use crate::domain::tokens::{StoredSigningKey, TokenSigner};
 use crate::http::client_address::TrustedProxies;
 use crate::http::{self, AppParts, AppState, ConnectionLimits, HttpLimits, Metrics, MetricsAccess};
+use crate::mail_transport;
 use crate::oidc_client::NetworkPolicy;
 use crate::remote_tokens::RemoteTokens;
 use crate::store::Store;
@@ -143,6 +145,9 @@ pub struct Application {
     change_feed: Option<AbortOnDrop>,
     /// `COREAUTH_METRICS_LISTEN`'s listener, serving `/metrics` alone.
     metrics_listener: Option<TcpListener>,
+    /// The mail queue's worker, run in a task of its own: a slow mail server holds up nothing
+    /// else.
+    delivery: Arc<Delivery>,
 }
 
 impl Application {
@@ -162,7 +167,8 @@ impl Application {
             }
             _ => None,
         };
-        let metrics = Arc::new(Metrics::new(cache.clone()));
+        let mail_stats = Arc::new(DeliveryStats::default());
+        let metrics = Arc::new(Metrics::new(cache.clone(), mail_stats.clone()));
         let reads = Arc::new(CachedReads::new(store.clone(), cache));
         let signer = Arc::new(load_signer(store.as_ref(), &settings, clock.as_ref()).await?);
         let concurrent = match settings.hash_concurrency {
@@ -186,6 +192,16 @@ impl Application {
             .map_err(|e| StartupError::Setup(e.to_string()))?,
         );
         let secrets = Arc::new(load_secret_box(&settings)?);
+        let delivery = Arc::new(Delivery::new(
+            store.clone(),
+            secrets.clone(),
+            mail_transport::from_settings(&settings)
+                .map_err(StartupError::Setup)?
+                .into(),
+            clock.clone(),
+            mail_stats,
+        ));
+        tracing::info!("mail goes to {}", delivery.describe());
         let throttle = Arc::new(Throttle::new(store.clone(), throttle_limits(&settings)));
         let mfa = Arc::new(Mfa::new(
             store.clone(),
@@ -300,6 +316,7 @@ impl Application {
             cache: reads,
             change_feed,
             metrics_listener,
+            delivery,
         })
     }
 
@@ -351,6 +368,7 @@ impl Application {
                 }
             })
         });
+        let mail = tokio::spawn(self.delivery.clone().work());
         let cache = self.cache.clone();
         let flusher = tokio::spawn(async move {
             let mut every = tokio::time::interval(TICK);
@@ -399,6 +417,8 @@ impl Application {
         let served =
             http::connections::serve(self.listener, self.router, self.connections, shutdown).await;
         flusher.abort();
+        // A send cut off here is taken again once its lease runs out (on any instance).
+        mail.abort();
         if let Some(server) = metrics_server {
             server.abort();
         }

@@ -10,11 +10,10 @@ use async_trait::async_trait;
 
 use self::changes::Changes;
 use self::records::{
-    ApiKeyContext, ApiKeyRecord, AuditQuery, AuditRecord, IntegrationRecord, MemberRecord,
-    MembershipPatch, MembershipRecord, NewApiKey, NewAuditEvent, NewUser, OrgRecord,
-    MailQueueCounts, NewMail, PasswordPolicy, QueuedMail, Renewal, Role, ServiceAccountRecord,
-    SessionContext, SessionRecord,
-    StoredSigningKey, UserPatch, UserRecord,
+    ApiKeyContext, ApiKeyRecord, AuditQuery, AuditRecord, IntegrationRecord, MailQueueCounts,
+    MemberRecord, MembershipPatch, MembershipRecord, NewApiKey, NewAuditEvent, NewMail, NewUser,
+    OrgRecord, PasswordPolicy, QueuedMail, Renewal, Role, ServiceAccountRecord, SessionContext,
+    SessionRecord, StoredSigningKey, UserPatch, UserRecord,
 };
 
 pub mod changes;
@@ -598,7 +597,12 @@ pub trait MailStore: Send + Sync {
     /// Takes up to `limit` messages due at `now` (not sent, not given up, not held by another
     /// worker), holding them until `lease_until`: no other worker takes them meanwhile, and a
     /// worker that dies leaves them to be taken again when the lease runs out.
-    async fn claim_mail(&self, now: i64, lease_until: i64, limit: i64) -> StoreResult<Vec<QueuedMail>>;
+    async fn claim_mail(
+        &self,
+        now: i64,
+        lease_until: i64,
+        limit: i64,
+    ) -> StoreResult<Vec<QueuedMail>>;
 
     /// Sent: the sealed message is erased; the row stays, for the counts, until pruned.
     async fn mail_sent(&self, id: i64, now: i64) -> StoreResult<()>;

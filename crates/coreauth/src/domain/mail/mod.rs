@@ -5,6 +5,8 @@
 //! The transport is behind `MailTransport`: SMTP through lettre, or, with no SMTP server
 //! configured, `.eml` files in an `outbox/` folder beside the database (`crate::mail_transport`).
 
+pub mod delivery;
+
 pub use crate::store::records::{MailQueueCounts, NewMail, QueuedMail};
 
 use serde::{Deserialize, Serialize};

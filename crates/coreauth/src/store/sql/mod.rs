@@ -5,7 +5,8 @@
 //! - the store type (`Backend`, holding `Pools`) and its connection type (`Conn`);
 //! - `write_tx`, a write transaction; `database_error`, what a failure the database reports
 //!   means; `storable`, which text the database can hold; `insert_audit`;
-//! - `locking!` (the row lock of a read that orders writers), `byte_order!` (sorting), and
+//! - `locking!` (the row lock of a read that orders writers), `skipping_locked!` (the rows a
+//!   worker takes, passing over those another holds), `byte_order!` (sorting), and
 //!   `lock_table`, `advance_ids`;
 //! - what it says in its own SQL: `write_renewals`, `data_version`, and `Shortcuts`, the writes
 //!   it makes in one statement where this code takes a transaction.
@@ -29,16 +30,16 @@ use super::{Backend, Conn, advance_ids, database_error, insert_audit, lock_table
 use crate::store::changes::{Change, Changes};
 use crate::store::records::{
     ApiKeyContext, ApiKeyRecord, AuditQuery, AuditRecord, ClaimMapping, DomainClaimRecord,
-    IntegrationRecord, MemberRecord, MembershipPatch, MembershipRecord, NewApiKey, NewAuditEvent,
-    NewUser, OrgRecord, PASSWORD_HISTORY_KEPT, PasswordChange, PasswordPolicy, Renewal, Revoked,
-    Role, SamlSettings, ServiceAccountRecord, SessionContext, SessionRecord, SsoConnectionRecord,
-    SsoDeviceRecord, SsoIdentityRecord, SsoLoginRecord, StoredSigningKey, ThrottleSettlement,
-    TotpRecord, UserPatch, UserRecord,
+    IntegrationRecord, MailQueueCounts, MemberRecord, MembershipPatch, MembershipRecord, NewApiKey,
+    NewAuditEvent, NewMail, NewUser, OrgRecord, PASSWORD_HISTORY_KEPT, PasswordChange,
+    PasswordPolicy, Renewal, Revoked, Role, SamlSettings, ServiceAccountRecord, SessionContext,
+    SessionRecord, SsoConnectionRecord, SsoDeviceRecord, SsoIdentityRecord, SsoLoginRecord,
+    StoredSigningKey, ThrottleSettlement, TotpRecord, UserPatch, UserRecord,
 };
 use crate::store::rows::*;
 use crate::store::{
-    AuditStore, CredentialStore, IntegrationStore, KeyStore, SessionStore, SigningKeyStore,
-    SsoStore, Store, StoreError, StoreResult, ThrottleStore, UserStore,
+    AuditStore, CredentialStore, IntegrationStore, KeyStore, MailStore, SessionStore,
+    SigningKeyStore, SsoStore, Store, StoreError, StoreResult, ThrottleStore, UserStore,
 };
 
 type Db = <Conn as sqlx::Connection>::Database;
@@ -351,10 +352,14 @@ mod audit;
 mod credentials;
 mod integrations;
 mod keys;
+mod mail;
 mod sessions;
 mod signing_keys;
 mod sso;
 mod throttle;
+
+#[allow(unused_imports, reason = "for the stores of the flows that queue mail")]
+use mail::insert_mail;
 
 #[async_trait]
 impl Store for Backend {
