@@ -80,6 +80,24 @@ pub struct Settings {
     /// `COREAUTH_PREVIOUS_SECRET_KEYS`: comma-separated keys that still open values sealed
     /// before a rotation (they are re-sealed with the current key when next used).
     pub previous_secret_keys: Option<String>,
+    /// `COREAUTH_SMTP_URL`: the SMTP server mail goes through: `smtp://host:port` (no TLS),
+    /// `smtp://host:587?tls=required` (STARTTLS), `smtps://host:465` (TLS), with
+    /// `user:password@` if it asks for them. May come from `COREAUTH_SMTP_URL_FILE`. Without
+    /// it, messages are written to the outbox folder and their links logged.
+    #[serde(deserialize_with = "secret_text")]
+    pub smtp_url: Option<SecretString>,
+    pub smtp_url_file: Option<PathBuf>,
+    /// `COREAUTH_SMTP_PASSWORD` (or `…_FILE`): the password for the URL's user, instead of one
+    /// in the URL.
+    #[serde(deserialize_with = "secret_text")]
+    pub smtp_password: Option<SecretString>,
+    pub smtp_password_file: Option<PathBuf>,
+    /// `COREAUTH_EMAIL_FROM`: the sender of every message, `Name <address>`; an org's email
+    /// settings may change the name.
+    pub email_from: String,
+    /// `COREAUTH_OUTBOX_DIR`: where messages go without an SMTP server. Default: `outbox/`
+    /// beside the SQLite database file, or in the working directory.
+    pub outbox_dir: Option<PathBuf>,
     /// Apply migrations at start (`serve --no-migrate` turns it off).
     pub migrate: bool,
     pub database_max_connections: u32,
@@ -177,6 +195,12 @@ impl Default for Settings {
             secret_key: None,
             secret_key_file: PathBuf::from("coreauth-secret.key"),
             previous_secret_keys: None,
+            smtp_url: None,
+            smtp_url_file: None,
+            smtp_password: None,
+            smtp_password_file: None,
+            email_from: "coreauth <noreply@localhost>".into(),
+            outbox_dir: None,
             migrate: true,
             database_max_connections: 8,
             database_acquire_timeout: Duration::from_secs(5),
@@ -269,15 +293,22 @@ impl Settings {
             .merge(Serialized::defaults(overrides))
             .extract()
             .map_err(|e| ConfigError(e.to_string()))?;
-        if let (None, Some(path)) = (
-            &settings.bootstrap_admin_password,
-            &settings.bootstrap_admin_password_file,
-        ) {
-            let text = std::fs::read_to_string(path)
-                .map_err(|e| ConfigError(format!("{}: {e}", path.display())))?;
-            settings.bootstrap_admin_password = Some(SecretString::from(
-                text.trim_end_matches(['\r', '\n']).to_owned(),
-            ));
+        // A `_FILE` variant fills its setting when the setting itself is not given.
+        for (value, file) in [
+            (
+                &mut settings.bootstrap_admin_password,
+                &settings.bootstrap_admin_password_file,
+            ),
+            (&mut settings.smtp_url, &settings.smtp_url_file),
+            (&mut settings.smtp_password, &settings.smtp_password_file),
+        ] {
+            if let (None, Some(path)) = (&value, file) {
+                let text = std::fs::read_to_string(path)
+                    .map_err(|e| ConfigError(format!("{}: {e}", path.display())))?;
+                *value = Some(SecretString::from(
+                    text.trim_end_matches(['\r', '\n']).to_owned(),
+                ));
+            }
         }
         Ok(settings)
     }

@@ -22,6 +22,7 @@ use crate::domain::clock::Clock;
 use crate::domain::credentials::Credentials;
 use crate::domain::integrations::Integrations;
 use crate::domain::invitations::Invitations;
+use crate::domain::mail::delivery::{Delivery, DeliveryStats};
 use crate::domain::mail::settings::MailSettings;
 use crate::domain::mfa::Mfa;
 use crate::domain::password::{HashCost, HashLimits, Password, PasswordHashing};
@@ -35,6 +36,7 @@ use crate::domain::tokens::{StoredSigningKey, TokenSigner};
 use crate::domain::verification::EmailVerification;
 use crate::http::client_address::TrustedProxies;
 use crate::http::{self, AppParts, AppState, ConnectionLimits, HttpLimits, Metrics, MetricsAccess};
+use crate::mail_transport;
 use crate::oidc_client::NetworkPolicy;
 use crate::remote_tokens::RemoteTokens;
 use crate::store::Store;
@@ -147,6 +149,9 @@ pub struct Application {
     change_feed: Option<AbortOnDrop>,
     /// `COREAUTH_METRICS_LISTEN`'s listener, serving `/metrics` alone.
     metrics_listener: Option<TcpListener>,
+    /// The mail queue's worker, run in a task of its own: a slow mail server holds up nothing
+    /// else.
+    delivery: Arc<Delivery>,
 }
 
 impl Application {
@@ -166,7 +171,8 @@ impl Application {
             }
             _ => None,
         };
-        let metrics = Arc::new(Metrics::new(cache.clone()));
+        let mail_stats = Arc::new(DeliveryStats::default());
+        let metrics = Arc::new(Metrics::new(cache.clone(), mail_stats.clone()));
         let reads = Arc::new(CachedReads::new(store.clone(), cache));
         let signer = Arc::new(load_signer(store.as_ref(), &settings, clock.as_ref()).await?);
         let concurrent = match settings.hash_concurrency {
@@ -190,6 +196,16 @@ impl Application {
             .map_err(|e| StartupError::Setup(e.to_string()))?,
         );
         let secrets = Arc::new(load_secret_box(&settings)?);
+        let delivery = Arc::new(Delivery::new(
+            store.clone(),
+            secrets.clone(),
+            mail_transport::from_settings(&settings)
+                .map_err(StartupError::Setup)?
+                .into(),
+            clock.clone(),
+            mail_stats,
+        ));
+        tracing::info!("mail goes to {}", delivery.describe());
         let throttle = Arc::new(Throttle::new(store.clone(), throttle_limits(&settings)));
         let mfa = Arc::new(Mfa::new(
             store.clone(),
@@ -328,6 +344,7 @@ impl Application {
             cache: reads,
             change_feed,
             metrics_listener,
+            delivery,
         })
     }
 
@@ -379,6 +396,7 @@ impl Application {
                 }
             })
         });
+        let mail = tokio::spawn(self.delivery.clone().work());
         let cache = self.cache.clone();
         let flusher = tokio::spawn(async move {
             let mut every = tokio::time::interval(TICK);
@@ -427,6 +445,8 @@ impl Application {
         let served =
             http::connections::serve(self.listener, self.router, self.connections, shutdown).await;
         flusher.abort();
+        // A send cut off here is taken again once its lease runs out (on any instance).
+        mail.abort();
         if let Some(server) = metrics_server {
             server.abort();
         }

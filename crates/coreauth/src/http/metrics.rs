@@ -1,6 +1,6 @@
 //! Prometheus metrics, kept in a registry owned by the app (no global recorder, so two apps
 //! can run in one test process): requests by route and status, latency by route, logins by
-//! outcome, and what the session cache holds and whether it serves.
+//! outcome, what the session cache holds and whether it serves, and the mail queue.
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -17,6 +17,7 @@ use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
 use crate::cache::SessionCache;
+use crate::domain::mail::delivery::DeliveryStats;
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct RequestLabels {
@@ -110,9 +111,63 @@ impl Collector for CacheCollector {
     }
 }
 
+/// The mail worker's figures, read at each scrape from what it keeps in memory: a scrape never
+/// counts the queue in the database (the worker does, every few seconds).
+#[derive(Debug)]
+struct MailCollector(Arc<DeliveryStats>);
+
+impl Collector for MailCollector {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let figures = self.0.figures();
+        let counters = [
+            (
+                "mail_sent",
+                "Messages this instance handed to the mail server (or the outbox)",
+                figures.sent,
+            ),
+            (
+                "mail_failed",
+                "Attempts to send a message that failed on this instance (each retry counts)",
+                figures.failed,
+            ),
+            (
+                "mail_given_up",
+                "Messages this instance gave up on (refused, out of retries, or unreadable)",
+                figures.given_up,
+            ),
+        ];
+        for (name, help, value) in counters {
+            let counter = ConstCounter::new(value);
+            counter.encode(encoder.encode_descriptor(
+                name,
+                help,
+                None,
+                counter.metric_type(),
+            )?)?;
+        }
+        let gauges = [
+            (
+                "mail_queue_waiting",
+                "Queued messages not sent yet, of every instance",
+                figures.waiting,
+            ),
+            (
+                "mail_queue_retrying",
+                "Of those, the ones whose last attempt failed",
+                figures.retrying,
+            ),
+        ];
+        for (name, help, value) in gauges {
+            let gauge = ConstGauge::new(value);
+            gauge.encode(encoder.encode_descriptor(name, help, None, gauge.metric_type())?)?;
+        }
+        Ok(())
+    }
+}
+
 impl Metrics {
-    /// The registry, with the figures of `cache` read at each scrape.
-    pub fn new(cache: Arc<SessionCache>) -> Self {
+    /// The registry, with the figures of `cache` and of the mail worker read at each scrape.
+    pub fn new(cache: Arc<SessionCache>, mail: Arc<DeliveryStats>) -> Self {
         let mut registry = Registry::with_prefix("coreauth");
         let requests = Family::<RequestLabels, Counter>::default();
         let latency: LatencyFamily = Family::new_with_constructor(latency_histogram);
@@ -133,6 +188,7 @@ impl Metrics {
             logins.clone(),
         );
         registry.register_collector(Box::new(CacheCollector(cache)));
+        registry.register_collector(Box::new(MailCollector(mail)));
         Self {
             registry,
             requests,

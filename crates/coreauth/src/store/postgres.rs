@@ -102,6 +102,15 @@ macro_rules! locking {
     };
 }
 
+/// `$select` locking the rows it picks and passing over those another transaction holds: workers
+/// of several instances taking due work (`claim_mail`) each get rows no other one has, instead
+/// of queueing behind each other's locks and then finding the rows taken.
+macro_rules! skipping_locked {
+    ($select:literal) => {
+        concat!($select, " FOR UPDATE SKIP LOCKED")
+    };
+}
+
 /// Byte order, as SQLite sorts, whatever locale the database was made with.
 macro_rules! byte_order {
     () => {

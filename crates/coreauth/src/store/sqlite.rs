@@ -115,6 +115,13 @@ macro_rules! locking {
     };
 }
 
+/// `$select` as it is: with one writer, no other worker can take the same rows meanwhile.
+macro_rules! skipping_locked {
+    ($select:literal) => {
+        $select
+    };
+}
+
 /// SQLite's default collation (BINARY) is byte order already.
 macro_rules! byte_order {
     () => {

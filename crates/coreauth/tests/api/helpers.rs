@@ -190,6 +190,9 @@ impl TestApp {
             metrics_token: Some(METRICS_TOKEN.to_owned().into()),
             // The tests' identity providers run on loopback.
             sso_allowed_networks: Some("127.0.0.0/8".into()),
+            // Mail without an SMTP server goes beside the database, on PostgreSQL too (not into
+            // the working directory).
+            outbox_dir: Some(database.secret_key_file().with_file_name("outbox")),
             // Cheap hashes: these tests are about behaviour, not hash strength.
             argon2_memory_kib: 1024,
             argon2_iterations: 1,

@@ -5,6 +5,7 @@
 //! The transport is behind `MailTransport`: SMTP through lettre, or, with no SMTP server
 //! configured, `.eml` files in an `outbox/` folder beside the database (`crate::mail_transport`).
 
+pub mod delivery;
 pub mod links;
 pub mod settings;
 pub mod templates;

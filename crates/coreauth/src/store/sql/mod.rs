@@ -5,7 +5,8 @@
 //! - the store type (`Backend`, holding `Pools`) and its connection type (`Conn`);
 //! - `write_tx`, a write transaction; `database_error`, what a failure the database reports
 //!   means; `storable`, which text the database can hold; `insert_audit`;
-//! - `locking!` (the row lock of a read that orders writers), `byte_order!` (sorting), and
+//! - `locking!` (the row lock of a read that orders writers), `skipping_locked!` (the rows a
+//!   worker takes, passing over those another holds), `byte_order!` (sorting), and
 //!   `lock_table`, `advance_ids`;
 //! - what it says in its own SQL: `write_renewals`, `data_version`, and `Shortcuts`, the writes
 //!   it makes in one statement where this code takes a transaction.
@@ -30,15 +31,16 @@ use crate::store::changes::{Change, Changes};
 use crate::store::records::{
     ApiKeyContext, ApiKeyRecord, AuditQuery, AuditRecord, ClaimMapping, DomainClaimRecord,
     EmailSettings, EmailTemplate, EmailTokenRecord, IntegrationRecord, InvitationRecord, Joining,
-    MemberRecord, MembershipPatch, MembershipRecord, NewApiKey, NewAuditEvent, NewEmailToken,
-    NewInvitation, NewMail, NewUser, OrgRecord, PASSWORD_HISTORY_KEPT, PasswordChange,
-    PasswordPolicy, Renewal, Revoked, Role, SamlSettings, ServiceAccountRecord, SessionContext,
-    SessionRecord, SsoConnectionRecord, SsoDeviceRecord, SsoIdentityRecord, SsoLoginRecord,
-    StoredSigningKey, ThrottleSettlement, TokenPurpose, TotpRecord, UserPatch, UserRecord,
+    MailQueueCounts, MemberRecord, MembershipPatch, MembershipRecord, NewApiKey, NewAuditEvent,
+    NewEmailToken, NewInvitation, NewMail, NewUser, OrgRecord, PASSWORD_HISTORY_KEPT,
+    PasswordChange, PasswordPolicy, Renewal, Revoked, Role, SamlSettings, ServiceAccountRecord,
+    SessionContext, SessionRecord, SsoConnectionRecord, SsoDeviceRecord, SsoIdentityRecord,
+    SsoLoginRecord, StoredSigningKey, ThrottleSettlement, TokenPurpose, TotpRecord, UserPatch,
+    UserRecord,
 };
 use crate::store::rows::*;
 use crate::store::{
-    AuditStore, CredentialStore, EmailStore, IntegrationStore, KeyStore, SessionStore,
+    AuditStore, CredentialStore, EmailStore, IntegrationStore, KeyStore, MailStore, SessionStore,
     SigningKeyStore, SsoStore, Store, StoreError, StoreResult, ThrottleStore, UserStore,
 };
 
@@ -353,10 +355,14 @@ mod credentials;
 mod email;
 mod integrations;
 mod keys;
+mod mail;
 mod sessions;
 mod signing_keys;
 mod sso;
 mod throttle;
+
+#[allow(unused_imports, reason = "for the stores of the flows that queue mail")]
+use mail::insert_mail;
 
 #[async_trait]
 impl Store for Backend {
