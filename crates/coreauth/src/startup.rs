@@ -408,6 +408,13 @@ impl Application {
                 if let Err(e) = cache.forget_foreign_writes().await {
                     tracing::warn!("checking for writes by other processes: {e}");
                 }
+                // Requests for mail accepted since the last tick, on whichever instance.
+                if let Err(e) = state.recovery.process_requests(state.now()).await {
+                    tracing::warn!("carrying out password-reset requests: {e}");
+                }
+                if let Err(e) = state.verification.process_requests(state.now()).await {
+                    tracing::warn!("carrying out verification requests: {e}");
+                }
                 if tick % USAGE_FLUSH_TICKS != 0 {
                     continue;
                 }

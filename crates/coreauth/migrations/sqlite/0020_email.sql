@@ -27,6 +27,21 @@ CREATE TABLE mail_queue (
 CREATE INDEX mail_queue_due ON mail_queue (next_attempt_at)
     WHERE sent_at IS NULL AND failed_at IS NULL;
 
+-- Requests whose answer must not depend on the address (a forgotten password, a new
+-- verification link): written as they are accepted, the same row for every address, and turned
+-- into a token and a message (or nothing, for an unknown address) by a worker, each in the
+-- transaction that deletes it. A request accepted before a crash is carried out after it.
+CREATE TABLE mail_requests (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    kind TEXT NOT NULL CHECK (kind IN ('password_reset', 'email_verification')),
+    email TEXT NOT NULL,
+    address TEXT,
+    user_agent TEXT,
+    request_id TEXT,
+    created_at INTEGER NOT NULL,
+    leased_until INTEGER
+);
+
 -- Invitations to an org, by address: accepted once, revocable, expiring.
 CREATE TABLE invitations (
     id INTEGER PRIMARY KEY AUTOINCREMENT,

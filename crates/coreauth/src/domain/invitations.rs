@@ -172,7 +172,9 @@ impl Invitations {
             .by(caller)
             .org(org_id)
             .subject(invitation.public_id.clone());
-        self.store.create_email_token(&token, &mail, &audit).await?;
+        self.store
+            .create_email_token(&token, &mail, None, &audit)
+            .await?;
         self.find(org_id, id).await
     }
 
@@ -254,11 +256,11 @@ impl Invitations {
                     .await?
                     .check(&account.password)?;
                 let hash = self.hashing.hash(&account.password).await?;
-                Joining::NewUser(NewUser {
+                Joining::NewUser(Box::new(NewUser {
                     password_hash: Some(hash),
                     membership: Some((invitation.org_id, invitation.role)),
                     ..NewUser::person(&email, first, last, now_ms)
-                })
+                }))
             }
         };
         let user_id = self

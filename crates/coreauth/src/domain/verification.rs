@@ -17,12 +17,14 @@ use super::mail::links::{self, OneTimeToken, in_words};
 use super::mail::templates::{MailKind, MailVars};
 use super::mail::{self};
 use super::origin::RequestOrigin;
-use super::recovery::compose;
+use super::recovery::{accept_request, claim_requests, compose, origin_of};
 use super::secrets::SecretBox;
-use super::throttle::{Subject, Throttle};
+use super::throttle::Throttle;
 use super::user::UserRecord;
 use crate::store::Store;
-use crate::store::records::{NewEmailToken, TokenPurpose};
+use crate::store::records::{MailRequestRecord, NewEmailToken, TokenPurpose};
+
+const REQUEST_KIND: &str = "email_verification";
 
 pub const VERIFY_LIFETIME: Duration = Duration::from_secs(24 * 3600);
 /// Where a verification link leads.
@@ -56,6 +58,17 @@ impl EmailVerification {
         user: &UserRecord,
         org_id: Option<i64>,
         origin: &RequestOrigin,
+        now: OffsetDateTime,
+    ) -> DomainResult<()> {
+        self.send_for(user, org_id, (origin, None), now).await
+    }
+
+    /// `send`, carrying out accepted request `fulfils` when there is one.
+    async fn send_for(
+        &self,
+        user: &UserRecord,
+        org_id: Option<i64>,
+        (origin, fulfils): (&RequestOrigin, Option<i64>),
         now: OffsetDateTime,
     ) -> DomainResult<()> {
         let email = Email::parse(&user.email)?;
@@ -97,35 +110,61 @@ impl EmailVerification {
         audit.org_id = org_id;
         Ok(self
             .store
-            .create_email_token(&stored, &mail, &audit)
+            .create_email_token(&stored, &mail, fulfils, &audit)
             .await?)
     }
 
-    /// A new link for the account at `email` when its address is unproven; nothing otherwise,
-    /// and the caller learns which of these it was from neither the answer nor its timing.
+    /// Accepts a request for a new link, answered alike whether or not the address has an
+    /// unproven account; `process_requests` carries it out.
     pub async fn resend(
         &self,
         email: &str,
         origin: &RequestOrigin,
         now: OffsetDateTime,
     ) -> DomainResult<()> {
-        let email = Email::parse(email)?;
-        let key = email.key();
-        let mut subjects = vec![Subject::Recipient(&key)];
-        subjects.extend(origin.address.map(Subject::Traffic));
-        self.throttle.attempt(&subjects, now).await?;
+        accept_request(
+            &self.store,
+            &self.throttle,
+            (REQUEST_KIND, email),
+            origin,
+            now,
+        )
+        .await
+    }
+
+    /// Sends the links asked for so far: to each address with an unproven account; nothing
+    /// to the others.
+    pub async fn process_requests(&self, now: OffsetDateTime) -> DomainResult<()> {
+        for request in claim_requests(&self.store, REQUEST_KIND, now).await? {
+            let id = request.id;
+            if let Err(e) = self.carry_out(request, now).await {
+                tracing::warn!(request = id, "a verification request failed: {e}");
+            }
+        }
+        Ok(())
+    }
+
+    async fn carry_out(&self, request: MailRequestRecord, now: OffsetDateTime) -> DomainResult<()> {
+        let email = Email::parse(&request.email)?;
+        let origin = origin_of(&request);
         let user = self
             .store
-            .user_by_email(&key)
+            .user_by_email(&email.key())
             .await?
             .filter(|u| u.is_active && u.email_verified_at.is_none());
         match user {
-            Some(user) => self.send(&user, None, origin, now).await,
+            Some(user) => {
+                self.send_for(&user, None, (&origin, Some(request.id)), now)
+                    .await
+            }
             None => {
                 let audit = NewAuditEvent::new("email.verification_requested", now)
-                    .from(origin)
+                    .from(&origin)
                     .details(serde_json::json!({ "email": email.as_str() }));
-                Ok(self.store.record_mail_request(None, &audit).await?)
+                Ok(self
+                    .store
+                    .record_mail_request(None, Some(request.id), &audit)
+                    .await?)
             }
         }
     }

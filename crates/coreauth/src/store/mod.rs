@@ -11,10 +11,11 @@ use async_trait::async_trait;
 use self::changes::Changes;
 use self::records::{
     ApiKeyContext, ApiKeyRecord, AuditQuery, AuditRecord, EmailSettings, EmailTemplate,
-    EmailTokenRecord, IntegrationRecord, InvitationRecord, Joining, MailQueueCounts, MemberRecord,
-    MembershipPatch, MembershipRecord, NewApiKey, NewAuditEvent, NewEmailToken, NewInvitation,
-    NewMail, NewUser, OrgRecord, PasswordPolicy, QueuedMail, Renewal, Role, ServiceAccountRecord,
-    SessionContext, SessionRecord, StoredSigningKey, UserPatch, UserRecord,
+    EmailTokenRecord, IntegrationRecord, InvitationRecord, Joining, MailQueueCounts,
+    MailRequestRecord, MemberRecord, MembershipPatch, MembershipRecord, NewApiKey, NewAuditEvent,
+    NewEmailToken, NewInvitation, NewMail, NewUser, OrgRecord, PasswordPolicy, QueuedMail, Renewal,
+    Role, ServiceAccountRecord, SessionContext, SessionRecord, StoredSigningKey, UserPatch,
+    UserRecord,
 };
 
 pub mod changes;
@@ -635,17 +636,34 @@ pub trait EmailStore: Send + Sync {
         &self,
         token: &NewEmailToken,
         mail: &NewMail,
+        fulfils: Option<i64>,
         audit: &NewAuditEvent,
     ) -> StoreResult<()>;
+
+    /// Accepts a request for a message (`MailRequestRecord::id` is ignored): one insert, the
+    /// same whatever the address.
+    async fn queue_mail_request(&self, request: &MailRequestRecord) -> StoreResult<()>;
+
+    /// Takes up to `limit` requests of `kind` not held by another worker, until `lease_until`.
+    async fn claim_mail_requests(
+        &self,
+        kind: &str,
+        now: i64,
+        lease_until: i64,
+        limit: i64,
+    ) -> StoreResult<Vec<MailRequestRecord>>;
 
     /// The token with this SHA-256, whatever its state.
     async fn email_token(&self, token_hash: &[u8]) -> StoreResult<Option<EmailTokenRecord>>;
 
     /// Records a request for a message with the message if there is one (none: an unknown
-    /// address), in one transaction, as a request that makes a token is recorded.
+    /// address), in one transaction, as a request that makes a token is recorded. `fulfils`,
+    /// here and in `create_email_token`: the accepted request (`mail_requests`) this carries
+    /// out, deleted in the same transaction so that it is carried out once.
     async fn record_mail_request(
         &self,
         mail: Option<&NewMail>,
+        fulfils: Option<i64>,
         audit: &NewAuditEvent,
     ) -> StoreResult<()>;
 

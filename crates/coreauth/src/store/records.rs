@@ -362,7 +362,8 @@ pub struct PasswordChange {
     /// The user's API keys are deleted too, in the same transaction (`details.keysDeleted`).
     pub delete_api_keys: bool,
     /// The password-reset token (its SHA-256) the change uses up, in the same transaction: a
-    /// token no longer usable, or another user's, refuses the change (`Conflict`).
+    /// token no longer usable, or another user's, refuses the change (`Conflict`). Every
+    /// other reset token of the user still out is superseded by any change.
     pub consumes_token: Option<Vec<u8>>,
 }
 
@@ -660,7 +661,7 @@ pub struct NewInvitation {
 /// How an accepted invitation joins its org: a new account, or an existing one (signed in).
 #[derive(Debug, Clone)]
 pub enum Joining {
-    NewUser(NewUser),
+    NewUser(Box<NewUser>),
     Existing(i64),
 }
 
@@ -678,4 +679,18 @@ pub struct EmailTemplate {
     pub subject: String,
     pub text_body: String,
     pub html_body: Option<String>,
+}
+
+/// A request for a message, as accepted (before anyone looked the address up).
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct MailRequestRecord {
+    pub id: i64,
+    /// `password_reset` or `email_verification`.
+    pub kind: String,
+    /// The address as given (already parsed).
+    pub email: String,
+    pub address: Option<String>,
+    pub user_agent: Option<String>,
+    pub request_id: Option<String>,
+    pub created_at: i64,
 }

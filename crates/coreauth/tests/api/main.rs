@@ -13,6 +13,7 @@ mod dns;
 mod dns_server;
 mod docs;
 mod domains;
+mod email;
 mod helpers;
 mod hostile_input;
 mod integrations;

@@ -125,6 +125,16 @@ impl CredentialStore for Backend {
             .await
             .map_err(db_error)?;
         }
+        // Any change of password makes the reset links still out links to an old state.
+        sqlx::query(
+            "UPDATE email_tokens SET superseded_at = $1 WHERE user_id = $2 \
+             AND purpose = 'password_reset' AND used_at IS NULL AND superseded_at IS NULL",
+        )
+        .bind(change.now)
+        .bind(change.user_id)
+        .execute(&mut *tx)
+        .await
+        .map_err(db_error)?;
         sqlx::query(
             "UPDATE users SET password_hash = $1, password_set_at = $2, \
              must_change_password = $3 WHERE id = $4",

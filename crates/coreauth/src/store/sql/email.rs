@@ -8,9 +8,11 @@ impl EmailStore for Backend {
         &self,
         token: &NewEmailToken,
         mail: &NewMail,
+        fulfils: Option<i64>,
         audit: &NewAuditEvent,
     ) -> StoreResult<()> {
         let mut tx = self.write_tx().await?;
+        fulfil(&mut tx, fulfils).await?;
         insert_email_token(&mut tx, token).await?;
         if let Some(invitation) = token.invitation_id {
             // A resent invitation lives as long as its newest link.
@@ -35,12 +37,59 @@ impl EmailStore for Backend {
             .map_err(db_error)
     }
 
+    async fn queue_mail_request(&self, request: &MailRequestRecord) -> StoreResult<()> {
+        sqlx::query(
+            "INSERT INTO mail_requests (kind, email, address, user_agent, request_id, created_at) \
+             VALUES ($1, $2, $3, $4, $5, $6)",
+        )
+        .bind(&request.kind)
+        .bind(&request.email)
+        .bind(request.address.as_deref())
+        .bind(request.user_agent.as_deref())
+        .bind(request.request_id.as_deref())
+        .bind(request.created_at)
+        .execute(self.writes())
+        .await
+        .map_err(db_error)?;
+        Ok(())
+    }
+
+    async fn claim_mail_requests(
+        &self,
+        kind: &str,
+        now: i64,
+        lease_until: i64,
+        limit: i64,
+    ) -> StoreResult<Vec<MailRequestRecord>> {
+        // As the mail queue is claimed (`sql/mail.rs`): one statement, rows held by another
+        // worker skipped on PostgreSQL.
+        let mut taken: Vec<MailRequestRecord> = sqlx::query_as(concat!(
+            "UPDATE mail_requests SET leased_until = $3 WHERE id IN (",
+            skipping_locked!(
+                "SELECT id FROM mail_requests WHERE kind = $4 \
+                 AND (leased_until IS NULL OR leased_until <= $1) ORDER BY id LIMIT $2"
+            ),
+            ") RETURNING id, kind, email, address, user_agent, request_id, created_at"
+        ))
+        .bind(now)
+        .bind(limit)
+        .bind(lease_until)
+        .bind(kind)
+        .fetch_all(self.writes())
+        .await
+        .map_err(db_error)?;
+        taken.sort_by_key(|request| request.id);
+        Ok(taken)
+    }
+
     async fn record_mail_request(
         &self,
         mail: Option<&NewMail>,
+        fulfils: Option<i64>,
         audit: &NewAuditEvent,
     ) -> StoreResult<()> {
         let mut tx = self.write_tx().await?;
+        fulfil(&mut tx, fulfils).await?;
         if let Some(mail) = mail {
             insert_mail(&mut tx, mail).await?;
         }
@@ -337,6 +386,18 @@ impl EmailStore for Backend {
         insert_audit(&mut tx, audit).await?;
         tx.commit().await.map_err(db_error)
     }
+}
+
+/// Deletes the accepted request a transaction carries out.
+async fn fulfil(tx: &mut Tx, request: Option<i64>) -> StoreResult<()> {
+    if let Some(id) = request {
+        sqlx::query("DELETE FROM mail_requests WHERE id = $1")
+            .bind(id)
+            .execute(&mut **tx)
+            .await
+            .map_err(db_error)?;
+    }
+    Ok(())
 }
 
 const SELECT_EMAIL_TOKEN: &str = "SELECT purpose, user_id, invitation_id, email_key, created_at, \

@@ -31,12 +31,12 @@ use crate::store::changes::{Change, Changes};
 use crate::store::records::{
     ApiKeyContext, ApiKeyRecord, AuditQuery, AuditRecord, ClaimMapping, DomainClaimRecord,
     EmailSettings, EmailTemplate, EmailTokenRecord, IntegrationRecord, InvitationRecord, Joining,
-    MailQueueCounts, MemberRecord, MembershipPatch, MembershipRecord, NewApiKey, NewAuditEvent,
-    NewEmailToken, NewInvitation, NewMail, NewUser, OrgRecord, PASSWORD_HISTORY_KEPT,
-    PasswordChange, PasswordPolicy, Renewal, Revoked, Role, SamlSettings, ServiceAccountRecord,
-    SessionContext, SessionRecord, SsoConnectionRecord, SsoDeviceRecord, SsoIdentityRecord,
-    SsoLoginRecord, StoredSigningKey, ThrottleSettlement, TokenPurpose, TotpRecord, UserPatch,
-    UserRecord,
+    MailQueueCounts, MailRequestRecord, MemberRecord, MembershipPatch, MembershipRecord, NewApiKey,
+    NewAuditEvent, NewEmailToken, NewInvitation, NewMail, NewUser, OrgRecord,
+    PASSWORD_HISTORY_KEPT, PasswordChange, PasswordPolicy, Renewal, Revoked, Role, SamlSettings,
+    ServiceAccountRecord, SessionContext, SessionRecord, SsoConnectionRecord, SsoDeviceRecord,
+    SsoIdentityRecord, SsoLoginRecord, StoredSigningKey, ThrottleSettlement, TokenPurpose,
+    TotpRecord, UserPatch, UserRecord,
 };
 use crate::store::rows::*;
 use crate::store::{
