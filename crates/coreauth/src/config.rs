@@ -313,3 +313,50 @@ impl Settings {
         Ok(settings)
     }
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use secrecy::ExposeSecret;
+
+    use super::*;
+
+    /// `_FILE` settings fill their setting (without the file's last line break); a setting
+    /// given outright wins over its file.
+    #[test]
+    fn secrets_come_from_their_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let url_file = dir.path().join("smtp-url");
+        let password_file = dir.path().join("smtp-password");
+        std::fs::write(&url_file, "smtps://bot@mail.example:465\n").unwrap();
+        std::fs::write(&password_file, "p4ss word\r\n").unwrap();
+        let toml = dir.path().join("coreauth.toml");
+        std::fs::write(
+            &toml,
+            format!(
+                "smtp_url_file = {:?}\nsmtp_password_file = {:?}\n\
+                 email_from = \"Acme <auth@acme.example>\"\n",
+                url_file.display().to_string(),
+                password_file.display().to_string()
+            ),
+        )
+        .unwrap();
+        let settings = Settings::load(Some(&toml), &Overrides::default()).unwrap();
+        let exposed = |s: &Option<SecretString>| s.as_ref().unwrap().expose_secret().to_owned();
+        assert_eq!(exposed(&settings.smtp_url), "smtps://bot@mail.example:465");
+        assert_eq!(exposed(&settings.smtp_password), "p4ss word");
+        assert_eq!(settings.email_from, "Acme <auth@acme.example>");
+
+        std::fs::write(
+            &toml,
+            format!(
+                "smtp_url = \"smtp://127.0.0.1:25\"\nsmtp_url_file = {:?}\n",
+                url_file.display().to_string()
+            ),
+        )
+        .unwrap();
+        let settings = Settings::load(Some(&toml), &Overrides::default()).unwrap();
+        assert_eq!(exposed(&settings.smtp_url), "smtp://127.0.0.1:25");
+        assert!(settings.smtp_password.is_none());
+    }
+}

@@ -39,6 +39,8 @@ pub fn from_settings(settings: &Settings) -> Result<Box<dyn MailTransport>, Stri
                 .outbox_dir
                 .clone()
                 .unwrap_or_else(|| default_outbox_dir(&settings.database_url));
+            // Absolute, so the startup log and each message's log line say where to look.
+            let dir = std::path::absolute(&dir).unwrap_or(dir);
             Ok(Box::new(OutboxTransport::new(dir, from)))
         }
     }

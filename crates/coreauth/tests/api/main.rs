@@ -21,6 +21,7 @@ mod introspect;
 mod limits;
 mod login;
 mod login_paths;
+mod mail_queue;
 mod mfa;
 mod oauth;
 mod ops;

@@ -343,3 +343,63 @@ async fn throttle_rows_locked_while_the_audit_lock_is_awaited(db: &mut PgConnect
     }
     true
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn mail_claimed_by_workers_racing_on_one_database_is_taken_by_one_each() {
+    // Eight workers (each with its own pool, as instances have) claim small batches at once
+    // until the queue is empty: SKIP LOCKED hands each message to exactly one of them, and none
+    // waits for another's batch.
+    let database = TestDatabase::postgres().await;
+    let settings = Settings {
+        database_url: database.url.clone(),
+        ..Settings::default()
+    };
+    let first = coreauth::startup::open_store(&settings, true)
+        .await
+        .unwrap();
+    let now = 1_000_000;
+    for n in 0..200 {
+        let mail = coreauth::domain::mail::NewMail {
+            public_id: format!("mail-{n}"),
+            org_id: None,
+            kind: "invitation".into(),
+            recipient: format!("user{n}@example.com"),
+            sealed: "sealed".into(),
+            created_at: now,
+        };
+        first.queue_mail(&mail).await.unwrap();
+    }
+    let mut workers = tokio::task::JoinSet::new();
+    for _ in 0..8 {
+        let store = coreauth::startup::open_store(&settings, false)
+            .await
+            .unwrap();
+        workers.spawn(async move {
+            let mut taken = Vec::new();
+            loop {
+                let batch = store.claim_mail(now, now + 120_000, 7).await.unwrap();
+                if batch.is_empty() {
+                    return taken;
+                }
+                taken.extend(batch.into_iter().map(|mail| mail.public_id));
+            }
+        });
+    }
+    let taken: Vec<String> = workers.join_all().await.into_iter().flatten().collect();
+    let distinct: std::collections::HashSet<&String> = taken.iter().collect();
+    assert_eq!(taken.len(), 200, "some message was taken twice or never");
+    assert_eq!(distinct.len(), 200);
+    // Leased: nobody takes them again until the lease runs out, then anyone may.
+    assert!(
+        first
+            .claim_mail(now + 1, now + 2, 500)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    let again = first
+        .claim_mail(now + 120_000, now + 240_000, 500)
+        .await
+        .unwrap();
+    assert_eq!(again.len(), 200);
+}
