@@ -20,6 +20,8 @@ async fn a_queued_message_lands_in_the_outbox_once_and_is_counted() {
         text: "Follow https://auth.example/reset#t0ken".into(),
         html: None,
         link: Some("https://auth.example/reset#t0ken".into()),
+        from_name: None,
+        reply_to: None,
     };
     let mail = queued(
         &secrets,

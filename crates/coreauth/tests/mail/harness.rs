@@ -130,6 +130,8 @@ pub fn content(subject: &str, html: Option<&str>) -> MailContent {
         text: "Hello,\r\nfollow https://auth.example/accept#t0ken to join Acme.".into(),
         html: html.map(str::to_owned),
         link: Some("https://auth.example/accept#t0ken".into()),
+        from_name: None,
+        reply_to: None,
     }
 }
 

@@ -15,5 +15,6 @@
 mod helpers;
 
 mod delivery;
+mod flows;
 mod harness;
 mod outbox;
