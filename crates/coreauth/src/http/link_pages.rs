@@ -3,26 +3,24 @@
 //! inline script) sends to the JSON API with the token read from the link's fragment, which
 //! never reaches a server log.
 
-use axum::Router;
 use axum::http::header;
 use axum::response::{Html, IntoResponse, Response};
-use axum::routing::get;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use super::AppState;
-use crate::domain::invitations::ACCEPT_PAGE;
-use crate::domain::recovery::RESET_PAGE;
-use crate::domain::verification::VERIFY_PAGE;
 
-const SCRIPT_PATH: &str = "/user/links.js";
-
-pub fn pages() -> Router<AppState> {
-    Router::new()
-        .route(RESET_PAGE, get(reset_page))
-        .route(ACCEPT_PAGE, get(accept_page))
-        .route(VERIFY_PAGE, get(verify_page))
-        .route(SCRIPT_PATH, get(script))
+pub fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(reset_page))
+        .routes(routes!(accept_page))
+        .routes(routes!(verify_page))
+        .routes(routes!(script))
 }
 
+/// The page a password-reset link opens.
+#[utoipa::path(get, path = "/user/password/reset", tag = "user",
+    responses((status = 200, description = "A form for the new password", content_type = "text/html", body = String)))]
 async fn reset_page() -> Html<String> {
     page(
         "Choose a new password",
@@ -32,6 +30,9 @@ async fn reset_page() -> Html<String> {
     )
 }
 
+/// The page an invitation's link opens.
+#[utoipa::path(get, path = "/user/invitations/accept", tag = "user",
+    responses((status = 200, description = "A form for the new account", content_type = "text/html", body = String)))]
 async fn accept_page() -> Html<String> {
     page(
         "Accept the invitation",
@@ -43,8 +44,22 @@ async fn accept_page() -> Html<String> {
     )
 }
 
+/// The page a verification link opens.
+#[utoipa::path(get, path = "/user/email/verify", tag = "user",
+    responses((status = 200, description = "A button that confirms the address", content_type = "text/html", body = String)))]
 async fn verify_page() -> Html<String> {
     page("Confirm your address", "/user/email/verify", "", "Confirm")
+}
+
+/// The script of those pages.
+#[utoipa::path(get, path = "/user/links.js", tag = "user",
+    responses((status = 200, description = "Sends a link page's form", content_type = "text/javascript", body = String)))]
+async fn script() -> Response {
+    (
+        [(header::CONTENT_TYPE, "text/javascript; charset=utf-8")],
+        include_str!("link_pages.js"),
+    )
+        .into_response()
 }
 
 fn page(title: &str, action: &str, fields: &str, button: &str) -> Html<String> {
@@ -59,15 +74,7 @@ fn page(title: &str, action: &str, fields: &str, button: &str) -> Html<String> {
 <p><button type="submit">{button}</button></p>
 </form>
 <p id="link-result" role="status" aria-live="polite"></p>
-<script src="{SCRIPT_PATH}"></script>
+<script src="/user/links.js"></script>
 </body></html>"#
     ))
-}
-
-async fn script() -> Response {
-    (
-        [(header::CONTENT_TYPE, "text/javascript; charset=utf-8")],
-        include_str!("link_pages.js"),
-    )
-        .into_response()
 }

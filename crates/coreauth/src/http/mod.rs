@@ -148,6 +148,7 @@ fn api_routes() -> OpenApiRouter<AppState> {
         .merge(recovery::routes())
         .merge(invitations::routes())
         .merge(email_settings::routes())
+        .merge(link_pages::routes())
         .merge(mfa::routes())
         .merge(integrations::routes())
         .merge(sso::routes())
@@ -185,7 +186,6 @@ pub fn router(state: AppState, limits: &HttpLimits) -> Router {
     let json = document.to_json().unwrap_or_default();
     let router = routes
         .merge(docs::ui(state.clone()))
-        .merge(link_pages::pages())
         .layer(axum::Extension(docs::OpenApiJson(Arc::new(json))))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)

@@ -244,7 +244,11 @@ async fn filters_by_user_and_time() {
         .iter()
         .map(|e| e["event"].as_str().unwrap().to_owned())
         .collect();
-    assert_eq!(names, vec!["login.succeeded", "user.created"]);
+    // An account an admin creates is sent a link to prove its address.
+    assert_eq!(
+        names,
+        vec!["login.succeeded", "email.verification_sent", "user.created"]
+    );
     let since = events(&app, &admin, &format!("?since={later}")).await;
     assert_eq!(
         since["events"].as_array().unwrap().len(),
@@ -254,8 +258,9 @@ async fn filters_by_user_and_time() {
     assert_eq!(named(&since, "login.succeeded").len(), 2);
     let window = format!("?userId={user}&since={start}&until={later}");
     let until = events(&app, &admin, &window).await;
-    assert_eq!(until["events"].as_array().unwrap().len(), 1);
-    assert_eq!(until["events"][0]["event"], "user.created");
+    assert_eq!(until["events"].as_array().unwrap().len(), 2);
+    assert_eq!(until["events"][0]["event"], "email.verification_sent");
+    assert_eq!(until["events"][1]["event"], "user.created");
 }
 
 #[tokio::test]

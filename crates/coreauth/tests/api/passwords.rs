@@ -22,7 +22,7 @@ async fn set_policy(app: &TestApp, token: &str, org: i64, policy: Value) -> reqw
 
 fn policy(min: u32, max_age: u32, history: u32, common: bool) -> Value {
     json!({"minLength": min, "maxAgeDays": max_age, "historyCount": history,
-           "rejectCommon": common, "requireMfa": false})
+           "rejectCommon": common, "requireMfa": false, "requireVerifiedEmail": false})
 }
 
 async fn change(app: &TestApp, token: &str, current: &str, new: &str) -> reqwest::Response {
