@@ -585,3 +585,32 @@ async fn an_orgs_template_and_sender_shape_its_mail_and_are_escaped() {
     let back = app.delete(&template, Some(&app.admin_token)).await;
     assert_eq!(body(back).await["custom"], false);
 }
+
+#[tokio::test]
+async fn someone_whose_org_signs_them_in_through_sso_is_told_so_and_invitees_there_use_it() {
+    let app = TestApp::spawn().await;
+    let org = app.create_org("Acme").await;
+    app.create_user("dev@acme.example", org, "member").await;
+    let config = crate::sso::sso_config("https://idp.acme.example", &["acme.example"]);
+    let configured = crate::sso::put_sso(&app, &app.admin_token, org, &config).await;
+    assert_eq!(configured.status(), StatusCode::OK);
+    assert_eq!(
+        forgot(&app, "dev@acme.example").await.status(),
+        StatusCode::ACCEPTED
+    );
+    let message = mail(&app, "Signing in to Acme", 1).await.pop().unwrap();
+    assert!(message.contains("single sign-on"), "{message}");
+    assert!(!message.contains("#token="), "no reset link: {message}");
+
+    invite(&app, &app.admin_token, org, "new@acme.example").await;
+    let token = token_in(
+        &mail(&app, "You are invited", 1).await.pop().unwrap(),
+        "/user/invitations/accept",
+    );
+    assert_error(
+        accept(&app, &token, None).await,
+        StatusCode::FORBIDDEN,
+        "sso_required",
+    )
+    .await;
+}

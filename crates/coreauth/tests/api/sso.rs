@@ -7,13 +7,18 @@ use serde_json::{Value, json};
 
 use crate::helpers::*;
 
-fn sso_config(issuer: &str, domains: &[&str]) -> Value {
+pub(crate) fn sso_config(issuer: &str, domains: &[&str]) -> Value {
     json!({"issuer": issuer, "clientId": "coreauth", "clientSecret": "client-secret-value",
            "emailDomains": domains, "allowJit": false,
            "redirectAllowList": ["https://app.acme.example/"]})
 }
 
-async fn put_sso(app: &TestApp, token: &str, org: i64, config: &Value) -> reqwest::Response {
+pub(crate) async fn put_sso(
+    app: &TestApp,
+    token: &str,
+    org: i64,
+    config: &Value,
+) -> reqwest::Response {
     app.send(
         reqwest::Method::PUT,
         &format!("/admin/orgs/{org}/sso"),
