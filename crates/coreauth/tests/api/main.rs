@@ -18,6 +18,7 @@ mod helpers;
 mod hostile_input;
 mod integrations;
 mod introspect;
+mod invitations;
 mod limits;
 mod login;
 mod login_paths;
