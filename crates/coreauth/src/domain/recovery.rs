@@ -17,13 +17,15 @@ use super::credentials::Credentials;
 use super::email::Email;
 use super::error::{DomainError, DomainResult, LinkRefusal};
 use super::mail::links::{self, OneTimeToken, in_words};
+use super::mail::requests::{accept_request, claim_requests, origin_of};
+use super::mail::settings::compose;
 use super::mail::templates::{MailKind, MailVars};
 use super::mail::{self, MailContent};
 use super::origin::RequestOrigin;
 use super::password::Password;
 use super::policy::{password_allowed, policy_of};
 use super::secrets::SecretBox;
-use super::throttle::{Subject, Throttle};
+use super::throttle::Throttle;
 use super::user::UserRecord;
 use crate::cache::CachedReads;
 use crate::store::records::{MailRequestRecord, NewEmailToken, TokenPurpose};
@@ -236,46 +238,6 @@ impl PasswordRecovery {
     }
 }
 
-/// The org's template of `kind` (or the built-in one) rendered with `vars`, with the org's
-/// sender settings.
-pub async fn compose(
-    store: &Arc<dyn Store>,
-    org_id: Option<i64>,
-    kind: MailKind,
-    vars: &MailVars,
-) -> DomainResult<MailContent> {
-    let (template, settings) = match org_id {
-        Some(id) => (
-            store
-                .email_templates(id)
-                .await?
-                .into_iter()
-                .find(|t| t.kind == kind.as_str()),
-            store.email_settings(id).await?,
-        ),
-        None => (None, Default::default()),
-    };
-    let template = template.unwrap_or_else(|| kind.default_template());
-    let content = match super::mail::templates::render(&template, vars) {
-        Ok(content) => content,
-        // A stored template rendered when it was saved; should it fail now, the message
-        // still goes out, in the built-in words.
-        Err(e) => {
-            tracing::warn!(
-                org_id,
-                kind = kind.as_str(),
-                "an org's mail template failed: {e}"
-            );
-            super::mail::templates::render(&kind.default_template(), vars)?
-        }
-    };
-    Ok(MailContent {
-        from_name: settings.from_name,
-        reply_to: settings.reply_to,
-        ..content
-    })
-}
-
 /// The org whose name and templates a message to `user` carries: the home org.
 async fn home_org(store: &Arc<dyn Store>, user: &UserRecord) -> DomainResult<Option<i64>> {
     if user.home_org_id.is_some() {
@@ -288,57 +250,7 @@ async fn home_org(store: &Arc<dyn Store>, user: &UserRecord) -> DomainResult<Opt
         .map(|m| m.org_id))
 }
 
-/// How long a worker holds the requests it took, and how many it takes at once.
-const REQUEST_LEASE: Duration = Duration::from_secs(60);
-const REQUEST_BATCH: i64 = 50;
 const REQUEST_KIND: &str = "password_reset";
-
-/// Accepts a request for a message to an address: parsed, counted against the address (and
-/// the client's traffic), and written as one row, the same whether or not anyone has it.
-pub async fn accept_request(
-    store: &Arc<dyn Store>,
-    throttle: &Throttle,
-    (kind, email): (&str, &str),
-    origin: &RequestOrigin,
-    now: OffsetDateTime,
-) -> DomainResult<()> {
-    let email = Email::parse(email)?;
-    let key = email.key();
-    let mut subjects = vec![Subject::Recipient(&key)];
-    subjects.extend(origin.address.map(Subject::Traffic));
-    throttle.attempt(&subjects, now).await?;
-    let request = MailRequestRecord {
-        id: 0,
-        kind: kind.to_owned(),
-        email: email.as_str().to_owned(),
-        address: origin.address_text(),
-        user_agent: origin.user_agent.clone(),
-        request_id: origin.request_id.clone(),
-        created_at: to_millis(now),
-    };
-    Ok(store.queue_mail_request(&request).await?)
-}
-
-/// The requests of `kind` this worker is to carry out now.
-pub async fn claim_requests(
-    store: &Arc<dyn Store>,
-    kind: &str,
-    now: OffsetDateTime,
-) -> DomainResult<Vec<MailRequestRecord>> {
-    let now_ms = to_millis(now);
-    Ok(store
-        .claim_mail_requests(kind, now_ms, now_ms + millis(REQUEST_LEASE), REQUEST_BATCH)
-        .await?)
-}
-
-/// Where an accepted request came from, for the audit trail.
-pub fn origin_of(request: &MailRequestRecord) -> RequestOrigin {
-    RequestOrigin {
-        address: request.address.as_deref().and_then(|a| a.parse().ok()),
-        user_agent: request.user_agent.clone(),
-        request_id: request.request_id.clone(),
-    }
-}
 
 fn millis(duration: Duration) -> i64 {
     i64::try_from(duration.as_millis()).unwrap_or(i64::MAX)

@@ -7,6 +7,7 @@
 
 pub mod delivery;
 pub mod links;
+pub mod requests;
 pub mod settings;
 pub mod templates;
 

@@ -5,7 +5,8 @@ use std::sync::Arc;
 
 use time::OffsetDateTime;
 
-use super::templates::{self, KINDS, MailKind};
+use super::MailContent;
+use super::templates::{self, KINDS, MailKind, MailVars};
 use crate::domain::audit::NewAuditEvent;
 use crate::domain::clock::to_millis;
 use crate::domain::email::Email;
@@ -156,4 +157,44 @@ impl MailSettings {
         }
         Ok(())
     }
+}
+
+/// The org's template of `kind` (or the built-in one) rendered with `vars`, with the org's
+/// sender settings.
+pub async fn compose(
+    store: &Arc<dyn Store>,
+    org_id: Option<i64>,
+    kind: MailKind,
+    vars: &MailVars,
+) -> DomainResult<MailContent> {
+    let (template, settings) = match org_id {
+        Some(id) => (
+            store
+                .email_templates(id)
+                .await?
+                .into_iter()
+                .find(|t| t.kind == kind.as_str()),
+            store.email_settings(id).await?,
+        ),
+        None => (None, Default::default()),
+    };
+    let template = template.unwrap_or_else(|| kind.default_template());
+    let content = match templates::render(&template, vars) {
+        Ok(content) => content,
+        // A stored template rendered when it was saved; should it fail now, the message
+        // still goes out, in the built-in words.
+        Err(e) => {
+            tracing::warn!(
+                org_id,
+                kind = kind.as_str(),
+                "an org's mail template failed: {e}"
+            );
+            templates::render(&kind.default_template(), vars)?
+        }
+    };
+    Ok(MailContent {
+        from_name: settings.from_name,
+        reply_to: settings.reply_to,
+        ..content
+    })
 }
