@@ -265,7 +265,7 @@ impl Invitations {
         };
         let user_id = self
             .store
-            .accept_invitation(&hash, invitation.id, joining, now_ms, &audit)
+            .accept_invitation(Some(&hash), invitation.id, joining, now_ms, &audit)
             .await?;
         Ok((user_id, invitation.org_id))
     }

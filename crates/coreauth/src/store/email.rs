@@ -106,6 +106,14 @@ pub trait EmailStore: Send + Sync {
 
     async fn invitation_by_id(&self, id: i64) -> StoreResult<Option<InvitationRecord>>;
 
+    /// The newest invitation of `email_key` to `org_id` still open at `now`.
+    async fn open_invitation(
+        &self,
+        org_id: i64,
+        email_key: &str,
+        now: i64,
+    ) -> StoreResult<Option<InvitationRecord>>;
+
     /// Revokes an open invitation (its tokens die with it); false when none was open.
     async fn revoke_invitation(
         &self,
@@ -115,12 +123,14 @@ pub trait EmailStore: Send + Sync {
         audit: &NewAuditEvent,
     ) -> StoreResult<bool>;
 
-    /// Accepts invitation `invitation_id` with the token `token_hash`, in one transaction:
-    /// the token is used (refused with `Conflict` when it is no longer usable), the invitation
-    /// marked accepted, and the user created or the membership added. The user's id.
+    /// Accepts invitation `invitation_id`, in one transaction: with its link's token
+    /// `token_hash` used (refused with `Conflict` when it is no longer usable), or with none
+    /// through the org's single sign-on; the invitation marked accepted and its other links
+    /// dead; the user created (with the SSO identity it came with, linked) or the membership
+    /// added. The user's id.
     async fn accept_invitation(
         &self,
-        token_hash: &[u8],
+        token_hash: Option<&[u8]>,
         invitation_id: i64,
         joining: Joining,
         now: i64,

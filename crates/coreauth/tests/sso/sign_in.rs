@@ -456,3 +456,34 @@ async fn used_and_expired_sign_ins_in_flight_are_pruned() {
     assert_eq!(sso.prune(app.clock_now()).await.unwrap(), 0);
     provider.stop().await;
 }
+
+/// An org without just-in-time accounts lets in, through its provider, the addresses it
+/// invited, with the invitation's role; the invitation is then accepted and its link dead.
+#[tokio::test]
+async fn an_invited_address_signs_in_through_the_provider_with_the_invitations_role() {
+    let (app, org, provider) = acme_with_provider(false).await;
+    let invited = app
+        .post(
+            &format!("/admin/orgs/{org}/invitations"),
+            Some(&app.admin_token),
+            &json!({"email": "newcomer@acme.example", "role": "admin"}),
+        )
+        .await;
+    assert_eq!(invited.status(), StatusCode::CREATED);
+    let browser = browser();
+    let url = start_url(&app, &browser, org, None).await;
+    let landing = sign_in(&app, &browser, &url, "newcomer@acme.example", false).await;
+    assert_eq!(landing.status, StatusCode::OK, "{}", landing.body);
+    assert_eq!(landing.body["user"]["role"], "admin");
+    let listed = body(
+        app.get(
+            &format!("/admin/orgs/{org}/invitations"),
+            Some(&app.admin_token),
+        )
+        .await,
+    )
+    .await;
+    // (Without the invitation the same address is refused: `people_the_org_cannot_accept_…`.)
+    assert_eq!(listed[0]["state"], "accepted");
+    provider.stop().await;
+}

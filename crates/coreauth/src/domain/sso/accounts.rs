@@ -11,11 +11,11 @@ use super::{Sso, failure};
 use crate::domain::audit::NewAuditEvent;
 use crate::domain::clock::to_millis;
 use crate::domain::email::Email;
-use crate::domain::error::{DomainResult, SsoFailure};
+use crate::domain::error::{DomainError, DomainResult, SsoFailure};
 use crate::domain::org::{Name, Role};
 use crate::domain::origin::RequestOrigin;
 use crate::domain::user::{NewUser, UserRecord};
-use crate::store::records::MembershipPatch;
+use crate::store::records::{Joining, MembershipPatch};
 use crate::store::{SsoConnectionRecord, SsoLoginRecord, StoreError};
 
 impl Sso {
@@ -80,16 +80,48 @@ impl Sso {
         if self.store.user_by_email(&email.key()).await?.is_some() {
             return Err(failure(SsoFailure::NotLinked));
         }
+        // An org that signs this domain in through SSO takes its invitations here: the
+        // invitation lets the address in with its role, with or without just-in-time accounts.
+        let now_ms = to_millis(now);
+        if let Some(invitation) = self
+            .store
+            .open_invitation(org_id, &email.key(), now_ms)
+            .await?
+        {
+            let (first, last) = names(assertion)?;
+            let user = NewUser {
+                membership: Some((org_id, invitation.role)),
+                sso_identity: Some((issuer.to_owned(), subject.to_owned())),
+                ..NewUser::person(email, first, last, now_ms)
+            };
+            let audit = NewAuditEvent::new("invitation.accepted", now)
+                .from(origin)
+                .org(org_id)
+                .subject(invitation.public_id.clone())
+                .details(serde_json::json!({ "via": "sso", "connectionId": connection.id }));
+            let user_id = self
+                .store
+                .accept_invitation(
+                    None,
+                    invitation.id,
+                    Joining::NewUser(Box::new(user)),
+                    now_ms,
+                    &audit,
+                )
+                .await?;
+            let user =
+                self.store.user_by_id(user_id).await?.ok_or_else(|| {
+                    DomainError::internal("an accepted invitation's user vanished")
+                })?;
+            return Ok((user, invitation.role));
+        }
         if !connection.allow_jit {
             return Err(failure(SsoFailure::NoAccount));
         }
         let role = role
             .or_else(|| default_role(&connection.claims))
             .ok_or(failure(SsoFailure::NoRole))?;
-        let given = assertion.given_name.as_deref().unwrap_or("");
-        let family = assertion.family_name.as_deref().unwrap_or("");
-        let first = Name::parse("first", given, true)?;
-        let last = Name::parse("last", family, true)?;
+        let (first, last) = names(assertion)?;
         let audit = NewAuditEvent::new("user.created", now)
             .from(origin)
             .org(org_id)
@@ -174,4 +206,14 @@ impl Sso {
             _ => Err(failure(SsoFailure::NoAccount)),
         }
     }
+}
+
+/// The names the provider asserted, as an account's (empty when it asserted none).
+fn names(assertion: &Assertion) -> DomainResult<(Name, Name)> {
+    let given = assertion.given_name.as_deref().unwrap_or("");
+    let family = assertion.family_name.as_deref().unwrap_or("");
+    Ok((
+        Name::parse("first", given, true)?,
+        Name::parse("last", family, true)?,
+    ))
 }

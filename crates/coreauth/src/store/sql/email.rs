@@ -176,6 +176,25 @@ impl EmailStore for Backend {
         row.map(InvitationRow::into_record).transpose()
     }
 
+    async fn open_invitation(
+        &self,
+        org_id: i64,
+        email_key: &str,
+        now: i64,
+    ) -> StoreResult<Option<InvitationRecord>> {
+        let row: Option<InvitationRow> = sqlx::query_as(select_invitation!(
+            "WHERE org_id = $1 AND email_key = $2 AND accepted_at IS NULL \
+             AND revoked_at IS NULL AND expires_at > $3 ORDER BY id DESC LIMIT 1"
+        ))
+        .bind(org_id)
+        .bind(email_key)
+        .bind(now)
+        .fetch_optional(self.writes())
+        .await
+        .map_err(db_error)?;
+        row.map(InvitationRow::into_record).transpose()
+    }
+
     async fn revoke_invitation(
         &self,
         org_id: i64,
@@ -208,14 +227,25 @@ impl EmailStore for Backend {
 
     async fn accept_invitation(
         &self,
-        token_hash: &[u8],
+        token_hash: Option<&[u8]>,
         invitation_id: i64,
         joining: Joining,
         now: i64,
         audit: &NewAuditEvent,
     ) -> StoreResult<i64> {
         let mut tx = self.write_tx().await?;
-        use_email_token(&mut tx, token_hash, TokenPurpose::Invitation, now).await?;
+        if let Some(token_hash) = token_hash {
+            use_email_token(&mut tx, token_hash, TokenPurpose::Invitation, now).await?;
+        }
+        // Any other link of the invitation dies with it.
+        sqlx::query(
+            "UPDATE email_tokens SET used_at = $1 WHERE invitation_id = $2 AND used_at IS NULL",
+        )
+        .bind(now)
+        .bind(invitation_id)
+        .execute(&mut *tx)
+        .await
+        .map_err(db_error)?;
         let invitation = invitation_in(&mut tx, invitation_id)
             .await?
             .ok_or(StoreError::NotFound("invitation"))?;
@@ -229,6 +259,10 @@ impl EmailStore for Backend {
                 let user_id = insert_user(&mut tx, &user).await?;
                 insert_membership(&mut tx, invitation.org_id, user_id, invitation.role, now)
                     .await?;
+                if let Some((issuer, subject)) = &user.sso_identity {
+                    let identity = (issuer.as_str(), subject.as_str());
+                    insert_sso_identity(&mut tx, invitation.org_id, identity, user_id, now).await?;
+                }
                 // The link reached the address: it is proven.
                 sqlx::query("UPDATE users SET email_verified_at = $1 WHERE id = $2")
                     .bind(now)
