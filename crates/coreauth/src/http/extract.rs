@@ -1,5 +1,6 @@
-//! Extractors: `Caller` and `Reader` (the authenticated principal of a request) and `Origin`
-//! (address and user agent, recorded with sessions).
+//! Extractors: `Caller` and its kin (the authenticated principal of a request, with an API
+//! key's or client token's scopes checked against the route) and `Origin` (address and user
+//! agent, recorded with sessions).
 
 use std::net::SocketAddr;
 
@@ -108,7 +109,7 @@ async fn authenticate(parts: &Parts, state: &AppState) -> Result<Principal, ApiE
             Some(scope) if principal.scopes.allow(scope) => {}
             Some(scope) => {
                 return Err(DomainError::ForbiddenBecause(format!(
-                    "this API key lacks the scope {}",
+                    "this API key or client token lacks the scope {}",
                     scope.name()
                 ))
                 .into());
