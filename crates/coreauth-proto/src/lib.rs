@@ -10,9 +10,11 @@ use serde::{Deserialize, Serialize};
 
 mod keys;
 mod mail;
+mod scim;
 mod sso;
 pub use keys::*;
 pub use mail::*;
+pub use scim::*;
 pub use sso::*;
 
 /// A secret as it travels on the wire (a password, a token). Its `Debug` prints `[REDACTED]`, so

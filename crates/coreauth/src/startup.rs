@@ -27,6 +27,7 @@ use crate::domain::mail::settings::MailSettings;
 use crate::domain::mfa::Mfa;
 use crate::domain::password::{HashCost, HashLimits, Password, PasswordHashing};
 use crate::domain::recovery::PasswordRecovery;
+use crate::domain::scim::Scim;
 use crate::domain::service_accounts::ServiceAccounts;
 use crate::domain::signing_keys::SigningKeys;
 use crate::domain::sso::Sso;
@@ -288,6 +289,7 @@ impl Application {
             throttle.clone(),
             public_url.clone(),
         ));
+        let scim = Arc::new(Scim::new(store.clone(), &public_url));
         let sso = Arc::new(
             Sso::new(
                 store.clone(),
@@ -328,6 +330,7 @@ impl Application {
             integrations,
             throttle,
             sso,
+            scim,
             signing_keys: Arc::new(SigningKeys::new(
                 store.clone(),
                 signer.clone(),

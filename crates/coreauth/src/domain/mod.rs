@@ -19,6 +19,7 @@ pub mod origin;
 pub mod password;
 pub mod policy;
 pub mod recovery;
+pub mod scim;
 pub mod scopes;
 pub mod secrets;
 pub mod service_accounts;

@@ -28,6 +28,27 @@ impl NewUser {
         }
     }
 
+    /// A person without an address yet (a directory gave none the org may use): no login,
+    /// mail or SSO finds the account by address until one is set. Its `email_key` is
+    /// `unaddressed:` and its uuid, which no address parses to.
+    pub fn person_without_email(first: Name, last: Name, created_at: i64) -> Self {
+        let uuid = uuid::Uuid::new_v4().to_string();
+        Self {
+            email: String::new(),
+            email_key: unaddressed_key(&uuid),
+            uuid,
+            first: first.into_string(),
+            last: last.into_string(),
+            password_hash: None,
+            is_platform_admin: false,
+            created_at,
+            membership: None,
+            sso_identity: None,
+            username: None,
+            is_service: false,
+        }
+    }
+
     /// A service account of `org_id`: a user with no email or password that acts only
     /// through its API keys, as `role` in its one org.
     pub fn service_account(name: Name, org_id: i64, role: Role, created_at: i64) -> Self {
@@ -48,6 +69,11 @@ impl NewUser {
             is_service: true,
         }
     }
+}
+
+/// The lookup key of an account without an address (`NewUser::person_without_email`).
+pub fn unaddressed_key(uuid: &str) -> String {
+    format!("unaddressed:{uuid}")
 }
 
 /// A username: the optional login name besides the email (seed 004's `john.doe`). 1-64 ASCII

@@ -28,6 +28,7 @@ use crate::domain::invitations::Invitations;
 use crate::domain::mail::settings::MailSettings;
 use crate::domain::mfa::Mfa;
 use crate::domain::recovery::PasswordRecovery;
+use crate::domain::scim::Scim;
 use crate::domain::service_accounts::ServiceAccounts;
 use crate::domain::signing_keys::SigningKeys;
 use crate::domain::sso::Sso;
@@ -59,6 +60,8 @@ pub mod ops;
 mod passwords;
 mod recovery;
 mod saml;
+mod scim;
+mod scim_admin;
 pub mod scopes;
 mod service_accounts;
 mod sso;
@@ -120,6 +123,7 @@ pub struct AppParts {
     pub integrations: Arc<Integrations>,
     pub throttle: Arc<Throttle>,
     pub sso: Arc<Sso>,
+    pub scim: Arc<Scim>,
     pub signer: Arc<TokenSigner>,
     pub signing_keys: Arc<SigningKeys>,
     pub clock: Arc<dyn Clock>,
@@ -154,6 +158,7 @@ fn api_routes() -> OpenApiRouter<AppState> {
         .merge(sso::routes())
         .merge(saml::routes())
         .merge(sso_admin::routes())
+        .merge(scim_admin::routes())
         .merge(sso_device::routes())
         .merge(domains::routes())
         .merge(introspect::routes())
@@ -186,6 +191,7 @@ pub fn router(state: AppState, limits: &HttpLimits) -> Router {
     let json = document.to_json().unwrap_or_default();
     let router = routes
         .merge(docs::ui(state.clone()))
+        .merge(scim::routes())
         .layer(axum::Extension(docs::OpenApiJson(Arc::new(json))))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)

@@ -21,6 +21,7 @@ pub mod error;
 pub mod records;
 #[macro_use]
 mod rows;
+mod scim;
 
 pub mod pg_changes;
 pub mod postgres;
@@ -32,6 +33,7 @@ pub use self::records::{
     DomainClaimRecord, PASSWORD_HISTORY_KEPT, PasswordChange, Revoked, SsoConnectionRecord,
     SsoDeviceRecord, SsoIdentityRecord, SsoLoginRecord, ThrottleSettlement, TotpRecord,
 };
+pub use self::scim::ScimStore;
 
 /// All of the store, area by area: the domain holds an `Arc<dyn Store>` and calls any of them.
 #[async_trait]
@@ -47,6 +49,7 @@ pub trait Store:
     + SigningKeyStore
     + MailStore
     + EmailStore
+    + ScimStore
     + Send
     + Sync
     + 'static

@@ -8,7 +8,9 @@ use serde_json::{Map, Value};
 use zeroize::Zeroizing;
 
 mod email;
+mod scim;
 pub use email::*;
+pub use scim::*;
 
 #[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
 pub struct UserRecord {

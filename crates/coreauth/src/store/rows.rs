@@ -10,6 +10,7 @@ use super::records::{
     InvitationRecord, MembershipRecord, NewAuditEvent, PasswordPolicy, Role, ServiceAccountRecord,
     SessionRecord, UserRecord,
 };
+use super::records::{ScimGroupRecord, ScimUserRecord};
 
 /// `SELECT <every user column> FROM users <rest>` as one static string.
 macro_rules! select_user {
@@ -405,5 +406,63 @@ impl MemberRow {
             require_verified_email,
         }
         .into()
+    }
+}
+
+/// A member as SCIM shows them (`sql/scim.rs`'s `select_scim_user!`).
+#[derive(FromRow)]
+pub(super) struct ScimUserRow {
+    #[sqlx(flatten)]
+    pub(super) user: UserRecord,
+    pub(super) role: String,
+    pub(super) member_active: bool,
+    pub(super) member_since: i64,
+    pub(super) external_id: Option<String>,
+    pub(super) attributes: Option<String>,
+    pub(super) updated_at: Option<i64>,
+    pub(super) version: Option<i64>,
+}
+
+impl TryFrom<ScimUserRow> for ScimUserRecord {
+    type Error = StoreError;
+    fn try_from(r: ScimUserRow) -> StoreResult<Self> {
+        Ok(Self {
+            role: parse_role(&r.role)?,
+            member_active: r.member_active,
+            member_since: r.member_since,
+            external_id: r.external_id,
+            attributes: r.attributes.unwrap_or_else(|| "{}".to_owned()),
+            updated_at: r.updated_at.unwrap_or(r.member_since),
+            version: r.version.unwrap_or(0),
+            user: r.user,
+        })
+    }
+}
+
+#[derive(FromRow)]
+pub(super) struct ScimGroupRow {
+    pub(super) id: i64,
+    pub(super) public_id: String,
+    pub(super) org_id: i64,
+    pub(super) display_name: String,
+    pub(super) external_id: Option<String>,
+    pub(super) created_at: i64,
+    pub(super) updated_at: i64,
+    pub(super) version: i64,
+}
+
+impl From<ScimGroupRow> for ScimGroupRecord {
+    fn from(r: ScimGroupRow) -> Self {
+        Self {
+            id: r.id,
+            public_id: r.public_id,
+            org_id: r.org_id,
+            display_name: r.display_name,
+            external_id: r.external_id,
+            created_at: r.created_at,
+            updated_at: r.updated_at,
+            version: r.version,
+            members: Vec::new(),
+        }
     }
 }

@@ -28,6 +28,7 @@ mod oauth;
 mod ops;
 mod passwords;
 mod proxies;
+mod scim;
 mod scopes;
 mod service_accounts;
 mod sessions;

@@ -60,6 +60,8 @@ const NEEDS: &[(&str, &str, &str)] = &[
         "/admin/orgs/{org_id}/email-templates/{kind}",
         "org:write",
     ),
+    ("GET", "/admin/orgs/{org_id}/group-roles", "org:read"),
+    ("PUT", "/admin/orgs/{org_id}/group-roles", "org:write"),
     ("GET", "/admin/orgs/{org_id}/invitations", "users:read"),
     ("POST", "/admin/orgs/{org_id}/invitations", "users:write"),
     (
@@ -73,6 +75,13 @@ const NEEDS: &[(&str, &str, &str)] = &[
         "users:write",
     ),
     ("POST", "/admin/orgs/{org_id}/members", "users:write"),
+    ("GET", "/admin/orgs/{org_id}/scim/tokens", "org:read"),
+    ("POST", "/admin/orgs/{org_id}/scim/tokens", "org:write"),
+    (
+        "DELETE",
+        "/admin/orgs/{org_id}/scim/tokens/{id}",
+        "org:write",
+    ),
     (
         "PATCH",
         "/admin/orgs/{org_id}/members/{user_id}",

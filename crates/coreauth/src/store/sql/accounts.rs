@@ -242,15 +242,8 @@ impl UserStore for Backend {
         let mut tx = self.write_tx().await?;
         // Membership changes within one org go one at a time: without this, two admins demoting
         // each other at once would each count the other as the remaining admin, and two partial
-        // patches of one membership would each write back the other's old value. NO KEY UPDATE
-        // does not conflict with the key-share locks that logins take on the org row (through
-        // the sessions foreign key), so logins are not held up.
-        let org: Option<i64> = sqlx::query_scalar(locking!("SELECT id FROM orgs WHERE id = $1"))
-            .bind(org_id)
-            .fetch_optional(&mut *tx)
-            .await
-            .map_err(db_error)?;
-        if org.is_none() {
+        // patches of one membership would each write back the other's old value.
+        if !lock_org_memberships(&mut tx, org_id).await? {
             return Ok(None);
         }
         let Some(current) = membership_in(&mut tx, user_id, org_id).await? else {
@@ -260,20 +253,8 @@ impl UserStore for Backend {
         let is_active = patch.is_active.unwrap_or(current.is_active);
         let stays_admin = role.is_admin() && is_active;
         if current.role.is_admin() && current.is_active && !stays_admin {
-            let other_admins: i64 = sqlx::query_scalar(
-                "SELECT COUNT(*) FROM memberships m JOIN users u ON u.id = m.user_id \
-                 WHERE m.org_id = $1 AND m.user_id <> $2 AND m.role = 'admin' \
-                 AND m.is_active AND u.is_active AND u.kind = 'person'",
-            )
-            .bind(org_id)
-            .bind(user_id)
-            .fetch_one(&mut *tx)
-            .await
-            .map_err(db_error)?;
-            if other_admins == 0 {
-                return Err(StoreError::Conflict(
-                    "an org must keep at least one active admin".into(),
-                ));
+            if other_active_admins(&mut tx, org_id, user_id).await? == 0 {
+                return Err(StoreError::Conflict(LAST_ADMIN.into()));
             }
         }
         sqlx::query(
@@ -288,17 +269,7 @@ impl UserStore for Backend {
         .map_err(db_error)?;
         let mut revoked = Revoked::default();
         if !is_active {
-            revoked.sessions = sqlx::query(
-                "UPDATE sessions SET revoked_at = $1 \
-                 WHERE user_id = $2 AND org_id = $3 AND revoked_at IS NULL",
-            )
-            .bind(now)
-            .bind(user_id)
-            .bind(org_id)
-            .execute(&mut *tx)
-            .await
-            .map_err(db_error)?
-            .rows_affected();
+            revoked.sessions = revoke_sessions_in(&mut tx, user_id, org_id, now).await?;
         }
         let mut audit = audit.clone();
         audit.details["sessionsRevoked"] = revoked.sessions.into();

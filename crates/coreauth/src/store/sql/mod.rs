@@ -40,8 +40,9 @@ use crate::store::records::{
 };
 use crate::store::rows::*;
 use crate::store::{
-    AuditStore, CredentialStore, EmailStore, IntegrationStore, KeyStore, MailStore, SessionStore,
-    SigningKeyStore, SsoStore, Store, StoreError, StoreResult, ThrottleStore, UserStore,
+    AuditStore, CredentialStore, EmailStore, IntegrationStore, KeyStore, MailStore, ScimStore,
+    SessionStore, SigningKeyStore, SsoStore, Store, StoreError, StoreResult, ThrottleStore,
+    UserStore,
 };
 
 type Db = <Conn as sqlx::Connection>::Database;
@@ -257,6 +258,49 @@ async fn delete_keys_in(tx: &mut Tx, user_id: i64, in_org: Option<i64>) -> Store
     .map_err(db_error)
 }
 
+/// Locks org `id`'s row so that membership changes within the org go one at a time; false when
+/// there is no such org. NO KEY UPDATE does not conflict with the key-share locks that logins
+/// take on the org row (through the sessions foreign key), so logins are not held up.
+async fn lock_org_memberships(tx: &mut Tx, id: i64) -> StoreResult<bool> {
+    let org: Option<i64> = sqlx::query_scalar(locking!("SELECT id FROM orgs WHERE id = $1"))
+        .bind(id)
+        .fetch_optional(&mut **tx)
+        .await
+        .map_err(db_error)?;
+    Ok(org.is_some())
+}
+
+const LAST_ADMIN: &str = "an org must keep at least one active admin";
+
+/// The org's active person admins other than `user_id` (under `lock_org_memberships`).
+async fn other_active_admins(tx: &mut Tx, org_id: i64, user_id: i64) -> StoreResult<i64> {
+    sqlx::query_scalar(
+        "SELECT COUNT(*) FROM memberships m JOIN users u ON u.id = m.user_id \
+         WHERE m.org_id = $1 AND m.user_id <> $2 AND m.role = 'admin' \
+         AND m.is_active AND u.is_active AND u.kind = 'person'",
+    )
+    .bind(org_id)
+    .bind(user_id)
+    .fetch_one(&mut **tx)
+    .await
+    .map_err(db_error)
+}
+
+/// Revokes the user's live sessions in the org; answers how many.
+async fn revoke_sessions_in(tx: &mut Tx, user_id: i64, org_id: i64, now: i64) -> StoreResult<u64> {
+    sqlx::query(
+        "UPDATE sessions SET revoked_at = $1 \
+         WHERE user_id = $2 AND org_id = $3 AND revoked_at IS NULL",
+    )
+    .bind(now)
+    .bind(user_id)
+    .bind(org_id)
+    .execute(&mut **tx)
+    .await
+    .map(|done| done.rows_affected())
+    .map_err(db_error)
+}
+
 /// Whether org `id` exists, read in `tx`.
 async fn org_exists(tx: &mut Tx, id: i64) -> StoreResult<bool> {
     let found: Option<i64> = sqlx::query_scalar("SELECT id FROM orgs WHERE id = $1")
@@ -356,6 +400,7 @@ mod email;
 mod integrations;
 mod keys;
 mod mail;
+mod scim;
 mod sessions;
 mod signing_keys;
 mod sso;
