@@ -156,7 +156,17 @@ impl Sso {
         if served != Some((connection.org_id, connection.id)) {
             return Err(refused(SsoFailure::DomainMismatch));
         }
-        let role = claims::asserted_role(&connection.claims, &assertion.claims).map_err(refused)?;
+        // A connection that maps no groups of its own takes the org's groups → role table (the
+        // one the org's SCIM groups give roles by).
+        let mut mapping = connection.claims.clone();
+        if mapping.role_mapping.is_empty() {
+            let table = self.store.group_roles(connection.org_id).await?;
+            mapping.role_mapping = table
+                .into_iter()
+                .map(|(group, role)| (group, role.as_str().to_owned()))
+                .collect();
+        }
+        let role = claims::asserted_role(&mapping, &assertion.claims).map_err(refused)?;
         let (user, role) = self
             .account_for(connection, login, &assertion, &email, role, origin, now)
             .await

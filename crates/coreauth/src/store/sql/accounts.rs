@@ -252,10 +252,12 @@ impl UserStore for Backend {
         let role = patch.role.unwrap_or(current.role);
         let is_active = patch.is_active.unwrap_or(current.is_active);
         let stays_admin = role.is_admin() && is_active;
-        if current.role.is_admin() && current.is_active && !stays_admin {
-            if other_active_admins(&mut tx, org_id, user_id).await? == 0 {
-                return Err(StoreError::Conflict(LAST_ADMIN.into()));
-            }
+        if current.role.is_admin()
+            && current.is_active
+            && !stays_admin
+            && other_active_admins(&mut tx, org_id, user_id).await? == 0
+        {
+            return Err(StoreError::Conflict(LAST_ADMIN.into()));
         }
         sqlx::query(
             "UPDATE memberships SET role = $1, is_active = $2 WHERE user_id = $3 AND org_id = $4",
