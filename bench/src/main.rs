@@ -3,11 +3,13 @@
 //! `bench/RESULTS.md`, and draws `bench/chart.svg`. `scripts/bench` builds and runs it; see
 //! `bench/README.md` for the method.
 
+mod api;
 mod hashlimit;
 mod load;
 mod report;
 #[cfg(feature = "saml")]
 mod saml;
+mod scim;
 mod seed;
 mod server;
 mod slow;
@@ -123,6 +125,11 @@ struct Args {
     /// saml`): SAML sign-ins per second at the ACS against password logins (`saml.rs`).
     #[arg(long)]
     saml: bool,
+    /// Instead of the scenarios, the SCIM figure: 10,000 users provisioned through
+    /// `/scim/v2/Users` as Entra ID does it, then deactivated, against password logins
+    /// (`scim.rs`).
+    #[arg(long)]
+    scim: bool,
     /// The share of the measured login capacity the soak logs in at.
     #[arg(long, default_value_t = 0.8)]
     soak_share: f64,
@@ -148,6 +155,10 @@ async fn main() -> anyhow::Result<()> {
     if let Some(minutes) = args.soak {
         let result = soak::soak_run(&args, &coreauth, &workdir, minutes).await;
         return section(&args, &workdir, "soak", result);
+    }
+    if args.scim {
+        let result = scim::scim_run(&args, &coreauth, &workdir).await;
+        return section(&args, &workdir, "SCIM run", result);
     }
     if args.saml {
         #[cfg(feature = "saml")]

@@ -20,8 +20,9 @@ use samael::crypto::{Crypto, CryptoProvider};
 use samael::idp::response_builder::build_response_template;
 use samael::idp::{CertificateParams, IdentityProvider, KeyType, Rsa};
 use samael::traits::ToXml;
-use serde_json::{Value, json};
+use serde_json::json;
 
+use crate::api::{admin_token, post};
 use crate::load::{self, Load, LoadSettings, Workload};
 use crate::soak::{Soak, login_capacity};
 use crate::{Args, backend_of, commit, login_bodies, machine, now_text, say, seed, small_database};
@@ -204,33 +205,6 @@ pub async fn saml_run(args: &Args, coreauth: &Path, workdir: &Path) -> anyhow::R
         small.users.len(),
     );
     Ok(Soak { markdown, errors })
-}
-
-async fn admin_token(http: &reqwest::Client, base: &str, email: &str) -> anyhow::Result<String> {
-    let answer: Value = http
-        .post(format!("{base}/user/authenticate"))
-        .json(&json!({"email": email, "password": seed::PASSWORD}))
-        .send()
-        .await?
-        .error_for_status()?
-        .json()
-        .await?;
-    Ok(answer["token"].as_str().context("admin token")?.to_owned())
-}
-
-async fn post(
-    http: &reqwest::Client,
-    url: &str,
-    token: &str,
-    body: &Value,
-) -> anyhow::Result<Value> {
-    let response = http.post(url).bearer_auth(token).json(body).send().await?;
-    let status = response.status();
-    let text = response.text().await?;
-    if !status.is_success() {
-        bail!("{url} answered {status}: {text}");
-    }
-    Ok(serde_json::from_str(&text).unwrap_or(Value::Null))
 }
 
 /// A signed response to `request_id` for `email`, valid for five minutes.

@@ -134,9 +134,8 @@ impl Backend {
     }
 }
 
-/// Makes seeded user `user` a platform admin (the SAML figure's admin calls), before it ever
-/// signs in.
-#[cfg(feature = "saml")]
+/// Makes seeded user `user` a platform admin (the SAML and SCIM figures' admin calls), before
+/// it ever signs in.
 pub async fn make_platform_admin(database_url: &str, user: u64) -> anyhow::Result<()> {
     let sql = "UPDATE users SET is_platform_admin = TRUE WHERE id = $1";
     let id = i64::try_from(user)?;

@@ -33,7 +33,7 @@ pub use self::records::{
     DomainClaimRecord, PASSWORD_HISTORY_KEPT, PasswordChange, Revoked, SsoConnectionRecord,
     SsoDeviceRecord, SsoIdentityRecord, SsoLoginRecord, ThrottleSettlement, TotpRecord,
 };
-pub use self::scim::ScimStore;
+pub use self::scim::{ScimGroupStore, ScimStore};
 
 /// All of the store, area by area: the domain holds an `Arc<dyn Store>` and calls any of them.
 #[async_trait]
@@ -50,6 +50,7 @@ pub trait Store:
     + MailStore
     + EmailStore
     + ScimStore
+    + ScimGroupStore
     + Send
     + Sync
     + 'static

@@ -1,5 +1,6 @@
-//! The store's SCIM trait: an org's directory tokens, the members and groups its directory
-//! manages, and the groups → role table. Implemented once for both databases in `sql/scim.rs`.
+//! The store's SCIM traits: an org's directory tokens and the members its directory manages
+//! (`ScimStore`), its groups and the groups → role table (`ScimGroupStore`). Implemented once for
+//! both databases in `sql/scim.rs` and `sql/scim_groups.rs`.
 //!
 //! A change to a member's groups, or to the table, settles the roles it affects in the same
 //! transaction: a member in a mapped group has the highest role its groups give, any other
@@ -82,7 +83,11 @@ pub trait ScimStore: Send + Sync {
         now: i64,
         audit: &NewAuditEvent,
     ) -> StoreResult<Option<Revoked>>;
+}
 
+/// The directory's groups and the groups → role table.
+#[async_trait]
+pub trait ScimGroupStore: Send + Sync {
     /// The org's groups that `lookup` names, by id, with their members when asked.
     async fn scim_groups(
         &self,

@@ -96,13 +96,20 @@ async fn every_documented_operation_is_a_real_route() {
 }
 
 /// The other direction: routes are only added through utoipa's `routes!`, which documents
-/// them, so a plain `.route(` in the HTTP layer is an undocumented route.
+/// them, so a plain `.route(` in the HTTP layer is an undocumented route. Except in the one
+/// module that speaks another protocol with its own description: SCIM (`http/scim.rs`), whose
+/// `/scim/v2/Schemas`, `ResourceTypes` and `ServiceProviderConfig` describe it (RFC 7644 §4).
 #[test]
 fn no_route_is_added_without_its_description() {
+    const DESCRIBED_ELSEWHERE: [&str; 1] = ["scim.rs"];
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src/http");
     let mut offenders = BTreeSet::new();
     for entry in std::fs::read_dir(&dir).unwrap() {
         let path = entry.unwrap().path();
+        let name = path.file_name().unwrap().to_string_lossy();
+        if DESCRIBED_ELSEWHERE.contains(&name.as_ref()) {
+            continue;
+        }
         let text = std::fs::read_to_string(&path).unwrap();
         for (n, line) in text.lines().enumerate() {
             let code = line.split("//").next().unwrap_or("");

@@ -29,6 +29,7 @@ mod ops;
 mod passwords;
 mod proxies;
 mod scim;
+mod scim_groups;
 mod scopes;
 mod service_accounts;
 mod sessions;

@@ -1,16 +1,17 @@
-//! SCIM 2.0 provisioning, with the request sequences Entra ID and Okta send (their documented
-//! creates, `replace` of `active`, group membership patches, lookups by `userName`), and the
-//! refusals: other orgs' tokens, malformed filters, unknown attributes, conflicts.
+//! SCIM 2.0 provisioning of users, with the request sequences Entra ID and Okta send (their
+//! documented creates, `replace` of `active`, lookups by `userName`), and the refusals:
+//! malformed filters, unknown attributes, conflicts. Groups and other orgs' tokens are in
+//! `scim_groups.rs`.
 
-use reqwest::StatusCode;
+use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
 use crate::helpers::*;
 
-const USER_SCHEMA: &str = "urn:ietf:params:scim:schemas:core:2.0:User";
-const GROUP_SCHEMA: &str = "urn:ietf:params:scim:schemas:core:2.0:Group";
-const ENTERPRISE: &str = "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User";
-const PATCH_OP: &str = "urn:ietf:params:scim:api:messages:2.0:PatchOp";
+pub(crate) const USER_SCHEMA: &str = "urn:ietf:params:scim:schemas:core:2.0:User";
+pub(crate) const GROUP_SCHEMA: &str = "urn:ietf:params:scim:schemas:core:2.0:Group";
+pub(crate) const ENTERPRISE: &str = "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User";
+pub(crate) const PATCH_OP: &str = "urn:ietf:params:scim:api:messages:2.0:PatchOp";
 
 /// A new SCIM token of `org`, made by the platform admin.
 pub(crate) async fn scim_token(app: &TestApp, org: i64) -> String {
@@ -61,7 +62,11 @@ pub(crate) async fn scim(
     (status, value)
 }
 
-fn assert_scim_error(answer: &(StatusCode, Value), status: StatusCode, scim_type: Option<&str>) {
+pub(crate) fn assert_scim_error(
+    answer: &(StatusCode, Value),
+    status: StatusCode,
+    scim_type: Option<&str>,
+) {
     assert_eq!(answer.0, status, "{}", answer.1);
     assert_eq!(
         answer.1["schemas"][0],
@@ -73,18 +78,16 @@ fn assert_scim_error(answer: &(StatusCode, Value), status: StatusCode, scim_type
     }
 }
 
-use reqwest::Method;
-
-fn filter(text: &str) -> String {
+pub(crate) fn filter(text: &str) -> String {
     format!("/Users?filter={}", percent_encode(text))
 }
 
-fn percent_encode(text: &str) -> String {
+pub(crate) fn percent_encode(text: &str) -> String {
     url::form_urlencoded::byte_serialize(text.as_bytes()).collect()
 }
 
 /// Entra ID's documented create (the provisioning service's test sequence).
-fn entra_user(user_name: &str, external_id: &str) -> Value {
+pub(crate) fn entra_user(user_name: &str, external_id: &str) -> Value {
     json!({
         "schemas": [USER_SCHEMA, ENTERPRISE],
         "externalId": external_id,
@@ -327,333 +330,6 @@ async fn deprovisioning_ends_the_members_sessions_and_keys_in_the_org_at_once() 
     );
     let gone = scim(&app, Method::GET, &format!("/Users/{id}"), &token, None).await;
     assert_scim_error(&gone, StatusCode::NOT_FOUND, None);
-}
-
-#[tokio::test]
-async fn okta_provisions_with_put_and_pushes_groups_that_give_roles() {
-    let app = TestApp::spawn().await;
-    let org = app
-        .create_org_with_domains("Initech", &["initech.example"])
-        .await;
-    let token = scim_token(&app, org).await;
-    let mapped = app
-        .send(
-            Method::PUT,
-            &format!("/admin/orgs/{org}/group-roles"),
-            Some(&app.admin_token),
-            Some(&json!({"groups": {"Initech Admins": "admin"}})),
-        )
-        .await;
-    assert_eq!(mapped.status(), StatusCode::OK);
-
-    // Okta's documented create.
-    let (status, peter) = scim(
-        &app,
-        Method::POST,
-        "/Users",
-        &token,
-        Some(json!({
-            "schemas": [USER_SCHEMA],
-            "userName": "peter@initech.example",
-            "name": {"givenName": "Peter", "familyName": "Gibbons"},
-            "emails": [{"primary": true, "value": "peter@initech.example", "type": "work"}],
-            "displayName": "Peter Gibbons",
-            "locale": "en-US",
-            "externalId": "00u1",
-            "groups": [],
-            "password": "never-kept-1",
-            "active": true,
-        })),
-    )
-    .await;
-    assert_eq!(status, StatusCode::CREATED, "{peter}");
-    assert!(peter.get("password").is_none());
-    let peter_id = peter["id"].as_str().unwrap().to_owned();
-    // Milton was made by an admin, with a password: the directory finds him by userName.
-    app.create_user("milton@initech.example", org, "member")
-        .await;
-    let (_, milton) = scim(
-        &app,
-        Method::GET,
-        &filter(r#"userName eq "milton@initech.example""#),
-        &token,
-        None,
-    )
-    .await;
-    let milton_id = milton["Resources"][0]["id"].as_str().unwrap().to_owned();
-
-    // Okta's profile push: a PUT of the whole user.
-    let (status, replaced) = scim(&app, Method::PUT, &format!("/Users/{peter_id}"), &token, Some(json!({
-        "schemas": [USER_SCHEMA], "id": peter_id, "userName": "peter@initech.example",
-        "name": {"givenName": "Pete", "familyName": "Gibbons"}, "active": true, "locale": "en-GB",
-    }))).await;
-    assert_eq!(status, StatusCode::OK);
-    assert_eq!(replaced["name"]["givenName"], "Pete");
-    assert_eq!(replaced["locale"], "en-GB");
-    assert!(
-        replaced.get("displayName").is_none(),
-        "a PUT replaces the resource"
-    );
-
-    // Okta's group push: create with members, then add and remove members by PATCH.
-    let (status, group) = scim(
-        &app,
-        Method::POST,
-        "/Groups",
-        &token,
-        Some(json!({
-            "schemas": [GROUP_SCHEMA], "displayName": "Initech Admins",
-            "members": [{"value": peter_id, "display": "peter@initech.example"}],
-        })),
-    )
-    .await;
-    assert_eq!(status, StatusCode::CREATED, "{group}");
-    let group_id = group["id"].as_str().unwrap().to_owned();
-    let role_of = |email: &'static str| {
-        let app = &app;
-        async move { app.login_to(email, PASSWORD, org).await.user.role }
-    };
-    assert_eq!(role_of("milton@initech.example").await, "member");
-
-    let (status, _) = scim(&app, Method::PATCH, &format!("/Groups/{group_id}"), &token, Some(json!({
-        "schemas": [PATCH_OP],
-        "Operations": [{"op": "add", "path": "members", "value": [{"value": milton_id, "display": "milton"}]}],
-    }))).await;
-    assert_eq!(status, StatusCode::OK);
-    assert_eq!(role_of("milton@initech.example").await, "admin");
-    let (status, after) = scim(
-        &app,
-        Method::PATCH,
-        &format!("/Groups/{group_id}"),
-        &token,
-        Some(json!({
-            "schemas": [PATCH_OP],
-            "Operations": [{"op": "remove", "path": format!("members[value eq \"{milton_id}\"]")}],
-        })),
-    )
-    .await;
-    assert_eq!(status, StatusCode::OK);
-    assert_eq!(
-        after["members"],
-        json!([{"value": peter_id, "$ref": peter["meta"]["location"]}])
-    );
-    assert_eq!(role_of("milton@initech.example").await, "member");
-
-    // Entra's form of the same.
-    let (status, after) = scim(
-        &app,
-        Method::PATCH,
-        &format!("/Groups/{group_id}"),
-        &token,
-        Some(json!({
-            "schemas": [PATCH_OP],
-            "Operations": [
-                {"op": "Add", "path": "members", "value": [{"value": milton_id}]},
-                {"op": "Remove", "path": "members", "value": [{"value": peter_id}]},
-            ],
-        })),
-    )
-    .await;
-    assert_eq!(status, StatusCode::OK);
-    assert_eq!(after["members"][0]["value"], milton_id.as_str());
-    assert_eq!(role_of("milton@initech.example").await, "admin");
-
-    let (_, user) = scim(
-        &app,
-        Method::GET,
-        &format!("/Users/{milton_id}"),
-        &token,
-        None,
-    )
-    .await;
-    assert_eq!(user["groups"][0]["value"], group_id.as_str());
-    let (_, listed) = scim(
-        &app,
-        Method::GET,
-        "/Groups?excludedAttributes=members",
-        &token,
-        None,
-    )
-    .await;
-    assert_eq!(listed["totalResults"], 1);
-    assert!(listed["Resources"][0].get("members").is_none());
-    let (_, by_name) = scim(
-        &app,
-        Method::GET,
-        &format!(
-            "/Groups?filter={}",
-            percent_encode(r#"displayName eq "initech admins""#)
-        ),
-        &token,
-        None,
-    )
-    .await;
-    assert_eq!(by_name["totalResults"], 1);
-
-    let (status, _) = scim(
-        &app,
-        Method::DELETE,
-        &format!("/Groups/{group_id}"),
-        &token,
-        None,
-    )
-    .await;
-    assert_eq!(status, StatusCode::NO_CONTENT);
-    assert_eq!(role_of("milton@initech.example").await, "member");
-}
-
-#[tokio::test]
-async fn a_token_reaches_its_own_org_only_and_is_revocable() {
-    let app = TestApp::spawn().await;
-    let contoso = app
-        .create_org_with_domains("Contoso", &["contoso.example"])
-        .await;
-    let fabrikam = app
-        .create_org_with_domains("Fabrikam", &["fabrikam.example"])
-        .await;
-    let contoso_token = scim_token(&app, contoso).await;
-    let fabrikam_token = scim_token(&app, fabrikam).await;
-    let (_, alice) = scim(
-        &app,
-        Method::POST,
-        "/Users",
-        &contoso_token,
-        Some(entra_user("alice@contoso.example", "a")),
-    )
-    .await;
-    let alice_id = alice["id"].as_str().unwrap().to_owned();
-    let (_, group) = scim(
-        &app,
-        Method::POST,
-        "/Groups",
-        &contoso_token,
-        Some(json!({"schemas": [GROUP_SCHEMA], "displayName": "Staff"})),
-    )
-    .await;
-    let group_id = group["id"].as_str().unwrap().to_owned();
-
-    // Fabrikam's directory sees none of Contoso's users or groups, by id, list or filter.
-    for path in [format!("/Users/{alice_id}"), format!("/Groups/{group_id}")] {
-        assert_scim_error(
-            &scim(&app, Method::GET, &path, &fabrikam_token, None).await,
-            StatusCode::NOT_FOUND,
-            None,
-        );
-        assert_scim_error(
-            &scim(&app, Method::DELETE, &path, &fabrikam_token, None).await,
-            StatusCode::NOT_FOUND,
-            None,
-        );
-    }
-    let patch = json!({"schemas": [PATCH_OP], "Operations": [{"op": "replace", "path": "active", "value": false}]});
-    assert_scim_error(
-        &scim(
-            &app,
-            Method::PATCH,
-            &format!("/Users/{alice_id}"),
-            &fabrikam_token,
-            Some(patch),
-        )
-        .await,
-        StatusCode::NOT_FOUND,
-        None,
-    );
-    let (_, listed) = scim(&app, Method::GET, "/Users", &fabrikam_token, None).await;
-    assert_eq!(listed["totalResults"], 0);
-    let (_, groups) = scim(&app, Method::GET, "/Groups", &fabrikam_token, None).await;
-    assert_eq!(groups["totalResults"], 0);
-    // Nor can it put Contoso's user in its group, or create users in Contoso's domain.
-    let (_, own_group) = scim(
-        &app,
-        Method::POST,
-        "/Groups",
-        &fabrikam_token,
-        Some(json!({"schemas": [GROUP_SCHEMA], "displayName": "Mine"})),
-    )
-    .await;
-    let add = json!({"schemas": [PATCH_OP], "Operations": [{"op": "add", "path": "members", "value": [{"value": alice_id}]}]});
-    let refused = scim(
-        &app,
-        Method::PATCH,
-        &format!("/Groups/{}", own_group["id"].as_str().unwrap()),
-        &fabrikam_token,
-        Some(add),
-    )
-    .await;
-    assert_scim_error(&refused, StatusCode::BAD_REQUEST, Some("invalidValue"));
-    let squat = scim(
-        &app,
-        Method::POST,
-        "/Users",
-        &fabrikam_token,
-        Some(entra_user("carol@contoso.example", "c")),
-    )
-    .await;
-    assert_scim_error(&squat, StatusCode::FORBIDDEN, None);
-
-    // An org admin of Fabrikam cannot make or list Contoso's tokens.
-    let admin = app
-        .create_user("admin@fabrikam.example", fabrikam, "admin")
-        .await;
-    let _ = admin;
-    let fabrikam_admin = app
-        .login_to("admin@fabrikam.example", PASSWORD, fabrikam)
-        .await
-        .token;
-    for response in [
-        app.post(
-            &format!("/admin/orgs/{contoso}/scim/tokens"),
-            Some(&fabrikam_admin),
-            &json!({"name": "x"}),
-        )
-        .await,
-        app.get(
-            &format!("/admin/orgs/{contoso}/scim/tokens"),
-            Some(&fabrikam_admin),
-        )
-        .await,
-        app.get(
-            &format!("/admin/orgs/{contoso}/group-roles"),
-            Some(&fabrikam_admin),
-        )
-        .await,
-    ] {
-        assert_eq!(response.status(), StatusCode::FORBIDDEN);
-    }
-
-    // Revoked, a token is refused at once; without one, or with another kind, nothing answers.
-    let tokens = body(
-        app.get(
-            &format!("/admin/orgs/{contoso}/scim/tokens"),
-            Some(&app.admin_token),
-        )
-        .await,
-    )
-    .await;
-    assert!(!tokens.to_string().contains(&contoso_token));
-    let token_id = tokens[0]["id"].as_str().unwrap();
-    let revoked = app
-        .delete(
-            &format!("/admin/orgs/{contoso}/scim/tokens/{token_id}"),
-            Some(&app.admin_token),
-        )
-        .await;
-    assert_eq!(revoked.status(), StatusCode::NO_CONTENT);
-    for credential in [
-        contoso_token.as_str(),
-        app.admin_token.as_str(),
-        "scim_forged",
-    ] {
-        let refused = scim(&app, Method::GET, "/Users", credential, None).await;
-        assert_scim_error(&refused, StatusCode::UNAUTHORIZED, None);
-    }
-    let response = app
-        .client
-        .get(app.url("/scim/v2/ServiceProviderConfig"))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
 }
 
 #[tokio::test]

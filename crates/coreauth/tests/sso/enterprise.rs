@@ -9,7 +9,7 @@ use serde_json::{Value, json};
 use crate::harness::*;
 use crate::helpers::*;
 
-const ENTRA_ADMINS: &str = "a1b2c3d4-0000-0000-0000-0000000000ad";
+pub(crate) const ENTRA_ADMINS: &str = "a1b2c3d4-0000-0000-0000-0000000000ad";
 const ENTRA_STAFF: &str = "a1b2c3d4-0000-0000-0000-000000000057";
 
 fn entra(issuer: &str) -> Value {
@@ -26,7 +26,7 @@ fn adfs(issuer: &str) -> Value {
 }
 
 /// Where `strategy` sends `email`'s browser; asserts it is SSO through `connection`.
-async fn strategy_start(app: &TestApp, email: &str, connection: i64) -> String {
+pub(crate) async fn strategy_start(app: &TestApp, email: &str, connection: i64) -> String {
     let answer = body(
         app.post(
             "/user/authenticate/strategy",
@@ -42,7 +42,7 @@ async fn strategy_start(app: &TestApp, email: &str, connection: i64) -> String {
 }
 
 /// Signs in through the start URL `strategy` gave, as `login` at the provider.
-async fn sign_in_from(app: &TestApp, start: &str, login: &str) -> Landing {
+pub(crate) async fn sign_in_from(app: &TestApp, start: &str, login: &str) -> Landing {
     let browser = browser();
     let response = browser.get(start).send().await.unwrap();
     assert_eq!(response.status(), StatusCode::SEE_OTHER);

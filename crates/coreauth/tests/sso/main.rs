@@ -20,4 +20,5 @@ mod cli;
 mod enterprise;
 mod hand_off;
 mod harness;
+mod provisioned;
 mod sign_in;

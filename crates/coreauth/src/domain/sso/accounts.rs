@@ -1,6 +1,6 @@
 //! Which account a provider's verified identity signs in as, and with which role: the one
-//! linked to it, the one being linked, or a new one; never an existing account on the
-//! provider's word alone. When the connection maps groups to roles, the groups decide the role
+//! linked to it, the one being linked, one the org's own directory made (SCIM), or a new one;
+//! never another existing account on the provider's word alone. When the connection maps groups to roles, the groups decide the role
 //! at every sign-in (the directory is the source of truth).
 
 use time::OffsetDateTime;
@@ -15,7 +15,7 @@ use crate::domain::error::{DomainError, DomainResult, SsoFailure};
 use crate::domain::org::{Name, Role};
 use crate::domain::origin::RequestOrigin;
 use crate::domain::user::{NewUser, UserRecord};
-use crate::store::records::{Joining, MembershipPatch};
+use crate::store::records::{Joining, MembershipPatch, ScimUserLookup};
 use crate::store::{SsoConnectionRecord, SsoLoginRecord, StoreError};
 
 impl Sso {
@@ -77,8 +77,29 @@ impl Sso {
                 .with_role((user, current), role, connection, origin, now)
                 .await;
         }
-        if self.store.user_by_email(&email.key()).await?.is_some() {
-            return Err(failure(SsoFailure::NotLinked));
+        if let Some(existing) = self.store.user_by_email(&email.key()).await? {
+            if !self.made_by_directory(&existing, org_id).await? {
+                return Err(failure(SsoFailure::NotLinked));
+            }
+            let audit = NewAuditEvent::new("sso.linked", now)
+                .from(origin)
+                .org(org_id)
+                .subject_user(existing.id)
+                .details(serde_json::json!({
+                    "connectionId": connection.id,
+                    "issuer": issuer,
+                    "email": email.as_str(),
+                    "via": "scim",
+                }));
+            self.store
+                .link_sso_identity(org_id, identity, existing.id, to_millis(now), &audit)
+                .await
+                .map_err(|e| match e {
+                    StoreError::Conflict(_) => failure(SsoFailure::LinkMismatch),
+                    other => other.into(),
+                })?;
+            let member = self.active_member(Some(existing), org_id).await?;
+            return self.with_role(member, role, connection, origin, now).await;
         }
         // An org that signs this domain in through SSO takes its invitations here: the
         // invitation lets the address in with its role, with or without just-in-time accounts.
@@ -143,6 +164,25 @@ impl Sso {
             )
             .await?;
         Ok((user, role))
+    }
+
+    /// Whether the org's own directory made the account (through SCIM, in the org's verified
+    /// domains, with no password anyone could have set): it is the org's person already, so
+    /// the org's provider's identity for the address links to it at the first sign-in, as a
+    /// just-in-time account would have been made. Any other existing account is linked by its
+    /// owner, signed in.
+    async fn made_by_directory(&self, user: &UserRecord, org_id: i64) -> DomainResult<bool> {
+        if user.home_org_id != Some(org_id)
+            || user.password_hash.is_some()
+            || user.is_platform_admin
+        {
+            return Ok(false);
+        }
+        let provisioned = self
+            .store
+            .scim_users(org_id, &ScimUserLookup::Uuid(user.uuid.clone()))
+            .await?;
+        Ok(provisioned.iter().any(|m| m.version > 0))
     }
 
     /// The member with the role the groups give, their membership changed when it differs.

@@ -40,9 +40,9 @@ use crate::store::records::{
 };
 use crate::store::rows::*;
 use crate::store::{
-    AuditStore, CredentialStore, EmailStore, IntegrationStore, KeyStore, MailStore, ScimStore,
-    SessionStore, SigningKeyStore, SsoStore, Store, StoreError, StoreResult, ThrottleStore,
-    UserStore,
+    AuditStore, CredentialStore, EmailStore, IntegrationStore, KeyStore, MailStore, ScimGroupStore,
+    ScimStore, SessionStore, SigningKeyStore, SsoStore, Store, StoreError, StoreResult,
+    ThrottleStore, UserStore,
 };
 
 type Db = <Conn as sqlx::Connection>::Database;
@@ -401,6 +401,7 @@ mod integrations;
 mod keys;
 mod mail;
 mod scim;
+mod scim_groups;
 mod sessions;
 mod signing_keys;
 mod sso;
