@@ -49,6 +49,17 @@ fn check_path(path: &AttrPath, kind: ResourceKind) -> ScimResult<()> {
     }
 }
 
+/// Whether the filter reads attribute `name` (of the core schema) anywhere.
+pub fn reads(filter: &Filter, name: &str) -> bool {
+    let named = |path: &AttrPath| path.uri.is_none() && path.name.eq_ignore_ascii_case(name);
+    match filter {
+        Filter::Attr(exp) => named(attr_path(exp)),
+        Filter::ValuePath(vp) => named(&vp.attr),
+        Filter::Not(inner) => reads(inner, name),
+        Filter::And(a, b) | Filter::Or(a, b) => reads(a, name) || reads(b, name),
+    }
+}
+
 fn attr_path(exp: &AttrExp) -> &AttrPath {
     match exp {
         AttrExp::Present(path) | AttrExp::Comparison(path, _, _) => path,
@@ -308,5 +319,13 @@ mod tests {
         );
         let filter = parse(r#"userName eq "a" and active eq true"#, ResourceKind::User).unwrap();
         assert_eq!(simple_equality(&filter), None);
+        let filter = parse(
+            r#"displayName eq "members" or members.value eq "u1""#,
+            ResourceKind::Group,
+        )
+        .unwrap();
+        assert!(reads(&filter, "members"));
+        let filter = parse(r#"displayName eq "members""#, ResourceKind::Group).unwrap();
+        assert!(!reads(&filter, "members"));
     }
 }

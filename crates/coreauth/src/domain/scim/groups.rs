@@ -69,10 +69,7 @@ impl Scim {
             excluded_attributes: query.excluded_attributes.clone(),
         };
         // A filter on members needs them, shown or not.
-        let filters_members = query
-            .filter
-            .as_deref()
-            .is_some_and(|f| f.to_ascii_lowercase().contains("members"));
+        let filters_members = filter.as_ref().is_some_and(|f| filter::reads(f, "members"));
         let with_members = shown.shows("members") || filters_members;
         let groups = self
             .store
